@@ -1,0 +1,1 @@
+//! magnum-chaos-tests
