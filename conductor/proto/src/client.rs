@@ -1,0 +1,236 @@
+//! Forwarding client used by API nodes (and by conductors for cross-shard steps): finds the
+//! leader of a shard, follows "not leader" hints, and retries within a deadline. Mutations carry
+//! a request id, so a retry after an unknown outcome is applied once.
+use crate::command::{ShardRequest, ShardResponse};
+use crate::ids::{NodeId, ShardId};
+use crate::query::{QueryResult, ShardQuery};
+use crate::wire::{self, Envelope, InternalError, NotLeader, Topology};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no conductor answered within {0:?}: {1}")]
+    Unavailable(Duration, String),
+    #[error("conductor rejected the request: {0}")]
+    Rejected(String),
+}
+
+#[derive(Default)]
+struct Cache {
+    topology: Option<Topology>,
+    /// Last known leader service address per shard.
+    leaders: HashMap<ShardId, String>,
+    /// Round-robin cursor over seeds/nodes when no leader is known.
+    cursor: usize,
+}
+
+#[derive(Clone)]
+pub struct ConductorClient {
+    http: reqwest::Client,
+    seeds: Arc<Vec<String>>,
+    cache: Arc<Mutex<Cache>>,
+    deadline: Duration,
+}
+
+enum Attempt<T> {
+    Done(T),
+    Redirect(Option<String>),
+    Retry(String),
+}
+
+impl ConductorClient {
+    /// `seeds`: host:port of conductor service listeners.
+    pub fn new(seeds: Vec<String>, deadline: Duration) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        Ok(Self {
+            http,
+            seeds: Arc::new(seeds),
+            cache: Arc::new(Mutex::new(Cache::default())),
+            deadline,
+        })
+    }
+
+    /// Cached topology, fetched on first use.
+    pub async fn topology(&self) -> Result<Topology, ClientError> {
+        if let Some(t) = self.lock().topology.clone() {
+            return Ok(t);
+        }
+        self.refresh_topology().await
+    }
+
+    pub async fn shards(&self) -> Result<u32, ClientError> {
+        Ok(self.topology().await?.shards)
+    }
+
+    pub async fn refresh_topology(&self) -> Result<Topology, ClientError> {
+        let start = Instant::now();
+        let mut last = String::from("no seeds");
+        let mut backoff = Duration::from_millis(50);
+        while start.elapsed() < self.deadline {
+            for addr in self.candidates() {
+                let url = format!("http://{addr}{}", wire::TOPOLOGY_PATH);
+                match self.http.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => match r.json::<Topology>().await {
+                        Ok(t) => {
+                            let mut c = self.lock();
+                            for g in &t.groups {
+                                if g.group == 0 {
+                                    continue;
+                                }
+                                let shard = ShardId((g.group - 1) as u32);
+                                match t.leader_of(shard) {
+                                    Some(n) => c.leaders.insert(shard, n.service.clone()),
+                                    None => c.leaders.remove(&shard),
+                                };
+                            }
+                            c.topology = Some(t.clone());
+                            return Ok(t);
+                        }
+                        Err(e) => last = format!("{addr}: bad topology: {e}"),
+                    },
+                    Ok(r) => last = format!("{addr}: HTTP {}", r.status()),
+                    Err(e) => last = format!("{addr}: {e}"),
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+        Err(ClientError::Unavailable(self.deadline, last))
+    }
+
+    /// Forward a mutation to the shard's leader.
+    pub async fn command(
+        &self,
+        shard: ShardId,
+        req: &ShardRequest,
+    ) -> Result<ShardResponse, ClientError> {
+        self.call(shard, &wire::command_path(shard), req).await
+    }
+
+    /// Linearizable read on the shard's leader.
+    pub async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, ClientError> {
+        self.call(shard, &wire::query_path(shard), q).await
+    }
+
+    /// The same query on every shard, in shard order.
+    pub async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, ClientError> {
+        let shards = self.shards().await?;
+        let futs = (0..shards).map(|s| self.query(ShardId(s), q));
+        futures::future::join_all(futs).await.into_iter().collect()
+    }
+
+    /// Known leader of a shard (node id), if any; for tests and operators.
+    pub async fn leader_of(&self, shard: ShardId) -> Result<Option<NodeId>, ClientError> {
+        let t = self.refresh_topology().await?;
+        Ok(t.leader_of(shard).map(|n| n.id))
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        shard: ShardId,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let start = Instant::now();
+        let envelope = Envelope::new(body);
+        let mut backoff = Duration::from_millis(20);
+        let mut last = String::new();
+        let mut target = self.target_for(shard);
+        while start.elapsed() < self.deadline {
+            match self.attempt::<_, T>(&target, path, &envelope).await {
+                Ok(Attempt::Done(v)) => return Ok(v),
+                Ok(Attempt::Redirect(Some(addr))) if addr != target => {
+                    self.lock().leaders.insert(shard, addr.clone());
+                    target = addr;
+                    continue;
+                }
+                Ok(Attempt::Redirect(_)) => last = format!("{target}: no leader known"),
+                Ok(Attempt::Retry(e)) => last = e,
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(400));
+            self.lock().leaders.remove(&shard);
+            target = self.next_candidate();
+        }
+        Err(ClientError::Unavailable(self.deadline, last))
+    }
+
+    async fn attempt<B: Serialize, T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &Envelope<&B>,
+    ) -> Result<Attempt<T>, ClientError> {
+        let url = format!("http://{addr}{path}");
+        let resp = match self.http.post(&url).json(body).send().await {
+            Ok(r) => r,
+            Err(e) => return Ok(Attempt::Retry(format!("{addr}: {e}"))),
+        };
+        let status = resp.status().as_u16();
+        if status == wire::NOT_LEADER_STATUS {
+            let hint = resp.json::<NotLeader>().await.ok().and_then(|n| n.leader);
+            return Ok(Attempt::Redirect(hint.map(|n| n.service)));
+        }
+        if (200..300).contains(&status) {
+            return match resp.json::<T>().await {
+                Ok(v) => Ok(Attempt::Done(v)),
+                Err(e) => Ok(Attempt::Retry(format!("{addr}: undecodable answer: {e}"))),
+            };
+        }
+        let text = resp
+            .json::<InternalError>()
+            .await
+            .map(|e| e.error)
+            .unwrap_or_else(|_| format!("HTTP {status}"));
+        if status == 400 {
+            // Malformed envelope or unsupported protocol version: retrying cannot help.
+            return Err(ClientError::Rejected(text));
+        }
+        Ok(Attempt::Retry(format!("{addr}: {text}")))
+    }
+
+    fn target_for(&self, shard: ShardId) -> String {
+        if let Some(a) = self.lock().leaders.get(&shard) {
+            return a.clone();
+        }
+        self.next_candidate()
+    }
+
+    fn next_candidate(&self) -> String {
+        let cands = self.candidates();
+        let mut c = self.lock();
+        c.cursor = c.cursor.wrapping_add(1);
+        cands
+            .get(c.cursor % cands.len().max(1))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Known node addresses, seeds first, without duplicates.
+    fn candidates(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.seeds.iter().cloned().collect();
+        if let Some(t) = &self.lock().topology {
+            for n in &t.nodes {
+                if !out.contains(&n.service) {
+                    out.push(n.service.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        // A panic while holding this lock cannot leave the cache inconsistent; keep going.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,127 @@
+//! Commands a shard's Raft log carries, and their results. `apply()` re-checks every invariant
+//! (quota, template exists / not in use, status gates, ownership epoch) so that a command built
+//! from a stale read can never corrupt the shard.
+use crate::ids::*;
+use crate::model::*;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A forwarded mutation. `request_id` makes a retry after an unknown outcome apply once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardRequest {
+    pub request_id: Option<RequestId>,
+    pub command: ShardCommand,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ShardCommand {
+    /// First act of a new shard leader; reconcilers start only once it is applied.
+    TakeOwnership {
+        node: NodeId,
+        epoch: u64,
+    },
+    CreateTemplate {
+        template: ClusterTemplate,
+    },
+    /// `template.version` names the version the update was computed from.
+    UpdateTemplate {
+        template: ClusterTemplate,
+        at: Timestamp,
+    },
+    DeleteTemplate {
+        id: TemplateId,
+    },
+    /// Writes the cluster row, its default nodegroups and its create operation atomically.
+    CreateCluster {
+        cluster: Cluster,
+        nodegroups: Vec<NodeGroup>,
+        operation: Operation,
+    },
+    /// Supersedes whatever operation the cluster had.
+    DeleteCluster {
+        id: ClusterId,
+        op: OpId,
+        at: Timestamp,
+        deadline: Timestamp,
+    },
+    /// A reconciler's progress report; rejected unless `epoch` is the shard's current one and
+    /// `op` is still the cluster's active operation.
+    Advance {
+        epoch: u64,
+        cluster: ClusterId,
+        op: OpId,
+        event: OpEvent,
+        at: Timestamp,
+    },
+}
+
+/// What a reconciler learned or is about to do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OpEvent {
+    CertsGenerated {
+        certs: ClusterCerts,
+    },
+    /// Intent: about to (re)send the stack create.
+    StackCreateIntent,
+    StackCreated {
+        stack_id: String,
+    },
+    /// Intent: about to (re)send the stack delete.
+    StackDeleteIntent,
+    StackDeleteRequested {
+        stack_id: String,
+    },
+    CreateFinished {
+        status: ClusterStatus,
+        reason: Option<String>,
+        outputs: StackOutputs,
+    },
+    /// The stack is gone: drop the cluster and everything it owns.
+    DeleteFinished,
+    /// Permanent failure: the operation ends `<KIND>_FAILED` with this reason.
+    Failed {
+        reason: String,
+    },
+    /// A retryable error (Heat 5xx, timeout); recorded for backoff and display.
+    TransientError {
+        error: String,
+    },
+}
+
+/// What the driver read from a finished stack.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StackOutputs {
+    pub api_address: Option<String>,
+    pub master_addresses: Vec<String>,
+    pub node_addresses: Vec<String>,
+    pub coe_version: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CommandOk {
+    Template(Box<ClusterTemplate>),
+    Cluster(Box<ClusterView>),
+    Owned { epoch: u64 },
+    Done,
+}
+
+/// Rejections, each carrying Magnum's message so the API can answer without translating.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("stale ownership epoch (current {current})")]
+    StaleEpoch { current: u64 },
+    #[error("operation is no longer active")]
+    StaleOperation,
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type ShardResponse = Result<CommandOk, CommandError>;

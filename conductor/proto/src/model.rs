@@ -1,0 +1,313 @@
+//! Resource rows as the shard state machine stores them. The public API renders them into
+//! Magnum's JSON; the conductor drives them through operations.
+use crate::ids::*;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub type Labels = BTreeMap<String, String>;
+
+/// A cluster template (Magnum's `ClusterTemplate`), field names as on the wire.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterTemplate {
+    pub uuid: Option<TemplateId>,
+    pub name: Option<String>,
+    pub project_id: Option<ProjectId>,
+    pub user_id: Option<UserId>,
+    pub coe: Option<String>,
+    pub image_id: Option<String>,
+    pub flavor_id: Option<String>,
+    pub master_flavor_id: Option<String>,
+    pub keypair_id: Option<String>,
+    pub dns_nameserver: Option<String>,
+    pub external_network_id: Option<String>,
+    pub fixed_network: Option<String>,
+    pub fixed_subnet: Option<String>,
+    pub network_driver: Option<String>,
+    pub volume_driver: Option<String>,
+    pub apiserver_port: Option<i64>,
+    pub docker_volume_size: Option<i64>,
+    pub docker_storage_driver: Option<String>,
+    pub cluster_distro: Option<String>,
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    pub no_proxy: Option<String>,
+    pub registry_enabled: bool,
+    pub insecure_registry: Option<String>,
+    pub labels: Labels,
+    pub tls_disabled: bool,
+    pub public: bool,
+    pub hidden: bool,
+    pub server_type: Option<String>,
+    pub master_lb_enabled: bool,
+    pub floating_ip_enabled: bool,
+    pub tags: Option<String>,
+    pub driver: Option<String>,
+    pub created_at: Option<Timestamp>,
+    pub updated_at: Option<Timestamp>,
+    /// Optimistic-concurrency counter: bumped on every update; an update names the version it
+    /// was computed from so a concurrent PATCH is never lost.
+    pub version: u64,
+}
+
+impl ClusterTemplate {
+    pub fn id(&self) -> Option<TemplateId> {
+        self.uuid
+    }
+}
+
+/// Magnum's `ClusterStatus` (mirrors Heat's stack states).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[allow(non_camel_case_types)]
+pub enum ClusterStatus {
+    CREATE_IN_PROGRESS,
+    CREATE_FAILED,
+    CREATE_COMPLETE,
+    UPDATE_IN_PROGRESS,
+    UPDATE_FAILED,
+    UPDATE_COMPLETE,
+    DELETE_IN_PROGRESS,
+    DELETE_FAILED,
+    DELETE_COMPLETE,
+    RESUME_COMPLETE,
+    RESUME_FAILED,
+    RESTORE_COMPLETE,
+    ROLLBACK_IN_PROGRESS,
+    ROLLBACK_FAILED,
+    ROLLBACK_COMPLETE,
+    SNAPSHOT_COMPLETE,
+    CHECK_COMPLETE,
+    ADOPT_COMPLETE,
+}
+
+impl ClusterStatus {
+    pub fn as_str(self) -> &'static str {
+        use ClusterStatus::*;
+        match self {
+            CREATE_IN_PROGRESS => "CREATE_IN_PROGRESS",
+            CREATE_FAILED => "CREATE_FAILED",
+            CREATE_COMPLETE => "CREATE_COMPLETE",
+            UPDATE_IN_PROGRESS => "UPDATE_IN_PROGRESS",
+            UPDATE_FAILED => "UPDATE_FAILED",
+            UPDATE_COMPLETE => "UPDATE_COMPLETE",
+            DELETE_IN_PROGRESS => "DELETE_IN_PROGRESS",
+            DELETE_FAILED => "DELETE_FAILED",
+            DELETE_COMPLETE => "DELETE_COMPLETE",
+            RESUME_COMPLETE => "RESUME_COMPLETE",
+            RESUME_FAILED => "RESUME_FAILED",
+            RESTORE_COMPLETE => "RESTORE_COMPLETE",
+            ROLLBACK_IN_PROGRESS => "ROLLBACK_IN_PROGRESS",
+            ROLLBACK_FAILED => "ROLLBACK_FAILED",
+            ROLLBACK_COMPLETE => "ROLLBACK_COMPLETE",
+            SNAPSHOT_COMPLETE => "SNAPSHOT_COMPLETE",
+            CHECK_COMPLETE => "CHECK_COMPLETE",
+            ADOPT_COMPLETE => "ADOPT_COMPLETE",
+        }
+    }
+
+    /// Statuses for which GET-one adds `faults` (reference §6.2).
+    pub fn is_failed(self) -> bool {
+        use ClusterStatus::*;
+        matches!(
+            self,
+            CREATE_FAILED | UPDATE_FAILED | DELETE_FAILED | ROLLBACK_FAILED | RESUME_FAILED
+        )
+    }
+
+    pub fn is_in_progress(self) -> bool {
+        self.as_str().ends_with("_IN_PROGRESS")
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        use ClusterStatus::*;
+        [
+            CREATE_IN_PROGRESS,
+            CREATE_FAILED,
+            CREATE_COMPLETE,
+            UPDATE_IN_PROGRESS,
+            UPDATE_FAILED,
+            UPDATE_COMPLETE,
+            DELETE_IN_PROGRESS,
+            DELETE_FAILED,
+            DELETE_COMPLETE,
+            RESUME_COMPLETE,
+            RESUME_FAILED,
+            RESTORE_COMPLETE,
+            ROLLBACK_IN_PROGRESS,
+            ROLLBACK_FAILED,
+            ROLLBACK_COMPLETE,
+            SNAPSHOT_COMPLETE,
+            CHECK_COMPLETE,
+            ADOPT_COMPLETE,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// A cluster row. `node_count`/`master_count` are derived from its nodegroups.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub uuid: ClusterId,
+    pub name: String,
+    pub project_id: ProjectId,
+    pub user_id: UserId,
+    pub cluster_template_id: TemplateId,
+    pub keypair: Option<String>,
+    pub docker_volume_size: Option<i64>,
+    pub labels: Labels,
+    pub master_flavor_id: Option<String>,
+    pub flavor_id: Option<String>,
+    pub fixed_network: Option<String>,
+    pub fixed_subnet: Option<String>,
+    pub floating_ip_enabled: bool,
+    pub master_lb_enabled: bool,
+    pub create_timeout: i64,
+    pub discovery_url: Option<String>,
+    pub status: ClusterStatus,
+    pub status_reason: Option<String>,
+    pub health_status: Option<String>,
+    pub health_status_reason: Option<BTreeMap<String, String>>,
+    pub api_address: Option<String>,
+    pub stack_id: Option<String>,
+    pub coe_version: Option<String>,
+    pub container_version: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+/// A nodegroup row (every cluster has `default-master` and `default-worker`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeGroup {
+    pub uuid: NodeGroupId,
+    pub name: String,
+    pub cluster_id: ClusterId,
+    pub project_id: ProjectId,
+    pub docker_volume_size: Option<i64>,
+    pub labels: Labels,
+    pub flavor_id: Option<String>,
+    pub image_id: Option<String>,
+    pub node_addresses: Vec<String>,
+    pub node_count: u32,
+    pub role: String,
+    pub min_node_count: u32,
+    pub max_node_count: Option<u32>,
+    pub is_default: bool,
+    pub stack_id: Option<String>,
+    pub status: Option<ClusterStatus>,
+    pub status_reason: Option<String>,
+    pub version: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+impl NodeGroup {
+    pub fn is_master(&self) -> bool {
+        self.role == "master"
+    }
+}
+
+/// A cluster with its nodegroups, as queries return it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub cluster: Cluster,
+    pub nodegroups: Vec<NodeGroup>,
+}
+
+impl ClusterView {
+    pub fn node_count(&self) -> u32 {
+        self.nodegroups
+            .iter()
+            .filter(|n| !n.is_master())
+            .map(|n| n.node_count)
+            .sum()
+    }
+
+    pub fn master_count(&self) -> u32 {
+        self.nodegroups
+            .iter()
+            .filter(|n| n.is_master())
+            .map(|n| n.node_count)
+            .sum()
+    }
+
+    pub fn master_addresses(&self) -> Vec<String> {
+        self.nodegroups
+            .iter()
+            .filter(|n| n.is_master())
+            .flat_map(|n| n.node_addresses.iter().cloned())
+            .collect()
+    }
+
+    pub fn node_addresses(&self) -> Vec<String> {
+        self.nodegroups
+            .iter()
+            .filter(|n| !n.is_master())
+            .flat_map(|n| n.node_addresses.iter().cloned())
+            .collect()
+    }
+}
+
+/// PEM material of a cluster (kubernetes CA and the conductor's client certificate).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCerts {
+    pub ca_cert: String,
+    pub ca_key: String,
+    pub client_cert: String,
+    pub client_key: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpKind {
+    Create,
+    Delete,
+}
+
+/// Where an operation stands. Each external side effect is intent → act → record, so a new
+/// leader resumes from the last committed step and repeats at most one idempotent call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Step {
+    /// Create: certificates not yet committed.
+    GenerateCerts,
+    /// Create: intent to create the stack committed (`attempt` counts intents); the stack may or
+    /// may not exist in Heat.
+    CreateStack { stack_name: String, attempt: u32 },
+    /// Create: stack id recorded; poll until terminal.
+    WaitCreate { stack_id: String },
+    /// Delete: intent to delete committed; the stack may or may not be gone.
+    DeleteStack { attempt: u32 },
+    /// Delete: delete requested; poll until gone.
+    WaitDelete { stack_id: String },
+}
+
+/// The one active operation of a cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: OpId,
+    pub cluster: ClusterId,
+    pub kind: OpKind,
+    pub step: Step,
+    pub started_at: Timestamp,
+    /// Conductor-side deadline, enforced even if Heat's timeout doesn't fire.
+    pub deadline: Timestamp,
+    /// Template as it was when the operation started (it may live in another shard).
+    pub template: ClusterTemplate,
+    /// Deterministic Heat stack name for this cluster.
+    pub stack_name: String,
+    /// Transient errors seen so far (for backoff and status display); reset on progress.
+    pub retries: u32,
+    pub last_error: Option<String>,
+}
+
+/// Quota row (only resource `Cluster` exists).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub project_id: ProjectId,
+    pub resource: String,
+    pub hard_limit: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+/// Default `[quotas]max_clusters_per_project`.
+pub const DEFAULT_CLUSTER_QUOTA: u32 = 20;

@@ -1,0 +1,43 @@
+//! Reads served by a shard leader after a linearizability check.
+use crate::ids::*;
+use crate::model::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ShardQuery {
+    /// Templates owned by `project` (all projects when `None`), plus public ones when
+    /// `include_public`.
+    Templates {
+        project: Option<ProjectId>,
+        include_public: bool,
+    },
+    /// Clusters of `project` (all projects when `None`).
+    Clusters {
+        project: Option<ProjectId>,
+    },
+    Cluster {
+        id: ClusterId,
+    },
+    /// Clusters referencing a template (template-in-use checks and tests).
+    ClustersUsingTemplate {
+        id: TemplateId,
+    },
+    /// The certificates of a cluster.
+    Certs {
+        id: ClusterId,
+    },
+    /// Active operations (operators and tests).
+    Operations,
+    /// The shard's current ownership epoch and owner.
+    Ownership,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum QueryResult {
+    Templates(Vec<ClusterTemplate>),
+    Clusters(Vec<ClusterView>),
+    Cluster(Option<Box<ClusterView>>),
+    Certs(Option<ClusterCerts>),
+    Operations(Vec<Operation>),
+    Ownership { epoch: u64, owner: Option<NodeId> },
+}

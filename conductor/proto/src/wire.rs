@@ -1,0 +1,88 @@
+//! The conductor service listener's internal HTTP contract (JSON bodies in a versioned envelope).
+use crate::ids::*;
+use serde::{Deserialize, Serialize};
+
+/// Version of every internal message; a node accepts `MIN_PROTO_VERSION..=PROTO_VERSION`.
+pub const PROTO_VERSION: u16 = 1;
+pub const MIN_PROTO_VERSION: u16 = 1;
+
+pub const TOPOLOGY_PATH: &str = "/internal/v1/topology";
+
+pub fn command_path(shard: ShardId) -> String {
+    format!("/internal/v1/shards/{}/command", shard.0)
+}
+
+pub fn query_path(shard: ShardId) -> String {
+    format!("/internal/v1/shards/{}/query", shard.0)
+}
+
+/// Status a non-leader answers with; the body is [`NotLeader`].
+pub const NOT_LEADER_STATUS: u16 = 421;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub proto: u16,
+    pub body: T,
+}
+
+impl<T> Envelope<T> {
+    pub fn new(body: T) -> Self {
+        Self {
+            proto: PROTO_VERSION,
+            body,
+        }
+    }
+
+    pub fn version_ok(&self) -> bool {
+        (MIN_PROTO_VERSION..=PROTO_VERSION).contains(&self.proto)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    /// host:port of the node's service listener.
+    pub service: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotLeader {
+    pub leader: Option<NodeInfo>,
+}
+
+/// Error body of non-2xx internal answers other than 421.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalError {
+    pub error: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub group: u64,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_applied: Option<u64>,
+}
+
+/// What any conductor knows of the deployment; API nodes cache it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    pub shards: u32,
+    pub hash: String,
+    pub node: NodeId,
+    pub nodes: Vec<NodeInfo>,
+    pub groups: Vec<GroupInfo>,
+}
+
+impl Topology {
+    /// Raft group id of a data shard (group 0 is the meta group).
+    pub fn group_of(shard: ShardId) -> u64 {
+        u64::from(shard.0) + 1
+    }
+
+    pub fn leader_of(&self, shard: ShardId) -> Option<&NodeInfo> {
+        let gid = Self::group_of(shard);
+        let leader = self.groups.iter().find(|g| g.group == gid)?.leader?;
+        self.nodes.iter().find(|n| n.id == leader)
+    }
+}
