@@ -1,1 +1,18 @@
-//! magnum-conductor
+//! The conductor: the per-shard domain state machine, the meta group, and the reconcilers that
+//! drive each cluster's Heat stack from the shard leader.
+//!
+//! Owns: `ShardState` (deterministic apply of every project-owned row), the ownership epoch,
+//! durable operations and their reconciler, the conductor process (Raft groups + internal service
+//! API). Must not know: the public REST API's wire format (that is `magnum-api`), how Raft stores
+//! or transports bytes (that is `magnum-raft`), HOT templates or Heat's HTTP API (that is
+//! `magnum-drivers`).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod messages;
+pub mod persist;
+pub mod state;
+
+pub use state::ShardState;
+
+#[cfg(test)]
+mod state_tests;

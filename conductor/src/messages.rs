@@ -1,0 +1,32 @@
+//! Magnum's user-visible messages, in one place so wording stays identical to upstream.
+use magnum_proto::{ClusterId, TemplateId};
+
+pub fn template_not_found(ident: &str) -> String {
+    format!("ClusterTemplate {ident} could not be found.")
+}
+
+pub fn template_exists(id: TemplateId) -> String {
+    format!("A ClusterTemplate with UUID {id} already exists.")
+}
+
+pub fn template_referenced(id: TemplateId) -> String {
+    format!("ClusterTemplate {id} is referenced by one or multiple clusters.")
+}
+
+pub fn template_concurrent_update(id: TemplateId) -> String {
+    format!("ClusterTemplate {id} was updated concurrently; retry the request.")
+}
+
+pub fn cluster_not_found(ident: &str) -> String {
+    format!("Cluster {ident} could not be found.")
+}
+
+pub fn cluster_exists(id: ClusterId) -> String {
+    format!("A cluster with UUID {id} already exists.")
+}
+
+pub fn quota_exceeded(limit: u32) -> String {
+    format!(
+        "Resource limit exceeded: You have reached the maximum clusters per project, {limit}. You may delete a cluster to make room for a new one."
+    )
+}

@@ -1,0 +1,439 @@
+//! The deterministic state machine of one data shard: every row a project owns, the active
+//! operation of each cluster, the ownership epoch and the request dedup table. No clock, no
+//! randomness, no I/O: timestamps and ids travel inside the commands.
+use crate::messages;
+use magnum_proto::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How many log indexes a request id is remembered for dedup.
+const DEDUP_WINDOW: u64 = 100_000;
+
+/// A row key; `persist` turns it into bytes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    Ownership,
+    Template(TemplateId),
+    Cluster(ClusterId),
+    NodeGroups(ClusterId),
+    Certs(ClusterId),
+    Op(ClusterId),
+    Quota(ProjectId, String),
+    Request(RequestId),
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShardState {
+    pub shard: ShardId,
+    pub shards: u32,
+    pub epoch: u64,
+    pub owner: Option<NodeId>,
+    pub(crate) templates: BTreeMap<TemplateId, ClusterTemplate>,
+    pub(crate) clusters: BTreeMap<ClusterId, Cluster>,
+    pub(crate) nodegroups: BTreeMap<ClusterId, Vec<NodeGroup>>,
+    pub(crate) certs: BTreeMap<ClusterId, ClusterCerts>,
+    pub(crate) ops: BTreeMap<ClusterId, Operation>,
+    pub(crate) quotas: BTreeMap<(ProjectId, String), Quota>,
+    pub(crate) requests: BTreeMap<RequestId, (u64, ShardResponse)>,
+    /// Keys changed since the last `take_dirty`; not part of the state.
+    dirty: BTreeSet<Key>,
+}
+
+impl ShardState {
+    pub fn new(shard: ShardId, shards: u32) -> Self {
+        Self { shard, shards, ..Self::default() }
+    }
+
+    /// Apply one forwarded request; a repeated request id returns the first answer unchanged.
+    pub fn apply_request(&mut self, index: u64, req: &ShardRequest) -> ShardResponse {
+        if let Some(id) = req.request_id {
+            if let Some((_, resp)) = self.requests.get(&id) {
+                return resp.clone();
+            }
+        }
+        let resp = self.apply_command(&req.command);
+        if let Some(id) = req.request_id {
+            self.requests.insert(id, (index, resp.clone()));
+            self.dirty.insert(Key::Request(id));
+        }
+        if index % 1024 == 0 {
+            self.prune_requests(index);
+        }
+        resp
+    }
+
+    fn prune_requests(&mut self, index: u64) {
+        let old: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, (i, _))| i + DEDUP_WINDOW < index)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in old {
+            self.requests.remove(&k);
+            self.dirty.insert(Key::Request(k));
+        }
+    }
+
+    fn apply_command(&mut self, cmd: &ShardCommand) -> ShardResponse {
+        match cmd {
+            ShardCommand::TakeOwnership { node, epoch } => {
+                if *epoch <= self.epoch {
+                    return Err(CommandError::StaleEpoch { current: self.epoch });
+                }
+                self.epoch = *epoch;
+                self.owner = Some(*node);
+                self.dirty.insert(Key::Ownership);
+                Ok(CommandOk::Owned { epoch: *epoch })
+            }
+            ShardCommand::CreateTemplate { template } => self.create_template(template),
+            ShardCommand::UpdateTemplate { template, at } => self.update_template(template, *at),
+            ShardCommand::DeleteTemplate { id } => self.delete_template(*id),
+            ShardCommand::CreateCluster { cluster, nodegroups, operation } => {
+                self.create_cluster(cluster, nodegroups, operation)
+            }
+            ShardCommand::DeleteCluster { id, op, at, deadline } => self.delete_cluster(*id, *op, *at, *deadline),
+            ShardCommand::Advance { epoch, cluster, op, event, at } => {
+                if *epoch != self.epoch {
+                    return Err(CommandError::StaleEpoch { current: self.epoch });
+                }
+                match self.ops.get(cluster) {
+                    Some(o) if o.id == *op => {}
+                    _ => return Err(CommandError::StaleOperation),
+                }
+                self.advance(*cluster, event, *at);
+                Ok(CommandOk::Done)
+            }
+        }
+    }
+
+    fn create_template(&mut self, t: &ClusterTemplate) -> ShardResponse {
+        let Some(id) = t.uuid else {
+            return Err(CommandError::BadRequest("A cluster template needs a uuid.".into()));
+        };
+        if self.templates.contains_key(&id) {
+            return Err(CommandError::Conflict(messages::template_exists(id)));
+        }
+        let mut t = t.clone();
+        t.version = 0;
+        self.templates.insert(id, t.clone());
+        self.dirty.insert(Key::Template(id));
+        Ok(CommandOk::Template(Box::new(t)))
+    }
+
+    fn update_template(&mut self, new: &ClusterTemplate, at: Timestamp) -> ShardResponse {
+        let Some(id) = new.uuid else {
+            return Err(CommandError::BadRequest("A cluster template needs a uuid.".into()));
+        };
+        let Some(old) = self.templates.get(&id) else {
+            return Err(CommandError::NotFound(messages::template_not_found(&id.to_string())));
+        };
+        if old.version != new.version {
+            return Err(CommandError::Conflict(messages::template_concurrent_update(id)));
+        }
+        if self.template_in_use(id) && !in_use_change_allowed(old, new) {
+            return Err(CommandError::BadRequest(messages::template_referenced(id)));
+        }
+        let mut t = new.clone();
+        t.version = old.version + 1;
+        t.updated_at = Some(at);
+        // Identity and ownership never change through an update.
+        t.project_id = old.project_id.clone();
+        t.user_id = old.user_id.clone();
+        t.created_at = old.created_at;
+        self.templates.insert(id, t.clone());
+        self.dirty.insert(Key::Template(id));
+        Ok(CommandOk::Template(Box::new(t)))
+    }
+
+    fn delete_template(&mut self, id: TemplateId) -> ShardResponse {
+        if !self.templates.contains_key(&id) {
+            return Err(CommandError::NotFound(messages::template_not_found(&id.to_string())));
+        }
+        if self.template_in_use(id) {
+            return Err(CommandError::BadRequest(messages::template_referenced(id)));
+        }
+        self.templates.remove(&id);
+        self.dirty.insert(Key::Template(id));
+        Ok(CommandOk::Done)
+    }
+
+    fn template_in_use(&self, id: TemplateId) -> bool {
+        self.clusters.values().any(|c| c.cluster_template_id == id)
+    }
+
+    fn create_cluster(&mut self, c: &Cluster, ngs: &[NodeGroup], op: &Operation) -> ShardResponse {
+        if self.clusters.contains_key(&c.uuid) {
+            return Err(CommandError::Conflict(messages::cluster_exists(c.uuid)));
+        }
+        if shard_of(&c.project_id, self.shards) != self.shard {
+            return Err(CommandError::BadRequest(format!("Project {} does not live in shard {}.", c.project_id, self.shard)));
+        }
+        // A template of this shard must still exist; one of another shard was checked by the
+        // API node (cross-shard references are registered by the operation).
+        let tpl_project = op.template.project_id.as_ref();
+        let local = tpl_project.is_none_or(|p| shard_of(p, self.shards) == self.shard);
+        if local && !self.templates.contains_key(&c.cluster_template_id) {
+            return Err(CommandError::NotFound(messages::template_not_found(&c.cluster_template_id.to_string())));
+        }
+        let limit = self
+            .quotas
+            .get(&(c.project_id.clone(), "Cluster".to_string()))
+            .map(|q| q.hard_limit)
+            .unwrap_or(DEFAULT_CLUSTER_QUOTA);
+        let used = self.clusters.values().filter(|x| x.project_id == c.project_id).count() as u64;
+        if used >= u64::from(limit) {
+            return Err(CommandError::Forbidden(messages::quota_exceeded(limit)));
+        }
+        let mut c = c.clone();
+        c.status = ClusterStatus::CREATE_IN_PROGRESS;
+        c.status_reason = None;
+        let mut op = op.clone();
+        op.cluster = c.uuid;
+        op.kind = OpKind::Create;
+        op.step = Step::GenerateCerts;
+        let ngs: Vec<NodeGroup> = ngs
+            .iter()
+            .cloned()
+            .map(|mut n| {
+                n.cluster_id = c.uuid;
+                n.status = Some(ClusterStatus::CREATE_IN_PROGRESS);
+                n
+            })
+            .collect();
+        self.clusters.insert(c.uuid, c.clone());
+        self.nodegroups.insert(c.uuid, ngs.clone());
+        self.ops.insert(c.uuid, op);
+        for k in [Key::Cluster(c.uuid), Key::NodeGroups(c.uuid), Key::Op(c.uuid)] {
+            self.dirty.insert(k);
+        }
+        Ok(CommandOk::Cluster(Box::new(ClusterView { cluster: c, nodegroups: ngs })))
+    }
+
+    fn delete_cluster(&mut self, id: ClusterId, op_id: OpId, at: Timestamp, deadline: Timestamp) -> ShardResponse {
+        let Some(cluster) = self.clusters.get_mut(&id) else {
+            return Err(CommandError::NotFound(messages::cluster_not_found(&id.to_string())));
+        };
+        if let Some(op) = self.ops.get(&id) {
+            if op.kind == OpKind::Delete {
+                return Ok(CommandOk::Done);
+            }
+        }
+        cluster.status = ClusterStatus::DELETE_IN_PROGRESS;
+        cluster.status_reason = None;
+        cluster.updated_at = Some(at);
+        let previous = self.ops.remove(&id);
+        let op = Operation {
+            id: op_id,
+            cluster: id,
+            kind: OpKind::Delete,
+            step: Step::DeleteStack { attempt: 0 },
+            started_at: at,
+            deadline,
+            template: previous.as_ref().map(|o| o.template.clone()).unwrap_or_default(),
+            stack_name: previous.map(|o| o.stack_name).unwrap_or_default(),
+            retries: 0,
+            last_error: None,
+        };
+        self.ops.insert(id, op);
+        if let Some(ngs) = self.nodegroups.get_mut(&id) {
+            for n in ngs {
+                n.status = Some(ClusterStatus::DELETE_IN_PROGRESS);
+                n.updated_at = Some(at);
+            }
+        }
+        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
+            self.dirty.insert(k);
+        }
+        Ok(CommandOk::Done)
+    }
+
+    /// Move the cluster's active operation forward. Events that don't fit the current step are
+    /// ignored: they are late duplicates, and the reconciler re-reads the state after each one.
+    fn advance(&mut self, id: ClusterId, event: &OpEvent, at: Timestamp) {
+        let Some(op) = self.ops.get_mut(&id) else { return };
+        let mut finished: Option<(ClusterStatus, Option<String>)> = None;
+        let mut outputs: Option<&StackOutputs> = None;
+        let mut remove_cluster = false;
+        match (event, &mut op.step) {
+            (OpEvent::CertsGenerated { certs }, Step::GenerateCerts) => {
+                self.certs.insert(id, certs.clone());
+                self.dirty.insert(Key::Certs(id));
+                op.step = Step::CreateStack { stack_name: op.stack_name.clone(), attempt: 0 };
+            }
+            (OpEvent::StackCreateIntent, Step::CreateStack { attempt, .. }) => *attempt += 1,
+            (OpEvent::StackCreated { stack_id }, Step::CreateStack { .. }) => {
+                op.step = Step::WaitCreate { stack_id: stack_id.clone() };
+                op.retries = 0;
+                op.last_error = None;
+                if let Some(c) = self.clusters.get_mut(&id) {
+                    c.stack_id = Some(stack_id.clone());
+                }
+                if let Some(ngs) = self.nodegroups.get_mut(&id) {
+                    for n in ngs.iter_mut().filter(|n| n.is_default) {
+                        n.stack_id = Some(stack_id.clone());
+                    }
+                }
+            }
+            (OpEvent::CreateFinished { status, reason, outputs: o }, Step::WaitCreate { .. }) => {
+                finished = Some((*status, reason.clone()));
+                outputs = Some(o);
+            }
+            (OpEvent::StackDeleteIntent, Step::DeleteStack { attempt }) => *attempt += 1,
+            (OpEvent::StackDeleteRequested { stack_id }, Step::DeleteStack { .. }) => {
+                op.step = Step::WaitDelete { stack_id: stack_id.clone() };
+                op.retries = 0;
+                op.last_error = None;
+            }
+            (OpEvent::DeleteFinished, Step::DeleteStack { .. } | Step::WaitDelete { .. }) => remove_cluster = true,
+            (OpEvent::Failed { reason }, _) => {
+                let status = match op.kind {
+                    OpKind::Create => ClusterStatus::CREATE_FAILED,
+                    OpKind::Delete => ClusterStatus::DELETE_FAILED,
+                };
+                finished = Some((status, Some(reason.clone())));
+            }
+            (OpEvent::TransientError { error }, _) => {
+                op.retries = op.retries.saturating_add(1);
+                op.last_error = Some(error.clone());
+            }
+            _ => return,
+        }
+        self.dirty.insert(Key::Op(id));
+        if remove_cluster {
+            self.remove_cluster(id);
+            return;
+        }
+        if let Some((status, reason)) = finished {
+            self.ops.remove(&id);
+            self.finish(id, status, reason, outputs, at);
+        }
+    }
+
+    fn finish(&mut self, id: ClusterId, status: ClusterStatus, reason: Option<String>, out: Option<&StackOutputs>, at: Timestamp) {
+        if let Some(c) = self.clusters.get_mut(&id) {
+            c.status = status;
+            c.status_reason = reason.clone();
+            c.updated_at = Some(at);
+            if let Some(o) = out {
+                c.api_address = o.api_address.clone();
+                if o.coe_version.is_some() {
+                    c.coe_version = o.coe_version.clone();
+                }
+            }
+            self.dirty.insert(Key::Cluster(id));
+        }
+        if let Some(ngs) = self.nodegroups.get_mut(&id) {
+            for n in ngs.iter_mut().filter(|n| n.is_default) {
+                n.status = Some(status);
+                n.status_reason = reason.clone();
+                n.updated_at = Some(at);
+                if let Some(o) = out {
+                    n.node_addresses = if n.is_master() { o.master_addresses.clone() } else { o.node_addresses.clone() };
+                }
+            }
+            self.dirty.insert(Key::NodeGroups(id));
+        }
+    }
+
+    fn remove_cluster(&mut self, id: ClusterId) {
+        self.clusters.remove(&id);
+        self.nodegroups.remove(&id);
+        self.certs.remove(&id);
+        self.ops.remove(&id);
+        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Certs(id), Key::Op(id)] {
+            self.dirty.insert(k);
+        }
+    }
+
+    pub fn query(&self, q: &ShardQuery) -> QueryResult {
+        match q {
+            ShardQuery::Templates { project, include_public } => QueryResult::Templates(
+                self.templates
+                    .values()
+                    .filter(|t| {
+                        project.as_ref().is_none_or(|p| t.project_id.as_ref() == Some(p)) || (*include_public && t.public)
+                    })
+                    .cloned()
+                    .collect(),
+            ),
+            ShardQuery::Clusters { project } => QueryResult::Clusters(
+                self.clusters
+                    .values()
+                    .filter(|c| project.as_ref().is_none_or(|p| &c.project_id == p))
+                    .filter_map(|c| self.view(c.uuid))
+                    .collect(),
+            ),
+            ShardQuery::Cluster { id } => QueryResult::Cluster(self.view(*id).map(Box::new)),
+            ShardQuery::ClustersUsingTemplate { id } => QueryResult::Clusters(
+                self.clusters
+                    .values()
+                    .filter(|c| c.cluster_template_id == *id)
+                    .filter_map(|c| self.view(c.uuid))
+                    .collect(),
+            ),
+            ShardQuery::Certs { id } => QueryResult::Certs(self.certs.get(id).cloned()),
+            ShardQuery::Operations => QueryResult::Operations(self.ops.values().cloned().collect()),
+            ShardQuery::Ownership => QueryResult::Ownership { epoch: self.epoch, owner: self.owner },
+        }
+    }
+
+    pub fn view(&self, id: ClusterId) -> Option<ClusterView> {
+        let cluster = self.clusters.get(&id)?.clone();
+        let nodegroups = self.nodegroups.get(&id).cloned().unwrap_or_default();
+        Some(ClusterView { cluster, nodegroups })
+    }
+
+    pub fn operations(&self) -> impl Iterator<Item = &Operation> {
+        self.ops.values()
+    }
+
+    pub fn operation(&self, id: ClusterId) -> Option<&Operation> {
+        self.ops.get(&id)
+    }
+
+    pub fn certs(&self, id: ClusterId) -> Option<&ClusterCerts> {
+        self.certs.get(&id)
+    }
+
+    pub(crate) fn take_dirty(&mut self) -> BTreeSet<Key> {
+        std::mem::take(&mut self.dirty)
+    }
+}
+
+/// Reference §5.3: a template referenced by clusters may only change its name alone, become
+/// public alone, change `hidden` alone, or set non-null tags alone.
+fn in_use_change_allowed(old: &ClusterTemplate, new: &ClusterTemplate) -> bool {
+    let mut a = old.clone();
+    let b = new.clone();
+    let mut changed = Vec::new();
+    if a.name != b.name {
+        changed.push("name");
+        a.name = b.name.clone();
+    }
+    if a.public != b.public {
+        changed.push("public");
+        a.public = b.public;
+    }
+    if a.hidden != b.hidden {
+        changed.push("hidden");
+        a.hidden = b.hidden;
+    }
+    if a.tags != b.tags {
+        changed.push("tags");
+        a.tags = b.tags.clone();
+    }
+    a.updated_at = b.updated_at;
+    a.version = b.version;
+    a.project_id = b.project_id.clone();
+    a.user_id = b.user_id.clone();
+    a.created_at = b.created_at;
+    if a != b {
+        return false; // something outside the allowed set changed
+    }
+    match changed.as_slice() {
+        [] | ["name"] | ["hidden"] => true,
+        ["public"] => new.public,
+        ["tags"] => new.tags.is_some(),
+        _ => false,
+    }
+}
