@@ -1,1 +1,249 @@
-//! magnum-chaos-tests
+//! Harness for multi-process tests: starts the `deploy/local-cluster.sh` topology (cloud-sim,
+//! three conductors, one API node) on its own ports under a temporary directory, and offers the
+//! operations the failure tests need (kill/stop/start a process, tokens, raw HTTP, the conductor
+//! forwarding client, cloud-sim's admin API). Everything is torn down on drop.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use magnum_proto::ConductorClient;
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub mod cli;
+
+/// Repository root (this crate lives in `<root>/chaos-tests`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `magnum` binary the tests run: `$MAGNUM_BIN`, else `target/debug/magnum` (built if missing).
+pub fn magnum_bin() -> PathBuf {
+    if let Ok(b) = std::env::var("MAGNUM_BIN") {
+        return PathBuf::from(b);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join("target"));
+    let bin = target.join("debug").join("magnum");
+    if !bin.exists() {
+        let ok = Command::new("cargo")
+            .args(["build", "-q", "-p", "magnum-deploy"])
+            .current_dir(repo_root())
+            .status()
+            .expect("cargo build")
+            .success();
+        assert!(ok, "building the magnum binary failed");
+    }
+    bin
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub shards: u32,
+    pub poll_ms: u64,
+    pub time_scale: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { shards: 4, poll_ms: 300, time_scale: 0.2 }
+    }
+}
+
+pub struct Deployment {
+    pub dir: PathBuf,
+    pub port_base: u16,
+    pub opts: Options,
+    /// `http://127.0.0.1:P` of cloud-sim.
+    pub sim: String,
+    /// `http://127.0.0.1:P/v1` of the API node.
+    pub api: String,
+    pub http: reqwest::Client,
+    _tmp: Option<TempDir>,
+}
+
+/// A directory removed on drop unless `MAGNUM_KEEP_TEST_DIRS` is set (for post-mortems).
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("MAGNUM_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn ports_free(base: u16) -> bool {
+    let offsets = [0u16, 11, 101, 102, 103, 201, 202, 203];
+    offsets.iter().all(|o| TcpListener::bind(("127.0.0.1", base + o)).is_ok())
+}
+
+fn pick_port_base() -> u16 {
+    for _ in 0..200 {
+        let base = 22_000 + 300 * rand::Rng::gen_range(&mut rand::thread_rng(), 0u16..120);
+        if ports_free(base) {
+            return base;
+        }
+    }
+    panic!("no free port range found");
+}
+
+impl Deployment {
+    pub fn up(name: &str, opts: Options) -> Deployment {
+        let dir = std::env::temp_dir().join(format!("magnum-{name}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = pick_port_base();
+        let d = Deployment {
+            sim: format!("http://127.0.0.1:{base}"),
+            api: format!("http://127.0.0.1:{}/v1", base + 11),
+            dir: dir.clone(),
+            port_base: base,
+            opts,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            _tmp: Some(TempDir(dir)),
+        };
+        d.script(&["up"]);
+        d
+    }
+
+    fn script(&self, args: &[&str]) {
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo_root().join("deploy/local-cluster.sh"))
+            .arg(args[0])
+            .arg(&self.dir)
+            .args(&args[1..])
+            .env("MAGNUM_BIN", magnum_bin())
+            .env("MAGNUM_PORT_BASE", self.port_base.to_string())
+            .env("MAGNUM_SHARDS", self.opts.shards.to_string())
+            .env("MAGNUM_POLL_MS", self.opts.poll_ms.to_string())
+            .env("MAGNUM_SIM_TIME_SCALE", self.opts.time_scale.to_string());
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info,openraft=warn,sled=warn");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "local-cluster.sh {args:?} failed:\n{}\n{}\nlogs in {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.dir.display()
+        );
+    }
+
+    /// Stop one process: `signal` KILL for a crash, TERM for a clean stop, STOP to freeze it.
+    pub fn signal(&self, role: &str, id: Option<u64>, signal: &str) {
+        let name = match id {
+            Some(i) => format!("{role}-{i}"),
+            None => role.to_string(),
+        };
+        let pid = std::fs::read_to_string(self.dir.join(format!("{name}.pid"))).unwrap_or_default();
+        let pid = pid.trim();
+        assert!(!pid.is_empty(), "{name} is not running");
+        let st = Command::new("kill").args(["-s", signal, pid]).status().unwrap();
+        assert!(st.success());
+        if signal == "KILL" || signal == "TERM" {
+            // Wait until it's gone so a restart can bind its ports.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                if std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = std::fs::remove_file(self.dir.join(format!("{name}.pid")));
+        }
+    }
+
+    pub fn kill_conductor(&self, id: u64) {
+        self.signal("conductor", Some(id), "KILL");
+    }
+
+    pub fn start(&self, role: &str, id: Option<u64>) {
+        let id = id.map(|i| i.to_string());
+        let mut args = vec!["start", role];
+        if let Some(i) = &id {
+            args.push(i);
+        }
+        self.script(&args);
+    }
+
+    pub fn down(&self) {
+        self.script(&["down"]);
+    }
+
+    pub fn conductor_service(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.port_base + 200 + id as u16)
+    }
+
+    pub fn conductor_client(&self) -> ConductorClient {
+        let seeds = (1..=3).map(|i| self.conductor_service(i)).collect();
+        ConductorClient::new(seeds, Duration::from_secs(20)).unwrap()
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join("logs").join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    pub fn auth_url(&self) -> String {
+        format!("{}/identity/v3", self.sim)
+    }
+
+    /// A project-scoped token from cloud-sim's Keystone.
+    pub async fn token(&self, user: &str, project: &str) -> String {
+        let body = serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": "secret"}}},
+            "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}});
+        let r = self.http.post(format!("{}/auth/tokens", self.auth_url())).json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 201, "login as {user} failed");
+        r.headers()["x-subject-token"].to_str().unwrap().to_string()
+    }
+
+    /// `(status, json body)` of an API call.
+    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut rq = self.http.request(method, format!("{}{path}", self.api));
+        if let Some(t) = token {
+            rq = rq.header("X-Auth-Token", t);
+        }
+        if let Some(b) = body {
+            rq = rq.json(&b);
+        }
+        let r = rq.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn sim_stacks(&self) -> Value {
+        self.http.get(format!("{}/sim/heat/stacks", self.sim)).send().await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn sim_post(&self, path: &str, body: Value) {
+        let r = self.http.post(format!("{}{path}", self.sim)).json(&body).send().await.unwrap();
+        assert!(r.status().is_success(), "cloud-sim {path} answered {}", r.status());
+    }
+
+    /// Polls a cluster until `pred` holds on its JSON, or panics after `timeout`.
+    pub async fn wait_cluster(&self, token: &str, id: &str, timeout: Duration, pred: impl Fn(u16, &Value) -> bool) -> (u16, Value) {
+        let start = Instant::now();
+        loop {
+            let (s, v) = self.call(reqwest::Method::GET, &format!("/clusters/{id}"), Some(token), None).await;
+            if pred(s, &v) {
+                return (s, v);
+            }
+            assert!(start.elapsed() < timeout, "cluster {id} did not reach the expected state in {timeout:?}; last: {s} {v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("deploy/local-cluster.sh"))
+            .arg("down")
+            .arg(&self.dir)
+            .env("MAGNUM_BIN", magnum_bin())
+            .env("MAGNUM_PORT_BASE", self.port_base.to_string())
+            .output();
+    }
+}

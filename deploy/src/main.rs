@@ -1,1 +1,21 @@
-fn main() {}
+//! The one `magnum` binary: thin dispatch into the crates.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = magnum_deploy::cli::Cli::parse();
+    magnum_deploy::init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("magnum: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(magnum_deploy::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("magnum: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The real `openstack` CLI (python-openstackclient + python-magnumclient from PyPI), installed
+//! by `../shared/tools/peers/peers.sh install osc` into a venv cached outside the repository.
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Path of the `openstack` executable: `$OPENSTACK_CLI`, else the peers toolkit's venv.
+pub fn openstack_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("OPENSTACK_CLI") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("PEERS_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/magnum-peers"));
+    home.join("venvs/osc/bin/openstack")
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `openstack ARGS` with the deployment's openrc environment.
+pub fn openstack(openrc: &std::path::Path, args: &[&str]) -> Output {
+    let bin = openstack_bin();
+    assert!(bin.exists(), "{} not found: run ../shared/tools/peers/peers.sh install osc", bin.display());
+    let mut cmd = Command::new(&bin);
+    cmd.args(args);
+    for line in std::fs::read_to_string(openrc).unwrap_or_default().lines() {
+        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+            cmd.env(k, v);
+        }
+    }
+    for k in ["OS_CLOUD", "OS_TOKEN", "OS_ENDPOINT", "OS_URL"] {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -1,0 +1,478 @@
+//! Keystone v3 at `/identity`: version discovery, password/token authentication, token
+//! validation, the service catalog and read-only project/domain look-ups.
+//!
+//! The directory is seeded like devstack (see [`Directory`]); ids are derived from names with
+//! SHA-256 so they are the same on every start.
+
+pub(crate) mod catalog;
+pub(crate) mod tokens;
+
+use std::sync::{Arc, LazyLock};
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::error::{json_response, SimError};
+use crate::util::{det_hex, lock, parse_query, query_flag, query_get};
+use crate::Sim;
+
+/// A seeded project.
+pub(crate) struct Project {
+    pub id: String,
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+/// A seeded user with its role assignments `(project name, roles)`.
+pub(crate) struct User {
+    pub id: String,
+    pub name: &'static str,
+    pub password: &'static str,
+    pub assignments: Vec<(&'static str, Vec<&'static str>)>,
+}
+
+/// A seeded role.
+pub(crate) struct Role {
+    pub id: String,
+    pub name: &'static str,
+}
+
+/// The fixed identity directory: domain `default`, four projects, five users, three roles.
+pub(crate) struct Directory {
+    pub projects: Vec<Project>,
+    pub users: Vec<User>,
+    pub roles: Vec<Role>,
+}
+
+pub(crate) const DOMAIN_ID: &str = "default";
+pub(crate) const DOMAIN_NAME: &str = "Default";
+
+/// Project id of a seeded project name (also usable for names that are not seeded).
+pub(crate) fn project_id(name: &str) -> String {
+    det_hex("project", name)
+}
+
+/// User id of a seeded user name.
+pub(crate) fn user_id(name: &str) -> String {
+    det_hex("user", name)
+}
+
+pub(crate) static DIRECTORY: LazyLock<Directory> = LazyLock::new(|| {
+    let project = |name: &'static str, description: &'static str| Project {
+        id: project_id(name),
+        name,
+        description,
+    };
+    let user = |name: &'static str, assignments: Vec<(&'static str, Vec<&'static str>)>| User {
+        id: user_id(name),
+        name,
+        password: "secret",
+        assignments,
+    };
+    Directory {
+        projects: vec![
+            project("admin", "Bootstrap project for initializing the cloud."),
+            project("demo", ""),
+            project("alt_demo", ""),
+            project("service", ""),
+        ],
+        users: vec![
+            user("admin", vec![("admin", vec!["admin", "member", "reader"])]),
+            user("demo", vec![("demo", vec!["member", "reader"])]),
+            user("alt_demo", vec![("alt_demo", vec!["member"])]),
+            user("reader", vec![("demo", vec!["reader"])]),
+            user("magnum", vec![("service", vec!["admin"])]),
+        ],
+        roles: ["admin", "member", "reader"]
+            .into_iter()
+            .map(|name| Role {
+                id: det_hex("role", name),
+                name,
+            })
+            .collect(),
+    }
+});
+
+impl Directory {
+    pub(crate) fn project_by_id(&self, id: &str) -> Option<&Project> {
+        self.projects.iter().find(|p| p.id == id)
+    }
+    pub(crate) fn project_by_name(&self, name: &str) -> Option<&Project> {
+        self.projects.iter().find(|p| p.name == name)
+    }
+    pub(crate) fn user_by_id(&self, id: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.id == id)
+    }
+    pub(crate) fn user_by_name(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+    pub(crate) fn role_id(&self, name: &str) -> String {
+        self.roles
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.id.clone())
+            .unwrap_or_else(|| det_hex("role", name))
+    }
+    /// Roles of `user` on project `project_id` (empty when none).
+    pub(crate) fn roles_on(&self, user: &User, project_id: &str) -> Vec<&'static str> {
+        let Some(p) = self.project_by_id(project_id) else {
+            return Vec::new();
+        };
+        user.assignments
+            .iter()
+            .filter(|(proj, _)| *proj == p.name)
+            .flat_map(|(_, roles)| roles.iter().copied())
+            .collect()
+    }
+}
+
+/// Who a request is from, after its `X-Auth-Token` was validated.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthContext {
+    pub user_id: String,
+    pub user_name: String,
+    pub project_id: Option<String>,
+    pub roles: Vec<String>,
+}
+
+impl AuthContext {
+    pub(crate) fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+}
+
+fn unauthorized(sim: &Sim) -> SimError {
+    SimError::Unauthorized {
+        identity_uri: sim.identity_uri(),
+        message: "The request you have made requires authentication.".to_string(),
+    }
+}
+
+/// Validate the caller's `X-Auth-Token` (what keystonemiddleware does for every service).
+pub(crate) fn require_token(sim: &Sim, headers: &HeaderMap) -> Result<AuthContext, SimError> {
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized(sim))?;
+    let rec = lock(&sim.keystone)
+        .get_valid(token)
+        .ok_or_else(|| unauthorized(sim))?;
+    let user = DIRECTORY
+        .user_by_id(&rec.user_id)
+        .ok_or_else(|| unauthorized(sim))?;
+    let roles = match &rec.project_id {
+        Some(p) => DIRECTORY
+            .roles_on(user, p)
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        None => rec.domain_roles.clone(),
+    };
+    Ok(AuthContext {
+        user_id: user.id.clone(),
+        user_name: user.name.to_string(),
+        project_id: rec.project_id.clone(),
+        roles,
+    })
+}
+
+pub(crate) fn routes() -> Router<Arc<Sim>> {
+    Router::new()
+        .route("/identity", get(versions))
+        .route("/identity/", get(versions))
+        .route("/identity/v3", get(version_v3))
+        .route("/identity/v3/", get(version_v3))
+        .route(
+            "/identity/v3/auth/tokens",
+            get(validate_token)
+                .post(issue_token)
+                .delete(revoke_token),
+        )
+        .route("/identity/v3/auth/catalog", get(auth_catalog))
+        .route("/identity/v3/auth/projects", get(auth_projects))
+        .route("/identity/v3/projects", get(list_projects))
+        .route("/identity/v3/projects/{id}", get(show_project))
+        .route("/identity/v3/domains/{id}", get(show_domain))
+        .route("/identity/v3/users/{id}", get(show_user))
+        .route("/identity/v3/roles", get(list_roles))
+}
+
+fn version_object(sim: &Sim) -> Value {
+    json!({
+        "id": "v3.14",
+        "status": "stable",
+        "updated": "2020-04-07T00:00:00Z",
+        "links": [{"rel": "self", "href": format!("{}/identity/v3/", sim.base_url)}],
+        "media-types": [{
+            "base": "application/json",
+            "type": "application/vnd.openstack.identity-v3+json"
+        }]
+    })
+}
+
+async fn versions(State(sim): State<Arc<Sim>>) -> Response {
+    json_response(
+        StatusCode::MULTIPLE_CHOICES,
+        &json!({"versions": {"values": [version_object(&sim)]}}),
+    )
+}
+
+async fn version_v3(State(sim): State<Arc<Sim>>) -> Response {
+    json_response(StatusCode::OK, &json!({"version": version_object(&sim)}))
+}
+
+fn with_subject(mut resp: Response, token: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(token) {
+        resp.headers_mut().insert("x-subject-token", v);
+    }
+    resp
+}
+
+#[tracing::instrument(skip_all)]
+async fn issue_token(
+    State(sim): State<Arc<Sim>>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, SimError> {
+    let q = parse_query(raw.as_deref());
+    let body: Value = serde_json::from_slice(&body).map_err(|e| {
+        SimError::keystone(400, format!("Malformed request body: {e}"))
+    })?;
+    let (id, rec) = {
+        let mut store = lock(&sim.keystone);
+        let rec = tokens::authenticate(&body, &store).map_err(|e| match e {
+            tokens::AuthFailure::BadRequest(m) => SimError::keystone(400, m),
+            tokens::AuthFailure::Unauthorized => unauthorized(&sim),
+        })?;
+        let id = store.insert(rec.clone());
+        (id, rec)
+    };
+    sim.changed();
+    tracing::info!(user = %rec.user_id, project = ?rec.project_id, "token issued");
+    let nocatalog = query_flag(&q, "nocatalog").unwrap_or(false);
+    let body = tokens::render(&sim, &rec, !nocatalog);
+    Ok(with_subject(json_response(StatusCode::CREATED, &body), &id))
+}
+
+fn subject_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+async fn validate_token(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, SimError> {
+    let caller = require_token(&sim, &headers)?;
+    let q = parse_query(raw.as_deref());
+    let subject = subject_token(&headers).unwrap_or_default();
+    let rec = lock(&sim.keystone).get_valid(&subject).ok_or_else(|| {
+        SimError::keystone(404, format!("Could not find token: {subject}."))
+    })?;
+    // identity:validate_token = admin or service, or the token's own subject.
+    if !caller.is_admin() && !caller.roles.iter().any(|r| r == "service") && caller.user_id != rec.user_id {
+        return Err(SimError::keystone(
+            403,
+            "You are not authorized to perform the requested action: identity:validate_token.",
+        ));
+    }
+    let nocatalog = query_flag(&q, "nocatalog").unwrap_or(false);
+    let body = tokens::render(&sim, &rec, !nocatalog);
+    Ok(with_subject(json_response(StatusCode::OK, &body), &subject))
+}
+
+async fn revoke_token(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+) -> Result<Response, SimError> {
+    let caller = require_token(&sim, &headers)?;
+    let subject = subject_token(&headers).unwrap_or_default();
+    {
+        let mut store = lock(&sim.keystone);
+        let rec = store.get_valid(&subject).ok_or_else(|| {
+            SimError::keystone(404, format!("Could not find token: {subject}."))
+        })?;
+        if !caller.is_admin() && caller.user_id != rec.user_id {
+            return Err(SimError::keystone(
+                403,
+                "You are not authorized to perform the requested action: identity:revoke_token.",
+            ));
+        }
+        store.tokens.remove(&subject);
+    }
+    sim.changed();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn auth_catalog(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+) -> Result<Response, SimError> {
+    let caller = require_token(&sim, &headers)?;
+    let Some(project) = caller.project_id.as_deref() else {
+        return Err(SimError::keystone(
+            403,
+            "The service catalog is empty or the token is not scoped.",
+        ));
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "catalog": catalog::catalog(&sim, Some(project)),
+            "links": {"self": format!("{}/identity/v3/auth/catalog", sim.base_url), "previous": null, "next": null}
+        }),
+    ))
+}
+
+pub(crate) fn project_json(sim: &Sim, p: &Project) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "description": p.description,
+        "domain_id": DOMAIN_ID,
+        "enabled": true,
+        "is_domain": false,
+        "parent_id": DOMAIN_ID,
+        "tags": [],
+        "options": {},
+        "links": {"self": format!("{}/identity/v3/projects/{}", sim.base_url, p.id)}
+    })
+}
+
+async fn auth_projects(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+) -> Result<Response, SimError> {
+    let caller = require_token(&sim, &headers)?;
+    let user = DIRECTORY.user_by_id(&caller.user_id);
+    let projects: Vec<Value> = DIRECTORY
+        .projects
+        .iter()
+        .filter(|p| user.is_some_and(|u| !DIRECTORY.roles_on(u, &p.id).is_empty()))
+        .map(|p| project_json(&sim, p))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"projects": projects, "links": {"self": format!("{}/identity/v3/auth/projects", sim.base_url), "previous": null, "next": null}}),
+    ))
+}
+
+async fn list_projects(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, SimError> {
+    let caller = require_token(&sim, &headers)?;
+    if !caller.is_admin() {
+        return Err(SimError::keystone(
+            403,
+            "You are not authorized to perform the requested action: identity:list_projects.",
+        ));
+    }
+    let q = parse_query(raw.as_deref());
+    let name = query_get(&q, "name");
+    let domain = query_get(&q, "domain_id");
+    let projects: Vec<Value> = DIRECTORY
+        .projects
+        .iter()
+        .filter(|p| name.is_none_or(|n| n == p.name))
+        .filter(|_| domain.is_none_or(|d| d == DOMAIN_ID))
+        .map(|p| project_json(&sim, p))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"projects": projects, "links": {"self": format!("{}/identity/v3/projects", sim.base_url), "previous": null, "next": null}}),
+    ))
+}
+
+async fn show_project(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, SimError> {
+    let caller = require_token(&sim, &headers)?;
+    let not_found = || SimError::keystone(404, format!("Could not find project: {id}."));
+    let p = DIRECTORY.project_by_id(&id).ok_or_else(not_found)?;
+    if !caller.is_admin() && caller.project_id.as_deref() != Some(p.id.as_str()) {
+        return Err(SimError::keystone(
+            403,
+            "You are not authorized to perform the requested action: identity:get_project.",
+        ));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"project": project_json(&sim, p)}),
+    ))
+}
+
+async fn show_domain(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, SimError> {
+    require_token(&sim, &headers)?;
+    if id != DOMAIN_ID {
+        return Err(SimError::keystone(404, format!("Could not find domain: {id}.")));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"domain": {
+            "id": DOMAIN_ID, "name": DOMAIN_NAME, "description": "The default domain",
+            "enabled": true, "tags": [], "options": {},
+            "links": {"self": format!("{}/identity/v3/domains/{DOMAIN_ID}", sim.base_url)}
+        }}),
+    ))
+}
+
+async fn show_user(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, SimError> {
+    let caller = require_token(&sim, &headers)?;
+    let u = DIRECTORY
+        .user_by_id(&id)
+        .ok_or_else(|| SimError::keystone(404, format!("Could not find user: {id}.")))?;
+    if !caller.is_admin() && caller.user_id != u.id {
+        return Err(SimError::keystone(
+            403,
+            "You are not authorized to perform the requested action: identity:get_user.",
+        ));
+    }
+    let default_project = u.assignments.first().map(|(p, _)| project_id(p));
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"user": {
+            "id": u.id, "name": u.name, "domain_id": DOMAIN_ID, "enabled": true,
+            "default_project_id": default_project, "password_expires_at": null, "options": {},
+            "links": {"self": format!("{}/identity/v3/users/{}", sim.base_url, u.id)}
+        }}),
+    ))
+}
+
+async fn list_roles(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+) -> Result<Response, SimError> {
+    require_token(&sim, &headers)?;
+    let roles: Vec<Value> = DIRECTORY
+        .roles
+        .iter()
+        .map(|r| json!({"id": r.id, "name": r.name, "domain_id": null, "description": null, "options": {},
+            "links": {"self": format!("{}/identity/v3/roles/{}", sim.base_url, r.id)}}))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"roles": roles, "links": {"self": format!("{}/identity/v3/roles", sim.base_url), "previous": null, "next": null}}),
+    ))
+}

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The `magnum dev` topology as separate processes, so that any one of them can be killed:
+# cloud-sim + 3 conductors + 1 API node on 127.0.0.1.
+#
+#   deploy/local-cluster.sh up DIR        start (bootstraps on first start), write DIR/cluster.json + DIR/openrc
+#   deploy/local-cluster.sh down DIR      stop every process listed in DIR/cluster.json
+#   deploy/local-cluster.sh status DIR    running/stopped per process
+#   deploy/local-cluster.sh start DIR ROLE [ID]   (re)start one process, e.g. `start DIR conductor 2`
+#   deploy/local-cluster.sh stop DIR ROLE [ID] [SIGNAL]   stop one (default SIGTERM; KILL for a crash)
+#
+# Environment: MAGNUM_BIN (default: the workspace's target/debug/magnum, built if missing),
+# MAGNUM_PORT_BASE (default 21000), MAGNUM_SHARDS (default 16), MAGNUM_POLL_MS (Heat poll, default 1000),
+# MAGNUM_SIM_TIME_SCALE (cloud-sim latency multiplier, default 1.0), RUST_LOG.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+host=127.0.0.1
+base=${MAGNUM_PORT_BASE:-21000}
+shards=${MAGNUM_SHARDS:-16}
+poll_ms=${MAGNUM_POLL_MS:-1000}
+time_scale=${MAGNUM_SIM_TIME_SCALE:-1.0}
+nodes=(1 2 3)
+
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+bin() {
+  if [ -n "${MAGNUM_BIN:-}" ]; then echo "$MAGNUM_BIN"; return; fi
+  local b="$root/target/debug/magnum"
+  if [ ! -x "$b" ]; then (cd "$root" && cargo build -q -p magnum-deploy) >&2; fi
+  echo "$b"
+}
+
+sim_port() { echo $((base)); }
+api_port() { echo $((base + 11)); }
+raft_port() { echo $((base + 100 + $1)); }
+svc_port() { echo $((base + 200 + $1)); }
+
+peers_args() {
+  local a=() n
+  for n in "${nodes[@]}"; do a+=(--peer "$n=$host:$(raft_port "$n")@$host:$(svc_port "$n")"); done
+  echo "${a[@]}"
+}
+
+auth_args() {
+  echo --auth-url "http://$host:$(sim_port)/identity/v3" --service-user magnum --service-password secret \
+    --service-project service --service-domain Default
+}
+
+# Writes DIR/ROLE[-ID].cmd: the exact command line, so a stopped process restarts identically.
+write_cmd() {
+  local dir=$1 role=$2 id=${3:-} b; b=$(bin)
+  local name=$role${id:+-$id}
+  case $role in
+    cloud-sim)
+      echo "$b cloud-sim --listen $host:$(sim_port) --container-infra-url http://$host:$(api_port)/v1 --time-scale $time_scale --state-file $dir/cloud-sim/state.json" ;;
+    conductor)
+      echo "$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args) --shards $shards --poll-interval-ms $poll_ms $(auth_args)" ;;
+    api)
+      local c=() n
+      for n in "${nodes[@]}"; do c+=(--conductor "$host:$(svc_port "$n")"); done
+      echo "$b api --listen $host:$(api_port) --public-url http://$host:$(api_port) ${c[*]} $(auth_args)" ;;
+  esac >"$dir/$name.cmd"
+}
+
+pid_of() { local f="$1/$2.pid"; [ -f "$f" ] && cat "$f" || true; }
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+
+start_one() {
+  local dir=$1 role=$2 id=${3:-} extra=${4:-}
+  local name=$role${id:+-$id}
+  alive "$(pid_of "$dir" "$name")" && return 0
+  [ -f "$dir/$name.cmd" ] || write_cmd "$dir" "$role" "$id"
+  mkdir -p "$dir/logs" "$dir/cloud-sim"
+  # shellcheck disable=SC2046
+  nohup $(cat "$dir/$name.cmd") $extra >>"$dir/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$dir/$name.pid"
+}
+
+stop_one() {
+  local dir=$1 role=$2 id=${3:-} sig=${4:-TERM}
+  local name=$role${id:+-$id} pid
+  pid=$(pid_of "$dir" "$name")
+  if alive "$pid"; then
+    kill -s "$sig" "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+    alive "$pid" && kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/$name.pid"
+}
+
+wait_http() {
+  local url=$1 what=$2
+  for _ in $(seq 1 300); do
+    curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $what ($url)" >&2
+  return 1
+}
+
+# Every group has a leader and every shard leader committed its ownership epoch.
+wait_ready() {
+  local n
+  for _ in $(seq 1 300); do
+    local ok=1
+    for n in "${nodes[@]}"; do
+      local t
+      t=$(curl -fsS "http://$host:$(svc_port "$n")/internal/v1/topology" 2>/dev/null) || { ok=0; break; }
+      echo "$t" | grep -q '"leader":null' && { ok=0; break; }
+    done
+    [ $ok = 1 ] && return 0
+    sleep 0.2
+  done
+  echo "timed out waiting for raft groups to elect leaders" >&2
+  return 1
+}
+
+write_json() {
+  local dir=$1 first=1 n
+  {
+    echo '{"processes": ['
+    entry() {
+      [ $first = 1 ] || echo ','
+      first=0
+      printf '  {"role": "%s", "node_id": %s, "pid": %s, "addresses": %s}' "$1" "$2" "${3:-null}" "$4"
+    }
+    entry cloud-sim null "$(pid_of "$dir" cloud-sim)" "{\"http\": \"$host:$(sim_port)\"}"
+    for n in "${nodes[@]}"; do
+      entry conductor "$n" "$(pid_of "$dir" "conductor-$n")" \
+        "{\"raft\": \"$host:$(raft_port "$n")\", \"service\": \"$host:$(svc_port "$n")\"}"
+    done
+    entry api null "$(pid_of "$dir" api)" "{\"http\": \"$host:$(api_port)\"}"
+    printf '\n], "dir": "%s", "shards": %s, "openrc": "%s/openrc"}\n' "$dir" "$shards" "$dir"
+  } >"$dir/cluster.json"
+}
+
+write_openrc() {
+  local dir=$1 c=() n
+  for n in "${nodes[@]}"; do c+=("$host:$(svc_port "$n")"); done
+  cat >"$dir/openrc" <<RC
+export OS_AUTH_TYPE=password
+export OS_AUTH_URL=http://$host:$(sim_port)/identity/v3
+export OS_IDENTITY_API_VERSION=3
+export OS_USERNAME=admin
+export OS_PASSWORD=secret
+export OS_PROJECT_NAME=admin
+export OS_USER_DOMAIN_NAME=Default
+export OS_PROJECT_DOMAIN_NAME=Default
+export OS_REGION_NAME=RegionOne
+export MAGNUM_CONDUCTORS=$(IFS=,; echo "${c[*]}")
+export MAGNUM_CLOUD_SIM=http://$host:$(sim_port)
+export MAGNUM_API=http://$host:$(api_port)/v1
+RC
+}
+
+cmd=${1:-}; dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || usage
+mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+
+case $cmd in
+  up)
+    start_one "$dir" cloud-sim
+    wait_http "http://$host:$(sim_port)/sim/health" cloud-sim
+    for n in "${nodes[@]}"; do
+      boot=""
+      [ -d "$dir/conductor-$n/raft" ] || boot="--bootstrap"
+      start_one "$dir" conductor "$n" "$boot"
+    done
+    wait_ready
+    start_one "$dir" api
+    wait_http "http://$host:$(api_port)/" api
+    write_json "$dir"; write_openrc "$dir"
+    echo "up: $dir/cluster.json; source $dir/openrc"
+    ;;
+  down)
+    stop_one "$dir" api
+    for n in "${nodes[@]}"; do stop_one "$dir" conductor "$n"; done
+    stop_one "$dir" cloud-sim
+    ;;
+  status)
+    for name in cloud-sim conductor-1 conductor-2 conductor-3 api; do
+      pid=$(pid_of "$dir" "$name")
+      if alive "$pid"; then echo "$name running pid $pid"; else echo "$name stopped"; fi
+    done
+    ;;
+  start) start_one "$dir" "${3:?role}" "${4:-}"; write_json "$dir" ;;
+  stop) stop_one "$dir" "${3:?role}" "${4:-}" "${5:-TERM}"; write_json "$dir" ;;
+  *) usage ;;
+esac

@@ -1,0 +1,114 @@
+//! Command-line surface of the `magnum` binary.
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "magnum", version, about = "Magnum-compatible container infrastructure service with a Raft-replicated conductor")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Magnum v1 REST API node (stateless).
+    Api(ApiArgs),
+    /// One conductor node (Raft replicas of the meta group and the data shards, reconcilers).
+    Conductor(ConductorArgs),
+    /// Local stand-in for Keystone, Heat, Glance, Nova and Neutron.
+    CloudSim(CloudSimArgs),
+    /// Everything on localhost in one process: cloud-sim + 3 conductors + 1 API node.
+    Dev(DevArgs),
+}
+
+/// Service credentials for Keystone.
+#[derive(Args, Debug, Clone)]
+pub struct AuthArgs {
+    /// Keystone v3 URL, e.g. http://127.0.0.1:5000/identity/v3
+    #[arg(long, env = "MAGNUM_AUTH_URL")]
+    pub auth_url: String,
+    #[arg(long, env = "MAGNUM_SERVICE_USER", default_value = "magnum")]
+    pub service_user: String,
+    #[arg(long, env = "MAGNUM_SERVICE_PASSWORD")]
+    pub service_password: String,
+    #[arg(long, env = "MAGNUM_SERVICE_PROJECT", default_value = "service")]
+    pub service_project: String,
+    #[arg(long, env = "MAGNUM_SERVICE_DOMAIN", default_value = "Default")]
+    pub service_domain: String,
+    #[arg(long, env = "MAGNUM_REGION")]
+    pub region: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    #[arg(long, default_value = "127.0.0.1:9511")]
+    pub listen: SocketAddr,
+    /// Base URL for links (default: from the request's Host header).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// A conductor's service address (host:port); repeat for each.
+    #[arg(long = "conductor", required = true)]
+    pub conductors: Vec<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ConductorArgs {
+    #[arg(long)]
+    pub node_id: u64,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[arg(long)]
+    pub raft_listen: SocketAddr,
+    #[arg(long)]
+    pub service_listen: SocketAddr,
+    /// `ID=RAFT_ADDR@SERVICE_ADDR` for every voter, this node included; repeat.
+    #[arg(long = "peer", required = true)]
+    pub peers: Vec<String>,
+    /// Data shards of a fresh deployment (fixed at bootstrap).
+    #[arg(long, default_value_t = 16)]
+    pub shards: u32,
+    /// Initialize the Raft groups: only on a fresh deployment's first start.
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Heat status poll interval.
+    #[arg(long, default_value_t = 2000)]
+    pub poll_interval_ms: u64,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CloudSimArgs {
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    pub listen: SocketAddr,
+    /// Catalog entry of type container-infra (our API), e.g. http://127.0.0.1:9511/v1
+    #[arg(long)]
+    pub container_infra_url: Option<String>,
+    /// Multiplies every simulated resource latency.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Persist simulated state here so cloud-sim can restart.
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Where the conductors keep their data (reused across runs).
+    #[arg(long, default_value = ".magnum-dev")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 9511)]
+    pub api_port: u16,
+    #[arg(long, default_value_t = 5000)]
+    pub cloud_sim_port: u16,
+    /// First of the ports used by conductors (raft: BASE+1.., service: BASE+11..).
+    #[arg(long, default_value_t = 7100)]
+    pub conductor_port_base: u16,
+    #[arg(long, default_value_t = 16)]
+    pub shards: u32,
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+}

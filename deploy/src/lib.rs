@@ -1,0 +1,139 @@
+//! Process wiring for the `magnum` binary: each subcommand builds its crate's config from the
+//! command line and runs until SIGINT/SIGTERM. `magnum dev` runs the whole topology in one process.
+//!
+//! Owns: command-line parsing, process lifecycle, the dev topology. Must not know: domain rules,
+//! Raft internals, wire formats (it only passes configuration through).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cli;
+mod dev;
+mod peers;
+
+use cli::{ApiArgs, AuthArgs, CloudSimArgs, Command, ConductorArgs};
+use magnum_conductor::heat_cloud::{CloudAuth, HeatCloud};
+use magnum_conductor::node::{Conductor, ConductorConfig};
+use magnum_conductor::reconciler::ReconcilerConfig;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{0}")]
+    Args(String),
+    #[error("api: {0}")]
+    Api(String),
+    #[error("conductor: {0}")]
+    Conductor(#[from] magnum_conductor::node::ConductorError),
+    #[error("cloud-sim: {0}")]
+    CloudSim(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+pub async fn run(cli: cli::Cli) -> Result<(), DeployError> {
+    match cli.command {
+        Command::Api(a) => run_api(a).await,
+        Command::Conductor(c) => run_conductor(c).await,
+        Command::CloudSim(s) => run_cloud_sim(s).await,
+        Command::Dev(d) => dev::run(d).await,
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub(crate) fn cloud_auth(a: &AuthArgs) -> CloudAuth {
+    CloudAuth {
+        auth_url: a.auth_url.clone(),
+        user: a.service_user.clone(),
+        password: a.service_password.clone(),
+        project: a.service_project.clone(),
+        domain: a.service_domain.clone(),
+        region: a.region.clone(),
+    }
+}
+
+pub(crate) fn api_config(a: &ApiArgs) -> magnum_api::ApiConfig {
+    magnum_api::ApiConfig {
+        listen: a.listen,
+        public_url: a.public_url.clone(),
+        conductors: a.conductors.clone(),
+        auth_url: a.auth.auth_url.clone(),
+        service_user: a.auth.service_user.clone(),
+        service_password: a.auth.service_password.clone(),
+        service_project: a.auth.service_project.clone(),
+        service_domain: a.auth.service_domain.clone(),
+        ..magnum_api::ApiConfig::default()
+    }
+}
+
+async fn run_api(a: ApiArgs) -> Result<(), DeployError> {
+    let server = magnum_api::serve(api_config(&a)).await.map_err(|e| DeployError::Api(e.to_string()))?;
+    tracing::info!(addr = %server.local_addr, "api listening");
+    shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, DeployError> {
+    let peers = peers::parse(&c.peers).map_err(DeployError::Args)?;
+    if !peers.contains_key(&c.node_id) {
+        return Err(DeployError::Args(format!("--peer list must include this node ({})", c.node_id)));
+    }
+    let cloud = HeatCloud::new(cloud_auth(&c.auth)).map_err(|e| DeployError::Args(e.to_string()))?;
+    Ok(ConductorConfig {
+        node_id: c.node_id,
+        data_dir: c.data_dir.clone(),
+        raft_listen: c.raft_listen,
+        service_listen: c.service_listen,
+        peers,
+        shards: c.shards,
+        bootstrap: c.bootstrap,
+        raft: magnum_raft::RaftConfig::default(),
+        reconciler: ReconcilerConfig { poll: Duration::from_millis(c.poll_interval_ms), ..ReconcilerConfig::default() },
+        cloud: Arc::new(cloud),
+    })
+}
+
+async fn run_conductor(c: ConductorArgs) -> Result<(), DeployError> {
+    let conductor = Conductor::start(conductor_config(&c)?).await?;
+    shutdown_signal().await;
+    conductor.shutdown().await;
+    Ok(())
+}
+
+pub(crate) fn sim_config(s: &CloudSimArgs) -> magnum_cloud_sim::SimConfig {
+    magnum_cloud_sim::SimConfig {
+        listen: s.listen,
+        container_infra_url: s.container_infra_url.clone(),
+        time_scale: s.time_scale,
+        state_file: s.state_file.clone(),
+    }
+}
+
+async fn run_cloud_sim(s: CloudSimArgs) -> Result<(), DeployError> {
+    let sim = magnum_cloud_sim::serve(sim_config(&s)).await.map_err(|e| DeployError::CloudSim(e.to_string()))?;
+    tracing::info!(url = sim.base_url(), "cloud-sim listening");
+    shutdown_signal().await;
+    sim.shutdown().await;
+    Ok(())
+}
