@@ -8,6 +8,13 @@
 //! `magnum-drivers`).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod certs;
+pub mod cloud;
+pub mod reconciler;
+pub mod logic;
+pub mod meta;
+pub mod node;
+pub mod service;
 pub mod messages;
 pub mod persist;
 pub mod state;

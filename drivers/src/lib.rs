@@ -1,1 +1,34 @@
-//! magnum-drivers
+//! magnum-drivers: everything that talks to OpenStack services, and the COE drivers.
+//!
+//! **Owns**
+//! - [`openstack`]: clients of Keystone v3 (service session with cached, refreshed token; cached
+//!   user-token validation; the service catalog), Heat v1 (stack create/find/show/update/delete/list
+//!   with an error type that separates conflict, not-found, permanent and transient failures), and
+//!   the Glance/Nova/Neutron look-ups needed to validate cluster templates.
+//! - [`driver`]: the [`Driver`] trait and the registry that selects a driver by
+//!   `(server_type, os_distro, coe)`.
+//! - [`k8s_fedora_coreos_v1`]: the Kubernetes-on-Fedora-CoreOS Heat driver: HOT templates (data
+//!   files under `templates/`), the mapping of a cluster onto stack parameters, and of stack
+//!   outputs/parameters back onto cluster fields.
+//! - [`naming`]: deterministic Heat stack names derived from the cluster uuid.
+//!
+//! **Must not know**: Raft, sled, Magnum's REST API, or the conductor's state model. Inputs are the
+//! plain structs defined here ([`ClusterSpec`], [`ScaleSpec`], [`OutputOptions`]); outputs are plain
+//! values ([`openstack::CreateStack`], [`ClusterOutputs`], ...). Callers own retries, fencing and
+//! persistence; this crate makes each call once and classifies its failure ([`Error`]).
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+#![warn(missing_docs)]
+
+pub mod driver;
+pub mod error;
+pub mod k8s_fedora_coreos_v1;
+pub mod naming;
+pub mod openstack;
+
+pub use driver::{
+    all_drivers, driver_by_name, find_driver, ClusterOutputs, ClusterSpec, Driver, DriverKey, OutputOptions, ScaleSpec,
+    Trustee,
+};
+pub use error::{DriverError, Error, HeatError, Result};
+pub use naming::{nodegroup_stack_name, stack_name};

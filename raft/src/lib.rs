@@ -1,1 +1,32 @@
-//! magnum-raft
+//! Multi-group Raft for the Magnum conductor: openraft 0.10 groups persisted in sled, talking
+//! over HTTP.
+//!
+//! This crate owns: one sled database per process with per-group log / meta / state-machine
+//! trees and the durability contract (nothing is acknowledged to openraft before it is
+//! flushed); the openraft glue (storage, network, snapshots); the Raft RPC transport (axum
+//! routes + a shared reqwest pool, with a versioned envelope per message); and a small API to
+//! open groups, propose, read linearizably and watch leadership.
+//!
+//! It must not know anything about Magnum, clusters, shards' meaning, Heat, or any HTTP API
+//! other than Raft RPC: an application plugs in its deterministic [`StateMachineLogic`] and
+//! decides what group ids mean.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod codec;
+mod config;
+mod error;
+mod group;
+mod logic;
+mod network;
+mod node;
+mod registry;
+mod storage;
+mod types;
+
+pub use config::RaftConfig;
+pub use error::{RaftError, WriteError};
+pub use group::{Group, GroupStatus, LogStats};
+pub use logic::{StateMachineLogic, WriteSet};
+pub use node::RaftNode;
+pub use types::{GroupId, NodeAddr, NodeId};

@@ -1,0 +1,50 @@
+//! What the reconciler needs from the cloud, as a trait so tests can inject faults and so the
+//! reconciler stays ignorant of Heat's wire format.
+use async_trait::async_trait;
+use magnum_proto::{ClusterView, Operation, ProjectId, StackOutputs};
+
+/// A stack as Heat names it: `name/id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackHandle {
+    pub name: String,
+    pub id: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackState {
+    pub status: String,
+    pub reason: Option<String>,
+    /// Mapped outputs, present when the stack was read with outputs.
+    pub outputs: Option<StackOutputs>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// The stack name is taken by a live stack (Heat 409 StackExists).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Heat refused the request for good (400): the operation fails with this reason.
+    #[error("{0}")]
+    Permanent(String),
+    /// 5xx, timeouts, connection errors, auth hiccups: retry with backoff.
+    #[error("{0}")]
+    Transient(String),
+}
+
+#[async_trait]
+pub trait Cloud: Send + Sync + 'static {
+    /// Deterministic stack name of a cluster.
+    fn stack_name(&self, cluster: &ClusterView) -> String;
+    async fn create_stack(&self, op: &Operation, cluster: &ClusterView) -> Result<StackHandle, CloudError>;
+    async fn find_stack(&self, project: &ProjectId, name_or_id: &str) -> Result<Option<StackHandle>, CloudError>;
+    /// `None` when Heat no longer knows the stack.
+    async fn get_stack(
+        &self,
+        project: &ProjectId,
+        stack: &StackHandle,
+        op: &Operation,
+        cluster: &ClusterView,
+        with_outputs: bool,
+    ) -> Result<Option<StackState>, CloudError>;
+    async fn delete_stack(&self, project: &ProjectId, stack: &StackHandle) -> Result<(), CloudError>;
+}

@@ -1,0 +1,260 @@
+//! Drives every active operation of a shard this node leads, one step at a time. Each external
+//! side effect is bracketed by commits (intent → act → record), and every command carries the
+//! ownership epoch, so a deposed leader's late report is rejected by `apply()`.
+use crate::certs;
+use crate::cloud::{Cloud, CloudError, StackHandle};
+use crate::logic::ShardLogic;
+use magnum_proto::*;
+use magnum_raft::{Group, WriteError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+#[derive(Clone, Debug)]
+pub struct ReconcilerConfig {
+    /// Heat status poll interval (Magnum: 10 s).
+    pub poll: Duration,
+    /// How often the shard is scanned for operations without a worker.
+    pub scan: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self { poll: Duration::from_secs(2), scan: Duration::from_millis(200), max_backoff: Duration::from_secs(10) }
+    }
+}
+
+/// Why a worker stopped driving its operation.
+#[derive(Debug)]
+enum Stop {
+    /// Ownership moved or the operation ended; nothing to report.
+    Done,
+    Lost(String),
+}
+
+struct Ctx {
+    group: Group<ShardLogic>,
+    cloud: Arc<dyn Cloud>,
+    epoch: u64,
+    cfg: ReconcilerConfig,
+    cancel: CancellationToken,
+}
+
+/// Runs until `cancel` fires (leadership lost) or the node stops.
+pub async fn run(group: Group<ShardLogic>, cloud: Arc<dyn Cloud>, epoch: u64, cfg: ReconcilerConfig, cancel: CancellationToken) {
+    let ctx = Arc::new(Ctx { group, cloud, epoch, cfg, cancel });
+    let mut workers: HashMap<ClusterId, (OpId, JoinHandle<()>)> = HashMap::new();
+    info!(group = ctx.group.id(), epoch, "reconciler started");
+    loop {
+        let ops: Vec<Operation> = ctx.group.read_local(|l| l.state.operations().cloned().collect());
+        workers.retain(|_, (_, h)| !h.is_finished());
+        for op in ops {
+            if workers.get(&op.cluster).is_some_and(|(id, _)| *id == op.id) {
+                continue;
+            }
+            let ctx2 = ctx.clone();
+            let span = info_span!("op", cluster = %op.cluster, op = %op.id, kind = ?op.kind, epoch);
+            let handle = tokio::spawn(
+                async move {
+                    match drive(&ctx2, op.cluster, op.id).await {
+                        Stop::Done => debug!("worker done"),
+                        Stop::Lost(why) => info!(why, "worker stopped"),
+                    }
+                }
+                .instrument(span),
+            );
+            if let Some((_, old)) = workers.insert(op.cluster, (op.id, handle)) {
+                old.abort(); // superseded operation (e.g. delete during create)
+            }
+        }
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            _ = tokio::time::sleep(ctx.cfg.scan) => {}
+        }
+    }
+    for (_, (_, h)) in workers {
+        h.abort();
+    }
+    info!(group = ctx.group.id(), epoch, "reconciler stopped");
+}
+
+async fn drive(ctx: &Ctx, cluster: ClusterId, op_id: OpId) -> Stop {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Stop::Done;
+        }
+        let snapshot = ctx.group.read_local(|l| {
+            let op = l.state.operation(cluster).filter(|o| o.id == op_id).cloned();
+            (op, l.state.view(cluster), l.state.epoch)
+        });
+        let (Some(op), Some(view), epoch) = snapshot else { return Stop::Done };
+        if epoch != ctx.epoch {
+            return Stop::Lost(format!("epoch moved to {epoch}"));
+        }
+        let res = if Timestamp::now() > op.deadline && !matches!(op.step, Step::GenerateCerts) {
+            let what = if op.kind == OpKind::Create { "create" } else { "delete" };
+            advance(ctx, &op, OpEvent::Failed { reason: format!("Cluster {what} timed out (conductor deadline).") }).await
+        } else {
+            step(ctx, &op, &view).await
+        };
+        match res {
+            Ok(Progress::Moved) => backoff = Duration::from_millis(200),
+            Ok(Progress::Wait) => sleep(ctx, ctx.cfg.poll).await,
+            Err(StepError::Stop(s)) => return s,
+            Err(StepError::Retry(e)) => {
+                warn!(error = %e, "step failed, will retry");
+                // Recording the error is best effort: it is for display and backoff only.
+                let _ = advance(ctx, &op, OpEvent::TransientError { error: e }).await;
+                sleep(ctx, backoff).await;
+                backoff = (backoff * 2).min(ctx.cfg.max_backoff);
+            }
+        }
+    }
+}
+
+async fn sleep(ctx: &Ctx, d: Duration) {
+    tokio::select! {
+        _ = ctx.cancel.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+enum Progress {
+    /// A commit moved the operation; look again at once.
+    Moved,
+    /// Waiting on Heat; poll later.
+    Wait,
+}
+
+enum StepError {
+    Stop(Stop),
+    Retry(String),
+}
+
+impl From<CloudError> for StepError {
+    fn from(e: CloudError) -> Self {
+        StepError::Retry(e.to_string())
+    }
+}
+
+async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress, StepError> {
+    let project = &view.cluster.project_id;
+    match &op.step {
+        Step::GenerateCerts => {
+            let name = view.cluster.name.clone();
+            let certs = tokio::task::spawn_blocking(move || certs::generate(&name))
+                .await
+                .map_err(|e| StepError::Retry(e.to_string()))?
+                .map_err(|e| StepError::Retry(e.to_string()))?;
+            advance(ctx, op, OpEvent::CertsGenerated { certs }).await
+        }
+        Step::CreateStack { .. } => {
+            advance(ctx, op, OpEvent::StackCreateIntent).await?;
+            confirm_leadership(ctx).await?;
+            let handle = match ctx.cloud.create_stack(op, view).await {
+                Ok(h) => h,
+                // The name is deterministic: a live stack with it is ours from an earlier attempt.
+                Err(CloudError::Conflict(_)) => {
+                    let name = ctx.cloud.stack_name(view);
+                    match ctx.cloud.find_stack(project, &name).await? {
+                        Some(h) => {
+                            info!(stack = %h.id, "adopted existing stack");
+                            h
+                        }
+                        None => return Err(StepError::Retry(format!("stack {name} conflicted but is gone"))),
+                    }
+                }
+                Err(CloudError::Permanent(reason)) => return advance(ctx, op, OpEvent::Failed { reason }).await,
+                Err(e) => return Err(e.into()),
+            };
+            advance(ctx, op, OpEvent::StackCreated { stack_id: handle.id }).await
+        }
+        Step::WaitCreate { stack_id } => {
+            let handle = StackHandle { name: ctx.cloud.stack_name(view), id: stack_id.clone() };
+            match ctx.cloud.get_stack(project, &handle, op, view, true).await? {
+                None => {
+                    let reason = format!("Stack with id {stack_id} not found in Heat.");
+                    let event = OpEvent::CreateFinished { status: ClusterStatus::CREATE_FAILED, reason: Some(reason), outputs: StackOutputs::default() };
+                    advance(ctx, op, event).await
+                }
+                Some(s) if s.status.ends_with("_IN_PROGRESS") => Ok(Progress::Wait),
+                Some(s) => {
+                    let status = ClusterStatus::parse(&s.status).unwrap_or(ClusterStatus::CREATE_FAILED);
+                    let reason = if status.is_failed() { s.reason } else { None };
+                    let outputs = s.outputs.unwrap_or_default();
+                    advance(ctx, op, OpEvent::CreateFinished { status, reason, outputs }).await
+                }
+            }
+        }
+        Step::DeleteStack { .. } => {
+            advance(ctx, op, OpEvent::StackDeleteIntent).await?;
+            // The create may have been in flight when the delete arrived: look up by name too.
+            let found = match &view.cluster.stack_id {
+                Some(id) => ctx.cloud.find_stack(project, id).await?,
+                None => None,
+            };
+            let found = match found {
+                Some(h) => Some(h),
+                None => ctx.cloud.find_stack(project, &ctx.cloud.stack_name(view)).await?,
+            };
+            let Some(handle) = found else {
+                return advance(ctx, op, OpEvent::DeleteFinished).await;
+            };
+            confirm_leadership(ctx).await?;
+            ctx.cloud.delete_stack(project, &handle).await?;
+            advance(ctx, op, OpEvent::StackDeleteRequested { stack_id: handle.id }).await
+        }
+        Step::WaitDelete { stack_id } => {
+            let handle = StackHandle { name: ctx.cloud.stack_name(view), id: stack_id.clone() };
+            match ctx.cloud.get_stack(project, &handle, op, view, false).await? {
+                None => advance(ctx, op, OpEvent::DeleteFinished).await,
+                Some(s) if s.status == "DELETE_COMPLETE" => advance(ctx, op, OpEvent::DeleteFinished).await,
+                Some(s) if s.status == "DELETE_FAILED" => {
+                    let reason = s.reason.unwrap_or_else(|| "Stack delete failed.".into());
+                    advance(ctx, op, OpEvent::Failed { reason }).await
+                }
+                Some(s) if s.status == "DELETE_IN_PROGRESS" => Ok(Progress::Wait),
+                // Something else runs on the stack (a create still finishing): ask again.
+                Some(_) => {
+                    confirm_leadership(ctx).await?;
+                    ctx.cloud.delete_stack(project, &handle).await?;
+                    Ok(Progress::Wait)
+                }
+            }
+        }
+    }
+}
+
+/// Read-index check right before an external mutation: still the leader, still our epoch.
+async fn confirm_leadership(ctx: &Ctx) -> Result<(), StepError> {
+    match ctx.group.read(|l| l.state.epoch).await {
+        Ok(e) if e == ctx.epoch => Ok(()),
+        Ok(e) => Err(StepError::Stop(Stop::Lost(format!("epoch moved to {e}")))),
+        Err(e) => Err(StepError::Stop(Stop::Lost(format!("leadership not confirmed: {e}")))),
+    }
+}
+
+async fn advance(ctx: &Ctx, op: &Operation, event: OpEvent) -> Result<Progress, StepError> {
+    let req = ShardRequest {
+        request_id: None,
+        command: ShardCommand::Advance { epoch: ctx.epoch, cluster: op.cluster, op: op.id, event, at: Timestamp::now() },
+    };
+    let payload = serde_json::to_vec(&req).map_err(|e| StepError::Retry(e.to_string()))?;
+    match ctx.group.write(payload).await {
+        Ok(bytes) => match serde_json::from_slice::<ShardResponse>(&bytes) {
+            Ok(Ok(_)) => Ok(Progress::Moved),
+            Ok(Err(CommandError::StaleEpoch { current })) => Err(StepError::Stop(Stop::Lost(format!("stale epoch, current {current}")))),
+            Ok(Err(CommandError::StaleOperation)) => Err(StepError::Stop(Stop::Done)),
+            Ok(Err(e)) => Err(StepError::Retry(e.to_string())),
+            Err(e) => Err(StepError::Retry(format!("undecodable response: {e}"))),
+        },
+        Err(WriteError::NotLeader { .. }) => Err(StepError::Stop(Stop::Lost("not leader".into()))),
+        // Outcome unknown: re-reading the state next round tells what happened.
+        Err(e) => Err(StepError::Retry(e.to_string())),
+    }
+}

@@ -1,0 +1,313 @@
+//! Heat v1 at `/heat-api/v1/{tenant}`: stacks, resources, events and outputs, with a simulated
+//! engine that creates resources in dependency order with per-type latency.
+//!
+//! * [`template`]: HOT parsing, parameters, environments, static validation.
+//! * [`intrinsics`]: the intrinsic functions (`get_param`, `get_attr`, `if`, …).
+//! * [`context`]: evaluation of a stack's intrinsics against live state (attributes, outputs).
+//! * [`engine`]: stack actions (create/update/delete/rollback), the resource DAG, timeouts.
+//! * [`resources`]: the simulated resource types and their attributes.
+//! * [`group`]: `OS::Heat::ResourceGroup`.
+//! * [`api`] / [`views`]: the REST surface and its JSON shapes.
+
+pub(crate) mod api;
+pub(crate) mod context;
+pub(crate) mod engine;
+pub(crate) mod group;
+pub(crate) mod intrinsics;
+pub(crate) mod resources;
+pub(crate) mod template;
+pub(crate) mod views;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::task::AbortHandle;
+use uuid::Uuid;
+
+use crate::util::Ts;
+
+/// Heat's actions (`heat/engine/stack.py`); resources also use `INIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum Action {
+    Init,
+    Create,
+    Update,
+    Delete,
+    Rollback,
+    Suspend,
+    Resume,
+    Check,
+}
+
+impl Action {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Action::Init => "INIT",
+            Action::Create => "CREATE",
+            Action::Update => "UPDATE",
+            Action::Delete => "DELETE",
+            Action::Rollback => "ROLLBACK",
+            Action::Suspend => "SUSPEND",
+            Action::Resume => "RESUME",
+            Action::Check => "CHECK",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Action> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "INIT" => Action::Init,
+            "CREATE" => Action::Create,
+            "UPDATE" => Action::Update,
+            "DELETE" => Action::Delete,
+            "ROLLBACK" => Action::Rollback,
+            "SUSPEND" => Action::Suspend,
+            "RESUME" => Action::Resume,
+            "CHECK" => Action::Check,
+            _ => return None,
+        })
+    }
+}
+
+/// Heat's statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum Status {
+    InProgress,
+    Complete,
+    Failed,
+}
+
+impl Status {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Status::InProgress => "IN_PROGRESS",
+            Status::Complete => "COMPLETE",
+            Status::Failed => "FAILED",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Status> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "IN_PROGRESS" => Status::InProgress,
+            "COMPLETE" => Status::Complete,
+            "FAILED" => Status::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// `"{ACTION}_{STATUS}"`.
+pub(crate) fn status_str(a: Action, s: Status) -> String {
+    format!("{}_{}", a.as_str(), s.as_str())
+}
+
+/// A stack environment (the parts we honour).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Env {
+    /// User parameters (request `parameters` merged into `environment.parameters`).
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    #[serde(default)]
+    pub parameter_defaults: Map<String, Value>,
+    /// Type → type / files key / `OS::Heat::None`.
+    #[serde(default)]
+    pub resource_registry: BTreeMap<String, String>,
+}
+
+/// What a stack should look like: template, files and environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Definition {
+    pub template: Value,
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    #[serde(default)]
+    pub env: Env,
+}
+
+/// How a resource is realised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ResKind {
+    /// A simulated physical resource.
+    Leaf,
+    /// A nested stack from a template in `files`.
+    Template,
+    /// `OS::Heat::ResourceGroup` (a nested stack of members).
+    Group,
+}
+
+/// One resource of a stack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Resource {
+    pub name: String,
+    /// The type as written in the template.
+    pub rtype: String,
+    /// The type after the environment's registry (a builtin name or a `files` key).
+    pub impl_type: String,
+    pub kind: ResKind,
+    pub action: Action,
+    pub status: Status,
+    pub reason: String,
+    pub physical_id: String,
+    pub created: Ts,
+    pub updated: Option<Ts>,
+    /// Properties as resolved at the last create/update.
+    pub props: Value,
+    /// Identity of the last applied definition (skip unchanged resources on update).
+    pub fingerprint: String,
+    pub attrs: Map<String, Value>,
+    pub nested: Option<Uuid>,
+    /// Resources of the same stack this one depends on.
+    pub deps: Vec<String>,
+    /// ResourceGroup: names never to reuse (Heat's `name_blacklist`).
+    #[serde(default)]
+    pub skiplist: Vec<String>,
+}
+
+/// One event of a stack (a stack or resource transition).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Event {
+    pub id: Uuid,
+    pub seq: u64,
+    pub time: Ts,
+    pub resource_name: String,
+    pub resource_type: String,
+    pub physical_id: String,
+    pub action: Action,
+    pub status: Status,
+    pub reason: String,
+}
+
+/// A stack (top-level or nested).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Stack {
+    pub id: Uuid,
+    pub name: String,
+    pub project_id: String,
+    pub owner: String,
+    pub parent: Option<Uuid>,
+    pub parent_resource: Option<String>,
+    pub root: Uuid,
+    pub seq: u64,
+    pub def: Definition,
+    pub prev_def: Option<Definition>,
+    pub action: Action,
+    pub status: Status,
+    pub reason: String,
+    pub created: Ts,
+    pub updated: Option<Ts>,
+    pub deleted: Option<Ts>,
+    pub timeout_mins: Option<u64>,
+    pub disable_rollback: bool,
+    pub tags: Option<Vec<String>>,
+    pub resources: BTreeMap<String, Resource>,
+    pub events: Vec<Event>,
+    /// Root stacks: next host index per CIDR for fixed-IP allocation.
+    #[serde(default)]
+    pub pools: BTreeMap<String, u32>,
+    /// Bumped by every new action on a root stack; fences stale engine tasks.
+    pub traversal: u64,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// A process-wide monotonic sequence number (ordering of stacks and events).
+pub(crate) fn next_seq() -> u64 {
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Make sure future sequence numbers are above `seen` (after loading a state file).
+pub(crate) fn bump_seq(seen: u64) {
+    SEQ.fetch_max(seen + 1, Ordering::Relaxed);
+}
+
+impl Stack {
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.action == Action::Delete && self.status == Status::Complete
+    }
+
+    pub(crate) fn in_progress(&self) -> bool {
+        self.status == Status::InProgress
+    }
+
+    pub(crate) fn add_event(
+        &mut self,
+        resource_name: &str,
+        resource_type: &str,
+        physical_id: &str,
+        action: Action,
+        status: Status,
+        reason: &str,
+    ) {
+        self.events.push(Event {
+            id: Uuid::new_v4(),
+            seq: next_seq(),
+            time: Ts::now(),
+            resource_name: resource_name.to_string(),
+            resource_type: resource_type.to_string(),
+            physical_id: physical_id.to_string(),
+            action,
+            status,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Change the stack's status and record the stack event.
+    pub(crate) fn set_status(&mut self, action: Action, status: Status, reason: &str) {
+        self.action = action;
+        self.status = status;
+        self.reason = reason.to_string();
+        let (name, id) = (self.name.clone(), self.id.to_string());
+        self.add_event(&name, "OS::Heat::Stack", &id, action, status, reason);
+    }
+}
+
+/// All Heat state (persisted in the state file).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct HeatState {
+    pub stacks: BTreeMap<Uuid, Stack>,
+    /// Accepted `POST /stacks` per stack name (top-level stacks).
+    pub creates_by_name: BTreeMap<String, u64>,
+    pub floating_next: u32,
+}
+
+impl HeatState {
+    /// A live (not DELETE_COMPLETE) stack of `project` named `name`.
+    pub(crate) fn live_by_name(&self, project: &str, name: &str) -> Option<&Stack> {
+        self.stacks
+            .values()
+            .find(|s| s.project_id == project && s.name == name && !s.is_deleted())
+    }
+
+    /// Heat's `identify_stack`: a UUID matches any stack (even deleted), a name only live ones.
+    pub(crate) fn identify(&self, project: &str, name_or_id: &str) -> Option<&Stack> {
+        if let Ok(id) = Uuid::parse_str(name_or_id) {
+            if let Some(s) = self.stacks.get(&id).filter(|s| s.project_id == project) {
+                return Some(s);
+            }
+        }
+        self.live_by_name(project, name_or_id)
+    }
+
+    /// The stack addressed canonically as `{name}/{id}` in `project`.
+    pub(crate) fn canonical(&self, project: &str, name: &str, id: &str) -> Option<&Stack> {
+        let id = Uuid::parse_str(id).ok()?;
+        self.stacks
+            .get(&id)
+            .filter(|s| s.project_id == project && s.name == name)
+    }
+}
+
+/// Runtime-only engine state (not persisted).
+#[derive(Debug, Default)]
+pub(crate) struct Runtime {
+    /// Running action task per root stack: (generation, handle).
+    pub tasks: HashMap<Uuid, (u64, AbortHandle)>,
+    pub task_gen: u64,
+    /// Latency overrides in seconds, by (resource type, ACTION or "*").
+    pub latencies: HashMap<(String, String), f64>,
+    /// Legacy engine locking: updates of IN_PROGRESS stacks → 409, PATCH of non-COMPLETE → 400.
+    pub legacy_locking: bool,
+}

@@ -1,0 +1,234 @@
+//! One Raft group replica: proposals, linearizable reads, status.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::errors::{ClientWriteError, InitializeError, LinearizableReadError};
+use openraft::{RaftMetrics, ReadPolicy, ServerState};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::error::{RaftError, WriteError};
+use crate::logic::StateMachineLogic;
+use crate::registry::Registry;
+use crate::storage::sm::{read_lock, SmStore};
+use crate::types::{ForwardToLeader, GroupId, NodeAddr, NodeId, ORaftError, Payload, TypeConfig};
+
+pub(crate) type ORaft<L> = openraft::Raft<TypeConfig, SmStore<L>>;
+
+/// How long a linearizable read waits for the local state machine to reach the read index.
+const READ_APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A replica's view of its group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub group: GroupId,
+    pub node: NodeId,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub is_leader: bool,
+    pub last_applied: Option<u64>,
+    pub last_log: Option<u64>,
+    /// Voters and learners of the effective membership.
+    pub members: BTreeMap<NodeId, NodeAddr>,
+}
+
+/// Log compaction state of a replica (diagnostics, tests).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogStats {
+    /// Last log index covered by the latest snapshot.
+    pub snapshot: Option<u64>,
+    /// Last purged log index (inclusive).
+    pub purged: Option<u64>,
+}
+
+fn status_of(gid: GroupId, m: &RaftMetrics<TypeConfig>) -> GroupStatus {
+    GroupStatus {
+        group: gid,
+        node: m.id,
+        term: m.current_term,
+        leader: m.current_leader,
+        is_leader: m.state == ServerState::Leader,
+        last_applied: m.last_applied.as_ref().map(|l| l.index()),
+        last_log: m.last_log_index,
+        members: m.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect(),
+    }
+}
+
+/// Handle of this node's replica of one group. Cheap to clone.
+pub struct Group<L: StateMachineLogic> {
+    inner: Arc<Inner<L>>,
+}
+
+impl<L: StateMachineLogic> Clone for Group<L> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<L: StateMachineLogic> {
+    gid: GroupId,
+    raft: ORaft<L>,
+    logic: Arc<RwLock<L>>,
+    registry: Arc<Registry>,
+    instance: u64,
+    status: watch::Receiver<GroupStatus>,
+    status_task: tokio::task::JoinHandle<()>,
+}
+
+impl<L: StateMachineLogic> Drop for Inner<L> {
+    fn drop(&mut self) {
+        self.status_task.abort();
+    }
+}
+
+impl<L: StateMachineLogic> Group<L> {
+    pub(crate) fn new(
+        gid: GroupId,
+        raft: ORaft<L>,
+        logic: Arc<RwLock<L>>,
+        registry: Arc<Registry>,
+        instance: u64,
+    ) -> Self {
+        let mut metrics = raft.metrics();
+        let initial = status_of(gid, &metrics.borrow_watched());
+        let (tx, rx) = watch::channel(initial);
+        // Ends when the raft core stops and drops its metrics sender.
+        let status_task = tokio::spawn(async move {
+            while metrics.changed().await.is_ok() {
+                let next = status_of(gid, &metrics.borrow_watched());
+                tx.send_if_modified(|cur| {
+                    let changed = *cur != next;
+                    if changed {
+                        *cur = next;
+                    }
+                    changed
+                });
+            }
+        });
+        Self { inner: Arc::new(Inner { gid, raft, logic, registry, instance, status: rx, status_task }) }
+    }
+
+    pub fn id(&self) -> GroupId {
+        self.inner.gid
+    }
+
+    /// Forms the group with `members` as voters. Ok if the group was already initialized, so
+    /// every member may call it with the same membership.
+    #[tracing::instrument(level = "info", skip_all, fields(gid = self.inner.gid))]
+    pub async fn initialize(&self, members: BTreeMap<NodeId, NodeAddr>) -> Result<(), RaftError> {
+        match self.inner.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(ORaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(ORaftError::APIError(e)) => Err(RaftError::Initialize(e.to_string())),
+            Err(ORaftError::Fatal(f)) => Err(RaftError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Proposes `payload`; returns the state machine's response once committed and applied here.
+    #[tracing::instrument(level = "debug", skip_all, fields(gid = self.inner.gid, bytes = payload.len()))]
+    pub async fn write(&self, payload: Vec<u8>) -> Result<Vec<u8>, WriteError> {
+        match self.inner.raft.client_write(Payload(payload)).await {
+            Ok(resp) => Ok(resp.data.0),
+            Err(e) => Err(self.write_error(e)),
+        }
+    }
+
+    /// Linearizable read: this replica confirms it is still leader with a quorum (ReadIndex)
+    /// and waits until it applied up to the read index, then runs `f` on the state.
+    #[tracing::instrument(level = "debug", skip_all, fields(gid = self.inner.gid))]
+    pub async fn read<R>(&self, f: impl FnOnce(&L) -> R) -> Result<R, WriteError> {
+        let raft = &self.inner.raft;
+        let linearizer = match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+            Ok(l) => l,
+            Err(ORaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                return Err(self.not_leader(f));
+            }
+            Err(ORaftError::APIError(e)) => return Err(WriteError::Unknown(e.to_string())),
+            Err(ORaftError::Fatal(f)) => return Err(WriteError::Fatal(f.to_string())),
+        };
+        match linearizer.try_await_ready(raft, Some(READ_APPLY_TIMEOUT)).await {
+            Ok(Ok(_)) => Ok(self.read_local(f)),
+            Ok(Err(state)) => Err(WriteError::Unknown(format!("not applied up to read index: {state}"))),
+            Err(f) => Err(WriteError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Reads this replica's state as applied so far, without any leadership check.
+    pub fn read_local<R>(&self, f: impl FnOnce(&L) -> R) -> R {
+        f(&read_lock(&self.inner.logic))
+    }
+
+    pub fn status(&self) -> GroupStatus {
+        status_of(self.inner.gid, &self.inner.raft.metrics().borrow_watched())
+    }
+
+    /// Changes whenever leader, term, applied/last log index or membership change.
+    pub fn watch(&self) -> watch::Receiver<GroupStatus> {
+        self.inner.status.clone()
+    }
+
+    pub fn log_stats(&self) -> LogStats {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        LogStats {
+            snapshot: m.snapshot.as_ref().map(|l| l.index()),
+            purged: m.purged.as_ref().map(|l| l.index()),
+        }
+    }
+
+    /// Leader only: adds `id` as a learner (replication starts). With `blocking`, waits until
+    /// it caught up.
+    pub async fn add_learner(&self, id: NodeId, addr: NodeAddr, blocking: bool) -> Result<(), WriteError> {
+        self.inner.raft.add_learner(id, addr, blocking).await.map(|_| ()).map_err(|e| self.write_error(e))
+    }
+
+    /// Leader only: makes `voters` the voter set (joint consensus). With `retain`, removed
+    /// voters stay as learners.
+    pub async fn change_membership(&self, voters: BTreeSet<NodeId>, retain: bool) -> Result<(), WriteError> {
+        self.inner
+            .raft
+            .change_membership(voters, retain)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.write_error(e))
+    }
+
+    /// Leader only: asks `to` to take over leadership (drain). Returns once requested; watch
+    /// the status for the outcome.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), RaftError> {
+        self.inner.raft.trigger().transfer_leader(to).await.map_err(|f| RaftError::Fatal(f.to_string()))
+    }
+
+    /// Stops this replica. Peers see it as unreachable.
+    #[tracing::instrument(level = "info", skip_all, fields(gid = self.inner.gid))]
+    pub async fn shutdown(&self) {
+        self.inner.registry.remove(self.inner.gid, self.inner.instance);
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft core task ended abnormally");
+        }
+    }
+
+    fn write_error(&self, e: ORaftError<ClientWriteError<TypeConfig>>) -> WriteError {
+        match e {
+            ORaftError::APIError(ClientWriteError::ForwardToLeader(f)) => self.not_leader(f),
+            ORaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => {
+                WriteError::Unknown(format!("entry discarded on leader change: {f}"))
+            }
+            ORaftError::APIError(e) => WriteError::Unknown(e.to_string()),
+            ORaftError::Fatal(f) => WriteError::Fatal(f.to_string()),
+        }
+    }
+
+    fn not_leader(&self, f: ForwardToLeader) -> WriteError {
+        let leader = match (f.leader_id, f.leader_node) {
+            (Some(id), Some(node)) => Some((id, node)),
+            // Fill in the address from our membership view when openraft did not.
+            (Some(id), None) => self.status().members.get(&id).map(|n| (id, n.clone())),
+            _ => None,
+        };
+        WriteError::NotLeader { leader }
+    }
+}

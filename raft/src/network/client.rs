@@ -1,0 +1,190 @@
+//! openraft network client over the node's shared `reqwest::Client` pool.
+
+use std::future::Future;
+use std::time::Duration;
+
+use openraft::errors::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{OptionalSend, RPCTypes};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{Envelope, RpcKind, SnapshotRpc, PROTO_CURRENT};
+use crate::codec;
+use crate::types::{GroupId, NodeAddr, NodeId, ORaftError, Snapshot, SnapshotData, TypeConfig, Vote};
+
+/// Builds one HTTP client per process: keep-alive pool shared by all groups and peers.
+pub(crate) fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        // Raft traffic goes straight to peers, never through an HTTP proxy from the env.
+        .no_proxy()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// openraft network factory of one group.
+pub(crate) struct NetworkFactory {
+    pub(crate) http: reqwest::Client,
+    pub(crate) self_id: NodeId,
+    pub(crate) gid: GroupId,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient {
+        PeerClient {
+            http: self.http.clone(),
+            self_id: self.self_id,
+            target,
+            gid: self.gid,
+            addr: node.raft.clone(),
+        }
+    }
+}
+
+/// RPC client from this node's replica of `gid` to `target`'s replica.
+pub(crate) struct PeerClient {
+    http: reqwest::Client,
+    self_id: NodeId,
+    target: NodeId,
+    gid: GroupId,
+    addr: String,
+}
+
+/// Why a call failed, before it is shaped into openraft's error types.
+enum CallError {
+    /// Peer down, group not open there, incompatible, or remote raft stopped: back off.
+    Unreachable(String),
+    /// Sent but the request failed in flight: openraft may retry at once.
+    Network(String),
+    Timeout(Duration),
+}
+
+impl PeerClient {
+    async fn call<Req, Resp>(&self, kind: RpcKind, req: &Req, timeout: Duration) -> Result<Resp, CallError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let payload = codec::encode(req).map_err(|e| CallError::Network(e.to_string()))?;
+        let env = Envelope { proto: PROTO_CURRENT, group: self.gid, payload };
+        let body = codec::encode(&env).map_err(|e| CallError::Network(e.to_string()))?;
+        let url = format!("http://{}/raft/v1/{}/{}", self.addr, self.gid, kind.path());
+        let classify = |e: reqwest::Error| {
+            if e.is_timeout() {
+                CallError::Timeout(timeout)
+            } else if e.is_connect() {
+                CallError::Unreachable(format!("{url}: {e}"))
+            } else {
+                CallError::Network(format!("{url}: {e}"))
+            }
+        };
+        let resp = self
+            .http
+            .post(&url)
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = resp.status();
+        if !status.is_success() {
+            // 404 is typically the group not opened yet on the peer (startup race).
+            let text = resp.text().await.unwrap_or_default();
+            return Err(CallError::Unreachable(format!("{url}: HTTP {status}: {text}")));
+        }
+        let bytes = resp.bytes().await.map_err(classify)?;
+        let res: Result<Resp, ORaftError> = codec::decode(&bytes)
+            .map_err(|e| CallError::Unreachable(format!("{url}: undecodable response: {e}")))?;
+        res.map_err(|e| CallError::Unreachable(format!("{url}: remote raft: {e}")))
+    }
+
+    fn rpc_error(&self, action: RPCTypes, e: CallError) -> RPCError<TypeConfig> {
+        match e {
+            CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::from_string(m)),
+            CallError::Network(m) => RPCError::Network(NetworkError::from_string(m)),
+            CallError::Timeout(timeout) => {
+                RPCError::Timeout(Timeout { action, id: self.self_id, target: self.target, timeout })
+            }
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RpcKind::Append, &rpc, option.soft_ttl())
+            .await
+            .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RpcKind::Vote, &rpc, option.soft_ttl())
+            .await
+            .map_err(|e| self.rpc_error(RPCTypes::Vote, e))
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RpcKind::PreVote, &rpc, option.soft_ttl())
+            .await
+            .map_err(|e| self.rpc_error(RPCTypes::Vote, e))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = SnapshotRpc { vote, meta: snapshot.meta, data: snapshot.snapshot.into_inner() };
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            res = self.call(RpcKind::Snapshot, &req, option.soft_ttl()) => {
+                res.map_err(|e| match e {
+                    CallError::Unreachable(m) => StreamingError::Unreachable(Unreachable::from_string(m)),
+                    CallError::Network(m) => StreamingError::Network(NetworkError::from_string(m)),
+                    CallError::Timeout(timeout) => StreamingError::Timeout(Timeout {
+                        action: RPCTypes::InstallSnapshot,
+                        id: self.self_id,
+                        target: self.target,
+                        timeout,
+                    }),
+                })
+            }
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RpcKind::TransferLeader, &req, option.soft_ttl())
+            .await
+            .map_err(|e| self.rpc_error(RPCTypes::TransferLeader, e))
+    }
+}

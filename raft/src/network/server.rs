@@ -1,0 +1,121 @@
+//! axum routes that feed incoming Raft RPCs to the right group.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures::future::BoxFuture;
+use openraft::raft::{
+    AppendEntriesRequest, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest,
+};
+
+use super::{Envelope, RpcKind, SnapshotRpc, MAX_BODY_BYTES, PROTO_CURRENT, PROTO_MIN};
+use crate::codec::{self, CodecError};
+use crate::group::ORaft;
+use crate::logic::StateMachineLogic;
+use crate::registry::{GroupHandle, Registry};
+use crate::types::{GroupId, ORaftError, Snapshot, TypeConfig};
+
+pub(crate) fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/raft/v1/{gid}/{rpc}", post(handle))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(registry)
+}
+
+fn reject(status: StatusCode, msg: String) -> Response {
+    tracing::debug!(%status, %msg, "raft rpc rejected");
+    (status, msg).into_response()
+}
+
+async fn handle(
+    State(registry): State<Arc<Registry>>,
+    Path((gid, rpc)): Path<(GroupId, String)>,
+    body: Bytes,
+) -> Response {
+    let Some(kind) = RpcKind::from_path(&rpc) else {
+        return reject(StatusCode::NOT_FOUND, format!("unknown raft rpc {rpc:?}"));
+    };
+    let env: Envelope = match codec::decode(&body) {
+        Ok(env) => env,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("bad envelope: {e}")),
+    };
+    if !(PROTO_MIN..=PROTO_CURRENT).contains(&env.proto) {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            format!("unsupported raft protocol {} (accept {PROTO_MIN}..={PROTO_CURRENT})", env.proto),
+        );
+    }
+    if env.group != gid {
+        return reject(StatusCode::BAD_REQUEST, format!("envelope group {} != path group {gid}", env.group));
+    }
+    // Unknown and not-yet-opened groups look the same from here; the client backs off.
+    let Some(group) = registry.get(gid) else {
+        return reject(StatusCode::NOT_FOUND, format!("group {gid} is not open on this node"));
+    };
+    match group.call(kind, env.payload).await {
+        Ok(bytes) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Err(e) => reject(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// The registry's view of one group's openraft instance.
+pub(crate) struct RaftEndpoint<L: StateMachineLogic> {
+    pub(crate) raft: ORaft<L>,
+}
+
+impl<L: StateMachineLogic> GroupHandle for RaftEndpoint<L> {
+    fn call(&self, kind: RpcKind, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+        let raft = self.raft.clone();
+        Box::pin(async move { dispatch(raft, kind, payload).await.map_err(|e| e.to_string()) })
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let raft = self.raft.clone();
+        Box::pin(async move {
+            if let Err(e) = raft.shutdown().await {
+                tracing::warn!(error = %e, "raft core task ended abnormally");
+            }
+        })
+    }
+}
+
+async fn dispatch<L: StateMachineLogic>(
+    raft: ORaft<L>,
+    kind: RpcKind,
+    payload: Vec<u8>,
+) -> Result<Vec<u8>, CodecError> {
+    match kind {
+        RpcKind::Append => {
+            let req: AppendEntriesRequest<TypeConfig> = codec::decode(&payload)?;
+            codec::encode(&raft.append_entries(req).await)
+        }
+        RpcKind::Vote => {
+            let req: VoteRequest<TypeConfig> = codec::decode(&payload)?;
+            codec::encode(&raft.vote(req).await)
+        }
+        RpcKind::PreVote => {
+            let req: VoteRequest<TypeConfig> = codec::decode(&payload)?;
+            codec::encode(&raft.pre_vote(req).await)
+        }
+        RpcKind::Snapshot => {
+            let req: SnapshotRpc = codec::decode(&payload)?;
+            let snapshot = Snapshot { meta: req.meta, snapshot: Cursor::new(req.data) };
+            let res: Result<SnapshotResponse<TypeConfig>, ORaftError> =
+                raft.install_full_snapshot(req.vote, snapshot).await.map_err(ORaftError::Fatal);
+            codec::encode(&res)
+        }
+        RpcKind::TransferLeader => {
+            let req: TransferLeaderRequest<TypeConfig> = codec::decode(&payload)?;
+            let res: Result<TransferLeaderResponse<TypeConfig>, ORaftError> =
+                raft.handle_transfer_leader(req).await.map_err(ORaftError::Fatal);
+            codec::encode(&res)
+        }
+    }
+}

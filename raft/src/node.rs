@@ -1,0 +1,121 @@
+//! One `RaftNode` per process: the sled database, the HTTP client pool and the open groups.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::RaftConfig;
+use crate::error::RaftError;
+use crate::group::Group;
+use crate::logic::StateMachineLogic;
+use crate::network::client::{http_client, NetworkFactory};
+use crate::network::server::{self, RaftEndpoint};
+use crate::registry::Registry;
+use crate::storage::log::LogStore;
+use crate::storage::sm::SmStore;
+use crate::storage::Store;
+use crate::types::{GroupId, NodeId};
+
+/// How long `shutdown` waits for openraft's tasks to release the database.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// This process's Raft node: hosts replicas of any number of groups.
+pub struct RaftNode {
+    id: NodeId,
+    cfg: RaftConfig,
+    store: Arc<Store>,
+    http: reqwest::Client,
+    registry: Arc<Registry>,
+    closed: AtomicBool,
+}
+
+impl RaftNode {
+    /// Opens the node's database under `data_dir` (created if missing). The directory is bound
+    /// to `node_id` on first use; opening it with another id fails.
+    pub fn open(node_id: NodeId, data_dir: &Path, cfg: RaftConfig) -> Result<Arc<Self>, RaftError> {
+        cfg.validate()?;
+        std::fs::create_dir_all(data_dir)?;
+        let store = Store::open(&data_dir.join("raft.sled"), node_id)?;
+        let http = http_client().map_err(|e| RaftError::Config(format!("http client: {e}")))?;
+        Ok(Arc::new(Self {
+            id: node_id,
+            cfg,
+            store,
+            http,
+            registry: Arc::new(Registry::default()),
+            closed: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Opens this node's replica of `gid`: loads the persisted state into `logic` (via
+    /// `StateMachineLogic::load`) and starts openraft. Call `Group::initialize` to form a new
+    /// group; an existing one resumes from disk.
+    #[tracing::instrument(level = "info", skip_all, fields(node = self.id, gid))]
+    pub async fn open_group<L: StateMachineLogic>(self: &Arc<Self>, gid: GroupId, logic: L) -> Result<Group<L>, RaftError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(RaftError::ShutDown);
+        }
+        if !self.registry.reserve(gid) {
+            return Err(RaftError::GroupAlreadyOpen(gid));
+        }
+        let group = match self.start_group(gid, logic).await {
+            Ok(g) => g,
+            Err(e) => {
+                self.registry.unreserve(gid);
+                return Err(e);
+            }
+        };
+        if self.closed.load(Ordering::SeqCst) {
+            // Lost a race with shutdown(), which did not see this group.
+            group.shutdown().await;
+            return Err(RaftError::ShutDown);
+        }
+        Ok(group)
+    }
+
+    async fn start_group<L: StateMachineLogic>(&self, gid: GroupId, logic: L) -> Result<Group<L>, RaftError> {
+        let config = self.cfg.to_openraft(gid)?;
+        let trees = self.store.group_trees(gid)?;
+        let sm = SmStore::open(self.store.clone(), gid, &trees, logic)?;
+        let logic = sm.logic();
+        let log = LogStore::new(self.store.clone(), gid, &trees);
+        let network = NetworkFactory { http: self.http.clone(), self_id: self.id, gid };
+        let raft = openraft::Raft::new(self.id, config, network, log, sm)
+            .await
+            .map_err(|e| RaftError::Fatal(e.to_string()))?;
+        let instance = self.registry.publish(gid, Arc::new(RaftEndpoint { raft: raft.clone() }));
+        tracing::info!("group opened");
+        Ok(Group::new(gid, raft, logic, self.registry.clone(), instance))
+    }
+
+    /// Raft RPC routes (`POST /raft/v1/{gid}/...`) of all groups of this node. Serve them on
+    /// the address given as `NodeAddr::raft`.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        server::router(self.registry.clone())
+    }
+
+    /// Stops all groups, flushes the database, and waits (bounded) until openraft's tasks have
+    /// released it, so the data dir can be reopened once this node is dropped.
+    #[tracing::instrument(level = "info", skip_all, fields(node = self.id))]
+    pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let groups = self.registry.drain();
+        futures::future::join_all(groups.iter().map(|g| g.shutdown())).await;
+        drop(groups);
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        let deadline = Instant::now() + RELEASE_WAIT;
+        while Arc::strong_count(&self.store) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if Arc::strong_count(&self.store) > 1 {
+            tracing::warn!("storage still referenced after shutdown");
+        }
+    }
+}

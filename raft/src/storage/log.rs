@@ -1,0 +1,227 @@
+//! openraft log storage (log entries + vote) on sled.
+//!
+//! Durability: `save_vote`, `truncate_after` and `purge` return only after `flush_async`;
+//! `append` writes the entries (readable at once) and reports them flushed from a task that
+//! awaits `flush_async`, so RaftCore can pipeline the next append meanwhile.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use tracing::Instrument;
+
+use super::{meta_keys, sled_io, GroupTrees, Store};
+use crate::codec;
+use crate::types::{Entry, GroupId, LogId, TypeConfig, Vote};
+
+/// Log store of one group; cheap to clone (also serves as its own log reader).
+#[derive(Clone)]
+pub(crate) struct LogStore {
+    store: Arc<Store>,
+    gid: GroupId,
+    log: sled::Tree,
+    meta: sled::Tree,
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn key_index(key: &[u8]) -> io::Result<u64> {
+    let arr: [u8; 8] =
+        key.try_into().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad log key"))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// `[start, end)` of a u64 range; `end == None` means unbounded. `None` for an empty range.
+fn to_span<RB: RangeBounds<u64>>(range: &RB) -> Option<(u64, Option<u64>)> {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.checked_add(1)?,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.checked_add(1),
+        Bound::Excluded(&e) => Some(e),
+        Bound::Unbounded => None,
+    };
+    match end {
+        Some(e) if e <= start => None,
+        _ => Some((start, end)),
+    }
+}
+
+impl LogStore {
+    pub(crate) fn new(store: Arc<Store>, gid: GroupId, trees: &GroupTrees) -> Self {
+        Self { store, gid, log: trees.log.clone(), meta: trees.meta.clone() }
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
+        match self.meta.get(key).map_err(sled_io)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode_record(&v)?)),
+        }
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T) -> io::Result<()> {
+        self.meta.insert(key, codec::encode_record(v)?).map_err(sled_io)?;
+        Ok(())
+    }
+
+    fn scan(&self, start: u64, end: Option<u64>) -> sled::Iter {
+        let from = index_key(start);
+        match end {
+            Some(e) => self.log.range(from..index_key(e)),
+            None => self.log.range(from..),
+        }
+    }
+
+    /// Removes every entry whose index lies in `[start, end)`, atomically.
+    fn remove_span(&self, start: u64, end: Option<u64>) -> io::Result<()> {
+        let mut batch = sled::Batch::default();
+        for kv in self.scan(start, end) {
+            let (k, _) = kv.map_err(sled_io)?;
+            batch.remove(k);
+        }
+        self.log.apply_batch(batch).map_err(sled_io)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let Some((start, end)) = to_span(&range) else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<Entry> = Vec::new();
+        for kv in self.scan(start, end) {
+            let (k, v) = kv.map_err(sled_io)?;
+            let index = key_index(&k)?;
+            let entry: Entry = codec::decode_record(&v)?;
+            if entry.index() != index {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("log key {index} holds entry {}", entry.index()),
+                ));
+            }
+            // A hole inside the range would break Raft's log matching; report, don't skip.
+            if let Some(prev) = out.last() {
+                if prev.index() + 1 != index {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("hole in log between {} and {index}", prev.index()),
+                    ));
+                }
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.get_meta(meta_keys::VOTE)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged_log_id: Option<LogId> = self.get_meta(meta_keys::PURGED)?;
+        let last = match self.log.last().map_err(sled_io)? {
+            Some((_, v)) => Some(codec::decode_record::<Entry>(&v)?.log_id()),
+            None => None,
+        };
+        let last_log_id = match last {
+            Some(l) => Some(l),
+            None => last_purged_log_id,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(gid = self.gid))]
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        self.put_meta(meta_keys::VOTE, vote)?;
+        // A vote must never be forgotten after a crash, or a node could vote twice in a term.
+        self.store.flush().await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        // Not flushed: it rides on the next flush. The state machine persists its own
+        // last_applied, so a stale `committed` only delays re-applying, never repeats an apply.
+        self.put_meta(meta_keys::COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.get_meta::<Option<LogId>>(meta_keys::COMMITTED)?.flatten())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(gid = self.gid))]
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            batch.insert(&index_key(entry.index()), codec::encode_record(&entry)?);
+        }
+        // Readable now (sled serves reads from its page cache); durable after the flush below.
+        self.log.apply_batch(batch).map_err(sled_io)?;
+        let store = self.store.clone();
+        tokio::spawn(
+            async move {
+                let res = store.flush().await;
+                callback.io_completed(res);
+            }
+            .in_current_span(),
+        );
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(gid = self.gid))]
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = match last_log_id {
+            Some(l) => l.index() + 1,
+            None => 0,
+        };
+        self.remove_span(from, None)?;
+        self.store.flush().await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(gid = self.gid))]
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        // Record the purge point first: a crash in between leaves extra entries below it,
+        // which are never read and are removed by the next purge; never a hole.
+        self.put_meta(meta_keys::PURGED, &log_id)?;
+        self.remove_span(0, log_id.index().checked_add(1))?;
+        self.store.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_conversion() {
+        assert_eq!(to_span(&(3..7)), Some((3, Some(7))));
+        assert_eq!(to_span(&(3..=7)), Some((3, Some(8))));
+        assert_eq!(to_span(&(3..)), Some((3, None)));
+        assert_eq!(to_span(&(..)), Some((0, None)));
+        assert_eq!(to_span(&(5..5)), None);
+        assert_eq!(to_span(&(5..=u64::MAX)), Some((5, None)));
+        let (lo, hi) = (7u64, 3u64);
+        assert_eq!(to_span(&(lo..hi)), None);
+    }
+}

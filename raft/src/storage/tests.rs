@@ -1,0 +1,168 @@
+//! Storage tests: openraft's own storage suite plus our persistence guarantees.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::entry::RaftEntry;
+use openraft::errors::ErrorSource;
+use openraft::impls::leader_id_adv::LeaderId;
+use openraft::storage::RaftStateMachine;
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::{Membership, RaftSnapshotBuilder, StorageError};
+
+use super::log::LogStore;
+use super::sm::SmStore;
+use super::Store;
+use crate::logic::{StateMachineLogic, WriteSet};
+use crate::types::{Entry, LogId, NodeAddr, Payload, TypeConfig};
+
+/// `k=v` puts, `-k` deletes; records every applied index.
+#[derive(Default)]
+struct Kv {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    applied: Vec<u64>,
+    loads: usize,
+}
+
+impl StateMachineLogic for Kv {
+    fn load(&mut self, kv: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String> {
+        self.map = kv.collect();
+        self.loads += 1;
+        Ok(())
+    }
+
+    fn apply(&mut self, index: u64, payload: &[u8], writes: &mut WriteSet) -> Vec<u8> {
+        self.applied.push(index);
+        if let Some(k) = payload.strip_prefix(b"-") {
+            self.map.remove(k);
+            writes.delete(k);
+        } else if let Some(pos) = payload.iter().position(|b| *b == b'=') {
+            let (k, v) = (&payload[..pos], &payload[pos + 1..]);
+            self.map.insert(k.to_vec(), v.to_vec());
+            writes.put(k, v);
+        }
+        index.to_be_bytes().to_vec()
+    }
+}
+
+struct Builder {
+    store: Arc<Store>,
+    next_gid: AtomicU64,
+}
+
+impl StoreBuilder<TypeConfig, LogStore, SmStore<Kv>> for Builder {
+    async fn build(&self) -> Result<((), LogStore, SmStore<Kv>), StorageError<TypeConfig>> {
+        let gid = self.next_gid.fetch_add(1, Ordering::Relaxed);
+        let err = |e: crate::error::RaftError| {
+            StorageError::read(openraft::impls::BoxedErrorSource::from_string(e.to_string()))
+        };
+        let trees = self.store.group_trees(gid).map_err(err)?;
+        let log = LogStore::new(self.store.clone(), gid, &trees);
+        let sm = SmStore::open(self.store.clone(), gid, &trees, Kv::default()).map_err(err)?;
+        Ok(((), log, sm))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite() {
+    let builder = Builder { store: Store::temporary(1).unwrap(), next_gid: AtomicU64::new(0) };
+    Suite::test_all(builder).await.unwrap();
+}
+
+fn log_id(index: u64) -> LogId {
+    LogId::new(LeaderId { term: 1, node_id: 1 }, index)
+}
+
+fn normal(index: u64, payload: &str) -> Entry {
+    Entry::new_normal(log_id(index), Payload(payload.as_bytes().to_vec()))
+}
+
+async fn apply(sm: &mut SmStore<Kv>, entries: Vec<Entry>) {
+    let stream = futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))));
+    sm.apply(stream).await.unwrap();
+}
+
+fn membership() -> Membership<u64, NodeAddr> {
+    let nodes = BTreeMap::from([(1u64, NodeAddr { raft: "127.0.0.1:1".into(), service: String::new() })]);
+    Membership::new(vec![[1u64].into()], nodes).unwrap()
+}
+
+#[tokio::test]
+async fn write_set_and_last_applied_are_persisted_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = Store::open(&path, 7).unwrap();
+        let trees = store.group_trees(3).unwrap();
+        let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default()).unwrap();
+        apply(
+            &mut sm,
+            vec![
+                Entry::new_blank(log_id(1)),
+                Entry::new_membership(log_id(2), membership()),
+                normal(3, "a=1"),
+                normal(4, "b=2"),
+                normal(5, "-a"),
+                normal(6, "c=3"),
+            ],
+        )
+        .await;
+        // Raw tree: exactly the app keys plus the reserved records, written by one batch.
+        let keys: Vec<Vec<u8>> = trees.sm.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+        assert_eq!(
+            keys,
+            vec![b"\x00last_applied".to_vec(), b"\x00membership".to_vec(), b"\x01b".to_vec(), b"\x01c".to_vec()]
+        );
+    }
+    // Reopen as after a crash: the state and last_applied agree, nothing is re-applied.
+    let store = Store::open(&path, 7).unwrap();
+    let trees = store.group_trees(3).unwrap();
+    let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default()).unwrap();
+    let (applied, mem) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(6)));
+    assert_eq!(mem.log_id(), &Some(log_id(2)));
+    let logic = sm.logic();
+    {
+        let kv = logic.read().unwrap();
+        assert_eq!(kv.loads, 1);
+        assert!(kv.applied.is_empty());
+        let want: BTreeMap<Vec<u8>, Vec<u8>> =
+            [(b"b".to_vec(), b"2".to_vec()), (b"c".to_vec(), b"3".to_vec())].into();
+        assert_eq!(kv.map, want);
+    }
+    // Opening the same directory with another node id is refused.
+    drop((sm, trees, logic, store));
+    assert!(matches!(
+        Store::open(&path, 8),
+        Err(crate::error::RaftError::NodeIdMismatch { expected: 8, found: 7 })
+    ));
+}
+
+#[tokio::test]
+async fn snapshot_installs_on_another_replica_and_survives_restart() {
+    let store = Store::temporary(1).unwrap();
+    let (ta, tb) = (store.group_trees(1).unwrap(), store.group_trees(2).unwrap());
+    let mut a = SmStore::open(store.clone(), 1, &ta, Kv::default()).unwrap();
+    apply(&mut a, vec![Entry::new_membership(log_id(1), membership()), normal(2, "x=1"), normal(3, "y=2")]).await;
+    let snap = a.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    assert_eq!(snap.meta.last_log_id, Some(log_id(3)));
+    // Later applies on `a` are not in the snapshot already built.
+    apply(&mut a, vec![normal(4, "z=3")]).await;
+
+    let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default()).unwrap();
+    apply(&mut b, vec![normal(1, "stale=1")]).await;
+    b.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+    let (applied, _) = b.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(3)));
+    let want: BTreeMap<Vec<u8>, Vec<u8>> = [(b"x".to_vec(), b"1".to_vec()), (b"y".to_vec(), b"2".to_vec())].into();
+    assert_eq!(b.logic().read().unwrap().map, want);
+    assert_eq!(b.logic().read().unwrap().loads, 2);
+
+    // After a restart the installed state and the snapshot are both there.
+    drop(b);
+    let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default()).unwrap();
+    assert_eq!(b.logic().read().unwrap().map, want);
+    let current = b.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.last_log_id, Some(log_id(3)));
+}
