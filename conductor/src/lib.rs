@@ -10,6 +10,7 @@
 
 pub mod certs;
 pub mod cloud;
+pub mod heat_cloud;
 pub mod reconciler;
 pub mod logic;
 pub mod meta;

@@ -238,7 +238,10 @@ pub struct OutputOptions {
 
 impl From<&ClusterSpec> for OutputOptions {
     fn from(spec: &ClusterSpec) -> Self {
-        OutputOptions { tls_disabled: spec.tls_disabled, floating_ip_enabled: spec.floating_ip_enabled }
+        OutputOptions {
+            tls_disabled: spec.tls_disabled,
+            floating_ip_enabled: spec.floating_ip_enabled,
+        }
     }
 }
 
@@ -275,7 +278,7 @@ pub trait Driver: Send + Sync + fmt::Debug {
 
     /// Checks the master count (upstream: odd and at least 1), before anything is persisted.
     fn validate_master_count(&self, master_count: u32) -> Result<(), DriverError> {
-        if master_count == 0 || master_count % 2 == 0 {
+        if master_count == 0 || master_count.is_multiple_of(2) {
             return Err(DriverError::InvalidInput(format!(
                 "master nodegroup size of {master_count} is invalid, size cannot be an even number."
             )));
@@ -304,10 +307,11 @@ pub fn all_drivers() -> &'static [&'static dyn Driver] {
 
 /// The driver serving `(server_type, os_distro, coe)` (compared case-insensitively), if any.
 pub fn find_driver(server_type: &str, os_distro: &str, coe: &str) -> Option<&'static dyn Driver> {
-    DRIVERS
-        .iter()
-        .copied()
-        .find(|d| d.provides().iter().any(|k| k.matches(server_type, os_distro, coe)))
+    DRIVERS.iter().copied().find(|d| {
+        d.provides()
+            .iter()
+            .any(|k| k.matches(server_type, os_distro, coe))
+    })
 }
 
 /// The driver with this entry-point name, if any.
@@ -327,7 +331,10 @@ mod tests {
         assert!(find_driver("bm", "fedora-coreos", "kubernetes").is_none());
         assert!(find_driver("vm", "ubuntu", "kubernetes").is_none());
         assert!(find_driver("vm", "fedora-coreos", "swarm").is_none());
-        assert_eq!(driver_by_name("k8s_fedora_coreos_v1").unwrap().name(), "k8s_fedora_coreos_v1");
+        assert_eq!(
+            driver_by_name("k8s_fedora_coreos_v1").unwrap().name(),
+            "k8s_fedora_coreos_v1"
+        );
         assert!(driver_by_name("k8s_fedora_atomic_v1").is_none());
         assert_eq!(all_drivers().len(), 1);
     }

@@ -84,11 +84,14 @@ impl Error {
         matches!(self, Error::Transient(_) | Error::InvalidResponse(_))
     }
 
-    /// True when retrying cannot help and the operation should fail with [`Error::to_string`] as reason.
+    /// True when retrying cannot help and the operation should fail with the error's `Display` text as reason.
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Error::BadRequest(_) | Error::Forbidden(_) | Error::InvalidInput(_) | Error::Ambiguous { .. }
+            Error::BadRequest(_)
+                | Error::Forbidden(_)
+                | Error::InvalidInput(_)
+                | Error::Ambiguous { .. }
         )
     }
 
@@ -113,12 +116,30 @@ mod tests {
 
     #[test]
     fn status_mapping() {
-        assert_eq!(Error::from_status(409, "x".into()), Error::Conflict("x".into()));
-        assert_eq!(Error::from_status(404, "x".into()), Error::NotFound("x".into()));
-        assert_eq!(Error::from_status(400, "x".into()), Error::BadRequest("x".into()));
-        assert_eq!(Error::from_status(405, "x".into()), Error::BadRequest("x".into()));
-        assert_eq!(Error::from_status(401, "x".into()), Error::Unauthorized("x".into()));
-        assert_eq!(Error::from_status(403, "x".into()), Error::Forbidden("x".into()));
+        assert_eq!(
+            Error::from_status(409, "x".into()),
+            Error::Conflict("x".into())
+        );
+        assert_eq!(
+            Error::from_status(404, "x".into()),
+            Error::NotFound("x".into())
+        );
+        assert_eq!(
+            Error::from_status(400, "x".into()),
+            Error::BadRequest("x".into())
+        );
+        assert_eq!(
+            Error::from_status(405, "x".into()),
+            Error::BadRequest("x".into())
+        );
+        assert_eq!(
+            Error::from_status(401, "x".into()),
+            Error::Unauthorized("x".into())
+        );
+        assert_eq!(
+            Error::from_status(403, "x".into()),
+            Error::Forbidden("x".into())
+        );
         assert!(Error::from_status(503, "x".into()).is_retryable());
         assert!(Error::from_status(429, "x".into()).is_retryable());
         assert!(Error::from_status(302, "x".into()).is_retryable());
@@ -128,8 +149,17 @@ mod tests {
     #[test]
     fn bad_request_displays_the_service_message_verbatim() {
         let e = Error::BadRequest("The Parameter (external_network) was not provided.".into());
-        assert_eq!(e.to_string(), "The Parameter (external_network) was not provided.");
-        let e = Error::Ambiguous { kind: "image", name: "fedora".into() };
-        assert_eq!(e.to_string(), "Multiple images exist with name fedora. Please use the image id instead.");
+        assert_eq!(
+            e.to_string(),
+            "The Parameter (external_network) was not provided."
+        );
+        let e = Error::Ambiguous {
+            kind: "image",
+            name: "fedora".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Multiple images exist with name fedora. Please use the image id instead."
+        );
     }
 }

@@ -27,8 +27,8 @@ pub mod naming;
 pub mod openstack;
 
 pub use driver::{
-    all_drivers, driver_by_name, find_driver, ClusterOutputs, ClusterSpec, Driver, DriverKey, OutputOptions, ScaleSpec,
-    Trustee,
+    all_drivers, driver_by_name, find_driver, ClusterOutputs, ClusterSpec, Driver, DriverKey,
+    OutputOptions, ScaleSpec, Trustee,
 };
 pub use error::{DriverError, Error, HeatError, Result};
 pub use naming::{nodegroup_stack_name, stack_name};

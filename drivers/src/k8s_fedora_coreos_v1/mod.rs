@@ -20,7 +20,10 @@ use std::sync::OnceLock;
 use serde_json::{json, Value};
 
 pub use outputs::{api_url, map_outputs, KUBE_INSECURE_PORT, KUBE_SECURE_PORT};
-pub use params::{DEFAULT_CREATE_TIMEOUT_MINS, DEFAULT_FIXED_SUBNET_CIDR, DEFAULT_NETWORK_DRIVER, DEFAULT_PODS_NETWORK_CIDR};
+pub use params::{
+    DEFAULT_CREATE_TIMEOUT_MINS, DEFAULT_FIXED_SUBNET_CIDR, DEFAULT_NETWORK_DRIVER,
+    DEFAULT_PODS_NETWORK_CIDR,
+};
 
 use crate::driver::{ClusterOutputs, ClusterSpec, Driver, DriverKey, OutputOptions, ScaleSpec};
 use crate::error::DriverError;
@@ -30,18 +33,25 @@ use crate::openstack::{CreateStack, Stack, UpdateStack};
 pub const NAME: &str = "k8s_fedora_coreos_v1";
 
 /// The top-level template (YAML text).
-pub const KUBECLUSTER_YAML: &str = include_str!("../../templates/k8s_fedora_coreos_v1/kubecluster.yaml");
+pub const KUBECLUSTER_YAML: &str =
+    include_str!("../../templates/k8s_fedora_coreos_v1/kubecluster.yaml");
 /// The master member template.
-pub const KUBEMASTER_YAML: &str = include_str!("../../templates/k8s_fedora_coreos_v1/kubemaster.yaml");
+pub const KUBEMASTER_YAML: &str =
+    include_str!("../../templates/k8s_fedora_coreos_v1/kubemaster.yaml");
 /// The worker member template.
-pub const KUBEMINION_YAML: &str = include_str!("../../templates/k8s_fedora_coreos_v1/kubeminion.yaml");
+pub const KUBEMINION_YAML: &str =
+    include_str!("../../templates/k8s_fedora_coreos_v1/kubeminion.yaml");
 
 /// `files` key (and ResourceGroup `type:`) of the master template.
 pub const KUBEMASTER_FILE: &str = "kubemaster.yaml";
 /// `files` key (and ResourceGroup `type:`) of the worker template.
 pub const KUBEMINION_FILE: &str = "kubeminion.yaml";
 
-const PROVIDES: &[DriverKey] = &[DriverKey { server_type: "vm", os_distro: "fedora-coreos", coe: "kubernetes" }];
+const PROVIDES: &[DriverKey] = &[DriverKey {
+    server_type: "vm",
+    os_distro: "fedora-coreos",
+    coe: "kubernetes",
+}];
 
 /// The top-level template parsed once into JSON.
 fn cluster_template() -> Result<&'static Value, DriverError> {
@@ -49,7 +59,11 @@ fn cluster_template() -> Result<&'static Value, DriverError> {
     PARSED
         .get_or_init(|| serde_yaml::from_str::<Value>(KUBECLUSTER_YAML).map_err(|e| e.to_string()))
         .as_ref()
-        .map_err(|e| DriverError::Config(format!("embedded template kubecluster.yaml does not parse: {e}")))
+        .map_err(|e| {
+            DriverError::Config(format!(
+                "embedded template kubecluster.yaml does not parse: {e}"
+            ))
+        })
 }
 
 /// The nested templates, keyed as the top-level template's `type:` names them.
@@ -87,11 +101,19 @@ impl Driver for K8sFedoraCoreosV1 {
     }
 
     fn scale_request(&self, scale: &ScaleSpec) -> UpdateStack {
-        let mut parameters = BTreeMap::from([("number_of_minions".to_string(), json!(scale.node_count))]);
+        let mut parameters =
+            BTreeMap::from([("number_of_minions".to_string(), json!(scale.node_count))]);
         if !scale.nodes_to_remove.is_empty() {
-            parameters.insert("minions_to_remove".to_string(), json!(scale.nodes_to_remove));
+            parameters.insert(
+                "minions_to_remove".to_string(),
+                json!(scale.nodes_to_remove),
+            );
         }
-        UpdateStack { parameters, disable_rollback: Some(!scale.rollback), ..UpdateStack::default() }
+        UpdateStack {
+            parameters,
+            disable_rollback: Some(!scale.rollback),
+            ..UpdateStack::default()
+        }
     }
 
     fn map_outputs(&self, opts: &OutputOptions, stack: &Stack) -> ClusterOutputs {
@@ -149,15 +171,24 @@ mod tests {
     #[test]
     fn create_request_golden_subset() {
         let req = K8sFedoraCoreosV1.create_stack_request(&spec()).unwrap();
-        assert_eq!(req.stack_name, crate::naming::stack_name("prod", spec().cluster_uuid));
+        assert_eq!(
+            req.stack_name,
+            crate::naming::stack_name("prod", spec().cluster_uuid)
+        );
         assert_eq!(req.timeout_mins, 60);
         assert!(req.disable_rollback);
         assert_eq!(req.template["heat_template_version"], "queens");
-        assert_eq!(req.files.keys().collect::<Vec<_>>(), vec!["kubemaster.yaml", "kubeminion.yaml"]);
+        assert_eq!(
+            req.files.keys().collect::<Vec<_>>(),
+            vec!["kubemaster.yaml", "kubeminion.yaml"]
+        );
         let p = &req.parameters;
         let expect = [
             ("is_cluster_stack", json!(true)),
-            ("cluster_uuid", json!("5d12f6fd-a196-4bf0-ae4c-1f639a523a52")),
+            (
+                "cluster_uuid",
+                json!("5d12f6fd-a196-4bf0-ae4c-1f639a523a52"),
+            ),
             ("number_of_masters", json!(1)),
             ("number_of_minions", json!(3)),
             ("master_flavor", json!("m1.large")),
@@ -193,7 +224,10 @@ mod tests {
             ("region_name", json!("RegionOne")),
             ("username", json!("alice")),
             ("project_id", json!("p1")),
-            ("trustee_username", json!("5d12f6fd-a196-4bf0-ae4c-1f639a523a52_p1")),
+            (
+                "trustee_username",
+                json!("5d12f6fd-a196-4bf0-ae4c-1f639a523a52_p1"),
+            ),
             ("trustee_password", json!("pw")),
             ("trust_id", json!("")),
             ("floating_ip_enabled", json!(true)),
@@ -218,8 +252,10 @@ mod tests {
         s.fixed_subnet_cidr = Some("192.168.0.0/24".into());
         s.create_timeout = 15;
         s.floating_ip_enabled = false;
-        s.labels.insert("calico_ipv4pool".into(), "10.200.0.0/16".into());
-        s.labels.insert("service_cluster_ip_range".into(), "10.96.0.0/12".into());
+        s.labels
+            .insert("calico_ipv4pool".into(), "10.200.0.0/16".into());
+        s.labels
+            .insert("service_cluster_ip_range".into(), "10.96.0.0/12".into());
         s.labels.insert("max_node_count".into(), "10".into());
         s.min_node_count = Some(2);
         let req = K8sFedoraCoreosV1.create_stack_request(&s).unwrap();
@@ -248,12 +284,17 @@ mod tests {
         assert!(e.to_string().contains("external_network_id"), "{e}");
 
         let mut s = spec();
-        s.labels.insert("auto_healing_enabled".into(), "sometimes".into());
+        s.labels
+            .insert("auto_healing_enabled".into(), "sometimes".into());
         let e = K8sFedoraCoreosV1.create_stack_request(&s).unwrap_err();
-        assert_eq!(e.to_string(), "Label auto_healing_enabled must be a boolean, got \"sometimes\".");
+        assert_eq!(
+            e.to_string(),
+            "Label auto_healing_enabled must be a boolean, got \"sometimes\"."
+        );
 
         let mut s = spec();
-        s.labels.insert("ingress_controller".into(), "Octavia".into());
+        s.labels
+            .insert("ingress_controller".into(), "Octavia".into());
         assert!(K8sFedoraCoreosV1.create_stack_request(&s).is_err());
 
         let mut s = spec();
@@ -263,8 +304,15 @@ mod tests {
 
     #[test]
     fn scale_requests() {
-        let u = K8sFedoraCoreosV1.scale_request(&ScaleSpec { node_count: 5, nodes_to_remove: vec![], rollback: true });
-        assert_eq!(serde_json::to_value(&u).unwrap(), json!({"parameters": {"number_of_minions": 5}, "disable_rollback": false}));
+        let u = K8sFedoraCoreosV1.scale_request(&ScaleSpec {
+            node_count: 5,
+            nodes_to_remove: vec![],
+            rollback: true,
+        });
+        assert_eq!(
+            serde_json::to_value(&u).unwrap(),
+            json!({"parameters": {"number_of_minions": 5}, "disable_rollback": false})
+        );
         let u = K8sFedoraCoreosV1.scale_request(&ScaleSpec {
             node_count: 1,
             nodes_to_remove: vec!["srv-1".into(), "2".into()],

@@ -13,7 +13,11 @@ pub const KUBE_INSECURE_PORT: u16 = 8080;
 
 /// `https://IP:6443`, or `http://IP:8080` when TLS is disabled (IPv6 addresses bracketed).
 pub fn api_url(address: &str, tls_disabled: bool) -> String {
-    let (scheme, port) = if tls_disabled { ("http", KUBE_INSECURE_PORT) } else { ("https", KUBE_SECURE_PORT) };
+    let (scheme, port) = if tls_disabled {
+        ("http", KUBE_INSECURE_PORT)
+    } else {
+        ("https", KUBE_SECURE_PORT)
+    };
     if address.contains(':') && !address.starts_with('[') {
         format!("{scheme}://[{address}]:{port}")
     } else {
@@ -28,8 +32,14 @@ fn non_empty_str(v: &Value) -> Option<&str> {
 /// A list output (or a single string) as addresses, dropping nulls and empty strings.
 fn addresses(v: Option<&Value>) -> Vec<String> {
     match v {
-        Some(Value::Array(items)) => items.iter().filter_map(non_empty_str).map(str::to_string).collect(),
-        Some(other) => non_empty_str(other).map(|s| vec![s.to_string()]).unwrap_or_default(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(non_empty_str)
+            .map(str::to_string)
+            .collect(),
+        Some(other) => non_empty_str(other)
+            .map(|s| vec![s.to_string()])
+            .unwrap_or_default(),
         None => Vec::new(),
     }
 }
@@ -85,7 +95,10 @@ mod tests {
             name: "n".into(),
             status: "CREATE_COMPLETE".into(),
             status_reason: String::new(),
-            parameters: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            parameters: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             outputs,
             output_errors: BTreeMap::new(),
             creation_time: None,
@@ -104,13 +117,23 @@ mod tests {
                 "kube_minions": ["172.24.4.11", null, "172.24.4.13"],
                 "kube_minions_private": ["10.0.0.6", "10.0.0.7", "10.0.0.8"],
             }),
-            &[("number_of_masters", "1"), ("number_of_minions", "3"), ("kube_version", "v1.28.9")],
+            &[
+                ("number_of_masters", "1"),
+                ("number_of_minions", "3"),
+                ("kube_version", "v1.28.9"),
+            ],
         )
     }
 
     #[test]
     fn public_addresses_with_tls() {
-        let out = map_outputs(&OutputOptions { tls_disabled: false, floating_ip_enabled: true }, &full());
+        let out = map_outputs(
+            &OutputOptions {
+                tls_disabled: false,
+                floating_ip_enabled: true,
+            },
+            &full(),
+        );
         assert_eq!(
             out,
             ClusterOutputs {
@@ -126,7 +149,13 @@ mod tests {
 
     #[test]
     fn private_addresses_without_tls() {
-        let out = map_outputs(&OutputOptions { tls_disabled: true, floating_ip_enabled: false }, &full());
+        let out = map_outputs(
+            &OutputOptions {
+                tls_disabled: true,
+                floating_ip_enabled: false,
+            },
+            &full(),
+        );
         assert_eq!(out.api_address.as_deref(), Some("http://172.24.4.10:8080"));
         assert_eq!(out.master_addresses, vec!["10.0.0.5"]);
         assert_eq!(out.node_addresses, vec!["10.0.0.6", "10.0.0.7", "10.0.0.8"]);
@@ -138,7 +167,13 @@ mod tests {
             json!({"api_address": null, "kube_masters": [null], "kube_minions": [null, null]}),
             &[("number_of_minions", "2.0")],
         );
-        let out = map_outputs(&OutputOptions { tls_disabled: false, floating_ip_enabled: true }, &s);
+        let out = map_outputs(
+            &OutputOptions {
+                tls_disabled: false,
+                floating_ip_enabled: true,
+            },
+            &s,
+        );
         assert_eq!(out.api_address, None);
         assert!(out.master_addresses.is_empty());
         assert!(out.node_addresses.is_empty());
@@ -146,7 +181,16 @@ mod tests {
         assert_eq!(out.master_count, None);
         assert_eq!(out.coe_version, None);
         let empty = stack(json!({}), &[("number_of_minions", "x")]);
-        assert_eq!(map_outputs(&OutputOptions { tls_disabled: false, floating_ip_enabled: true }, &empty), ClusterOutputs::default());
+        assert_eq!(
+            map_outputs(
+                &OutputOptions {
+                    tls_disabled: false,
+                    floating_ip_enabled: true
+                },
+                &empty
+            ),
+            ClusterOutputs::default()
+        );
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub(crate) const LABEL_PARAMS: &[(&str, Kind)] = &[
 ];
 
 /// Parameters set from labels by special rules (listed so tests can check they are declared).
+#[cfg(test)]
 pub(crate) const DERIVED_LABEL_PARAMS: &[(&str, Kind)] = &[
     ("kube_tag", Kind::Str),
     ("kube_version", Kind::Str),
@@ -63,13 +64,14 @@ fn label_value(label: &str, raw: &str, kind: Kind) -> Result<Value, DriverError>
     let v = raw.trim();
     match kind {
         Kind::Str => Ok(Value::String(raw.to_string())),
-        Kind::Number => v
-            .parse::<u64>()
-            .map(Value::from)
-            .map_err(|_| DriverError::InvalidInput(format!("Label {label} must be a non-negative integer, got {raw:?}."))),
-        Kind::Bool => parse_bool(v)
-            .map(Value::Bool)
-            .ok_or_else(|| DriverError::InvalidInput(format!("Label {label} must be a boolean, got {raw:?}."))),
+        Kind::Number => v.parse::<u64>().map(Value::from).map_err(|_| {
+            DriverError::InvalidInput(format!(
+                "Label {label} must be a non-negative integer, got {raw:?}."
+            ))
+        }),
+        Kind::Bool => parse_bool(v).map(Value::Bool).ok_or_else(|| {
+            DriverError::InvalidInput(format!("Label {label} must be a boolean, got {raw:?}."))
+        }),
     }
 }
 
@@ -85,11 +87,11 @@ fn parse_bool(s: &str) -> Option<bool> {
 fn label_count(spec: &ClusterSpec, label: &str) -> Result<Option<u32>, DriverError> {
     match spec.labels.get(label) {
         None => Ok(None),
-        Some(raw) => raw
-            .trim()
-            .parse::<u32>()
-            .map(Some)
-            .map_err(|_| DriverError::InvalidInput(format!("Label {label} must be a non-negative integer, got {raw:?}."))),
+        Some(raw) => raw.trim().parse::<u32>().map(Some).map_err(|_| {
+            DriverError::InvalidInput(format!(
+                "Label {label} must be a non-negative integer, got {raw:?}."
+            ))
+        }),
     }
 }
 
@@ -98,14 +100,18 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 }
 
 /// Builds the stack parameters of a new cluster stack.
-pub(crate) fn cluster_parameters(spec: &ClusterSpec) -> Result<BTreeMap<String, Value>, DriverError> {
+pub(crate) fn cluster_parameters(
+    spec: &ClusterSpec,
+) -> Result<BTreeMap<String, Value>, DriverError> {
     let external_network = non_empty(&spec.external_network_id).ok_or_else(|| {
         DriverError::InvalidInput(
             "The cluster template has no external_network_id; the k8s_fedora_coreos_v1 driver requires one.".into(),
         )
     })?;
     if spec.image_id.trim().is_empty() {
-        return Err(DriverError::InvalidInput("The cluster template has no image_id.".into()));
+        return Err(DriverError::InvalidInput(
+            "The cluster template has no image_id.".into(),
+        ));
     }
 
     let mut p: BTreeMap<String, Value> = BTreeMap::new();
@@ -182,7 +188,12 @@ pub(crate) fn cluster_parameters(spec: &ClusterSpec) -> Result<BTreeMap<String, 
         set("fixed_subnet", json!(subnet));
     }
     let subnet_cidr = non_empty(&spec.fixed_subnet_cidr)
-        .or_else(|| spec.labels.get("fixed_subnet_cidr").map(|s| s.trim()).filter(|s| !s.is_empty()))
+        .or_else(|| {
+            spec.labels
+                .get("fixed_subnet_cidr")
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or(DEFAULT_FIXED_SUBNET_CIDR)
         .to_string();
     set("fixed_subnet_cidr", json!(subnet_cidr));
@@ -191,7 +202,11 @@ pub(crate) fn cluster_parameters(spec: &ClusterSpec) -> Result<BTreeMap<String, 
     }
     let network_driver = non_empty(&spec.network_driver).unwrap_or(DEFAULT_NETWORK_DRIVER);
     set("network_driver", json!(network_driver));
-    let pods_label = if network_driver == "calico" { "calico_ipv4pool" } else { "flannel_network_cidr" };
+    let pods_label = if network_driver == "calico" {
+        "calico_ipv4pool"
+    } else {
+        "flannel_network_cidr"
+    };
     let pods_cidr = spec
         .labels
         .get(pods_label)
@@ -199,7 +214,12 @@ pub(crate) fn cluster_parameters(spec: &ClusterSpec) -> Result<BTreeMap<String, 
         .filter(|s| !s.is_empty())
         .unwrap_or(DEFAULT_PODS_NETWORK_CIDR);
     set("pods_network_cidr", json!(pods_cidr));
-    if let Some(range) = spec.labels.get("service_cluster_ip_range").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    if let Some(range) = spec
+        .labels
+        .get("service_cluster_ip_range")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
         set("portal_network_cidr", json!(range));
     }
     set("floating_ip_enabled", json!(spec.floating_ip_enabled));
@@ -213,7 +233,11 @@ pub(crate) fn cluster_parameters(spec: &ClusterSpec) -> Result<BTreeMap<String, 
     }
     if let Some(v) = non_empty(&spec.no_proxy) {
         let already = v.split(',').any(|e| e.trim() == subnet_cidr);
-        let value = if already { v.to_string() } else { format!("{v},{subnet_cidr}") };
+        let value = if already {
+            v.to_string()
+        } else {
+            format!("{v},{subnet_cidr}")
+        };
         set("no_proxy", json!(value));
     }
 
@@ -233,8 +257,18 @@ pub(crate) fn cluster_parameters(spec: &ClusterSpec) -> Result<BTreeMap<String, 
     if let Some(v) = non_empty(&spec.volume_driver) {
         set("volume_driver", json!(v));
     }
-    if let Some(tag) = spec.labels.get("kube_tag").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        for k in ["kube_tag", "kube_version", "master_kube_tag", "minion_kube_tag"] {
+    if let Some(tag) = spec
+        .labels
+        .get("kube_tag")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
+        for k in [
+            "kube_tag",
+            "kube_version",
+            "master_kube_tag",
+            "minion_kube_tag",
+        ] {
             set(k, json!(tag));
         }
     }

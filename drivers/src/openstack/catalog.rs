@@ -99,7 +99,12 @@ pub struct Catalog {
 impl Catalog {
     /// The URL of the first endpoint with this service type and interface, in `region` when given
     /// (matching either `region_id` or `region`). Endpoints whose URL does not parse are skipped.
-    pub fn endpoint(&self, service_type: &str, interface: Interface, region: Option<&str>) -> Option<Url> {
+    pub fn endpoint(
+        &self,
+        service_type: &str,
+        interface: Interface,
+        region: Option<&str>,
+    ) -> Option<Url> {
         self.services
             .iter()
             .filter(|s| s.service_type == service_type)
@@ -113,7 +118,12 @@ impl Catalog {
     }
 
     /// Like [`Catalog::endpoint`], but a missing endpoint is an [`Error::NoEndpoint`].
-    pub fn require_endpoint(&self, service_type: &str, interface: Interface, region: Option<&str>) -> Result<Url> {
+    pub fn require_endpoint(
+        &self,
+        service_type: &str,
+        interface: Interface,
+        region: Option<&str>,
+    ) -> Result<Url> {
         self.endpoint(service_type, interface, region)
             .ok_or_else(|| Error::NoEndpoint {
                 service_type: service_type.to_string(),
@@ -145,18 +155,26 @@ mod tests {
     fn selects_by_type_interface_and_region() {
         let c = catalog();
         assert_eq!(
-            c.endpoint("orchestration", Interface::Public, Some("RegionOne")).unwrap().as_str(),
+            c.endpoint("orchestration", Interface::Public, Some("RegionOne"))
+                .unwrap()
+                .as_str(),
             "http://one/heat-api/v1/p"
         );
         assert_eq!(
-            c.endpoint("orchestration", Interface::Public, None).unwrap().as_str(),
+            c.endpoint("orchestration", Interface::Public, None)
+                .unwrap()
+                .as_str(),
             "http://two/heat-api/v1/p"
         );
         assert_eq!(
-            c.endpoint("orchestration", Interface::Internal, None).unwrap().as_str(),
+            c.endpoint("orchestration", Interface::Internal, None)
+                .unwrap()
+                .as_str(),
             "http://internal/heat-api/v1/p"
         );
-        assert!(c.endpoint("orchestration", Interface::Admin, None).is_none());
+        assert!(c
+            .endpoint("orchestration", Interface::Admin, None)
+            .is_none());
         assert!(c.endpoint("compute", Interface::Public, None).is_none());
         assert!(matches!(
             c.require_endpoint("compute", Interface::Public, Some("R")),
@@ -167,7 +185,10 @@ mod tests {
     #[test]
     fn interface_parsing() {
         assert_eq!("publicURL".parse::<Interface>().unwrap(), Interface::Public);
-        assert_eq!("internal".parse::<Interface>().unwrap(), Interface::Internal);
+        assert_eq!(
+            "internal".parse::<Interface>().unwrap(),
+            Interface::Internal
+        );
         assert!("private".parse::<Interface>().is_err());
     }
 }

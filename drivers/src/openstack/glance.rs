@@ -65,7 +65,9 @@ pub struct ImageClient {
 
 impl fmt::Debug for ImageClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ImageClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("ImageClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,8 +83,10 @@ impl ImageClient {
     pub async fn find(&self, name_or_id: &str) -> Result<Option<Image>> {
         if uuid::Uuid::parse_str(name_or_id).is_ok() {
             let url = http::join(&self.base, &["v2", "images", name_or_id])?;
-            let response =
-                http::send_authed(SERVICE, self.tokens.as_ref(), || self.http.request(Method::GET, url.clone())).await?;
+            let response = http::send_authed(SERVICE, self.tokens.as_ref(), || {
+                self.http.request(Method::GET, url.clone())
+            })
+            .await?;
             match response.status() {
                 s if s.is_success() => return Ok(Some(http::read_json(SERVICE, response).await?)),
                 StatusCode::NOT_FOUND => {}
@@ -91,18 +95,26 @@ impl ImageClient {
         }
         let mut url = http::join(&self.base, &["v2", "images"])?;
         url.query_pairs_mut().append_pair("name", name_or_id);
-        let response =
-            http::send_authed(SERVICE, self.tokens.as_ref(), || self.http.request(Method::GET, url.clone())).await?;
+        let response = http::send_authed(SERVICE, self.tokens.as_ref(), || {
+            self.http.request(Method::GET, url.clone())
+        })
+        .await?;
         if !response.status().is_success() {
             return Err(http::error_from_response(SERVICE, response).await);
         }
         let list: ImageList = http::read_json(SERVICE, response).await?;
-        let mut matches: Vec<Image> =
-            list.images.into_iter().filter(|i| i.name.as_deref() == Some(name_or_id)).collect();
+        let mut matches: Vec<Image> = list
+            .images
+            .into_iter()
+            .filter(|i| i.name.as_deref() == Some(name_or_id))
+            .collect();
         match matches.len() {
             0 => Ok(None),
             1 => Ok(matches.pop()),
-            _ => Err(Error::Ambiguous { kind: "image", name: name_or_id.to_string() }),
+            _ => Err(Error::Ambiguous {
+                kind: "image",
+                name: name_or_id.to_string(),
+            }),
         }
     }
 }

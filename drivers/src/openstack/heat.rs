@@ -115,7 +115,10 @@ pub struct Stack {
 impl Stack {
     /// The canonical reference.
     pub fn stack_ref(&self) -> StackRef {
-        StackRef { id: self.id.clone(), name: self.name.clone() }
+        StackRef {
+            id: self.id.clone(),
+            name: self.name.clone(),
+        }
     }
 
     /// The parsed status, or `None` for a status string Heat never sends.
@@ -141,7 +144,11 @@ pub struct StackSummary {
     #[serde(rename = "stack_status")]
     pub status: String,
     /// Reason text.
-    #[serde(rename = "stack_status_reason", default, deserialize_with = "null_as_empty")]
+    #[serde(
+        rename = "stack_status_reason",
+        default,
+        deserialize_with = "null_as_empty"
+    )]
     pub status_reason: String,
     /// `creation_time`.
     #[serde(default)]
@@ -151,7 +158,10 @@ pub struct StackSummary {
 impl StackSummary {
     /// The canonical reference.
     pub fn stack_ref(&self) -> StackRef {
-        StackRef { id: self.id.clone(), name: self.name.clone() }
+        StackRef {
+            id: self.id.clone(),
+            name: self.name.clone(),
+        }
     }
 }
 
@@ -361,7 +371,9 @@ pub struct HeatClient {
 
 impl fmt::Debug for HeatClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeatClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("HeatClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -377,7 +389,7 @@ pub fn heat_url_for_project(endpoint: &Url, project_id: &str) -> HeatResult<Url>
         segments.pop_if_empty();
         let ends_with_version = endpoint
             .path_segments()
-            .and_then(|s| s.filter(|p| !p.is_empty()).next_back())
+            .and_then(|mut s| s.rfind(|p| !p.is_empty()))
             .is_some_and(|last| last == "v1");
         if !ends_with_version {
             segments.pop();
@@ -422,7 +434,10 @@ impl HeatClient {
         }
         let created: CreatedEnvelope = http::read_json(SERVICE, response).await?;
         tracing::info!(stack_id = %created.stack.id, "stack created");
-        Ok(StackRef { id: created.stack.id, name: req.stack_name.clone() })
+        Ok(StackRef {
+            id: created.stack.id,
+            name: req.stack_name.clone(),
+        })
     }
 
     /// Resolves a name or id with `GET /stacks/{name_or_id}` without following the 302: the
@@ -440,14 +455,19 @@ impl HeatClient {
                 .headers()
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| Error::InvalidResponse(format!("heat: {status} without a Location header")))?;
+                .ok_or_else(|| {
+                    Error::InvalidResponse(format!("heat: {status} without a Location header"))
+                })?;
             return parse_location(&url, location).map(Some);
         }
         match status {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => {
                 let stack: StackEnvelope = http::read_json(SERVICE, response).await?;
-                Ok(Some(StackRef { id: stack.stack.id, name: stack.stack.stack_name }))
+                Ok(Some(StackRef {
+                    id: stack.stack.id,
+                    name: stack.stack.stack_name,
+                }))
             }
             _ => Err(http::error_from_response(SERVICE, response).await),
         }
@@ -455,10 +475,15 @@ impl HeatClient {
 
     /// `GET /stacks/{name}/{id}[?resolve_outputs=false]`. 404 → `None`.
     #[tracing::instrument(name = "heat.get_stack", skip_all, fields(stack_id = %stack.id))]
-    pub async fn get_stack(&self, stack: &StackRef, resolve_outputs: bool) -> HeatResult<Option<Stack>> {
+    pub async fn get_stack(
+        &self,
+        stack: &StackRef,
+        resolve_outputs: bool,
+    ) -> HeatResult<Option<Stack>> {
         let mut url = self.url(&["stacks", &stack.name, &stack.id])?;
         if !resolve_outputs {
-            url.query_pairs_mut().append_pair("resolve_outputs", "false");
+            url.query_pairs_mut()
+                .append_pair("resolve_outputs", "false");
         }
         let response = self
             .call(|| self.http.request(Method::GET, url.clone()))
@@ -475,7 +500,11 @@ impl HeatClient {
 
     /// `PATCH /stacks/{name}/{id}` → 202: Heat keeps the template, files and parameters not given.
     #[tracing::instrument(name = "heat.update_stack_patch", skip_all, fields(stack_id = %stack.id))]
-    pub async fn update_stack_patch(&self, stack: &StackRef, update: &UpdateStack) -> HeatResult<()> {
+    pub async fn update_stack_patch(
+        &self,
+        stack: &StackRef,
+        update: &UpdateStack,
+    ) -> HeatResult<()> {
         let url = self.url(&["stacks", &stack.name, &stack.id])?;
         let response = self
             .call(|| self.http.request(Method::PATCH, url.clone()).json(update))
@@ -522,11 +551,23 @@ impl HeatClient {
 fn parse_location(request_url: &Url, location: &str) -> HeatResult<StackRef> {
     let bad = || Error::InvalidResponse(format!("heat: unexpected Location {location:?}"));
     let url = request_url.join(location).map_err(|_| bad())?;
-    let segments: Vec<&str> = url.path_segments().ok_or_else(bad)?.filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = url
+        .path_segments()
+        .ok_or_else(bad)?
+        .filter(|s| !s.is_empty())
+        .collect();
     match segments.as_slice() {
         [.., "stacks", name, id] => {
-            let decode = |s: &str| percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).map_err(|_| bad());
-            Ok(StackRef { name: decode(name)?, id: decode(id)? })
+            let decode = |s: &str| {
+                percent_decode_str(s)
+                    .decode_utf8()
+                    .map(|c| c.into_owned())
+                    .map_err(|_| bad())
+            };
+            Ok(StackRef {
+                name: decode(name)?,
+                id: decode(id)?,
+            })
         }
         _ => Err(bad()),
     }
@@ -538,7 +579,13 @@ mod tests {
 
     #[test]
     fn status_parsing_round_trips() {
-        for s in ["CREATE_IN_PROGRESS", "UPDATE_COMPLETE", "ROLLBACK_FAILED", "DELETE_COMPLETE", "CHECK_COMPLETE"] {
+        for s in [
+            "CREATE_IN_PROGRESS",
+            "UPDATE_COMPLETE",
+            "ROLLBACK_FAILED",
+            "DELETE_COMPLETE",
+            "CHECK_COMPLETE",
+        ] {
             assert_eq!(status_of(s).unwrap().to_string(), s);
         }
         assert!(status_of("CREATE_IN_PROGRESS").unwrap().is_in_progress());
@@ -551,9 +598,21 @@ mod tests {
     fn location_parsing() {
         let req = Url::parse("http://h/heat-api/v1/p/stacks/k8s-abc").unwrap();
         let r = parse_location(&req, "http://h/heat-api/v1/p/stacks/k8s-abc/7d0f").unwrap();
-        assert_eq!(r, StackRef { name: "k8s-abc".into(), id: "7d0f".into() });
+        assert_eq!(
+            r,
+            StackRef {
+                name: "k8s-abc".into(),
+                id: "7d0f".into()
+            }
+        );
         let r = parse_location(&req, "/heat-api/v1/p/stacks/a.b/1?x=y").unwrap();
-        assert_eq!(r, StackRef { name: "a.b".into(), id: "1".into() });
+        assert_eq!(
+            r,
+            StackRef {
+                name: "a.b".into(),
+                id: "1".into()
+            }
+        );
         // A stack may be named "stacks".
         let r = parse_location(&req, "http://h/v1/p/stacks/stacks/9").unwrap();
         assert_eq!(r.name, "stacks");
@@ -563,9 +622,15 @@ mod tests {
     #[test]
     fn project_rewrite() {
         let u = Url::parse("http://h/heat-api/v1/svcproj").unwrap();
-        assert_eq!(heat_url_for_project(&u, "p2").unwrap().as_str(), "http://h/heat-api/v1/p2");
+        assert_eq!(
+            heat_url_for_project(&u, "p2").unwrap().as_str(),
+            "http://h/heat-api/v1/p2"
+        );
         let u = Url::parse("http://h:8004/v1/").unwrap();
-        assert_eq!(heat_url_for_project(&u, "p2").unwrap().as_str(), "http://h:8004/v1/p2");
+        assert_eq!(
+            heat_url_for_project(&u, "p2").unwrap().as_str(),
+            "http://h:8004/v1/p2"
+        );
     }
 
     #[test]

@@ -126,7 +126,10 @@ pub(crate) fn parse_url(what: &str, s: &str) -> Result<Url> {
 
 /// Sends a request, mapping transport failures (connect, timeout, reset) to [`Error::Transient`].
 pub(crate) async fn send(service: &str, request: RequestBuilder) -> Result<Response> {
-    let response = request.send().await.map_err(|e| transport_error(service, &e))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| transport_error(service, &e))?;
     if let Some(id) = response.headers().get("x-openstack-request-id") {
         tracing::debug!(service, status = response.status().as_u16(), request_id = ?id, "response");
     } else {
@@ -150,7 +153,10 @@ where
     if response.status() != StatusCode::UNAUTHORIZED || !tokens.invalidate(&token).await {
         return Ok(response);
     }
-    tracing::info!(service, "token refused with 401, retrying once with a new token");
+    tracing::info!(
+        service,
+        "token refused with 401, retrying once with a new token"
+    );
     let token = tokens.token().await?;
     send(service, build().header("X-Auth-Token", &token)).await
 }
@@ -289,7 +295,10 @@ mod tests {
     #[test]
     fn heat_envelope_message() {
         let body = br#"{"code":409,"title":"Conflict","explanation":"There was a conflict when trying to complete your request.","error":{"type":"StackExists","message":"The Stack (x) already exists.","traceback":null}}"#;
-        assert_eq!(error_message(StatusCode::CONFLICT, body), "The Stack (x) already exists.");
+        assert_eq!(
+            error_message(StatusCode::CONFLICT, body),
+            "The Stack (x) already exists."
+        );
     }
 
     #[test]
@@ -299,10 +308,17 @@ mod tests {
             error_message(StatusCode::UNAUTHORIZED, ks),
             "The request you have made requires authentication."
         );
-        let nova = br#"{"itemNotFound":{"code":404,"message":"Flavor m1.tiny could not be found."}}"#;
-        assert_eq!(error_message(StatusCode::NOT_FOUND, nova), "Flavor m1.tiny could not be found.");
+        let nova =
+            br#"{"itemNotFound":{"code":404,"message":"Flavor m1.tiny could not be found."}}"#;
+        assert_eq!(
+            error_message(StatusCode::NOT_FOUND, nova),
+            "Flavor m1.tiny could not be found."
+        );
         let neutron = br#"{"NeutronError":{"type":"NetworkNotFound","message":"Network x could not be found.","detail":""}}"#;
-        assert_eq!(error_message(StatusCode::NOT_FOUND, neutron), "Network x could not be found.");
+        assert_eq!(
+            error_message(StatusCode::NOT_FOUND, neutron),
+            "Network x could not be found."
+        );
         let glance = b"<html><head><title>404 Not Found</title></head><body><h1>404 Not Found</h1>\n\nThe resource could not be found.</body></html>";
         assert_eq!(
             error_message(StatusCode::NOT_FOUND, glance),
@@ -319,6 +335,9 @@ mod tests {
             "http://h/heat-api/v1/p/stacks/a%20b"
         );
         let base = Url::parse("http://h/compute/v2.1").unwrap();
-        assert_eq!(join(&base, &["flavors", "x"]).unwrap().as_str(), "http://h/compute/v2.1/flavors/x");
+        assert_eq!(
+            join(&base, &["flavors", "x"]).unwrap().as_str(),
+            "http://h/compute/v2.1/flavors/x"
+        );
     }
 }

@@ -207,9 +207,14 @@ fn parse_time(field: &str, s: &str) -> Result<OffsetDateTime> {
 impl TokenBody {
     fn into_token(self, id: String) -> Result<Token> {
         let expires_at = parse_time("expires_at", &self.expires_at)?;
-        let issued_at = self.issued_at.as_deref().map(|s| parse_time("issued_at", s)).transpose()?;
+        let issued_at = self
+            .issued_at
+            .as_deref()
+            .map(|s| parse_time("issued_at", s))
+            .transpose()?;
         let (user_domain_id, user_domain_name) = split_domain(self.user.domain);
-        let (project_id, project_name, project_domain_id, project_domain_name) = match self.project {
+        let (project_id, project_name, project_domain_id, project_domain_name) = match self.project
+        {
             Some(p) => {
                 let (did, dname) = split_domain(p.domain);
                 (Some(p.id), Some(p.name), did, dname)
@@ -260,7 +265,11 @@ impl KeystoneClient {
     pub fn new(http: HttpClient, auth_url: &str) -> Result<Self> {
         let auth_url = http::parse_url("Keystone auth", auth_url)?;
         let tokens_url = http::join(&auth_url, &["auth", "tokens"])?;
-        Ok(KeystoneClient { http, auth_url, tokens_url })
+        Ok(KeystoneClient {
+            http,
+            auth_url,
+            tokens_url,
+        })
     }
 
     /// The identity v3 endpoint this client talks to.
@@ -285,7 +294,9 @@ impl KeystoneClient {
             .get("X-Subject-Token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
-            .ok_or_else(|| Error::InvalidResponse("keystone: no X-Subject-Token in the answer".into()))?;
+            .ok_or_else(|| {
+                Error::InvalidResponse("keystone: no X-Subject-Token in the answer".into())
+            })?;
         let body: TokenEnvelope = http::read_json(SERVICE, response).await?;
         body.token.into_token(id)
     }
@@ -340,7 +351,10 @@ mod tests {
         assert_eq!(t.roles, vec!["admin", "member"]);
         assert!(t.has_role("Member"));
         assert_eq!(t.expires_at.unix_timestamp(), 1447033377);
-        assert!(t.catalog.endpoint("orchestration", Default::default(), None).is_some());
+        assert!(t
+            .catalog
+            .endpoint("orchestration", Default::default(), None)
+            .is_some());
         assert!(!format!("{t:?}").contains("tok\""));
     }
 
@@ -354,7 +368,10 @@ mod tests {
             project_domain: Domain::Id("default".into()),
         };
         let b = c.request_body();
-        assert_eq!(b["auth"]["identity"]["password"]["user"]["domain"]["name"], "Default");
+        assert_eq!(
+            b["auth"]["identity"]["password"]["user"]["domain"]["name"],
+            "Default"
+        );
         assert_eq!(b["auth"]["scope"]["project"]["domain"]["id"], "default");
         assert!(!format!("{c:?}").contains("secret"));
     }

@@ -15,13 +15,17 @@ mod session;
 pub use catalog::{Catalog, CatalogEndpoint, CatalogService, Interface};
 pub use glance::{Image, ImageClient};
 pub use heat::{
-    heat_url_for_project, status_of, CreateStack, DeleteOutcome, HeatClient, HeatResult, HeatStatus, Stack,
-    StackAction, StackRef, StackState, StackSummary, UpdateStack,
+    heat_url_for_project, status_of, CreateStack, DeleteOutcome, HeatClient, HeatResult,
+    HeatStatus, Stack, StackAction, StackRef, StackState, StackSummary, UpdateStack,
 };
-pub use http::{HttpClient, HttpConfig, StaticToken, TokenProvider, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
+pub use http::{
+    HttpClient, HttpConfig, StaticToken, TokenProvider, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
+};
 pub use keystone::{Domain, KeystoneClient, PasswordCredentials, Token};
 pub use neutron::{Network, NetworkClient, Subnet};
 pub use nova::{ComputeClient, Flavor, Keypair};
 pub use session::{
-    ServiceSession, TokenCache, TokenValidator, DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_TTL, REFRESH_MARGIN,
+    ServiceSession, TokenCache, TokenValidator, DEFAULT_TOKEN_CACHE_CAPACITY,
+    DEFAULT_TOKEN_CACHE_TTL, REFRESH_MARGIN,
 };

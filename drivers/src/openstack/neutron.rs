@@ -87,7 +87,9 @@ pub struct NetworkClient {
 
 impl fmt::Debug for NetworkClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NetworkClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("NetworkClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,8 +100,10 @@ impl NetworkClient {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<Option<T>> {
-        let response =
-            http::send_authed(SERVICE, self.tokens.as_ref(), || self.http.request(Method::GET, url.clone())).await?;
+        let response = http::send_authed(SERVICE, self.tokens.as_ref(), || {
+            self.http.request(Method::GET, url.clone())
+        })
+        .await?;
         match response.status() {
             s if s.is_success() => Ok(Some(http::read_json(SERVICE, response).await?)),
             StatusCode::NOT_FOUND => Ok(None),
@@ -127,7 +131,14 @@ impl NetworkClient {
             .get_json(self.by_name_url("networks", name_or_id)?)
             .await?
             .ok_or_else(|| Error::InvalidResponse("neutron: network list answered 404".into()))?;
-        single("network", name_or_id, list.networks.into_iter().filter(|n| n.name == name_or_id).collect())
+        single(
+            "network",
+            name_or_id,
+            list.networks
+                .into_iter()
+                .filter(|n| n.name == name_or_id)
+                .collect(),
+        )
     }
 
     /// Like [`NetworkClient::find_network`] for subnets.
@@ -143,7 +154,14 @@ impl NetworkClient {
             .get_json(self.by_name_url("subnets", name_or_id)?)
             .await?
             .ok_or_else(|| Error::InvalidResponse("neutron: subnet list answered 404".into()))?;
-        single("subnet", name_or_id, list.subnets.into_iter().filter(|s| s.name == name_or_id).collect())
+        single(
+            "subnet",
+            name_or_id,
+            list.subnets
+                .into_iter()
+                .filter(|s| s.name == name_or_id)
+                .collect(),
+        )
     }
 }
 
@@ -151,6 +169,9 @@ fn single<T>(kind: &'static str, name: &str, mut matches: Vec<T>) -> Result<Opti
     match matches.len() {
         0 => Ok(None),
         1 => Ok(matches.pop()),
-        _ => Err(Error::Ambiguous { kind, name: name.to_string() }),
+        _ => Err(Error::Ambiguous {
+            kind,
+            name: name.to_string(),
+        }),
     }
 }

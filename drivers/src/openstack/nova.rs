@@ -68,7 +68,9 @@ pub struct ComputeClient {
 
 impl fmt::Debug for ComputeClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ComputeClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("ComputeClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,14 +81,19 @@ impl ComputeClient {
     }
 
     async fn get(&self, url: Url) -> Result<reqwest::Response> {
-        http::send_authed(SERVICE, self.tokens.as_ref(), || self.http.request(Method::GET, url.clone())).await
+        http::send_authed(SERVICE, self.tokens.as_ref(), || {
+            self.http.request(Method::GET, url.clone())
+        })
+        .await
     }
 
     /// `GET /flavors/{id}`, then `GET /flavors/detail` filtered by name. `None` when nothing
     /// matches; [`Error::Ambiguous`] for a name shared by 2+ flavors.
     #[tracing::instrument(name = "nova.find_flavor", skip_all, fields(flavor = %name_or_id))]
     pub async fn find_flavor(&self, name_or_id: &str) -> Result<Option<Flavor>> {
-        let response = self.get(http::join(&self.base, &["flavors", name_or_id])?).await?;
+        let response = self
+            .get(http::join(&self.base, &["flavors", name_or_id])?)
+            .await?;
         match response.status() {
             s if s.is_success() => {
                 let env: FlavorEnvelope = http::read_json(SERVICE, response).await?;
@@ -95,23 +102,34 @@ impl ComputeClient {
             StatusCode::NOT_FOUND => {}
             _ => return Err(http::error_from_response(SERVICE, response).await),
         }
-        let response = self.get(http::join(&self.base, &["flavors", "detail"])?).await?;
+        let response = self
+            .get(http::join(&self.base, &["flavors", "detail"])?)
+            .await?;
         if !response.status().is_success() {
             return Err(http::error_from_response(SERVICE, response).await);
         }
         let list: FlavorList = http::read_json(SERVICE, response).await?;
-        let mut matches: Vec<Flavor> = list.flavors.into_iter().filter(|f| f.name == name_or_id).collect();
+        let mut matches: Vec<Flavor> = list
+            .flavors
+            .into_iter()
+            .filter(|f| f.name == name_or_id)
+            .collect();
         match matches.len() {
             0 => Ok(None),
             1 => Ok(matches.pop()),
-            _ => Err(Error::Ambiguous { kind: "flavor", name: name_or_id.to_string() }),
+            _ => Err(Error::Ambiguous {
+                kind: "flavor",
+                name: name_or_id.to_string(),
+            }),
         }
     }
 
     /// `GET /os-keypairs/{name}` (the token's user's keypairs). 404 → `None`.
     #[tracing::instrument(name = "nova.get_keypair", skip_all, fields(keypair = %name))]
     pub async fn get_keypair(&self, name: &str) -> Result<Option<Keypair>> {
-        let response = self.get(http::join(&self.base, &["os-keypairs", name])?).await?;
+        let response = self
+            .get(http::join(&self.base, &["os-keypairs", name])?)
+            .await?;
         match response.status() {
             s if s.is_success() => {
                 let env: KeypairEnvelope = http::read_json(SERVICE, response).await?;

@@ -46,7 +46,11 @@ impl std::fmt::Debug for ServiceSession {
 impl ServiceSession {
     /// Creates a session; nothing is sent until the first call.
     pub fn new(keystone: KeystoneClient, credentials: PasswordCredentials) -> Self {
-        ServiceSession { keystone, credentials, current: tokio::sync::Mutex::new(None) }
+        ServiceSession {
+            keystone,
+            credentials,
+            current: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The Keystone client used by this session.
@@ -63,9 +67,13 @@ impl ServiceSession {
             }
         }
         let token = Arc::new(self.keystone.password_auth(&self.credentials).await?);
-        let refresh_at = Instant::now() + refresh_delay(token.expires_at, OffsetDateTime::now_utc());
+        let refresh_at =
+            Instant::now() + refresh_delay(token.expires_at, OffsetDateTime::now_utc());
         tracing::info!(expires_at = %token.expires_at, "logged in to keystone");
-        *current = Some(Current { token: token.clone(), refresh_at });
+        *current = Some(Current {
+            token: token.clone(),
+            refresh_at,
+        });
         Ok(token)
     }
 
@@ -78,8 +86,16 @@ impl ServiceSession {
     }
 
     /// The endpoint of `service_type` from the service token's catalog.
-    pub async fn endpoint(&self, service_type: &str, interface: Interface, region: Option<&str>) -> Result<Url> {
-        self.token().await?.catalog.require_endpoint(service_type, interface, region)
+    pub async fn endpoint(
+        &self,
+        service_type: &str,
+        interface: Interface,
+        region: Option<&str>,
+    ) -> Result<Url> {
+        self.token()
+            .await?
+            .catalog
+            .require_endpoint(service_type, interface, region)
     }
 
     /// Validates a user's token with the service token; a 401 (our token went bad) triggers one
@@ -160,11 +176,17 @@ fn key(token: &str) -> [u8; 32] {
 impl TokenCache {
     /// A cache holding at most `capacity` tokens (at least 1), each for at most `max_ttl`.
     pub fn new(capacity: usize, max_ttl: Duration) -> Self {
-        TokenCache { entries: Mutex::new(HashMap::new()), capacity: capacity.max(1), max_ttl }
+        TokenCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            max_ttl,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The cached token, if present and still fresh.
@@ -184,7 +206,8 @@ impl TokenCache {
     /// Caches a validated token until `min(expires_at, now + max_ttl)`; tokens already expired are
     /// not cached. When full, expired entries are dropped first, then the one that expires soonest.
     pub fn insert(&self, token: Arc<Token>) {
-        let remaining = Duration::try_from(token.expires_at - OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO);
+        let remaining = Duration::try_from(token.expires_at - OffsetDateTime::now_utc())
+            .unwrap_or(Duration::ZERO);
         let ttl = remaining.min(self.max_ttl);
         if ttl.is_zero() {
             return;
@@ -195,12 +218,22 @@ impl TokenCache {
         if entries.len() >= self.capacity && !entries.contains_key(&k) {
             entries.retain(|_, e| e.valid_until > now);
             if entries.len() >= self.capacity {
-                if let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.valid_until).map(|(k, _)| *k) {
+                if let Some(oldest) = entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.valid_until)
+                    .map(|(k, _)| *k)
+                {
                     entries.remove(&oldest);
                 }
             }
         }
-        entries.insert(k, Entry { token, valid_until: now + ttl });
+        entries.insert(
+            k,
+            Entry {
+                token,
+                valid_until: now + ttl,
+            },
+        );
     }
 
     /// Number of entries (fresh or not yet evicted).
@@ -276,9 +309,18 @@ mod tests {
     #[test]
     fn refresh_delay_keeps_a_margin() {
         let now = OffsetDateTime::now_utc();
-        assert_eq!(refresh_delay(now + time::Duration::hours(1), now), Duration::from_secs(3300));
-        assert_eq!(refresh_delay(now + time::Duration::minutes(2), now), Duration::from_secs(60));
-        assert_eq!(refresh_delay(now - time::Duration::minutes(2), now), Duration::ZERO);
+        assert_eq!(
+            refresh_delay(now + time::Duration::hours(1), now),
+            Duration::from_secs(3300)
+        );
+        assert_eq!(
+            refresh_delay(now + time::Duration::minutes(2), now),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            refresh_delay(now - time::Duration::minutes(2), now),
+            Duration::ZERO
+        );
     }
 
     #[test]
@@ -298,7 +340,10 @@ mod tests {
     fn cache_is_bounded() {
         let cache = TokenCache::new(3, Duration::from_secs(60));
         for i in 0..10 {
-            cache.insert(token(&format!("t{i}"), time::Duration::hours(1) + time::Duration::seconds(i)));
+            cache.insert(token(
+                &format!("t{i}"),
+                time::Duration::hours(1) + time::Duration::seconds(i),
+            ));
         }
         assert_eq!(cache.len(), 3);
         assert!(cache.get("t9").is_some());
