@@ -35,8 +35,16 @@ pub enum CloudError {
 pub trait Cloud: Send + Sync + 'static {
     /// Deterministic stack name of a cluster.
     fn stack_name(&self, cluster: &ClusterView) -> String;
-    async fn create_stack(&self, op: &Operation, cluster: &ClusterView) -> Result<StackHandle, CloudError>;
-    async fn find_stack(&self, project: &ProjectId, name_or_id: &str) -> Result<Option<StackHandle>, CloudError>;
+    async fn create_stack(
+        &self,
+        op: &Operation,
+        cluster: &ClusterView,
+    ) -> Result<StackHandle, CloudError>;
+    async fn find_stack(
+        &self,
+        project: &ProjectId,
+        name_or_id: &str,
+    ) -> Result<Option<StackHandle>, CloudError>;
     /// `None` when Heat no longer knows the stack.
     async fn get_stack(
         &self,
@@ -46,5 +54,9 @@ pub trait Cloud: Send + Sync + 'static {
         cluster: &ClusterView,
         with_outputs: bool,
     ) -> Result<Option<StackState>, CloudError>;
-    async fn delete_stack(&self, project: &ProjectId, stack: &StackHandle) -> Result<(), CloudError>;
+    async fn delete_stack(
+        &self,
+        project: &ProjectId,
+        stack: &StackHandle,
+    ) -> Result<(), CloudError>;
 }

@@ -3,8 +3,8 @@
 use crate::cloud::{Cloud, CloudError, StackHandle, StackState};
 use async_trait::async_trait;
 use magnum_drivers::openstack::{
-    heat_url_for_project, Domain, HeatClient, HttpClient, Interface, KeystoneClient, PasswordCredentials, ServiceSession,
-    StackRef, TokenProvider,
+    heat_url_for_project, Domain, HeatClient, HttpClient, Interface, KeystoneClient,
+    PasswordCredentials, ServiceSession, StackRef, TokenProvider,
 };
 use magnum_drivers::{driver_by_name, find_driver, ClusterSpec, Driver, OutputOptions};
 use magnum_proto::{ClusterView, Operation, ProjectId, StackOutputs};
@@ -45,13 +45,21 @@ impl HeatCloud {
             project_name: auth.project.clone(),
             project_domain: Domain::Name(auth.domain.clone()),
         };
-        Ok(Self { auth, http, session: Arc::new(ServiceSession::new(keystone, creds)) })
+        Ok(Self {
+            auth,
+            http,
+            session: Arc::new(ServiceSession::new(keystone, creds)),
+        })
     }
 
     async fn heat(&self, project: &ProjectId) -> Result<HeatClient, CloudError> {
         let endpoint = self
             .session
-            .endpoint("orchestration", Interface::Public, self.auth.region.as_deref())
+            .endpoint(
+                "orchestration",
+                Interface::Public,
+                self.auth.region.as_deref(),
+            )
             .await
             .map_err(classify)?;
         let url = heat_url_for_project(&endpoint, &project.0).map_err(classify)?;
@@ -67,8 +75,11 @@ impl HeatCloud {
         let server_type = t.server_type.as_deref().unwrap_or("vm");
         let distro = t.cluster_distro.as_deref().unwrap_or("");
         let coe = t.coe.as_deref().unwrap_or("");
-        find_driver(server_type, distro, coe)
-            .ok_or_else(|| CloudError::Permanent(format!("Cluster type ({server_type}, {distro}, {coe}) not supported.")))
+        find_driver(server_type, distro, coe).ok_or_else(|| {
+            CloudError::Permanent(format!(
+                "Cluster type ({server_type}, {distro}, {coe}) not supported."
+            ))
+        })
     }
 
     async fn spec(&self, op: &Operation, view: &ClusterView) -> ClusterSpec {
@@ -76,7 +87,11 @@ impl HeatCloud {
         let c = &view.cluster;
         let magnum_url = self
             .session
-            .endpoint("container-infra", Interface::Public, self.auth.region.as_deref())
+            .endpoint(
+                "container-infra",
+                Interface::Public,
+                self.auth.region.as_deref(),
+            )
             .await
             .map(|u| u.to_string())
             .unwrap_or_default();
@@ -90,7 +105,10 @@ impl HeatCloud {
             cluster_distro: t.cluster_distro.clone().unwrap_or_default(),
             image_id: t.image_id.clone().unwrap_or_default(),
             flavor_id: c.flavor_id.clone().or_else(|| t.flavor_id.clone()),
-            master_flavor_id: c.master_flavor_id.clone().or_else(|| t.master_flavor_id.clone()),
+            master_flavor_id: c
+                .master_flavor_id
+                .clone()
+                .or_else(|| t.master_flavor_id.clone()),
             keypair: c.keypair.clone().or_else(|| t.keypair_id.clone()),
             external_network_id: t.external_network_id.clone(),
             fixed_network: c.fixed_network.clone().or_else(|| t.fixed_network.clone()),
@@ -101,7 +119,10 @@ impl HeatCloud {
             tls_disabled: t.tls_disabled,
             registry_enabled: t.registry_enabled,
             insecure_registry: t.insecure_registry.clone(),
-            docker_volume_size: c.docker_volume_size.or(t.docker_volume_size).and_then(|v| u32::try_from(v).ok()),
+            docker_volume_size: c
+                .docker_volume_size
+                .or(t.docker_volume_size)
+                .and_then(|v| u32::try_from(v).ok()),
             docker_storage_driver: t.docker_storage_driver.clone(),
             http_proxy: t.http_proxy.clone(),
             https_proxy: t.https_proxy.clone(),
@@ -127,19 +148,33 @@ impl Cloud for HeatCloud {
         magnum_drivers::stack_name(&cluster.cluster.name, cluster.cluster.uuid.0)
     }
 
-    async fn create_stack(&self, op: &Operation, view: &ClusterView) -> Result<StackHandle, CloudError> {
+    async fn create_stack(
+        &self,
+        op: &Operation,
+        view: &ClusterView,
+    ) -> Result<StackHandle, CloudError> {
         let driver = Self::driver(op)?;
         let spec = self.spec(op, view).await;
         let req = driver.create_stack_request(&spec).map_err(classify)?;
         let heat = self.heat(&view.cluster.project_id).await?;
         let r = heat.create_stack(&req).await.map_err(classify)?;
-        Ok(StackHandle { name: r.name, id: r.id })
+        Ok(StackHandle {
+            name: r.name,
+            id: r.id,
+        })
     }
 
-    async fn find_stack(&self, project: &ProjectId, name_or_id: &str) -> Result<Option<StackHandle>, CloudError> {
+    async fn find_stack(
+        &self,
+        project: &ProjectId,
+        name_or_id: &str,
+    ) -> Result<Option<StackHandle>, CloudError> {
         let heat = self.heat(project).await?;
         let r = heat.find_stack(name_or_id).await.map_err(classify)?;
-        Ok(r.map(|r| StackHandle { name: r.name, id: r.id }))
+        Ok(r.map(|r| StackHandle {
+            name: r.name,
+            id: r.id,
+        }))
     }
 
     async fn get_stack(
@@ -151,12 +186,22 @@ impl Cloud for HeatCloud {
         with_outputs: bool,
     ) -> Result<Option<StackState>, CloudError> {
         let heat = self.heat(project).await?;
-        let sref = StackRef { id: stack.id.clone(), name: stack.name.clone() };
-        let Some(s) = heat.get_stack(&sref, with_outputs).await.map_err(classify)? else {
+        let sref = StackRef {
+            id: stack.id.clone(),
+            name: stack.name.clone(),
+        };
+        let Some(s) = heat
+            .get_stack(&sref, with_outputs)
+            .await
+            .map_err(classify)?
+        else {
             return Ok(None);
         };
         let outputs = if with_outputs {
-            let opts = OutputOptions { tls_disabled: op.template.tls_disabled, floating_ip_enabled: view.cluster.floating_ip_enabled };
+            let opts = OutputOptions {
+                tls_disabled: op.template.tls_disabled,
+                floating_ip_enabled: view.cluster.floating_ip_enabled,
+            };
             let o = Self::driver(op)?.map_outputs(&opts, &s);
             Some(StackOutputs {
                 api_address: o.api_address,
@@ -168,12 +213,23 @@ impl Cloud for HeatCloud {
             None
         };
         let reason = Some(s.status_reason.clone()).filter(|r| !r.is_empty());
-        Ok(Some(StackState { status: s.status, reason, outputs }))
+        Ok(Some(StackState {
+            status: s.status,
+            reason,
+            outputs,
+        }))
     }
 
-    async fn delete_stack(&self, project: &ProjectId, stack: &StackHandle) -> Result<(), CloudError> {
+    async fn delete_stack(
+        &self,
+        project: &ProjectId,
+        stack: &StackHandle,
+    ) -> Result<(), CloudError> {
         let heat = self.heat(project).await?;
-        let sref = StackRef { id: stack.id.clone(), name: stack.name.clone() };
+        let sref = StackRef {
+            id: stack.id.clone(),
+            name: stack.name.clone(),
+        };
         heat.delete_stack(&sref).await.map_err(classify)?;
         Ok(())
     }

@@ -11,13 +11,13 @@
 pub mod certs;
 pub mod cloud;
 pub mod heat_cloud;
-pub mod reconciler;
 pub mod logic;
+pub mod messages;
 pub mod meta;
 pub mod node;
-pub mod service;
-pub mod messages;
 pub mod persist;
+pub mod reconciler;
+pub mod service;
 pub mod state;
 
 pub use state::ShardState;

@@ -11,7 +11,9 @@ pub struct ShardLogic {
 
 impl ShardLogic {
     pub fn new(shard: ShardId, shards: u32) -> Self {
-        Self { state: ShardState::new(shard, shards) }
+        Self {
+            state: ShardState::new(shard, shards),
+        }
     }
 }
 

@@ -6,7 +6,9 @@ use crate::logic::ShardLogic;
 use crate::meta::{Bootstrap, MetaCommand, MetaState};
 use crate::reconciler::{self, ReconcilerConfig};
 use crate::service::{self, ServiceState};
-use magnum_proto::{shard, CommandError, CommandOk, NodeId, ShardCommand, ShardId, ShardRequest, ShardResponse};
+use magnum_proto::{
+    shard, CommandError, CommandOk, NodeId, ShardCommand, ShardId, ShardRequest, ShardResponse,
+};
 use magnum_raft::{Group, NodeAddr, RaftConfig, RaftNode, WriteError};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -62,14 +64,20 @@ impl Conductor {
         let shards_n = match meta.read_local(|m| m.bootstrap.clone()) {
             Some(b) => {
                 if b.shards != cfg.shards {
-                    warn!(persisted = b.shards, configured = cfg.shards, "shard count is fixed at bootstrap; using the persisted one");
+                    warn!(
+                        persisted = b.shards,
+                        configured = cfg.shards,
+                        "shard count is fixed at bootstrap; using the persisted one"
+                    );
                 }
                 b.shards
             }
             None => cfg.shards,
         };
         if shards_n == 0 {
-            return Err(ConductorError::Config("shard count must be at least 1".into()));
+            return Err(ConductorError::Config(
+                "shard count must be at least 1".into(),
+            ));
         }
         let mut shards = Vec::with_capacity(shards_n as usize);
         for s in 0..shards_n {
@@ -80,22 +88,53 @@ impl Conductor {
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
         let raft_listener = bind(cfg.raft_listen).await?;
-        let raft_addr = raft_listener.local_addr().map_err(|e| ConductorError::Listen(cfg.raft_listen, e))?;
+        let raft_addr = raft_listener
+            .local_addr()
+            .map_err(|e| ConductorError::Listen(cfg.raft_listen, e))?;
         tasks.push(serve(raft_listener, node.router(), cancel.clone()));
-        let svc_state = Arc::new(ServiceState { node: NodeId(cfg.node_id), meta: meta.clone(), shards: shards.clone() });
+        let svc_state = Arc::new(ServiceState {
+            node: NodeId(cfg.node_id),
+            meta: meta.clone(),
+            shards: shards.clone(),
+        });
         let svc_listener = bind(cfg.service_listen).await?;
-        let service_addr = svc_listener.local_addr().map_err(|e| ConductorError::Listen(cfg.service_listen, e))?;
-        tasks.push(serve(svc_listener, service::router(svc_state), cancel.clone()));
+        let service_addr = svc_listener
+            .local_addr()
+            .map_err(|e| ConductorError::Listen(cfg.service_listen, e))?;
+        tasks.push(serve(
+            svc_listener,
+            service::router(svc_state),
+            cancel.clone(),
+        ));
 
         if cfg.bootstrap {
-            tasks.push(tokio::spawn(bootstrap(cfg.clone(), meta.clone(), shards.clone(), shards_n)));
+            tasks.push(tokio::spawn(bootstrap(
+                cfg.clone(),
+                meta.clone(),
+                shards.clone(),
+                shards_n,
+            )));
         }
         for g in &shards {
-            let fut = ownership_loop(g.clone(), cfg.node_id, cfg.cloud.clone(), cfg.reconciler.clone(), cancel.clone());
+            let fut = ownership_loop(
+                g.clone(),
+                cfg.node_id,
+                cfg.cloud.clone(),
+                cfg.reconciler.clone(),
+                cancel.clone(),
+            );
             tasks.push(tokio::spawn(fut));
         }
         info!(node = cfg.node_id, %raft_addr, %service_addr, shards = shards_n, "conductor started");
-        Ok(Self { node, meta, shards, raft_addr, service_addr, cancel, tasks })
+        Ok(Self {
+            node,
+            meta,
+            shards,
+            raft_addr,
+            service_addr,
+            cancel,
+            tasks,
+        })
     }
 
     pub async fn shutdown(self) {
@@ -108,12 +147,16 @@ impl Conductor {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ConductorError> {
-    TcpListener::bind(addr).await.map_err(|e| ConductorError::Listen(addr, e))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ConductorError::Listen(addr, e))
 }
 
 fn serve(listener: TcpListener, router: axum::Router, cancel: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let res = axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+        let res = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
         if let Err(e) = res {
             warn!(error = %e, "listener stopped");
         }
@@ -122,7 +165,12 @@ fn serve(listener: TcpListener, router: axum::Router, cancel: CancellationToken)
 
 /// Each node initializes the groups whose index maps to its rank, so leaders start spread out;
 /// after a grace period it initializes whatever is still uninitialized (a peer may be down).
-async fn bootstrap(cfg: ConductorConfig, meta: Group<MetaState>, shards: Vec<Group<ShardLogic>>, shards_n: u32) {
+async fn bootstrap(
+    cfg: ConductorConfig,
+    meta: Group<MetaState>,
+    shards: Vec<Group<ShardLogic>>,
+    shards_n: u32,
+) {
     let ids: Vec<u64> = cfg.peers.keys().copied().collect();
     let rank = ids.iter().position(|i| *i == cfg.node_id).unwrap_or(0);
     let n = ids.len().max(1);
@@ -146,8 +194,13 @@ async fn bootstrap(cfg: ConductorConfig, meta: Group<MetaState>, shards: Vec<Gro
     }
     // Record the bootstrap parameters once the meta group has a leader (any node may write them;
     // the command is idempotent).
-    let cmd = MetaCommand::Bootstrap(Bootstrap { shards: shards_n, hash: shard::HASH_NAME.to_string() });
-    let Ok(payload) = serde_json::to_vec(&cmd) else { return };
+    let cmd = MetaCommand::Bootstrap(Bootstrap {
+        shards: shards_n,
+        hash: shard::HASH_NAME.to_string(),
+    });
+    let Ok(payload) = serde_json::to_vec(&cmd) else {
+        return;
+    };
     for _ in 0..100 {
         match meta.write(payload.clone()).await {
             Ok(_) => return,
@@ -165,7 +218,13 @@ fn log_init(r: Result<(), magnum_raft::RaftError>, gid: u64) {
 
 /// Watches one shard's Raft status; while this node leads it, commits a new ownership epoch and
 /// runs the reconciler under it; stops the reconciler as soon as leadership is lost.
-async fn ownership_loop(group: Group<ShardLogic>, node: u64, cloud: Arc<dyn Cloud>, rcfg: ReconcilerConfig, cancel: CancellationToken) {
+async fn ownership_loop(
+    group: Group<ShardLogic>,
+    node: u64,
+    cloud: Arc<dyn Cloud>,
+    rcfg: ReconcilerConfig,
+    cancel: CancellationToken,
+) {
     let mut rx = group.watch();
     let mut session: Option<(u64, CancellationToken, JoinHandle<()>)> = None;
     loop {
@@ -178,7 +237,13 @@ async fn ownership_loop(group: Group<ShardLogic>, node: u64, cloud: Arc<dyn Clou
             }
             if st.is_leader {
                 let c = cancel.child_token();
-                let h = tokio::spawn(lead(group.clone(), node, cloud.clone(), rcfg.clone(), c.clone()));
+                let h = tokio::spawn(lead(
+                    group.clone(),
+                    node,
+                    cloud.clone(),
+                    rcfg.clone(),
+                    c.clone(),
+                ));
                 session = Some((st.term, c, h));
             }
         }
@@ -195,7 +260,13 @@ async fn ownership_loop(group: Group<ShardLogic>, node: u64, cloud: Arc<dyn Clou
     }
 }
 
-async fn lead(group: Group<ShardLogic>, node: u64, cloud: Arc<dyn Cloud>, rcfg: ReconcilerConfig, cancel: CancellationToken) {
+async fn lead(
+    group: Group<ShardLogic>,
+    node: u64,
+    cloud: Arc<dyn Cloud>,
+    rcfg: ReconcilerConfig,
+    cancel: CancellationToken,
+) {
     loop {
         if cancel.is_cancelled() {
             return;
@@ -208,12 +279,31 @@ async fn lead(group: Group<ShardLogic>, node: u64, cloud: Arc<dyn Cloud>, rcfg: 
                 continue;
             }
         };
-        let req = ShardRequest { request_id: None, command: ShardCommand::TakeOwnership { node: NodeId(node), epoch: current + 1 } };
-        let Ok(payload) = serde_json::to_vec(&req) else { return };
-        match group.write(payload).await.map(|b| serde_json::from_slice::<ShardResponse>(&b)) {
+        let req = ShardRequest {
+            request_id: None,
+            command: ShardCommand::TakeOwnership {
+                node: NodeId(node),
+                epoch: current + 1,
+            },
+        };
+        let Ok(payload) = serde_json::to_vec(&req) else {
+            return;
+        };
+        match group
+            .write(payload)
+            .await
+            .map(|b| serde_json::from_slice::<ShardResponse>(&b))
+        {
             Ok(Ok(Ok(CommandOk::Owned { epoch }))) => {
                 info!(group = group.id(), epoch, "took ownership");
-                reconciler::run(group.clone(), cloud.clone(), epoch, rcfg.clone(), cancel.clone()).await;
+                reconciler::run(
+                    group.clone(),
+                    cloud.clone(),
+                    epoch,
+                    rcfg.clone(),
+                    cancel.clone(),
+                )
+                .await;
                 return;
             }
             Ok(Ok(Err(CommandError::StaleEpoch { .. }))) => continue,

@@ -66,20 +66,29 @@ fn uuid_after(key: &[u8], prefix: usize) -> Result<Uuid, String> {
 }
 
 /// Rebuild a shard's state from its persisted rows.
-pub fn load(state: &mut ShardState, kv: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String> {
+pub fn load(
+    state: &mut ShardState,
+    kv: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
+) -> Result<(), String> {
     let (shard, shards) = (state.shard, state.shards);
     *state = ShardState::new(shard, shards);
     for (k, v) in kv {
         match k.get(..2) {
             _ if k == b"own" => (state.epoch, state.owner) = dec(&v)?,
             Some(b"t/") => {
-                state.templates.insert(TemplateId(uuid_after(&k, 2)?), dec(&v)?);
+                state
+                    .templates
+                    .insert(TemplateId(uuid_after(&k, 2)?), dec(&v)?);
             }
             Some(b"c/") => {
-                state.clusters.insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
+                state
+                    .clusters
+                    .insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
             }
             Some(b"n/") => {
-                state.nodegroups.insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
+                state
+                    .nodegroups
+                    .insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
             }
             Some(b"k/") => {
                 state.certs.insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
@@ -88,11 +97,15 @@ pub fn load(state: &mut ShardState, kv: &mut dyn Iterator<Item = (Vec<u8>, Vec<u
                 state.ops.insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
             }
             Some(b"r/") => {
-                state.requests.insert(RequestId(uuid_after(&k, 2)?), dec(&v)?);
+                state
+                    .requests
+                    .insert(RequestId(uuid_after(&k, 2)?), dec(&v)?);
             }
             Some(b"q/") => {
                 let q: Quota = dec(&v)?;
-                state.quotas.insert((q.project_id.clone(), q.resource.clone()), q);
+                state
+                    .quotas
+                    .insert((q.project_id.clone(), q.resource.clone()), q);
             }
             // Keys of the storage layer itself (e.g. last applied) are not ours.
             _ => {}

@@ -24,7 +24,11 @@ pub struct ReconcilerConfig {
 
 impl Default for ReconcilerConfig {
     fn default() -> Self {
-        Self { poll: Duration::from_secs(2), scan: Duration::from_millis(200), max_backoff: Duration::from_secs(10) }
+        Self {
+            poll: Duration::from_secs(2),
+            scan: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
     }
 }
 
@@ -45,12 +49,26 @@ struct Ctx {
 }
 
 /// Runs until `cancel` fires (leadership lost) or the node stops.
-pub async fn run(group: Group<ShardLogic>, cloud: Arc<dyn Cloud>, epoch: u64, cfg: ReconcilerConfig, cancel: CancellationToken) {
-    let ctx = Arc::new(Ctx { group, cloud, epoch, cfg, cancel });
+pub async fn run(
+    group: Group<ShardLogic>,
+    cloud: Arc<dyn Cloud>,
+    epoch: u64,
+    cfg: ReconcilerConfig,
+    cancel: CancellationToken,
+) {
+    let ctx = Arc::new(Ctx {
+        group,
+        cloud,
+        epoch,
+        cfg,
+        cancel,
+    });
     let mut workers: HashMap<ClusterId, (OpId, JoinHandle<()>)> = HashMap::new();
     info!(group = ctx.group.id(), epoch, "reconciler started");
     loop {
-        let ops: Vec<Operation> = ctx.group.read_local(|l| l.state.operations().cloned().collect());
+        let ops: Vec<Operation> = ctx
+            .group
+            .read_local(|l| l.state.operations().cloned().collect());
         workers.retain(|_, (_, h)| !h.is_finished());
         for op in ops {
             if workers.get(&op.cluster).is_some_and(|(id, _)| *id == op.id) {
@@ -89,16 +107,33 @@ async fn drive(ctx: &Ctx, cluster: ClusterId, op_id: OpId) -> Stop {
             return Stop::Done;
         }
         let snapshot = ctx.group.read_local(|l| {
-            let op = l.state.operation(cluster).filter(|o| o.id == op_id).cloned();
+            let op = l
+                .state
+                .operation(cluster)
+                .filter(|o| o.id == op_id)
+                .cloned();
             (op, l.state.view(cluster), l.state.epoch)
         });
-        let (Some(op), Some(view), epoch) = snapshot else { return Stop::Done };
+        let (Some(op), Some(view), epoch) = snapshot else {
+            return Stop::Done;
+        };
         if epoch != ctx.epoch {
             return Stop::Lost(format!("epoch moved to {epoch}"));
         }
         let res = if Timestamp::now() > op.deadline && !matches!(op.step, Step::GenerateCerts) {
-            let what = if op.kind == OpKind::Create { "create" } else { "delete" };
-            advance(ctx, &op, OpEvent::Failed { reason: format!("Cluster {what} timed out (conductor deadline).") }).await
+            let what = if op.kind == OpKind::Create {
+                "create"
+            } else {
+                "delete"
+            };
+            advance(
+                ctx,
+                &op,
+                OpEvent::Failed {
+                    reason: format!("Cluster {what} timed out (conductor deadline)."),
+                },
+            )
+            .await
         } else {
             step(ctx, &op, &view).await
         };
@@ -166,28 +201,62 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                             info!(stack = %h.id, "adopted existing stack");
                             h
                         }
-                        None => return Err(StepError::Retry(format!("stack {name} conflicted but is gone"))),
+                        None => {
+                            return Err(StepError::Retry(format!(
+                                "stack {name} conflicted but is gone"
+                            )))
+                        }
                     }
                 }
-                Err(CloudError::Permanent(reason)) => return advance(ctx, op, OpEvent::Failed { reason }).await,
+                Err(CloudError::Permanent(reason)) => {
+                    return advance(ctx, op, OpEvent::Failed { reason }).await
+                }
                 Err(e) => return Err(e.into()),
             };
-            advance(ctx, op, OpEvent::StackCreated { stack_id: handle.id }).await
+            advance(
+                ctx,
+                op,
+                OpEvent::StackCreated {
+                    stack_id: handle.id,
+                },
+            )
+            .await
         }
         Step::WaitCreate { stack_id } => {
-            let handle = StackHandle { name: ctx.cloud.stack_name(view), id: stack_id.clone() };
-            match ctx.cloud.get_stack(project, &handle, op, view, true).await? {
+            let handle = StackHandle {
+                name: ctx.cloud.stack_name(view),
+                id: stack_id.clone(),
+            };
+            match ctx
+                .cloud
+                .get_stack(project, &handle, op, view, true)
+                .await?
+            {
                 None => {
                     let reason = format!("Stack with id {stack_id} not found in Heat.");
-                    let event = OpEvent::CreateFinished { status: ClusterStatus::CREATE_FAILED, reason: Some(reason), outputs: StackOutputs::default() };
+                    let event = OpEvent::CreateFinished {
+                        status: ClusterStatus::CREATE_FAILED,
+                        reason: Some(reason),
+                        outputs: StackOutputs::default(),
+                    };
                     advance(ctx, op, event).await
                 }
                 Some(s) if s.status.ends_with("_IN_PROGRESS") => Ok(Progress::Wait),
                 Some(s) => {
-                    let status = ClusterStatus::parse(&s.status).unwrap_or(ClusterStatus::CREATE_FAILED);
+                    let status =
+                        ClusterStatus::parse(&s.status).unwrap_or(ClusterStatus::CREATE_FAILED);
                     let reason = if status.is_failed() { s.reason } else { None };
                     let outputs = s.outputs.unwrap_or_default();
-                    advance(ctx, op, OpEvent::CreateFinished { status, reason, outputs }).await
+                    advance(
+                        ctx,
+                        op,
+                        OpEvent::CreateFinished {
+                            status,
+                            reason,
+                            outputs,
+                        },
+                    )
+                    .await
                 }
             }
         }
@@ -200,20 +269,40 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
             };
             let found = match found {
                 Some(h) => Some(h),
-                None => ctx.cloud.find_stack(project, &ctx.cloud.stack_name(view)).await?,
+                None => {
+                    ctx.cloud
+                        .find_stack(project, &ctx.cloud.stack_name(view))
+                        .await?
+                }
             };
             let Some(handle) = found else {
                 return advance(ctx, op, OpEvent::DeleteFinished).await;
             };
             confirm_leadership(ctx).await?;
             ctx.cloud.delete_stack(project, &handle).await?;
-            advance(ctx, op, OpEvent::StackDeleteRequested { stack_id: handle.id }).await
+            advance(
+                ctx,
+                op,
+                OpEvent::StackDeleteRequested {
+                    stack_id: handle.id,
+                },
+            )
+            .await
         }
         Step::WaitDelete { stack_id } => {
-            let handle = StackHandle { name: ctx.cloud.stack_name(view), id: stack_id.clone() };
-            match ctx.cloud.get_stack(project, &handle, op, view, false).await? {
+            let handle = StackHandle {
+                name: ctx.cloud.stack_name(view),
+                id: stack_id.clone(),
+            };
+            match ctx
+                .cloud
+                .get_stack(project, &handle, op, view, false)
+                .await?
+            {
                 None => advance(ctx, op, OpEvent::DeleteFinished).await,
-                Some(s) if s.status == "DELETE_COMPLETE" => advance(ctx, op, OpEvent::DeleteFinished).await,
+                Some(s) if s.status == "DELETE_COMPLETE" => {
+                    advance(ctx, op, OpEvent::DeleteFinished).await
+                }
                 Some(s) if s.status == "DELETE_FAILED" => {
                     let reason = s.reason.unwrap_or_else(|| "Stack delete failed.".into());
                     advance(ctx, op, OpEvent::Failed { reason }).await
@@ -235,20 +324,30 @@ async fn confirm_leadership(ctx: &Ctx) -> Result<(), StepError> {
     match ctx.group.read(|l| l.state.epoch).await {
         Ok(e) if e == ctx.epoch => Ok(()),
         Ok(e) => Err(StepError::Stop(Stop::Lost(format!("epoch moved to {e}")))),
-        Err(e) => Err(StepError::Stop(Stop::Lost(format!("leadership not confirmed: {e}")))),
+        Err(e) => Err(StepError::Stop(Stop::Lost(format!(
+            "leadership not confirmed: {e}"
+        )))),
     }
 }
 
 async fn advance(ctx: &Ctx, op: &Operation, event: OpEvent) -> Result<Progress, StepError> {
     let req = ShardRequest {
         request_id: None,
-        command: ShardCommand::Advance { epoch: ctx.epoch, cluster: op.cluster, op: op.id, event, at: Timestamp::now() },
+        command: ShardCommand::Advance {
+            epoch: ctx.epoch,
+            cluster: op.cluster,
+            op: op.id,
+            event,
+            at: Timestamp::now(),
+        },
     };
     let payload = serde_json::to_vec(&req).map_err(|e| StepError::Retry(e.to_string()))?;
     match ctx.group.write(payload).await {
         Ok(bytes) => match serde_json::from_slice::<ShardResponse>(&bytes) {
             Ok(Ok(_)) => Ok(Progress::Moved),
-            Ok(Err(CommandError::StaleEpoch { current })) => Err(StepError::Stop(Stop::Lost(format!("stale epoch, current {current}")))),
+            Ok(Err(CommandError::StaleEpoch { current })) => Err(StepError::Stop(Stop::Lost(
+                format!("stale epoch, current {current}"),
+            ))),
             Ok(Err(CommandError::StaleOperation)) => Err(StepError::Stop(Stop::Done)),
             Ok(Err(e)) => Err(StepError::Retry(e.to_string())),
             Err(e) => Err(StepError::Retry(format!("undecodable response: {e}"))),

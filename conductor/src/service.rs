@@ -27,78 +27,98 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(InternalError { error: msg.into() })).into_response()
+/// Every non-2xx answer of the service listener, turned into a response in one place.
+enum SvcError {
+    BadRequest(String),
+    NotFound(String),
+    NotLeader(Option<(u64, NodeAddr)>),
+    Unavailable(String),
 }
 
-fn not_leader(leader: Option<(u64, NodeAddr)>) -> Response {
-    let leader = leader.map(|(id, addr)| NodeInfo { id: NodeId(id), service: addr.service });
-    let status = StatusCode::from_u16(wire::NOT_LEADER_STATUS).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    (status, Json(NotLeader { leader })).into_response()
-}
-
-fn write_error(e: WriteError) -> Response {
-    match e {
-        WriteError::NotLeader { leader } => not_leader(leader),
-        other => error(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+impl From<WriteError> for SvcError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotLeader { leader } => SvcError::NotLeader(leader),
+            other => SvcError::Unavailable(other.to_string()),
+        }
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+impl IntoResponse for SvcError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match self {
+            SvcError::NotLeader(leader) => {
+                let leader = leader.map(|(id, addr)| NodeInfo {
+                    id: NodeId(id),
+                    service: addr.service,
+                });
+                let status = StatusCode::from_u16(wire::NOT_LEADER_STATUS)
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return (status, Json(NotLeader { leader })).into_response();
+            }
+            SvcError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            SvcError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            SvcError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+        };
+        (status, Json(InternalError { error: msg })).into_response()
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SvcError> {
     let env: Envelope<T> = serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed envelope: {e}")))?;
+        .map_err(|e| SvcError::BadRequest(format!("malformed envelope: {e}")))?;
     if !env.version_ok() {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("protocol version {} not in {}..={}", env.proto, wire::MIN_PROTO_VERSION, wire::PROTO_VERSION),
-        ));
+        return Err(SvcError::BadRequest(format!(
+            "protocol version {} not in {}..={}",
+            env.proto,
+            wire::MIN_PROTO_VERSION,
+            wire::PROTO_VERSION
+        )));
     }
     Ok(env.body)
 }
 
-fn shard_group(s: &ServiceState, shard: u32) -> Result<&Group<ShardLogic>, Response> {
+fn shard_group(s: &ServiceState, shard: u32) -> Result<&Group<ShardLogic>, SvcError> {
     s.shards
         .get(shard as usize)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no shard {shard}")))
+        .ok_or_else(|| SvcError::NotFound(format!("no shard {shard}")))
 }
 
-async fn command(State(s): State<Arc<ServiceState>>, Path(shard): Path<u32>, body: Bytes) -> Response {
-    let req: ShardRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+async fn command(
+    State(s): State<Arc<ServiceState>>,
+    Path(shard): Path<u32>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let req: ShardRequest = decode(&body)?;
     // Ownership and operation progress are the conductor's own business.
-    if matches!(req.command, ShardCommand::TakeOwnership { .. } | ShardCommand::Advance { .. }) {
-        return error(StatusCode::BAD_REQUEST, "internal command not accepted from clients");
+    if matches!(
+        req.command,
+        ShardCommand::TakeOwnership { .. } | ShardCommand::Advance { .. }
+    ) {
+        return Err(SvcError::BadRequest(
+            "internal command not accepted from clients".into(),
+        ));
     }
-    let group = match shard_group(&s, shard) {
-        Ok(g) => g,
-        Err(resp) => return resp,
-    };
-    let payload = match serde_json::to_vec(&req) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    match group.write(payload).await {
-        // The state machine's answer is already the JSON of a ShardResponse.
-        Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => write_error(e),
-    }
+    let group = shard_group(&s, shard)?;
+    let payload = serde_json::to_vec(&req).map_err(|e| SvcError::BadRequest(e.to_string()))?;
+    let bytes = group.write(payload).await?;
+    // The state machine's answer is already the JSON of a ShardResponse.
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response())
 }
 
-async fn query(State(s): State<Arc<ServiceState>>, Path(shard): Path<u32>, body: Bytes) -> Response {
-    let q: ShardQuery = match decode(&body) {
-        Ok(q) => q,
-        Err(resp) => return resp,
-    };
-    let group = match shard_group(&s, shard) {
-        Ok(g) => g,
-        Err(resp) => return resp,
-    };
-    match group.read(|l| l.state.query(&q)).await {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => write_error(e),
-    }
+async fn query(
+    State(s): State<Arc<ServiceState>>,
+    Path(shard): Path<u32>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let q: ShardQuery = decode(&body)?;
+    let group = shard_group(&s, shard)?;
+    let r = group.read(|l| l.state.query(&q)).await?;
+    Ok(Json(r).into_response())
 }
 
 async fn topology(State(s): State<Arc<ServiceState>>) -> Json<Topology> {
@@ -106,11 +126,25 @@ async fn topology(State(s): State<Arc<ServiceState>>) -> Json<Topology> {
     let nodes = meta
         .members
         .iter()
-        .map(|(id, addr)| NodeInfo { id: NodeId(*id), service: addr.service.clone() })
+        .map(|(id, addr)| NodeInfo {
+            id: NodeId(*id),
+            service: addr.service.clone(),
+        })
         .collect();
     let groups = std::iter::once(meta.clone())
         .chain(s.shards.iter().map(|g| g.status()))
-        .map(|g| GroupInfo { group: g.group, leader: g.leader.map(NodeId), term: g.term, last_applied: g.last_applied })
+        .map(|g| GroupInfo {
+            group: g.group,
+            leader: g.leader.map(NodeId),
+            term: g.term,
+            last_applied: g.last_applied,
+        })
         .collect();
-    Json(Topology { shards: s.shards.len() as u32, hash: shard::HASH_NAME.to_string(), node: s.node, nodes, groups })
+    Json(Topology {
+        shards: s.shards.len() as u32,
+        hash: shard::HASH_NAME.to_string(),
+        node: s.node,
+        nodes,
+        groups,
+    })
 }

@@ -40,7 +40,11 @@ pub struct ShardState {
 
 impl ShardState {
     pub fn new(shard: ShardId, shards: u32) -> Self {
-        Self { shard, shards, ..Self::default() }
+        Self {
+            shard,
+            shards,
+            ..Self::default()
+        }
     }
 
     /// Apply one forwarded request; a repeated request id returns the first answer unchanged.
@@ -55,7 +59,7 @@ impl ShardState {
             self.requests.insert(id, (index, resp.clone()));
             self.dirty.insert(Key::Request(id));
         }
-        if index % 1024 == 0 {
+        if index.is_multiple_of(1024) {
             self.prune_requests(index);
         }
         resp
@@ -78,7 +82,9 @@ impl ShardState {
         match cmd {
             ShardCommand::TakeOwnership { node, epoch } => {
                 if *epoch <= self.epoch {
-                    return Err(CommandError::StaleEpoch { current: self.epoch });
+                    return Err(CommandError::StaleEpoch {
+                        current: self.epoch,
+                    });
                 }
                 self.epoch = *epoch;
                 self.owner = Some(*node);
@@ -88,13 +94,28 @@ impl ShardState {
             ShardCommand::CreateTemplate { template } => self.create_template(template),
             ShardCommand::UpdateTemplate { template, at } => self.update_template(template, *at),
             ShardCommand::DeleteTemplate { id } => self.delete_template(*id),
-            ShardCommand::CreateCluster { cluster, nodegroups, operation } => {
-                self.create_cluster(cluster, nodegroups, operation)
-            }
-            ShardCommand::DeleteCluster { id, op, at, deadline } => self.delete_cluster(*id, *op, *at, *deadline),
-            ShardCommand::Advance { epoch, cluster, op, event, at } => {
+            ShardCommand::CreateCluster {
+                cluster,
+                nodegroups,
+                operation,
+            } => self.create_cluster(cluster, nodegroups, operation),
+            ShardCommand::DeleteCluster {
+                id,
+                op,
+                at,
+                deadline,
+            } => self.delete_cluster(*id, *op, *at, *deadline),
+            ShardCommand::Advance {
+                epoch,
+                cluster,
+                op,
+                event,
+                at,
+            } => {
                 if *epoch != self.epoch {
-                    return Err(CommandError::StaleEpoch { current: self.epoch });
+                    return Err(CommandError::StaleEpoch {
+                        current: self.epoch,
+                    });
                 }
                 match self.ops.get(cluster) {
                     Some(o) if o.id == *op => {}
@@ -108,7 +129,9 @@ impl ShardState {
 
     fn create_template(&mut self, t: &ClusterTemplate) -> ShardResponse {
         let Some(id) = t.uuid else {
-            return Err(CommandError::BadRequest("A cluster template needs a uuid.".into()));
+            return Err(CommandError::BadRequest(
+                "A cluster template needs a uuid.".into(),
+            ));
         };
         if self.templates.contains_key(&id) {
             return Err(CommandError::Conflict(messages::template_exists(id)));
@@ -122,13 +145,19 @@ impl ShardState {
 
     fn update_template(&mut self, new: &ClusterTemplate, at: Timestamp) -> ShardResponse {
         let Some(id) = new.uuid else {
-            return Err(CommandError::BadRequest("A cluster template needs a uuid.".into()));
+            return Err(CommandError::BadRequest(
+                "A cluster template needs a uuid.".into(),
+            ));
         };
         let Some(old) = self.templates.get(&id) else {
-            return Err(CommandError::NotFound(messages::template_not_found(&id.to_string())));
+            return Err(CommandError::NotFound(messages::template_not_found(
+                &id.to_string(),
+            )));
         };
         if old.version != new.version {
-            return Err(CommandError::Conflict(messages::template_concurrent_update(id)));
+            return Err(CommandError::Conflict(
+                messages::template_concurrent_update(id),
+            ));
         }
         if self.template_in_use(id) && !in_use_change_allowed(old, new) {
             return Err(CommandError::BadRequest(messages::template_referenced(id)));
@@ -147,7 +176,9 @@ impl ShardState {
 
     fn delete_template(&mut self, id: TemplateId) -> ShardResponse {
         if !self.templates.contains_key(&id) {
-            return Err(CommandError::NotFound(messages::template_not_found(&id.to_string())));
+            return Err(CommandError::NotFound(messages::template_not_found(
+                &id.to_string(),
+            )));
         }
         if self.template_in_use(id) {
             return Err(CommandError::BadRequest(messages::template_referenced(id)));
@@ -166,21 +197,30 @@ impl ShardState {
             return Err(CommandError::Conflict(messages::cluster_exists(c.uuid)));
         }
         if shard_of(&c.project_id, self.shards) != self.shard {
-            return Err(CommandError::BadRequest(format!("Project {} does not live in shard {}.", c.project_id, self.shard)));
+            return Err(CommandError::BadRequest(format!(
+                "Project {} does not live in shard {}.",
+                c.project_id, self.shard
+            )));
         }
         // A template of this shard must still exist; one of another shard was checked by the
         // API node (cross-shard references are registered by the operation).
         let tpl_project = op.template.project_id.as_ref();
         let local = tpl_project.is_none_or(|p| shard_of(p, self.shards) == self.shard);
         if local && !self.templates.contains_key(&c.cluster_template_id) {
-            return Err(CommandError::NotFound(messages::template_not_found(&c.cluster_template_id.to_string())));
+            return Err(CommandError::NotFound(messages::template_not_found(
+                &c.cluster_template_id.to_string(),
+            )));
         }
         let limit = self
             .quotas
             .get(&(c.project_id.clone(), "Cluster".to_string()))
             .map(|q| q.hard_limit)
             .unwrap_or(DEFAULT_CLUSTER_QUOTA);
-        let used = self.clusters.values().filter(|x| x.project_id == c.project_id).count() as u64;
+        let used = self
+            .clusters
+            .values()
+            .filter(|x| x.project_id == c.project_id)
+            .count() as u64;
         if used >= u64::from(limit) {
             return Err(CommandError::Forbidden(messages::quota_exceeded(limit)));
         }
@@ -203,15 +243,30 @@ impl ShardState {
         self.clusters.insert(c.uuid, c.clone());
         self.nodegroups.insert(c.uuid, ngs.clone());
         self.ops.insert(c.uuid, op);
-        for k in [Key::Cluster(c.uuid), Key::NodeGroups(c.uuid), Key::Op(c.uuid)] {
+        for k in [
+            Key::Cluster(c.uuid),
+            Key::NodeGroups(c.uuid),
+            Key::Op(c.uuid),
+        ] {
             self.dirty.insert(k);
         }
-        Ok(CommandOk::Cluster(Box::new(ClusterView { cluster: c, nodegroups: ngs })))
+        Ok(CommandOk::Cluster(Box::new(ClusterView {
+            cluster: c,
+            nodegroups: ngs,
+        })))
     }
 
-    fn delete_cluster(&mut self, id: ClusterId, op_id: OpId, at: Timestamp, deadline: Timestamp) -> ShardResponse {
+    fn delete_cluster(
+        &mut self,
+        id: ClusterId,
+        op_id: OpId,
+        at: Timestamp,
+        deadline: Timestamp,
+    ) -> ShardResponse {
         let Some(cluster) = self.clusters.get_mut(&id) else {
-            return Err(CommandError::NotFound(messages::cluster_not_found(&id.to_string())));
+            return Err(CommandError::NotFound(messages::cluster_not_found(
+                &id.to_string(),
+            )));
         };
         if let Some(op) = self.ops.get(&id) {
             if op.kind == OpKind::Delete {
@@ -229,7 +284,10 @@ impl ShardState {
             step: Step::DeleteStack { attempt: 0 },
             started_at: at,
             deadline,
-            template: previous.as_ref().map(|o| o.template.clone()).unwrap_or_default(),
+            template: previous
+                .as_ref()
+                .map(|o| o.template.clone())
+                .unwrap_or_default(),
             stack_name: previous.map(|o| o.stack_name).unwrap_or_default(),
             retries: 0,
             last_error: None,
@@ -250,7 +308,9 @@ impl ShardState {
     /// Move the cluster's active operation forward. Events that don't fit the current step are
     /// ignored: they are late duplicates, and the reconciler re-reads the state after each one.
     fn advance(&mut self, id: ClusterId, event: &OpEvent, at: Timestamp) {
-        let Some(op) = self.ops.get_mut(&id) else { return };
+        let Some(op) = self.ops.get_mut(&id) else {
+            return;
+        };
         let mut finished: Option<(ClusterStatus, Option<String>)> = None;
         let mut outputs: Option<&StackOutputs> = None;
         let mut remove_cluster = false;
@@ -258,11 +318,16 @@ impl ShardState {
             (OpEvent::CertsGenerated { certs }, Step::GenerateCerts) => {
                 self.certs.insert(id, certs.clone());
                 self.dirty.insert(Key::Certs(id));
-                op.step = Step::CreateStack { stack_name: op.stack_name.clone(), attempt: 0 };
+                op.step = Step::CreateStack {
+                    stack_name: op.stack_name.clone(),
+                    attempt: 0,
+                };
             }
             (OpEvent::StackCreateIntent, Step::CreateStack { attempt, .. }) => *attempt += 1,
             (OpEvent::StackCreated { stack_id }, Step::CreateStack { .. }) => {
-                op.step = Step::WaitCreate { stack_id: stack_id.clone() };
+                op.step = Step::WaitCreate {
+                    stack_id: stack_id.clone(),
+                };
                 op.retries = 0;
                 op.last_error = None;
                 if let Some(c) = self.clusters.get_mut(&id) {
@@ -274,17 +339,28 @@ impl ShardState {
                     }
                 }
             }
-            (OpEvent::CreateFinished { status, reason, outputs: o }, Step::WaitCreate { .. }) => {
+            (
+                OpEvent::CreateFinished {
+                    status,
+                    reason,
+                    outputs: o,
+                },
+                Step::WaitCreate { .. },
+            ) => {
                 finished = Some((*status, reason.clone()));
                 outputs = Some(o);
             }
             (OpEvent::StackDeleteIntent, Step::DeleteStack { attempt }) => *attempt += 1,
             (OpEvent::StackDeleteRequested { stack_id }, Step::DeleteStack { .. }) => {
-                op.step = Step::WaitDelete { stack_id: stack_id.clone() };
+                op.step = Step::WaitDelete {
+                    stack_id: stack_id.clone(),
+                };
                 op.retries = 0;
                 op.last_error = None;
             }
-            (OpEvent::DeleteFinished, Step::DeleteStack { .. } | Step::WaitDelete { .. }) => remove_cluster = true,
+            (OpEvent::DeleteFinished, Step::DeleteStack { .. } | Step::WaitDelete { .. }) => {
+                remove_cluster = true
+            }
             (OpEvent::Failed { reason }, _) => {
                 let status = match op.kind {
                     OpKind::Create => ClusterStatus::CREATE_FAILED,
@@ -309,7 +385,14 @@ impl ShardState {
         }
     }
 
-    fn finish(&mut self, id: ClusterId, status: ClusterStatus, reason: Option<String>, out: Option<&StackOutputs>, at: Timestamp) {
+    fn finish(
+        &mut self,
+        id: ClusterId,
+        status: ClusterStatus,
+        reason: Option<String>,
+        out: Option<&StackOutputs>,
+        at: Timestamp,
+    ) {
         if let Some(c) = self.clusters.get_mut(&id) {
             c.status = status;
             c.status_reason = reason.clone();
@@ -328,7 +411,11 @@ impl ShardState {
                 n.status_reason = reason.clone();
                 n.updated_at = Some(at);
                 if let Some(o) = out {
-                    n.node_addresses = if n.is_master() { o.master_addresses.clone() } else { o.node_addresses.clone() };
+                    n.node_addresses = if n.is_master() {
+                        o.master_addresses.clone()
+                    } else {
+                        o.node_addresses.clone()
+                    };
                 }
             }
             self.dirty.insert(Key::NodeGroups(id));
@@ -340,18 +427,29 @@ impl ShardState {
         self.nodegroups.remove(&id);
         self.certs.remove(&id);
         self.ops.remove(&id);
-        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Certs(id), Key::Op(id)] {
+        for k in [
+            Key::Cluster(id),
+            Key::NodeGroups(id),
+            Key::Certs(id),
+            Key::Op(id),
+        ] {
             self.dirty.insert(k);
         }
     }
 
     pub fn query(&self, q: &ShardQuery) -> QueryResult {
         match q {
-            ShardQuery::Templates { project, include_public } => QueryResult::Templates(
+            ShardQuery::Templates {
+                project,
+                include_public,
+            } => QueryResult::Templates(
                 self.templates
                     .values()
                     .filter(|t| {
-                        project.as_ref().is_none_or(|p| t.project_id.as_ref() == Some(p)) || (*include_public && t.public)
+                        project
+                            .as_ref()
+                            .is_none_or(|p| t.project_id.as_ref() == Some(p))
+                            || (*include_public && t.public)
                     })
                     .cloned()
                     .collect(),
@@ -373,14 +471,20 @@ impl ShardState {
             ),
             ShardQuery::Certs { id } => QueryResult::Certs(self.certs.get(id).cloned()),
             ShardQuery::Operations => QueryResult::Operations(self.ops.values().cloned().collect()),
-            ShardQuery::Ownership => QueryResult::Ownership { epoch: self.epoch, owner: self.owner },
+            ShardQuery::Ownership => QueryResult::Ownership {
+                epoch: self.epoch,
+                owner: self.owner,
+            },
         }
     }
 
     pub fn view(&self, id: ClusterId) -> Option<ClusterView> {
         let cluster = self.clusters.get(&id)?.clone();
         let nodegroups = self.nodegroups.get(&id).cloned().unwrap_or_default();
-        Some(ClusterView { cluster, nodegroups })
+        Some(ClusterView {
+            cluster,
+            nodegroups,
+        })
     }
 
     pub fn operations(&self) -> impl Iterator<Item = &Operation> {

@@ -84,46 +84,134 @@ fn cluster(t: &ClusterTemplate) -> (Cluster, Vec<NodeGroup>, Operation) {
         retries: 0,
         last_error: None,
     };
-    (c, vec![ng("default-master", "master", 1), ng("default-worker", "worker", 2)], op)
+    (
+        c,
+        vec![
+            ng("default-master", "master", 1),
+            ng("default-worker", "worker", 2),
+        ],
+        op,
+    )
 }
 
 fn req(command: ShardCommand) -> ShardRequest {
-    ShardRequest { request_id: Some(RequestId::new_v4()), command }
+    ShardRequest {
+        request_id: Some(RequestId::new_v4()),
+        command,
+    }
 }
 
-fn advance(s: &mut ShardState, i: u64, epoch: u64, c: ClusterId, op: OpId, event: OpEvent) -> ShardResponse {
-    s.apply_request(i, &ShardRequest { request_id: None, command: ShardCommand::Advance { epoch, cluster: c, op, event, at: Timestamp(2) } })
+fn advance(
+    s: &mut ShardState,
+    i: u64,
+    epoch: u64,
+    c: ClusterId,
+    op: OpId,
+    event: OpEvent,
+) -> ShardResponse {
+    s.apply_request(
+        i,
+        &ShardRequest {
+            request_id: None,
+            command: ShardCommand::Advance {
+                epoch,
+                cluster: c,
+                op,
+                event,
+                at: Timestamp(2),
+            },
+        },
+    )
 }
 
 fn certs() -> ClusterCerts {
-    ClusterCerts { ca_cert: "c".into(), ca_key: "k".into(), client_cert: "cc".into(), client_key: "ck".into() }
+    ClusterCerts {
+        ca_cert: "c".into(),
+        ca_key: "k".into(),
+        client_cert: "cc".into(),
+        client_key: "ck".into(),
+    }
 }
 
 fn setup() -> (ShardState, ClusterTemplate, ClusterId, OpId) {
     let mut s = ShardState::new(ShardId(0), SHARDS);
     let t = template();
-    s.apply_request(1, &req(ShardCommand::CreateTemplate { template: t.clone() })).unwrap();
+    s.apply_request(
+        1,
+        &req(ShardCommand::CreateTemplate {
+            template: t.clone(),
+        }),
+    )
+    .unwrap();
     let (c, ngs, op) = cluster(&t);
     let (cid, oid) = (c.uuid, op.id);
-    s.apply_request(2, &req(ShardCommand::CreateCluster { cluster: c, nodegroups: ngs, operation: op })).unwrap();
-    s.apply_request(3, &req(ShardCommand::TakeOwnership { node: NodeId(1), epoch: 1 })).unwrap();
+    s.apply_request(
+        2,
+        &req(ShardCommand::CreateCluster {
+            cluster: c,
+            nodegroups: ngs,
+            operation: op,
+        }),
+    )
+    .unwrap();
+    s.apply_request(
+        3,
+        &req(ShardCommand::TakeOwnership {
+            node: NodeId(1),
+            epoch: 1,
+        }),
+    )
+    .unwrap();
     (s, t, cid, oid)
 }
 
 #[test]
 fn create_runs_through_its_steps() {
     let (mut s, _, c, op) = setup();
-    advance(&mut s, 4, 1, c, op, OpEvent::CertsGenerated { certs: certs() }).unwrap();
-    assert!(matches!(s.operation(c).unwrap().step, Step::CreateStack { attempt: 0, .. }));
+    advance(
+        &mut s,
+        4,
+        1,
+        c,
+        op,
+        OpEvent::CertsGenerated { certs: certs() },
+    )
+    .unwrap();
+    assert!(matches!(
+        s.operation(c).unwrap().step,
+        Step::CreateStack { attempt: 0, .. }
+    ));
     advance(&mut s, 5, 1, c, op, OpEvent::StackCreateIntent).unwrap();
-    advance(&mut s, 6, 1, c, op, OpEvent::StackCreated { stack_id: "sid".into() }).unwrap();
+    advance(
+        &mut s,
+        6,
+        1,
+        c,
+        op,
+        OpEvent::StackCreated {
+            stack_id: "sid".into(),
+        },
+    )
+    .unwrap();
     let outputs = StackOutputs {
         api_address: Some("https://10.0.0.1:6443".into()),
         master_addresses: vec!["172.24.4.2".into()],
         node_addresses: vec!["172.24.4.3".into(), "172.24.4.4".into()],
         coe_version: Some("v1.30.0".into()),
     };
-    advance(&mut s, 7, 1, c, op, OpEvent::CreateFinished { status: ClusterStatus::CREATE_COMPLETE, reason: None, outputs }).unwrap();
+    advance(
+        &mut s,
+        7,
+        1,
+        c,
+        op,
+        OpEvent::CreateFinished {
+            status: ClusterStatus::CREATE_COMPLETE,
+            reason: None,
+            outputs,
+        },
+    )
+    .unwrap();
     let v = s.view(c).unwrap();
     assert_eq!(v.cluster.status, ClusterStatus::CREATE_COMPLETE);
     assert_eq!(v.cluster.stack_id.as_deref(), Some("sid"));
@@ -136,21 +224,59 @@ fn create_runs_through_its_steps() {
 fn stale_epoch_and_stale_operation_are_rejected() {
     let (mut s, _, c, op) = setup();
     assert_eq!(
-        advance(&mut s, 4, 0, c, op, OpEvent::CertsGenerated { certs: certs() }),
+        advance(
+            &mut s,
+            4,
+            0,
+            c,
+            op,
+            OpEvent::CertsGenerated { certs: certs() }
+        ),
         Err(CommandError::StaleEpoch { current: 1 })
     );
-    s.apply_request(5, &req(ShardCommand::TakeOwnership { node: NodeId(2), epoch: 2 })).unwrap();
+    s.apply_request(
+        5,
+        &req(ShardCommand::TakeOwnership {
+            node: NodeId(2),
+            epoch: 2,
+        }),
+    )
+    .unwrap();
     // The old owner's epoch no longer writes.
-    assert!(matches!(advance(&mut s, 6, 1, c, op, OpEvent::StackCreateIntent), Err(CommandError::StaleEpoch { .. })));
+    assert!(matches!(
+        advance(&mut s, 6, 1, c, op, OpEvent::StackCreateIntent),
+        Err(CommandError::StaleEpoch { .. })
+    ));
     // A lower epoch can't take ownership back.
-    assert!(s.apply_request(7, &req(ShardCommand::TakeOwnership { node: NodeId(1), epoch: 2 })).is_err());
-    assert_eq!(advance(&mut s, 8, 2, c, OpId::new_v4(), OpEvent::StackCreateIntent), Err(CommandError::StaleOperation));
+    assert!(s
+        .apply_request(
+            7,
+            &req(ShardCommand::TakeOwnership {
+                node: NodeId(1),
+                epoch: 2
+            })
+        )
+        .is_err());
+    assert_eq!(
+        advance(&mut s, 8, 2, c, OpId::new_v4(), OpEvent::StackCreateIntent),
+        Err(CommandError::StaleOperation)
+    );
 }
 
 #[test]
 fn out_of_step_events_are_ignored() {
     let (mut s, _, c, op) = setup();
-    advance(&mut s, 4, 1, c, op, OpEvent::StackCreated { stack_id: "x".into() }).unwrap();
+    advance(
+        &mut s,
+        4,
+        1,
+        c,
+        op,
+        OpEvent::StackCreated {
+            stack_id: "x".into(),
+        },
+    )
+    .unwrap();
     assert_eq!(s.operation(c).unwrap().step, Step::GenerateCerts);
     assert_eq!(s.view(c).unwrap().cluster.stack_id, None);
 }
@@ -159,14 +285,37 @@ fn out_of_step_events_are_ignored() {
 fn delete_supersedes_create_and_removes_everything() {
     let (mut s, t, c, _) = setup();
     let del = OpId::new_v4();
-    let cmd = ShardCommand::DeleteCluster { id: c, op: del, at: Timestamp(3), deadline: Timestamp(9) };
+    let cmd = ShardCommand::DeleteCluster {
+        id: c,
+        op: del,
+        at: Timestamp(3),
+        deadline: Timestamp(9),
+    };
     s.apply_request(4, &req(cmd)).unwrap();
-    assert_eq!(s.view(c).unwrap().cluster.status, ClusterStatus::DELETE_IN_PROGRESS);
+    assert_eq!(
+        s.view(c).unwrap().cluster.status,
+        ClusterStatus::DELETE_IN_PROGRESS
+    );
     assert_eq!(s.operation(c).unwrap().kind, OpKind::Delete);
     // The template is in use until the cluster is gone.
-    let del_t = ShardCommand::DeleteTemplate { id: t.uuid.unwrap() };
-    assert!(matches!(s.apply_request(5, &req(del_t.clone())), Err(CommandError::BadRequest(_))));
-    advance(&mut s, 6, 1, c, del, OpEvent::StackDeleteRequested { stack_id: "sid".into() }).unwrap();
+    let del_t = ShardCommand::DeleteTemplate {
+        id: t.uuid.unwrap(),
+    };
+    assert!(matches!(
+        s.apply_request(5, &req(del_t.clone())),
+        Err(CommandError::BadRequest(_))
+    ));
+    advance(
+        &mut s,
+        6,
+        1,
+        c,
+        del,
+        OpEvent::StackDeleteRequested {
+            stack_id: "sid".into(),
+        },
+    )
+    .unwrap();
     advance(&mut s, 7, 1, c, del, OpEvent::DeleteFinished).unwrap();
     assert!(s.view(c).is_none());
     s.apply_request(8, &req(del_t)).unwrap();
@@ -175,7 +324,9 @@ fn delete_supersedes_create_and_removes_everything() {
 #[test]
 fn duplicate_request_id_applies_once() {
     let mut s = ShardState::new(ShardId(0), SHARDS);
-    let r = req(ShardCommand::CreateTemplate { template: template() });
+    let r = req(ShardCommand::CreateTemplate {
+        template: template(),
+    });
     let first = s.apply_request(1, &r);
     assert!(first.is_ok());
     // Without dedup this would be a 409 for the duplicate uuid.
@@ -186,41 +337,94 @@ fn duplicate_request_id_applies_once() {
 fn quota_is_enforced_in_apply() {
     let mut s = ShardState::new(ShardId(0), SHARDS);
     let t = template();
-    s.apply_request(1, &req(ShardCommand::CreateTemplate { template: t.clone() })).unwrap();
+    s.apply_request(
+        1,
+        &req(ShardCommand::CreateTemplate {
+            template: t.clone(),
+        }),
+    )
+    .unwrap();
     for i in 0..DEFAULT_CLUSTER_QUOTA {
         let (c, ngs, op) = cluster(&t);
-        s.apply_request(10 + u64::from(i), &req(ShardCommand::CreateCluster { cluster: c, nodegroups: ngs, operation: op })).unwrap();
+        s.apply_request(
+            10 + u64::from(i),
+            &req(ShardCommand::CreateCluster {
+                cluster: c,
+                nodegroups: ngs,
+                operation: op,
+            }),
+        )
+        .unwrap();
     }
     let (c, ngs, op) = cluster(&t);
-    let r = s.apply_request(100, &req(ShardCommand::CreateCluster { cluster: c, nodegroups: ngs, operation: op }));
-    assert!(matches!(r, Err(CommandError::Forbidden(m)) if m.contains("maximum clusters per project, 20")));
+    let r = s.apply_request(
+        100,
+        &req(ShardCommand::CreateCluster {
+            cluster: c,
+            nodegroups: ngs,
+            operation: op,
+        }),
+    );
+    assert!(
+        matches!(r, Err(CommandError::Forbidden(m)) if m.contains("maximum clusters per project, 20"))
+    );
 }
 
 #[test]
 fn in_use_template_updates_follow_the_rules() {
     let (mut s, t, _, _) = setup();
-    let current = |s: &ShardState| match s.query(&ShardQuery::Templates { project: None, include_public: true }) {
+    let current = |s: &ShardState| match s.query(&ShardQuery::Templates {
+        project: None,
+        include_public: true,
+    }) {
         QueryResult::Templates(v) => v.into_iter().next().unwrap(),
         _ => unreachable!(),
     };
     let mut rename = current(&s);
     rename.name = Some("renamed".into());
-    s.apply_request(4, &req(ShardCommand::UpdateTemplate { template: rename, at: Timestamp(5) })).unwrap();
+    s.apply_request(
+        4,
+        &req(ShardCommand::UpdateTemplate {
+            template: rename,
+            at: Timestamp(5),
+        }),
+    )
+    .unwrap();
     let mut image = current(&s);
     image.image_id = Some("other".into());
-    let r = s.apply_request(5, &req(ShardCommand::UpdateTemplate { template: image, at: Timestamp(6) }));
+    let r = s.apply_request(
+        5,
+        &req(ShardCommand::UpdateTemplate {
+            template: image,
+            at: Timestamp(6),
+        }),
+    );
     assert!(matches!(r, Err(CommandError::BadRequest(_))));
     // A stale version is a conflict, not a silent overwrite.
     let mut stale = t.clone();
     stale.name = Some("stale".into());
-    let r = s.apply_request(6, &req(ShardCommand::UpdateTemplate { template: stale, at: Timestamp(7) }));
+    let r = s.apply_request(
+        6,
+        &req(ShardCommand::UpdateTemplate {
+            template: stale,
+            at: Timestamp(7),
+        }),
+    );
     assert!(matches!(r, Err(CommandError::Conflict(_))));
 }
 
 #[test]
 fn persisted_rows_reload_to_the_same_state() {
     let (mut s, _, c, op) = setup();
-    advance(&mut s, 4, 1, c, op, OpEvent::CertsGenerated { certs: certs() }).unwrap();
+    advance(
+        &mut s,
+        4,
+        1,
+        c,
+        op,
+        OpEvent::CertsGenerated { certs: certs() },
+    )
+    .unwrap();
     let dirty = s.take_dirty();
     let mut kv: Vec<(Vec<u8>, Vec<u8>)> = dirty
         .iter()

@@ -23,38 +23,79 @@ struct FakeCloud {
 #[async_trait]
 impl Cloud for FakeCloud {
     fn stack_name(&self, c: &ClusterView) -> String {
-        format!("{}-{}", c.cluster.name, &c.cluster.uuid.0.simple().to_string()[..12])
+        format!(
+            "{}-{}",
+            c.cluster.name,
+            &c.cluster.uuid.0.simple().to_string()[..12]
+        )
     }
-    async fn create_stack(&self, _op: &Operation, c: &ClusterView) -> Result<StackHandle, CloudError> {
+    async fn create_stack(
+        &self,
+        _op: &Operation,
+        c: &ClusterView,
+    ) -> Result<StackHandle, CloudError> {
         let name = self.stack_name(c);
         let mut s = self.stacks.lock().unwrap();
-        if s.get(&name).is_some_and(|(_, st, _)| st != "DELETE_COMPLETE") {
+        if s.get(&name)
+            .is_some_and(|(_, st, _)| st != "DELETE_COMPLETE")
+        {
             return Err(CloudError::Conflict(name));
         }
         *self.creates.lock().unwrap() += 1;
         let id = uuid::Uuid::new_v4().to_string();
-        s.insert(name.clone(), (id.clone(), "CREATE_IN_PROGRESS".into(), Instant::now() + Duration::from_millis(300)));
+        s.insert(
+            name.clone(),
+            (
+                id.clone(),
+                "CREATE_IN_PROGRESS".into(),
+                Instant::now() + Duration::from_millis(300),
+            ),
+        );
         Ok(StackHandle { name, id })
     }
-    async fn find_stack(&self, _p: &ProjectId, name_or_id: &str) -> Result<Option<StackHandle>, CloudError> {
+    async fn find_stack(
+        &self,
+        _p: &ProjectId,
+        name_or_id: &str,
+    ) -> Result<Option<StackHandle>, CloudError> {
         let s = self.stacks.lock().unwrap();
         Ok(s.iter()
-            .find(|(n, (id, st, _))| (*n == name_or_id && st != "DELETE_COMPLETE") || id == name_or_id)
-            .map(|(n, (id, _, _))| StackHandle { name: n.clone(), id: id.clone() }))
+            .find(|(n, (id, st, _))| {
+                (*n == name_or_id && st != "DELETE_COMPLETE") || id == name_or_id
+            })
+            .map(|(n, (id, _, _))| StackHandle {
+                name: n.clone(),
+                id: id.clone(),
+            }))
     }
-    async fn get_stack(&self, _p: &ProjectId, h: &StackHandle, _op: &Operation, c: &ClusterView, _o: bool) -> Result<Option<StackState>, CloudError> {
+    async fn get_stack(
+        &self,
+        _p: &ProjectId,
+        h: &StackHandle,
+        _op: &Operation,
+        c: &ClusterView,
+        _o: bool,
+    ) -> Result<Option<StackState>, CloudError> {
         let mut s = self.stacks.lock().unwrap();
-        let Some((_, st, ready)) = s.get_mut(&h.name) else { return Ok(None) };
+        let Some((_, st, ready)) = s.get_mut(&h.name) else {
+            return Ok(None);
+        };
         if st.ends_with("IN_PROGRESS") && Instant::now() >= *ready {
             *st = st.replace("IN_PROGRESS", "COMPLETE");
         }
         let outputs = StackOutputs {
             api_address: Some("https://10.0.0.2:6443".into()),
             master_addresses: vec!["10.0.0.2".into()],
-            node_addresses: (0..c.node_count()).map(|i| format!("10.0.0.{}", 10 + i)).collect(),
+            node_addresses: (0..c.node_count())
+                .map(|i| format!("10.0.0.{}", 10 + i))
+                .collect(),
             coe_version: None,
         };
-        Ok(Some(StackState { status: st.clone(), reason: None, outputs: Some(outputs) }))
+        Ok(Some(StackState {
+            status: st.clone(),
+            reason: None,
+            outputs: Some(outputs),
+        }))
     }
     async fn delete_stack(&self, _p: &ProjectId, h: &StackHandle) -> Result<(), CloudError> {
         if let Some((_, st, ready)) = self.stacks.lock().unwrap().get_mut(&h.name) {
@@ -66,7 +107,11 @@ impl Cloud for FakeCloud {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Cluster3 {
@@ -80,9 +125,21 @@ async fn start3(cloud: Arc<FakeCloud>, shards: u32) -> Cluster3 {
     let peers: BTreeMap<u64, NodeAddr> = ports
         .iter()
         .enumerate()
-        .map(|(i, (r, s))| (i as u64 + 1, NodeAddr { raft: format!("127.0.0.1:{r}"), service: format!("127.0.0.1:{s}") }))
+        .map(|(i, (r, s))| {
+            (
+                i as u64 + 1,
+                NodeAddr {
+                    raft: format!("127.0.0.1:{r}"),
+                    service: format!("127.0.0.1:{s}"),
+                },
+            )
+        })
         .collect();
-    let mut c = Cluster3 { nodes: BTreeMap::new(), cfgs: BTreeMap::new(), _dirs: vec![] };
+    let mut c = Cluster3 {
+        nodes: BTreeMap::new(),
+        cfgs: BTreeMap::new(),
+        _dirs: vec![],
+    };
     for (id, addr) in &peers {
         let dir = tempfile::tempdir().unwrap();
         let cfg = ConductorConfig {
@@ -93,19 +150,33 @@ async fn start3(cloud: Arc<FakeCloud>, shards: u32) -> Cluster3 {
             peers: peers.clone(),
             shards,
             bootstrap: true,
-            raft: RaftConfig { heartbeat_ms: 50, election_min_ms: 300, election_max_ms: 600, ..RaftConfig::default() },
-            reconciler: ReconcilerConfig { poll: Duration::from_millis(50), scan: Duration::from_millis(50), ..Default::default() },
+            raft: RaftConfig {
+                heartbeat_ms: 50,
+                election_min_ms: 300,
+                election_max_ms: 600,
+                ..RaftConfig::default()
+            },
+            reconciler: ReconcilerConfig {
+                poll: Duration::from_millis(50),
+                scan: Duration::from_millis(50),
+                ..Default::default()
+            },
             cloud: cloud.clone(),
         };
         c._dirs.push(dir);
-        c.nodes.insert(*id, Some(Conductor::start(cfg.clone()).await.unwrap()));
+        c.nodes
+            .insert(*id, Some(Conductor::start(cfg.clone()).await.unwrap()));
         c.cfgs.insert(*id, cfg);
     }
     c
 }
 
 fn client(c: &Cluster3) -> ConductorClient {
-    let seeds = c.cfgs.values().map(|cfg| cfg.service_listen.to_string()).collect();
+    let seeds = c
+        .cfgs
+        .values()
+        .map(|cfg| cfg.service_listen.to_string())
+        .collect();
     ConductorClient::new(seeds, Duration::from_secs(20)).unwrap()
 }
 
@@ -181,14 +252,35 @@ fn rows(project: &ProjectId) -> (ClusterTemplate, Cluster, Vec<NodeGroup>, Opera
         retries: 0,
         last_error: None,
     };
-    (t, cluster, vec![ng("default-master", "master", 1), ng("default-worker", "worker", 3)], op)
+    (
+        t,
+        cluster,
+        vec![
+            ng("default-master", "master", 1),
+            ng("default-worker", "worker", 3),
+        ],
+        op,
+    )
 }
 
 async fn send(cl: &ConductorClient, shard: ShardId, command: ShardCommand) -> ShardResponse {
-    cl.command(shard, &ShardRequest { request_id: Some(RequestId::new_v4()), command }).await.unwrap()
+    cl.command(
+        shard,
+        &ShardRequest {
+            request_id: Some(RequestId::new_v4()),
+            command,
+        },
+    )
+    .await
+    .unwrap()
 }
 
-async fn wait_status(cl: &ConductorClient, shard: ShardId, id: ClusterId, want: Option<ClusterStatus>) -> Option<ClusterView> {
+async fn wait_status(
+    cl: &ConductorClient,
+    shard: ShardId,
+    id: ClusterId,
+    want: Option<ClusterStatus>,
+) -> Option<ClusterView> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v = match cl.query(shard, &ShardQuery::Cluster { id }).await.unwrap() {
@@ -198,7 +290,10 @@ async fn wait_status(cl: &ConductorClient, shard: ShardId, id: ClusterId, want: 
         if v.as_ref().map(|v| v.cluster.status) == want {
             return v;
         }
-        assert!(Instant::now() < deadline, "cluster never reached {want:?}: {v:?}");
+        assert!(
+            Instant::now() < deadline,
+            "cluster never reached {want:?}: {v:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -212,17 +307,35 @@ async fn create_and_delete_across_a_leader_shutdown() {
     let shard = shard_of(&project, cl.shards().await.unwrap());
     let (t, cluster, ngs, op) = rows(&project);
     let id = cluster.uuid;
-    send(&cl, shard, ShardCommand::CreateTemplate { template: t }).await.unwrap();
-    send(&cl, shard, ShardCommand::CreateCluster { cluster, nodegroups: ngs, operation: op }).await.unwrap();
+    send(&cl, shard, ShardCommand::CreateTemplate { template: t })
+        .await
+        .unwrap();
+    send(
+        &cl,
+        shard,
+        ShardCommand::CreateCluster {
+            cluster,
+            nodegroups: ngs,
+            operation: op,
+        },
+    )
+    .await
+    .unwrap();
 
     // Stop the shard's leader while the operation runs; another node must finish it.
     let leader = cl.leader_of(shard).await.unwrap().unwrap();
     if let Some(node) = c.nodes.get_mut(&leader.0).and_then(Option::take) {
         node.shutdown().await;
     }
-    let v = wait_status(&cl, shard, id, Some(ClusterStatus::CREATE_COMPLETE)).await.unwrap();
+    let v = wait_status(&cl, shard, id, Some(ClusterStatus::CREATE_COMPLETE))
+        .await
+        .unwrap();
     assert_eq!(v.node_addresses().len(), 3);
-    assert_eq!(*cloud.creates.lock().unwrap(), 1, "exactly one stack create reached the cloud");
+    assert_eq!(
+        *cloud.creates.lock().unwrap(),
+        1,
+        "exactly one stack create reached the cloud"
+    );
     let owner = match cl.query(shard, &ShardQuery::Ownership).await.unwrap() {
         QueryResult::Ownership { owner, epoch } => {
             assert!(epoch >= 2, "ownership moved with a new epoch");
@@ -232,13 +345,22 @@ async fn create_and_delete_across_a_leader_shutdown() {
     };
     assert_ne!(owner, Some(leader));
 
-    let del = ShardCommand::DeleteCluster { id, op: OpId::new_v4(), at: Timestamp::now(), deadline: Timestamp::now().plus_secs(600) };
+    let del = ShardCommand::DeleteCluster {
+        id,
+        op: OpId::new_v4(),
+        at: Timestamp::now(),
+        deadline: Timestamp::now().plus_secs(600),
+    };
     send(&cl, shard, del).await.unwrap();
     assert!(wait_status(&cl, shard, id, None).await.is_none());
 
     // The stopped node restarts from its data dir and rejoins.
-    let cfg = ConductorConfig { bootstrap: false, ..c.cfgs[&leader.0].clone() };
-    c.nodes.insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
+    let cfg = ConductorConfig {
+        bootstrap: false,
+        ..c.cfgs[&leader.0].clone()
+    };
+    c.nodes
+        .insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
     for (_, n) in c.nodes.iter_mut() {
         if let Some(n) = n.take() {
             n.shutdown().await;

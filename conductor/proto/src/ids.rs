@@ -50,7 +50,9 @@ string_id!(/// Keystone user id.
     UserId);
 
 /// A data shard (Raft group `shard + 1`; group 0 is the meta group).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct ShardId(pub u32);
 

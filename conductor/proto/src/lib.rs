@@ -16,7 +16,9 @@ pub mod time;
 pub mod wire;
 
 pub use client::{ClientError, ConductorClient};
-pub use command::{CommandError, CommandOk, OpEvent, ShardCommand, ShardRequest, ShardResponse, StackOutputs};
+pub use command::{
+    CommandError, CommandOk, OpEvent, ShardCommand, ShardRequest, ShardResponse, StackOutputs,
+};
 pub use ids::*;
 pub use model::*;
 pub use query::{QueryResult, ShardQuery};
