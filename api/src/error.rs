@@ -75,9 +75,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotAcceptable(_) | Self::VersionUnsupported { .. } => {
-                StatusCode::NOT_ACCEPTABLE
-            }
+            Self::NotAcceptable(_) | Self::VersionUnsupported { .. } => StatusCode::NOT_ACCEPTABLE,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -216,7 +214,11 @@ impl IntoResponse for ApiError {
 impl From<crate::backend::BackendError> for ApiError {
     fn from(e: crate::backend::BackendError) -> Self {
         match e {
-            crate::backend::BackendError::Unavailable(m) => Self::Unavailable(m),
+            crate::backend::BackendError::Unavailable(m) => {
+                // Conductor addresses are internal: log them, tell the client to retry.
+                tracing::warn!(error = %m, "conductors unavailable");
+                Self::Unavailable("Conductors are unavailable. Please retry later.".into())
+            }
             crate::backend::BackendError::Rejected(m) => Self::Internal(m),
         }
     }

@@ -1,0 +1,60 @@
+//! The `Backend` seam: how the API reaches shard leaders. The production implementation is
+//! [`magnum_proto::ConductorClient`], which finds leaders, follows "not leader" hints and
+//! retries (with the same request id) within its deadline.
+use async_trait::async_trait;
+use magnum_proto::{
+    ClientError, ConductorClient, QueryResult, ShardId, ShardQuery, ShardRequest, ShardResponse,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// No conductor answered within the deadline: 503.
+    #[error("conductors unavailable: {0}")]
+    Unavailable(String),
+    /// A conductor refused the request as malformed (protocol mismatch): 500.
+    #[error("conductor rejected the request: {0}")]
+    Rejected(String),
+}
+
+impl From<ClientError> for BackendError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Unavailable(..) => Self::Unavailable(e.to_string()),
+            ClientError::Rejected(m) => Self::Rejected(m),
+        }
+    }
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Number of data shards (fixed at bootstrap). Fallible because the production client
+    /// learns it from a conductor on first use.
+    async fn shards(&self) -> Result<u32, BackendError>;
+    /// Forward a mutation to the shard's leader; `Ok(Err(_))` is the shard's own rejection.
+    async fn command(
+        &self,
+        shard: ShardId,
+        req: &ShardRequest,
+    ) -> Result<ShardResponse, BackendError>;
+    /// Linearizable read on the shard's leader.
+    async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError>;
+}
+
+#[async_trait]
+impl Backend for ConductorClient {
+    async fn shards(&self) -> Result<u32, BackendError> {
+        Ok(ConductorClient::shards(self).await?)
+    }
+
+    async fn command(
+        &self,
+        shard: ShardId,
+        req: &ShardRequest,
+    ) -> Result<ShardResponse, BackendError> {
+        Ok(ConductorClient::command(self, shard, req).await?)
+    }
+
+    async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError> {
+        Ok(ConductorClient::query(self, shard, q).await?)
+    }
+}

@@ -1,0 +1,38 @@
+//! The router: one module per resource, assembled here with the request plumbing.
+pub mod clusters;
+pub mod root;
+pub mod templates;
+
+use crate::error::ApiError;
+use crate::middleware::{panic_response, request_context, v1_gate};
+use crate::state::AppState;
+use axum::http::Method;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::get;
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+
+async fn route_not_found(method: Method) -> ApiError {
+    tracing::debug!(%method, "no route");
+    ApiError::RouteNotFound
+}
+
+/// The whole API as an axum router (tests build it with fake seams).
+pub fn router(state: AppState) -> Router {
+    let inner = Router::new()
+        .route("/", get(root::root))
+        .route("/v1", get(root::v1))
+        .route("/v1/", get(root::v1))
+        .merge(templates::routes())
+        .merge(clusters::routes())
+        .fallback(route_not_found)
+        .layer(from_fn_with_state(state.clone(), v1_gate))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state);
+    // Outside the routing so that root-routing rewrites happen before a route is chosen.
+    let svc = ServiceBuilder::new()
+        .layer(from_fn(request_context))
+        .service(inner);
+    Router::new().fallback_service(svc)
+}

@@ -1,0 +1,106 @@
+//! Running an API node: production seams wired from [`ApiConfig`], an HTTP listener, and a
+//! handle to stop it.
+use crate::config::{ApiConfig, Settings};
+use crate::error::ApiError;
+use crate::keystone::{KeystoneAuthenticator, KeystoneSettings};
+use crate::openstack_lookups::OpenStackLookups;
+use crate::routes::router;
+use crate::state::AppState;
+use magnum_proto::ConductorClient;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running API node.
+pub struct ApiServer {
+    pub local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl ApiServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for the server task. Errors
+    /// of the server task are logged: there is nothing left to do about them at shutdown.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match (&mut self.task).await {
+            Ok(Ok(())) => tracing::info!(addr = %self.local_addr, "magnum API stopped"),
+            Ok(Err(e)) => tracing::error!(error = %e, "API server failed"),
+            Err(e) => tracing::error!(error = %e, "API server task failed"),
+        }
+    }
+}
+
+/// The production state: conductors through [`ConductorClient`], Keystone, and the caller's
+/// Glance/Nova/Neutron.
+pub fn production_state(cfg: &ApiConfig) -> Result<AppState, ApiError> {
+    if cfg.conductors.is_empty() {
+        return Err(ApiError::Config("no conductor addresses given".into()));
+    }
+    let backend = ConductorClient::new(cfg.conductors.clone(), cfg.forward_deadline)
+        .map_err(|e| ApiError::Config(e.to_string()))?;
+    let auth = KeystoneAuthenticator::new(KeystoneSettings {
+        auth_url: cfg.auth_url.clone(),
+        user: cfg.service_user.clone(),
+        password: cfg.service_password.clone(),
+        project: cfg.service_project.clone(),
+        domain: cfg.service_domain.clone(),
+        cache_ttl: cfg.token_cache_ttl,
+        timeout: cfg.openstack_timeout,
+    })
+    .map_err(ApiError::Config)?;
+    let lookups = OpenStackLookups::new(
+        &cfg.endpoint_interface,
+        cfg.region.clone(),
+        cfg.openstack_timeout,
+    )
+    .map_err(ApiError::Config)?;
+    Ok(AppState::new(
+        Arc::new(backend),
+        Arc::new(auth),
+        Arc::new(lookups),
+        Settings::from_config(cfg),
+    ))
+}
+
+/// Binds `cfg.listen` and serves the API until [`ApiServer::shutdown`].
+pub async fn serve(cfg: ApiConfig) -> Result<ApiServer, ApiError> {
+    let state = production_state(&cfg)?;
+    serve_state(cfg.listen, state).await
+}
+
+/// Serves a router built on `state` (for tests and embedders with their own seams).
+pub async fn serve_state(listen: SocketAddr, state: AppState) -> Result<ApiServer, ApiError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ApiError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ApiError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    tracing::info!(%local_addr, "magnum API listening");
+    Ok(ApiServer {
+        local_addr,
+        stop: Some(tx),
+        task,
+    })
+}

@@ -1,0 +1,306 @@
+//! Reads and writes against the shards, with Magnum's visibility rules.
+//!
+//! Everything of a project lives in its shard (`shard_of(project)`), so a non-admin's clusters
+//! are one query away. Public templates may live in any shard, and admins see every project,
+//! so those reads fan out to all shards and merge.
+use crate::auth::Identity;
+use crate::backend::Backend;
+use crate::error::ApiError;
+use magnum_proto::{
+    shard_of, ClusterId, ClusterTemplate, ClusterView, CommandOk, ProjectId, QueryResult,
+    RequestId, ShardCommand, ShardId, ShardQuery, ShardRequest, TemplateId,
+};
+use std::collections::BTreeMap;
+
+pub struct Store<'a> {
+    backend: &'a dyn Backend,
+}
+
+fn unexpected(what: &str, got: &QueryResult) -> ApiError {
+    ApiError::Internal(format!("conductor answered a {what} query with {got:?}"))
+}
+
+fn templates_of(r: QueryResult) -> Result<Vec<ClusterTemplate>, ApiError> {
+    match r {
+        QueryResult::Templates(t) => Ok(t),
+        other => Err(unexpected("templates", &other)),
+    }
+}
+
+fn clusters_of(r: QueryResult) -> Result<Vec<ClusterView>, ApiError> {
+    match r {
+        QueryResult::Clusters(c) => Ok(c),
+        other => Err(unexpected("clusters", &other)),
+    }
+}
+
+pub fn template_not_found(ident: &str) -> ApiError {
+    ApiError::NotFound(format!("ClusterTemplate {ident} could not be found."))
+}
+
+pub fn cluster_not_found(ident: &str) -> ApiError {
+    ApiError::NotFound(format!("Cluster {ident} could not be found."))
+}
+
+/// `uuidutils.is_uuid_like`.
+pub fn as_uuid(ident: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::parse_str(ident).ok()
+}
+
+impl<'a> Store<'a> {
+    pub fn new(backend: &'a dyn Backend) -> Self {
+        Self { backend }
+    }
+
+    pub async fn shards(&self) -> Result<u32, ApiError> {
+        Ok(self.backend.shards().await?)
+    }
+
+    pub async fn shard_of(&self, project: &ProjectId) -> Result<ShardId, ApiError> {
+        Ok(shard_of(project, self.shards().await?))
+    }
+
+    async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, ApiError> {
+        Ok(self.backend.query(shard, q).await?)
+    }
+
+    /// The same query on every shard, concurrently.
+    async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, ApiError> {
+        let n = self.shards().await?;
+        let futs = (0..n).map(|s| self.query(ShardId(s), q));
+        futures::future::join_all(futs).await.into_iter().collect()
+    }
+
+    async fn templates_everywhere(
+        &self,
+        project: Option<&ProjectId>,
+    ) -> Result<Vec<ClusterTemplate>, ApiError> {
+        let q = ShardQuery::Templates {
+            project: project.cloned(),
+            include_public: true,
+        };
+        let mut by_id: BTreeMap<TemplateId, ClusterTemplate> = BTreeMap::new();
+        for r in self.query_all(&q).await? {
+            for t in templates_of(r)? {
+                if let Some(id) = t.uuid {
+                    by_id.insert(id, t);
+                }
+            }
+        }
+        Ok(by_id.into_values().collect())
+    }
+
+    /// Templates a lookup by uuid or name may return (`get_cluster_template_by_uuid/name`):
+    /// own project ∪ every public one; admins acting on all projects see everything.
+    async fn template_candidates(
+        &self,
+        who: &Identity,
+        all_projects: bool,
+    ) -> Result<Vec<ClusterTemplate>, ApiError> {
+        if all_projects {
+            return self.templates_everywhere(None).await;
+        }
+        let me = who.project();
+        Ok(self
+            .templates_everywhere(Some(&me))
+            .await?
+            .into_iter()
+            .filter(|t| t.public || t.project_id.as_ref() == Some(&me))
+            .collect())
+    }
+
+    /// `GET /clustertemplates` visibility: own (hidden included) ∪ public∧¬hidden, admins all.
+    /// Also returns the lookup-visible set, against which a marker is resolved.
+    pub async fn list_templates(
+        &self,
+        who: &Identity,
+    ) -> Result<(Vec<ClusterTemplate>, Vec<ClusterTemplate>), ApiError> {
+        let all = who.is_admin();
+        let candidates = self.template_candidates(who, all).await?;
+        let me = who.project();
+        let listed = candidates
+            .iter()
+            .filter(|t| all || t.project_id.as_ref() == Some(&me) || (t.public && !t.hidden))
+            .cloned()
+            .collect();
+        Ok((listed, candidates))
+    }
+
+    /// A template by uuid or name; 404 when not visible, 409 when the name is ambiguous.
+    pub async fn find_template(
+        &self,
+        who: &Identity,
+        ident: &str,
+        all_projects: bool,
+    ) -> Result<ClusterTemplate, ApiError> {
+        if let Some(id) = as_uuid(ident) {
+            let id = TemplateId(id);
+            if !all_projects {
+                // Fast path: the caller's own shard holds its own templates.
+                let me = who.project();
+                let shard = self.shard_of(&me).await?;
+                let q = ShardQuery::Templates {
+                    project: Some(me.clone()),
+                    include_public: true,
+                };
+                let own = templates_of(self.query(shard, &q).await?)?;
+                if let Some(t) = own.into_iter().find(|t| {
+                    t.uuid == Some(id) && (t.public || t.project_id.as_ref() == Some(&me))
+                }) {
+                    return Ok(t);
+                }
+            }
+            return self
+                .template_candidates(who, all_projects)
+                .await?
+                .into_iter()
+                .find(|t| t.uuid == Some(id))
+                .ok_or_else(|| template_not_found(ident));
+        }
+        let mut found: Vec<ClusterTemplate> = self
+            .template_candidates(who, all_projects)
+            .await?
+            .into_iter()
+            .filter(|t| t.name.as_deref() == Some(ident))
+            .collect();
+        match found.len() {
+            0 => Err(template_not_found(ident)),
+            1 => Ok(found.remove(0)),
+            _ => Err(ApiError::Conflict(
+                "Multiple ClusterTemplates exist with same name. Please use the \
+                 ClusterTemplate uuid instead."
+                    .into(),
+            )),
+        }
+    }
+
+    /// A template by id regardless of the caller (for rendering label diffs of clusters that
+    /// the caller may already see). Looks in `home`'s shard first.
+    pub async fn template_by_id(
+        &self,
+        id: TemplateId,
+        home: &ProjectId,
+    ) -> Result<Option<ClusterTemplate>, ApiError> {
+        let shard = self.shard_of(home).await?;
+        let q = ShardQuery::Templates {
+            project: Some(home.clone()),
+            include_public: true,
+        };
+        if let Some(t) = templates_of(self.query(shard, &q).await?)?
+            .into_iter()
+            .find(|t| t.uuid == Some(id))
+        {
+            return Ok(Some(t));
+        }
+        Ok(self
+            .templates_everywhere(None)
+            .await?
+            .into_iter()
+            .find(|t| t.uuid == Some(id)))
+    }
+
+    /// Labels of each template in `ids` (missing templates map to nothing).
+    pub async fn template_labels(
+        &self,
+        ids: &[TemplateId],
+        home: &ProjectId,
+    ) -> Result<BTreeMap<TemplateId, magnum_proto::Labels>, ApiError> {
+        let mut out = BTreeMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let shard = self.shard_of(home).await?;
+        let q = ShardQuery::Templates {
+            project: Some(home.clone()),
+            include_public: true,
+        };
+        for t in templates_of(self.query(shard, &q).await?)? {
+            if let Some(id) = t.uuid.filter(|id| ids.contains(id)) {
+                out.insert(id, t.labels);
+            }
+        }
+        if ids.iter().any(|id| !out.contains_key(id)) {
+            for t in self.templates_everywhere(None).await? {
+                if let Some(id) = t.uuid.filter(|id| ids.contains(id)) {
+                    out.entry(id).or_insert(t.labels);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Clusters visible to `who`: its project's, or every project's for admins.
+    pub async fn list_clusters(&self, who: &Identity) -> Result<Vec<ClusterView>, ApiError> {
+        if who.is_admin() {
+            let q = ShardQuery::Clusters { project: None };
+            let mut out = Vec::new();
+            for r in self.query_all(&q).await? {
+                out.extend(clusters_of(r)?);
+            }
+            return Ok(out);
+        }
+        let me = who.project();
+        let shard = self.shard_of(&me).await?;
+        let q = ShardQuery::Clusters {
+            project: Some(me.clone()),
+        };
+        Ok(clusters_of(self.query(shard, &q).await?)?
+            .into_iter()
+            .filter(|c| c.cluster.project_id == me)
+            .collect())
+    }
+
+    /// A cluster by uuid or name; 404 when not visible, 409 when the name is ambiguous.
+    pub async fn find_cluster(&self, who: &Identity, ident: &str) -> Result<ClusterView, ApiError> {
+        let me = who.project();
+        if let Some(id) = as_uuid(ident) {
+            let q = ShardQuery::Cluster { id: ClusterId(id) };
+            let results = if who.is_admin() {
+                self.query_all(&q).await?
+            } else {
+                vec![self.query(self.shard_of(&me).await?, &q).await?]
+            };
+            for r in results {
+                match r {
+                    QueryResult::Cluster(Some(v))
+                        if who.is_admin() || v.cluster.project_id == me =>
+                    {
+                        return Ok(*v)
+                    }
+                    QueryResult::Cluster(_) => {}
+                    other => return Err(unexpected("cluster", &other)),
+                }
+            }
+            return Err(cluster_not_found(ident));
+        }
+        let mut found: Vec<ClusterView> = self
+            .list_clusters(who)
+            .await?
+            .into_iter()
+            .filter(|c| c.cluster.name == ident)
+            .collect();
+        match found.len() {
+            0 => Err(cluster_not_found(ident)),
+            1 => Ok(found.remove(0)),
+            _ => Err(ApiError::Conflict(
+                "Multiple clusters exist with same name. Please use the cluster uuid instead."
+                    .into(),
+            )),
+        }
+    }
+
+    /// Forwards one mutation with a fresh request id (the client's retries reuse it, so the
+    /// shard applies it once) and waits for its commit.
+    pub async fn submit(
+        &self,
+        shard: ShardId,
+        command: ShardCommand,
+    ) -> Result<CommandOk, ApiError> {
+        let req = ShardRequest {
+            request_id: Some(RequestId::new_v4()),
+            command,
+        };
+        tracing::debug!(shard = shard.0, request_id = ?req.request_id, "forwarding command");
+        Ok(self.backend.command(shard, &req).await??)
+    }
+}

@@ -1,0 +1,181 @@
+//! List pagination: limit, marker, sort_key, sort_dir, next links and their 400/404s.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+use common::*;
+use serde_json::json;
+
+fn names(r: &Resp, key: &str) -> Vec<String> {
+    r.body[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", r.raw))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn template_pages_follow_next_links() {
+    let h = harness();
+    for n in ["c", "a", "d", "b", "e"] {
+        h.template("member-a", json!({"name": n})).await;
+        // Distinct creation times keep the default `id` order meaningful.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    // Default order is creation order.
+    let r = h.get("/v1/clustertemplates", "member-a").await;
+    assert_eq!(names(&r, "clustertemplates"), vec!["c", "a", "d", "b", "e"]);
+    assert!(r.body.get("next").is_none());
+
+    // The CLI's shape: trailing slash before the query string.
+    let r = h
+        .get(
+            "/v1/clustertemplates/?limit=2&sort_key=name&sort_dir=asc",
+            "member-a",
+        )
+        .await;
+    assert_eq!(names(&r, "clustertemplates"), vec!["a", "b"]);
+    let next = r.body["next"].as_str().unwrap().to_string();
+    let last = r.body["clustertemplates"][1]["uuid"].as_str().unwrap();
+    assert_eq!(
+        next,
+        format!("http://magnum.test:9511/v1/clustertemplates?sort_key=name&sort_dir=asc&limit=2&marker={last}")
+    );
+    let path = next.trim_start_matches("http://magnum.test:9511");
+    let r = h.get(path, "member-a").await;
+    assert_eq!(names(&r, "clustertemplates"), vec!["c", "d"]);
+    let path = r.body["next"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://magnum.test:9511")
+        .to_string();
+    let r = h.get(&path, "member-a").await;
+    assert_eq!(names(&r, "clustertemplates"), vec!["e"]);
+    assert!(
+        r.body.get("next").is_none(),
+        "a short page has no next link"
+    );
+
+    let r = h
+        .get(
+            "/v1/clustertemplates?sort_key=name&sort_dir=desc&limit=3",
+            "member-a",
+        )
+        .await;
+    assert_eq!(names(&r, "clustertemplates"), vec!["e", "d", "c"]);
+    let r = h
+        .get("/v1/clustertemplates/detail?limit=1", "member-a")
+        .await;
+    assert!(r.body["next"]
+        .as_str()
+        .unwrap()
+        .contains("/v1/clustertemplates/detail?sort_key=id&sort_dir=asc&limit=1&marker="));
+}
+
+#[tokio::test]
+async fn cluster_pages() {
+    let h = harness();
+    h.template("member-a", json!({})).await;
+    for n in ["k3", "k1", "k2"] {
+        h.cluster(
+            "member-a",
+            json!({"cluster_template_id": "k8s-tmpl", "name": n}),
+        )
+        .await;
+    }
+    let r = h
+        .get(
+            "/v1/clusters/?limit=5&sort_key=name&sort_dir=desc",
+            "member-a",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(names(&r, "clusters"), vec!["k3", "k2", "k1"]);
+    assert!(r.body.get("next").is_none());
+    let r = h
+        .get("/v1/clusters?limit=1&sort_key=name", "member-a")
+        .await;
+    assert_eq!(names(&r, "clusters"), vec!["k1"]);
+    let next = r.body["next"].as_str().unwrap();
+    assert!(next.starts_with(
+        "http://magnum.test:9511/v1/clusters?sort_key=name&sort_dir=asc&limit=1&marker="
+    ));
+    let r = h
+        .get(
+            next.trim_start_matches("http://magnum.test:9511"),
+            "member-a",
+        )
+        .await;
+    assert_eq!(names(&r, "clusters"), vec!["k2"]);
+}
+
+#[tokio::test]
+async fn pagination_errors() {
+    let h = harness();
+    h.template("member-a", json!({})).await;
+    let missing = "5d3c1f5e-0000-4000-8000-000000000000";
+    let cases = [
+        (
+            "/v1/clustertemplates?limit=0",
+            400,
+            "Limit must be positive",
+        ),
+        (
+            "/v1/clustertemplates?limit=-3",
+            400,
+            "Limit must be positive",
+        ),
+        ("/v1/clusters?limit=0", 400, "Limit must be positive"),
+        (
+            "/v1/clustertemplates?limit=ten",
+            400,
+            "Invalid input for field/attribute limit. Value: 'ten'.",
+        ),
+        (
+            "/v1/clustertemplates?sort_dir=up",
+            400,
+            "Invalid sort direction: up. Acceptable values are 'asc' or 'desc'",
+        ),
+        (
+            "/v1/clusters/?sort_dir=DESC",
+            400,
+            "Invalid sort direction: DESC",
+        ),
+        (
+            "/v1/clustertemplates?sort_key=bogus",
+            400,
+            "The sort_key value \"bogus\" is an invalid field for sorting",
+        ),
+        (
+            "/v1/clusters?sort_key=node_count",
+            400,
+            "The sort_key value \"node_count\" is an invalid field for sorting",
+        ),
+        (
+            "/v1/clustertemplates?marker=not-a-uuid",
+            400,
+            "Expected a uuid but received not-a-uuid.",
+        ),
+    ];
+    for (path, status, detail) in cases {
+        let r = h.get(path, "member-a").await;
+        assert_error(&r, status, detail);
+    }
+    let r = h
+        .get(
+            &format!("/v1/clustertemplates?marker={missing}"),
+            "member-a",
+        )
+        .await;
+    assert_error(
+        &r,
+        404,
+        &format!("ClusterTemplate {missing} could not be found."),
+    );
+    let r = h
+        .get(&format!("/v1/clusters?marker={missing}"), "member-a")
+        .await;
+    assert_error(&r, 404, &format!("Cluster {missing} could not be found."));
+    // Limits above [api]max_limit are capped, not refused.
+    let r = h.get("/v1/clustertemplates?limit=100000", "member-a").await;
+    assert_eq!(r.status, 200);
+}
