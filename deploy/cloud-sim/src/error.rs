@@ -23,7 +23,10 @@ pub enum SimError {
     StateFile { path: PathBuf, message: String },
     /// Missing or invalid token (keystonemiddleware's or Keystone's 401).
     #[error("unauthorized: {message}")]
-    Unauthorized { identity_uri: String, message: String },
+    Unauthorized {
+        identity_uri: String,
+        message: String,
+    },
     /// A Keystone error (`{"error":{"code","title","message"}}`).
     #[error("keystone {status}: {message}")]
     Keystone { status: StatusCode, message: String },
@@ -81,7 +84,12 @@ impl SimError {
 
     /// The error a service mounted at `path` would answer with `status` (used by injected
     /// `api_error` / `lost_response` faults).
-    pub(crate) fn for_path(path: &str, status: StatusCode, message: &str, identity_uri: &str) -> Self {
+    pub(crate) fn for_path(
+        path: &str,
+        status: StatusCode,
+        message: &str,
+        identity_uri: &str,
+    ) -> Self {
         let message = message.to_string();
         if status == StatusCode::UNAUTHORIZED {
             return SimError::Unauthorized {

@@ -1,1 +1,350 @@
-//! magnum-cloud-sim
+//! # magnum-cloud-sim
+//!
+//! A local stand-in for the OpenStack services Magnum's API and conductor talk to, faithful to
+//! their wire formats, with latency and fault injection. One HTTP listener serves every
+//! service under a devstack-like path prefix:
+//!
+//! | prefix | service |
+//! |---|---|
+//! | `/identity` (`/identity/v3/...`) | Keystone v3: discovery, `auth/tokens` (password, token), `auth/catalog`, projects |
+//! | `/heat-api/v1/{project_id}/...` | Heat v1: stacks, resources, events, outputs, simulated engine |
+//! | `/image/v2/...` | Glance image look-ups |
+//! | `/compute/v2.1/...` | Nova flavor and keypair look-ups |
+//! | `/networking/v2.0/...` | Neutron network and subnet look-ups |
+//! | `/sim/...` | the admin API below (no token) |
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), magnum_cloud_sim::SimError> {
+//! use magnum_cloud_sim::{serve, SimConfig};
+//! let sim = serve(SimConfig { listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+//!     container_infra_url: None, time_scale: 0.01, state_file: None }).await?;
+//! println!("OS_AUTH_URL={}/identity/v3", sim.base_url());
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Seeded data (ids are stable across restarts)
+//!
+//! * Domain `default` (`Default`). Projects `admin`, `demo`, `alt_demo`, `service`, each with
+//!   id = first 32 hex digits of `sha256("project:" + name)` ([`project_id`]).
+//! * Users (password `secret`, id = `sha256("user:" + name)`[..32], [`user_id`]): `admin`
+//!   (admin, member, reader on `admin`), `demo` (member, reader on `demo`), `alt_demo` (member
+//!   on `alt_demo`), `reader` (reader on `demo`), `magnum` (admin on `service`).
+//! * Roles `admin`, `member`, `reader`. Region `RegionOne`.
+//! * Images `fedora-coreos-40` (os_distro fedora-coreos), `fedora-atomic-29`, `coreos-stable`,
+//!   `ubuntu-mesos`, `centos-dcos`, `fedora-ironic`, `cirros-no-distro` (no os_distro).
+//! * Flavors `m1.tiny` (id 1, disk 1), `m1.small` (2, disk 20), `m1.medium` (3, disk 40),
+//!   `m1.large` (4), `baremetal` (5), `m1.nodisk` (6, disk 0). Keypair `default`.
+//! * Networks `public` (router:external, subnet `public-subnet` 172.24.4.0/24) and `private`
+//!   (subnet `private-subnet` 10.0.0.0/24).
+//!
+//! ## Admin API (`/sim`)
+//!
+//! | call | effect |
+//! |---|---|
+//! | `GET /sim/health` | `{"status":"ok","base_url":...,"time_scale":...}` |
+//! | `GET /sim/heat/stacks[?show_nested=true]` | every stack ever created, deleted ones too: `{"stacks":[{id,name,project_id,status,status_reason,action,parent,deleted,creation_time,updated_time,deletion_time,creates_by_name}],"creates_by_name":{name: n}}` where `creates_by_name` counts accepted `POST /stacks` (201) per stack name |
+//! | `POST /sim/heat/latency` `{"resource_type":"OS::Nova::Server","action":"CREATE","seconds":5.0}` | base latency (before `time_scale`) of a resource type; `action` omitted or `"*"` = every action |
+//! | `GET /sim/heat/latency` | the overrides |
+//! | `POST /sim/heat/faults` | install a fault (201 `{"fault":{id,...}}`), see below |
+//! | `GET /sim/heat/faults` / `DELETE /sim/heat/faults` | list / clear all faults |
+//! | `POST /sim/heat/engine` `{"legacy_locking":true}` | legacy-engine locking: update of an `*_IN_PROGRESS` stack → 409 `ActionInProgress`, PATCH of a non-COMPLETE stack → 400 (default false = convergence: 202 and a new traversal) |
+//! | `POST /sim/keystone/token_ttl` `{"seconds":N}` | lifetime of tokens issued from now on (default 3600) |
+//! | `POST /sim/reset` | forget all stacks, tokens, faults, latency overrides; TTL back to default |
+//!
+//! Faults (`count` = number of matching calls/actions affected, default 1, 0 = until cleared;
+//! `method` omitted or `*` = any; `path_glob` is matched against the request path, `*` spans `/`):
+//!
+//! * `{"kind":"api_error","method":"POST","path_glob":"*/stacks","status":503,"count":2}`: the
+//!   next matching calls answer `status` in the service's own error envelope, without side effect.
+//! * `{"kind":"response_delay","method":"POST","path_glob":"*/stacks","seconds":5,"count":1}`:
+//!   the request runs at once (side effect done), its response is held for `seconds`.
+//! * `{"kind":"lost_response","method":"POST","path_glob":"*/stacks","count":1}`: the request
+//!   runs (side effect done), then a 500 is answered instead of its response.
+//! * `{"kind":"resource_fail","resource_type":"OS::Nova::Server","action":"CREATE","message":"...","error_type":"ResourceInError","count":1}`:
+//!   the next matching resource action fails; the stack reason reads
+//!   `Resource CREATE failed: ResourceInError: resources.<path>: <message>`.
+//!
+//! ## Time
+//!
+//! `time_scale` multiplies every simulated latency (defaults: `OS::Nova::Server` create 2 s,
+//! delete 1 s, other actions 0.5 s; `OS::Neutron::*` 0.2 s; `OS::Heat::*` 0.05 s; others 0.05 s;
+//! `OS::Heat::TestResource` honours `wait_secs`/`action_wait_secs`) **and** stack timeouts
+//! (`timeout_mins`, default 60), so the simulated cloud runs uniformly faster.
+
+mod admin;
+mod error;
+mod faults;
+mod heat;
+mod keystone;
+mod lookups;
+mod persist;
+mod util;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+pub use error::SimError;
+
+use crate::util::lock;
+
+/// How to run the simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Listen address, e.g. `127.0.0.1:5000` (port 0 = ephemeral).
+    pub listen: SocketAddr,
+    /// Catalog endpoint of service type `container-infra`, e.g. `http://127.0.0.1:9511/v1`.
+    pub container_infra_url: Option<String>,
+    /// Multiplies all simulated latencies and stack timeouts (1.0 = real-ish).
+    pub time_scale: f64,
+    /// Persist Heat stacks and Keystone tokens here (JSON) and reload them at start.
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5000),
+            container_infra_url: None,
+            time_scale: 1.0,
+            state_file: None,
+        }
+    }
+}
+
+/// A running simulator. Dropping it stops the server (as [`SimHandle::shutdown`] does, without
+/// waiting for in-flight requests).
+pub struct SimHandle {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    sim: Arc<Sim>,
+    shutdown_tx: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Stop accepting requests, let in-flight ones finish (up to 5 s), stop the engine and
+    /// write the state file one last time.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown_tx.take() {
+            let _ = tx.send(());
+        }
+        if let Some(mut server) = self.server.take() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+            }
+        }
+        self.stop_background();
+        let sim = self.sim.clone();
+        if sim.state_file.is_some() {
+            let _ = tokio::task::spawn_blocking(move || persist::save(&sim)).await;
+        }
+    }
+
+    fn stop_background(&mut self) {
+        if let Some(w) = self.writer.take() {
+            w.abort();
+        }
+        let tasks: Vec<_> = lock(&self.sim.runtime).tasks.drain().collect();
+        for (_, (_, h)) in tasks {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown_tx.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        let had_writer = self.writer.is_some();
+        self.stop_background();
+        if had_writer {
+            if let Err(e) = persist::save(&self.sim) {
+                tracing::warn!(error = %e, "saving state at drop failed");
+            }
+        }
+    }
+}
+
+/// Shared state of one simulator instance.
+pub(crate) struct Sim {
+    pub(crate) base_url: String,
+    pub(crate) container_infra_url: Option<String>,
+    pub(crate) time_scale: f64,
+    pub(crate) keystone: Mutex<keystone::tokens::TokenStore>,
+    pub(crate) heat: Mutex<heat::HeatState>,
+    pub(crate) runtime: Mutex<heat::Runtime>,
+    pub(crate) faults: Mutex<faults::FaultSet>,
+    pub(crate) state_file: Option<PathBuf>,
+    pub(crate) persist_notify: Notify,
+}
+
+impl Sim {
+    /// Keystone's public URL (for `WWW-Authenticate`).
+    pub(crate) fn identity_uri(&self) -> String {
+        format!("{}/identity", self.base_url)
+    }
+
+    /// Note that persisted state changed.
+    pub(crate) fn changed(&self) {
+        if self.state_file.is_some() {
+            self.persist_notify.notify_one();
+        }
+    }
+}
+
+/// Project id of a seeded (or any) project name: `sha256("project:" + name)`, first 32 hex.
+pub fn project_id(name: &str) -> String {
+    keystone::project_id(name)
+}
+
+/// User id of a seeded user name: `sha256("user:" + name)`, first 32 hex.
+pub fn user_id(name: &str) -> String {
+    keystone::user_id(name)
+}
+
+/// Start the simulator. Returns once the listener is bound.
+pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| SimError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| SimError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let host = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let base_url = format!("http://{}", SocketAddr::new(host, local.port()));
+    let time_scale = if cfg.time_scale.is_finite() && cfg.time_scale >= 0.0 {
+        cfg.time_scale
+    } else {
+        1.0
+    };
+
+    let mut tokens = keystone::tokens::TokenStore::default();
+    let mut heat_state = heat::HeatState::default();
+    if let Some(path) = &cfg.state_file {
+        if let Some((t, h)) = persist::load(path)? {
+            tracing::info!(path = %path.display(), stacks = h.stacks.len(), "state loaded");
+            tokens.tokens = t;
+            heat_state = h;
+        }
+    }
+    let sim = Arc::new(Sim {
+        base_url: base_url.clone(),
+        container_infra_url: cfg.container_infra_url.clone(),
+        time_scale,
+        keystone: Mutex::new(tokens),
+        heat: Mutex::new(heat_state),
+        runtime: Mutex::new(heat::Runtime::default()),
+        faults: Mutex::new(faults::FaultSet::default()),
+        state_file: cfg.state_file.clone(),
+        persist_notify: Notify::new(),
+    });
+    let writer = cfg
+        .state_file
+        .as_ref()
+        .map(|_| persist::spawn_writer(sim.clone()));
+    heat::engine::resume_all(&sim);
+
+    let app = router(sim.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "cloud-sim server failed");
+        }
+    });
+    tracing::info!(%base_url, time_scale, "cloud-sim listening");
+    Ok(SimHandle {
+        base_url,
+        sim,
+        shutdown_tx: Some(tx),
+        server: Some(server),
+        writer,
+    })
+}
+
+fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .merge(keystone::routes())
+        .merge(heat::api::routes())
+        .merge(lookups::routes())
+        .merge(admin::routes())
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            sim.clone(),
+            faults::middleware,
+        ))
+        .layer(middleware::from_fn(request_context))
+        .with_state(sim)
+}
+
+async fn not_found(
+    axum::extract::State(sim): axum::extract::State<Arc<Sim>>,
+    req: Request,
+) -> Response {
+    SimError::for_path(
+        req.uri().path(),
+        StatusCode::NOT_FOUND,
+        "The resource could not be found.",
+        &sim.identity_uri(),
+    )
+    .into_response()
+}
+
+/// A tracing span and an `X-Openstack-Request-Id` for every request.
+async fn request_context(req: Request, next: Next) -> Response {
+    let rid = format!("req-{}", uuid::Uuid::new_v4());
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %rid,
+    );
+    async move {
+        let mut resp = next.run(req).await;
+        tracing::debug!(status = resp.status().as_u16(), "response");
+        if let Ok(v) = HeaderValue::from_str(&rid) {
+            resp.headers_mut().insert("x-openstack-request-id", v);
+        }
+        resp
+    }
+    .instrument(span)
+    .await
+}

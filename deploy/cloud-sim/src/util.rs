@@ -185,7 +185,11 @@ pub(crate) fn query_all<'a>(q: &'a [(String, String)], key: &str) -> Vec<&'a str
 /// Python-ish truthiness of a query flag: present with empty value, or true/1/yes/on.
 pub(crate) fn query_flag(q: &[(String, String)], key: &str) -> Option<bool> {
     query_get(q, key).map(|v| {
-        v.is_empty() || matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on" | "t" | "y")
+        v.is_empty()
+            || matches!(
+                v.to_ascii_lowercase().as_str(),
+                "true" | "1" | "yes" | "on" | "t" | "y"
+            )
     })
 }
 
@@ -225,7 +229,10 @@ mod tests {
         assert!(glob_match("*/stacks", "/heat-api/v1/abc/stacks"));
         assert!(!glob_match("*/stacks", "/heat-api/v1/abc/stacks/x"));
         assert!(glob_match("*/stacks*", "/heat-api/v1/abc/stacks/x/y"));
-        assert!(glob_match("/identity/v3/auth/tokens", "/identity/v3/auth/tokens"));
+        assert!(glob_match(
+            "/identity/v3/auth/tokens",
+            "/identity/v3/auth/tokens"
+        ));
         assert!(glob_match("a?c", "abc"));
         assert!(!glob_match("a?c", "abbc"));
     }

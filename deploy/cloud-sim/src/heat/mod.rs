@@ -1,13 +1,13 @@
 //! Heat v1 at `/heat-api/v1/{tenant}`: stacks, resources, events and outputs, with a simulated
 //! engine that creates resources in dependency order with per-type latency.
 //!
-//! * [`template`]: HOT parsing, parameters, environments, static validation.
-//! * [`intrinsics`]: the intrinsic functions (`get_param`, `get_attr`, `if`, …).
-//! * [`context`]: evaluation of a stack's intrinsics against live state (attributes, outputs).
-//! * [`engine`]: stack actions (create/update/delete/rollback), the resource DAG, timeouts.
-//! * [`resources`]: the simulated resource types and their attributes.
-//! * [`group`]: `OS::Heat::ResourceGroup`.
-//! * [`api`] / [`views`]: the REST surface and its JSON shapes.
+//! * `template`: HOT parsing, parameters, environments, static validation.
+//! * `intrinsics`: the intrinsic functions (`get_param`, `get_attr`, `if`, …).
+//! * `context`: evaluation of a stack's intrinsics against live state (attributes, outputs).
+//! * `engine`: stack actions (create/update/delete/rollback), the resource DAG, timeouts.
+//! * `resources`: the simulated resource types and their attributes.
+//! * `group`: `OS::Heat::ResourceGroup`.
+//! * `api` / `views`: the REST surface and its JSON shapes.
 
 pub(crate) mod api;
 pub(crate) mod context;
@@ -209,7 +209,13 @@ pub(crate) struct Stack {
     pub pools: BTreeMap<String, u32>,
     /// Bumped by every new action on a root stack; fences stale engine tasks.
     pub traversal: u64,
+    /// The running/last rollback undoes a create (delete everything) rather than an update.
+    #[serde(default)]
+    pub rollback_create: bool,
 }
+
+/// Heat's `max_events_per_stack`.
+const MAX_EVENTS_PER_STACK: usize = 1000;
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -241,6 +247,10 @@ impl Stack {
         status: Status,
         reason: &str,
     ) {
+        if self.events.len() >= MAX_EVENTS_PER_STACK {
+            // Heat's max_events_per_stack: the oldest events are purged.
+            self.events.drain(..self.events.len() / 5);
+        }
         self.events.push(Event {
             id: Uuid::new_v4(),
             seq: next_seq(),

@@ -191,9 +191,7 @@ pub(crate) fn routes() -> Router<Arc<Sim>> {
         .route("/identity/v3/", get(version_v3))
         .route(
             "/identity/v3/auth/tokens",
-            get(validate_token)
-                .post(issue_token)
-                .delete(revoke_token),
+            get(validate_token).post(issue_token).delete(revoke_token),
         )
         .route("/identity/v3/auth/catalog", get(auth_catalog))
         .route("/identity/v3/auth/projects", get(auth_projects))
@@ -242,9 +240,8 @@ async fn issue_token(
     body: Bytes,
 ) -> Result<Response, SimError> {
     let q = parse_query(raw.as_deref());
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        SimError::keystone(400, format!("Malformed request body: {e}"))
-    })?;
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| SimError::keystone(400, format!("Malformed request body: {e}")))?;
     let (id, rec) = {
         let mut store = lock(&sim.keystone);
         let rec = tokens::authenticate(&body, &store).map_err(|e| match e {
@@ -276,11 +273,14 @@ async fn validate_token(
     let caller = require_token(&sim, &headers)?;
     let q = parse_query(raw.as_deref());
     let subject = subject_token(&headers).unwrap_or_default();
-    let rec = lock(&sim.keystone).get_valid(&subject).ok_or_else(|| {
-        SimError::keystone(404, format!("Could not find token: {subject}."))
-    })?;
+    let rec = lock(&sim.keystone)
+        .get_valid(&subject)
+        .ok_or_else(|| SimError::keystone(404, format!("Could not find token: {subject}.")))?;
     // identity:validate_token = admin or service, or the token's own subject.
-    if !caller.is_admin() && !caller.roles.iter().any(|r| r == "service") && caller.user_id != rec.user_id {
+    if !caller.is_admin()
+        && !caller.roles.iter().any(|r| r == "service")
+        && caller.user_id != rec.user_id
+    {
         return Err(SimError::keystone(
             403,
             "You are not authorized to perform the requested action: identity:validate_token.",
@@ -299,9 +299,9 @@ async fn revoke_token(
     let subject = subject_token(&headers).unwrap_or_default();
     {
         let mut store = lock(&sim.keystone);
-        let rec = store.get_valid(&subject).ok_or_else(|| {
-            SimError::keystone(404, format!("Could not find token: {subject}."))
-        })?;
+        let rec = store
+            .get_valid(&subject)
+            .ok_or_else(|| SimError::keystone(404, format!("Could not find token: {subject}.")))?;
         if !caller.is_admin() && caller.user_id != rec.user_id {
             return Err(SimError::keystone(
                 403,
@@ -422,7 +422,10 @@ async fn show_domain(
 ) -> Result<Response, SimError> {
     require_token(&sim, &headers)?;
     if id != DOMAIN_ID {
-        return Err(SimError::keystone(404, format!("Could not find domain: {id}.")));
+        return Err(SimError::keystone(
+            404,
+            format!("Could not find domain: {id}."),
+        ));
     }
     Ok(json_response(
         StatusCode::OK,
@@ -460,10 +463,7 @@ async fn show_user(
     ))
 }
 
-async fn list_roles(
-    State(sim): State<Arc<Sim>>,
-    headers: HeaderMap,
-) -> Result<Response, SimError> {
+async fn list_roles(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Result<Response, SimError> {
     require_token(&sim, &headers)?;
     let roles: Vec<Value> = DIRECTORY
         .roles

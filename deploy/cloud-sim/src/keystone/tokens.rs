@@ -74,13 +74,21 @@ fn expecting(attr: &str, target: &str) -> AuthFailure {
     ))
 }
 
-fn obj<'a>(v: Option<&'a Value>, attr: &str, target: &str) -> Result<&'a Map<String, Value>, AuthFailure> {
-    v.and_then(Value::as_object).ok_or_else(|| expecting(attr, target))
+fn obj<'a>(
+    v: Option<&'a Value>,
+    attr: &str,
+    target: &str,
+) -> Result<&'a Map<String, Value>, AuthFailure> {
+    v.and_then(Value::as_object)
+        .ok_or_else(|| expecting(attr, target))
 }
 
 /// Is the `{"id"|"name"}` domain reference the default domain? `Err` when it names neither.
 fn domain_ok(d: &Map<String, Value>) -> Result<bool, AuthFailure> {
-    match (d.get("id").and_then(Value::as_str), d.get("name").and_then(Value::as_str)) {
+    match (
+        d.get("id").and_then(Value::as_str),
+        d.get("name").and_then(Value::as_str),
+    ) {
         (Some(id), _) => Ok(id == DOMAIN_ID),
         (None, Some(name)) => Ok(name == DOMAIN_NAME),
         _ => Err(expecting("id or name", "domain")),
@@ -127,9 +135,15 @@ pub(crate) fn authenticate(body: &Value, store: &TokenStore) -> Result<TokenReco
         return Err(expecting("methods", "identity"));
     }
     let now = Ts::now();
-    let (user, out_methods, expires_at, mut audit_ids) = if methods.iter().any(|m| m == "password") {
+    let (user, out_methods, expires_at, mut audit_ids) = if methods.iter().any(|m| m == "password")
+    {
         let u = password_user(identity)?;
-        (u, vec!["password".to_string()], now.plus_secs(store.ttl_secs), Vec::new())
+        (
+            u,
+            vec!["password".to_string()],
+            now.plus_secs(store.ttl_secs),
+            Vec::new(),
+        )
     } else if methods.iter().any(|m| m == "token") {
         let tok = obj(identity.get("token"), "token", "identity")?;
         let id = tok

@@ -1,0 +1,111 @@
+//! Optional persistence of Heat stacks and Keystone tokens in one JSON file, written
+//! (atomically, coalesced) after changes and read back at start.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::error::SimError;
+use crate::heat::{bump_seq, HeatState};
+use crate::keystone::tokens::TokenRecord;
+use crate::util::lock;
+use crate::Sim;
+
+const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    tokens: HashMap<String, TokenRecord>,
+    heat: HeatState,
+}
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    version: u32,
+    tokens: &'a HashMap<String, TokenRecord>,
+    heat: &'a HeatState,
+}
+
+fn file_err(path: &Path, message: impl Into<String>) -> SimError {
+    SimError::StateFile {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Read a state file; `Ok(None)` when it does not exist yet.
+/// Tokens and Heat state read from a state file.
+pub(crate) type Loaded = (HashMap<String, TokenRecord>, HeatState);
+
+pub(crate) fn load(path: &Path) -> Result<Option<Loaded>, SimError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(file_err(path, e.to_string())),
+    };
+    let snap: Snapshot = serde_json::from_str(&text).map_err(|e| file_err(path, e.to_string()))?;
+    if snap.version != VERSION {
+        return Err(file_err(
+            path,
+            format!("unsupported version {}", snap.version),
+        ));
+    }
+    let max_seq = snap
+        .heat
+        .stacks
+        .values()
+        .flat_map(|s| std::iter::once(s.seq).chain(s.events.iter().map(|e| e.seq)))
+        .max()
+        .unwrap_or(0);
+    bump_seq(max_seq);
+    Ok(Some((snap.tokens, snap.heat)))
+}
+
+/// Write the current state (temp file + rename).
+pub(crate) fn save(sim: &Sim) -> Result<(), SimError> {
+    let Some(path) = &sim.state_file else {
+        return Ok(());
+    };
+    let tokens = lock(&sim.keystone).tokens.clone();
+    let text = {
+        let heat = lock(&sim.heat);
+        serde_json::to_string(&SnapshotRef {
+            version: VERSION,
+            tokens: &tokens,
+            heat: &heat,
+        })
+        .map_err(|e| file_err(path, e.to_string()))?
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| file_err(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| file_err(path, e.to_string()))?;
+    Ok(())
+}
+
+/// The background writer: waits for change notifications and saves, coalescing bursts.
+pub(crate) fn spawn_writer(sim: Arc<Sim>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        // Coalesce bursts; with a large state, back off so that saving never takes more than
+        // about a fifth of the time.
+        let mut pause = Duration::from_millis(100);
+        loop {
+            sim.persist_notify.notified().await;
+            tokio::time::sleep(pause).await;
+            let s = sim.clone();
+            let started = std::time::Instant::now();
+            let res = tokio::task::spawn_blocking(move || save(&s)).await;
+            pause =
+                (started.elapsed() * 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "saving state failed"),
+                Err(e) => tracing::warn!(error = %e, "state writer task failed"),
+            }
+        }
+    })
+}

@@ -1,0 +1,8 @@
+//! Integration tests: each test runs its own simulator on an ephemeral port and talks HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod faults;
+mod heat;
+mod keystone;
+mod lookups;
