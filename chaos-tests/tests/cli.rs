@@ -15,7 +15,10 @@ fn ok(out: &magnum_chaos_tests::cli::Output, what: &str) -> String {
 
 fn json(out: &magnum_chaos_tests::cli::Output, what: &str) -> Value {
     let s = ok(out, what);
-    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {s}"))
+    // magnumclient prints "Request to ... accepted" before the formatted object.
+    let start = s.find(['{', '[']).unwrap_or(0);
+    let s = &s[start..];
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {s}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,10 +43,11 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
     let shown = json(&os(&["coe", "cluster", "template", "show", "k8s-tmpl", "-f", "json"]), "template show");
     assert_eq!(shown["uuid"], t["uuid"]);
     let upd = json(
-        &os(&["coe", "cluster", "template", "update", "k8s-tmpl", "replace", "dns_nameserver=1.1.1.1", "-f", "json"]),
+        &os(&["coe", "cluster", "template", "update", "k8s-tmpl", "--dns-nameserver", "1.1.1.1", "--label", "kube_tag=v1.31.0", "-f", "json"]),
         "template update",
     );
     assert_eq!(upd["dns_nameserver"], "1.1.1.1");
+    assert_eq!(upd["labels"]["kube_tag"], "v1.31.0", "{upd}");
 
     let started = Instant::now();
     let out = ok(
