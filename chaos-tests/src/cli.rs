@@ -10,7 +10,9 @@ pub fn openstack_bin() -> PathBuf {
     }
     let home = std::env::var("PEERS_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/magnum-peers"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/magnum-peers")
+        });
     home.join("venvs/osc/bin/openstack")
 }
 
@@ -23,7 +25,11 @@ pub struct Output {
 /// Runs `openstack ARGS` with the deployment's openrc environment.
 pub fn openstack(openrc: &std::path::Path, args: &[&str]) -> Output {
     let bin = openstack_bin();
-    assert!(bin.exists(), "{} not found: run ../shared/tools/peers/peers.sh install osc", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found: run ../shared/tools/peers/peers.sh install osc",
+        bin.display()
+    );
     let mut cmd = Command::new(&bin);
     cmd.args(args);
     for line in std::fs::read_to_string(openrc).unwrap_or_default().lines() {

@@ -15,7 +15,10 @@ pub mod cli;
 
 /// Repository root (this crate lives in `<root>/chaos-tests`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The `magnum` binary the tests run: `$MAGNUM_BIN`, else `target/debug/magnum` (built if missing).
@@ -23,7 +26,9 @@ pub fn magnum_bin() -> PathBuf {
     if let Ok(b) = std::env::var("MAGNUM_BIN") {
         return PathBuf::from(b);
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
     let bin = target.join("debug").join("magnum");
     if !bin.exists() {
         let ok = Command::new("cargo")
@@ -46,7 +51,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { shards: 4, poll_ms: 300, time_scale: 0.2 }
+        Self {
+            shards: 4,
+            poll_ms: 300,
+            time_scale: 0.2,
+        }
     }
 }
 
@@ -75,7 +84,9 @@ impl Drop for TempDir {
 
 fn ports_free(base: u16) -> bool {
     let offsets = [0u16, 11, 101, 102, 103, 201, 202, 203];
-    offsets.iter().all(|o| TcpListener::bind(("127.0.0.1", base + o)).is_ok())
+    offsets
+        .iter()
+        .all(|o| TcpListener::bind(("127.0.0.1", base + o)).is_ok())
 }
 
 fn pick_port_base() -> u16 {
@@ -90,7 +101,8 @@ fn pick_port_base() -> u16 {
 
 impl Deployment {
     pub fn up(name: &str, opts: Options) -> Deployment {
-        let dir = std::env::temp_dir().join(format!("magnum-{name}-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("magnum-{name}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let base = pick_port_base();
         let d = Deployment {
@@ -99,7 +111,10 @@ impl Deployment {
             dir: dir.clone(),
             port_base: base,
             opts,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             _tmp: Some(TempDir(dir)),
         };
         d.script(&["up"]);
@@ -139,13 +154,18 @@ impl Deployment {
         let pid = std::fs::read_to_string(self.dir.join(format!("{name}.pid"))).unwrap_or_default();
         let pid = pid.trim();
         assert!(!pid.is_empty(), "{name} is not running");
-        let st = Command::new("kill").args(["-s", signal, pid]).status().unwrap();
+        let st = Command::new("kill")
+            .args(["-s", signal, pid])
+            .status()
+            .unwrap();
         assert!(st.success());
         if signal == "KILL" || signal == "TERM" {
             // Wait until it's gone so a restart can bind its ports.
             let deadline = Instant::now() + Duration::from_secs(10);
             while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                if std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")) {
+                if std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+                {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -181,7 +201,8 @@ impl Deployment {
     }
 
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join("logs").join(format!("{name}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
     }
 
     pub fn auth_url(&self) -> String {
@@ -193,13 +214,25 @@ impl Deployment {
         let body = serde_json::json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": "secret"}}},
             "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}});
-        let r = self.http.post(format!("{}/auth/tokens", self.auth_url())).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}/auth/tokens", self.auth_url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 201, "login as {user} failed");
         r.headers()["x-subject-token"].to_str().unwrap().to_string()
     }
 
     /// `(status, json body)` of an API call.
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut rq = self.http.request(method, format!("{}{path}", self.api));
         if let Some(t) = token {
             rq = rq.header("X-Auth-Token", t);
@@ -214,23 +247,56 @@ impl Deployment {
     }
 
     pub async fn sim_stacks(&self) -> Value {
-        self.http.get(format!("{}/sim/heat/stacks", self.sim)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}/sim/heat/stacks", self.sim))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn sim_post(&self, path: &str, body: Value) {
-        let r = self.http.post(format!("{}{path}", self.sim)).json(&body).send().await.unwrap();
-        assert!(r.status().is_success(), "cloud-sim {path} answered {}", r.status());
+        let r = self
+            .http
+            .post(format!("{}{path}", self.sim))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "cloud-sim {path} answered {}",
+            r.status()
+        );
     }
 
     /// Polls a cluster until `pred` holds on its JSON, or panics after `timeout`.
-    pub async fn wait_cluster(&self, token: &str, id: &str, timeout: Duration, pred: impl Fn(u16, &Value) -> bool) -> (u16, Value) {
+    pub async fn wait_cluster(
+        &self,
+        token: &str,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(u16, &Value) -> bool,
+    ) -> (u16, Value) {
         let start = Instant::now();
         loop {
-            let (s, v) = self.call(reqwest::Method::GET, &format!("/clusters/{id}"), Some(token), None).await;
+            let (s, v) = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/clusters/{id}"),
+                    Some(token),
+                    None,
+                )
+                .await;
             if pred(s, &v) {
                 return (s, v);
             }
-            assert!(start.elapsed() < timeout, "cluster {id} did not reach the expected state in {timeout:?}; last: {s} {v}");
+            assert!(
+                start.elapsed() < timeout,
+                "cluster {id} did not reach the expected state in {timeout:?}; last: {s} {v}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

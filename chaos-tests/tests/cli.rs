@@ -9,7 +9,11 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 fn ok(out: &magnum_chaos_tests::cli::Output, what: &str) -> String {
-    assert_eq!(out.code, 0, "{what} failed:\nstdout: {}\nstderr: {}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "{what} failed:\nstdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
     out.stdout.clone()
 }
 
@@ -23,27 +27,80 @@ fn json(out: &magnum_chaos_tests::cli::Output, what: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openstack_cli_template_and_cluster_lifecycle() {
-    let d = Deployment::up("cli", Options { time_scale: 0.5, ..Options::default() });
+    let d = Deployment::up(
+        "cli",
+        Options {
+            time_scale: 0.5,
+            ..Options::default()
+        },
+    );
     let rc = d.dir.join("openrc");
     let os = |args: &[&str]| openstack(&rc, args);
 
     let t = json(
-        &os(&["coe", "cluster", "template", "create", "--coe", "kubernetes", "--image", "fedora-coreos-40",
-            "--external-network", "public", "--flavor", "m1.small", "--master-flavor", "m1.small",
-            "--keypair", "default", "--network-driver", "flannel", "--labels", "kube_tag=v1.30.1",
-            "-f", "json", "k8s-tmpl"]),
+        &os(&[
+            "coe",
+            "cluster",
+            "template",
+            "create",
+            "--coe",
+            "kubernetes",
+            "--image",
+            "fedora-coreos-40",
+            "--external-network",
+            "public",
+            "--flavor",
+            "m1.small",
+            "--master-flavor",
+            "m1.small",
+            "--keypair",
+            "default",
+            "--network-driver",
+            "flannel",
+            "--labels",
+            "kube_tag=v1.30.1",
+            "-f",
+            "json",
+            "k8s-tmpl",
+        ]),
         "template create",
     );
     assert_eq!(t["name"], "k8s-tmpl");
     assert_eq!(t["coe"], "kubernetes");
     assert_eq!(t["cluster_distro"], "fedora-coreos");
 
-    let list = json(&os(&["coe", "cluster", "template", "list", "-f", "json"]), "template list");
-    assert!(list.as_array().unwrap().iter().any(|x| x["name"] == "k8s-tmpl"), "{list}");
-    let shown = json(&os(&["coe", "cluster", "template", "show", "k8s-tmpl", "-f", "json"]), "template show");
+    let list = json(
+        &os(&["coe", "cluster", "template", "list", "-f", "json"]),
+        "template list",
+    );
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "k8s-tmpl"),
+        "{list}"
+    );
+    let shown = json(
+        &os(&[
+            "coe", "cluster", "template", "show", "k8s-tmpl", "-f", "json",
+        ]),
+        "template show",
+    );
     assert_eq!(shown["uuid"], t["uuid"]);
     let upd = json(
-        &os(&["coe", "cluster", "template", "update", "k8s-tmpl", "--dns-nameserver", "1.1.1.1", "--label", "kube_tag=v1.31.0", "-f", "json"]),
+        &os(&[
+            "coe",
+            "cluster",
+            "template",
+            "update",
+            "k8s-tmpl",
+            "--dns-nameserver",
+            "1.1.1.1",
+            "--label",
+            "kube_tag=v1.31.0",
+            "-f",
+            "json",
+        ]),
         "template update",
     );
     assert_eq!(upd["dns_nameserver"], "1.1.1.1");
@@ -51,16 +108,36 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
 
     let started = Instant::now();
     let out = ok(
-        &os(&["coe", "cluster", "create", "--cluster-template", "k8s-tmpl", "--master-count", "1", "--node-count", "2", "k8s"]),
+        &os(&[
+            "coe",
+            "cluster",
+            "create",
+            "--cluster-template",
+            "k8s-tmpl",
+            "--master-count",
+            "1",
+            "--node-count",
+            "2",
+            "k8s",
+        ]),
         "cluster create",
     );
     assert!(out.contains("accepted"), "{out}");
-    let list = json(&os(&["coe", "cluster", "list", "-f", "json"]), "cluster list");
-    assert!(list.as_array().unwrap().iter().any(|x| x["name"] == "k8s"), "{list}");
+    let list = json(
+        &os(&["coe", "cluster", "list", "-f", "json"]),
+        "cluster list",
+    );
+    assert!(
+        list.as_array().unwrap().iter().any(|x| x["name"] == "k8s"),
+        "{list}"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let c = loop {
-        let c = json(&os(&["coe", "cluster", "show", "k8s", "-f", "json"]), "cluster show");
+        let c = json(
+            &os(&["coe", "cluster", "show", "k8s", "-f", "json"]),
+            "cluster show",
+        );
         if c["status"] != "CREATE_IN_PROGRESS" {
             break c;
         }
@@ -69,28 +146,56 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
     };
     let to_complete = started.elapsed();
     assert_eq!(c["status"], "CREATE_COMPLETE", "{c}");
-    assert!(c["api_address"].as_str().is_some_and(|a| a.starts_with("https://")), "{c}");
+    assert!(
+        c["api_address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("https://")),
+        "{c}"
+    );
     assert_eq!(c["node_addresses"].as_array().map(Vec::len), Some(2), "{c}");
-    assert_eq!(c["master_addresses"].as_array().map(Vec::len), Some(1), "{c}");
+    assert_eq!(
+        c["master_addresses"].as_array().map(Vec::len),
+        Some(1),
+        "{c}"
+    );
     assert_eq!(c["node_count"], 2);
 
     // In use: the template can't be deleted.
     let busy = os(&["coe", "cluster", "template", "delete", "k8s-tmpl"]);
-    assert!(busy.code != 0 || busy.stdout.contains("referenced") || busy.stderr.contains("referenced"), "{}{}", busy.stdout, busy.stderr);
+    assert!(
+        busy.code != 0 || busy.stdout.contains("referenced") || busy.stderr.contains("referenced"),
+        "{}{}",
+        busy.stdout,
+        busy.stderr
+    );
 
     ok(&os(&["coe", "cluster", "delete", "k8s"]), "cluster delete");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let shown = os(&["coe", "cluster", "show", "k8s", "-f", "json"]);
         if shown.code != 0 {
-            assert!(shown.stderr.contains("could not be found"), "{}", shown.stderr);
+            assert!(
+                shown.stderr.contains("could not be found"),
+                "{}",
+                shown.stderr
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "cluster not deleted: {}", shown.stdout);
+        assert!(
+            Instant::now() < deadline,
+            "cluster not deleted: {}",
+            shown.stdout
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    ok(&os(&["coe", "cluster", "template", "delete", "k8s-tmpl"]), "template delete");
-    let list = json(&os(&["coe", "cluster", "template", "list", "-f", "json"]), "template list");
+    ok(
+        &os(&["coe", "cluster", "template", "delete", "k8s-tmpl"]),
+        "template delete",
+    );
+    let list = json(
+        &os(&["coe", "cluster", "template", "list", "-f", "json"]),
+        "template list",
+    );
     assert!(list.as_array().unwrap().is_empty(), "{list}");
     println!("MEASURE cli: `openstack coe cluster create` → CREATE_COMPLETE seen by `cluster show` = {} ms (time_scale {})", to_complete.as_millis(), d.opts.time_scale);
 }

@@ -12,14 +12,29 @@ pub fn template_body(name: &str) -> Value {
 }
 
 pub async fn create_template(d: &Deployment, token: &str, name: &str) -> String {
-    let (s, v) = d.call(Method::POST, "/clustertemplates", Some(token), Some(template_body(name))).await;
+    let (s, v) = d
+        .call(
+            Method::POST,
+            "/clustertemplates",
+            Some(token),
+            Some(template_body(name)),
+        )
+        .await;
     assert_eq!(s, 201, "template create: {v}");
     v["uuid"].as_str().unwrap().to_string()
 }
 
-pub async fn create_cluster(d: &Deployment, token: &str, template: &str, name: &str, nodes: u32) -> String {
+pub async fn create_cluster(
+    d: &Deployment,
+    token: &str,
+    template: &str,
+    name: &str,
+    nodes: u32,
+) -> String {
     let body = json!({"name": name, "cluster_template_id": template, "master_count": 1, "node_count": nodes});
-    let (s, v) = d.call(Method::POST, "/clusters", Some(token), Some(body)).await;
+    let (s, v) = d
+        .call(Method::POST, "/clusters", Some(token), Some(body))
+        .await;
     assert_eq!(s, 202, "cluster create: {v}");
     v["uuid"].as_str().unwrap().to_string()
 }
@@ -27,7 +42,11 @@ pub async fn create_cluster(d: &Deployment, token: &str, template: &str, name: &
 /// Stacks cloud-sim ever created whose name starts with `prefix`.
 pub async fn stacks_named(d: &Deployment, prefix: &str) -> Vec<Value> {
     let all = d.sim_stacks().await;
-    let list = all.get("stacks").and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = all
+        .get("stacks")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     list.into_iter()
         .filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
         .collect()

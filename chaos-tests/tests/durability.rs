@@ -23,7 +23,10 @@ async fn acknowledged_writes_survive_kill_of_all_conductors() {
     templates.insert(tpl_admin.clone());
     let tok_of_tpl = &admin;
     let done = create_cluster(&d, tok_of_tpl, &tpl_admin, "dur-done", 1).await;
-    d.wait_cluster(tok_of_tpl, &done, Duration::from_secs(60), |_, v| v["status"] == "CREATE_COMPLETE").await;
+    d.wait_cluster(tok_of_tpl, &done, Duration::from_secs(60), |_, v| {
+        v["status"] == "CREATE_COMPLETE"
+    })
+    .await;
     // This one is still in flight when everything dies.
     let inflight = create_cluster(&d, tok_of_tpl, &tpl_admin, "dur-inflight", 1).await;
 
@@ -36,20 +39,38 @@ async fn acknowledged_writes_survive_kill_of_all_conductors() {
 
     let mut seen = BTreeSet::new();
     for tok in [&admin, &demo] {
-        let (s, v) = d.call(Method::GET, "/clustertemplates", Some(tok), None).await;
+        let (s, v) = d
+            .call(Method::GET, "/clustertemplates", Some(tok), None)
+            .await;
         assert_eq!(s, 200, "{v}");
         for t in v["clustertemplates"].as_array().unwrap() {
             seen.insert(t["uuid"].as_str().unwrap().to_string());
         }
     }
-    assert!(templates.is_subset(&seen), "lost templates: {:?}", templates.difference(&seen).collect::<Vec<_>>());
+    assert!(
+        templates.is_subset(&seen),
+        "lost templates: {:?}",
+        templates.difference(&seen).collect::<Vec<_>>()
+    );
 
-    let (s, v) = d.call(Method::GET, &format!("/clusters/{done}"), Some(tok_of_tpl), None).await;
+    let (s, v) = d
+        .call(
+            Method::GET,
+            &format!("/clusters/{done}"),
+            Some(tok_of_tpl),
+            None,
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "CREATE_COMPLETE");
     let (_, v) = d
-        .wait_cluster(tok_of_tpl, &inflight, Duration::from_secs(90), |s, v| s == 200 && v["status"] != "CREATE_IN_PROGRESS")
+        .wait_cluster(tok_of_tpl, &inflight, Duration::from_secs(90), |s, v| {
+            s == 200 && v["status"] != "CREATE_IN_PROGRESS"
+        })
         .await;
-    assert_eq!(v["status"], "CREATE_COMPLETE", "in-flight create resumed after full restart: {v}");
+    assert_eq!(
+        v["status"], "CREATE_COMPLETE",
+        "in-flight create resumed after full restart: {v}"
+    );
     assert_eq!(stacks_named(&d, "dur-inflight-").await.len(), 1);
 }

@@ -4,7 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "magnum", version, about = "Magnum-compatible container infrastructure service with a Raft-replicated conductor")]
+#[command(
+    name = "magnum",
+    version,
+    about = "Magnum-compatible container infrastructure service with a Raft-replicated conductor"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

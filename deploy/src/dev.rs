@@ -21,7 +21,9 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
         state_file: Some(d.data_dir.join("cloud-sim.json")),
     };
     std::fs::create_dir_all(&d.data_dir)?;
-    let sim = magnum_cloud_sim::serve(sim_config(&sim_args)).await.map_err(|e| DeployError::CloudSim(e.to_string()))?;
+    let sim = magnum_cloud_sim::serve(sim_config(&sim_args))
+        .await
+        .map_err(|e| DeployError::CloudSim(e.to_string()))?;
     let auth = crate::cli::AuthArgs {
         auth_url: format!("{}/identity/v3", sim.base_url()),
         service_user: "magnum".into(),
@@ -33,13 +35,22 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
 
     let port = |off: u16| SocketAddr::new(LOCALHOST, d.conductor_port_base + off);
     let peers: BTreeMap<u64, NodeAddr> = (1..=3u16)
-        .map(|i| (u64::from(i), NodeAddr { raft: port(i).to_string(), service: port(10 + i).to_string() }))
+        .map(|i| {
+            (
+                u64::from(i),
+                NodeAddr {
+                    raft: port(i).to_string(),
+                    service: port(10 + i).to_string(),
+                },
+            )
+        })
         .collect();
     let mut conductors = Vec::new();
     for i in 1..=3u16 {
         let dir = d.data_dir.join(format!("conductor-{i}"));
         let fresh = !dir.join("raft").exists();
-        let cloud = HeatCloud::new(cloud_auth(&auth)).map_err(|e| DeployError::Args(e.to_string()))?;
+        let cloud =
+            HeatCloud::new(cloud_auth(&auth)).map_err(|e| DeployError::Args(e.to_string()))?;
         let cfg = ConductorConfig {
             node_id: u64::from(i),
             data_dir: dir,
@@ -49,7 +60,10 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
             shards: d.shards,
             bootstrap: fresh,
             raft: magnum_raft::RaftConfig::default(),
-            reconciler: ReconcilerConfig { poll: Duration::from_secs(1), ..ReconcilerConfig::default() },
+            reconciler: ReconcilerConfig {
+                poll: Duration::from_secs(1),
+                ..ReconcilerConfig::default()
+            },
             cloud: Arc::new(cloud),
         };
         conductors.push(Conductor::start(cfg).await?);
@@ -61,9 +75,15 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
         conductors: peers.values().map(|a| a.service.clone()).collect(),
         auth: auth.clone(),
     };
-    let api = magnum_api::serve(api_config(&api_args)).await.map_err(|e| DeployError::Api(e.to_string()))?;
+    let api = magnum_api::serve(api_config(&api_args))
+        .await
+        .map_err(|e| DeployError::Api(e.to_string()))?;
 
-    println!("magnum dev is up: API {api_url}/v1, cloud-sim {}, data in {}", sim.base_url(), d.data_dir.display());
+    println!(
+        "magnum dev is up: API {api_url}/v1, cloud-sim {}, data in {}",
+        sim.base_url(),
+        d.data_dir.display()
+    );
     println!("Point the openstack CLI at it with:");
     println!("export OS_AUTH_TYPE=password");
     println!("export OS_AUTH_URL={}", auth.auth_url);

@@ -31,9 +31,13 @@ pub enum DeployError {
 }
 
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,hyper=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,hyper=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 pub async fn run(cli: cli::Cli) -> Result<(), DeployError> {
@@ -87,7 +91,9 @@ pub(crate) fn api_config(a: &ApiArgs) -> magnum_api::ApiConfig {
 }
 
 async fn run_api(a: ApiArgs) -> Result<(), DeployError> {
-    let server = magnum_api::serve(api_config(&a)).await.map_err(|e| DeployError::Api(e.to_string()))?;
+    let server = magnum_api::serve(api_config(&a))
+        .await
+        .map_err(|e| DeployError::Api(e.to_string()))?;
     tracing::info!(addr = %server.local_addr, "api listening");
     shutdown_signal().await;
     server.shutdown().await;
@@ -97,9 +103,13 @@ async fn run_api(a: ApiArgs) -> Result<(), DeployError> {
 pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, DeployError> {
     let peers = peers::parse(&c.peers).map_err(DeployError::Args)?;
     if !peers.contains_key(&c.node_id) {
-        return Err(DeployError::Args(format!("--peer list must include this node ({})", c.node_id)));
+        return Err(DeployError::Args(format!(
+            "--peer list must include this node ({})",
+            c.node_id
+        )));
     }
-    let cloud = HeatCloud::new(cloud_auth(&c.auth)).map_err(|e| DeployError::Args(e.to_string()))?;
+    let cloud =
+        HeatCloud::new(cloud_auth(&c.auth)).map_err(|e| DeployError::Args(e.to_string()))?;
     Ok(ConductorConfig {
         node_id: c.node_id,
         data_dir: c.data_dir.clone(),
@@ -109,7 +119,10 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         shards: c.shards,
         bootstrap: c.bootstrap,
         raft: magnum_raft::RaftConfig::default(),
-        reconciler: ReconcilerConfig { poll: Duration::from_millis(c.poll_interval_ms), ..ReconcilerConfig::default() },
+        reconciler: ReconcilerConfig {
+            poll: Duration::from_millis(c.poll_interval_ms),
+            ..ReconcilerConfig::default()
+        },
         cloud: Arc::new(cloud),
     })
 }
@@ -131,7 +144,9 @@ pub(crate) fn sim_config(s: &CloudSimArgs) -> magnum_cloud_sim::SimConfig {
 }
 
 async fn run_cloud_sim(s: CloudSimArgs) -> Result<(), DeployError> {
-    let sim = magnum_cloud_sim::serve(sim_config(&s)).await.map_err(|e| DeployError::CloudSim(e.to_string()))?;
+    let sim = magnum_cloud_sim::serve(sim_config(&s))
+        .await
+        .map_err(|e| DeployError::CloudSim(e.to_string()))?;
     tracing::info!(url = sim.base_url(), "cloud-sim listening");
     shutdown_signal().await;
     sim.shutdown().await;

@@ -4,7 +4,10 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = magnum_deploy::cli::Cli::parse();
     magnum_deploy::init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("magnum: cannot start the async runtime: {e}");

@@ -5,10 +5,25 @@ use std::collections::BTreeMap;
 pub fn parse(specs: &[String]) -> Result<BTreeMap<u64, NodeAddr>, String> {
     let mut out = BTreeMap::new();
     for s in specs {
-        let (id, addrs) = s.split_once('=').ok_or_else(|| format!("bad --peer {s:?}: expected ID=RAFT@SERVICE"))?;
-        let id: u64 = id.parse().map_err(|_| format!("bad node id in --peer {s:?}"))?;
-        let (raft, service) = addrs.split_once('@').ok_or_else(|| format!("bad --peer {s:?}: expected ID=RAFT@SERVICE"))?;
-        if out.insert(id, NodeAddr { raft: raft.to_string(), service: service.to_string() }).is_some() {
+        let (id, addrs) = s
+            .split_once('=')
+            .ok_or_else(|| format!("bad --peer {s:?}: expected ID=RAFT@SERVICE"))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| format!("bad node id in --peer {s:?}"))?;
+        let (raft, service) = addrs
+            .split_once('@')
+            .ok_or_else(|| format!("bad --peer {s:?}: expected ID=RAFT@SERVICE"))?;
+        if out
+            .insert(
+                id,
+                NodeAddr {
+                    raft: raft.to_string(),
+                    service: service.to_string(),
+                },
+            )
+            .is_some()
+        {
             return Err(format!("node {id} given twice"));
         }
     }

@@ -33,7 +33,10 @@ impl From<CodecError> for std::io::Error {
 }
 
 pub(crate) fn encode<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, CodecError> {
-    Ok(bincode::serde::encode_to_vec(v, bincode::config::standard())?)
+    Ok(bincode::serde::encode_to_vec(
+        v,
+        bincode::config::standard(),
+    )?)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
@@ -75,7 +78,10 @@ mod tests {
 
         let mut future = rec.clone();
         future[0] = 9;
-        assert!(matches!(decode_record::<(u64, String)>(&future), Err(CodecError::Version(9))));
+        assert!(matches!(
+            decode_record::<(u64, String)>(&future),
+            Err(CodecError::Version(9))
+        ));
         assert!(matches!(decode_record::<u64>(&[]), Err(CodecError::Empty)));
     }
 

@@ -42,7 +42,9 @@ impl RaftConfig {
 
     pub(crate) fn to_openraft(&self, gid: GroupId) -> Result<Arc<openraft::Config>, RaftError> {
         if self.snapshot_logs_since_last == 0 {
-            return Err(RaftError::Config("snapshot_logs_since_last must be > 0".into()));
+            return Err(RaftError::Config(
+                "snapshot_logs_since_last must be > 0".into(),
+            ));
         }
         let cfg = openraft::Config {
             cluster_name: format!("magnum-raft-g{gid}"),
@@ -56,7 +58,9 @@ impl RaftConfig {
             max_in_snapshot_log_to_keep: self.snapshot_logs_since_last.min(1000),
             ..Default::default()
         };
-        let cfg = cfg.validate().map_err(|e| RaftError::Config(e.to_string()))?;
+        let cfg = cfg
+            .validate()
+            .map_err(|e| RaftError::Config(e.to_string()))?;
         Ok(Arc::new(cfg))
     }
 }
@@ -68,9 +72,16 @@ mod tests {
     #[test]
     fn default_is_valid_and_bad_values_are_rejected() {
         RaftConfig::default().validate().unwrap();
-        let bad = RaftConfig { election_min_ms: 500, election_max_ms: 400, ..Default::default() };
+        let bad = RaftConfig {
+            election_min_ms: 500,
+            election_max_ms: 400,
+            ..Default::default()
+        };
         assert!(bad.validate().is_err());
-        let bad = RaftConfig { snapshot_logs_since_last: 0, ..Default::default() };
+        let bad = RaftConfig {
+            snapshot_logs_since_last: 0,
+            ..Default::default()
+        };
         assert!(bad.validate().is_err());
     }
 }

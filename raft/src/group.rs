@@ -2,10 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::errors::{ClientWriteError, InitializeError, LinearizableReadError};
+use openraft::errors::{ClientWriteError, ForwardReason, InitializeError, LinearizableReadError};
 use openraft::{RaftMetrics, ReadPolicy, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -53,7 +53,12 @@ fn status_of(gid: GroupId, m: &RaftMetrics<TypeConfig>) -> GroupStatus {
         is_leader: m.state == ServerState::Leader,
         last_applied: m.last_applied.as_ref().map(|l| l.index()),
         last_log: m.last_log_index,
-        members: m.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect(),
+        members: m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.clone()))
+            .collect(),
     }
 }
 
@@ -64,12 +69,23 @@ pub struct Group<L: StateMachineLogic> {
 
 impl<L: StateMachineLogic> Clone for Group<L> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone() }
+        Self {
+            inner: self.inner.clone(),
+        }
     }
+}
+
+/// Timing the group handle needs from the node's `RaftConfig`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    /// Leader lease (openraft: election_timeout_max).
+    pub(crate) lease: Duration,
+    pub(crate) retry: Duration,
 }
 
 struct Inner<L: StateMachineLogic> {
     gid: GroupId,
+    timing: Timing,
     raft: ORaft<L>,
     logic: Arc<RwLock<L>>,
     registry: Arc<Registry>,
@@ -87,6 +103,7 @@ impl<L: StateMachineLogic> Drop for Inner<L> {
 impl<L: StateMachineLogic> Group<L> {
     pub(crate) fn new(
         gid: GroupId,
+        timing: Timing,
         raft: ORaft<L>,
         logic: Arc<RwLock<L>>,
         registry: Arc<Registry>,
@@ -108,7 +125,18 @@ impl<L: StateMachineLogic> Group<L> {
                 });
             }
         });
-        Self { inner: Arc::new(Inner { gid, raft, logic, registry, instance, status: rx, status_task }) }
+        Self {
+            inner: Arc::new(Inner {
+                gid,
+                timing,
+                raft,
+                logic,
+                registry,
+                instance,
+                status: rx,
+                status_task,
+            }),
+        }
     }
 
     pub fn id(&self) -> GroupId {
@@ -128,16 +156,33 @@ impl<L: StateMachineLogic> Group<L> {
     }
 
     /// Proposes `payload`; returns the state machine's response once committed and applied here.
+    ///
+    /// A leader without a valid lease (just elected, or cut off from its quorum) does not
+    /// propose; it retries for up to one lease period, then answers `NotLeader { leader: None }`.
     #[tracing::instrument(level = "debug", skip_all, fields(gid = self.inner.gid, bytes = payload.len()))]
     pub async fn write(&self, payload: Vec<u8>) -> Result<Vec<u8>, WriteError> {
-        match self.inner.raft.client_write(Payload(payload)).await {
-            Ok(resp) => Ok(resp.data.0),
-            Err(e) => Err(self.write_error(e)),
+        let deadline = Instant::now() + self.inner.timing.lease;
+        let payload = Payload(payload);
+        loop {
+            match self.inner.raft.client_write(payload.clone()).await {
+                Ok(resp) => return Ok(resp.data.0),
+                // Not proposed, so retrying cannot duplicate it.
+                Err(ORaftError::APIError(ClientWriteError::ForwardToLeader(f)))
+                    if f.reason == ForwardReason::LeaseExpired
+                        && self.inner.raft.is_leader()
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(self.inner.timing.retry).await;
+                }
+                Err(e) => return Err(self.write_error(e)),
+            }
         }
     }
 
     /// Linearizable read: this replica confirms it is still leader with a quorum (ReadIndex)
     /// and waits until it applied up to the read index, then runs `f` on the state.
+    /// A replica that cannot confirm leadership answers `NotLeader` (with a hint if it knows
+    /// the leader).
     #[tracing::instrument(level = "debug", skip_all, fields(gid = self.inner.gid))]
     pub async fn read<R>(&self, f: impl FnOnce(&L) -> R) -> Result<R, WriteError> {
         let raft = &self.inner.raft;
@@ -146,12 +191,21 @@ impl<L: StateMachineLogic> Group<L> {
             Err(ORaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                 return Err(self.not_leader(f));
             }
-            Err(ORaftError::APIError(e)) => return Err(WriteError::Unknown(e.to_string())),
+            // Could not confirm leadership with a quorum: no linearizable read from here.
+            Err(ORaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => {
+                tracing::debug!(error = %e, "read refused");
+                return Err(WriteError::NotLeader { leader: None });
+            }
             Err(ORaftError::Fatal(f)) => return Err(WriteError::Fatal(f.to_string())),
         };
-        match linearizer.try_await_ready(raft, Some(READ_APPLY_TIMEOUT)).await {
+        match linearizer
+            .try_await_ready(raft, Some(READ_APPLY_TIMEOUT))
+            .await
+        {
             Ok(Ok(_)) => Ok(self.read_local(f)),
-            Ok(Err(state)) => Err(WriteError::Unknown(format!("not applied up to read index: {state}"))),
+            Ok(Err(state)) => Err(WriteError::Unknown(format!(
+                "not applied up to read index: {state}"
+            ))),
             Err(f) => Err(WriteError::Fatal(f.to_string())),
         }
     }
@@ -181,13 +235,27 @@ impl<L: StateMachineLogic> Group<L> {
 
     /// Leader only: adds `id` as a learner (replication starts). With `blocking`, waits until
     /// it caught up.
-    pub async fn add_learner(&self, id: NodeId, addr: NodeAddr, blocking: bool) -> Result<(), WriteError> {
-        self.inner.raft.add_learner(id, addr, blocking).await.map(|_| ()).map_err(|e| self.write_error(e))
+    pub async fn add_learner(
+        &self,
+        id: NodeId,
+        addr: NodeAddr,
+        blocking: bool,
+    ) -> Result<(), WriteError> {
+        self.inner
+            .raft
+            .add_learner(id, addr, blocking)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.write_error(e))
     }
 
     /// Leader only: makes `voters` the voter set (joint consensus). With `retain`, removed
     /// voters stay as learners.
-    pub async fn change_membership(&self, voters: BTreeSet<NodeId>, retain: bool) -> Result<(), WriteError> {
+    pub async fn change_membership(
+        &self,
+        voters: BTreeSet<NodeId>,
+        retain: bool,
+    ) -> Result<(), WriteError> {
         self.inner
             .raft
             .change_membership(voters, retain)
@@ -199,13 +267,20 @@ impl<L: StateMachineLogic> Group<L> {
     /// Leader only: asks `to` to take over leadership (drain). Returns once requested; watch
     /// the status for the outcome.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), RaftError> {
-        self.inner.raft.trigger().transfer_leader(to).await.map_err(|f| RaftError::Fatal(f.to_string()))
+        self.inner
+            .raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|f| RaftError::Fatal(f.to_string()))
     }
 
     /// Stops this replica. Peers see it as unreachable.
     #[tracing::instrument(level = "info", skip_all, fields(gid = self.inner.gid))]
     pub async fn shutdown(&self) {
-        self.inner.registry.remove(self.inner.gid, self.inner.instance);
+        self.inner
+            .registry
+            .remove(self.inner.gid, self.inner.instance);
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft core task ended abnormally");
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::RaftConfig;
 use crate::error::RaftError;
-use crate::group::Group;
+use crate::group::{Group, Timing};
 use crate::logic::StateMachineLogic;
 use crate::network::client::{http_client, NetworkFactory};
 use crate::network::server::{self, RaftEndpoint};
@@ -17,6 +17,8 @@ use crate::storage::sm::SmStore;
 use crate::storage::Store;
 use crate::types::{GroupId, NodeId};
 
+/// How long `open_group` waits for openraft to report the recovered state.
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
 /// How long `shutdown` waits for openraft's tasks to release the database.
 const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
@@ -56,7 +58,11 @@ impl RaftNode {
     /// `StateMachineLogic::load`) and starts openraft. Call `Group::initialize` to form a new
     /// group; an existing one resumes from disk.
     #[tracing::instrument(level = "info", skip_all, fields(node = self.id, gid))]
-    pub async fn open_group<L: StateMachineLogic>(self: &Arc<Self>, gid: GroupId, logic: L) -> Result<Group<L>, RaftError> {
+    pub async fn open_group<L: StateMachineLogic>(
+        self: &Arc<Self>,
+        gid: GroupId,
+        logic: L,
+    ) -> Result<Group<L>, RaftError> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(RaftError::ShutDown);
         }
@@ -78,19 +84,56 @@ impl RaftNode {
         Ok(group)
     }
 
-    async fn start_group<L: StateMachineLogic>(&self, gid: GroupId, logic: L) -> Result<Group<L>, RaftError> {
+    async fn start_group<L: StateMachineLogic>(
+        &self,
+        gid: GroupId,
+        logic: L,
+    ) -> Result<Group<L>, RaftError> {
         let config = self.cfg.to_openraft(gid)?;
         let trees = self.store.group_trees(gid)?;
         let sm = SmStore::open(self.store.clone(), gid, &trees, logic)?;
         let logic = sm.logic();
+        let applied = sm.last_applied_index();
         let log = LogStore::new(self.store.clone(), gid, &trees);
-        let network = NetworkFactory { http: self.http.clone(), self_id: self.id, gid };
+        let network = NetworkFactory {
+            http: self.http.clone(),
+            self_id: self.id,
+            gid,
+        };
         let raft = openraft::Raft::new(self.id, config, network, log, sm)
             .await
             .map_err(|e| RaftError::Fatal(e.to_string()))?;
-        let instance = self.registry.publish(gid, Arc::new(RaftEndpoint { raft: raft.clone() }));
+        if applied.is_some() {
+            // Metrics start empty and RaftCore fills them in asynchronously; wait so that
+            // `Group::status()` reflects the recovered state from the start.
+            let ready = raft
+                .wait(Some(STARTUP_WAIT))
+                .metrics(
+                    |m| m.last_applied.map(|l| l.index()) >= applied,
+                    "recovered state",
+                )
+                .await;
+            if let Err(e) = ready {
+                let _ = raft.shutdown().await;
+                return Err(RaftError::Fatal(format!("group {gid} did not start: {e}")));
+            }
+        }
+        let instance = self
+            .registry
+            .publish(gid, Arc::new(RaftEndpoint { raft: raft.clone() }));
         tracing::info!("group opened");
-        Ok(Group::new(gid, raft, logic, self.registry.clone(), instance))
+        let timing = Timing {
+            lease: Duration::from_millis(self.cfg.election_max_ms),
+            retry: Duration::from_millis((self.cfg.heartbeat_ms / 2).max(1)),
+        };
+        Ok(Group::new(
+            gid,
+            timing,
+            raft,
+            logic,
+            self.registry.clone(),
+            instance,
+        ))
     }
 
     /// Raft RPC routes (`POST /raft/v1/{gid}/...`) of all groups of this node. Serve them on

@@ -20,7 +20,10 @@ enum Slot {
     /// Being opened: RPCs get "not open" so peers back off and retry.
     Opening,
     /// `instance` tells a reopened group from a stale handle of its previous incarnation.
-    Open { instance: u64, handle: Arc<dyn GroupHandle> },
+    Open {
+        instance: u64,
+        handle: Arc<dyn GroupHandle>,
+    },
 }
 
 #[derive(Default)]

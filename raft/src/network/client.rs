@@ -17,7 +17,9 @@ use serde::Serialize;
 
 use super::{Envelope, RpcKind, SnapshotRpc, PROTO_CURRENT};
 use crate::codec;
-use crate::types::{GroupId, NodeAddr, NodeId, ORaftError, Snapshot, SnapshotData, TypeConfig, Vote};
+use crate::types::{
+    GroupId, NodeAddr, NodeId, ORaftError, Snapshot, SnapshotData, TypeConfig, Vote,
+};
 
 /// Builds one HTTP client per process: keep-alive pool shared by all groups and peers.
 pub(crate) fn http_client() -> reqwest::Result<reqwest::Client> {
@@ -70,13 +72,22 @@ enum CallError {
 }
 
 impl PeerClient {
-    async fn call<Req, Resp>(&self, kind: RpcKind, req: &Req, timeout: Duration) -> Result<Resp, CallError>
+    async fn call<Req, Resp>(
+        &self,
+        kind: RpcKind,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CallError>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
     {
         let payload = codec::encode(req).map_err(|e| CallError::Network(e.to_string()))?;
-        let env = Envelope { proto: PROTO_CURRENT, group: self.gid, payload };
+        let env = Envelope {
+            proto: PROTO_CURRENT,
+            group: self.gid,
+            payload,
+        };
         let body = codec::encode(&env).map_err(|e| CallError::Network(e.to_string()))?;
         let url = format!("http://{}/raft/v1/{}/{}", self.addr, self.gid, kind.path());
         let classify = |e: reqwest::Error| {
@@ -101,7 +112,9 @@ impl PeerClient {
         if !status.is_success() {
             // 404 is typically the group not opened yet on the peer (startup race).
             let text = resp.text().await.unwrap_or_default();
-            return Err(CallError::Unreachable(format!("{url}: HTTP {status}: {text}")));
+            return Err(CallError::Unreachable(format!(
+                "{url}: HTTP {status}: {text}"
+            )));
         }
         let bytes = resp.bytes().await.map_err(classify)?;
         let res: Result<Resp, ORaftError> = codec::decode(&bytes)
@@ -113,9 +126,12 @@ impl PeerClient {
         match e {
             CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::from_string(m)),
             CallError::Network(m) => RPCError::Network(NetworkError::from_string(m)),
-            CallError::Timeout(timeout) => {
-                RPCError::Timeout(Timeout { action, id: self.self_id, target: self.target, timeout })
-            }
+            CallError::Timeout(timeout) => RPCError::Timeout(Timeout {
+                action,
+                id: self.self_id,
+                target: self.target,
+                timeout,
+            }),
         }
     }
 }
@@ -160,7 +176,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let req = SnapshotRpc { vote, meta: snapshot.meta, data: snapshot.snapshot.into_inner() };
+        let req = SnapshotRpc {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot.into_inner(),
+        };
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             res = self.call(RpcKind::Snapshot, &req, option.soft_ttl()) => {

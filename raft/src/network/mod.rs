@@ -57,8 +57,14 @@ impl RpcKind {
     }
 
     pub(crate) fn from_path(s: &str) -> Option<Self> {
-        [Self::Append, Self::Vote, Self::PreVote, Self::Snapshot, Self::TransferLeader]
-            .into_iter()
-            .find(|k| k.path() == s)
+        [
+            Self::Append,
+            Self::Vote,
+            Self::PreVote,
+            Self::Snapshot,
+            Self::TransferLeader,
+        ]
+        .into_iter()
+        .find(|k| k.path() == s)
     }
 }

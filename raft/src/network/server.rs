@@ -49,18 +49,32 @@ async fn handle(
     if !(PROTO_MIN..=PROTO_CURRENT).contains(&env.proto) {
         return reject(
             StatusCode::BAD_REQUEST,
-            format!("unsupported raft protocol {} (accept {PROTO_MIN}..={PROTO_CURRENT})", env.proto),
+            format!(
+                "unsupported raft protocol {} (accept {PROTO_MIN}..={PROTO_CURRENT})",
+                env.proto
+            ),
         );
     }
     if env.group != gid {
-        return reject(StatusCode::BAD_REQUEST, format!("envelope group {} != path group {gid}", env.group));
+        return reject(
+            StatusCode::BAD_REQUEST,
+            format!("envelope group {} != path group {gid}", env.group),
+        );
     }
     // Unknown and not-yet-opened groups look the same from here; the client backs off.
     let Some(group) = registry.get(gid) else {
-        return reject(StatusCode::NOT_FOUND, format!("group {gid} is not open on this node"));
+        return reject(
+            StatusCode::NOT_FOUND,
+            format!("group {gid} is not open on this node"),
+        );
     };
     match group.call(kind, env.payload).await {
-        Ok(bytes) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Ok(bytes) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
         Err(e) => reject(StatusCode::BAD_REQUEST, e),
     }
 }
@@ -73,7 +87,11 @@ pub(crate) struct RaftEndpoint<L: StateMachineLogic> {
 impl<L: StateMachineLogic> GroupHandle for RaftEndpoint<L> {
     fn call(&self, kind: RpcKind, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
         let raft = self.raft.clone();
-        Box::pin(async move { dispatch(raft, kind, payload).await.map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            dispatch(raft, kind, payload)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 
     fn shutdown(&self) -> BoxFuture<'static, ()> {
@@ -106,15 +124,22 @@ async fn dispatch<L: StateMachineLogic>(
         }
         RpcKind::Snapshot => {
             let req: SnapshotRpc = codec::decode(&payload)?;
-            let snapshot = Snapshot { meta: req.meta, snapshot: Cursor::new(req.data) };
-            let res: Result<SnapshotResponse<TypeConfig>, ORaftError> =
-                raft.install_full_snapshot(req.vote, snapshot).await.map_err(ORaftError::Fatal);
+            let snapshot = Snapshot {
+                meta: req.meta,
+                snapshot: Cursor::new(req.data),
+            };
+            let res: Result<SnapshotResponse<TypeConfig>, ORaftError> = raft
+                .install_full_snapshot(req.vote, snapshot)
+                .await
+                .map_err(ORaftError::Fatal);
             codec::encode(&res)
         }
         RpcKind::TransferLeader => {
             let req: TransferLeaderRequest<TypeConfig> = codec::decode(&payload)?;
-            let res: Result<TransferLeaderResponse<TypeConfig>, ORaftError> =
-                raft.handle_transfer_leader(req).await.map_err(ORaftError::Fatal);
+            let res: Result<TransferLeaderResponse<TypeConfig>, ORaftError> = raft
+                .handle_transfer_leader(req)
+                .await
+                .map_err(ORaftError::Fatal);
             codec::encode(&res)
         }
     }

@@ -32,8 +32,9 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 fn key_index(key: &[u8]) -> io::Result<u64> {
-    let arr: [u8; 8] =
-        key.try_into().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad log key"))?;
+    let arr: [u8; 8] = key
+        .try_into()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad log key"))?;
     Ok(u64::from_be_bytes(arr))
 }
 
@@ -57,7 +58,12 @@ fn to_span<RB: RangeBounds<u64>>(range: &RB) -> Option<(u64, Option<u64>)> {
 
 impl LogStore {
     pub(crate) fn new(store: Arc<Store>, gid: GroupId, trees: &GroupTrees) -> Self {
-        Self { store, gid, log: trees.log.clone(), meta: trees.meta.clone() }
+        Self {
+            store,
+            gid,
+            log: trees.log.clone(),
+            meta: trees.meta.clone(),
+        }
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -68,7 +74,9 @@ impl LogStore {
     }
 
     fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T) -> io::Result<()> {
-        self.meta.insert(key, codec::encode_record(v)?).map_err(sled_io)?;
+        self.meta
+            .insert(key, codec::encode_record(v)?)
+            .map_err(sled_io)?;
         Ok(())
     }
 
@@ -142,7 +150,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(l) => Some(l),
             None => last_purged_log_id,
         };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -163,11 +174,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.get_meta::<Option<LogId>>(meta_keys::COMMITTED)?.flatten())
+        Ok(self
+            .get_meta::<Option<LogId>>(meta_keys::COMMITTED)?
+            .flatten())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(gid = self.gid))]
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

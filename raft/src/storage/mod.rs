@@ -82,12 +82,15 @@ impl Store {
                 let found: NodeId =
                     codec::decode_record(&v).map_err(|e| RaftError::Storage(e.to_string()))?;
                 if found != node_id {
-                    return Err(RaftError::NodeIdMismatch { expected: node_id, found });
+                    return Err(RaftError::NodeIdMismatch {
+                        expected: node_id,
+                        found,
+                    });
                 }
             }
             None => {
-                let rec =
-                    codec::encode_record(&node_id).map_err(|e| RaftError::Storage(e.to_string()))?;
+                let rec = codec::encode_record(&node_id)
+                    .map_err(|e| RaftError::Storage(e.to_string()))?;
                 self.db.insert(KEY_NODE_ID, rec)?;
                 self.db.flush()?;
             }

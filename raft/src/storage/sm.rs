@@ -70,13 +70,23 @@ struct SnapshotSlot {
 }
 
 impl SnapshotSlot {
-    fn save(&self, tree: &sled::Tree, meta: &SnapshotMeta, data: &[u8], force: bool) -> io::Result<bool> {
+    fn save(
+        &self,
+        tree: &sled::Tree,
+        meta: &SnapshotMeta,
+        data: &[u8],
+        force: bool,
+    ) -> io::Result<bool> {
         let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if !force && cur.is_some() && meta.last_log_id <= *cur {
             return Ok(false);
         }
-        let rec = SnapshotRecord { meta: meta.clone(), data: data.to_vec() };
-        tree.insert(meta_keys::SNAPSHOT, codec::encode_record(&rec)?).map_err(sled_io)?;
+        let rec = SnapshotRecord {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        };
+        tree.insert(meta_keys::SNAPSHOT, codec::encode_record(&rec)?)
+            .map_err(sled_io)?;
         *cur = meta.last_log_id;
         Ok(true)
     }
@@ -125,7 +135,9 @@ impl<L: StateMachineLogic> SmStore<L> {
                 pairs.push((key.to_vec(), v.to_vec()));
             }
         }
-        logic.load(&mut pairs.into_iter()).map_err(RaftError::Load)?;
+        logic
+            .load(&mut pairs.into_iter())
+            .map_err(RaftError::Load)?;
         let snap = read_snapshot(&trees.meta)?.and_then(|r| r.meta.last_log_id);
         Ok(Self {
             store,
@@ -135,8 +147,14 @@ impl<L: StateMachineLogic> SmStore<L> {
             logic: Arc::new(RwLock::new(logic)),
             last_applied,
             membership,
-            slot: Arc::new(SnapshotSlot { current: Mutex::new(snap) }),
+            slot: Arc::new(SnapshotSlot {
+                current: Mutex::new(snap),
+            }),
         })
+    }
+
+    pub(crate) fn last_applied_index(&self) -> Option<u64> {
+        self.last_applied.map(|l| l.index())
     }
 
     pub(crate) fn logic(&self) -> Arc<RwLock<L>> {
@@ -236,7 +254,11 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
     }
 
     #[tracing::instrument(level = "info", skip_all, fields(gid = self.gid))]
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let pairs: Pairs = codec::decode_record(&data)?;
         let mut batch = sled::Batch::default();
@@ -253,7 +275,9 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
         self.slot.save(&self.meta, meta, &data, true)?;
         self.store.flush().await?;
 
-        let mut app = pairs.into_iter().filter_map(|(k, v)| strip_app_key(&k).map(|k| (k.to_vec(), v)));
+        let mut app = pairs
+            .into_iter()
+            .filter_map(|(k, v)| strip_app_key(&k).map(|k| (k.to_vec(), v)));
         write_lock(&self.logic).load(&mut app).map_err(io_err)?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -262,8 +286,10 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(read_snapshot(&self.meta)?
-            .map(|rec| Snapshot { meta: rec.meta, snapshot: Cursor::new(rec.data) }))
+        Ok(read_snapshot(&self.meta)?.map(|rec| Snapshot {
+            meta: rec.meta,
+            snapshot: Cursor::new(rec.data),
+        }))
     }
 }
 
@@ -288,6 +314,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SmSnapshotBuilder {
         // Durable before openraft purges the logs it covers.
         self.store.flush().await?;
         tracing::info!(last_log_id = ?self.meta.last_log_id, bytes = data.len(), "built snapshot");
-        Ok(Snapshot { meta: self.meta.clone(), snapshot: Cursor::new(data) })
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Cursor::new(data),
+        })
     }
 }

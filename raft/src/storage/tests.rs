@@ -55,7 +55,9 @@ impl StoreBuilder<TypeConfig, LogStore, SmStore<Kv>> for Builder {
     async fn build(&self) -> Result<((), LogStore, SmStore<Kv>), StorageError<TypeConfig>> {
         let gid = self.next_gid.fetch_add(1, Ordering::Relaxed);
         let err = |e: crate::error::RaftError| {
-            StorageError::read(openraft::impls::BoxedErrorSource::from_string(e.to_string()))
+            StorageError::read(openraft::impls::BoxedErrorSource::from_string(
+                e.to_string(),
+            ))
         };
         let trees = self.store.group_trees(gid).map_err(err)?;
         let log = LogStore::new(self.store.clone(), gid, &trees);
@@ -66,12 +68,21 @@ impl StoreBuilder<TypeConfig, LogStore, SmStore<Kv>> for Builder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite() {
-    let builder = Builder { store: Store::temporary(1).unwrap(), next_gid: AtomicU64::new(0) };
+    let builder = Builder {
+        store: Store::temporary(1).unwrap(),
+        next_gid: AtomicU64::new(0),
+    };
     Suite::test_all(builder).await.unwrap();
 }
 
 fn log_id(index: u64) -> LogId {
-    LogId::new(LeaderId { term: 1, node_id: 1 }, index)
+    LogId::new(
+        LeaderId {
+            term: 1,
+            node_id: 1,
+        },
+        index,
+    )
 }
 
 fn normal(index: u64, payload: &str) -> Entry {
@@ -84,7 +95,13 @@ async fn apply(sm: &mut SmStore<Kv>, entries: Vec<Entry>) {
 }
 
 fn membership() -> Membership<u64, NodeAddr> {
-    let nodes = BTreeMap::from([(1u64, NodeAddr { raft: "127.0.0.1:1".into(), service: String::new() })]);
+    let nodes = BTreeMap::from([(
+        1u64,
+        NodeAddr {
+            raft: "127.0.0.1:1".into(),
+            service: String::new(),
+        },
+    )]);
     Membership::new(vec![[1u64].into()], nodes).unwrap()
 }
 
@@ -109,10 +126,20 @@ async fn write_set_and_last_applied_are_persisted_together() {
         )
         .await;
         // Raw tree: exactly the app keys plus the reserved records, written by one batch.
-        let keys: Vec<Vec<u8>> = trees.sm.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+        let keys: Vec<Vec<u8>> = trees
+            .sm
+            .iter()
+            .keys()
+            .map(|k| k.unwrap().to_vec())
+            .collect();
         assert_eq!(
             keys,
-            vec![b"\x00last_applied".to_vec(), b"\x00membership".to_vec(), b"\x01b".to_vec(), b"\x01c".to_vec()]
+            vec![
+                b"\x00last_applied".to_vec(),
+                b"\x00membership".to_vec(),
+                b"\x01b".to_vec(),
+                b"\x01c".to_vec()
+            ]
         );
     }
     // Reopen as after a crash: the state and last_applied agree, nothing is re-applied.
@@ -127,15 +154,21 @@ async fn write_set_and_last_applied_are_persisted_together() {
         let kv = logic.read().unwrap();
         assert_eq!(kv.loads, 1);
         assert!(kv.applied.is_empty());
-        let want: BTreeMap<Vec<u8>, Vec<u8>> =
-            [(b"b".to_vec(), b"2".to_vec()), (b"c".to_vec(), b"3".to_vec())].into();
+        let want: BTreeMap<Vec<u8>, Vec<u8>> = [
+            (b"b".to_vec(), b"2".to_vec()),
+            (b"c".to_vec(), b"3".to_vec()),
+        ]
+        .into();
         assert_eq!(kv.map, want);
     }
     // Opening the same directory with another node id is refused.
     drop((sm, trees, logic, store));
     assert!(matches!(
         Store::open(&path, 8),
-        Err(crate::error::RaftError::NodeIdMismatch { expected: 8, found: 7 })
+        Err(crate::error::RaftError::NodeIdMismatch {
+            expected: 8,
+            found: 7
+        })
     ));
 }
 
@@ -144,8 +177,21 @@ async fn snapshot_installs_on_another_replica_and_survives_restart() {
     let store = Store::temporary(1).unwrap();
     let (ta, tb) = (store.group_trees(1).unwrap(), store.group_trees(2).unwrap());
     let mut a = SmStore::open(store.clone(), 1, &ta, Kv::default()).unwrap();
-    apply(&mut a, vec![Entry::new_membership(log_id(1), membership()), normal(2, "x=1"), normal(3, "y=2")]).await;
-    let snap = a.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    apply(
+        &mut a,
+        vec![
+            Entry::new_membership(log_id(1), membership()),
+            normal(2, "x=1"),
+            normal(3, "y=2"),
+        ],
+    )
+    .await;
+    let snap = a
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
     assert_eq!(snap.meta.last_log_id, Some(log_id(3)));
     // Later applies on `a` are not in the snapshot already built.
     apply(&mut a, vec![normal(4, "z=3")]).await;
@@ -155,7 +201,11 @@ async fn snapshot_installs_on_another_replica_and_survives_restart() {
     b.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
     let (applied, _) = b.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(3)));
-    let want: BTreeMap<Vec<u8>, Vec<u8>> = [(b"x".to_vec(), b"1".to_vec()), (b"y".to_vec(), b"2".to_vec())].into();
+    let want: BTreeMap<Vec<u8>, Vec<u8>> = [
+        (b"x".to_vec(), b"1".to_vec()),
+        (b"y".to_vec(), b"2".to_vec()),
+    ]
+    .into();
     assert_eq!(b.logic().read().unwrap().map, want);
     assert_eq!(b.logic().read().unwrap().loads, 2);
 

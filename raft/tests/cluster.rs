@@ -1,0 +1,503 @@
+//! Multi-node tests: 3 `RaftNode`s in one process, each serving its router on 127.0.0.1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use magnum_raft::{
+    Group, GroupId, GroupStatus, NodeAddr, NodeId, RaftConfig, RaftNode, StateMachineLogic,
+    WriteError, WriteSet,
+};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Awaits `fut`, failing the test instead of hanging when it takes longer than `WAIT`.
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(WAIT, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out: {what}"),
+    }
+}
+
+/// What the test logic saw, shared with the test.
+#[derive(Default)]
+struct Probe {
+    applied: Mutex<Vec<u64>>,
+    loads: AtomicUsize,
+}
+
+/// `k=v` key/value store.
+struct Kv {
+    map: BTreeMap<String, String>,
+    probe: Arc<Probe>,
+}
+
+impl StateMachineLogic for Kv {
+    fn load(&mut self, kv: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String> {
+        self.map = kv
+            .map(|(k, v)| {
+                Ok((
+                    String::from_utf8(k).map_err(|e| e.to_string())?,
+                    String::from_utf8(v).map_err(|e| e.to_string())?,
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        self.probe.loads.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn apply(&mut self, index: u64, payload: &[u8], writes: &mut WriteSet) -> Vec<u8> {
+        self.probe.applied.lock().unwrap().push(index);
+        let s = String::from_utf8_lossy(payload);
+        if let Some((k, v)) = s.split_once('=') {
+            self.map.insert(k.to_string(), v.to_string());
+            writes.put(k, v);
+        }
+        index.to_be_bytes().to_vec()
+    }
+}
+
+fn cfg() -> RaftConfig {
+    RaftConfig {
+        heartbeat_ms: 100,
+        election_min_ms: 500,
+        election_max_ms: 1000,
+        snapshot_logs_since_last: 5000,
+    }
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+async fn bind(addr: SocketAddr) -> TcpListener {
+    // A restarted node reuses its port; the old listener may take a moment to go away.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(%e, "bind retry");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    }
+}
+
+struct TestNode {
+    node: Arc<RaftNode>,
+    server: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+    groups: BTreeMap<GroupId, Group<Kv>>,
+    probes: BTreeMap<GroupId, Arc<Probe>>,
+}
+
+struct Cluster {
+    _tmp: tempfile::TempDir,
+    dirs: BTreeMap<NodeId, PathBuf>,
+    members: BTreeMap<NodeId, NodeAddr>,
+    gids: Vec<GroupId>,
+    cfg: RaftConfig,
+    nodes: BTreeMap<NodeId, TestNode>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes hosting every group in `gids`; every node initializes every group.
+    async fn start(n: u64, gids: &[GroupId], cfg: RaftConfig) -> Cluster {
+        init_tracing();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut listeners = BTreeMap::new();
+        let mut members = BTreeMap::new();
+        let mut dirs = BTreeMap::new();
+        for id in 1..=n {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            members.insert(
+                id,
+                NodeAddr {
+                    raft: addr.to_string(),
+                    service: format!("svc-{id}"),
+                },
+            );
+            dirs.insert(id, tmp.path().join(format!("n{id}")));
+            listeners.insert(id, l);
+        }
+        let mut c = Cluster {
+            _tmp: tmp,
+            dirs,
+            members,
+            gids: gids.to_vec(),
+            cfg,
+            nodes: BTreeMap::new(),
+        };
+        for (id, l) in listeners {
+            c.launch(id, l).await;
+        }
+        for node in c.nodes.values() {
+            for g in node.groups.values() {
+                within("initialize", g.initialize(c.members.clone()))
+                    .await
+                    .unwrap();
+            }
+        }
+        c
+    }
+
+    async fn launch(&mut self, id: NodeId, listener: TcpListener) {
+        let node = RaftNode::open(id, &self.dirs[&id], self.cfg.clone()).unwrap();
+        let router = node.router();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        let mut groups = BTreeMap::new();
+        let mut probes = BTreeMap::new();
+        for &gid in &self.gids {
+            let probe = Arc::new(Probe::default());
+            let kv = Kv {
+                map: BTreeMap::new(),
+                probe: probe.clone(),
+            };
+            let g = within(
+                &format!("open group {gid} on {id}"),
+                node.open_group(gid, kv),
+            )
+            .await
+            .unwrap();
+            groups.insert(gid, g);
+            probes.insert(gid, probe);
+        }
+        self.nodes.insert(
+            id,
+            TestNode {
+                node,
+                server,
+                stop,
+                groups,
+                probes,
+            },
+        );
+    }
+
+    /// Shuts a node down (its data dir stays).
+    async fn stop(&mut self, id: NodeId) {
+        let n = self.nodes.remove(&id).unwrap();
+        within(&format!("shutdown node {id}"), n.node.shutdown()).await;
+        let _ = n.stop.send(());
+        let mut server = n.server;
+        if tokio::time::timeout(Duration::from_secs(2), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
+    }
+
+    async fn restart(&mut self, id: NodeId) {
+        let addr: SocketAddr = self.members[&id].raft.parse().unwrap();
+        let l = bind(addr).await;
+        self.launch(id, l).await;
+    }
+
+    fn group(&self, id: NodeId, gid: GroupId) -> &Group<Kv> {
+        &self.nodes[&id].groups[&gid]
+    }
+
+    /// Waits until one live replica leads `gid` and every live replica knows it.
+    async fn wait_leader(&self, gid: GroupId) -> NodeId {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let st: Vec<GroupStatus> = self
+                .nodes
+                .values()
+                .map(|n| n.groups[&gid].status())
+                .collect();
+            if let Some(l) = st.iter().find(|s| s.is_leader) {
+                if st.iter().all(|s| s.leader == Some(l.node)) {
+                    return l.node;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader for group {gid}: {st:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until every live replica of `gid` applied at least `index`.
+    async fn wait_applied(&self, gid: GroupId, index: u64) {
+        for n in self.nodes.values() {
+            let mut rx = n.groups[&gid].watch();
+            let res =
+                tokio::time::timeout(WAIT, rx.wait_for(|s| s.last_applied >= Some(index))).await;
+            assert!(
+                res.is_ok(),
+                "group {gid} not applied to {index}: {:?}",
+                n.groups[&gid].status()
+            );
+        }
+    }
+
+    async fn shutdown(mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+}
+
+fn index_of(resp: &[u8]) -> u64 {
+    u64::from_be_bytes(resp.try_into().unwrap())
+}
+
+fn other_than(c: &Cluster, id: NodeId) -> NodeId {
+    *c.nodes.keys().find(|&&n| n != id).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_groups_elect_write_and_read() {
+    let gids = [0, 1, 2];
+    let c = Cluster::start(3, &gids, cfg()).await;
+    for gid in gids {
+        let leader = c.wait_leader(gid).await;
+        let g = c.group(leader, gid);
+        assert_eq!(g.id(), gid);
+        let idx = index_of(
+            &within("write", g.write(format!("k=v{gid}").into_bytes()))
+                .await
+                .unwrap(),
+        );
+        let v = within("read", g.read(|kv| kv.map.get("k").cloned()))
+            .await
+            .unwrap();
+        assert_eq!(v.as_deref(), Some(format!("v{gid}").as_str()));
+
+        let follower = other_than(&c, leader);
+        let fg = c.group(follower, gid);
+        match within("write", fg.write(b"x=1".to_vec())).await {
+            Err(WriteError::NotLeader {
+                leader: Some((id, addr)),
+            }) => {
+                assert_eq!(id, leader);
+                assert_eq!(addr, c.members[&leader]);
+            }
+            other => panic!("follower write: {other:?}"),
+        }
+        match within("read", fg.read(|kv| kv.map.len())).await {
+            Err(WriteError::NotLeader {
+                leader: Some((id, _)),
+            }) => assert_eq!(id, leader),
+            other => panic!("follower read: {other:?}"),
+        }
+        c.wait_applied(gid, idx).await;
+        assert_eq!(
+            fg.read_local(|kv| kv.map.get("k").cloned()),
+            Some(format!("v{gid}"))
+        );
+        let st = fg.status();
+        assert_eq!(
+            (st.group, st.node, st.is_leader, st.leader),
+            (gid, follower, false, Some(leader))
+        );
+        assert_eq!(st.members, c.members);
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_failover_keeps_writing() {
+    let gid = 7;
+    let mut c = Cluster::start(3, &[gid], cfg()).await;
+    let old = c.wait_leader(gid).await;
+    within("write", c.group(old, gid).write(b"a=1".to_vec()))
+        .await
+        .unwrap();
+
+    let survivor = other_than(&c, old);
+    let mut watch = c.group(survivor, gid).watch();
+    let started = Instant::now();
+    c.stop(old).await;
+    let res = tokio::time::timeout(
+        WAIT,
+        watch.wait_for(|s| s.leader.is_some() && s.leader != Some(old)),
+    )
+    .await;
+    assert!(res.is_ok(), "no new leader elected");
+    let new = c.wait_leader(gid).await;
+    assert_ne!(new, old);
+    tracing::info!(elapsed = ?started.elapsed(), "failover");
+
+    let g = c.group(new, gid);
+    within("write", g.write(b"b=2".to_vec())).await.unwrap();
+    let (a, b) = within(
+        "read",
+        g.read(|kv| (kv.map.get("a").cloned(), kv.map.get("b").cloned())),
+    )
+    .await
+    .unwrap();
+    assert_eq!((a.as_deref(), b.as_deref()), (Some("1"), Some("2")));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_recovers_state_without_replaying() {
+    let gids = [1, 2];
+    let mut c = Cluster::start(3, &gids, cfg()).await;
+    let mut last = BTreeMap::new();
+    for gid in gids {
+        let leader = c.wait_leader(gid).await;
+        let mut idx = 0;
+        for i in 0..10 {
+            idx = index_of(
+                &within(
+                    "write",
+                    c.group(leader, gid)
+                        .write(format!("k{i}={gid}-{i}").into_bytes()),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        c.wait_applied(gid, idx).await;
+        last.insert(gid, idx);
+    }
+    let before: BTreeMap<(NodeId, GroupId), BTreeMap<String, String>> = c
+        .nodes
+        .iter()
+        .flat_map(|(id, n)| {
+            n.groups
+                .iter()
+                .map(move |(gid, g)| ((*id, *gid), g.read_local(|kv| kv.map.clone())))
+        })
+        .collect();
+
+    let ids: Vec<NodeId> = c.nodes.keys().copied().collect();
+    for &id in &ids {
+        c.stop(id).await;
+    }
+    for &id in &ids {
+        c.restart(id).await;
+    }
+
+    // Straight from disk, before any election: state and last_applied are back, nothing applied.
+    for (id, n) in &c.nodes {
+        for (gid, g) in &n.groups {
+            assert_eq!(g.read_local(|kv| kv.map.clone()), before[&(*id, *gid)]);
+            assert_eq!(
+                g.status().last_applied,
+                Some(last[gid]),
+                "node {id} group {gid}"
+            );
+            assert_eq!(n.probes[gid].loads.load(Ordering::SeqCst), 1);
+            assert!(
+                n.probes[gid].applied.lock().unwrap().is_empty(),
+                "node {id} group {gid} re-applied"
+            );
+        }
+    }
+    // Initialize again is a no-op; the groups re-elect and accept writes.
+    for (id, n) in &c.nodes {
+        for g in n.groups.values() {
+            within("re-initialize", g.initialize(c.members.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("node {id}: {e}"));
+        }
+    }
+    for gid in gids {
+        let leader = c.wait_leader(gid).await;
+        let idx = index_of(
+            &within(
+                "write",
+                c.group(leader, gid).write(b"after=restart".to_vec()),
+            )
+            .await
+            .unwrap(),
+        );
+        c.wait_applied(gid, idx).await;
+        for n in c.nodes.values() {
+            assert_eq!(
+                *n.probes[&gid].applied.lock().unwrap(),
+                vec![idx],
+                "only the new entry is applied"
+            );
+        }
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_catches_up_by_snapshot() {
+    let gid = 5;
+    let cfg = RaftConfig {
+        snapshot_logs_since_last: 20,
+        ..cfg()
+    };
+    let mut c = Cluster::start(3, &[gid], cfg).await;
+    let leader = c.wait_leader(gid).await;
+    let idx = index_of(
+        &within("write", c.group(leader, gid).write(b"first=1".to_vec()))
+            .await
+            .unwrap(),
+    );
+    c.wait_applied(gid, idx).await;
+
+    let lagging = other_than(&c, leader);
+    c.stop(lagging).await;
+    let mut idx = 0;
+    for i in 0..100 {
+        idx = index_of(
+            &within(
+                "write",
+                c.group(leader, gid).write(format!("k{i}={i}").into_bytes()),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    // The leader must have compacted past everything the lagging node has.
+    let deadline = Instant::now() + WAIT;
+    while c.group(leader, gid).log_stats().purged < Some(50) {
+        assert!(
+            Instant::now() < deadline,
+            "no purge: {:?}",
+            c.group(leader, gid).log_stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    c.restart(lagging).await;
+    c.wait_applied(gid, idx).await;
+    let g = c.group(lagging, gid);
+    let probe = &c.nodes[&lagging].probes[&gid];
+    // Loaded once at startup and once when the snapshot was installed.
+    assert_eq!(probe.loads.load(Ordering::SeqCst), 2);
+    let snap = g.log_stats().snapshot.expect("snapshot installed");
+    assert!(snap >= 50, "snapshot index {snap}");
+    assert!(
+        probe.applied.lock().unwrap().iter().all(|&i| i > snap),
+        "entries covered by the snapshot must not be applied one by one"
+    );
+    let want = within("read", c.group(leader, gid).read(|kv| kv.map.clone()))
+        .await
+        .unwrap();
+    assert_eq!(want.len(), 101);
+    assert_eq!(g.read_local(|kv| kv.map.clone()), want);
+    c.shutdown().await;
+}
