@@ -9,89 +9,11 @@ fn project() -> ProjectId {
 }
 
 fn template() -> ClusterTemplate {
-    ClusterTemplate {
-        uuid: Some(TemplateId::new_v4()),
-        name: Some("t".into()),
-        project_id: Some(project()),
-        coe: Some("kubernetes".into()),
-        image_id: Some("fedora-coreos-40".into()),
-        ..Default::default()
-    }
+    magnum_proto::fixtures::template(&project())
 }
 
 fn cluster(t: &ClusterTemplate) -> (Cluster, Vec<NodeGroup>, Operation) {
-    let id = ClusterId::new_v4();
-    let now = Timestamp(1_000_000);
-    let c = Cluster {
-        uuid: id,
-        name: "k8s".into(),
-        project_id: project(),
-        user_id: UserId::from("u"),
-        cluster_template_id: t.uuid.unwrap(),
-        keypair: None,
-        docker_volume_size: None,
-        labels: Default::default(),
-        master_flavor_id: None,
-        flavor_id: None,
-        fixed_network: None,
-        fixed_subnet: None,
-        floating_ip_enabled: true,
-        master_lb_enabled: false,
-        create_timeout: 60,
-        discovery_url: None,
-        status: ClusterStatus::CREATE_IN_PROGRESS,
-        status_reason: None,
-        health_status: None,
-        health_status_reason: None,
-        api_address: None,
-        stack_id: None,
-        coe_version: None,
-        container_version: None,
-        created_at: now,
-        updated_at: None,
-    };
-    let ng = |name: &str, role: &str, count| NodeGroup {
-        uuid: NodeGroupId::new_v4(),
-        name: name.into(),
-        cluster_id: id,
-        project_id: project(),
-        docker_volume_size: None,
-        labels: Default::default(),
-        flavor_id: None,
-        image_id: None,
-        node_addresses: vec![],
-        node_count: count,
-        role: role.into(),
-        min_node_count: 0,
-        max_node_count: None,
-        is_default: true,
-        stack_id: None,
-        status: None,
-        status_reason: None,
-        version: None,
-        created_at: now,
-        updated_at: None,
-    };
-    let op = Operation {
-        id: OpId::new_v4(),
-        cluster: id,
-        kind: OpKind::Create,
-        step: Step::GenerateCerts,
-        started_at: now,
-        deadline: now.plus_secs(3600),
-        template: t.clone(),
-        stack_name: "k8s-abcdefghijkl".into(),
-        retries: 0,
-        last_error: None,
-    };
-    (
-        c,
-        vec![
-            ng("default-master", "master", 1),
-            ng("default-worker", "worker", 2),
-        ],
-        op,
-    )
+    magnum_proto::fixtures::cluster_rows(t, "k8s", 1, 2)
 }
 
 fn req(command: ShardCommand) -> ShardRequest {

@@ -181,86 +181,9 @@ fn client(c: &Cluster3) -> ConductorClient {
 }
 
 fn rows(project: &ProjectId) -> (ClusterTemplate, Cluster, Vec<NodeGroup>, Operation) {
-    let t = ClusterTemplate {
-        uuid: Some(TemplateId::new_v4()),
-        name: Some("t".into()),
-        project_id: Some(project.clone()),
-        coe: Some("kubernetes".into()),
-        ..Default::default()
-    };
-    let id = ClusterId::new_v4();
-    let now = Timestamp::now();
-    let cluster = Cluster {
-        uuid: id,
-        name: "k8s".into(),
-        project_id: project.clone(),
-        user_id: UserId::from("u"),
-        cluster_template_id: t.uuid.unwrap(),
-        keypair: None,
-        docker_volume_size: None,
-        labels: Default::default(),
-        master_flavor_id: None,
-        flavor_id: None,
-        fixed_network: None,
-        fixed_subnet: None,
-        floating_ip_enabled: true,
-        master_lb_enabled: false,
-        create_timeout: 60,
-        discovery_url: None,
-        status: ClusterStatus::CREATE_IN_PROGRESS,
-        status_reason: None,
-        health_status: None,
-        health_status_reason: None,
-        api_address: None,
-        stack_id: None,
-        coe_version: None,
-        container_version: None,
-        created_at: now,
-        updated_at: None,
-    };
-    let ng = |name: &str, role: &str, n| NodeGroup {
-        uuid: NodeGroupId::new_v4(),
-        name: name.into(),
-        cluster_id: id,
-        project_id: project.clone(),
-        docker_volume_size: None,
-        labels: Default::default(),
-        flavor_id: None,
-        image_id: None,
-        node_addresses: vec![],
-        node_count: n,
-        role: role.into(),
-        min_node_count: 0,
-        max_node_count: None,
-        is_default: true,
-        stack_id: None,
-        status: None,
-        status_reason: None,
-        version: None,
-        created_at: now,
-        updated_at: None,
-    };
-    let op = Operation {
-        id: OpId::new_v4(),
-        cluster: id,
-        kind: OpKind::Create,
-        step: Step::GenerateCerts,
-        started_at: now,
-        deadline: now.plus_secs(600),
-        template: t.clone(),
-        stack_name: String::new(),
-        retries: 0,
-        last_error: None,
-    };
-    (
-        t,
-        cluster,
-        vec![
-            ng("default-master", "master", 1),
-            ng("default-worker", "worker", 3),
-        ],
-        op,
-    )
+    let t = magnum_proto::fixtures::template(project);
+    let (c, ngs, op) = magnum_proto::fixtures::cluster_rows(&t, "k8s", 1, 3);
+    (t, c, ngs, op)
 }
 
 async fn send(cl: &ConductorClient, shard: ShardId, command: ShardCommand) -> ShardResponse {

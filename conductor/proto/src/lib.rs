@@ -8,6 +8,8 @@
 
 pub mod client;
 pub mod command;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod ids;
 pub mod model;
 pub mod query;

@@ -56,10 +56,24 @@ impl ClusterTemplate {
     }
 }
 
-/// Magnum's `ClusterStatus` (mirrors Heat's stack states).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[allow(non_camel_case_types)]
-pub enum ClusterStatus {
+macro_rules! statuses {
+    ($($v:ident),* $(,)?) => {
+        /// Magnum's `ClusterStatus` (mirrors Heat's stack states).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[allow(non_camel_case_types)]
+        pub enum ClusterStatus { $($v),* }
+
+        impl ClusterStatus {
+            pub const ALL: &'static [ClusterStatus] = &[$(ClusterStatus::$v),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(ClusterStatus::$v => stringify!($v)),* }
+            }
+        }
+    };
+}
+
+statuses!(
     CREATE_IN_PROGRESS,
     CREATE_FAILED,
     CREATE_COMPLETE,
@@ -78,33 +92,9 @@ pub enum ClusterStatus {
     SNAPSHOT_COMPLETE,
     CHECK_COMPLETE,
     ADOPT_COMPLETE,
-}
+);
 
 impl ClusterStatus {
-    pub fn as_str(self) -> &'static str {
-        use ClusterStatus::*;
-        match self {
-            CREATE_IN_PROGRESS => "CREATE_IN_PROGRESS",
-            CREATE_FAILED => "CREATE_FAILED",
-            CREATE_COMPLETE => "CREATE_COMPLETE",
-            UPDATE_IN_PROGRESS => "UPDATE_IN_PROGRESS",
-            UPDATE_FAILED => "UPDATE_FAILED",
-            UPDATE_COMPLETE => "UPDATE_COMPLETE",
-            DELETE_IN_PROGRESS => "DELETE_IN_PROGRESS",
-            DELETE_FAILED => "DELETE_FAILED",
-            DELETE_COMPLETE => "DELETE_COMPLETE",
-            RESUME_COMPLETE => "RESUME_COMPLETE",
-            RESUME_FAILED => "RESUME_FAILED",
-            RESTORE_COMPLETE => "RESTORE_COMPLETE",
-            ROLLBACK_IN_PROGRESS => "ROLLBACK_IN_PROGRESS",
-            ROLLBACK_FAILED => "ROLLBACK_FAILED",
-            ROLLBACK_COMPLETE => "ROLLBACK_COMPLETE",
-            SNAPSHOT_COMPLETE => "SNAPSHOT_COMPLETE",
-            CHECK_COMPLETE => "CHECK_COMPLETE",
-            ADOPT_COMPLETE => "ADOPT_COMPLETE",
-        }
-    }
-
     /// Statuses for which GET-one adds `faults` (reference §6.2).
     pub fn is_failed(self) -> bool {
         use ClusterStatus::*;
@@ -119,29 +109,7 @@ impl ClusterStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        use ClusterStatus::*;
-        [
-            CREATE_IN_PROGRESS,
-            CREATE_FAILED,
-            CREATE_COMPLETE,
-            UPDATE_IN_PROGRESS,
-            UPDATE_FAILED,
-            UPDATE_COMPLETE,
-            DELETE_IN_PROGRESS,
-            DELETE_FAILED,
-            DELETE_COMPLETE,
-            RESUME_COMPLETE,
-            RESUME_FAILED,
-            RESTORE_COMPLETE,
-            ROLLBACK_IN_PROGRESS,
-            ROLLBACK_FAILED,
-            ROLLBACK_COMPLETE,
-            SNAPSHOT_COMPLETE,
-            CHECK_COMPLETE,
-            ADOPT_COMPLETE,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+        Self::ALL.iter().copied().find(|v| v.as_str() == s)
     }
 }
 
