@@ -159,6 +159,8 @@ impl<L: StateMachineLogic> Group<L> {
     ///
     /// A leader without a valid lease (just elected, or cut off from its quorum) does not
     /// propose; it retries for up to one lease period, then answers `NotLeader { leader: None }`.
+    /// Once proposed, this waits for the commit with no deadline of its own (forever if the
+    /// quorum is gone): callers wrap it in a timeout and treat expiry as `Unknown`.
     #[tracing::instrument(level = "debug", skip_all, fields(gid = self.inner.gid, bytes = payload.len()))]
     pub async fn write(&self, payload: Vec<u8>) -> Result<Vec<u8>, WriteError> {
         let deadline = Instant::now() + self.inner.timing.lease;

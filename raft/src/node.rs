@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use crate::config::RaftConfig;
 use crate::error::RaftError;
 use crate::group::{Group, Timing};
@@ -57,7 +59,6 @@ impl RaftNode {
     /// Opens this node's replica of `gid`: loads the persisted state into `logic` (via
     /// `StateMachineLogic::load`) and starts openraft. Call `Group::initialize` to form a new
     /// group; an existing one resumes from disk.
-    #[tracing::instrument(level = "info", skip_all, fields(node = self.id, gid))]
     pub async fn open_group<L: StateMachineLogic>(
         self: &Arc<Self>,
         gid: GroupId,
@@ -100,7 +101,10 @@ impl RaftNode {
             self_id: self.id,
             gid,
         };
+        // openraft parents its RaftCore span on the current one: tag all of it with node + gid.
+        let span = tracing::info_span!("raft_group", node = self.id, gid);
         let raft = openraft::Raft::new(self.id, config, network, log, sm)
+            .instrument(span)
             .await
             .map_err(|e| RaftError::Fatal(e.to_string()))?;
         if applied.is_some() {
@@ -121,7 +125,7 @@ impl RaftNode {
         let instance = self
             .registry
             .publish(gid, Arc::new(RaftEndpoint { raft: raft.clone() }));
-        tracing::info!("group opened");
+        tracing::info!(node = self.id, gid, ?applied, "group opened");
         let timing = Timing {
             lease: Duration::from_millis(self.cfg.election_max_ms),
             retry: Duration::from_millis((self.cfg.heartbeat_ms / 2).max(1)),

@@ -23,7 +23,7 @@ pub struct NodeAddr {
 
 /// Application command bytes carried in a normal log entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Payload(pub Vec<u8>);
+pub(crate) struct Payload(pub(crate) Vec<u8>);
 
 impl fmt::Display for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -33,7 +33,7 @@ impl fmt::Display for Payload {
 
 /// Application response bytes returned by `apply`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Response(pub Vec<u8>);
+pub(crate) struct Response(pub(crate) Vec<u8>);
 
 openraft::declare_raft_types!(
     /// openraft type configuration shared by every group of this crate.

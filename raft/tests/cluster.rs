@@ -209,6 +209,22 @@ impl Cluster {
         }
     }
 
+    /// Starts a new node that is not a member of any group yet.
+    async fn add_node(&mut self, id: NodeId) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        self.members.insert(
+            id,
+            NodeAddr {
+                raft: addr.to_string(),
+                service: format!("svc-{id}"),
+            },
+        );
+        self.dirs
+            .insert(id, self._tmp.path().join(format!("n{id}")));
+        self.launch(id, l).await;
+    }
+
     async fn restart(&mut self, id: NodeId) {
         let addr: SocketAddr = self.members[&id].raft.parse().unwrap();
         let l = bind(addr).await;
@@ -499,5 +515,47 @@ async fn lagging_follower_catches_up_by_snapshot() {
         .unwrap();
     assert_eq!(want.len(), 101);
     assert_eq!(g.read_local(|kv| kv.map.clone()), want);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_joins_then_leadership_is_transferred() {
+    let gid = 9;
+    let mut c = Cluster::start(3, &[gid], cfg()).await;
+    let leader = c.wait_leader(gid).await;
+    within("write", c.group(leader, gid).write(b"a=1".to_vec()))
+        .await
+        .unwrap();
+
+    c.add_node(4).await;
+    let g = c.group(leader, gid).clone();
+    within("add learner", g.add_learner(4, c.members[&4].clone(), true))
+        .await
+        .unwrap();
+    within("promote", g.change_membership([1, 2, 3, 4].into(), false))
+        .await
+        .unwrap();
+    let st = c.group(4, gid).status();
+    assert_eq!(st.members, c.members);
+    assert_eq!(
+        c.group(4, gid)
+            .read_local(|kv| kv.map.get("a").cloned())
+            .as_deref(),
+        Some("1")
+    );
+
+    // Drain: hand leadership to the new node.
+    within("transfer", g.transfer_leader(4)).await.unwrap();
+    let mut rx = c.group(4, gid).watch();
+    within("new leader", rx.wait_for(|s| s.is_leader))
+        .await
+        .unwrap();
+    assert_eq!(c.wait_leader(gid).await, 4);
+    within(
+        "write on new leader",
+        c.group(4, gid).write(b"b=2".to_vec()),
+    )
+    .await
+    .unwrap();
     c.shutdown().await;
 }

@@ -144,3 +144,102 @@ async fn dispatch<L: StateMachineLogic>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers every RPC with its payload.
+    struct Echo;
+
+    impl GroupHandle for Echo {
+        fn call(
+            &self,
+            _kind: RpcKind,
+            payload: Vec<u8>,
+        ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+            Box::pin(async move { Ok(payload) })
+        }
+
+        fn shutdown(&self) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn envelope_version_group_and_routing_are_checked() {
+        let registry = Arc::new(Registry::default());
+        assert!(registry.reserve(3));
+        registry.publish(3, Arc::new(Echo));
+        assert!(registry.reserve(5)); // still opening
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router(registry)).await;
+        });
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let post = |path: &str, body: Vec<u8>| {
+            let req = http.post(format!("http://{addr}{path}")).body(body);
+            async move { req.send().await.unwrap() }
+        };
+        let env = |proto: u16, group: GroupId| {
+            codec::encode(&Envelope {
+                proto,
+                group,
+                payload: vec![1, 2, 3],
+            })
+            .unwrap()
+        };
+
+        let ok = post("/raft/v1/3/vote", env(PROTO_CURRENT, 3)).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(ok.bytes().await.unwrap().as_ref(), &[1, 2, 3]);
+
+        let cases = [
+            (
+                "/raft/v1/3/vote",
+                vec![0xff, 0xff, 0xff],
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/raft/v1/3/vote",
+                env(PROTO_MIN - 1, 3),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/raft/v1/3/vote",
+                env(PROTO_CURRENT + 1, 3),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/raft/v1/3/vote",
+                env(PROTO_CURRENT, 4),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/raft/v1/4/vote",
+                env(PROTO_CURRENT, 4),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "/raft/v1/5/append",
+                env(PROTO_CURRENT, 5),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "/raft/v1/3/nope",
+                env(PROTO_CURRENT, 3),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "/raft/v1/x/vote",
+                env(PROTO_CURRENT, 3),
+                StatusCode::BAD_REQUEST,
+            ),
+        ];
+        for (path, body, want) in cases {
+            assert_eq!(post(path, body).await.status(), want, "{path}");
+        }
+        server.abort();
+    }
+}

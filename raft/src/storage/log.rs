@@ -1,8 +1,8 @@
 //! openraft log storage (log entries + vote) on sled.
 //!
-//! Durability: `save_vote`, `truncate_after` and `purge` return only after `flush_async`;
+//! Durability: `save_vote`, `truncate_after` and `purge` return only after a sled flush;
 //! `append` writes the entries (readable at once) and reports them flushed from a task that
-//! awaits `flush_async`, so RaftCore can pipeline the next append meanwhile.
+//! awaits the flush, so RaftCore can pipeline the next append meanwhile.
 
 use std::fmt::Debug;
 use std::io;
@@ -89,13 +89,13 @@ impl LogStore {
     }
 
     /// Removes every entry whose index lies in `[start, end)`, atomically.
-    fn remove_span(&self, start: u64, end: Option<u64>) -> io::Result<()> {
+    async fn remove_span(&self, start: u64, end: Option<u64>) -> io::Result<()> {
         let mut batch = sled::Batch::default();
         for kv in self.scan(start, end) {
             let (k, _) = kv.map_err(sled_io)?;
             batch.remove(k);
         }
-        self.log.apply_batch(batch).map_err(sled_io)
+        self.store.apply_batch(&self.log, batch).await
     }
 }
 
@@ -194,7 +194,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.insert(&index_key(entry.index()), codec::encode_record(&entry)?);
         }
         // Readable now (sled serves reads from its page cache); durable after the flush below.
-        self.log.apply_batch(batch).map_err(sled_io)?;
+        self.store.apply_batch(&self.log, batch).await?;
         let store = self.store.clone();
         tokio::spawn(
             async move {
@@ -212,7 +212,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(l) => l.index() + 1,
             None => 0,
         };
-        self.remove_span(from, None)?;
+        self.remove_span(from, None).await?;
         self.store.flush().await
     }
 
@@ -221,7 +221,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Record the purge point first: a crash in between leaves extra entries below it,
         // which are never read and are removed by the next purge; never a hole.
         self.put_meta(meta_keys::PURGED, &log_id)?;
-        self.remove_span(0, log_id.index().checked_add(1))?;
+        self.remove_span(0, log_id.index().checked_add(1)).await?;
         self.store.flush().await
     }
 }

@@ -12,8 +12,10 @@ pub(crate) mod sm;
 #[cfg(test)]
 mod tests;
 
+use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::codec;
 use crate::error::RaftError;
@@ -32,9 +34,17 @@ pub(crate) mod meta_keys {
     pub(crate) const SNAPSHOT: &[u8] = b"snapshot";
 }
 
+/// How long `open` waits for a previous instance in this process to release the db lock.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
 /// The process's single sled database.
 pub(crate) struct Store {
     db: sled::Db,
+    /// Orders our flushes (shared) against our batch writes (exclusive). sled 0.34 has a
+    /// process-global RwLock where `apply_batch` is the writer and a flush holds the read side
+    /// for a whole fsync; taking our async lock first means a batch never blocks a tokio worker
+    /// thread waiting for an fsync to end.
+    io: tokio::sync::RwLock<()>,
 }
 
 /// The three trees of one group.
@@ -48,12 +58,27 @@ pub(crate) struct GroupTrees {
 impl Store {
     /// Opens (or creates) the database and checks it belongs to `node_id`.
     pub(crate) fn open(path: &Path, node_id: NodeId) -> Result<Arc<Self>, RaftError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             // sled defaults to a 1 GiB cache; the state per group is small.
-            .cache_capacity(128 * 1024 * 1024)
-            .open()?;
-        let store = Self { db };
+            .cache_capacity(128 * 1024 * 1024);
+        // sled's file lock outlives the last `Db` handle until its IO threads finish, so a
+        // reopen right after a shutdown in the same process may briefly find it taken.
+        let deadline = Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
+        let store = Self {
+            db,
+            io: tokio::sync::RwLock::new(()),
+        };
         store.check_identity(node_id)?;
         Ok(Arc::new(store))
     }
@@ -61,7 +86,10 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn temporary(node_id: NodeId) -> Result<Arc<Self>, RaftError> {
         let db = sled::Config::new().temporary(true).open()?;
-        let store = Self { db };
+        let store = Self {
+            db,
+            io: tokio::sync::RwLock::new(()),
+        };
         store.check_identity(node_id)?;
         Ok(Arc::new(store))
     }
@@ -107,8 +135,31 @@ impl Store {
     }
 
     /// Makes every write issued so far durable (sled flushes the whole db, all trees).
+    ///
+    /// Not `flush_async`: in sled 0.34.7 it runs the flush on sled's own IO thread pool, where
+    /// concurrent flushes can occupy every thread while waiting for an IO-buffer write queued
+    /// on that same pool; with a pending `apply_batch` holding sled's global lock queue, the
+    /// whole process deadlocks (spacejam/sled#1308, fixed only on sled main). A blocking flush
+    /// on tokio's blocking pool leaves sled's pool free for the buffer writes.
     pub(crate) async fn flush(&self) -> std::io::Result<()> {
-        self.db.flush_async().await.map(|_| ()).map_err(sled_io)
+        let _shared = self.io.read().await;
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(res) => res.map(|_| ()).map_err(sled_io),
+            Err(e) => Err(std::io::Error::other(format!("flush task failed: {e}"))),
+        }
+    }
+}
+
+impl Store {
+    /// Applies `batch` to `tree` atomically (not yet durable: see `flush`).
+    pub(crate) async fn apply_batch(
+        &self,
+        tree: &sled::Tree,
+        batch: sled::Batch,
+    ) -> std::io::Result<()> {
+        let _exclusive = self.io.write().await;
+        tree.apply_batch(batch).map_err(sled_io)
     }
 }
 

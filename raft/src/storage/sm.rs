@@ -224,7 +224,7 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
         if let Some(m) = &membership {
             batch.insert(KEY_MEMBERSHIP, codec::encode_record(m)?);
         }
-        self.sm.apply_batch(batch).map_err(sled_io)?;
+        self.store.apply_batch(&self.sm, batch).await?;
         self.store.flush().await?;
         self.last_applied = last;
         if let Some(m) = membership {
@@ -271,7 +271,7 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
         // The meta is authoritative for what the snapshot covers.
         batch.insert(KEY_LAST_APPLIED, codec::encode_record(&meta.last_log_id)?);
         batch.insert(KEY_MEMBERSHIP, codec::encode_record(&meta.last_membership)?);
-        self.sm.apply_batch(batch).map_err(sled_io)?;
+        self.store.apply_batch(&self.sm, batch).await?;
         self.slot.save(&self.meta, meta, &data, true)?;
         self.store.flush().await?;
 
