@@ -21,16 +21,14 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `magnum` binary the tests run: `$MAGNUM_BIN`, else `target/debug/magnum` (built if missing).
+/// The `magnum` binary the tests run: `$MAGNUM_BIN`, else `target/debug/magnum`, built (or
+/// brought up to date) once per test process so a stale binary is never tested.
 pub fn magnum_bin() -> PathBuf {
-    if let Ok(b) = std::env::var("MAGNUM_BIN") {
-        return PathBuf::from(b);
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join("target"));
-    let bin = target.join("debug").join("magnum");
-    if !bin.exists() {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(b) = std::env::var("MAGNUM_BIN") {
+            return PathBuf::from(b);
+        }
         let ok = Command::new("cargo")
             .args(["build", "-q", "-p", "magnum-deploy"])
             .current_dir(repo_root())
@@ -38,8 +36,12 @@ pub fn magnum_bin() -> PathBuf {
             .expect("cargo build")
             .success();
         assert!(ok, "building the magnum binary failed");
-    }
-    bin
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join("target"));
+        target.join("debug").join("magnum")
+    })
+    .clone()
 }
 
 #[derive(Clone, Debug)]
