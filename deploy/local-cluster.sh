@@ -10,7 +10,8 @@
 #
 # Environment: MAGNUM_BIN (default: the workspace's target/debug/magnum, built if missing),
 # MAGNUM_PORT_BASE (default 21000), MAGNUM_SHARDS (default 16), MAGNUM_POLL_MS (Heat poll, default 1000),
-# MAGNUM_SIM_TIME_SCALE (cloud-sim latency multiplier, default 1.0), RUST_LOG.
+# MAGNUM_SIM_TIME_SCALE (cloud-sim latency multiplier, default 1.0), MAGNUM_RAFT_ARGS (extra conductor
+# flags, e.g. "--election-min-ms 400 --election-max-ms 800"), RUST_LOG.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -55,7 +56,7 @@ write_cmd() {
     cloud-sim)
       echo "$b cloud-sim --listen $host:$(sim_port) --container-infra-url http://$host:$(api_port)/v1 --time-scale $time_scale --state-file $dir/cloud-sim/state.json" ;;
     conductor)
-      echo "$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args) --shards $shards --poll-interval-ms $poll_ms $(auth_args)" ;;
+      echo "$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args) --shards $shards --poll-interval-ms $poll_ms ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
     api)
       local c=() n
       for n in "${nodes[@]}"; do c+=(--conductor "$host:$(svc_port "$n")"); done

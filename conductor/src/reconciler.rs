@@ -120,7 +120,7 @@ async fn drive(ctx: &Ctx, cluster: ClusterId, op_id: OpId) -> Stop {
         if epoch != ctx.epoch {
             return Stop::Lost(format!("epoch moved to {epoch}"));
         }
-        let res = if Timestamp::now() > op.deadline && !matches!(op.step, Step::GenerateCerts) {
+        let res = if Timestamp::now() > op.deadline {
             let what = if op.kind == OpKind::Create {
                 "create"
             } else {

@@ -81,7 +81,34 @@ pub struct ConductorArgs {
     #[arg(long, default_value_t = 2000)]
     pub poll_interval_ms: u64,
     #[command(flatten)]
+    pub raft: RaftArgs,
+    #[command(flatten)]
     pub auth: AuthArgs,
+}
+
+/// Raft timing. A follower starts an election after a random timeout in [min, max] without a
+/// heartbeat; a heartbeat RPC must complete (including the follower's fsync) within 3/4 of the
+/// heartbeat interval. Unset values take `magnum_raft::RaftConfig::default()`.
+#[derive(Args, Debug, Clone)]
+pub struct RaftArgs {
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    #[arg(long)]
+    pub election_min_ms: Option<u64>,
+    #[arg(long)]
+    pub election_max_ms: Option<u64>,
+}
+
+impl RaftArgs {
+    pub fn config(&self) -> magnum_raft::RaftConfig {
+        let d = magnum_raft::RaftConfig::default();
+        magnum_raft::RaftConfig {
+            heartbeat_ms: self.heartbeat_ms.unwrap_or(d.heartbeat_ms),
+            election_min_ms: self.election_min_ms.unwrap_or(d.election_min_ms),
+            election_max_ms: self.election_max_ms.unwrap_or(d.election_max_ms),
+            ..d
+        }
+    }
 }
 
 #[derive(Args, Debug)]

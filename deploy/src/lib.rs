@@ -118,7 +118,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         peers,
         shards: c.shards,
         bootstrap: c.bootstrap,
-        raft: magnum_raft::RaftConfig::default(),
+        raft: c.raft.config(),
         reconciler: ReconcilerConfig {
             poll: Duration::from_millis(c.poll_interval_ms),
             ..ReconcilerConfig::default()

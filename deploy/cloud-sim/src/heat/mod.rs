@@ -230,6 +230,44 @@ pub(crate) fn bump_seq(seen: u64) {
 }
 
 impl Stack {
+    /// A fresh stack in `INIT_COMPLETE`: top-level (its own root), rollback disabled, no
+    /// timeout, traversal 0. Callers override what differs with struct update syntax.
+    pub(crate) fn new(
+        id: Uuid,
+        name: String,
+        project_id: String,
+        owner: String,
+        def: Definition,
+        created: Ts,
+    ) -> Stack {
+        Stack {
+            id,
+            name,
+            project_id,
+            owner,
+            parent: None,
+            parent_resource: None,
+            root: id,
+            seq: next_seq(),
+            def,
+            prev_def: None,
+            action: Action::Init,
+            status: Status::Complete,
+            reason: String::new(),
+            created,
+            updated: None,
+            deleted: None,
+            timeout_mins: None,
+            disable_rollback: true,
+            tags: None,
+            resources: BTreeMap::new(),
+            events: Vec::new(),
+            pools: BTreeMap::new(),
+            traversal: 0,
+            rollback_create: false,
+        }
+    }
+
     pub(crate) fn is_deleted(&self) -> bool {
         self.action == Action::Delete && self.status == Status::Complete
     }
@@ -306,6 +344,19 @@ impl HeatState {
         let id = Uuid::parse_str(id).ok()?;
         self.stacks
             .get(&id)
+            .filter(|s| s.project_id == project && s.name == name)
+    }
+
+    /// [`HeatState::canonical`], for changing the stack.
+    pub(crate) fn canonical_mut(
+        &mut self,
+        project: &str,
+        name: &str,
+        id: &str,
+    ) -> Option<&mut Stack> {
+        let id = Uuid::parse_str(id).ok()?;
+        self.stacks
+            .get_mut(&id)
             .filter(|s| s.project_id == project && s.name == name)
     }
 }

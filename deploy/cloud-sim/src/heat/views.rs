@@ -1,19 +1,22 @@
 //! JSON shapes of Heat's API (`heat/engine/api.py` format_* functions).
 
 use serde_json::{json, Map, Value};
+use uuid::Uuid;
 
 use super::context::StackCtx;
 use super::intrinsics::Ctx;
 use super::template::{display_param, param_schemas, resolve_params};
-use super::{status_str, Event, HeatState, ResKind, Resource, Stack};
+use super::{status_str, Env, Event, HeatState, ResKind, Resource, Stack};
 use crate::Sim;
 
 /// `<base>/heat-api/v1/<project>/stacks/<name>/<id>`.
 pub(crate) fn stack_url(sim: &Sim, s: &Stack) -> String {
-    format!(
-        "{}/heat-api/v1/{}/stacks/{}/{}",
-        sim.base_url, s.project_id, s.name, s.id
-    )
+    stack_href(sim, &s.project_id, &s.name, s.id)
+}
+
+/// [`stack_url`] from its parts (for a stack not at hand).
+pub(crate) fn stack_href(sim: &Sim, project: &str, name: &str, id: Uuid) -> String {
+    format!("{}/heat-api/v1/{project}/stacks/{name}/{id}", sim.base_url)
 }
 
 fn opt_time(t: Option<crate::util::Ts>) -> Value {
@@ -27,6 +30,22 @@ fn description(s: &Stack) -> String {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string()
+}
+
+/// An environment as `GET .../environment` (and validate's `Environment`) show it.
+pub(crate) fn environment(env: &Env) -> Value {
+    let mut registry = Map::new();
+    registry.insert("resources".into(), json!({}));
+    for (k, v) in &env.resource_registry {
+        registry.insert(k.clone(), Value::String(v.clone()));
+    }
+    json!({
+        "parameters": env.parameters,
+        "parameter_defaults": env.parameter_defaults,
+        "resource_registry": registry,
+        "event_sinks": [],
+        "encrypted_param_names": [],
+    })
 }
 
 /// A stack list item.
