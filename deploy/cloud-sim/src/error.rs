@@ -171,6 +171,15 @@ pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Res
     resp
 }
 
+/// A version discovery document listing one `CURRENT` version `id` at `href` (Heat, Glance,
+/// Neutron).
+pub(crate) fn single_version(status: StatusCode, id: &str, href: String) -> Response {
+    json_response(
+        status,
+        &json!({"versions": [{"id": id, "status": "CURRENT", "links": [{"rel": "self", "href": href}]}]}),
+    )
+}
+
 impl IntoResponse for SimError {
     fn into_response(self) -> Response {
         match self {

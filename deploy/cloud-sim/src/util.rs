@@ -32,26 +32,11 @@ impl Ts {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
-    /// Keystone style: `2026-01-02T03:04:05.123456Z`.
-    pub(crate) fn iso_micro(self) -> String {
+    /// `2026-01-02T03:04:05` (no fraction, no zone).
+    fn iso_seconds(self) -> String {
         let t = self.datetime();
         format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.microsecond()
-        )
-    }
-
-    /// Heat style: `2026-01-02T03:04:05Z`.
-    pub(crate) fn iso(self) -> String {
-        let t = self.datetime();
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
             t.year(),
             u8::from(t.month()),
             t.day(),
@@ -59,6 +44,20 @@ impl Ts {
             t.minute(),
             t.second()
         )
+    }
+
+    /// Keystone style: `2026-01-02T03:04:05.123456Z`.
+    pub(crate) fn iso_micro(self) -> String {
+        format!(
+            "{}.{:06}Z",
+            self.iso_seconds(),
+            self.datetime().microsecond()
+        )
+    }
+
+    /// Heat style: `2026-01-02T03:04:05Z`.
+    pub(crate) fn iso(self) -> String {
+        format!("{}Z", self.iso_seconds())
     }
 }
 
@@ -86,31 +85,33 @@ pub(crate) fn det_uuid(kind: &str, name: &str) -> Uuid {
     uuid::Builder::from_random_bytes(b).into_uuid()
 }
 
+/// `len` random characters of `alphabet` (ASCII).
+fn random_from(alphabet: &[u8], len: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())]))
+        .collect()
+}
+
 /// Heat's `short_id.generate_id()`: 12 lower-case base32 characters.
 pub(crate) fn short_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut rng = rand::thread_rng();
-    (0..12)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
+    random_from(b"abcdefghijklmnopqrstuvwxyz234567", 12)
 }
 
 /// A random URL-safe string of `len` characters.
 pub(crate) fn random_urlsafe(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::thread_rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
+    random_from(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+        len,
+    )
 }
 
 /// A random alphanumeric string (Heat's RandomString default classes: letters and digits).
 pub(crate) fn random_alnum(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
+    random_from(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+        len,
+    )
 }
 
 fn hex_val(b: u8) -> Option<u8> {

@@ -77,6 +77,24 @@ fn s(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// The first item of list property `key` (`null` when absent or empty).
+fn first_item(props: &Value, key: &str) -> Value {
+    props
+        .get(key)
+        .and_then(Value::as_array)
+        .and_then(|l| l.first())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The first fixed IP address of a port's attributes.
+fn first_fixed_ip(attrs: &Map<String, Value>) -> Option<&Value> {
+    attrs
+        .get("fixed_ips")
+        .and_then(|f| f.get(0))
+        .and_then(|f| f.get("ip_address"))
+}
+
 fn parse_cidr(cidr: &str) -> Option<(u32, u32)> {
     let (ip, prefix) = cidr.split_once('/')?;
     let prefix: u32 = prefix.trim().parse().ok().filter(|p| *p <= 32)?;
@@ -284,12 +302,7 @@ pub(crate) fn build(
             a.insert("enable_dhcp".into(), json!(true));
         }
         "OS::Neutron::Port" => {
-            let fixed = props
-                .get("fixed_ips")
-                .and_then(Value::as_array)
-                .and_then(|l| l.first())
-                .cloned()
-                .unwrap_or(Value::Null);
+            let fixed = first_item(props, "fixed_ips");
             let subnet_ref = s(fixed.get("subnet")).or_else(|| s(fixed.get("subnet_id")));
             let network_ref = s(props.get("network")).or_else(|| s(props.get("network_id")));
             let ip = match prev_attr("fixed_ips") {
@@ -348,13 +361,7 @@ pub(crate) fn build(
             let fixed = port
                 .as_deref()
                 .and_then(|p| find_physical(st, root, p))
-                .and_then(|p| {
-                    p.attrs
-                        .get("fixed_ips")
-                        .and_then(|f| f.get(0))
-                        .and_then(|f| f.get("ip_address"))
-                        .cloned()
-                })
+                .and_then(|p| first_fixed_ip(&p.attrs).cloned())
                 .unwrap_or(Value::Null);
             a.insert("floating_ip_address".into(), json!(ip));
             a.insert("fixed_ip_address".into(), fixed);
@@ -387,12 +394,7 @@ pub(crate) fn build(
                     .and_then(|n| n.as_str().map(str::to_string))
                     .unwrap_or_else(phys_name)
             });
-            let first_net = props
-                .get("networks")
-                .and_then(Value::as_array)
-                .and_then(|l| l.first())
-                .cloned()
-                .unwrap_or(Value::Null);
+            let first_net = first_item(props, "networks");
             let port = s(first_net.get("port")).and_then(|p| find_physical(st, root, &p));
             let net_key = s(first_net.get("network"))
                 .or_else(|| port.as_ref().and_then(|p| s(p.props.get("network"))))
@@ -407,10 +409,7 @@ pub(crate) fn build(
                 _ => port
                     .as_ref()
                     .and_then(|p| {
-                        p.attrs
-                            .get("fixed_ips")
-                            .and_then(|f| f.get(0))
-                            .and_then(|f| f.get("ip_address"))
+                        first_fixed_ip(&p.attrs)
                             .and_then(Value::as_str)
                             .map(str::to_string)
                     })

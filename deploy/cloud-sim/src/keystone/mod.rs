@@ -1,13 +1,14 @@
 //! Keystone v3 at `/identity`: version discovery, password/token authentication, token
 //! validation, the service catalog and read-only project/domain look-ups.
 //!
-//! The directory is seeded like devstack (see [`Directory`]); ids are derived from names with
+//! The directory is seeded like devstack (see `directory`); ids are derived from names with
 //! SHA-256 so they are the same on every start.
 
 pub(crate) mod catalog;
+mod directory;
 pub(crate) mod tokens;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -17,119 +18,12 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
+pub(crate) use self::directory::{
+    project_id, user_id, Project, User, DIRECTORY, DOMAIN_ID, DOMAIN_NAME,
+};
 use crate::error::{json_response, SimError};
-use crate::util::{det_hex, lock, parse_query, query_flag, query_get};
+use crate::util::{lock, parse_query, query_flag, query_get};
 use crate::Sim;
-
-/// A seeded project.
-pub(crate) struct Project {
-    pub id: String,
-    pub name: &'static str,
-    pub description: &'static str,
-}
-
-/// A seeded user with its role assignments `(project name, roles)`.
-pub(crate) struct User {
-    pub id: String,
-    pub name: &'static str,
-    pub password: &'static str,
-    pub assignments: Vec<(&'static str, Vec<&'static str>)>,
-}
-
-/// A seeded role.
-pub(crate) struct Role {
-    pub id: String,
-    pub name: &'static str,
-}
-
-/// The fixed identity directory: domain `default`, four projects, five users, three roles.
-pub(crate) struct Directory {
-    pub projects: Vec<Project>,
-    pub users: Vec<User>,
-    pub roles: Vec<Role>,
-}
-
-pub(crate) const DOMAIN_ID: &str = "default";
-pub(crate) const DOMAIN_NAME: &str = "Default";
-
-/// Project id of a seeded project name (also usable for names that are not seeded).
-pub(crate) fn project_id(name: &str) -> String {
-    det_hex("project", name)
-}
-
-/// User id of a seeded user name.
-pub(crate) fn user_id(name: &str) -> String {
-    det_hex("user", name)
-}
-
-pub(crate) static DIRECTORY: LazyLock<Directory> = LazyLock::new(|| {
-    let project = |name: &'static str, description: &'static str| Project {
-        id: project_id(name),
-        name,
-        description,
-    };
-    let user = |name: &'static str, assignments: Vec<(&'static str, Vec<&'static str>)>| User {
-        id: user_id(name),
-        name,
-        password: "secret",
-        assignments,
-    };
-    Directory {
-        projects: vec![
-            project("admin", "Bootstrap project for initializing the cloud."),
-            project("demo", ""),
-            project("alt_demo", ""),
-            project("service", ""),
-        ],
-        users: vec![
-            user("admin", vec![("admin", vec!["admin", "member", "reader"])]),
-            user("demo", vec![("demo", vec!["member", "reader"])]),
-            user("alt_demo", vec![("alt_demo", vec!["member"])]),
-            user("reader", vec![("demo", vec!["reader"])]),
-            user("magnum", vec![("service", vec!["admin"])]),
-        ],
-        roles: ["admin", "member", "reader"]
-            .into_iter()
-            .map(|name| Role {
-                id: det_hex("role", name),
-                name,
-            })
-            .collect(),
-    }
-});
-
-impl Directory {
-    pub(crate) fn project_by_id(&self, id: &str) -> Option<&Project> {
-        self.projects.iter().find(|p| p.id == id)
-    }
-    pub(crate) fn project_by_name(&self, name: &str) -> Option<&Project> {
-        self.projects.iter().find(|p| p.name == name)
-    }
-    pub(crate) fn user_by_id(&self, id: &str) -> Option<&User> {
-        self.users.iter().find(|u| u.id == id)
-    }
-    pub(crate) fn user_by_name(&self, name: &str) -> Option<&User> {
-        self.users.iter().find(|u| u.name == name)
-    }
-    pub(crate) fn role_id(&self, name: &str) -> String {
-        self.roles
-            .iter()
-            .find(|r| r.name == name)
-            .map(|r| r.id.clone())
-            .unwrap_or_else(|| det_hex("role", name))
-    }
-    /// Roles of `user` on project `project_id` (empty when none).
-    pub(crate) fn roles_on(&self, user: &User, project_id: &str) -> Vec<&'static str> {
-        let Some(p) = self.project_by_id(project_id) else {
-            return Vec::new();
-        };
-        user.assignments
-            .iter()
-            .filter(|(proj, _)| *proj == p.name)
-            .flat_map(|(_, roles)| roles.iter().copied())
-            .collect()
-    }
-}
 
 /// Who a request is from, after its `X-Auth-Token` was validated.
 #[derive(Debug, Clone)]
@@ -144,6 +38,23 @@ impl AuthContext {
     pub(crate) fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r == "admin")
     }
+}
+
+/// Keystone's 403 for a policy `rule` (`identity:get_project`) the caller does not pass.
+fn forbidden(rule: &str) -> SimError {
+    SimError::keystone(
+        403,
+        format!("You are not authorized to perform the requested action: {rule}."),
+    )
+}
+
+fn token_not_found(token: &str) -> SimError {
+    SimError::keystone(404, format!("Could not find token: {token}."))
+}
+
+/// The `links` of a Keystone collection at `path` (one page: no previous, no next).
+fn collection_links(sim: &Sim, path: &str) -> Value {
+    json!({"self": format!("{}{path}", sim.base_url), "previous": null, "next": null})
 }
 
 fn unauthorized(sim: &Sim) -> SimError {
@@ -275,16 +186,13 @@ async fn validate_token(
     let subject = subject_token(&headers).unwrap_or_default();
     let rec = lock(&sim.keystone)
         .get_valid(&subject)
-        .ok_or_else(|| SimError::keystone(404, format!("Could not find token: {subject}.")))?;
+        .ok_or_else(|| token_not_found(&subject))?;
     // identity:validate_token = admin or service, or the token's own subject.
     if !caller.is_admin()
         && !caller.roles.iter().any(|r| r == "service")
         && caller.user_id != rec.user_id
     {
-        return Err(SimError::keystone(
-            403,
-            "You are not authorized to perform the requested action: identity:validate_token.",
-        ));
+        return Err(forbidden("identity:validate_token"));
     }
     let nocatalog = query_flag(&q, "nocatalog").unwrap_or(false);
     let body = tokens::render(&sim, &rec, !nocatalog);
@@ -301,12 +209,9 @@ async fn revoke_token(
         let mut store = lock(&sim.keystone);
         let rec = store
             .get_valid(&subject)
-            .ok_or_else(|| SimError::keystone(404, format!("Could not find token: {subject}.")))?;
+            .ok_or_else(|| token_not_found(&subject))?;
         if !caller.is_admin() && caller.user_id != rec.user_id {
-            return Err(SimError::keystone(
-                403,
-                "You are not authorized to perform the requested action: identity:revoke_token.",
-            ));
+            return Err(forbidden("identity:revoke_token"));
         }
         store.tokens.remove(&subject);
     }
@@ -329,7 +234,7 @@ async fn auth_catalog(
         StatusCode::OK,
         &json!({
             "catalog": catalog::catalog(&sim, Some(project)),
-            "links": {"self": format!("{}/identity/v3/auth/catalog", sim.base_url), "previous": null, "next": null}
+            "links": collection_links(&sim, "/identity/v3/auth/catalog"),
         }),
     ))
 }
@@ -349,22 +254,30 @@ pub(crate) fn project_json(sim: &Sim, p: &Project) -> Value {
     })
 }
 
+/// The collection of `projects` at `path`.
+fn projects_page<'a>(
+    sim: &Sim,
+    projects: impl Iterator<Item = &'a Project>,
+    path: &str,
+) -> Response {
+    let projects: Vec<Value> = projects.map(|p| project_json(sim, p)).collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"projects": projects, "links": collection_links(sim, path)}),
+    )
+}
+
 async fn auth_projects(
     State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
 ) -> Result<Response, SimError> {
     let caller = require_token(&sim, &headers)?;
     let user = DIRECTORY.user_by_id(&caller.user_id);
-    let projects: Vec<Value> = DIRECTORY
+    let projects = DIRECTORY
         .projects
         .iter()
-        .filter(|p| user.is_some_and(|u| !DIRECTORY.roles_on(u, &p.id).is_empty()))
-        .map(|p| project_json(&sim, p))
-        .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"projects": projects, "links": {"self": format!("{}/identity/v3/auth/projects", sim.base_url), "previous": null, "next": null}}),
-    ))
+        .filter(|p| user.is_some_and(|u| !DIRECTORY.roles_on(u, &p.id).is_empty()));
+    Ok(projects_page(&sim, projects, "/identity/v3/auth/projects"))
 }
 
 async fn list_projects(
@@ -374,25 +287,17 @@ async fn list_projects(
 ) -> Result<Response, SimError> {
     let caller = require_token(&sim, &headers)?;
     if !caller.is_admin() {
-        return Err(SimError::keystone(
-            403,
-            "You are not authorized to perform the requested action: identity:list_projects.",
-        ));
+        return Err(forbidden("identity:list_projects"));
     }
     let q = parse_query(raw.as_deref());
     let name = query_get(&q, "name");
     let domain = query_get(&q, "domain_id");
-    let projects: Vec<Value> = DIRECTORY
+    let projects = DIRECTORY
         .projects
         .iter()
         .filter(|p| name.is_none_or(|n| n == p.name))
-        .filter(|_| domain.is_none_or(|d| d == DOMAIN_ID))
-        .map(|p| project_json(&sim, p))
-        .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"projects": projects, "links": {"self": format!("{}/identity/v3/projects", sim.base_url), "previous": null, "next": null}}),
-    ))
+        .filter(|_| domain.is_none_or(|d| d == DOMAIN_ID));
+    Ok(projects_page(&sim, projects, "/identity/v3/projects"))
 }
 
 async fn show_project(
@@ -404,10 +309,7 @@ async fn show_project(
     let not_found = || SimError::keystone(404, format!("Could not find project: {id}."));
     let p = DIRECTORY.project_by_id(&id).ok_or_else(not_found)?;
     if !caller.is_admin() && caller.project_id.as_deref() != Some(p.id.as_str()) {
-        return Err(SimError::keystone(
-            403,
-            "You are not authorized to perform the requested action: identity:get_project.",
-        ));
+        return Err(forbidden("identity:get_project"));
     }
     Ok(json_response(
         StatusCode::OK,
@@ -447,10 +349,7 @@ async fn show_user(
         .user_by_id(&id)
         .ok_or_else(|| SimError::keystone(404, format!("Could not find user: {id}.")))?;
     if !caller.is_admin() && caller.user_id != u.id {
-        return Err(SimError::keystone(
-            403,
-            "You are not authorized to perform the requested action: identity:get_user.",
-        ));
+        return Err(forbidden("identity:get_user"));
     }
     let default_project = u.assignments.first().map(|(p, _)| project_id(p));
     Ok(json_response(
@@ -473,6 +372,6 @@ async fn list_roles(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Result<R
         .collect();
     Ok(json_response(
         StatusCode::OK,
-        &json!({"roles": roles, "links": {"self": format!("{}/identity/v3/roles", sim.base_url), "previous": null, "next": null}}),
+        &json!({"roles": roles, "links": collection_links(&sim, "/identity/v3/roles")}),
     ))
 }

@@ -95,20 +95,36 @@ fn domain_ok(d: &Map<String, Value>) -> Result<bool, AuthFailure> {
     }
 }
 
-fn password_user(identity: &Map<String, Value>) -> Result<&'static User, AuthFailure> {
-    let pw = obj(identity.get("password"), "password", "identity")?;
-    let user = obj(pw.get("user"), "user", "password")?;
-    let found = if let Some(id) = user.get("id").and_then(Value::as_str) {
-        DIRECTORY.user_by_id(id)
-    } else if let Some(name) = user.get("name").and_then(Value::as_str) {
-        let domain = obj(user.get("domain"), "domain", "user")?;
+/// Look up the user or project (`what`) that `r` names by `{"id"}` or by `{"name","domain"}`;
+/// `Ok(None)` when there is none. A name in another domain than the default one is refused.
+fn by_id_or_name<T>(
+    r: &Map<String, Value>,
+    what: &str,
+    by_id: impl FnOnce(&str) -> Option<T>,
+    by_name: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, AuthFailure> {
+    if let Some(id) = r.get("id").and_then(Value::as_str) {
+        Ok(by_id(id))
+    } else if let Some(name) = r.get("name").and_then(Value::as_str) {
+        let domain = obj(r.get("domain"), "domain", what)?;
         if !domain_ok(domain)? {
             return Err(AuthFailure::Unauthorized);
         }
-        DIRECTORY.user_by_name(name)
+        Ok(by_name(name))
     } else {
-        return Err(expecting("id or name", "user"));
-    };
+        Err(expecting("id or name", what))
+    }
+}
+
+fn password_user(identity: &Map<String, Value>) -> Result<&'static User, AuthFailure> {
+    let pw = obj(identity.get("password"), "password", "identity")?;
+    let user = obj(pw.get("user"), "user", "password")?;
+    let found = by_id_or_name(
+        user,
+        "user",
+        |id| DIRECTORY.user_by_id(id),
+        |name| DIRECTORY.user_by_name(name),
+    )?;
     let password = user
         .get("password")
         .and_then(Value::as_str)
@@ -178,18 +194,13 @@ pub(crate) fn authenticate(body: &Value, store: &TokenStore) -> Result<TokenReco
         Some(Value::Object(scope)) => {
             if let Some(p) = scope.get("project") {
                 let p = p.as_object().ok_or_else(|| expecting("project", "scope"))?;
-                let project = if let Some(id) = p.get("id").and_then(Value::as_str) {
-                    DIRECTORY.project_by_id(id)
-                } else if let Some(name) = p.get("name").and_then(Value::as_str) {
-                    let d = obj(p.get("domain"), "domain", "project")?;
-                    if !domain_ok(d)? {
-                        return Err(AuthFailure::Unauthorized);
-                    }
-                    DIRECTORY.project_by_name(name)
-                } else {
-                    return Err(expecting("id or name", "project"));
-                };
-                let project = project.ok_or(AuthFailure::Unauthorized)?;
+                let project = by_id_or_name(
+                    p,
+                    "project",
+                    |id| DIRECTORY.project_by_id(id),
+                    |name| DIRECTORY.project_by_name(name),
+                )?
+                .ok_or(AuthFailure::Unauthorized)?;
                 if DIRECTORY.roles_on(user, &project.id).is_empty() {
                     return Err(AuthFailure::Unauthorized);
                 }

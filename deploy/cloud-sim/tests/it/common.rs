@@ -87,6 +87,11 @@ impl Sim {
         )
     }
 
+    /// `.../heat-api/v1/{project_id}/stacks`.
+    pub fn stacks(&self, project: &str) -> String {
+        format!("{}/stacks", self.heat(project))
+    }
+
     pub async fn call(
         &self,
         method: Method,
@@ -104,12 +109,7 @@ impl Sim {
     /// POST /stacks; returns the canonical stack URL.
     pub async fn create_stack(&self, token: &str, project: &str, body: Value) -> String {
         let r = self
-            .call(
-                Method::POST,
-                &format!("{}/stacks", self.heat(project)),
-                token,
-                Some(body),
-            )
+            .call(Method::POST, &self.stacks(project), token, Some(body))
             .await;
         let status = r.status();
         let loc = r
@@ -153,6 +153,72 @@ impl Sim {
             rb = rb.json(&b);
         }
         rb.send().await.expect("admin request")
+    }
+
+    /// GET an admin path; its JSON body.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        self.admin(Method::GET, path, None)
+            .await
+            .json()
+            .await
+            .expect("admin body")
+    }
+
+    /// Install a fault (`POST /sim/heat/faults`).
+    pub async fn add_fault(&self, spec: Value) -> Response {
+        self.admin(Method::POST, "/sim/heat/faults", Some(spec))
+            .await
+    }
+
+    /// Override a latency (`POST /sim/heat/latency`).
+    pub async fn set_latency(&self, spec: Value) -> Response {
+        self.admin(Method::POST, "/sim/heat/latency", Some(spec))
+            .await
+    }
+
+    /// A Keystone token call about `subject` (`X-Subject-Token`), as `auth` if given.
+    pub async fn subject_call(
+        &self,
+        method: Method,
+        url: &str,
+        auth: Option<&str>,
+        subject: &str,
+    ) -> Response {
+        let mut rb = self
+            .http
+            .request(method, url)
+            .header("X-Subject-Token", subject);
+        if let Some(a) = auth {
+            rb = rb.header("X-Auth-Token", a);
+        }
+        rb.send().await.expect("token request")
+    }
+
+    /// Status reasons of the events of resource `name` of a stack, oldest first.
+    pub async fn event_reasons(&self, token: &str, stack_url: &str, name: &str) -> Vec<String> {
+        let r = self
+            .call(
+                Method::GET,
+                &format!("{stack_url}/events?sort_dir=asc"),
+                token,
+                None,
+            )
+            .await;
+        let v: Value = r.json().await.expect("events");
+        v["events"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter(|e| e["resource_name"] == name)
+                    .map(|e| {
+                        e["resource_status_reason"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

@@ -11,12 +11,7 @@ fn body(name: &str) -> Value {
 }
 
 async fn creates(sim: &crate::common::Sim, name: &str) -> u64 {
-    let v: Value = sim
-        .admin(Method::GET, "/sim/heat/stacks", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = sim.admin_json("/sim/heat/stacks").await;
     v["creates_by_name"][name].as_u64().unwrap_or(0)
 }
 
@@ -25,14 +20,12 @@ async fn api_error_fault() {
     let sim = start().await;
     let (tok, _) = sim.login("demo", "demo").await;
     let r = sim
-        .admin(
-            Method::POST,
-            "/sim/heat/faults",
-            Some(json!({"kind": "api_error", "method": "POST", "path_glob": "*/stacks", "status": 503, "count": 2})),
+        .add_fault(
+            json!({"kind": "api_error", "method": "POST", "path_glob": "*/stacks", "status": 503, "count": 2}),
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let stacks = format!("{}/stacks", sim.heat("demo"));
+    let stacks = sim.stacks("demo");
     // GETs are not affected.
     let r = sim.call(Method::GET, &stacks, &tok, None).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -53,10 +46,8 @@ async fn api_error_fault() {
     assert_eq!(creates(&sim, "f").await, 1);
 
     // Keystone faults use Keystone's envelope; DELETE clears.
-    sim.admin(
-        Method::POST,
-        "/sim/heat/faults",
-        Some(json!({"kind": "api_error", "path_glob": "/identity/v3/auth/tokens", "status": 500, "count": 0})),
+    sim.add_fault(
+        json!({"kind": "api_error", "path_glob": "/identity/v3/auth/tokens", "status": 500, "count": 0}),
     )
     .await;
     let r = sim
@@ -69,25 +60,14 @@ async fn api_error_fault() {
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], 500);
-    let v: Value = sim
-        .admin(Method::GET, "/sim/heat/faults", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = sim.admin_json("/sim/heat/faults").await;
     assert_eq!(v["faults"].as_array().unwrap().len(), 1);
     let r = sim.admin(Method::DELETE, "/sim/heat/faults", None).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     sim.login("demo", "demo").await;
 
     // Bad fault specs.
-    let r = sim
-        .admin(
-            Method::POST,
-            "/sim/heat/faults",
-            Some(json!({"kind": "nonsense"})),
-        )
-        .await;
+    let r = sim.add_fault(json!({"kind": "nonsense"})).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -95,13 +75,11 @@ async fn api_error_fault() {
 async fn response_delay_fault() {
     let sim = start().await;
     let (tok, _) = sim.login("demo", "demo").await;
-    sim.admin(
-        Method::POST,
-        "/sim/heat/faults",
-        Some(json!({"kind": "response_delay", "method": "POST", "path_glob": "*/stacks", "seconds": 5, "count": 1})),
+    sim.add_fault(
+        json!({"kind": "response_delay", "method": "POST", "path_glob": "*/stacks", "seconds": 5, "count": 1}),
     )
     .await;
-    let stacks = format!("{}/stacks", sim.heat("demo"));
+    let stacks = sim.stacks("demo");
     // The caller gives up (like a killed conductor) before the response arrives...
     let started = Instant::now();
     let r = sim
@@ -131,13 +109,9 @@ async fn response_delay_fault() {
 async fn lost_response_fault() {
     let sim = start().await;
     let (tok, _) = sim.login("demo", "demo").await;
-    sim.admin(
-        Method::POST,
-        "/sim/heat/faults",
-        Some(json!({"kind": "lost_response", "method": "POST", "path_glob": "*/stacks"})),
-    )
-    .await;
-    let stacks = format!("{}/stacks", sim.heat("demo"));
+    sim.add_fault(json!({"kind": "lost_response", "method": "POST", "path_glob": "*/stacks"}))
+        .await;
+    let stacks = sim.stacks("demo");
     let r = sim
         .call(Method::POST, &stacks, &tok, Some(body("lost")))
         .await;
@@ -154,10 +128,8 @@ async fn latency_override_and_reset() {
     let sim = start().await;
     let (tok, _) = sim.login("demo", "demo").await;
     let r = sim
-        .admin(
-            Method::POST,
-            "/sim/heat/latency",
-            Some(json!({"resource_type": "OS::Heat::None", "action": "CREATE", "seconds": 100.0})),
+        .set_latency(
+            json!({"resource_type": "OS::Heat::None", "action": "CREATE", "seconds": 100.0}),
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -177,21 +149,9 @@ async fn latency_override_and_reset() {
     assert_eq!(r.status(), StatusCode::OK);
     let r = sim.admin(Method::POST, "/sim/reset", None).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let v: Value = sim
-        .admin(Method::GET, "/sim/heat/stacks", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = sim.admin_json("/sim/heat/stacks").await;
     assert!(v["stacks"].as_array().unwrap().is_empty());
     // Tokens are gone too.
-    let r = sim
-        .call(
-            Method::GET,
-            &format!("{}/stacks", sim.heat("demo")),
-            &tok,
-            None,
-        )
-        .await;
+    let r = sim.call(Method::GET, &sim.stacks("demo"), &tok, None).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }

@@ -3,7 +3,7 @@ use std::collections::BTreeSet;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::common::{outputs, start, start_with};
+use crate::common::{outputs, start, start_with, Sim};
 
 const SIMPLE: &str = r#"
 heat_template_version: 2018-08-31
@@ -162,14 +162,7 @@ async fn create_complete_outputs_and_reads() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // List.
-    let r = sim
-        .call(
-            Method::GET,
-            &format!("{}/stacks", sim.heat("demo")),
-            &tok,
-            None,
-        )
-        .await;
+    let r = sim.call(Method::GET, &sim.stacks("demo"), &tok, None).await;
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["stacks"].as_array().unwrap().len(), 1);
     assert_eq!(v["stacks"][0]["stack_name"], "simple");
@@ -207,7 +200,7 @@ async fn create_complete_outputs_and_reads() {
 async fn create_validation_errors() {
     let sim = start().await;
     let (tok, _) = sim.login("demo", "demo").await;
-    let stacks = format!("{}/stacks", sim.heat("demo"));
+    let stacks = sim.stacks("demo");
     let post = |body: Value| {
         let (sim, tok, stacks) = (&sim, tok.clone(), stacks.clone());
         async move {
@@ -298,7 +291,7 @@ async fn auth_and_tenancy() {
     let (demo, _) = sim.login("demo", "demo").await;
     let (admin, _) = sim.login("admin", "admin").await;
     let (alt, _) = sim.login("alt_demo", "alt_demo").await;
-    let stacks = format!("{}/stacks", sim.heat("demo"));
+    let stacks = sim.stacks("demo");
     let r = sim.http.get(&stacks).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = sim.call(Method::GET, &stacks, "garbage", None).await;
@@ -388,6 +381,25 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Keys of an object value.
+fn keys(v: &Value) -> Vec<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+/// PATCH new `parameters` onto a stack and wait; the final show body.
+async fn patch_params(sim: &Sim, tok: &str, url: &str, params: Value) -> Value {
+    let r = sim
+        .call(
+            Method::PATCH,
+            url,
+            tok,
+            Some(json!({ "parameters": params })),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    sim.wait(tok, url).await
+}
+
 #[tokio::test]
 async fn resource_group_of_nested_templates_scales() {
     let sim = start().await;
@@ -413,8 +425,7 @@ async fn resource_group_of_nested_templates_scales() {
     assert_eq!(o["first"], ips[0].as_str());
     let refs = strings(&o["refs"]);
     assert_eq!(refs.len(), 3);
-    let map = o["refs_map"].as_object().unwrap();
-    assert_eq!(map.keys().cloned().collect::<Vec<_>>(), vec!["0", "1", "2"]);
+    assert_eq!(keys(&o["refs_map"]), vec!["0", "1", "2"]);
 
     // nested_depth=2 lists the members' inner resources with parent_resource.
     let r = sim
@@ -450,16 +461,7 @@ async fn resource_group_of_nested_templates_scales() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // Scale up.
-    let r = sim
-        .call(
-            Method::PATCH,
-            &url,
-            &tok,
-            Some(json!({"parameters": {"count": 4}})),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let s = sim.wait(&tok, &url).await;
+    let s = patch_params(&sim, &tok, &url, json!({"count": 4})).await;
     assert_eq!(s["stack_status"], "UPDATE_COMPLETE", "{s}");
     assert_eq!(s["parameters"]["count"], "4");
     let o = outputs(&s);
@@ -470,107 +472,43 @@ async fn resource_group_of_nested_templates_scales() {
     assert_eq!(&refs4[..3], &refs[..]);
 
     // Scale down removing member 1 by its server id (what the autoscaler sends).
-    let r = sim
-        .call(
-            Method::PATCH,
-            &url,
-            &tok,
-            Some(json!({"parameters": {"count": 3, "minions_to_remove": [refs4[1].clone()]}})),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let s = sim.wait(&tok, &url).await;
+    let s = patch_params(
+        &sim,
+        &tok,
+        &url,
+        json!({"count": 3, "minions_to_remove": [refs4[1].clone()]}),
+    )
+    .await;
     assert_eq!(s["stack_status"], "UPDATE_COMPLETE", "{s}");
     let o = outputs(&s);
-    assert_eq!(
-        o["refs_map"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>(),
-        vec!["0", "2", "3"]
-    );
+    assert_eq!(keys(&o["refs_map"]), vec!["0", "2", "3"]);
     assert_eq!(
         strings(&o["ips"]),
         vec![ips4[0].clone(), ips4[2].clone(), ips4[3].clone()]
     );
 
     // Scale down without a removal list: the highest index goes.
-    let r = sim
-        .call(
-            Method::PATCH,
-            &url,
-            &tok,
-            Some(json!({"parameters": {"count": 2}})),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let s = sim.wait(&tok, &url).await;
+    let s = patch_params(&sim, &tok, &url, json!({"count": 2})).await;
     let o = outputs(&s);
-    assert_eq!(
-        o["refs_map"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>(),
-        vec!["0", "2"]
-    );
+    assert_eq!(keys(&o["refs_map"]), vec!["0", "2"]);
 
     // Scale up again: the removed name "1" is never reused.
-    let r = sim
-        .call(
-            Method::PATCH,
-            &url,
-            &tok,
-            Some(json!({"parameters": {"count": 3}})),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let s = sim.wait(&tok, &url).await;
+    let s = patch_params(&sim, &tok, &url, json!({"count": 3})).await;
     let o = outputs(&s);
-    assert_eq!(
-        o["refs_map"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>(),
-        vec!["0", "2", "3"]
-    );
+    assert_eq!(keys(&o["refs_map"]), vec!["0", "2", "3"]);
     let names = strings(&o["names"]);
     assert_eq!(names, vec!["k8s-node-0", "k8s-node-2", "k8s-node-3"]);
 
     // Count 0 and back.
-    let r = sim
-        .call(
-            Method::PATCH,
-            &url,
-            &tok,
-            Some(json!({"parameters": {"count": 0}})),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let s = sim.wait(&tok, &url).await;
+    let s = patch_params(&sim, &tok, &url, json!({"count": 0})).await;
     assert_eq!(s["stack_status"], "UPDATE_COMPLETE");
     assert_eq!(outputs(&s)["ips"], json!([]));
 
     // Exactly one stack with this name was ever created.
-    let v: Value = sim
-        .admin(Method::GET, "/sim/heat/stacks", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = sim.admin_json("/sim/heat/stacks").await;
     assert_eq!(v["creates_by_name"]["k8s"], 1);
     assert_eq!(v["stacks"].as_array().unwrap().len(), 1);
-    let v: Value = sim
-        .admin(Method::GET, "/sim/heat/stacks?show_nested=true", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = sim.admin_json("/sim/heat/stacks?show_nested=true").await;
     assert!(v["stacks"].as_array().unwrap().len() > 1);
 }
 
@@ -581,12 +519,8 @@ async fn duplicate_delete_and_lookup() {
     let heat = sim.heat("demo");
     // Slow servers (100 s × 0.01) so that the delete below lands during the create.
     let r = sim
-        .admin(
-            Method::POST,
-            "/sim/heat/latency",
-            Some(
-                json!({"resource_type": "OS::Nova::Server", "action": "CREATE", "seconds": 100.0}),
-            ),
+        .set_latency(
+            json!({"resource_type": "OS::Nova::Server", "action": "CREATE", "seconds": 100.0}),
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -716,22 +650,7 @@ async fn duplicate_delete_and_lookup() {
     assert_eq!(v["stacks"].as_array().unwrap().len(), 1);
 
     // Events show the cancellation.
-    let r = sim
-        .call(
-            Method::GET,
-            &format!("{url}/events?sort_dir=asc"),
-            &tok,
-            None,
-        )
-        .await;
-    let v: Value = r.json().await.unwrap();
-    let reasons: Vec<&str> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["resource_name"] == "dup")
-        .map(|e| e["resource_status_reason"].as_str().unwrap())
-        .collect();
+    let reasons = sim.event_reasons(&tok, &url, "dup").await;
     assert_eq!(
         reasons,
         vec![
@@ -743,10 +662,8 @@ async fn duplicate_delete_and_lookup() {
     );
 
     // The name is free again.
-    sim.admin(
-        Method::POST,
-        "/sim/heat/latency",
-        Some(json!({"resource_type": "OS::Nova::Server", "action": "CREATE", "seconds": 2.0})),
+    sim.set_latency(
+        json!({"resource_type": "OS::Nova::Server", "action": "CREATE", "seconds": 2.0}),
     )
     .await;
     let url2 = sim.create_stack(&tok, "demo", cluster_body("dup", 1)).await;
@@ -754,12 +671,7 @@ async fn duplicate_delete_and_lookup() {
     let s = sim.wait(&tok, &url2).await;
     assert_eq!(s["stack_status"], "CREATE_COMPLETE");
     // Every nested stack of the first one is deleted too.
-    let v: Value = sim
-        .admin(Method::GET, "/sim/heat/stacks?show_nested=true", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = sim.admin_json("/sim/heat/stacks?show_nested=true").await;
     // The deleted stack's nested stacks were purged; the new stack's are live.
     let nested: Vec<&Value> = v["stacks"]
         .as_array()
@@ -779,11 +691,9 @@ async fn failures_timeouts_and_rollback() {
 
     // An injected server failure inside a group member.
     let r = sim
-        .admin(
-            Method::POST,
-            "/sim/heat/faults",
-            Some(json!({"kind": "resource_fail", "resource_type": "OS::Nova::Server", "action": "CREATE",
-                         "message": "Went to status ERROR due to \"No valid host\"", "count": 1})),
+        .add_fault(
+            json!({"kind": "resource_fail", "resource_type": "OS::Nova::Server", "action": "CREATE",
+                         "message": "Went to status ERROR due to \"No valid host\"", "count": 1}),
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -818,22 +728,7 @@ async fn failures_timeouts_and_rollback() {
         .await;
     let s = sim.wait(&tok, &url).await;
     assert_eq!(s["stack_status"], "ROLLBACK_COMPLETE", "{s}");
-    let r = sim
-        .call(
-            Method::GET,
-            &format!("{url}/events?sort_dir=asc"),
-            &tok,
-            None,
-        )
-        .await;
-    let v: Value = r.json().await.unwrap();
-    let stack_reasons: Vec<&str> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["resource_name"] == "rb")
-        .map(|e| e["resource_status_reason"].as_str().unwrap())
-        .collect();
+    let stack_reasons = sim.event_reasons(&tok, &url, "rb").await;
     assert_eq!(
         stack_reasons,
         vec![
@@ -922,16 +817,7 @@ async fn put_replaces_and_update_during_create() {
         )
         .await;
     // PATCH while CREATE_IN_PROGRESS (convergence: accepted, new traversal).
-    let r = sim
-        .call(
-            Method::PATCH,
-            &url,
-            &tok,
-            Some(json!({"parameters": {"v": "y"}})),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let s = sim.wait(&tok, &url).await;
+    let s = patch_params(&sim, &tok, &url, json!({"v": "y"})).await;
     assert_eq!(s["stack_status"], "UPDATE_COMPLETE", "{s}");
     assert_eq!(outputs(&s)["a"], "y");
 
@@ -1022,7 +908,7 @@ async fn state_file_survives_restart() {
     let r = sim
         .call(
             Method::POST,
-            &format!("{}/stacks", sim.heat("demo")),
+            &sim.stacks("demo"),
             &tok,
             Some(cluster_body("persisted", 1)),
         )

@@ -204,13 +204,8 @@ async fn validation_and_rescope() {
 
     // Admin validates demo's token.
     let r = sim
-        .http
-        .get(&url)
-        .header("X-Auth-Token", &admin)
-        .header("X-Subject-Token", &demo)
-        .send()
-        .await
-        .unwrap();
+        .subject_call(Method::GET, &url, Some(&admin), &demo)
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         r.headers()
@@ -225,78 +220,47 @@ async fn validation_and_rescope() {
 
     // nocatalog
     let r = sim
-        .http
-        .get(format!("{url}?nocatalog"))
-        .header("X-Auth-Token", &admin)
-        .header("X-Subject-Token", &demo)
-        .send()
-        .await
-        .unwrap();
+        .subject_call(
+            Method::GET,
+            &format!("{url}?nocatalog"),
+            Some(&admin),
+            &demo,
+        )
+        .await;
     let v: Value = r.json().await.unwrap();
     assert!(v["token"].get("catalog").is_none());
     assert_eq!(v["token"]["project"]["name"], "demo");
 
     // A user may validate its own token; not someone else's.
     let r = sim
-        .http
-        .get(&url)
-        .header("X-Auth-Token", &demo)
-        .header("X-Subject-Token", &demo)
-        .send()
-        .await
-        .unwrap();
+        .subject_call(Method::GET, &url, Some(&demo), &demo)
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = sim
-        .http
-        .get(&url)
-        .header("X-Auth-Token", &demo)
-        .header("X-Subject-Token", &admin)
-        .send()
-        .await
-        .unwrap();
+        .subject_call(Method::GET, &url, Some(&demo), &admin)
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // HEAD
     let r = sim
-        .http
-        .head(&url)
-        .header("X-Auth-Token", &admin)
-        .header("X-Subject-Token", &demo)
-        .send()
-        .await
-        .unwrap();
+        .subject_call(Method::HEAD, &url, Some(&admin), &demo)
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.bytes().await.unwrap().is_empty());
 
     // Unknown subject → 404; bad caller → 401.
     let r = sim
-        .http
-        .get(&url)
-        .header("X-Auth-Token", &admin)
-        .header("X-Subject-Token", "gAAAAbogus")
-        .send()
-        .await
-        .unwrap();
+        .subject_call(Method::GET, &url, Some(&admin), "gAAAAbogus")
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], 404);
     assert_eq!(v["error"]["title"], "Not Found");
     let r = sim
-        .http
-        .get(&url)
-        .header("X-Auth-Token", "bogus")
-        .header("X-Subject-Token", &demo)
-        .send()
-        .await
-        .unwrap();
+        .subject_call(Method::GET, &url, Some("bogus"), &demo)
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = sim
-        .http
-        .get(&url)
-        .header("X-Subject-Token", &demo)
-        .send()
-        .await
-        .unwrap();
+    let r = sim.subject_call(Method::GET, &url, None, &demo).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // Unscoped then rescoped with the token method.
@@ -331,22 +295,12 @@ async fn validation_and_rescope() {
 
     // Revocation.
     let r = sim
-        .http
-        .delete(&url)
-        .header("X-Auth-Token", &admin)
-        .header("X-Subject-Token", &demo)
-        .send()
-        .await
-        .unwrap();
+        .subject_call(Method::DELETE, &url, Some(&admin), &demo)
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = sim
-        .http
-        .get(&url)
-        .header("X-Auth-Token", &admin)
-        .header("X-Subject-Token", &demo)
-        .send()
-        .await
-        .unwrap();
+        .subject_call(Method::GET, &url, Some(&admin), &demo)
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -366,22 +320,12 @@ async fn expired_tokens() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let url = sim.url("/identity/v3/auth/tokens");
     let r = sim
-        .http
-        .get(&url)
-        .header("X-Auth-Token", &admin)
-        .header("X-Subject-Token", &short)
-        .send()
-        .await
-        .unwrap();
+        .subject_call(Method::GET, &url, Some(&admin), &short)
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // An expired token is no longer accepted by the other services either.
     let r = sim
-        .call(
-            Method::GET,
-            &format!("{}/stacks", sim.heat("demo")),
-            &short,
-            None,
-        )
+        .call(Method::GET, &sim.stacks("demo"), &short, None)
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let v: Value = r.json().await.unwrap();
