@@ -24,27 +24,58 @@ async fn heat_errors_are_retried_or_reported_and_never_duplicate() {
     // Transient: two 503s and one lost response on stack create; the operation retries, adopts
     // the stack the lost response created, and completes with exactly one stack.
     d.sim_post("/sim/heat/faults", json!({"kind": "api_error", "method": "POST", "path_glob": "*/stacks", "status": 503, "count": 2})).await;
-    d.sim_post("/sim/heat/faults", json!({"kind": "lost_response", "method": "POST", "path_glob": "*/stacks", "count": 1})).await;
+    d.sim_post(
+        "/sim/heat/faults",
+        json!({"kind": "lost_response", "method": "POST", "path_glob": "*/stacks", "count": 1}),
+    )
+    .await;
     let id = create_cluster(&d, &tok, &tpl, "retry", 1).await;
-    let (_, v) = d.wait_cluster(&tok, &id, Duration::from_secs(60), |_, v| v["status"] != "CREATE_IN_PROGRESS").await;
+    let (_, v) = d
+        .wait_cluster(&tok, &id, Duration::from_secs(60), |_, v| {
+            v["status"] != "CREATE_IN_PROGRESS"
+        })
+        .await;
     assert_eq!(v["status"], "CREATE_COMPLETE", "{v}");
     let stacks = stacks_named(&d, "retry-").await;
     assert_eq!(stacks.len(), 1, "{stacks:?}");
-    assert_eq!(creates(&d.sim_stacks().await, stacks[0]["name"].as_str().unwrap()), 1);
+    assert_eq!(
+        creates(&d.sim_stacks().await, stacks[0]["name"].as_str().unwrap()),
+        1
+    );
 
     // Permanent: a server fails to build; the cluster ends CREATE_FAILED with Heat's reason.
-    d.sim_post("/sim/heat/faults", json!({"kind": "resource_fail", "resource_type": "OS::Nova::Server", "action": "CREATE",
-        "message": "No valid host was found", "count": 1})).await;
+    d.sim_post(
+        "/sim/heat/faults",
+        json!({"kind": "resource_fail", "resource_type": "OS::Nova::Server", "action": "CREATE",
+        "message": "No valid host was found", "count": 1}),
+    )
+    .await;
     let id = create_cluster(&d, &tok, &tpl, "doomed", 1).await;
-    let (_, v) = d.wait_cluster(&tok, &id, Duration::from_secs(60), |_, v| v["status"] != "CREATE_IN_PROGRESS").await;
+    let (_, v) = d
+        .wait_cluster(&tok, &id, Duration::from_secs(60), |_, v| {
+            v["status"] != "CREATE_IN_PROGRESS"
+        })
+        .await;
     assert_eq!(v["status"], "CREATE_FAILED", "{v}");
-    assert!(v["status_reason"].as_str().unwrap_or("").contains("No valid host was found"), "{v}");
+    assert!(
+        v["status_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("No valid host was found"),
+        "{v}"
+    );
     // A failed cluster can still be deleted, and its stack goes with it.
-    let (s, _) = d.call(Method::DELETE, &format!("/clusters/{id}"), Some(&tok), None).await;
+    let (s, _) = d
+        .call(Method::DELETE, &format!("/clusters/{id}"), Some(&tok), None)
+        .await;
     assert_eq!(s, 204);
-    d.wait_cluster(&tok, &id, Duration::from_secs(60), |s, _| s == 404).await;
+    d.wait_cluster(&tok, &id, Duration::from_secs(60), |s, _| s == 404)
+        .await;
     let gone = stacks_named(&d, "doomed-").await;
-    assert!(gone.iter().all(|s| s["status"] == "DELETE_COMPLETE"), "{gone:?}");
+    assert!(
+        gone.iter().all(|s| s["status"] == "DELETE_COMPLETE"),
+        "{gone:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,27 +84,44 @@ async fn leader_killed_mid_delete_still_deletes() {
     let tok = d.token("demo", "demo").await;
     let tpl = create_template(&d, &tok, "del").await;
     let id = create_cluster(&d, &tok, &tpl, "victim", 1).await;
-    let (_, v) = d.wait_cluster(&tok, &id, Duration::from_secs(60), |_, v| v["status"] == "CREATE_COMPLETE").await;
+    let (_, v) = d
+        .wait_cluster(&tok, &id, Duration::from_secs(60), |_, v| {
+            v["status"] == "CREATE_COMPLETE"
+        })
+        .await;
     let client = d.conductor_client();
-    let shard = shard_of(&ProjectId(v["project_id"].as_str().unwrap().into()), client.shards().await.unwrap());
+    let shard = shard_of(
+        &ProjectId(v["project_id"].as_str().unwrap().into()),
+        client.shards().await.unwrap(),
+    );
     let leader = client.leader_of(shard).await.unwrap().unwrap();
 
     // The stack delete happens at once; its answer comes 4 s later.
     d.sim_post("/sim/heat/faults", json!({"kind": "response_delay", "method": "DELETE", "path_glob": "*/stacks/*", "seconds": 4.0, "count": 1})).await;
-    let (s, _) = d.call(Method::DELETE, &format!("/clusters/{id}"), Some(&tok), None).await;
+    let (s, _) = d
+        .call(Method::DELETE, &format!("/clusters/{id}"), Some(&tok), None)
+        .await;
     assert_eq!(s, 204);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let st = stacks_named(&d, "victim-").await;
-        if st.iter().any(|s| s["status"].as_str().is_some_and(|x| x.starts_with("DELETE"))) {
+        if st.iter().any(|s| {
+            s["status"]
+                .as_str()
+                .is_some_and(|x| x.starts_with("DELETE"))
+        }) {
             break;
         }
-        assert!(Instant::now() < deadline, "stack delete never reached cloud-sim: {st:?}");
+        assert!(
+            Instant::now() < deadline,
+            "stack delete never reached cloud-sim: {st:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     d.kill_conductor(leader.0);
 
-    d.wait_cluster(&tok, &id, Duration::from_secs(60), |s, _| s == 404).await;
+    d.wait_cluster(&tok, &id, Duration::from_secs(60), |s, _| s == 404)
+        .await;
     let st = stacks_named(&d, "victim-").await;
     assert_eq!(st.len(), 1, "{st:?}");
     assert_eq!(st[0]["status"], "DELETE_COMPLETE", "{st:?}");

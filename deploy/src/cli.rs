@@ -24,6 +24,26 @@ pub enum Command {
     CloudSim(CloudSimArgs),
     /// Everything on localhost in one process: cloud-sim + 3 conductors + 1 API node.
     Dev(DevArgs),
+    /// Operator commands against a running deployment.
+    #[command(subcommand)]
+    Manage(ManageCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ManageCommand {
+    /// Nodes, shards, leaders, terms and each replica's applied index.
+    Status {
+        /// Conductor service addresses (host:port, comma-separated).
+        #[arg(
+            long,
+            env = "MAGNUM_CONDUCTORS",
+            value_delimiter = ',',
+            required = true
+        )]
+        conductors: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Service credentials for Keystone.

@@ -7,9 +7,10 @@
 
 pub mod cli;
 mod dev;
+mod manage;
 mod peers;
 
-use cli::{ApiArgs, AuthArgs, CloudSimArgs, Command, ConductorArgs};
+use cli::{ApiArgs, AuthArgs, CloudSimArgs, Command, ConductorArgs, ManageCommand};
 use magnum_conductor::heat_cloud::{CloudAuth, HeatCloud};
 use magnum_conductor::node::{Conductor, ConductorConfig};
 use magnum_conductor::reconciler::ReconcilerConfig;
@@ -46,6 +47,9 @@ pub async fn run(cli: cli::Cli) -> Result<(), DeployError> {
         Command::Conductor(c) => run_conductor(c).await,
         Command::CloudSim(s) => run_cloud_sim(s).await,
         Command::Dev(d) => dev::run(d).await,
+        Command::Manage(ManageCommand::Status { conductors, json }) => {
+            manage::status(&conductors, json).await
+        }
     }
 }
 
