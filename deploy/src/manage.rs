@@ -3,6 +3,7 @@ use crate::DeployError;
 use magnum_proto::wire::{Topology, TOPOLOGY_PATH};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::time::Duration;
 
 #[derive(Serialize)]
