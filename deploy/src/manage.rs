@@ -112,47 +112,44 @@ pub async fn status(conductors: &[String], json: bool) -> Result<(), DeployError
         nodes,
         groups,
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).map_err(|e| DeployError::Args(e.to_string()))?
-        );
-        return Ok(());
-    }
-    println!("shards: {}  hash: {}", status.shards, status.hash);
+    let text = if json {
+        serde_json::to_string_pretty(&status).map_err(|e| DeployError::Args(e.to_string()))?
+    } else {
+        table(&status)
+    };
+    // A closed pipe (`| head`) is not worth a panic.
+    let _ = writeln!(std::io::stdout(), "{text}");
+    Ok(())
+}
+
+fn table(status: &Status) -> String {
+    let dash = || "-".to_string();
+    let mut out = format!("shards: {}  hash: {}\n", status.shards, status.hash);
     for n in &status.nodes {
         let state = if n.reachable { "up" } else { "DOWN" };
-        println!(
-            "node {:>3}  {:<22} {:<5} leads {}",
+        out += &format!(
+            "node {:>3}  {:<22} {:<5} leads {}\n",
             n.id, n.service, state, n.leads
         );
     }
-    println!(
+    out += &format!(
         "{:<10} {:>6} {:>6}  applied per node",
         "group", "leader", "term"
     );
     for g in &status.groups {
-        let leader = g
-            .leader
-            .map(|l| l.to_string())
-            .unwrap_or_else(|| "-".into());
+        let leader = g.leader.map(|l| l.to_string()).unwrap_or_else(dash);
         let applied: Vec<String> = g
             .applied
             .iter()
-            .map(|(n, a)| {
-                format!(
-                    "{n}:{}",
-                    a.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
-                )
-            })
+            .map(|(n, a)| format!("{n}:{}", a.map(|a| a.to_string()).unwrap_or_else(dash)))
             .collect();
-        println!(
-            "{:<10} {:>6} {:>6}  {}",
+        out += &format!(
+            "\n{:<10} {:>6} {:>6}  {}",
             g.role,
             leader,
             g.term,
             applied.join(" ")
         );
     }
-    Ok(())
+    out
 }
