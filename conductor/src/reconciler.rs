@@ -63,15 +63,19 @@ pub async fn run(
         cfg,
         cancel,
     });
-    let mut workers: HashMap<ClusterId, (OpId, JoinHandle<()>)> = HashMap::new();
+    let mut workers: HashMap<ClusterId, JoinHandle<()>> = HashMap::new();
     info!(group = ctx.group.id(), epoch, "reconciler started");
     loop {
         let ops: Vec<Operation> = ctx
             .group
             .read_local(|l| l.state.operations().cloned().collect());
-        workers.retain(|_, (_, h)| !h.is_finished());
+        workers.retain(|_, h| !h.is_finished());
         for op in ops {
-            if workers.get(&op.cluster).is_some_and(|(id, _)| *id == op.id) {
+            // One worker per cluster at a time. A superseded operation's worker (e.g. a create
+            // when the delete arrives) is never aborted mid-call: a stack POST it already sent
+            // could then land after the delete looked for the stack and leave an orphan. It
+            // notices the new operation at its next step and exits; only then does the next start.
+            if workers.contains_key(&op.cluster) {
                 continue;
             }
             let ctx2 = ctx.clone();
@@ -85,16 +89,14 @@ pub async fn run(
                 }
                 .instrument(span),
             );
-            if let Some((_, old)) = workers.insert(op.cluster, (op.id, handle)) {
-                old.abort(); // superseded operation (e.g. delete during create)
-            }
+            workers.insert(op.cluster, handle);
         }
         tokio::select! {
             _ = ctx.cancel.cancelled() => break,
             _ = tokio::time::sleep(ctx.cfg.scan) => {}
         }
     }
-    for (_, (_, h)) in workers {
+    for (_, h) in workers {
         h.abort();
     }
     info!(group = ctx.group.id(), epoch, "reconciler stopped");

@@ -16,8 +16,13 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct FakeCloud {
     /// name → (id, status, ready at)
-    stacks: Mutex<HashMap<String, (String, String, Instant)>>,
-    creates: Mutex<u32>,
+    stacks: Arc<Mutex<HashMap<String, (String, String, Instant)>>>,
+    creates: Arc<Mutex<u32>>,
+    /// Create calls received (the server may still be working on them).
+    create_calls: Mutex<u32>,
+    /// Server-side time before a stack create takes effect. The work goes on even if the caller
+    /// gives up, as with a real Heat.
+    create_delay: Duration,
 }
 
 #[async_trait]
@@ -35,23 +40,32 @@ impl Cloud for FakeCloud {
         c: &ClusterView,
     ) -> Result<StackHandle, CloudError> {
         let name = self.stack_name(c);
-        let mut s = self.stacks.lock().unwrap();
-        if s.get(&name)
-            .is_some_and(|(_, st, _)| st != "DELETE_COMPLETE")
-        {
-            return Err(CloudError::Conflict(name));
-        }
-        *self.creates.lock().unwrap() += 1;
-        let id = uuid::Uuid::new_v4().to_string();
-        s.insert(
-            name.clone(),
-            (
-                id.clone(),
-                "CREATE_IN_PROGRESS".into(),
-                Instant::now() + Duration::from_millis(300),
-            ),
-        );
-        Ok(StackHandle { name, id })
+        *self.create_calls.lock().unwrap() += 1;
+        let (stacks, creates, delay) =
+            (self.stacks.clone(), self.creates.clone(), self.create_delay);
+        let server = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut s = stacks.lock().unwrap();
+            if s.get(&name)
+                .is_some_and(|(_, st, _)| st != "DELETE_COMPLETE")
+            {
+                return Err(CloudError::Conflict(name));
+            }
+            *creates.lock().unwrap() += 1;
+            let id = uuid::Uuid::new_v4().to_string();
+            s.insert(
+                name.clone(),
+                (
+                    id.clone(),
+                    "CREATE_IN_PROGRESS".into(),
+                    Instant::now() + Duration::from_millis(300),
+                ),
+            );
+            Ok(StackHandle { name, id })
+        });
+        server
+            .await
+            .map_err(|e| CloudError::Transient(e.to_string()))?
     }
     async fn find_stack(
         &self,
@@ -284,6 +298,64 @@ async fn create_and_delete_across_a_leader_shutdown() {
     };
     c.nodes
         .insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
+    for (_, n) in c.nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_while_the_stack_create_is_in_flight_leaves_no_orphan() {
+    let cloud = Arc::new(FakeCloud {
+        create_delay: Duration::from_millis(800),
+        ..FakeCloud::default()
+    });
+    let mut c = start3(cloud.clone(), 1).await;
+    let cl = client(&c);
+    let project = ProjectId::from("proj-b");
+    let shard = shard_of(&project, cl.shards().await.unwrap());
+    let (t, cluster, ngs, op) = rows(&project);
+    let id = cluster.uuid;
+    send(&cl, shard, ShardCommand::CreateTemplate { template: t })
+        .await
+        .unwrap();
+    send(
+        &cl,
+        shard,
+        ShardCommand::CreateCluster {
+            cluster,
+            nodegroups: ngs,
+            operation: op,
+        },
+    )
+    .await
+    .unwrap();
+    // The create call is on its way; the stack does not exist yet.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while *cloud.create_calls.lock().unwrap() == 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let del = ShardCommand::DeleteCluster {
+        id,
+        op: OpId::new_v4(),
+        at: Timestamp::now(),
+        deadline: Timestamp::now().plus_secs(600),
+    };
+    send(&cl, shard, del).await.unwrap();
+    assert!(wait_status(&cl, shard, id, None).await.is_none());
+    // Give a create that escaped the delete time to land.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let live: Vec<String> = cloud
+        .stacks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, (_, st, _))| !st.starts_with("DELETE"))
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert!(live.is_empty(), "orphan stacks: {live:?}");
     for (_, n) in c.nodes.iter_mut() {
         if let Some(n) = n.take() {
             n.shutdown().await;
