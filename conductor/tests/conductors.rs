@@ -13,10 +13,12 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// name → (id, status, ready at)
+type Stacks = HashMap<String, (String, String, Instant)>;
+
 #[derive(Default)]
 struct FakeCloud {
-    /// name → (id, status, ready at)
-    stacks: Arc<Mutex<HashMap<String, (String, String, Instant)>>>,
+    stacks: Arc<Mutex<Stacks>>,
     creates: Arc<Mutex<u32>>,
     /// Create calls received (the server may still be working on them).
     create_calls: Mutex<u32>,
