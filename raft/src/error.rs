@@ -25,12 +25,6 @@ pub enum RaftError {
     Fatal(String),
 }
 
-impl From<sled::Error> for RaftError {
-    fn from(e: sled::Error) -> Self {
-        RaftError::Storage(e.to_string())
-    }
-}
-
 impl From<std::io::Error> for RaftError {
     fn from(e: std::io::Error) -> Self {
         RaftError::Storage(e.to_string())

@@ -1,11 +1,13 @@
-//! Multi-group Raft for the Magnum conductor: openraft 0.10 groups persisted in sled, talking
-//! over HTTP.
+//! Multi-group Raft for the Magnum conductor: openraft 0.10 groups persisted in a key/value
+//! engine (sled), talking over HTTP.
 //!
-//! This crate owns: one sled database per process with per-group log / meta / state-machine
-//! trees and the durability contract (nothing is acknowledged to openraft before it is
-//! flushed); the openraft glue (storage, network, snapshots); the Raft RPC transport (axum
-//! routes + a shared reqwest pool, with a versioned envelope per message); and a small API to
-//! open groups, propose, read linearizably and watch leadership.
+//! This crate owns: one database per process with per-group log / meta / state-machine trees
+//! and the durability contract (nothing is acknowledged to openraft before it is flushed); the
+//! openraft glue (storage, network, snapshots); the Raft RPC transport (axum routes + a shared
+//! reqwest pool, with a versioned envelope per message); and a small API to open groups,
+//! propose, read linearizably and watch leadership. Storage sees the database only through a
+//! narrow engine trait of ours (`storage::engine::KvEngine`); sled is its one implementation
+//! (`storage::sled_engine`), so the engine can be replaced later.
 //!
 //! It must not know anything about Magnum, clusters, shards' meaning, Heat, or any HTTP API
 //! other than Raft RPC: an application plugs in its deterministic [`StateMachineLogic`] and

@@ -14,7 +14,7 @@ pub trait StateMachineLogic: Send + Sync + 'static {
     fn apply(&mut self, index: u64, payload: &[u8], writes: &mut WriteSet) -> Vec<u8>;
 }
 
-/// Key/value changes produced by one `apply`, persisted in the same sled batch as the group's
+/// Key/value changes produced by one `apply`, persisted in the same atomic batch as the group's
 /// `last_applied`. Later operations on the same key win.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct WriteSet {

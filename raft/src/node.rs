@@ -1,4 +1,5 @@
-//! One `RaftNode` per process: the sled database, the HTTP client pool and the open groups.
+//! One `RaftNode` per process: the storage engine (sled), the HTTP client pool and the open
+//! groups.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use crate::network::client::{http_client, NetworkFactory};
 use crate::network::server::{self, RaftEndpoint};
 use crate::registry::Registry;
 use crate::storage::log::LogStore;
+use crate::storage::sled_engine::SledEngine;
 use crate::storage::sm::SmStore;
 use crate::storage::Store;
 use crate::types::{GroupId, NodeId};
@@ -40,7 +42,8 @@ impl RaftNode {
     pub fn open(node_id: NodeId, data_dir: &Path, cfg: RaftConfig) -> Result<Arc<Self>, RaftError> {
         cfg.validate()?;
         std::fs::create_dir_all(data_dir)?;
-        let store = Store::open(&data_dir.join("raft.sled"), node_id)?;
+        let engine = SledEngine::open(&data_dir.join("raft.sled"))?;
+        let store = Store::open(Box::new(engine), node_id)?;
         let http = http_client().map_err(|e| RaftError::Config(format!("http client: {e}")))?;
         Ok(Arc::new(Self {
             id: node_id,

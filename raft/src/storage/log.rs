@@ -1,6 +1,6 @@
-//! openraft log storage (log entries + vote) on sled.
+//! openraft log storage (log entries + vote) on a [`KvEngine`](super::engine::KvEngine).
 //!
-//! Durability: `save_vote`, `truncate_after` and `purge` return only after a sled flush;
+//! Durability: `save_vote`, `truncate_after` and `purge` return only after an engine flush;
 //! `append` writes the entries (readable at once) and reports them flushed from a task that
 //! awaits the flush, so RaftCore can pipeline the next append meanwhile.
 
@@ -14,7 +14,8 @@ use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use tracing::Instrument;
 
-use super::{meta_keys, sled_io, GroupTrees, Store};
+use super::engine::{KvIter, KvTree, WriteBatch};
+use super::{meta_keys, GroupTrees, Store};
 use crate::codec;
 use crate::types::{Entry, GroupId, LogId, TypeConfig, Vote};
 
@@ -23,8 +24,8 @@ use crate::types::{Entry, GroupId, LogId, TypeConfig, Vote};
 pub(crate) struct LogStore {
     store: Arc<Store>,
     gid: GroupId,
-    log: sled::Tree,
-    meta: sled::Tree,
+    log: Arc<dyn KvTree>,
+    meta: Arc<dyn KvTree>,
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -67,35 +68,34 @@ impl LogStore {
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
-        match self.meta.get(key).map_err(sled_io)? {
+        match self.meta.get(key)? {
             None => Ok(None),
             Some(v) => Ok(Some(codec::decode_record(&v)?)),
         }
     }
 
     fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T) -> io::Result<()> {
-        self.meta
-            .insert(key, codec::encode_record(v)?)
-            .map_err(sled_io)?;
-        Ok(())
+        self.meta.insert(key, &codec::encode_record(v)?)
     }
 
-    fn scan(&self, start: u64, end: Option<u64>) -> sled::Iter {
+    fn scan(&self, start: u64, end: Option<u64>) -> KvIter<'_> {
         let from = index_key(start);
         match end {
-            Some(e) => self.log.range(from..index_key(e)),
-            None => self.log.range(from..),
+            Some(e) => self
+                .log
+                .range(Bound::Included(&from), Bound::Excluded(&index_key(e))),
+            None => self.log.range(Bound::Included(&from), Bound::Unbounded),
         }
     }
 
     /// Removes every entry whose index lies in `[start, end)`, atomically.
     async fn remove_span(&self, start: u64, end: Option<u64>) -> io::Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         for kv in self.scan(start, end) {
-            let (k, _) = kv.map_err(sled_io)?;
-            batch.remove(k);
+            let (k, _) = kv?;
+            batch.delete(k);
         }
-        self.store.apply_batch(&self.log, batch).await
+        self.log.apply_batch(batch).await
     }
 }
 
@@ -109,7 +109,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let mut out: Vec<Entry> = Vec::new();
         for kv in self.scan(start, end) {
-            let (k, v) = kv.map_err(sled_io)?;
+            let (k, v) = kv?;
             let index = key_index(&k)?;
             let entry: Entry = codec::decode_record(&v)?;
             if entry.index() != index {
@@ -142,7 +142,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged_log_id: Option<LogId> = self.get_meta(meta_keys::PURGED)?;
-        let last = match self.log.last().map_err(sled_io)? {
+        let last = match self.log.last()? {
             Some((_, v)) => Some(codec::decode_record::<Entry>(&v)?.log_id()),
             None => None,
         };
@@ -189,12 +189,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         for entry in entries {
-            batch.insert(&index_key(entry.index()), codec::encode_record(&entry)?);
+            batch.put(index_key(entry.index()), codec::encode_record(&entry)?);
         }
-        // Readable now (sled serves reads from its page cache); durable after the flush below.
-        self.store.apply_batch(&self.log, batch).await?;
+        // Readable now; durable after the flush below.
+        self.log.apply_batch(batch).await?;
         let store = self.store.clone();
         tokio::spawn(
             async move {

@@ -1,7 +1,9 @@
-//! openraft state machine on sled: the app's `StateMachineLogic` in memory, its `WriteSet`s and
-//! `last_applied` persisted together in one sled batch per `apply` call.
+//! openraft state machine on a [`KvEngine`](super::engine::KvEngine): the app's
+//! `StateMachineLogic` in memory, its `WriteSet`s and `last_applied` persisted together in one
+//! atomic `WriteBatch` per `apply` call.
 
 use std::io::{self, Cursor};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::{Stream, TryStreamExt};
@@ -10,7 +12,8 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::{meta_keys, sled_io, GroupTrees, Store};
+use super::engine::{KvTree, WriteBatch};
+use super::{meta_keys, GroupTrees, Store};
 use crate::codec;
 use crate::error::RaftError;
 use crate::logic::{StateMachineLogic, WriteSet};
@@ -72,7 +75,7 @@ struct SnapshotSlot {
 impl SnapshotSlot {
     fn save(
         &self,
-        tree: &sled::Tree,
+        tree: &dyn KvTree,
         meta: &SnapshotMeta,
         data: &[u8],
         force: bool,
@@ -85,15 +88,14 @@ impl SnapshotSlot {
             meta: meta.clone(),
             data: data.to_vec(),
         };
-        tree.insert(meta_keys::SNAPSHOT, codec::encode_record(&rec)?)
-            .map_err(sled_io)?;
+        tree.insert(meta_keys::SNAPSHOT, &codec::encode_record(&rec)?)?;
         *cur = meta.last_log_id;
         Ok(true)
     }
 }
 
-fn read_snapshot(tree: &sled::Tree) -> io::Result<Option<SnapshotRecord>> {
-    match tree.get(meta_keys::SNAPSHOT).map_err(sled_io)? {
+fn read_snapshot(tree: &dyn KvTree) -> io::Result<Option<SnapshotRecord>> {
+    match tree.get(meta_keys::SNAPSHOT)? {
         None => Ok(None),
         Some(v) => Ok(Some(codec::decode_record(&v)?)),
     }
@@ -103,8 +105,8 @@ fn read_snapshot(tree: &sled::Tree) -> io::Result<Option<SnapshotRecord>> {
 pub(crate) struct SmStore<L> {
     store: Arc<Store>,
     gid: GroupId,
-    sm: sled::Tree,
-    meta: sled::Tree,
+    sm: Arc<dyn KvTree>,
+    meta: Arc<dyn KvTree>,
     logic: Arc<RwLock<L>>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
@@ -129,16 +131,16 @@ impl<L: StateMachineLogic> SmStore<L> {
             None => StoredMembership::default(),
         };
         let mut pairs = Vec::new();
-        for kv in trees.sm.scan_prefix([APP_PREFIX]) {
+        for kv in trees.sm.scan_prefix(&[APP_PREFIX]) {
             let (k, v) = kv?;
             if let Some(key) = strip_app_key(&k) {
-                pairs.push((key.to_vec(), v.to_vec()));
+                pairs.push((key.to_vec(), v));
             }
         }
         logic
             .load(&mut pairs.into_iter())
             .map_err(RaftError::Load)?;
-        let snap = read_snapshot(&trees.meta)?.and_then(|r| r.meta.last_log_id);
+        let snap = read_snapshot(&*trees.meta)?.and_then(|r| r.meta.last_log_id);
         Ok(Self {
             store,
             gid,
@@ -163,10 +165,7 @@ impl<L: StateMachineLogic> SmStore<L> {
 
     /// All raw pairs of the sm tree (app + reserved keys).
     fn dump(&self) -> io::Result<Pairs> {
-        self.sm
-            .iter()
-            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_io))
-            .collect()
+        self.sm.range(Bound::Unbounded, Bound::Unbounded).collect()
     }
 }
 
@@ -187,7 +186,7 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
         if items.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         let mut replies = Vec::with_capacity(items.len());
         let mut last = self.last_applied;
         let mut membership = None;
@@ -203,8 +202,8 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
                         let r = logic.apply(log_id.index(), &p.0, &mut ws);
                         for (k, v) in ws.ops {
                             match v {
-                                Some(v) => batch.insert(app_key(&k), v),
-                                None => batch.remove(app_key(&k)),
+                                Some(v) => batch.put(app_key(&k), v),
+                                None => batch.delete(app_key(&k)),
                             }
                         }
                         r
@@ -220,11 +219,11 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
         }
         // last_applied goes into the same batch as the app's writes: after a crash either both
         // are there or neither, so no entry is applied twice or lost.
-        batch.insert(KEY_LAST_APPLIED, codec::encode_record(&last)?);
+        batch.put(KEY_LAST_APPLIED, codec::encode_record(&last)?);
         if let Some(m) = &membership {
-            batch.insert(KEY_MEMBERSHIP, codec::encode_record(m)?);
+            batch.put(KEY_MEMBERSHIP, codec::encode_record(m)?);
         }
-        self.store.apply_batch(&self.sm, batch).await?;
+        self.sm.apply_batch(batch).await?;
         self.store.flush().await?;
         self.last_applied = last;
         if let Some(m) = membership {
@@ -261,18 +260,20 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let pairs: Pairs = codec::decode_record(&data)?;
-        let mut batch = sled::Batch::default();
-        for k in self.sm.iter().keys() {
-            batch.remove(k.map_err(sled_io)?);
+        // Replaces the whole tree in one atomic batch: every old key removed, the snapshot's
+        // pairs put (a later op on a key wins).
+        let mut batch = WriteBatch::default();
+        for kv in self.sm.range(Bound::Unbounded, Bound::Unbounded) {
+            batch.delete(kv?.0);
         }
         for (k, v) in &pairs {
-            batch.insert(k.as_slice(), v.as_slice());
+            batch.put(k.as_slice(), v.as_slice());
         }
         // The meta is authoritative for what the snapshot covers.
-        batch.insert(KEY_LAST_APPLIED, codec::encode_record(&meta.last_log_id)?);
-        batch.insert(KEY_MEMBERSHIP, codec::encode_record(&meta.last_membership)?);
-        self.store.apply_batch(&self.sm, batch).await?;
-        self.slot.save(&self.meta, meta, &data, true)?;
+        batch.put(KEY_LAST_APPLIED, codec::encode_record(&meta.last_log_id)?);
+        batch.put(KEY_MEMBERSHIP, codec::encode_record(&meta.last_membership)?);
+        self.sm.apply_batch(batch).await?;
+        self.slot.save(&*self.meta, meta, &data, true)?;
         self.store.flush().await?;
 
         let mut app = pairs
@@ -286,7 +287,7 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(read_snapshot(&self.meta)?.map(|rec| Snapshot {
+        Ok(read_snapshot(&*self.meta)?.map(|rec| Snapshot {
             meta: rec.meta,
             snapshot: Cursor::new(rec.data),
         }))
@@ -296,7 +297,7 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
 /// A consistent copy of the state machine, serialized and persisted in `build_snapshot`.
 pub(crate) struct SmSnapshotBuilder {
     store: Arc<Store>,
-    meta_tree: sled::Tree,
+    meta_tree: Arc<dyn KvTree>,
     slot: Arc<SnapshotSlot>,
     pairs: Result<Pairs, String>,
     meta: SnapshotMeta,
@@ -310,7 +311,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SmSnapshotBuilder {
         let pairs = std::mem::replace(&mut self.pairs, Err("snapshot already built".into()));
         let pairs = pairs.map_err(io_err)?;
         let data = codec::encode_record(&pairs)?;
-        self.slot.save(&self.meta_tree, &self.meta, &data, false)?;
+        self.slot.save(&*self.meta_tree, &self.meta, &data, false)?;
         // Durable before openraft purges the logs it covers.
         self.store.flush().await?;
         tracing::info!(last_log_id = ?self.meta.last_log_id, bytes = data.len(), "built snapshot");

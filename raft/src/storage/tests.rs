@@ -1,6 +1,8 @@
 //! Storage tests: openraft's own storage suite plus our persistence guarantees.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::{Membership, RaftSnapshotBuilder, StorageError};
 
 use super::log::LogStore;
+use super::sled_engine::SledEngine;
 use super::sm::SmStore;
 use super::Store;
 use crate::logic::{StateMachineLogic, WriteSet};
@@ -46,6 +49,14 @@ impl StateMachineLogic for Kv {
     }
 }
 
+fn temporary_store(node_id: u64) -> Arc<Store> {
+    Store::open(Box::new(SledEngine::temporary().unwrap()), node_id).unwrap()
+}
+
+fn open_store(path: &Path, node_id: u64) -> Result<Arc<Store>, crate::error::RaftError> {
+    Store::open(Box::new(SledEngine::open(path)?), node_id)
+}
+
 struct Builder {
     store: Arc<Store>,
     next_gid: AtomicU64,
@@ -69,7 +80,7 @@ impl StoreBuilder<TypeConfig, LogStore, SmStore<Kv>> for Builder {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite() {
     let builder = Builder {
-        store: Store::temporary(1).unwrap(),
+        store: temporary_store(1),
         next_gid: AtomicU64::new(0),
     };
     Suite::test_all(builder).await.unwrap();
@@ -110,7 +121,7 @@ async fn write_set_and_last_applied_are_persisted_together() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     {
-        let store = Store::open(&path, 7).unwrap();
+        let store = open_store(&path, 7).unwrap();
         let trees = store.group_trees(3).unwrap();
         let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default()).unwrap();
         apply(
@@ -128,9 +139,8 @@ async fn write_set_and_last_applied_are_persisted_together() {
         // Raw tree: exactly the app keys plus the reserved records, written by one batch.
         let keys: Vec<Vec<u8>> = trees
             .sm
-            .iter()
-            .keys()
-            .map(|k| k.unwrap().to_vec())
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .map(|kv| kv.unwrap().0)
             .collect();
         assert_eq!(
             keys,
@@ -143,7 +153,7 @@ async fn write_set_and_last_applied_are_persisted_together() {
         );
     }
     // Reopen as after a crash: the state and last_applied agree, nothing is re-applied.
-    let store = Store::open(&path, 7).unwrap();
+    let store = open_store(&path, 7).unwrap();
     let trees = store.group_trees(3).unwrap();
     let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default()).unwrap();
     let (applied, mem) = sm.applied_state().await.unwrap();
@@ -164,7 +174,7 @@ async fn write_set_and_last_applied_are_persisted_together() {
     // Opening the same directory with another node id is refused.
     drop((sm, trees, logic, store));
     assert!(matches!(
-        Store::open(&path, 8),
+        open_store(&path, 8),
         Err(crate::error::RaftError::NodeIdMismatch {
             expected: 8,
             found: 7
@@ -174,7 +184,7 @@ async fn write_set_and_last_applied_are_persisted_together() {
 
 #[tokio::test]
 async fn snapshot_installs_on_another_replica_and_survives_restart() {
-    let store = Store::temporary(1).unwrap();
+    let store = temporary_store(1);
     let (ta, tb) = (store.group_trees(1).unwrap(), store.group_trees(2).unwrap());
     let mut a = SmStore::open(store.clone(), 1, &ta, Kv::default()).unwrap();
     apply(

@@ -1,0 +1,205 @@
+//! [`KvEngine`] on sled 0.34: the only place of the crate (besides its construction in
+//! `node.rs`) that knows sled.
+//!
+//! One `sled::Db` per process; a [`KvEngine`] tree is a `sled::Tree` of the same name, and
+//! [`KvEngine::root`] is sled's default tree, so the on-disk layout is sled's own.
+
+use std::io::{self, ErrorKind};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+
+use super::engine::{BatchOp, KvEngine, KvIter, KvPair, KvTree, WriteBatch};
+
+/// How long `open` waits for a previous instance in this process to release the db lock.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Orders our flushes (shared) against our batch writes (exclusive). sled 0.34 has a
+/// process-global RwLock where `apply_batch` is the writer and a flush holds the read side for
+/// a whole fsync; taking our async lock first means a batch never blocks a tokio worker thread
+/// waiting for an fsync to end.
+type IoLock = Arc<tokio::sync::RwLock<()>>;
+
+/// The process's single sled database.
+pub(crate) struct SledEngine {
+    db: sled::Db,
+    io: IoLock,
+}
+
+impl SledEngine {
+    /// Opens (or creates) the database at `path`.
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
+        let config = sled::Config::new()
+            .path(path)
+            // sled defaults to a 1 GiB cache; the state per group is small.
+            .cache_capacity(128 * 1024 * 1024);
+        // sled's file lock outlives the last `Db` handle until its IO threads finish, so a
+        // reopen right after a shutdown in the same process may briefly find it taken.
+        let deadline = Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.map_err(sled_io)?,
+            }
+        };
+        Ok(Self::with_db(db))
+    }
+
+    /// A database deleted when dropped.
+    #[cfg(test)]
+    pub(crate) fn temporary() -> io::Result<Self> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(sled_io)?;
+        Ok(Self::with_db(db))
+    }
+
+    fn with_db(db: sled::Db) -> Self {
+        Self {
+            db,
+            io: Arc::new(tokio::sync::RwLock::new(())),
+        }
+    }
+
+    fn tree(&self, tree: sled::Tree) -> Arc<dyn KvTree> {
+        Arc::new(SledTree {
+            tree,
+            io: self.io.clone(),
+        })
+    }
+}
+
+impl KvEngine for SledEngine {
+    fn root(&self) -> Arc<dyn KvTree> {
+        // `Db` derefs to sled's default tree.
+        self.tree((*self.db).clone())
+    }
+
+    fn open_tree(&self, name: &str) -> io::Result<Arc<dyn KvTree>> {
+        Ok(self.tree(self.db.open_tree(name).map_err(sled_io)?))
+    }
+
+    /// sled flushes the whole db, all trees.
+    ///
+    /// Not `flush_async`: in sled 0.34.7 it runs the flush on sled's own IO thread pool, where
+    /// concurrent flushes can occupy every thread while waiting for an IO-buffer write queued
+    /// on that same pool; with a pending `apply_batch` holding sled's global lock queue, the
+    /// whole process deadlocks (spacejam/sled#1308, fixed only on sled main). A blocking flush
+    /// on tokio's blocking pool leaves sled's pool free for the buffer writes.
+    fn flush(&self) -> BoxFuture<'static, io::Result<()>> {
+        let io = self.io.clone();
+        let db = self.db.clone();
+        Box::pin(async move {
+            let _shared = io.read().await;
+            match tokio::task::spawn_blocking(move || db.flush()).await {
+                Ok(res) => res.map(|_| ()).map_err(sled_io),
+                Err(e) => Err(io::Error::other(format!("flush task failed: {e}"))),
+            }
+        })
+    }
+
+    fn flush_blocking(&self) -> io::Result<()> {
+        self.db.flush().map(|_| ()).map_err(sled_io)
+    }
+}
+
+/// One sled tree plus the engine's batch/flush lock.
+struct SledTree {
+    tree: sled::Tree,
+    io: IoLock,
+}
+
+fn pairs<'a>(iter: sled::Iter) -> KvIter<'a> {
+    Box::new(iter.map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_io)))
+}
+
+impl KvTree for SledTree {
+    fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.tree.get(key).map_err(sled_io)?.map(|v| v.to_vec()))
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        self.tree.insert(key, value).map_err(sled_io)?;
+        Ok(())
+    }
+
+    fn range<'a>(&'a self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> KvIter<'a> {
+        pairs(self.tree.range::<&[u8], _>((lower, upper)))
+    }
+
+    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a> {
+        pairs(self.tree.scan_prefix(prefix))
+    }
+
+    fn last(&self) -> io::Result<Option<KvPair>> {
+        Ok(self
+            .tree
+            .last()
+            .map_err(sled_io)?
+            .map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
+    fn apply_batch(&self, batch: WriteBatch) -> BoxFuture<'_, io::Result<()>> {
+        let mut sled_batch = sled::Batch::default();
+        for op in batch.ops {
+            match op {
+                BatchOp::Put(k, v) => sled_batch.insert(k, v),
+                BatchOp::Delete(k) => sled_batch.remove(k),
+            }
+        }
+        Box::pin(async move {
+            let _exclusive = self.io.write().await;
+            self.tree.apply_batch(sled_batch).map_err(sled_io)
+        })
+    }
+}
+
+fn sled_io(e: sled::Error) -> io::Error {
+    match e {
+        sled::Error::Io(io) => io,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn meets_the_engine_contract() {
+        let engine = SledEngine::temporary().unwrap();
+        super::super::engine::check_contract(&engine).await;
+    }
+
+    #[tokio::test]
+    async fn reopen_keeps_flushed_data_and_sled_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let engine = SledEngine::open(&path).unwrap();
+            engine.root().insert(b"r", b"1").unwrap();
+            let mut b = WriteBatch::default();
+            b.put(*b"k", *b"v");
+            engine
+                .open_tree("g1/log")
+                .unwrap()
+                .apply_batch(b)
+                .await
+                .unwrap();
+            engine.flush().await.unwrap();
+        }
+        // Same names and bytes as plain sled: the default tree and a tree of that name.
+        let db = SledEngine::open(&path).unwrap().db;
+        assert_eq!(db.get(b"r").unwrap().unwrap().as_ref(), b"1");
+        let tree = db.open_tree("g1/log").unwrap();
+        assert_eq!(tree.get(b"k").unwrap().unwrap().as_ref(), b"v");
+    }
+}
