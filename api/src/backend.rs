@@ -3,7 +3,8 @@
 //! retries (with the same request id) within its deadline.
 use async_trait::async_trait;
 use magnum_proto::{
-    ClientError, ConductorClient, QueryResult, ShardId, ShardQuery, ShardRequest, ShardResponse,
+    ClientError, ConductorClient, QueryResult, ServiceRecord, ShardId, ShardQuery, ShardRequest,
+    ShardResponse,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,11 @@ pub trait Backend: Send + Sync {
     ) -> Result<ShardResponse, BackendError>;
     /// Linearizable read on the shard's leader.
     async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError>;
+    /// The conductor registry (linearizable read on the meta leader). Backends without one
+    /// report no conductors.
+    async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {
+        Ok(Vec::new())
+    }
 }
 
 #[async_trait]
@@ -56,5 +62,9 @@ impl Backend for ConductorClient {
 
     async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError> {
         Ok(ConductorClient::query(self, shard, q).await?)
+    }
+
+    async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {
+        Ok(ConductorClient::services(self).await?)
     }
 }

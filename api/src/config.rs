@@ -29,7 +29,12 @@ pub struct ApiConfig {
     pub openstack_timeout: Duration,
     pub max_version: ApiVersion,
     pub validation: ValidationSettings,
+    /// `service_down_time`: a conductor whose last report is older is shown `down`.
+    pub service_down_time: Duration,
 }
+
+/// Default of `service_down_time`: six missed conductor heartbeats.
+pub const DEFAULT_SERVICE_DOWN_TIME: Duration = Duration::from_secs(60);
 
 impl ApiConfig {
     /// Defaults for everything but where to listen and which Keystone to trust.
@@ -50,6 +55,7 @@ impl ApiConfig {
             openstack_timeout: Duration::from_secs(10),
             max_version: DEFAULT_MAX_VERSION,
             validation: ValidationSettings::default(),
+            service_down_time: DEFAULT_SERVICE_DOWN_TIME,
         }
     }
 }
@@ -105,6 +111,8 @@ pub struct Settings {
     pub auth_url: String,
     pub max_version: ApiVersion,
     pub validation: ValidationSettings,
+    /// See [`ApiConfig::service_down_time`].
+    pub service_down_time: Duration,
 }
 
 impl Settings {
@@ -114,6 +122,7 @@ impl Settings {
             auth_url: auth_url.into(),
             max_version: DEFAULT_MAX_VERSION,
             validation: ValidationSettings::default(),
+            service_down_time: DEFAULT_SERVICE_DOWN_TIME,
         }
     }
 
@@ -126,6 +135,7 @@ impl Settings {
             auth_url: cfg.auth_url.clone(),
             max_version: cfg.max_version,
             validation: cfg.validation.clone(),
+            service_down_time: cfg.service_down_time,
         }
     }
 

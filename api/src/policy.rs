@@ -39,6 +39,7 @@ pub enum Action {
     ClusterGetOneAllProjects,
     ClusterGetAll,
     ClusterGetAllAllProjects,
+    ServiceGetAll,
 }
 
 impl Action {
@@ -66,6 +67,7 @@ impl Action {
             ClusterGetOneAllProjects => "cluster:get_one_all_projects",
             ClusterGetAll => "cluster:get_all",
             ClusterGetAllAllProjects => "cluster:get_all_all_projects",
+            ServiceGetAll => "magnum-service:get_all",
         }
     }
 
@@ -81,7 +83,8 @@ impl Action {
             | ClusterDeleteAllProjects
             | ClusterDetailAllProjects
             | ClusterGetOneAllProjects
-            | ClusterGetAllAllProjects => Rule::Admin,
+            | ClusterGetAllAllProjects
+            | ServiceGetAll => Rule::Admin,
             TemplateDetail | TemplateGet | TemplateGetAll | ClusterDetail | ClusterGet
             | ClusterGetAll => Rule::AdminOrReader,
             TemplateCreate | TemplateDelete | TemplateUpdate | ClusterCreate | ClusterDelete => {

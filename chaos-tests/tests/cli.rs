@@ -197,5 +197,31 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
         "template list",
     );
     assert!(list.as_array().unwrap().is_empty(), "{list}");
+
+    // The conductor registry (meta group), as an admin sees it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let svcs = json(
+            &os(&["coe", "service", "list", "-f", "json"]),
+            "service list",
+        );
+        let field = |x: &Value, k: &str, title: &str| {
+            x.get(k)
+                .or_else(|| x.get(title))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let rows = svcs.as_array().unwrap();
+        let up = rows
+            .iter()
+            .filter(|x| field(x, "state", "State") == "up")
+            .filter(|x| field(x, "binary", "Binary") == "magnum-conductor")
+            .count();
+        if rows.len() == 3 && up == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "conductors not all up: {svcs}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     println!("MEASURE cli: `openstack coe cluster create` → CREATE_COMPLETE seen by `cluster show` = {} ms (time_scale {})", to_complete.as_millis(), d.opts.time_scale);
 }

@@ -10,6 +10,7 @@
 
 pub mod certs;
 pub mod cloud;
+pub mod heartbeat;
 pub mod heat_cloud;
 pub mod logic;
 pub mod messages;

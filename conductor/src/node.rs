@@ -2,6 +2,7 @@
 //! serves Raft RPC and the service API on their own listeners, bootstraps a fresh deployment,
 //! and runs a reconciler for every shard it leads once its ownership epoch is committed.
 use crate::cloud::Cloud;
+use crate::heartbeat;
 use crate::logic::ShardLogic;
 use crate::meta::{Bootstrap, MetaCommand, MetaState};
 use crate::reconciler::{self, ReconcilerConfig};
@@ -45,7 +46,12 @@ pub struct ConductorConfig {
     pub raft: RaftConfig,
     pub reconciler: ReconcilerConfig,
     pub cloud: Arc<dyn Cloud>,
+    /// How often this node reports itself to the conductor registry (first beat at start).
+    pub heartbeat_interval: Duration,
 }
+
+/// Default of [`ConductorConfig::heartbeat_interval`].
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct Conductor {
     pub node: Arc<RaftNode>,
@@ -115,6 +121,19 @@ impl Conductor {
                 shards_n,
             )));
         }
+        let host = cfg
+            .peers
+            .get(&cfg.node_id)
+            .map(|a| a.service.clone())
+            .unwrap_or_else(|| service_addr.to_string());
+        let seeds = cfg.peers.values().map(|a| a.service.clone()).collect();
+        tasks.push(tokio::spawn(heartbeat::run(
+            cfg.node_id,
+            host,
+            seeds,
+            cfg.heartbeat_interval,
+            cancel.clone(),
+        )));
         for g in &shards {
             let fut = ownership_loop(
                 g.clone(),

@@ -32,14 +32,14 @@ pub fn encode_key(k: &Key) -> Vec<u8> {
     }
 }
 
-fn enc<T: Serialize>(v: &T) -> Option<Vec<u8>> {
+pub(crate) fn enc<T: Serialize>(v: &T) -> Option<Vec<u8>> {
     let mut out = vec![FORMAT_JSON_V1];
     // Serialising plain data into a Vec cannot fail; a failure would be a bug, so skip the row.
     serde_json::to_writer(&mut out, v).ok()?;
     Some(out)
 }
 
-fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     match bytes.split_first() {
         Some((&FORMAT_JSON_V1, rest)) => serde_json::from_slice(rest).map_err(|e| e.to_string()),
         Some((tag, _)) => Err(format!("unknown row format {tag}")),

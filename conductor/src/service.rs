@@ -1,7 +1,7 @@
 //! The conductor's service listener: forwarded mutations and linearizable reads from API nodes,
 //! and the topology they route by. JSON bodies in a versioned envelope (`magnum_proto::wire`).
 use crate::logic::ShardLogic;
-use crate::meta::MetaState;
+use crate::meta::{MetaCommand, MetaResponse, MetaState};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use magnum_proto::wire::{self, Envelope, GroupInfo, InternalError, NodeInfo, NotLeader, Topology};
-use magnum_proto::{shard, NodeId, ShardCommand, ShardQuery, ShardRequest};
+use magnum_proto::{
+    shard, MetaQuery, MetaQueryResult, MetaRequest, NodeId, ShardCommand, ShardQuery, ShardRequest,
+};
 use magnum_raft::{Group, NodeAddr, WriteError};
 use std::sync::Arc;
 
@@ -24,6 +26,8 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route("/internal/v1/topology", get(topology))
         .route("/internal/v1/shards/{shard}/command", post(command))
         .route("/internal/v1/shards/{shard}/query", post(query))
+        .route(wire::META_COMMAND_PATH, post(meta_command))
+        .route(wire::META_QUERY_PATH, post(meta_query))
         .with_state(state)
 }
 
@@ -118,6 +122,50 @@ async fn query(
     let q: ShardQuery = decode(&body)?;
     let group = shard_group(&s, shard)?;
     let r = group.read(|l| l.state.query(&q)).await?;
+    Ok(Json(r).into_response())
+}
+
+async fn meta_command(
+    State(s): State<Arc<ServiceState>>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    // `MetaRequest` has only the variants clients may send (bootstrap stays internal).
+    let cmd = match decode::<MetaRequest>(&body)? {
+        MetaRequest::Heartbeat {
+            node,
+            host,
+            version,
+            at,
+        } => MetaCommand::Heartbeat {
+            node: node.0,
+            host,
+            version,
+            at,
+        },
+    };
+    let payload = serde_json::to_vec(&cmd).map_err(|e| SvcError::BadRequest(e.to_string()))?;
+    let bytes = s.meta.write(payload).await?;
+    match serde_json::from_slice::<MetaResponse>(&bytes) {
+        Ok(MetaResponse::Service(rec)) => Ok(Json(rec).into_response()),
+        Ok(other) => Err(SvcError::Unavailable(format!(
+            "unexpected meta answer {other:?}"
+        ))),
+        Err(e) => Err(SvcError::Unavailable(format!(
+            "undecodable meta answer: {e}"
+        ))),
+    }
+}
+
+async fn meta_query(State(s): State<Arc<ServiceState>>, body: Bytes) -> Result<Response, SvcError> {
+    let r = match decode::<MetaQuery>(&body)? {
+        MetaQuery::Services => {
+            let v = s
+                .meta
+                .read(|m| m.services.values().cloned().collect())
+                .await?;
+            MetaQueryResult::Services(v)
+        }
+    };
     Ok(Json(r).into_response())
 }
 

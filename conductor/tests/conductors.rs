@@ -178,6 +178,7 @@ async fn start3(cloud: Arc<FakeCloud>, shards: u32) -> Cluster3 {
                 ..Default::default()
             },
             cloud: cloud.clone(),
+            heartbeat_interval: Duration::from_millis(200),
         };
         c._dirs.push(dir);
         c.nodes
@@ -360,6 +361,43 @@ async fn delete_while_the_stack_create_is_in_flight_leaves_no_orphan() {
     assert!(live.is_empty(), "orphan stacks: {live:?}");
     for (_, n) in c.nodes.iter_mut() {
         if let Some(n) = n.take() {
+            n.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_conductor_heartbeats_into_the_meta_registry() {
+    let c = start3(Arc::new(FakeCloud::default()), 2).await;
+    let cl = client(&c);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let services = loop {
+        let s = cl.services().await.unwrap();
+        if s.len() == 3 && s.iter().all(|r| r.report_count >= 2) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "registry never filled: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (r, (id, cfg)) in services.iter().zip(&c.cfgs) {
+        assert_eq!(r.id, *id);
+        assert_eq!(r.host, cfg.peers[id].service);
+        assert_eq!(r.binary, "magnum-conductor");
+        assert_eq!(r.version, env!("CARGO_PKG_VERSION"));
+        assert!(r.created_at <= r.updated_at);
+    }
+    // Only Heartbeat is accepted from outside: a Bootstrap body does not decode.
+    let http = reqwest::Client::new();
+    let addr = c.cfgs[&1].service_listen;
+    let r = http
+        .post(format!("http://{addr}{}", wire::META_COMMAND_PATH))
+        .json(&serde_json::json!({"proto": 1, "body": {"Bootstrap": {"shards": 9, "hash": "x"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    for (_, n) in c.nodes {
+        if let Some(n) = n {
             n.shutdown().await;
         }
     }

@@ -65,6 +65,7 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
                 ..ReconcilerConfig::default()
             },
             cloud: Arc::new(cloud),
+            heartbeat_interval: magnum_conductor::node::DEFAULT_HEARTBEAT_INTERVAL,
         };
         conductors.push(Conductor::start(cfg).await?);
     }

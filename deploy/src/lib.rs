@@ -128,6 +128,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
             ..ReconcilerConfig::default()
         },
         cloud: Arc::new(cloud),
+        heartbeat_interval: magnum_conductor::node::DEFAULT_HEARTBEAT_INTERVAL,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The router: one module per resource, assembled here with the request plumbing.
 pub mod clusters;
+pub mod mservices;
 pub mod root;
 pub mod templates;
 
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/", get(root::v1))
         .merge(templates::routes())
         .merge(clusters::routes())
+        .merge(mservices::routes())
         .fallback(route_not_found)
         .layer(from_fn_with_state(state.clone(), v1_gate))
         .layer(CatchPanicLayer::custom(panic_response))

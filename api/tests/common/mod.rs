@@ -30,6 +30,8 @@ pub struct MemBackend {
     pub race_tags: Mutex<Option<String>>,
     /// Every command received (to assert that rejected input persisted nothing).
     pub commands: Mutex<Vec<(ShardId, ShardRequest)>>,
+    /// The conductor registry `services()` answers.
+    pub services: Mutex<Vec<ServiceRecord>>,
 }
 
 impl MemBackend {
@@ -43,6 +45,7 @@ impl MemBackend {
             panic: AtomicBool::new(false),
             race_tags: Mutex::new(None),
             commands: Mutex::new(Vec::new()),
+            services: Mutex::new(Vec::new()),
         }
     }
 
@@ -149,6 +152,11 @@ impl Backend for MemBackend {
         self.check()?;
         assert!(!self.panic.load(Ordering::SeqCst), "test: query panics");
         Ok(self.shards[shard.0 as usize].lock().unwrap().query(q))
+    }
+
+    async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {
+        self.check()?;
+        Ok(self.services.lock().unwrap().clone())
     }
 }
 

@@ -3,6 +3,7 @@
 //! a request id, so a retry after an unknown outcome is applied once.
 use crate::command::{ShardRequest, ShardResponse};
 use crate::ids::{NodeId, ShardId};
+use crate::meta::{MetaQuery, MetaQueryResult, MetaRequest, ServiceRecord};
 use crate::query::{QueryResult, ShardQuery};
 use crate::wire::{self, Envelope, InternalError, NotLeader, Topology};
 use serde::de::DeserializeOwned;
@@ -22,8 +23,8 @@ pub enum ClientError {
 #[derive(Default)]
 struct Cache {
     topology: Option<Topology>,
-    /// Last known leader service address per shard.
-    leaders: HashMap<ShardId, String>,
+    /// Last known leader service address per Raft group (0 = meta, shard s = s + 1).
+    leaders: HashMap<u64, String>,
     /// Round-robin cursor over seeds/nodes when no leader is known.
     cursor: usize,
 }
@@ -83,13 +84,9 @@ impl ConductorClient {
                         Ok(t) => {
                             let mut c = self.lock();
                             for g in &t.groups {
-                                if g.group == 0 {
-                                    continue;
-                                }
-                                let shard = ShardId((g.group - 1) as u32);
-                                match t.leader_of(shard) {
-                                    Some(n) => c.leaders.insert(shard, n.service.clone()),
-                                    None => c.leaders.remove(&shard),
+                                match t.leader_of_group(g.group) {
+                                    Some(n) => c.leaders.insert(g.group, n.service.clone()),
+                                    None => c.leaders.remove(&g.group),
                                 };
                             }
                             c.topology = Some(t.clone());
@@ -113,12 +110,32 @@ impl ConductorClient {
         shard: ShardId,
         req: &ShardRequest,
     ) -> Result<ShardResponse, ClientError> {
-        self.call(shard, &wire::command_path(shard), req).await
+        self.call(Topology::group_of(shard), &wire::command_path(shard), req)
+            .await
+    }
+
+    /// Forward a meta-group mutation to the meta leader.
+    pub async fn meta_command(&self, req: &MetaRequest) -> Result<ServiceRecord, ClientError> {
+        self.call(wire::META_GROUP, wire::META_COMMAND_PATH, req)
+            .await
+    }
+
+    /// Linearizable read on the meta leader.
+    pub async fn meta_query(&self, q: &MetaQuery) -> Result<MetaQueryResult, ClientError> {
+        self.call(wire::META_GROUP, wire::META_QUERY_PATH, q).await
+    }
+
+    /// The conductor registry, by id.
+    pub async fn services(&self) -> Result<Vec<ServiceRecord>, ClientError> {
+        match self.meta_query(&MetaQuery::Services).await? {
+            MetaQueryResult::Services(v) => Ok(v),
+        }
     }
 
     /// Linearizable read on the shard's leader.
     pub async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, ClientError> {
-        self.call(shard, &wire::query_path(shard), q).await
+        self.call(Topology::group_of(shard), &wire::query_path(shard), q)
+            .await
     }
 
     /// The same query on every shard, in shard order.
@@ -136,7 +153,7 @@ impl ConductorClient {
 
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
-        shard: ShardId,
+        group: u64,
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
@@ -144,12 +161,12 @@ impl ConductorClient {
         let envelope = Envelope::new(body);
         let mut backoff = Duration::from_millis(20);
         let mut last = String::new();
-        let mut target = self.target_for(shard);
+        let mut target = self.target_for(group);
         while start.elapsed() < self.deadline {
             match self.attempt::<_, T>(&target, path, &envelope).await {
                 Ok(Attempt::Done(v)) => return Ok(v),
                 Ok(Attempt::Redirect(Some(addr))) if addr != target => {
-                    self.lock().leaders.insert(shard, addr.clone());
+                    self.lock().leaders.insert(group, addr.clone());
                     target = addr;
                     continue;
                 }
@@ -159,7 +176,7 @@ impl ConductorClient {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(400));
-            self.lock().leaders.remove(&shard);
+            self.lock().leaders.remove(&group);
             target = self.next_candidate();
         }
         Err(ClientError::Unavailable(self.deadline, last))
@@ -199,8 +216,8 @@ impl ConductorClient {
         Ok(Attempt::Retry(format!("{addr}: {text}")))
     }
 
-    fn target_for(&self, shard: ShardId) -> String {
-        if let Some(a) = self.lock().leaders.get(&shard) {
+    fn target_for(&self, group: u64) -> String {
+        if let Some(a) = self.lock().leaders.get(&group) {
             return a.clone();
         }
         self.next_candidate()

@@ -11,6 +11,7 @@ pub mod command;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod ids;
+pub mod meta;
 pub mod model;
 pub mod query;
 pub mod shard;
@@ -22,6 +23,7 @@ pub use command::{
     CommandError, CommandOk, OpEvent, ShardCommand, ShardRequest, ShardResponse, StackOutputs,
 };
 pub use ids::*;
+pub use meta::{MetaQuery, MetaQueryResult, MetaRequest, ServiceRecord};
 pub use model::*;
 pub use query::{QueryResult, ShardQuery};
 pub use shard::shard_of;

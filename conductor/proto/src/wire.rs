@@ -8,6 +8,15 @@ pub const MIN_PROTO_VERSION: u16 = 1;
 
 pub const TOPOLOGY_PATH: &str = "/internal/v1/topology";
 
+/// Meta-group mutation ([`crate::meta::MetaRequest`]) on the meta leader; answers the
+/// [`crate::meta::ServiceRecord`] written.
+pub const META_COMMAND_PATH: &str = "/internal/v1/meta/command";
+/// Linearizable meta-group read ([`crate::meta::MetaQuery`] → [`crate::meta::MetaQueryResult`]).
+pub const META_QUERY_PATH: &str = "/internal/v1/meta/query";
+
+/// Raft group id of the meta group.
+pub const META_GROUP: u64 = 0;
+
 pub fn command_path(shard: ShardId) -> String {
     format!("/internal/v1/shards/{}/command", shard.0)
 }
@@ -81,7 +90,11 @@ impl Topology {
     }
 
     pub fn leader_of(&self, shard: ShardId) -> Option<&NodeInfo> {
-        let gid = Self::group_of(shard);
+        self.leader_of_group(Self::group_of(shard))
+    }
+
+    /// Leader of any Raft group (0 = meta).
+    pub fn leader_of_group(&self, gid: u64) -> Option<&NodeInfo> {
         let leader = self.groups.iter().find(|g| g.group == gid)?.leader?;
         self.nodes.iter().find(|n| n.id == leader)
     }

@@ -1,0 +1,109 @@
+use super::*;
+use magnum_raft::{NodeAddr, RaftConfig, RaftNode};
+use std::time::Duration;
+
+fn beat(node: u64, host: &str, at: i64) -> Vec<u8> {
+    serde_json::to_vec(&MetaCommand::Heartbeat {
+        node,
+        host: host.into(),
+        version: "1.2.3".into(),
+        at: Timestamp(at),
+    })
+    .unwrap()
+}
+
+fn apply(m: &mut MetaState, payload: &[u8]) -> (MetaResponse, usize) {
+    let mut w = WriteSet::new();
+    let out = m.apply(1, payload, &mut w);
+    (serde_json::from_slice(&out).unwrap(), w.len())
+}
+
+#[test]
+fn heartbeat_upserts_and_counts() {
+    let mut m = MetaState::default();
+    let (r, writes) = apply(&mut m, &beat(2, "10.0.0.2:9512", 100));
+    assert_eq!(writes, 1);
+    let MetaResponse::Service(first) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        first,
+        ServiceRecord {
+            id: 2,
+            host: "10.0.0.2:9512".into(),
+            binary: "magnum-conductor".into(),
+            report_count: 1,
+            created_at: Timestamp(100),
+            updated_at: Timestamp(100),
+            version: "1.2.3".into(),
+        }
+    );
+    apply(&mut m, &beat(1, "10.0.0.1:9512", 150));
+    let (r, _) = apply(&mut m, &beat(2, "10.0.0.9:9512", 200));
+    let MetaResponse::Service(second) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(second.report_count, 2);
+    assert_eq!(second.created_at, Timestamp(100));
+    assert_eq!(second.updated_at, Timestamp(200));
+    assert_eq!(second.host, "10.0.0.9:9512");
+    // A beat with an older clock counts but does not move updated_at back.
+    apply(&mut m, &beat(2, "10.0.0.9:9512", 50));
+    assert_eq!(m.services[&2].report_count, 3);
+    assert_eq!(m.services[&2].updated_at, Timestamp(200));
+    assert_eq!(m.services.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+}
+
+#[test]
+fn apply_is_deterministic() {
+    let (mut a, mut b) = (MetaState::default(), MetaState::default());
+    for p in [beat(1, "h1", 10), beat(3, "h3", 11), beat(1, "h1", 12)] {
+        let mut wa = WriteSet::new();
+        let mut wb = WriteSet::new();
+        assert_eq!(a.apply(1, &p, &mut wa), b.apply(1, &p, &mut wb));
+    }
+    assert_eq!(a.services, b.services);
+    assert_eq!(apply(&mut a, b"nonsense").0, MetaResponse::Undecodable);
+}
+
+async fn open(dir: &std::path::Path) -> (std::sync::Arc<RaftNode>, magnum_raft::Group<MetaState>) {
+    let node = RaftNode::open(1, dir, RaftConfig::default()).unwrap();
+    let g = node.open_group(0, MetaState::default()).await.unwrap();
+    (node, g)
+}
+
+async fn write_until_ok(g: &magnum_raft::Group<MetaState>, payload: Vec<u8>) {
+    for _ in 0..200 {
+        if g.write(payload.clone()).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no leader");
+}
+
+#[tokio::test]
+async fn registry_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, g) = open(dir.path()).await;
+    let me = NodeAddr {
+        raft: "127.0.0.1:1".into(),
+        service: "127.0.0.1:2".into(),
+    };
+    g.initialize(BTreeMap::from([(1, me)])).await.unwrap();
+    write_until_ok(&g, beat(1, "127.0.0.1:2", 10)).await;
+    write_until_ok(&g, beat(1, "127.0.0.1:2", 20)).await;
+    write_until_ok(&g, beat(7, "127.0.0.7:2", 30)).await;
+    let before = g.read_local(|m| m.services.clone());
+    drop(g);
+    node.shutdown().await;
+    drop(node);
+
+    let (node, g) = open(dir.path()).await;
+    let after = g.read_local(|m| m.services.clone());
+    assert_eq!(after, before);
+    assert_eq!(after[&1].report_count, 2);
+    assert_eq!(after[&7].created_at, Timestamp(30));
+    drop(g);
+    node.shutdown().await;
+}
