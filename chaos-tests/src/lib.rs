@@ -93,7 +93,8 @@ fn ports_free(base: u16) -> bool {
 
 fn pick_port_base() -> u16 {
     for _ in 0..200 {
-        let base = 22_000 + 300 * rand::Rng::gen_range(&mut rand::thread_rng(), 0u16..120);
+        // Below the kernel's ephemeral range (32768+): outgoing connections never take these.
+        let base = 20_000 + 300 * rand::Rng::gen_range(&mut rand::thread_rng(), 0u16..40);
         if ports_free(base) {
             return base;
         }

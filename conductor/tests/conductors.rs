@@ -10,6 +10,7 @@ use magnum_proto::*;
 use magnum_raft::{NodeAddr, RaftConfig};
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -122,12 +123,23 @@ impl Cloud for FakeCloud {
     }
 }
 
+/// A free port below the kernel's ephemeral range (32768+), so that neither a parallel test nor
+/// an outgoing connection can take it between this check and the conductor's bind.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 10_000) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(p < 32_000, "ran out of test ports");
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 struct Cluster3 {
