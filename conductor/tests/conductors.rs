@@ -215,6 +215,35 @@ fn rows(project: &ProjectId) -> (ClusterTemplate, Cluster, Vec<NodeGroup>, Opera
     (t, c, ngs, op)
 }
 
+/// A template and a cluster using it, as the API would submit them; returns the cluster id.
+async fn create_cluster(cl: &ConductorClient, shard: ShardId, project: &ProjectId) -> ClusterId {
+    let (t, cluster, nodegroups, operation) = rows(project);
+    let id = cluster.uuid;
+    send(cl, shard, ShardCommand::CreateTemplate { template: t })
+        .await
+        .unwrap();
+    send(
+        cl,
+        shard,
+        ShardCommand::CreateCluster {
+            cluster,
+            nodegroups,
+            operation,
+        },
+    )
+    .await
+    .unwrap();
+    id
+}
+
+async fn stop_all(c: &mut Cluster3) {
+    for n in c.nodes.values_mut() {
+        if let Some(n) = n.take() {
+            n.shutdown().await;
+        }
+    }
+}
+
 async fn send(cl: &ConductorClient, shard: ShardId, command: ShardCommand) -> ShardResponse {
     cl.command(
         shard,
@@ -257,22 +286,7 @@ async fn create_and_delete_across_a_leader_shutdown() {
     let cl = client(&c);
     let project = ProjectId::from("proj-a");
     let shard = shard_of(&project, cl.shards().await.unwrap());
-    let (t, cluster, ngs, op) = rows(&project);
-    let id = cluster.uuid;
-    send(&cl, shard, ShardCommand::CreateTemplate { template: t })
-        .await
-        .unwrap();
-    send(
-        &cl,
-        shard,
-        ShardCommand::CreateCluster {
-            cluster,
-            nodegroups: ngs,
-            operation: op,
-        },
-    )
-    .await
-    .unwrap();
+    let id = create_cluster(&cl, shard, &project).await;
 
     // Stop the shard's leader while the operation runs; another node must finish it.
     let leader = cl.leader_of(shard).await.unwrap().unwrap();
@@ -313,11 +327,7 @@ async fn create_and_delete_across_a_leader_shutdown() {
     };
     c.nodes
         .insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
-    for (_, n) in c.nodes.iter_mut() {
-        if let Some(n) = n.take() {
-            n.shutdown().await;
-        }
-    }
+    stop_all(&mut c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -330,22 +340,7 @@ async fn delete_while_the_stack_create_is_in_flight_leaves_no_orphan() {
     let cl = client(&c);
     let project = ProjectId::from("proj-b");
     let shard = shard_of(&project, cl.shards().await.unwrap());
-    let (t, cluster, ngs, op) = rows(&project);
-    let id = cluster.uuid;
-    send(&cl, shard, ShardCommand::CreateTemplate { template: t })
-        .await
-        .unwrap();
-    send(
-        &cl,
-        shard,
-        ShardCommand::CreateCluster {
-            cluster,
-            nodegroups: ngs,
-            operation: op,
-        },
-    )
-    .await
-    .unwrap();
+    let id = create_cluster(&cl, shard, &project).await;
     // The create call is on its way; the stack does not exist yet.
     let deadline = Instant::now() + Duration::from_secs(10);
     while *cloud.create_calls.lock().unwrap() == 0 {
@@ -371,16 +366,12 @@ async fn delete_while_the_stack_create_is_in_flight_leaves_no_orphan() {
         .map(|(n, _)| n.clone())
         .collect();
     assert!(live.is_empty(), "orphan stacks: {live:?}");
-    for (_, n) in c.nodes.iter_mut() {
-        if let Some(n) = n.take() {
-            n.shutdown().await;
-        }
-    }
+    stop_all(&mut c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_conductor_heartbeats_into_the_meta_registry() {
-    let c = start3(Arc::new(FakeCloud::default()), 2).await;
+    let mut c = start3(Arc::new(FakeCloud::default()), 2).await;
     let cl = client(&c);
     let deadline = Instant::now() + Duration::from_secs(30);
     let services = loop {
@@ -408,9 +399,5 @@ async fn every_conductor_heartbeats_into_the_meta_registry() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    for (_, n) in c.nodes {
-        if let Some(n) = n {
-            n.shutdown().await;
-        }
-    }
+    stop_all(&mut c).await;
 }
