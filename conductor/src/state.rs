@@ -19,6 +19,7 @@ pub enum Key {
     Op(ClusterId),
     Quota(ProjectId, String),
     Request(RequestId),
+    Canary(String),
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -34,6 +35,7 @@ pub struct ShardState {
     pub(crate) ops: BTreeMap<ClusterId, Operation>,
     pub(crate) quotas: BTreeMap<(ProjectId, String), Quota>,
     pub(crate) requests: BTreeMap<RequestId, (u64, ShardResponse)>,
+    pub(crate) canaries: BTreeMap<String, String>,
     /// Keys changed since the last `take_dirty`; not part of the state.
     dirty: BTreeSet<Key>,
 }
@@ -124,7 +126,20 @@ impl ShardState {
                 self.advance(*cluster, event, *at);
                 Ok(CommandOk::Done)
             }
+            ShardCommand::Canary { key, value } => self.canary(key, value),
         }
+    }
+
+    fn canary(&mut self, key: &str, value: &str) -> ShardResponse {
+        if key.is_empty() || key.len() > CANARY_MAX_KEY || value.len() > CANARY_MAX_VALUE {
+            return Err(CommandError::BadRequest(format!(
+                "A canary key must have 1 to {CANARY_MAX_KEY} bytes and its value at most \
+                 {CANARY_MAX_VALUE}."
+            )));
+        }
+        self.canaries.insert(key.to_string(), value.to_string());
+        self.dirty.insert(Key::Canary(key.to_string()));
+        Ok(CommandOk::Done)
     }
 
     fn create_template(&mut self, t: &ClusterTemplate) -> ShardResponse {
@@ -471,6 +486,13 @@ impl ShardState {
             ),
             ShardQuery::Certs { id } => QueryResult::Certs(self.certs.get(id).cloned()),
             ShardQuery::Operations => QueryResult::Operations(self.ops.values().cloned().collect()),
+            ShardQuery::Canaries { prefix } => QueryResult::Canaries(
+                self.canaries
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(prefix.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
             ShardQuery::Ownership => QueryResult::Ownership {
                 epoch: self.epoch,
                 owner: self.owner,

@@ -347,6 +347,7 @@ fn persisted_rows_reload_to_the_same_state() {
         OpEvent::CertsGenerated { certs: certs() },
     )
     .unwrap();
+    s.apply_request(5, &req(canary("probe/a", "1"))).unwrap();
     let dirty = s.take_dirty();
     let mut kv: Vec<(Vec<u8>, Vec<u8>)> = dirty
         .iter()
@@ -356,4 +357,39 @@ fn persisted_rows_reload_to_the_same_state() {
     let mut loaded = ShardState::new(ShardId(0), SHARDS);
     persist::load(&mut loaded, &mut kv.into_iter()).unwrap();
     assert_eq!(loaded, s);
+}
+
+fn canary(key: &str, value: &str) -> ShardCommand {
+    ShardCommand::Canary {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+#[test]
+fn canaries_overwrite_are_bounded_and_listed_by_prefix() {
+    let mut s = ShardState::new(ShardId(0), SHARDS);
+    for (i, (k, v)) in [("a/1", "x"), ("a/2", "y"), ("b/1", "z"), ("a/1", "w")]
+        .into_iter()
+        .enumerate()
+    {
+        s.apply_request(i as u64 + 1, &req(canary(k, v))).unwrap();
+    }
+    let QueryResult::Canaries(rows) = s.query(&ShardQuery::Canaries {
+        prefix: "a/".into(),
+    }) else {
+        panic!("wrong result")
+    };
+    let rows: Vec<_> = rows.into_iter().collect();
+    assert_eq!(
+        rows,
+        vec![("a/1".into(), "w".into()), ("a/2".into(), "y".into())]
+    );
+    let long = "k".repeat(CANARY_MAX_KEY + 1);
+    for bad in [canary("", "v"), canary(&long, "v")] {
+        let r = s.apply_request(9, &req(bad));
+        assert!(matches!(r, Err(CommandError::BadRequest(_))), "{r:?}");
+    }
+    let big = "v".repeat(CANARY_MAX_VALUE + 1);
+    assert!(s.apply_request(10, &req(canary("k", &big))).is_err());
 }

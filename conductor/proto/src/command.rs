@@ -55,7 +55,17 @@ pub enum ShardCommand {
         event: OpEvent,
         at: Timestamp,
     },
+    /// A small key/value write through the whole write path (forwarding, Raft, apply), for
+    /// operators' health probes, the crash tests and the replication benchmark. Overwrites.
+    Canary {
+        key: String,
+        value: String,
+    },
 }
+
+/// Bounds of [`ShardCommand::Canary`], checked in `apply()`.
+pub const CANARY_MAX_KEY: usize = 256;
+pub const CANARY_MAX_VALUE: usize = 4096;
 
 /// What a reconciler learned or is about to do.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

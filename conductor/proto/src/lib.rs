@@ -21,6 +21,7 @@ pub mod wire;
 pub use client::{ClientError, ConductorClient};
 pub use command::{
     CommandError, CommandOk, OpEvent, ShardCommand, ShardRequest, ShardResponse, StackOutputs,
+    CANARY_MAX_KEY, CANARY_MAX_VALUE,
 };
 pub use ids::*;
 pub use meta::{MetaQuery, MetaQueryResult, MetaRequest, ServiceRecord};

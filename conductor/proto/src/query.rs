@@ -30,6 +30,10 @@ pub enum ShardQuery {
     Operations,
     /// The shard's current ownership epoch and owner.
     Ownership,
+    /// Canary rows whose key starts with `prefix`.
+    Canaries {
+        prefix: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,4 +44,5 @@ pub enum QueryResult {
     Certs(Option<ClusterCerts>),
     Operations(Vec<Operation>),
     Ownership { epoch: u64, owner: Option<NodeId> },
+    Canaries(std::collections::BTreeMap<String, String>),
 }
