@@ -7,6 +7,7 @@
 #   deploy/local-cluster.sh status DIR    running/stopped per process
 #   deploy/local-cluster.sh start DIR ROLE [ID]   (re)start one process, e.g. `start DIR conductor 2`
 #   deploy/local-cluster.sh stop DIR ROLE [ID] [SIGNAL]   stop one (default SIGTERM; KILL for a crash)
+#   deploy/local-cluster.sh add DIR ID    start conductor ID (> 3) and add it with `magnum manage conductor add`
 #
 # Environment: MAGNUM_BIN (default: the workspace's target/debug/magnum, built if missing),
 # MAGNUM_PORT_BASE (default 21000), MAGNUM_SHARDS (default 16), MAGNUM_POLL_MS (Heat poll, default 1000),
@@ -21,9 +22,22 @@ base=${MAGNUM_PORT_BASE:-21000}
 shards=${MAGNUM_SHARDS:-16}
 poll_ms=${MAGNUM_POLL_MS:-1000}
 time_scale=${MAGNUM_SIM_TIME_SCALE:-1.0}
+# The bootstrap voters; conductors added later are found by their command files.
+first_nodes=(1 2 3)
 nodes=(1 2 3)
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+# Every conductor of DIR: the first three plus any added one.
+load_nodes() {
+  local f id
+  nodes=("${first_nodes[@]}")
+  for f in "$1"/conductor-*.cmd; do
+    [ -e "$f" ] || continue
+    id=${f##*/conductor-}; id=${id%.cmd}
+    [[ " ${nodes[*]} " == *" $id "* ]] || nodes+=("$id")
+  done
+}
 
 bin() {
   if [ -n "${MAGNUM_BIN:-}" ]; then echo "$MAGNUM_BIN"; return; fi
@@ -37,9 +51,13 @@ api_port() { echo $((base + 11)); }
 raft_port() { echo $((base + 100 + $1)); }
 svc_port() { echo $((base + 200 + $1)); }
 
+# The bootstrap voters, plus the node itself when it joins later.
 peers_args() {
-  local a=() n
-  for n in "${nodes[@]}"; do a+=(--peer "$n=$host:$(raft_port "$n")@$host:$(svc_port "$n")"); done
+  local a=() n self=${1:-}
+  for n in "${first_nodes[@]}"; do a+=(--peer "$n=$host:$(raft_port "$n")@$host:$(svc_port "$n")"); done
+  if [ -n "$self" ] && [[ " ${first_nodes[*]} " != *" $self "* ]]; then
+    a+=(--peer "$self=$host:$(raft_port "$self")@$host:$(svc_port "$self")")
+  fi
   echo "${a[@]}"
 }
 
@@ -56,7 +74,7 @@ write_cmd() {
     cloud-sim)
       echo "$b cloud-sim --listen $host:$(sim_port) --container-infra-url http://$host:$(api_port)/v1 --time-scale $time_scale --state-file $dir/cloud-sim/state.json" ;;
     conductor)
-      echo "$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args) --shards $shards --poll-interval-ms $poll_ms ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
+      echo "$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
     api)
       local c=() n
       for n in "${nodes[@]}"; do c+=(--conductor "$host:$(svc_port "$n")"); done
@@ -100,7 +118,7 @@ wait_http() {
   return 1
 }
 
-# Every group has a leader and every shard leader committed its ownership epoch.
+# Every group has a leader and the bootstrap record is committed.
 wait_ready() {
   local n
   for _ in $(seq 1 300); do
@@ -109,6 +127,8 @@ wait_ready() {
       local t
       t=$(curl -fsS "http://$host:$(svc_port "$n")/internal/v1/topology" 2>/dev/null) || { ok=0; break; }
       echo "$t" | grep -q '"leader":null' && { ok=0; break; }
+      # The bootstrap record (shard count, placement) is committed too.
+      echo "$t" | grep -q '"shards":0,' && { ok=0; break; }
     done
     [ $ok = 1 ] && return 0
     sleep 0.2
@@ -158,6 +178,7 @@ RC
 cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || usage
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+load_nodes "$dir"
 
 case $cmd in
   up)
@@ -180,12 +201,22 @@ case $cmd in
     stop_one "$dir" cloud-sim
     ;;
   status)
-    for name in cloud-sim conductor-1 conductor-2 conductor-3 api; do
+    for name in cloud-sim $(printf 'conductor-%s ' "${nodes[@]}") api; do
       pid=$(pid_of "$dir" "$name")
       if alive "$pid"; then echo "$name running pid $pid"; else echo "$name stopped"; fi
     done
     ;;
   start) start_one "$dir" "${3:?role}" "${4:-}"; write_json "$dir" ;;
+  add)
+    id=${3:?id}
+    [[ " ${first_nodes[*]} " != *" $id "* ]] || { echo "conductor $id is a bootstrap node" >&2; exit 2; }
+    [[ " ${nodes[*]} " == *" $id "* ]] || nodes+=("$id")
+    start_one "$dir" conductor "$id"
+    wait_http "http://$host:$(svc_port "$id")/internal/v1/topology" "conductor $id"
+    write_json "$dir"; write_openrc "$dir"
+    MAGNUM_CONDUCTORS="$host:$(svc_port 1),$host:$(svc_port 2),$host:$(svc_port 3)" \
+      "$(bin)" manage conductor add "$id" --raft "$host:$(raft_port "$id")" --service "$host:$(svc_port "$id")"
+    ;;
   stop) stop_one "$dir" "${3:?role}" "${4:-}" "${5:-TERM}"; write_json "$dir" ;;
   *) usage ;;
 esac

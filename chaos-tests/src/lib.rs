@@ -4,6 +4,8 @@
 //! forwarding client, cloud-sim's admin API). Everything is torn down on drop.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod load;
+
 use magnum_proto::ConductorClient;
 use serde_json::Value;
 use std::net::TcpListener;
@@ -85,7 +87,8 @@ impl Drop for TempDir {
 }
 
 fn ports_free(base: u16) -> bool {
-    let offsets = [0u16, 11, 101, 102, 103, 201, 202, 203];
+    // Room for two conductors added by membership tests.
+    let offsets = [0u16, 11, 101, 102, 103, 104, 105, 201, 202, 203, 204, 205];
     offsets
         .iter()
         .all(|o| TcpListener::bind(("127.0.0.1", base + o)).is_ok())
@@ -192,6 +195,35 @@ impl Deployment {
 
     pub fn down(&self) {
         self.script(&["down"]);
+    }
+
+    /// Starts conductor `id` (> 3) and adds it with `magnum manage conductor add`, which returns
+    /// once replicas are spread over it.
+    pub fn add_conductor(&self, id: u64) {
+        self.script(&["add", &id.to_string()]);
+    }
+
+    /// Runs `magnum manage ARGS` against the first three conductors; returns its stdout.
+    pub fn manage(&self, args: &[&str]) -> String {
+        let seeds: Vec<String> = (1..=3).map(|i| self.conductor_service(i)).collect();
+        let out = Command::new(magnum_bin())
+            .arg("manage")
+            .args(args)
+            .env("MAGNUM_CONDUCTORS", seeds.join(","))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "magnum manage {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `magnum manage status --json`.
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.manage(&["status", "--json"])).unwrap()
     }
 
     pub fn conductor_service(&self, id: u64) -> String {

@@ -38,7 +38,7 @@ pub async fn run(
         tokio::select! {
             _ = cancel.cancelled() => return,
             r = client.meta_command(&req) => match r {
-                Ok(rec) => debug!(node, report_count = rec.report_count, "heartbeat"),
+                Ok(reply) => debug!(node, ?reply, "heartbeat"),
                 Err(e) => debug!(node, error = %e, "heartbeat failed; retrying next tick"),
             },
         }

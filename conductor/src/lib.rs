@@ -10,13 +10,17 @@
 
 pub mod certs;
 pub mod cloud;
+mod controller;
 pub mod heartbeat;
 pub mod heat_cloud;
+mod hosting;
 pub mod logic;
 pub mod messages;
 pub mod meta;
 pub mod node;
+mod ownership;
 pub mod persist;
+pub mod placement;
 pub mod reconciler;
 pub mod service;
 pub mod state;

@@ -1,5 +1,7 @@
 use super::*;
+use magnum_proto::{NodeId, NodeState};
 use magnum_raft::{NodeAddr, RaftConfig, RaftNode};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 fn beat(node: u64, host: &str, at: i64) -> Vec<u8> {
@@ -104,6 +106,134 @@ async fn registry_survives_restart() {
     assert_eq!(after, before);
     assert_eq!(after[&1].report_count, 2);
     assert_eq!(after[&7].created_at, Timestamp(30));
+    drop(g);
+    node.shutdown().await;
+}
+
+fn cmd(c: MetaCommand) -> Vec<u8> {
+    serde_json::to_vec(&c).unwrap()
+}
+
+fn add(id: u64) -> Vec<u8> {
+    cmd(MetaCommand::AddNode {
+        id: NodeId(id),
+        raft: format!("127.0.0.1:{}", 100 + id),
+        service: format!("127.0.0.1:{}", 200 + id),
+    })
+}
+
+fn set_state(id: u64, state: NodeState) -> Vec<u8> {
+    cmd(MetaCommand::SetNodeState {
+        id: NodeId(id),
+        state,
+    })
+}
+
+fn ids(v: &[u64]) -> BTreeSet<NodeId> {
+    v.iter().map(|i| NodeId(*i)).collect()
+}
+
+#[test]
+fn membership_commands_check_their_preconditions() {
+    let mut m = MetaState::default();
+    // Before any member is known every heartbeat is taken (bootstrap, old deployments).
+    assert!(matches!(
+        apply(&mut m, &beat(9, "h", 1)).0,
+        MetaResponse::Service(_)
+    ));
+    assert!(matches!(apply(&mut m, &add(1)).0, MetaResponse::Node(_)));
+    assert!(matches!(apply(&mut m, &add(2)).0, MetaResponse::Node(_)));
+    // Idempotent with the same addresses, refused with others or with a taken address.
+    assert!(matches!(apply(&mut m, &add(2)).0, MetaResponse::Node(_)));
+    let other = cmd(MetaCommand::AddNode {
+        id: NodeId(2),
+        raft: "127.0.0.1:1".into(),
+        service: "127.0.0.1:2".into(),
+    });
+    assert!(matches!(apply(&mut m, &other).0, MetaResponse::Rejected(_)));
+    let dup = cmd(MetaCommand::AddNode {
+        id: NodeId(3),
+        raft: "127.0.0.1:101".into(),
+        service: "127.0.0.1:9".into(),
+    });
+    assert!(matches!(apply(&mut m, &dup).0, MetaResponse::Rejected(_)));
+    // Now a non-member's heartbeat is refused.
+    assert!(matches!(
+        apply(&mut m, &beat(9, "h", 2)).0,
+        MetaResponse::Rejected(_)
+    ));
+    assert!(matches!(
+        apply(&mut m, &beat(1, "h", 2)).0,
+        MetaResponse::Service(_)
+    ));
+    assert!(matches!(
+        apply(&mut m, &set_state(7, NodeState::Draining)).0,
+        MetaResponse::Rejected(_)
+    ));
+    // Placement is compare-and-set.
+    let place = |expected: &[u64], to: &[u64]| {
+        cmd(MetaCommand::SetPlacement {
+            group: 1,
+            expected: ids(expected),
+            replicas: ids(to),
+        })
+    };
+    assert_eq!(apply(&mut m, &place(&[], &[1, 2])).0, MetaResponse::Done);
+    assert!(matches!(
+        apply(&mut m, &place(&[], &[2])).0,
+        MetaResponse::Rejected(_)
+    ));
+    // A leaving node is forgotten only once it hosts nothing; it cannot come back meanwhile.
+    assert!(matches!(
+        apply(&mut m, &set_state(2, NodeState::Leaving)).0,
+        MetaResponse::Node(_)
+    ));
+    assert!(matches!(
+        apply(&mut m, &set_state(1, NodeState::Leaving)).0,
+        MetaResponse::Rejected(_)
+    ));
+    assert!(matches!(
+        apply(&mut m, &set_state(2, NodeState::Active)).0,
+        MetaResponse::Rejected(_)
+    ));
+    let forget = cmd(MetaCommand::ForgetNode { id: NodeId(2) });
+    assert!(matches!(
+        apply(&mut m, &forget).0,
+        MetaResponse::Rejected(_)
+    ));
+    assert_eq!(apply(&mut m, &place(&[1, 2], &[1])).0, MetaResponse::Done);
+    assert_eq!(apply(&mut m, &forget).0, MetaResponse::Done);
+    assert!(!m.nodes.contains_key(&NodeId(2)));
+}
+
+#[tokio::test]
+async fn membership_and_placement_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, g) = open(dir.path()).await;
+    let me = NodeAddr {
+        raft: "127.0.0.1:1".into(),
+        service: "127.0.0.1:2".into(),
+    };
+    g.initialize(BTreeMap::from([(1, me)])).await.unwrap();
+    write_until_ok(&g, add(1)).await;
+    write_until_ok(&g, add(4)).await;
+    write_until_ok(&g, set_state(4, NodeState::Draining)).await;
+    write_until_ok(
+        &g,
+        cmd(MetaCommand::SetPlacement {
+            group: 3,
+            expected: ids(&[]),
+            replicas: ids(&[1, 4]),
+        }),
+    )
+    .await;
+    let before = g.read_local(|m| m.view());
+    drop(g);
+    node.shutdown().await;
+    drop(node);
+    let (node, g) = open(dir.path()).await;
+    assert_eq!(g.read_local(|m| m.view()), before);
+    assert_eq!(before.nodes[1].state, NodeState::Draining);
     drop(g);
     node.shutdown().await;
 }

@@ -1,17 +1,20 @@
-//! One conductor process: opens the Raft groups (meta + every data shard) on one sled `Db`,
-//! serves Raft RPC and the service API on their own listeners, bootstraps a fresh deployment,
-//! and runs a reconciler for every shard it leads once its ownership epoch is committed.
+//! One conductor process: opens the meta group and the data-shard replicas the placement gives
+//! it on one sled `Db`, serves Raft RPC and the service API on their own listeners, bootstraps a
+//! fresh deployment, follows placement changes, runs the placement controller while it leads the
+//! meta group, and a reconciler for every shard it leads once its ownership epoch is committed.
 use crate::cloud::Cloud;
+use crate::controller::Controller;
 use crate::heartbeat;
-use crate::logic::ShardLogic;
+use crate::hosting::Hosting;
 use crate::meta::{Bootstrap, MetaCommand, MetaState};
-use crate::reconciler::{self, ReconcilerConfig};
+use crate::placement;
+use crate::reconciler::ReconcilerConfig;
 use crate::service::{self, ServiceState};
 use magnum_proto::{
-    shard, CommandError, CommandOk, NodeId, ShardCommand, ShardId, ShardRequest, ShardResponse,
+    shard, CommandError, ConductorClient, NodeEntry, NodeId, NodeState, ShardResponse,
 };
 use magnum_raft::{Group, NodeAddr, RaftConfig, RaftNode, WriteError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +44,8 @@ pub struct ConductorConfig {
     pub peers: BTreeMap<u64, NodeAddr>,
     /// Data shard count for a fresh deployment; an existing one keeps what it was bootstrapped with.
     pub shards: u32,
+    /// Replicas per data shard for a fresh deployment (fixed at bootstrap).
+    pub replicas: u32,
     /// Initialize the groups (only on a fresh deployment's first start).
     pub bootstrap: bool,
     pub raft: RaftConfig,
@@ -56,7 +61,7 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Conductor {
     pub node: Arc<RaftNode>,
     pub meta: Group<MetaState>,
-    pub shards: Vec<Group<ShardLogic>>,
+    hosting: Arc<Hosting>,
     pub raft_addr: SocketAddr,
     pub service_addr: SocketAddr,
     cancel: CancellationToken,
@@ -67,32 +72,51 @@ impl Conductor {
     pub async fn start(cfg: ConductorConfig) -> Result<Self, ConductorError> {
         let node = RaftNode::open(cfg.node_id, &cfg.data_dir.join("raft"), cfg.raft.clone())?;
         let meta = node.open_group(0, MetaState::default()).await?;
-        let shards_n = match meta.read_local(|m| m.bootstrap.clone()) {
-            Some(b) => {
-                if b.shards != cfg.shards {
-                    warn!(
-                        persisted = b.shards,
-                        configured = cfg.shards,
-                        "shard count is fixed at bootstrap; using the persisted one"
-                    );
-                }
-                b.shards
+        if let Some(b) = meta.read_local(|m| m.bootstrap.clone()) {
+            if b.shards != cfg.shards {
+                warn!(
+                    persisted = b.shards,
+                    configured = cfg.shards,
+                    "shard count is fixed at bootstrap; using the persisted one"
+                );
             }
-            None => cfg.shards,
-        };
-        if shards_n == 0 {
+        }
+        if cfg.shards == 0 || cfg.replicas == 0 {
             return Err(ConductorError::Config(
-                "shard count must be at least 1".into(),
+                "shard and replica counts must be at least 1".into(),
             ));
         }
-        let mut shards = Vec::with_capacity(shards_n as usize);
-        for s in 0..shards_n {
-            let logic = ShardLogic::new(ShardId(s), shards_n);
-            shards.push(node.open_group(u64::from(s) + 1, logic).await?);
+        let cancel = CancellationToken::new();
+        let hosting = Hosting::new(
+            node.clone(),
+            meta.clone(),
+            cfg.cloud.clone(),
+            cfg.reconciler.clone(),
+            cancel.clone(),
+        );
+        let mut tasks = Vec::new();
+        if cfg.bootstrap {
+            let (nodes, placement) = initial_layout(&cfg);
+            let mut mine = Vec::new();
+            for (gid, set) in &placement {
+                if set.contains(&NodeId(cfg.node_id)) {
+                    let s = u32::try_from(gid - 1).unwrap_or_default();
+                    if let Some(g) = hosting.open(s, cfg.shards).await {
+                        mine.push((g, set.clone()));
+                    }
+                }
+            }
+            tasks.push(tokio::spawn(bootstrap(
+                cfg.clone(),
+                meta.clone(),
+                mine,
+                nodes,
+                placement,
+            )));
+        } else {
+            hosting.sync().await;
         }
 
-        let cancel = CancellationToken::new();
-        let mut tasks = Vec::new();
         let raft_listener = bind(cfg.raft_listen).await?;
         let raft_addr = raft_listener
             .local_addr()
@@ -100,8 +124,7 @@ impl Conductor {
         tasks.push(serve(raft_listener, node.router(), cancel.clone()));
         let svc_state = Arc::new(ServiceState {
             node: NodeId(cfg.node_id),
-            meta: meta.clone(),
-            shards: shards.clone(),
+            hosting: hosting.clone(),
         });
         let svc_listener = bind(cfg.service_listen).await?;
         let service_addr = svc_listener
@@ -113,42 +136,32 @@ impl Conductor {
             cancel.clone(),
         ));
 
-        if cfg.bootstrap {
-            tasks.push(tokio::spawn(bootstrap(
-                cfg.clone(),
-                meta.clone(),
-                shards.clone(),
-                shards_n,
-            )));
-        }
         let host = cfg
             .peers
             .get(&cfg.node_id)
             .map(|a| a.service.clone())
             .unwrap_or_else(|| service_addr.to_string());
-        let seeds = cfg.peers.values().map(|a| a.service.clone()).collect();
+        let seeds: Vec<String> = cfg.peers.values().map(|a| a.service.clone()).collect();
         tasks.push(tokio::spawn(heartbeat::run(
             cfg.node_id,
             host,
-            seeds,
+            seeds.clone(),
             cfg.heartbeat_interval,
             cancel.clone(),
         )));
-        for g in &shards {
-            let fut = ownership_loop(
-                g.clone(),
-                cfg.node_id,
-                cfg.cloud.clone(),
-                cfg.reconciler.clone(),
-                cancel.clone(),
-            );
-            tasks.push(tokio::spawn(fut));
-        }
-        info!(node = cfg.node_id, %raft_addr, %service_addr, shards = shards_n, "conductor started");
+        tasks.push(tokio::spawn(follow_placement(
+            hosting.clone(),
+            cancel.clone(),
+        )));
+        let client = ConductorClient::new(seeds, CONTROLLER_CALL_DEADLINE)
+            .map_err(|e| ConductorError::Config(e.to_string()))?;
+        let controller = Controller::new(meta.clone(), client).map_err(ConductorError::Config)?;
+        tasks.push(tokio::spawn(controller.run(cancel.clone())));
+        info!(node = cfg.node_id, %raft_addr, %service_addr, "conductor started");
         Ok(Self {
             node,
             meta,
-            shards,
+            hosting,
             raft_addr,
             service_addr,
             cancel,
@@ -158,6 +171,7 @@ impl Conductor {
 
     pub async fn shutdown(self) {
         self.cancel.cancel();
+        self.hosting.stop_all().await;
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
@@ -182,49 +196,105 @@ fn serve(listener: TcpListener, router: axum::Router, cancel: CancellationToken)
     })
 }
 
+/// How long one call of the placement controller may take (a learner catching up included).
+const CONTROLLER_CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The conductors and replica placement a fresh deployment starts with: the `--peer` list, and
+/// `replicas` of them per shard, spread evenly.
+fn initial_layout(cfg: &ConductorConfig) -> (Vec<NodeEntry>, placement::Placement) {
+    let nodes: BTreeMap<NodeId, NodeEntry> = cfg
+        .peers
+        .iter()
+        .map(|(id, a)| {
+            (
+                NodeId(*id),
+                NodeEntry {
+                    id: NodeId(*id),
+                    raft: a.raft.clone(),
+                    service: a.service.clone(),
+                    state: NodeState::Active,
+                },
+            )
+        })
+        .collect();
+    let groups: Vec<u64> = (1..=u64::from(cfg.shards)).collect();
+    let placement = placement::desired(
+        &nodes,
+        &placement::Placement::new(),
+        &groups,
+        cfg.replicas as usize,
+    );
+    (nodes.into_values().collect(), placement)
+}
+
 /// Each node initializes the groups whose index maps to its rank, so leaders start spread out;
 /// after a grace period it initializes whatever is still uninitialized (a peer may be down).
 async fn bootstrap(
     cfg: ConductorConfig,
     meta: Group<MetaState>,
-    shards: Vec<Group<ShardLogic>>,
-    shards_n: u32,
+    mine: Vec<(Group<crate::logic::ShardLogic>, BTreeSet<NodeId>)>,
+    nodes: Vec<NodeEntry>,
+    placement: placement::Placement,
 ) {
     let ids: Vec<u64> = cfg.peers.keys().copied().collect();
     let rank = ids.iter().position(|i| *i == cfg.node_id).unwrap_or(0);
     let n = ids.len().max(1);
-    let mine = |g: u64| g as usize % n == rank;
-    if mine(0) {
+    let first = |g: u64| g as usize % n == rank;
+    let members = |set: &BTreeSet<NodeId>| -> BTreeMap<u64, NodeAddr> {
+        set.iter()
+            .filter_map(|id| cfg.peers.get(&id.0).map(|a| (id.0, a.clone())))
+            .collect()
+    };
+    if first(0) {
         log_init(meta.initialize(cfg.peers.clone()).await, 0);
     }
-    for g in &shards {
-        if mine(g.id()) {
-            log_init(g.initialize(cfg.peers.clone()).await, g.id());
+    for (g, set) in &mine {
+        if first(g.id()) {
+            log_init(g.initialize(members(set)).await, g.id());
         }
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     if meta.status().leader.is_none() {
         log_init(meta.initialize(cfg.peers.clone()).await, 0);
     }
-    for g in &shards {
+    for (g, set) in &mine {
         if g.status().leader.is_none() {
-            log_init(g.initialize(cfg.peers.clone()).await, g.id());
+            log_init(g.initialize(members(set)).await, g.id());
         }
     }
-    // Record the bootstrap parameters once the meta group has a leader (any node may write them;
-    // the command is idempotent).
-    let cmd = MetaCommand::Bootstrap(Bootstrap {
-        shards: shards_n,
-        hash: shard::HASH_NAME.to_string(),
-    });
-    let Ok(payload) = serde_json::to_vec(&cmd) else {
-        return;
-    };
-    for _ in 0..100 {
-        match meta.write(payload.clone()).await {
-            Ok(_) => return,
-            Err(WriteError::NotLeader { leader: Some(_) }) => return, // the leader's node does it
-            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+    // Record the bootstrap parameters and the first layout once the meta group has a leader
+    // (any node may write them; both commands are idempotent).
+    let cmds = [
+        MetaCommand::Bootstrap(Bootstrap {
+            shards: cfg.shards,
+            hash: shard::HASH_NAME.to_string(),
+            replicas: cfg.replicas,
+        }),
+        MetaCommand::InitPlacement { nodes, placement },
+    ];
+    for cmd in cmds {
+        let Ok(payload) = serde_json::to_vec(&cmd) else {
+            return;
+        };
+        for _ in 0..100 {
+            match meta.write(payload.clone()).await {
+                Ok(_) => break,
+                Err(WriteError::NotLeader { leader: Some(_) }) => return, // the leader's node does it
+                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+            }
+        }
+    }
+}
+
+/// Re-syncs the hosted replicas whenever the meta group applies something, and every second.
+async fn follow_placement(hosting: Arc<Hosting>, cancel: CancellationToken) {
+    let mut rx = hosting.meta.watch();
+    loop {
+        hosting.sync().await;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = rx.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }
@@ -232,103 +302,6 @@ async fn bootstrap(
 fn log_init(r: Result<(), magnum_raft::RaftError>, gid: u64) {
     if let Err(e) = r {
         warn!(group = gid, error = %e, "initialize failed");
-    }
-}
-
-/// Watches one shard's Raft status; while this node leads it, commits a new ownership epoch and
-/// runs the reconciler under it; stops the reconciler as soon as leadership is lost.
-async fn ownership_loop(
-    group: Group<ShardLogic>,
-    node: u64,
-    cloud: Arc<dyn Cloud>,
-    rcfg: ReconcilerConfig,
-    cancel: CancellationToken,
-) {
-    let mut rx = group.watch();
-    let mut session: Option<(u64, CancellationToken, JoinHandle<()>)> = None;
-    loop {
-        let st = rx.borrow_and_update().clone();
-        let keep = matches!(&session, Some((term, _, h)) if st.is_leader && *term == st.term && !h.is_finished());
-        if !keep {
-            if let Some((_, c, h)) = session.take() {
-                c.cancel();
-                h.abort();
-            }
-            if st.is_leader {
-                let c = cancel.child_token();
-                let h = tokio::spawn(lead(
-                    group.clone(),
-                    node,
-                    cloud.clone(),
-                    rcfg.clone(),
-                    c.clone(),
-                ));
-                session = Some((st.term, c, h));
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = rx.changed() => if r.is_err() { break },
-            // A finished session (e.g. epoch lost to a newer owner) is re-evaluated periodically.
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-    if let Some((_, c, h)) = session {
-        c.cancel();
-        let _ = h.await;
-    }
-}
-
-async fn lead(
-    group: Group<ShardLogic>,
-    node: u64,
-    cloud: Arc<dyn Cloud>,
-    rcfg: ReconcilerConfig,
-    cancel: CancellationToken,
-) {
-    loop {
-        if cancel.is_cancelled() {
-            return;
-        }
-        let current = match group.read(|l| l.state.epoch).await {
-            Ok(e) => e,
-            Err(WriteError::NotLeader { .. }) => return,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let req = ShardRequest {
-            request_id: None,
-            command: ShardCommand::TakeOwnership {
-                node: NodeId(node),
-                epoch: current + 1,
-            },
-        };
-        let Ok(payload) = serde_json::to_vec(&req) else {
-            return;
-        };
-        match group
-            .write(payload)
-            .await
-            .map(|b| serde_json::from_slice::<ShardResponse>(&b))
-        {
-            Ok(Ok(Ok(CommandOk::Owned { epoch }))) => {
-                info!(group = group.id(), epoch, "took ownership");
-                reconciler::run(
-                    group.clone(),
-                    cloud.clone(),
-                    epoch,
-                    rcfg.clone(),
-                    cancel.clone(),
-                )
-                .await;
-                return;
-            }
-            Ok(Ok(Err(CommandError::StaleEpoch { .. }))) => continue,
-            Err(WriteError::NotLeader { .. }) => return,
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
     }
 }
 

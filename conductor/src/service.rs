@@ -1,5 +1,6 @@
 //! The conductor's service listener: forwarded mutations and linearizable reads from API nodes,
 //! and the topology they route by. JSON bodies in a versioned envelope (`magnum_proto::wire`).
+use crate::hosting::Hosting;
 use crate::logic::ShardLogic;
 use crate::meta::{MetaCommand, MetaResponse, MetaState};
 use axum::body::Bytes;
@@ -8,26 +9,42 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use magnum_proto::wire::{self, Envelope, GroupInfo, InternalError, NodeInfo, NotLeader, Topology};
-use magnum_proto::{
-    shard, MetaQuery, MetaQueryResult, MetaRequest, NodeId, ShardCommand, ShardQuery, ShardRequest,
+use magnum_proto::wire::{
+    self, Done, Envelope, GroupInfo, InternalError, NodeInfo, NotLeader, SetMembers, Topology,
+    TransferLeader,
 };
-use magnum_raft::{Group, NodeAddr, WriteError};
+use magnum_proto::{
+    shard, MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeId, ShardCommand, ShardQuery,
+    ShardRequest,
+};
+use magnum_raft::{Group, GroupStatus, NodeAddr, WriteError};
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct ServiceState {
     pub node: NodeId,
-    pub meta: Group<MetaState>,
-    pub shards: Vec<Group<ShardLogic>>,
+    pub hosting: Arc<Hosting>,
 }
+
+impl ServiceState {
+    fn meta(&self) -> &Group<MetaState> {
+        &self.hosting.meta
+    }
+}
+
+/// How long a new replica may take to catch up before it is made a voter.
+const CATCH_UP: Duration = Duration::from_secs(20);
 
 pub fn router(state: Arc<ServiceState>) -> Router {
     Router::new()
-        .route("/internal/v1/topology", get(topology))
+        .route(wire::TOPOLOGY_PATH, get(topology))
         .route("/internal/v1/shards/{shard}/command", post(command))
         .route("/internal/v1/shards/{shard}/query", post(query))
         .route(wire::META_COMMAND_PATH, post(meta_command))
         .route(wire::META_QUERY_PATH, post(meta_query))
+        .route("/internal/v1/groups/{group}/members", post(set_members))
+        .route("/internal/v1/groups/{group}/transfer", post(transfer))
         .with_state(state)
 }
 
@@ -82,10 +99,19 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SvcError> {
     Ok(env.body)
 }
 
-fn shard_group(s: &ServiceState, shard: u32) -> Result<&Group<ShardLogic>, SvcError> {
-    s.shards
-        .get(shard as usize)
-        .ok_or_else(|| SvcError::NotFound(format!("no shard {shard}")))
+/// This node's replica of `shard`; a shard hosted elsewhere answers "not leader" with a
+/// replica that knows the leader.
+fn shard_group(s: &ServiceState, shard: u32) -> Result<Group<ShardLogic>, SvcError> {
+    if let Some(g) = s.hosting.shard(shard) {
+        return Ok(g);
+    }
+    let shards = s
+        .meta()
+        .read_local(|m| m.bootstrap.as_ref().map_or(0, |b| b.shards));
+    if shard >= shards {
+        return Err(SvcError::NotFound(format!("no shard {shard}")));
+    }
+    Err(SvcError::NotLeader(s.hosting.replica_elsewhere(shard)))
 }
 
 async fn command(
@@ -142,11 +168,25 @@ async fn meta_command(
             version,
             at,
         },
+        MetaRequest::AddNode { id, raft, service } => {
+            if raft.parse::<std::net::SocketAddr>().is_err()
+                || service.parse::<std::net::SocketAddr>().is_err()
+            {
+                return Err(SvcError::BadRequest(format!(
+                    "addresses must be host:port with an IP address, got raft {raft:?} and \
+                     service {service:?}"
+                )));
+            }
+            MetaCommand::AddNode { id, raft, service }
+        }
+        MetaRequest::SetNodeState { id, state } => MetaCommand::SetNodeState { id, state },
     };
     let payload = serde_json::to_vec(&cmd).map_err(|e| SvcError::BadRequest(e.to_string()))?;
-    let bytes = s.meta.write(payload).await?;
+    let bytes = s.meta().write(payload).await?;
     match serde_json::from_slice::<MetaResponse>(&bytes) {
-        Ok(MetaResponse::Service(rec)) => Ok(Json(rec).into_response()),
+        Ok(MetaResponse::Service(rec)) => Ok(Json(MetaReply::Service(rec)).into_response()),
+        Ok(MetaResponse::Node(n)) => Ok(Json(MetaReply::Node(n)).into_response()),
+        Ok(MetaResponse::Rejected(m)) => Err(SvcError::BadRequest(m)),
         Ok(other) => Err(SvcError::Unavailable(format!(
             "unexpected meta answer {other:?}"
         ))),
@@ -160,39 +200,179 @@ async fn meta_query(State(s): State<Arc<ServiceState>>, body: Bytes) -> Result<R
     let r = match decode::<MetaQuery>(&body)? {
         MetaQuery::Services => {
             let v = s
-                .meta
+                .meta()
                 .read(|m| m.services.values().cloned().collect())
                 .await?;
             MetaQueryResult::Services(v)
         }
+        MetaQuery::Placement => MetaQueryResult::Placement(s.meta().read(|m| m.view()).await?),
     };
     Ok(Json(r).into_response())
 }
 
-async fn topology(State(s): State<Arc<ServiceState>>) -> Json<Topology> {
-    let meta = s.meta.status();
-    let nodes = meta
+/// The replica of `group` hosted here, if any (0 = meta).
+fn hosted_status(s: &ServiceState, group: u64) -> Option<GroupStatus> {
+    if group == wire::META_GROUP {
+        return Some(s.meta().status());
+    }
+    let shard = u32::try_from(group.checked_sub(1)?).ok()?;
+    s.hosting.shard(shard).map(|g| g.status())
+}
+
+/// Leader only: make `voters` the group's voters (learners first, then the membership change).
+async fn set_members(
+    State(s): State<Arc<ServiceState>>,
+    Path(group): Path<u64>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let req: SetMembers = decode(&body)?;
+    if group == wire::META_GROUP || req.voters.is_empty() {
+        return Err(SvcError::BadRequest(
+            "only data groups, with at least one voter".into(),
+        ));
+    }
+    let shard = u32::try_from(group - 1).map_err(|e| SvcError::BadRequest(e.to_string()))?;
+    let g = shard_group(&s, shard)?;
+    let st = g.status();
+    if !st.is_leader {
+        return Err(not_leader_of(&st));
+    }
+    for (id, a) in req.voters.iter().chain(req.learners.iter()) {
+        if st.members.contains_key(&id.0) {
+            continue;
+        }
+        let addr = NodeAddr {
+            raft: a.raft.clone(),
+            service: a.service.clone(),
+        };
+        match tokio::time::timeout(CATCH_UP, g.add_learner(id.0, addr, true)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(SvcError::Unavailable(format!(
+                    "node {} did not catch up within {CATCH_UP:?}",
+                    id.0
+                )))
+            }
+        }
+    }
+    let voters: BTreeSet<u64> = req.voters.keys().map(|n| n.0).collect();
+    if g.status().voters != voters {
+        g.change_membership(voters.clone(), false).await?;
+    }
+    let keep: BTreeSet<u64> = req.learners.keys().map(|n| n.0).collect();
+    let stale: BTreeSet<u64> = g
+        .status()
         .members
-        .iter()
-        .map(|(id, addr)| NodeInfo {
-            id: NodeId(*id),
-            service: addr.service.clone(),
-        })
+        .keys()
+        .filter(|n| !voters.contains(n) && !keep.contains(n))
+        .copied()
         .collect();
+    if !stale.is_empty() {
+        g.remove_nodes(stale).await?;
+    }
+    Ok(Json(Done {}).into_response())
+}
+
+async fn transfer(
+    State(s): State<Arc<ServiceState>>,
+    Path(group): Path<u64>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let req: TransferLeader = decode(&body)?;
+    let st = match hosted_status(&s, group) {
+        Some(st) => st,
+        None => {
+            let shard = u32::try_from(group.saturating_sub(1))
+                .map_err(|e| SvcError::BadRequest(e.to_string()))?;
+            return Err(shard_group(&s, shard)
+                .err()
+                .unwrap_or(SvcError::NotLeader(None)));
+        }
+    };
+    if !st.is_leader {
+        return Err(not_leader_of(&st));
+    }
+    if !st.voters.contains(&req.to.0) {
+        return Err(SvcError::BadRequest(format!(
+            "node {} is not a voter of group {group}",
+            req.to.0
+        )));
+    }
+    let res = if group == wire::META_GROUP {
+        s.meta().transfer_leader(req.to.0).await
+    } else {
+        match s.hosting.shard((group - 1) as u32) {
+            Some(g) => g.transfer_leader(req.to.0).await,
+            None => return Err(SvcError::NotLeader(None)),
+        }
+    };
+    res.map_err(|e| SvcError::Unavailable(e.to_string()))?;
+    Ok(Json(Done {}).into_response())
+}
+
+fn not_leader_of(st: &GroupStatus) -> SvcError {
+    SvcError::NotLeader(
+        st.leader
+            .and_then(|l| st.members.get(&l).map(|a| (l, a.clone()))),
+    )
+}
+
+fn group_info(g: &GroupStatus) -> GroupInfo {
+    GroupInfo {
+        group: g.group,
+        leader: g.leader.map(NodeId),
+        term: g.term,
+        last_applied: g.last_applied,
+        committed: g.committed,
+        voters: g.voters.iter().copied().map(NodeId).collect(),
+        learners: g
+            .members
+            .keys()
+            .filter(|n| !g.voters.contains(n))
+            .copied()
+            .map(NodeId)
+            .collect(),
+    }
+}
+
+async fn topology(State(s): State<Arc<ServiceState>>) -> Json<Topology> {
+    let meta = s.meta().status();
+    let (shards, registered, placement) = s.meta().read_local(|m| {
+        (
+            m.bootstrap.as_ref().map_or(0, |b| b.shards),
+            m.nodes
+                .values()
+                .map(|n| NodeInfo {
+                    id: n.id,
+                    service: n.service.clone(),
+                })
+                .collect::<Vec<_>>(),
+            m.view().groups,
+        )
+    });
+    // Before the membership is recorded (or in a deployment that predates it), the meta
+    // group's members are the nodes.
+    let nodes = if registered.is_empty() {
+        meta.members
+            .iter()
+            .map(|(id, addr)| NodeInfo {
+                id: NodeId(*id),
+                service: addr.service.clone(),
+            })
+            .collect()
+    } else {
+        registered
+    };
     let groups = std::iter::once(meta.clone())
-        .chain(s.shards.iter().map(|g| g.status()))
-        .map(|g| GroupInfo {
-            group: g.group,
-            leader: g.leader.map(NodeId),
-            term: g.term,
-            last_applied: g.last_applied,
-        })
+        .chain(s.hosting.shards().iter().map(|g| g.status()))
+        .map(|g| group_info(&g))
         .collect();
     Json(Topology {
-        shards: s.shards.len() as u32,
+        shards,
         hash: shard::HASH_NAME.to_string(),
         node: s.node,
         nodes,
         groups,
+        placement,
     })
 }

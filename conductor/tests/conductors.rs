@@ -177,6 +177,7 @@ async fn start3(cloud: Arc<FakeCloud>, shards: u32) -> Cluster3 {
             service_listen: addr.service.parse().unwrap(),
             peers: peers.clone(),
             shards,
+            replicas: 3,
             bootstrap: true,
             raft: RaftConfig {
                 heartbeat_ms: 50,

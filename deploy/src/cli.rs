@@ -31,19 +31,82 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum ManageCommand {
-    /// Nodes, shards, leaders, terms and each replica's applied index.
+    /// Nodes, shards, replicas, leaders, terms, and each replica's commit and apply lag.
     Status {
-        /// Conductor service addresses (host:port, comma-separated).
-        #[arg(
-            long,
-            env = "MAGNUM_CONDUCTORS",
-            value_delimiter = ',',
-            required = true
-        )]
-        conductors: Vec<String>,
+        #[command(flatten)]
+        target: Conductors,
         #[arg(long)]
         json: bool,
     },
+    /// Change the conductor membership.
+    #[command(subcommand)]
+    Conductor(ConductorCommand),
+}
+
+/// Conductor service addresses to talk to (any one that answers will do).
+#[derive(Args, Debug, Clone)]
+pub struct Conductors {
+    /// host:port, comma-separated.
+    #[arg(
+        long,
+        env = "MAGNUM_CONDUCTORS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub conductors: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConductorCommand {
+    /// Add a conductor (started with `magnum conductor` without `--bootstrap`); returns once
+    /// replicas are spread over it.
+    Add {
+        id: u64,
+        /// host:port of its Raft listener.
+        #[arg(long)]
+        raft: String,
+        /// host:port of its service listener.
+        #[arg(long)]
+        service: String,
+        #[command(flatten)]
+        target: Conductors,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Move every replica off a conductor and forget it; returns once it hosts nothing.
+    Remove {
+        id: u64,
+        #[command(flatten)]
+        target: Conductors,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Move every leadership off a conductor; returns once it leads nothing.
+    Drain {
+        id: u64,
+        #[command(flatten)]
+        target: Conductors,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Let a drained conductor lead again.
+    Undrain {
+        id: u64,
+        #[command(flatten)]
+        target: Conductors,
+        #[command(flatten)]
+        wait: Wait,
+    },
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Wait {
+    /// Give up waiting after this many seconds (the change itself goes on).
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+    /// Return as soon as the change is recorded.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// Service credentials for Keystone.
@@ -88,12 +151,16 @@ pub struct ConductorArgs {
     pub raft_listen: SocketAddr,
     #[arg(long)]
     pub service_listen: SocketAddr,
-    /// `ID=RAFT_ADDR@SERVICE_ADDR` for every voter, this node included; repeat.
+    /// `ID=RAFT_ADDR@SERVICE_ADDR` of this node and of the deployment's first conductors (the
+    /// voters a bootstrap starts with, and where a joining node sends its heartbeats); repeat.
     #[arg(long = "peer", required = true)]
     pub peers: Vec<String>,
     /// Data shards of a fresh deployment (fixed at bootstrap).
     #[arg(long, default_value_t = 16)]
     pub shards: u32,
+    /// Replicas per data shard of a fresh deployment (fixed at bootstrap).
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u32,
     /// Initialize the Raft groups: only on a fresh deployment's first start.
     #[arg(long)]
     pub bootstrap: bool,

@@ -58,6 +58,7 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
             service_listen: port(10 + i),
             peers: peers.clone(),
             shards: d.shards,
+            replicas: magnum_conductor::meta::DEFAULT_REPLICAS,
             bootstrap: fresh,
             raft: magnum_raft::RaftConfig::default(),
             reconciler: ReconcilerConfig {

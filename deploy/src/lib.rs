@@ -47,9 +47,10 @@ pub async fn run(cli: cli::Cli) -> Result<(), DeployError> {
         Command::Conductor(c) => run_conductor(c).await,
         Command::CloudSim(s) => run_cloud_sim(s).await,
         Command::Dev(d) => dev::run(d).await,
-        Command::Manage(ManageCommand::Status { conductors, json }) => {
-            manage::status(&conductors, json).await
+        Command::Manage(ManageCommand::Status { target, json }) => {
+            manage::status(&target.conductors, json).await
         }
+        Command::Manage(ManageCommand::Conductor(cmd)) => manage::conductor(cmd).await,
     }
 }
 
@@ -121,6 +122,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         service_listen: c.service_listen,
         peers,
         shards: c.shards,
+        replicas: c.replicas,
         bootstrap: c.bootstrap,
         raft: c.raft.config(),
         reconciler: ReconcilerConfig {

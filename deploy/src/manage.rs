@@ -1,10 +1,24 @@
 //! `magnum manage`: operator commands that talk to any conductor's service listener.
+use crate::cli::{ConductorCommand, Wait};
 use crate::DeployError;
+use magnum_conductor::placement::{self, Placement};
 use magnum_proto::wire::{Topology, TOPOLOGY_PATH};
+use magnum_proto::{
+    ConductorClient, MetaReply, MetaRequest, NodeEntry, NodeId, NodeState, PlacementView,
+};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// One replica of a group, as its node reports it.
+#[derive(Serialize)]
+struct ReplicaView {
+    applied: Option<u64>,
+    committed: Option<u64>,
+    /// Entries committed (as the leader knows) but not yet applied here.
+    apply_lag: Option<u64>,
+}
 
 #[derive(Serialize)]
 struct GroupView {
@@ -13,24 +27,41 @@ struct GroupView {
     role: String,
     leader: Option<u64>,
     term: u64,
-    /// Last applied log index per node, as each node reports it.
-    applied: BTreeMap<u64, Option<u64>>,
+    /// Nodes the placement gives a replica (all nodes for meta).
+    placement: Vec<u64>,
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    replicas: BTreeMap<u64, ReplicaView>,
+}
+
+#[derive(Serialize)]
+struct NodeView {
+    id: u64,
+    raft: String,
+    service: String,
+    state: NodeState,
+    reachable: bool,
+    leads: usize,
+    replicas: usize,
 }
 
 #[derive(Serialize)]
 struct Status {
     shards: u32,
     hash: String,
+    replicas: u32,
+    /// Every replica is where the placement wants it and every group's voters match it.
+    settled: bool,
     nodes: Vec<NodeView>,
     groups: Vec<GroupView>,
 }
 
-#[derive(Serialize)]
-struct NodeView {
-    id: u64,
-    service: String,
-    reachable: bool,
-    leads: usize,
+fn err(e: impl std::fmt::Display) -> DeployError {
+    DeployError::Args(e.to_string())
+}
+
+fn client(conductors: &[String]) -> Result<ConductorClient, DeployError> {
+    ConductorClient::new(conductors.to_vec(), Duration::from_secs(15)).map_err(err)
 }
 
 async fn fetch(http: &reqwest::Client, addr: &str) -> Option<Topology> {
@@ -43,77 +74,130 @@ async fn fetch(http: &reqwest::Client, addr: &str) -> Option<Topology> {
         .ok()
 }
 
-/// Every node's own view, so lag and split views are visible.
-pub async fn status(conductors: &[String], json: bool) -> Result<(), DeployError> {
+/// Every node's own view, merged: the highest term's opinion of each leader wins.
+async fn collect(conductors: &[String]) -> Result<Status, DeployError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()
-        .map_err(|e| DeployError::Args(e.to_string()))?;
-    let mut first = None;
+        .map_err(err)?;
+    let pv = client(conductors)?.placement().await.map_err(err)?;
+    let mut seed = None;
     for c in conductors {
         if let Some(t) = fetch(&http, c).await {
-            first = Some(t);
+            seed = Some(t);
             break;
         }
     }
-    let Some(seed) = first else {
-        return Err(DeployError::Args(format!(
-            "no conductor answered at {}",
-            conductors.join(", ")
-        )));
-    };
-    let mut views = BTreeMap::new();
-    for n in &seed.nodes {
+    let seed = seed.ok_or_else(|| err(format!("no conductor answered at {conductors:?}")))?;
+    let mut views: BTreeMap<u64, Option<Topology>> = BTreeMap::new();
+    for n in &pv.nodes {
         views.insert(n.id.0, fetch(&http, &n.service).await);
     }
-    let mut groups: Vec<GroupView> = seed
-        .groups
-        .iter()
+    let all: Vec<u64> = pv.nodes.iter().map(|n| n.id.0).collect();
+    let mut groups: Vec<GroupView> = std::iter::once(0)
+        .chain(1..=u64::from(pv.shards))
         .map(|g| GroupView {
-            group: g.group,
-            role: if g.group == 0 {
+            group: g,
+            role: if g == 0 {
                 "meta".into()
             } else {
-                format!("shard {}", g.group - 1)
+                format!("shard {}", g - 1)
             },
             leader: None,
             term: 0,
-            applied: BTreeMap::new(),
+            placement: match pv.groups.get(&g) {
+                Some(p) => p.iter().map(|n| n.0).collect(),
+                None => all.clone(),
+            },
+            voters: Vec::new(),
+            learners: Vec::new(),
+            replicas: BTreeMap::new(),
         })
         .collect();
-    for (node, view) in &views {
-        for g in groups.iter_mut() {
-            let mine = view
+    for g in groups.iter_mut() {
+        let mut leader_commit = None;
+        for (node, view) in &views {
+            let Some(m) = view
                 .as_ref()
-                .and_then(|t| t.groups.iter().find(|x| x.group == g.group));
-            g.applied.insert(*node, mine.and_then(|m| m.last_applied));
-            if let Some(m) = mine {
-                // The highest term's opinion of the leader wins.
-                if m.term >= g.term {
-                    g.term = m.term;
-                    g.leader = m.leader.map(|l| l.0);
-                }
+                .and_then(|t| t.groups.iter().find(|x| x.group == g.group))
+            else {
+                continue;
+            };
+            if m.term >= g.term {
+                g.term = m.term;
+                g.leader = m.leader.map(|l| l.0);
             }
+            if m.leader.map(|l| l.0) == Some(*node) {
+                leader_commit = m.committed;
+                g.voters = m.voters.iter().map(|n| n.0).collect();
+                g.learners = m.learners.iter().map(|n| n.0).collect();
+            }
+            g.replicas.insert(
+                *node,
+                ReplicaView {
+                    applied: m.last_applied,
+                    committed: m.committed,
+                    apply_lag: None,
+                },
+            );
+        }
+        for r in g.replicas.values_mut() {
+            r.apply_lag = leader_commit.map(|c| c.saturating_sub(r.applied.unwrap_or(0)));
         }
     }
-    let nodes = seed
+    let settled = is_settled(&pv, &groups);
+    let nodes = pv
         .nodes
         .iter()
         .map(|n| NodeView {
             id: n.id.0,
+            raft: n.raft.clone(),
             service: n.service.clone(),
+            state: n.state,
             reachable: views.get(&n.id.0).is_some_and(Option::is_some),
             leads: groups.iter().filter(|g| g.leader == Some(n.id.0)).count(),
+            replicas: pv.groups.values().filter(|s| s.contains(&n.id)).count(),
         })
         .collect();
-    let status = Status {
-        shards: seed.shards,
+    Ok(Status {
+        shards: pv.shards,
         hash: seed.hash,
+        replicas: pv.replicas,
+        settled,
         nodes,
         groups,
-    };
+    })
+}
+
+fn is_settled(pv: &PlacementView, groups: &[GroupView]) -> bool {
+    let nodes: BTreeMap<NodeId, NodeEntry> = pv.nodes.iter().map(|n| (n.id, n.clone())).collect();
+    let current: Placement = pv
+        .groups
+        .iter()
+        .map(|(g, s)| (*g, s.iter().copied().collect()))
+        .collect();
+    let ids: Vec<u64> = (1..=u64::from(pv.shards)).collect();
+    let want = placement::desired(&nodes, &current, &ids, pv.replicas as usize);
+    if want != current {
+        return false;
+    }
+    let meta_voters: BTreeSet<NodeId> = groups
+        .first()
+        .map(|g| g.voters.iter().copied().map(NodeId).collect())
+        .unwrap_or_default();
+    if placement::meta_voters(&nodes, &meta_voters) != meta_voters {
+        return false;
+    }
+    groups.iter().skip(1).all(|g| {
+        let voters: BTreeSet<NodeId> = g.voters.iter().copied().map(NodeId).collect();
+        g.leader.is_some() && current.get(&g.group) == Some(&voters)
+    })
+}
+
+pub async fn status(conductors: &[String], json: bool) -> Result<(), DeployError> {
+    let status = collect(conductors).await?;
     let text = if json {
-        serde_json::to_string_pretty(&status).map_err(|e| DeployError::Args(e.to_string()))?
+        serde_json::to_string_pretty(&status).map_err(err)?
     } else {
         table(&status)
     };
@@ -122,33 +206,156 @@ pub async fn status(conductors: &[String], json: bool) -> Result<(), DeployError
     Ok(())
 }
 
+pub async fn conductor(cmd: ConductorCommand) -> Result<(), DeployError> {
+    let (req, target, wait) = match cmd {
+        ConductorCommand::Add {
+            id,
+            raft,
+            service,
+            target,
+            wait,
+        } => (
+            MetaRequest::AddNode {
+                id: NodeId(id),
+                raft,
+                service,
+            },
+            target,
+            wait,
+        ),
+        ConductorCommand::Remove { id, target, wait } => (
+            MetaRequest::SetNodeState {
+                id: NodeId(id),
+                state: NodeState::Leaving,
+            },
+            target,
+            wait,
+        ),
+        ConductorCommand::Drain { id, target, wait } => (
+            MetaRequest::SetNodeState {
+                id: NodeId(id),
+                state: NodeState::Draining,
+            },
+            target,
+            wait,
+        ),
+        ConductorCommand::Undrain { id, target, wait } => (
+            MetaRequest::SetNodeState {
+                id: NodeId(id),
+                state: NodeState::Active,
+            },
+            target,
+            wait,
+        ),
+    };
+    let conductors = target.conductors;
+    let reply = client(&conductors)?.meta_command(&req).await.map_err(err)?;
+    let MetaReply::Node(node) = reply else {
+        return Err(err(format!("unexpected answer {reply:?}")));
+    };
+    say(&format!("conductor {}: {:?}", node.id.0, node.state));
+    if wait.no_wait {
+        return Ok(());
+    }
+    wait_until(&conductors, wait, node.id.0, node.state).await
+}
+
+/// Polls the deployment until the change took effect everywhere.
+async fn wait_until(
+    conductors: &[String],
+    wait: Wait,
+    id: u64,
+    state: NodeState,
+) -> Result<(), DeployError> {
+    let start = Instant::now();
+    let deadline = Duration::from_secs(wait.timeout_secs);
+    let mut last = String::new();
+    // A condition must hold on two polls in a row (leadership can bounce once).
+    let mut streak = 0;
+    while start.elapsed() < deadline {
+        let done = match collect(conductors).await {
+            Ok(s) => {
+                let node = s.nodes.iter().find(|n| n.id == id);
+                last = format!(
+                    "settled={} node: {}",
+                    s.settled,
+                    node.map_or("gone".into(), |n| format!(
+                        "replicas {} leads {}",
+                        n.replicas, n.leads
+                    ))
+                );
+                match state {
+                    NodeState::Leaving => node.is_none(),
+                    NodeState::Draining => s.settled && node.is_some_and(|n| n.leads == 0),
+                    NodeState::Active => s.settled,
+                }
+            }
+            Err(e) => {
+                last = e.to_string();
+                false
+            }
+        };
+        streak = if done { streak + 1 } else { 0 };
+        if streak >= 2 {
+            say(&format!("done in {:.1} s", start.elapsed().as_secs_f64()));
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(err(format!(
+        "not done after {} s (the change goes on): {last}",
+        wait.timeout_secs
+    )))
+}
+
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 fn table(status: &Status) -> String {
     let dash = || "-".to_string();
-    let mut out = format!("shards: {}  hash: {}\n", status.shards, status.hash);
+    let mut out = format!(
+        "shards: {}  replicas: {}  hash: {}  settled: {}\n",
+        status.shards, status.replicas, status.hash, status.settled
+    );
     for n in &status.nodes {
-        let state = if n.reachable { "up" } else { "DOWN" };
+        let up = if n.reachable { "up" } else { "DOWN" };
         out += &format!(
-            "node {:>3}  {:<22} {:<5} leads {}\n",
-            n.id, n.service, state, n.leads
+            "node {:>3}  {:<22} {:<22} {:<5} {:<9} replicas {:>3}  leads {}\n",
+            n.id,
+            n.service,
+            n.raft,
+            up,
+            format!("{:?}", n.state).to_lowercase(),
+            n.replicas,
+            n.leads
         );
     }
     out += &format!(
-        "{:<10} {:>6} {:>6}  applied per node",
-        "group", "leader", "term"
+        "{:<10} {:>6} {:>6}  {:<12} applied(lag) per node",
+        "group", "leader", "term", "voters"
     );
     for g in &status.groups {
         let leader = g.leader.map(|l| l.to_string()).unwrap_or_else(dash);
-        let applied: Vec<String> = g
-            .applied
+        let voters: Vec<String> = g.voters.iter().map(u64::to_string).collect();
+        let replicas: Vec<String> = g
+            .replicas
             .iter()
-            .map(|(n, a)| format!("{n}:{}", a.map(|a| a.to_string()).unwrap_or_else(dash)))
+            .map(|(n, r)| {
+                format!(
+                    "{n}:{}({})",
+                    r.applied.map(|a| a.to_string()).unwrap_or_else(dash),
+                    r.apply_lag.map(|a| a.to_string()).unwrap_or_else(dash)
+                )
+            })
             .collect();
         out += &format!(
-            "\n{:<10} {:>6} {:>6}  {}",
+            "\n{:<10} {:>6} {:>6}  {:<12} {}",
             g.role,
             leader,
             g.term,
-            applied.join(" ")
+            voters.join(","),
+            replicas.join(" ")
         );
     }
     out

@@ -31,8 +31,12 @@ pub struct GroupStatus {
     pub is_leader: bool,
     pub last_applied: Option<u64>,
     pub last_log: Option<u64>,
+    /// Highest log index this replica knows to be committed.
+    pub committed: Option<u64>,
     /// Voters and learners of the effective membership.
     pub members: BTreeMap<NodeId, NodeAddr>,
+    /// The voters among `members` (the rest are learners).
+    pub voters: BTreeSet<NodeId>,
 }
 
 /// Log compaction state of a replica (diagnostics, tests).
@@ -53,6 +57,8 @@ fn status_of(gid: GroupId, m: &RaftMetrics<TypeConfig>) -> GroupStatus {
         is_leader: m.state == ServerState::Leader,
         last_applied: m.last_applied.as_ref().map(|l| l.index()),
         last_log: m.last_log_index,
+        committed: m.local_committed.as_ref().map(|l| l.index()),
+        voters: m.membership_config.membership().voter_ids().collect(),
         members: m
             .membership_config
             .membership()
@@ -264,6 +270,23 @@ impl<L: StateMachineLogic> Group<L> {
             .await
             .map(|_| ())
             .map_err(|e| self.write_error(e))
+    }
+
+    /// Leader only: removes `ids` (which must not be voters) from the membership, e.g. learners
+    /// of a node that leaves the deployment.
+    pub async fn remove_nodes(&self, ids: BTreeSet<NodeId>) -> Result<(), WriteError> {
+        self.inner
+            .raft
+            .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.write_error(e))
+    }
+
+    /// Whether this replica may start an election when it misses the leader's heartbeats.
+    /// A draining node turns it off so that it cannot win back the leaderships moved off it.
+    pub fn set_elect(&self, enabled: bool) {
+        self.inner.raft.runtime_config().elect(enabled);
     }
 
     /// Leader only: asks `to` to take over leadership (drain). Returns once requested; watch

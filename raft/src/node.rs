@@ -143,6 +143,19 @@ impl RaftNode {
         ))
     }
 
+    /// Stops this node's replica of a group it no longer belongs to and deletes its data, so a
+    /// later re-add starts from an empty log.
+    #[tracing::instrument(level = "info", skip_all, fields(node = self.id, gid = group.id()))]
+    pub async fn destroy_group<L: StateMachineLogic>(
+        &self,
+        group: Group<L>,
+    ) -> Result<(), RaftError> {
+        let gid = group.id();
+        group.shutdown().await;
+        drop(group);
+        self.store.drop_group(gid).await
+    }
+
     /// Raft RPC routes (`POST /raft/v1/{gid}/...`) of all groups of this node. Serve them on
     /// the address given as `NodeAddr::raft`.
     pub fn router(self: &Arc<Self>) -> axum::Router {

@@ -3,9 +3,13 @@
 //! a request id, so a retry after an unknown outcome is applied once.
 use crate::command::{ShardRequest, ShardResponse};
 use crate::ids::{NodeId, ShardId};
-use crate::meta::{MetaQuery, MetaQueryResult, MetaRequest, ServiceRecord};
+use crate::meta::{
+    MetaQuery, MetaQueryResult, MetaReply, MetaRequest, PlacementView, ServiceRecord,
+};
 use crate::query::{QueryResult, ShardQuery};
-use crate::wire::{self, Envelope, InternalError, NotLeader, Topology};
+use crate::wire::{
+    self, Done, Envelope, InternalError, NotLeader, SetMembers, Topology, TransferLeader,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -87,6 +91,8 @@ impl ConductorClient {
                 let url = format!("http://{addr}{}", wire::TOPOLOGY_PATH);
                 match self.http.get(&url).send().await {
                     Ok(r) if r.status().is_success() => match r.json::<Topology>().await {
+                        // Not bootstrapped yet (or this node has not applied it): no shard count.
+                        Ok(t) if t.shards == 0 => last = format!("{addr}: not bootstrapped yet"),
                         Ok(t) => {
                             let mut c = self.lock();
                             for g in &t.groups {
@@ -121,9 +127,33 @@ impl ConductorClient {
     }
 
     /// Forward a meta-group mutation to the meta leader.
-    pub async fn meta_command(&self, req: &MetaRequest) -> Result<ServiceRecord, ClientError> {
+    pub async fn meta_command(&self, req: &MetaRequest) -> Result<MetaReply, ClientError> {
         self.call(wire::META_GROUP, wire::META_COMMAND_PATH, req)
             .await
+    }
+
+    /// Conductor membership and replica placement, read on the meta leader.
+    pub async fn placement(&self) -> Result<PlacementView, ClientError> {
+        match self.meta_query(&MetaQuery::Placement).await? {
+            MetaQueryResult::Placement(p) => Ok(p),
+            other => Err(ClientError::Rejected(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Reconfigure a group's voters on its leader (the placement controller's step).
+    pub async fn set_members(&self, group: u64, req: &SetMembers) -> Result<(), ClientError> {
+        self.call::<_, Done>(group, &wire::members_path(group), req)
+            .await
+            .map(|_| ())
+    }
+
+    /// Ask a group's leader to hand leadership to `to`; returns once asked.
+    pub async fn transfer_leader(&self, group: u64, to: NodeId) -> Result<(), ClientError> {
+        self.call::<_, Done>(group, &wire::transfer_path(group), &TransferLeader { to })
+            .await
+            .map(|_| ())
     }
 
     /// Linearizable read on the meta leader.
@@ -135,6 +165,9 @@ impl ConductorClient {
     pub async fn services(&self) -> Result<Vec<ServiceRecord>, ClientError> {
         match self.meta_query(&MetaQuery::Services).await? {
             MetaQueryResult::Services(v) => Ok(v),
+            other => Err(ClientError::Rejected(format!(
+                "unexpected answer {other:?}"
+            ))),
         }
     }
 

@@ -24,7 +24,10 @@ pub use command::{
     CANARY_MAX_KEY, CANARY_MAX_VALUE,
 };
 pub use ids::*;
-pub use meta::{MetaQuery, MetaQueryResult, MetaRequest, ServiceRecord};
+pub use meta::{
+    MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeEntry, NodeState, PlacementView,
+    ServiceRecord,
+};
 pub use model::*;
 pub use query::{QueryResult, ShardQuery};
 pub use shard::shard_of;

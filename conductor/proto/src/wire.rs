@@ -1,6 +1,7 @@
 //! The conductor service listener's internal HTTP contract (JSON bodies in a versioned envelope).
 use crate::ids::*;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Version of every internal message; a node accepts `MIN_PROTO_VERSION..=PROTO_VERSION`.
 pub const PROTO_VERSION: u16 = 1;
@@ -16,6 +17,17 @@ pub const META_QUERY_PATH: &str = "/internal/v1/meta/query";
 
 /// Raft group id of the meta group.
 pub const META_GROUP: u64 = 0;
+
+/// Leader-only reconfiguration of one Raft group ([`SetMembers`]); the meta leader's placement
+/// controller sends it.
+pub fn members_path(group: u64) -> String {
+    format!("/internal/v1/groups/{group}/members")
+}
+
+/// Leader-only leadership transfer of one Raft group ([`TransferLeader`]).
+pub fn transfer_path(group: u64) -> String {
+    format!("/internal/v1/groups/{group}/transfer")
+}
 
 pub fn command_path(shard: ShardId) -> String {
     format!("/internal/v1/shards/{}/command", shard.0)
@@ -65,15 +77,50 @@ pub struct InternalError {
     pub error: String,
 }
 
+/// Where a replica's peers reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAddr {
+    pub raft: String,
+    pub service: String,
+}
+
+/// Make exactly `voters` the voter set of a group: add the missing ones as learners, wait
+/// until they caught up, then change the membership (removed voters leave the group).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetMembers {
+    pub voters: BTreeMap<NodeId, MemberAddr>,
+    /// Learners to keep or add besides the voters (the meta group: every other conductor).
+    #[serde(default)]
+    pub learners: BTreeMap<NodeId, MemberAddr>,
+}
+
+/// Body of a 2xx answer that carries no data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferLeader {
+    pub to: NodeId,
+}
+
+/// One replica's view of a group it hosts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupInfo {
     pub group: u64,
     pub leader: Option<NodeId>,
     pub term: u64,
     pub last_applied: Option<u64>,
+    #[serde(default)]
+    pub committed: Option<u64>,
+    /// Voters of the replica's effective membership.
+    #[serde(default)]
+    pub voters: Vec<NodeId>,
+    #[serde(default)]
+    pub learners: Vec<NodeId>,
 }
 
-/// What any conductor knows of the deployment; API nodes cache it.
+/// What one conductor knows of the deployment; API nodes cache it. `groups` lists only the
+/// groups this node hosts; `placement` says where the others are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topology {
     pub shards: u32,
@@ -81,6 +128,9 @@ pub struct Topology {
     pub node: NodeId,
     pub nodes: Vec<NodeInfo>,
     pub groups: Vec<GroupInfo>,
+    /// Raft group id → nodes hosting a replica (from the meta group; empty before bootstrap).
+    #[serde(default)]
+    pub placement: BTreeMap<u64, Vec<NodeId>>,
 }
 
 impl Topology {

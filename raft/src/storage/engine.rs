@@ -26,6 +26,10 @@ pub(crate) trait KvEngine: Send + Sync + 'static {
     /// Opens the tree called `name`, creating it empty if missing.
     fn open_tree(&self, name: &str) -> io::Result<Arc<dyn KvTree>>;
 
+    /// Deletes the tree called `name` and its contents (a missing tree is not an error). Handles
+    /// of it must no longer be used.
+    fn drop_tree(&self, name: &str) -> io::Result<()>;
+
     /// Makes every write of every tree that returned before this call durable.
     fn flush(&self) -> BoxFuture<'static, io::Result<()>>;
 

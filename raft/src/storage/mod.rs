@@ -36,6 +36,14 @@ pub(crate) mod meta_keys {
     pub(crate) const SNAPSHOT: &[u8] = b"snapshot";
 }
 
+fn group_tree_names(gid: GroupId) -> [String; 3] {
+    [
+        format!("g{gid}/log"),
+        format!("g{gid}/meta"),
+        format!("g{gid}/sm"),
+    ]
+}
+
 /// The process's single database, behind [`KvEngine`].
 pub(crate) struct Store {
     engine: Box<dyn KvEngine>,
@@ -91,11 +99,21 @@ impl Store {
     }
 
     pub(crate) fn group_trees(&self, gid: GroupId) -> Result<GroupTrees, RaftError> {
+        let [log, meta, sm] = group_tree_names(gid);
         Ok(GroupTrees {
-            log: self.engine.open_tree(&format!("g{gid}/log"))?,
-            meta: self.engine.open_tree(&format!("g{gid}/meta"))?,
-            sm: self.engine.open_tree(&format!("g{gid}/sm"))?,
+            log: self.engine.open_tree(&log)?,
+            meta: self.engine.open_tree(&meta)?,
+            sm: self.engine.open_tree(&sm)?,
         })
+    }
+
+    /// Deletes every tree of `gid` (its replica left the group) and makes that durable.
+    pub(crate) async fn drop_group(&self, gid: GroupId) -> Result<(), RaftError> {
+        for name in group_tree_names(gid) {
+            self.engine.drop_tree(&name)?;
+        }
+        self.flush().await?;
+        Ok(())
     }
 
     /// Makes every write issued so far durable (all trees).

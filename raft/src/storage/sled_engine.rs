@@ -87,6 +87,10 @@ impl KvEngine for SledEngine {
         Ok(self.tree(self.db.open_tree(name).map_err(sled_io)?))
     }
 
+    fn drop_tree(&self, name: &str) -> io::Result<()> {
+        self.db.drop_tree(name).map(|_| ()).map_err(sled_io)
+    }
+
     /// sled flushes the whole db, all trees.
     ///
     /// Not `flush_async`: in sled 0.34.7 it runs the flush on sled's own IO thread pool, where

@@ -1,0 +1,173 @@
+//! Membership under client load: add two conductors, drain one, undrain it, remove another,
+//! all through `magnum manage`, while 6 clients keep writing. No client request may fail, every
+//! acknowledged write must be readable at the end, replicas must end evenly spread with every
+//! group's voters equal to its placement, and a drain must leave the node leading nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use magnum_chaos_tests::load::{quantile_ms, Load, Sample};
+use magnum_chaos_tests::{Deployment, Options};
+use magnum_proto::{QueryResult, ShardId, ShardQuery};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const SHARDS: u32 = 8;
+
+fn node(status: &Value, id: u64) -> Option<&Value> {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+}
+
+/// Every node hosts ⌊R·S/N⌋ or ⌈R·S/N⌉ replicas, and every group's voters are its placement.
+fn assert_spread(status: &Value, expect_nodes: &[u64]) {
+    assert_eq!(status["settled"], true, "{status:#}");
+    let nodes: Vec<u64> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(nodes, expect_nodes, "{status:#}");
+    let total = 3 * SHARDS as usize;
+    let lo = total / nodes.len();
+    let hi = total.div_ceil(nodes.len());
+    for n in status["nodes"].as_array().unwrap() {
+        let r = n["replicas"].as_u64().unwrap() as usize;
+        assert!(
+            lo <= r && r <= hi,
+            "node {} hosts {r} replicas: {status:#}",
+            n["id"]
+        );
+        assert_eq!(n["reachable"], true);
+    }
+    for g in status["groups"].as_array().unwrap().iter().skip(1) {
+        assert_eq!(g["voters"], g["placement"], "{g:#}");
+        assert_eq!(g["voters"].as_array().unwrap().len(), 3, "{g:#}");
+    }
+}
+
+fn window(samples: &[Sample], from: Instant, to: Instant) -> Vec<&Sample> {
+    samples
+        .iter()
+        .filter(|s| s.at >= from && s.at <= to)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_drain_remove_under_load_loses_no_request() {
+    let d = Deployment::up(
+        "membership",
+        Options {
+            shards: SHARDS,
+            ..Options::default()
+        },
+    );
+    let client = d.conductor_client();
+    let load = Load::start(&client, SHARDS, 6, "m", Duration::from_millis(20));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let base_end = Instant::now();
+
+    // Adding conductors: each call returns once replicas are spread over the new node.
+    let t = Instant::now();
+    tokio::task::block_in_place(|| d.add_conductor(4));
+    let add4 = t.elapsed();
+    assert_spread(&d.status(), &[1, 2, 3, 4]);
+    let t = Instant::now();
+    tokio::task::block_in_place(|| d.add_conductor(5));
+    let add5 = t.elapsed();
+    let st = d.status();
+    assert_spread(&st, &[1, 2, 3, 4, 5]);
+    assert_eq!(
+        st["groups"][0]["voters"].as_array().unwrap().len(),
+        5,
+        "{st:#}"
+    );
+
+    // Drain: node 1 ends up leading nothing; measure what it costs the clients.
+    tokio::time::sleep(Duration::from_secs(4)).await; // leader balance settles
+    let drain_start = Instant::now();
+    let out = tokio::task::block_in_place(|| d.manage(&["conductor", "drain", "1"]));
+    let drain_end = Instant::now();
+    assert!(out.contains("done"), "{out}");
+    let st = d.status();
+    assert_eq!(node(&st, 1).unwrap()["leads"], 0, "{st:#}");
+    assert_eq!(node(&st, 1).unwrap()["state"], "draining");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = d.status();
+    assert_eq!(
+        node(&st, 1).unwrap()["leads"],
+        0,
+        "drained node won leadership back: {st:#}"
+    );
+    tokio::task::block_in_place(|| d.manage(&["conductor", "undrain", "1"]));
+
+    // Remove node 2: its replicas move away, then it is forgotten.
+    let t = Instant::now();
+    tokio::task::block_in_place(|| d.manage(&["conductor", "remove", "2"]));
+    let remove2 = t.elapsed();
+    let st = d.status();
+    assert_spread(&st, &[1, 3, 4, 5]);
+    assert!(node(&st, 2).is_none());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let samples = load.stop().await;
+    let failed: Vec<&Sample> = samples.iter().filter(|s| s.error.is_some()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed, first: {:?}",
+        failed.len(),
+        samples.len(),
+        failed.first()
+    );
+    assert!(samples.len() > 500, "only {} requests", samples.len());
+
+    // Every acknowledged write is there (linearizable reads on each shard's leader).
+    let mut acked: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for s in &samples {
+        acked.entry(s.shard).or_default().push(s.key.clone());
+    }
+    for (shard, keys) in acked {
+        let QueryResult::Canaries(rows) = client
+            .query(
+                ShardId(shard),
+                &ShardQuery::Canaries {
+                    prefix: "m/".into(),
+                },
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("wrong answer")
+        };
+        for k in keys {
+            assert!(
+                rows.contains_key(&k),
+                "acknowledged {k} lost on shard {shard}"
+            );
+        }
+    }
+
+    let base = window(
+        &samples,
+        Instant::now() - Duration::from_secs(3600),
+        base_end,
+    );
+    let drain = window(&samples, drain_start, drain_end);
+    let (b50, b99) = (quantile_ms(&base, 0.5), quantile_ms(&base, 0.99));
+    let (d50, d99) = (quantile_ms(&drain, 0.5), quantile_ms(&drain, 0.99));
+    println!(
+        "MEASURE membership: {} requests, 0 failed; add node 4 {:.1} s, add node 5 {:.1} s, \
+         remove node 2 {:.1} s; drain of node 1 {:.1} s: write p50/p99 {d50:.0}/{d99:.0} ms \
+         during the drain vs {b50:.0}/{b99:.0} ms before (p99 extra {:.0} ms)",
+        samples.len(),
+        add4.as_secs_f64(),
+        add5.as_secs_f64(),
+        remove2.as_secs_f64(),
+        (drain_end - drain_start).as_secs_f64(),
+        d99 - b99
+    );
+    d.down();
+}
