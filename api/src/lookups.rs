@@ -87,9 +87,11 @@ pub trait Lookups: Send + Sync {
         who: &Identity,
         name_or_id: &str,
     ) -> Result<Lookup<Subnet>, LookupError>;
+    /// A Keystone project by id (quota create checks it exists).
+    async fn get_project(&self, who: &Identity, id: &str) -> Result<Lookup<()>, LookupError>;
 }
 
-fn unavailable(e: LookupError) -> ApiError {
+pub fn unavailable(e: LookupError) -> ApiError {
     match e {
         LookupError::Unavailable(m) => ApiError::Unavailable(m),
         LookupError::Forbidden => ApiError::Forbidden("Not authorized.".into()),

@@ -4,7 +4,8 @@ use crate::auth::Identity;
 use crate::lookups::*;
 use async_trait::async_trait;
 use magnum_drivers::openstack::{
-    ComputeClient, HttpClient, HttpConfig, ImageClient, Interface, NetworkClient, StaticToken,
+    ComputeClient, HttpClient, HttpConfig, ImageClient, Interface, KeystoneClient, NetworkClient,
+    StaticToken,
 };
 use magnum_drivers::Error;
 use std::sync::Arc;
@@ -131,5 +132,18 @@ impl Lookups for OpenStackLookups {
             id: s.id,
             name: s.name,
         })
+    }
+
+    async fn get_project(&self, who: &Identity, id: &str) -> Result<Lookup<()>, LookupError> {
+        let endpoint = self.endpoint(who, "identity")?;
+        let base = crate::keystone::v3_base(endpoint.as_str());
+        let client = KeystoneClient::new(self.http.clone(), &base)
+            .map_err(|e| LookupError::Unavailable(e.to_string()))?;
+        match client.project_exists(&who.token, id).await {
+            Ok(true) => Ok(Lookup::Found(())),
+            Ok(false) => Ok(Lookup::NotFound),
+            Err(Error::Forbidden(_)) => Err(LookupError::Forbidden),
+            Err(e) => Err(LookupError::Unavailable(e.to_string())),
+        }
     }
 }

@@ -40,6 +40,12 @@ pub enum Action {
     ClusterGetAll,
     ClusterGetAllAllProjects,
     ServiceGetAll,
+    QuotaCreate,
+    QuotaDelete,
+    QuotaGet,
+    QuotaGetAll,
+    QuotaUpdate,
+    StatsGetAll,
 }
 
 impl Action {
@@ -68,6 +74,12 @@ impl Action {
             ClusterGetAll => "cluster:get_all",
             ClusterGetAllAllProjects => "cluster:get_all_all_projects",
             ServiceGetAll => "magnum-service:get_all",
+            QuotaCreate => "quota:create",
+            QuotaDelete => "quota:delete",
+            QuotaGet => "quota:get",
+            QuotaGetAll => "quota:get_all",
+            QuotaUpdate => "quota:update",
+            StatsGetAll => "stats:get_all",
         }
     }
 
@@ -84,9 +96,13 @@ impl Action {
             | ClusterDetailAllProjects
             | ClusterGetOneAllProjects
             | ClusterGetAllAllProjects
-            | ServiceGetAll => Rule::Admin,
+            | ServiceGetAll
+            | QuotaCreate
+            | QuotaDelete
+            | QuotaGetAll
+            | QuotaUpdate => Rule::Admin,
             TemplateDetail | TemplateGet | TemplateGetAll | ClusterDetail | ClusterGet
-            | ClusterGetAll => Rule::AdminOrReader,
+            | ClusterGetAll | QuotaGet | StatsGetAll => Rule::AdminOrReader,
             TemplateCreate | TemplateDelete | TemplateUpdate | ClusterCreate | ClusterDelete => {
                 Rule::AdminOrMember
             }

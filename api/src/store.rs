@@ -60,12 +60,12 @@ impl<'a> Store<'a> {
         Ok(shard_of(project, self.shards().await?))
     }
 
-    async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, ApiError> {
+    pub async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, ApiError> {
         Ok(self.backend.query(shard, q).await?)
     }
 
     /// The same query on every shard, concurrently.
-    async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, ApiError> {
+    pub async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, ApiError> {
         let n = self.shards().await?;
         let futs = (0..n).map(|s| self.query(ShardId(s), q));
         futures::future::join_all(futs).await.into_iter().collect()

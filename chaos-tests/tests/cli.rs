@@ -198,6 +198,78 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
     );
     assert!(list.as_array().unwrap().is_empty(), "{list}");
 
+    // Quotas and stats, as an admin.
+    let project = os(&["token", "issue", "-f", "value", "-c", "project_id"]);
+    ok(&project, "token issue");
+    let project = project.stdout.trim().to_string();
+    // `coe quotas` and `coe stats` print plain tables (no `-f json`).
+    let has = |out: &str, words: &[&str], what: &str| {
+        for w in words {
+            assert!(out.contains(w), "{what}: {w:?} not in {out}");
+        }
+    };
+    let out = ok(
+        &os(&[
+            "coe",
+            "quotas",
+            "create",
+            "--project-id",
+            &project,
+            "--resource",
+            "Cluster",
+            "--hard-limit",
+            "10",
+        ]),
+        "quotas create",
+    );
+    has(&out, &["hard_limit", "10", &project], "quotas create");
+    ok(
+        &os(&[
+            "coe",
+            "quotas",
+            "update",
+            "--project-id",
+            &project,
+            "--resource",
+            "Cluster",
+            "--hard-limit",
+            "20",
+        ]),
+        "quotas update",
+    );
+    let out = ok(
+        &os(&[
+            "coe",
+            "quotas",
+            "show",
+            "--project-id",
+            &project,
+            "--resource",
+            "Cluster",
+        ]),
+        "quotas show",
+    );
+    has(&out, &["hard_limit", "20"], "quotas show");
+    let out = ok(
+        &os(&["coe", "quotas", "list", "--all-tenants"]),
+        "quotas list",
+    );
+    has(&out, &[&project, "20"], "quotas list");
+    ok(
+        &os(&[
+            "coe",
+            "quotas",
+            "delete",
+            "--project-id",
+            &project,
+            "--resource",
+            "Cluster",
+        ]),
+        "quotas delete",
+    );
+    let out = ok(&os(&["coe", "stats", "list", &project]), "stats list");
+    has(&out, &["clusters", "nodes"], "stats list");
+
     // The conductor registry (meta group), as an admin sees it.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

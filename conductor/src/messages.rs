@@ -1,5 +1,5 @@
 //! Magnum's user-visible messages, in one place so wording stays identical to upstream.
-use magnum_proto::{ClusterId, TemplateId};
+use magnum_proto::{ClusterId, ProjectId, TemplateId};
 
 pub fn template_not_found(ident: &str) -> String {
     format!("ClusterTemplate {ident} could not be found.")
@@ -29,4 +29,12 @@ pub fn quota_exceeded(limit: u32) -> String {
     format!(
         "Resource limit exceeded: You have reached the maximum clusters per project, {limit}. You may delete a cluster to make room for a new one."
     )
+}
+
+pub fn quota_exists(project: &ProjectId, resource: &str) -> String {
+    format!("Quota for project {project} already exists for resource {resource}.")
+}
+
+pub fn quota_not_found(project: &ProjectId, resource: &str) -> String {
+    format!("Quota could not be found: project_id {project} resource {resource}.")
 }

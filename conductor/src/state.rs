@@ -56,7 +56,7 @@ impl ShardState {
                 return resp.clone();
             }
         }
-        let resp = self.apply_command(&req.command);
+        let resp = self.apply_command(index, &req.command);
         if let Some(id) = req.request_id {
             self.requests.insert(id, (index, resp.clone()));
             self.dirty.insert(Key::Request(id));
@@ -80,7 +80,7 @@ impl ShardState {
         }
     }
 
-    fn apply_command(&mut self, cmd: &ShardCommand) -> ShardResponse {
+    fn apply_command(&mut self, index: u64, cmd: &ShardCommand) -> ShardResponse {
         match cmd {
             ShardCommand::TakeOwnership { node, epoch } => {
                 if *epoch <= self.epoch {
@@ -127,7 +127,69 @@ impl ShardState {
                 Ok(CommandOk::Done)
             }
             ShardCommand::Canary { key, value } => self.canary(key, value),
+            ShardCommand::CreateQuota { quota } => {
+                // The log index is unique within the shard, so this is unique everywhere.
+                let id = index
+                    .saturating_mul(u64::from(self.shards.max(1)))
+                    .saturating_add(u64::from(self.shard.0));
+                self.create_quota(id, quota)
+            }
+            ShardCommand::UpdateQuota {
+                project_id,
+                resource,
+                hard_limit,
+                at,
+            } => self.update_quota(project_id, resource, *hard_limit, *at),
+            ShardCommand::DeleteQuota {
+                project_id,
+                resource,
+            } => {
+                let k = (project_id.clone(), resource.clone());
+                if self.quotas.remove(&k).is_none() {
+                    return Err(CommandError::NotFound(messages::quota_not_found(
+                        project_id, resource,
+                    )));
+                }
+                self.dirty.insert(Key::Quota(k.0, k.1));
+                Ok(CommandOk::Done)
+            }
         }
+    }
+
+    fn create_quota(&mut self, id: u64, q: &Quota) -> ShardResponse {
+        let k = (q.project_id.clone(), q.resource.clone());
+        if self.quotas.contains_key(&k) {
+            return Err(CommandError::Conflict(messages::quota_exists(
+                &q.project_id,
+                &q.resource,
+            )));
+        }
+        let mut q = q.clone();
+        q.id = id;
+        q.updated_at = None;
+        self.quotas.insert(k.clone(), q.clone());
+        self.dirty.insert(Key::Quota(k.0, k.1));
+        Ok(CommandOk::Quota(q))
+    }
+
+    fn update_quota(
+        &mut self,
+        project: &ProjectId,
+        resource: &str,
+        hard_limit: u32,
+        at: Timestamp,
+    ) -> ShardResponse {
+        let k = (project.clone(), resource.to_string());
+        let Some(q) = self.quotas.get_mut(&k) else {
+            return Err(CommandError::NotFound(messages::quota_not_found(
+                project, resource,
+            )));
+        };
+        q.hard_limit = hard_limit;
+        q.updated_at = Some(at);
+        let q = q.clone();
+        self.dirty.insert(Key::Quota(k.0, k.1));
+        Ok(CommandOk::Quota(q))
     }
 
     fn canary(&mut self, key: &str, value: &str) -> ShardResponse {
@@ -486,6 +548,27 @@ impl ShardState {
             ),
             ShardQuery::Certs { id } => QueryResult::Certs(self.certs.get(id).cloned()),
             ShardQuery::Operations => QueryResult::Operations(self.ops.values().cloned().collect()),
+            ShardQuery::Quotas { project } => QueryResult::Quotas(
+                self.quotas
+                    .values()
+                    .filter(|q| project.as_ref().is_none_or(|p| *p == q.project_id))
+                    .cloned()
+                    .collect(),
+            ),
+            ShardQuery::Stats { project } => {
+                let (mut clusters, mut nodes) = (0u64, 0u64);
+                for c in self.clusters.values() {
+                    if project.as_ref().is_some_and(|p| *p != c.project_id) {
+                        continue;
+                    }
+                    clusters += 1;
+                    nodes += self
+                        .nodegroups
+                        .get(&c.uuid)
+                        .map_or(0, |ngs| ngs.iter().map(|n| u64::from(n.node_count)).sum());
+                }
+                QueryResult::Stats { clusters, nodes }
+            }
             ShardQuery::Canaries { prefix } => QueryResult::Canaries(
                 self.canaries
                     .range(prefix.clone()..)

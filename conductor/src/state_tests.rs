@@ -393,3 +393,80 @@ fn canaries_overwrite_are_bounded_and_listed_by_prefix() {
     let big = "v".repeat(CANARY_MAX_VALUE + 1);
     assert!(s.apply_request(10, &req(canary("k", &big))).is_err());
 }
+
+fn quota(limit: u32) -> Quota {
+    Quota {
+        id: 0,
+        project_id: project(),
+        resource: "Cluster".into(),
+        hard_limit: limit,
+        created_at: Timestamp(1),
+        updated_at: None,
+    }
+}
+
+#[test]
+fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
+    let mut s = ShardState::new(ShardId(0), SHARDS);
+    let t = template();
+    s.apply_request(
+        1,
+        &req(ShardCommand::CreateTemplate {
+            template: t.clone(),
+        }),
+    )
+    .unwrap();
+    let Ok(CommandOk::Quota(q)) =
+        s.apply_request(7, &req(ShardCommand::CreateQuota { quota: quota(1) }))
+    else {
+        panic!("quota not created")
+    };
+    assert_eq!(q.id, 7 * u64::from(SHARDS));
+    let dup = s.apply_request(8, &req(ShardCommand::CreateQuota { quota: quota(5) }));
+    assert!(matches!(dup, Err(CommandError::Conflict(_))), "{dup:?}");
+    let (c, ngs, op) = cluster(&t);
+    let create = |c: Cluster| ShardCommand::CreateCluster {
+        cluster: c,
+        nodegroups: ngs.clone(),
+        operation: op.clone(),
+    };
+    s.apply_request(9, &req(create(c.clone()))).unwrap();
+    let (mut c2, _, _) = cluster(&t);
+    c2.name = "second".into();
+    let over = s.apply_request(10, &req(create(c2.clone())));
+    assert!(matches!(over, Err(CommandError::Forbidden(_))), "{over:?}");
+    let up = ShardCommand::UpdateQuota {
+        project_id: project(),
+        resource: "Cluster".into(),
+        hard_limit: 2,
+        at: Timestamp(3),
+    };
+    let Ok(CommandOk::Quota(q)) = s.apply_request(11, &req(up)) else {
+        panic!("not updated")
+    };
+    assert_eq!(
+        (q.hard_limit, q.updated_at, q.id),
+        (2, Some(Timestamp(3)), 7)
+    );
+    s.apply_request(12, &req(create(c2))).unwrap();
+    let QueryResult::Stats { clusters, nodes } = s.query(&ShardQuery::Stats {
+        project: Some(project()),
+    }) else {
+        panic!()
+    };
+    // 1 master + 2 workers each.
+    assert_eq!((clusters, nodes), (2, 6));
+    let del = ShardCommand::DeleteQuota {
+        project_id: project(),
+        resource: "Cluster".into(),
+    };
+    s.apply_request(13, &req(del.clone())).unwrap();
+    assert!(matches!(
+        s.apply_request(14, &req(del)),
+        Err(CommandError::NotFound(_))
+    ));
+    let QueryResult::Quotas(qs) = s.query(&ShardQuery::Quotas { project: None }) else {
+        panic!()
+    };
+    assert!(qs.is_empty());
+}

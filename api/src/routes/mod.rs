@@ -1,7 +1,9 @@
 //! The router: one module per resource, assembled here with the request plumbing.
 pub mod clusters;
 pub mod mservices;
+pub mod quotas;
 pub mod root;
+pub mod stats;
 pub mod templates;
 
 use crate::error::ApiError;
@@ -28,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::routes())
         .merge(clusters::routes())
         .merge(mservices::routes())
+        .merge(quotas::routes())
+        .merge(stats::routes())
         .fallback(route_not_found)
         .layer(from_fn_with_state(state.clone(), v1_gate))
         .layer(CatchPanicLayer::custom(panic_response))

@@ -275,6 +275,14 @@ impl Lookups for FakeLookups {
             Lookup::NotFound
         })
     }
+
+    async fn get_project(&self, _: &Identity, id: &str) -> Result<Lookup<()>, LookupError> {
+        Ok(if [PROJECT_A, PROJECT_B, "admin-project"].contains(&id) {
+            Lookup::Found(())
+        } else {
+            Lookup::NotFound
+        })
+    }
 }
 
 pub struct Harness {

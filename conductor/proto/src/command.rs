@@ -55,6 +55,21 @@ pub enum ShardCommand {
         event: OpEvent,
         at: Timestamp,
     },
+    /// `POST /v1/quotas`: 409 if the project already has a row for the resource.
+    CreateQuota {
+        quota: Quota,
+    },
+    /// `PATCH /v1/quotas/{project}/{resource}`: 404 without a row.
+    UpdateQuota {
+        project_id: ProjectId,
+        resource: String,
+        hard_limit: u32,
+        at: Timestamp,
+    },
+    DeleteQuota {
+        project_id: ProjectId,
+        resource: String,
+    },
     /// A small key/value write through the whole write path (forwarding, Raft, apply), for
     /// operators' health probes, the crash tests and the replication benchmark. Overwrites.
     Canary {
@@ -114,6 +129,7 @@ pub enum CommandOk {
     Template(Box<ClusterTemplate>),
     Cluster(Box<ClusterView>),
     Owned { epoch: u64 },
+    Quota(Quota),
     Done,
 }
 

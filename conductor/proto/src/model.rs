@@ -270,6 +270,9 @@ pub struct Operation {
 /// Quota row (only resource `Cluster` exists).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quota {
+    /// Unique across shards: the creating log index × shard count + shard (never reused).
+    #[serde(default)]
+    pub id: u64,
     pub project_id: ProjectId,
     pub resource: String,
     pub hard_limit: u32,

@@ -30,6 +30,15 @@ pub enum ShardQuery {
     Operations,
     /// The shard's current ownership epoch and owner.
     Ownership,
+    /// Quota rows of `project` (all projects when `None`).
+    Quotas {
+        project: Option<ProjectId>,
+    },
+    /// Cluster count and node count (masters and workers of every nodegroup) of `project`
+    /// (all projects when `None`).
+    Stats {
+        project: Option<ProjectId>,
+    },
     /// Canary rows whose key starts with `prefix`.
     Canaries {
         prefix: String,
@@ -45,4 +54,6 @@ pub enum QueryResult {
     Operations(Vec<Operation>),
     Ownership { epoch: u64, owner: Option<NodeId> },
     Canaries(std::collections::BTreeMap<String, String>),
+    Quotas(Vec<Quota>),
+    Stats { clusters: u64, nodes: u64 },
 }

@@ -301,6 +301,22 @@ impl KeystoneClient {
         body.token.into_token(id)
     }
 
+    /// `GET /v3/projects/{id}` with `token`: whether the project exists (404 → false).
+    #[tracing::instrument(name = "keystone.project_exists", skip_all, fields(project = %id))]
+    pub async fn project_exists(&self, token: &str, id: &str) -> Result<bool> {
+        let url = http::join(&self.auth_url, &["projects", id])?;
+        let request = self
+            .http
+            .request(Method::GET, url)
+            .header("X-Auth-Token", token);
+        let response = http::send(SERVICE, request).await?;
+        match response.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(http::error_from_response(SERVICE, response).await),
+        }
+    }
+
     /// `GET /v3/auth/tokens` with `X-Auth-Token: service_token` and `X-Subject-Token: subject_token`.
     /// 200 → the subject's token; 404 (or a token that cannot be sent as a header) →
     /// [`Error::InvalidToken`]; 401 → [`Error::Unauthorized`] (the service token is bad).
