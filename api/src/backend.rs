@@ -2,6 +2,7 @@
 //! [`magnum_proto::ConductorClient`], which finds leaders, follows "not leader" hints and
 //! retries (with the same request id) within its deadline.
 use async_trait::async_trait;
+use magnum_proto::wire::{SignCsr, SignResult};
 use magnum_proto::{
     ClientError, ConductorClient, QueryResult, ServiceRecord, ShardId, ShardQuery, ShardRequest,
     ShardResponse,
@@ -39,6 +40,8 @@ pub trait Backend: Send + Sync {
     ) -> Result<ShardResponse, BackendError>;
     /// Linearizable read on the shard's leader.
     async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError>;
+    /// Sign a CSR with a cluster's CA on the shard's leader.
+    async fn sign(&self, shard: ShardId, req: &SignCsr) -> Result<SignResult, BackendError>;
     /// The conductor registry (linearizable read on the meta leader). Backends without one
     /// report no conductors.
     async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {
@@ -66,5 +69,9 @@ impl Backend for ConductorClient {
 
     async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {
         Ok(ConductorClient::services(self).await?)
+    }
+
+    async fn sign(&self, shard: ShardId, req: &SignCsr) -> Result<SignResult, BackendError> {
+        Ok(ConductorClient::sign(self, shard, req).await?)
     }
 }

@@ -46,6 +46,8 @@ pub enum Action {
     QuotaGetAll,
     QuotaUpdate,
     StatsGetAll,
+    CertificateGet,
+    CertificateCreate,
 }
 
 impl Action {
@@ -80,6 +82,8 @@ impl Action {
             QuotaGetAll => "quota:get_all",
             QuotaUpdate => "quota:update",
             StatsGetAll => "stats:get_all",
+            CertificateGet => "certificate:get",
+            CertificateCreate => "certificate:create",
         }
     }
 
@@ -102,10 +106,9 @@ impl Action {
             | QuotaGetAll
             | QuotaUpdate => Rule::Admin,
             TemplateDetail | TemplateGet | TemplateGetAll | ClusterDetail | ClusterGet
-            | ClusterGetAll | QuotaGet | StatsGetAll => Rule::AdminOrReader,
-            TemplateCreate | TemplateDelete | TemplateUpdate | ClusterCreate | ClusterDelete => {
-                Rule::AdminOrMember
-            }
+            | ClusterGetAll | QuotaGet | StatsGetAll | CertificateGet => Rule::AdminOrReader,
+            TemplateCreate | TemplateDelete | TemplateUpdate | ClusterCreate | ClusterDelete
+            | CertificateCreate => Rule::AdminOrMember,
         }
     }
 }

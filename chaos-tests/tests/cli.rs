@@ -17,6 +17,48 @@ fn ok(out: &magnum_chaos_tests::cli::Output, what: &str) -> String {
     out.stdout.clone()
 }
 
+/// Decodes the kubeconfig's CA and client certificate and runs `openssl verify` on them.
+fn verify_kubeconfig(kubeconfig: &str, dir: &std::path::Path) {
+    let field = |name: &str| {
+        kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {kubeconfig}"))
+            .trim()
+            .to_string()
+    };
+    for (name, file) in [
+        ("certificate-authority-data", "ca.pem"),
+        ("client-certificate-data", "client.pem"),
+    ] {
+        let out = std::process::Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(field(name).as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        std::fs::write(dir.join(file), out.stdout).unwrap();
+    }
+    let v = std::process::Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(dir.join("ca.pem"))
+        .arg(dir.join("client.pem"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success() && text.contains(": OK"),
+        "openssl verify: {text}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
 fn json(out: &magnum_chaos_tests::cli::Output, what: &str) -> Value {
     let s = ok(out, what);
     // magnumclient prints "Request to ... accepted" before the formatted object.
@@ -159,6 +201,24 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
         "{c}"
     );
     assert_eq!(c["node_count"], 2);
+
+    // `cluster config` signs a fresh CSR through POST /v1/certificates and fetches the CA; the
+    // kubeconfig's client certificate must verify against that CA.
+    let cfg_dir = d.dir.join("kube");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    let dir_arg = cfg_dir.to_string_lossy().to_string();
+    ok(
+        &os(&[
+            "coe", "cluster", "config", "k8s", "--dir", &dir_arg, "--force",
+        ]),
+        "cluster config",
+    );
+    let kubeconfig = std::fs::read_to_string(cfg_dir.join("config")).unwrap();
+    assert!(
+        kubeconfig.contains(c["api_address"].as_str().unwrap()),
+        "{kubeconfig}"
+    );
+    verify_kubeconfig(&kubeconfig, &cfg_dir);
 
     // In use: the template can't be deleted.
     let busy = os(&["coe", "cluster", "template", "delete", "k8s-tmpl"]);

@@ -58,6 +58,62 @@ pub fn generate(cluster_name: &str) -> Result<ClusterCerts, CertError> {
     })
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The CSR is unusable; the message is for the user.
+    #[error("{0}")]
+    BadCsr(String),
+    /// The stored CA could not be loaded (a bug or corrupt data).
+    #[error("cluster CA unusable: {0}")]
+    Ca(rcgen::Error),
+}
+
+/// Key usages and extended key usages a signed client certificate may carry (`[x509]
+/// allowed_key_usage`, `allowed_extended_key_usage`); anything else in the CSR is dropped.
+const ALLOWED_USAGES: [KeyUsagePurpose; 3] = [
+    KeyUsagePurpose::DigitalSignature,
+    KeyUsagePurpose::KeyEncipherment,
+    KeyUsagePurpose::ContentCommitment,
+];
+
+/// Signs a client's PKCS#10 request with the cluster CA (`POST /v1/certificates`): the
+/// requested subject, alternative names and public key; never a CA; usages filtered to the
+/// allowed ones; five years, random serial.
+pub fn sign_csr(certs: &ClusterCerts, csr_pem: &str) -> Result<String, SignError> {
+    let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| SignError::BadCsr(format!("Invalid CSR: {e}")))?;
+    let ca_key = KeyPair::from_pem(&certs.ca_key).map_err(SignError::Ca)?;
+    let ca = CertificateParams::from_ca_cert_pem(&certs.ca_cert)
+        .and_then(|p| p.self_signed(&ca_key))
+        .map_err(SignError::Ca)?;
+    let base = params("unused", None).map_err(|CertError(e)| SignError::Ca(e))?;
+    let p = &mut csr.params;
+    p.not_before = base.not_before;
+    p.not_after = base.not_after;
+    p.serial_number = base.serial_number;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages.retain(|u| ALLOWED_USAGES.contains(u));
+    if p.key_usages.is_empty() {
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+    }
+    p.extended_key_usages.retain(|u| {
+        matches!(
+            u,
+            ExtendedKeyUsagePurpose::ClientAuth | ExtendedKeyUsagePurpose::ServerAuth
+        )
+    });
+    if p.extended_key_usages.is_empty() {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    }
+    let cert = csr
+        .signed_by(&ca, &ca_key)
+        .map_err(|e| SignError::BadCsr(format!("Invalid CSR: {e}")))?;
+    Ok(cert.pem())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -71,5 +127,35 @@ mod tests {
         assert!(cl.verify_signature(Some(ca.public_key())).is_ok());
         assert_eq!(cl.issuer(), ca.subject());
         assert!(ca.is_ca());
+    }
+
+    #[test]
+    fn a_csr_is_signed_by_the_cluster_ca_and_never_as_a_ca() {
+        let c = super::generate("k8s").unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["node-1".to_string()]).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "kubelet");
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::KeyCertSign,
+        ];
+        let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+        let pem = super::sign_csr(&c, &csr).unwrap();
+        let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = der.parse_x509().unwrap();
+        let (_, ca) = x509_parser::pem::parse_x509_pem(c.ca_cert.as_bytes()).unwrap();
+        let ca = ca.parse_x509().unwrap();
+        assert!(cert.verify_signature(Some(ca.public_key())).is_ok());
+        assert_eq!(cert.issuer(), ca.subject());
+        assert!(!cert.is_ca());
+        // keyCertSign was asked for and filtered out.
+        let ku = cert.key_usage().unwrap().unwrap().value;
+        assert!(ku.digital_signature() && !ku.key_cert_sign());
+        assert_eq!(cert.public_key().raw, key.public_key_der().as_slice());
+        assert!(matches!(
+            super::sign_csr(&c, "not a csr"),
+            Err(super::SignError::BadCsr(_))
+        ));
     }
 }

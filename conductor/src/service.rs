@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use magnum_proto::wire::{
-    self, Done, Envelope, GroupInfo, InternalError, NodeInfo, NotLeader, SetMembers, Topology,
-    TransferLeader,
+    self, Done, Envelope, GroupInfo, InternalError, NodeInfo, NotLeader, SetMembers, SignCsr,
+    SignResult, Topology, TransferLeader,
 };
 use magnum_proto::{
     shard, MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeId, ShardCommand, ShardQuery,
@@ -41,6 +41,7 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route(wire::TOPOLOGY_PATH, get(topology))
         .route("/internal/v1/shards/{shard}/command", post(command))
         .route("/internal/v1/shards/{shard}/query", post(query))
+        .route("/internal/v1/shards/{shard}/sign", post(sign))
         .route(wire::META_COMMAND_PATH, post(meta_command))
         .route(wire::META_QUERY_PATH, post(meta_query))
         .route("/internal/v1/groups/{group}/members", post(set_members))
@@ -148,6 +149,27 @@ async fn query(
     let q: ShardQuery = decode(&body)?;
     let group = shard_group(&s, shard)?;
     let r = group.read(|l| l.state.query(&q)).await?;
+    Ok(Json(r).into_response())
+}
+
+/// Signs on the leader, with the CA it read after a linearizability check; the private key never
+/// leaves the conductor.
+async fn sign(
+    State(s): State<Arc<ServiceState>>,
+    Path(shard): Path<u32>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let req: SignCsr = decode(&body)?;
+    let group = shard_group(&s, shard)?;
+    let certs = group.read(|l| l.state.certs(req.cluster).cloned()).await?;
+    let r = match certs {
+        None => SignResult::NoCertificates,
+        Some(c) => match crate::certs::sign_csr(&c, &req.csr) {
+            Ok(pem) => SignResult::Signed(pem),
+            Err(crate::certs::SignError::BadCsr(m)) => SignResult::BadCsr(m),
+            Err(e) => return Err(SvcError::Unavailable(e.to_string())),
+        },
+    };
     Ok(Json(r).into_response())
 }
 

@@ -546,7 +546,9 @@ impl ShardState {
                     .filter_map(|c| self.view(c.uuid))
                     .collect(),
             ),
-            ShardQuery::Certs { id } => QueryResult::Certs(self.certs.get(id).cloned()),
+            ShardQuery::CaCert { id } => {
+                QueryResult::CaCert(self.certs.get(id).map(|c| c.ca_cert.clone()))
+            }
             ShardQuery::Operations => QueryResult::Operations(self.ops.values().cloned().collect()),
             ShardQuery::Quotas { project } => QueryResult::Quotas(
                 self.quotas

@@ -1,4 +1,5 @@
 //! The router: one module per resource, assembled here with the request plumbing.
+pub mod certificates;
 pub mod clusters;
 pub mod mservices;
 pub mod quotas;
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/", get(root::v1))
         .merge(templates::routes())
         .merge(clusters::routes())
+        .merge(certificates::routes())
         .merge(mservices::routes())
         .merge(quotas::routes())
         .merge(stats::routes())

@@ -158,6 +158,60 @@ impl Backend for MemBackend {
         self.check()?;
         Ok(self.services.lock().unwrap().clone())
     }
+
+    async fn sign(
+        &self,
+        shard: ShardId,
+        req: &wire::SignCsr,
+    ) -> Result<wire::SignResult, BackendError> {
+        self.check()?;
+        let certs = self.shards[shard.0 as usize]
+            .lock()
+            .unwrap()
+            .certs(req.cluster)
+            .cloned();
+        Ok(match certs {
+            None => wire::SignResult::NoCertificates,
+            Some(c) => match magnum_conductor::certs::sign_csr(&c, &req.csr) {
+                Ok(pem) => wire::SignResult::Signed(pem),
+                Err(e) => wire::SignResult::BadCsr(e.to_string()),
+            },
+        })
+    }
+}
+
+impl MemBackend {
+    /// What the reconciler's first step does: take ownership and commit a fresh CA and client
+    /// certificate for the cluster.
+    pub fn generate_certs(&self, shard: u32, cluster: ClusterId) -> ClusterCerts {
+        let certs = magnum_conductor::certs::generate("test").unwrap();
+        let mut s = self.shards[shard as usize].lock().unwrap();
+        let i = self.index.fetch_add(2, Ordering::SeqCst);
+        let epoch = s.epoch + 1;
+        let own = ShardRequest {
+            request_id: None,
+            command: ShardCommand::TakeOwnership {
+                node: NodeId(1),
+                epoch,
+            },
+        };
+        s.apply_request(i, &own).unwrap();
+        let op = s.operation(cluster).unwrap().id;
+        let adv = ShardRequest {
+            request_id: None,
+            command: ShardCommand::Advance {
+                epoch,
+                cluster,
+                op,
+                event: OpEvent::CertsGenerated {
+                    certs: certs.clone(),
+                },
+                at: Timestamp(1),
+            },
+        };
+        s.apply_request(i + 1, &adv).unwrap();
+        certs
+    }
 }
 
 /// Tokens: `admin-token` (admin, project A), `member-a`, `reader-a`, `norole-a`, `member-b`,

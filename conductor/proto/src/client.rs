@@ -8,7 +8,8 @@ use crate::meta::{
 };
 use crate::query::{QueryResult, ShardQuery};
 use crate::wire::{
-    self, Done, Envelope, InternalError, NotLeader, SetMembers, Topology, TransferLeader,
+    self, Done, Envelope, InternalError, NotLeader, SetMembers, SignCsr, SignResult, Topology,
+    TransferLeader,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -169,6 +170,12 @@ impl ConductorClient {
                 "unexpected answer {other:?}"
             ))),
         }
+    }
+
+    /// Sign a CSR with a cluster's CA, on the shard's leader.
+    pub async fn sign(&self, shard: ShardId, req: &SignCsr) -> Result<SignResult, ClientError> {
+        self.call(Topology::group_of(shard), &wire::sign_path(shard), req)
+            .await
     }
 
     /// Linearizable read on the shard's leader.

@@ -22,8 +22,8 @@ pub enum ShardQuery {
     ClustersUsingTemplate {
         id: TemplateId,
     },
-    /// The certificates of a cluster.
-    Certs {
+    /// The CA certificate (PEM) of a cluster; private keys never leave the shard.
+    CaCert {
         id: ClusterId,
     },
     /// Active operations (operators and tests).
@@ -50,7 +50,7 @@ pub enum QueryResult {
     Templates(Vec<ClusterTemplate>),
     Clusters(Vec<ClusterView>),
     Cluster(Option<Box<ClusterView>>),
-    Certs(Option<ClusterCerts>),
+    CaCert(Option<String>),
     Operations(Vec<Operation>),
     Ownership { epoch: u64, owner: Option<NodeId> },
     Canaries(std::collections::BTreeMap<String, String>),

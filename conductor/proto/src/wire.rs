@@ -29,6 +29,28 @@ pub fn transfer_path(group: u64) -> String {
     format!("/internal/v1/groups/{group}/transfer")
 }
 
+/// Leader-only: sign a client CSR with a cluster's CA ([`SignCsr`] → [`SignResult`]).
+pub fn sign_path(shard: ShardId) -> String {
+    format!("/internal/v1/shards/{}/sign", shard.0)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignCsr {
+    pub cluster: ClusterId,
+    /// PEM-encoded PKCS#10 request.
+    pub csr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignResult {
+    /// The signed certificate, PEM.
+    Signed(String),
+    /// The cluster has no CA (yet, or any more).
+    NoCertificates,
+    /// The CSR could not be parsed or used; the reason is for the user.
+    BadCsr(String),
+}
+
 pub fn command_path(shard: ShardId) -> String {
     format!("/internal/v1/shards/{}/command", shard.0)
 }
