@@ -48,6 +48,10 @@ pub enum Action {
     StatsGetAll,
     CertificateGet,
     CertificateCreate,
+    NodegroupGet,
+    NodegroupGetAll,
+    NodegroupGetAllAllProjects,
+    NodegroupGetOneAllProjects,
 }
 
 impl Action {
@@ -84,6 +88,10 @@ impl Action {
             StatsGetAll => "stats:get_all",
             CertificateGet => "certificate:get",
             CertificateCreate => "certificate:create",
+            NodegroupGet => "nodegroup:get",
+            NodegroupGetAll => "nodegroup:get_all",
+            NodegroupGetAllAllProjects => "nodegroup:get_all_all_projects",
+            NodegroupGetOneAllProjects => "nodegroup:get_one_all_projects",
         }
     }
 
@@ -104,9 +112,12 @@ impl Action {
             | QuotaCreate
             | QuotaDelete
             | QuotaGetAll
-            | QuotaUpdate => Rule::Admin,
+            | QuotaUpdate
+            | NodegroupGetAllAllProjects
+            | NodegroupGetOneAllProjects => Rule::Admin,
             TemplateDetail | TemplateGet | TemplateGetAll | ClusterDetail | ClusterGet
-            | ClusterGetAll | QuotaGet | StatsGetAll | CertificateGet => Rule::AdminOrReader,
+            | ClusterGetAll | QuotaGet | StatsGetAll | CertificateGet | NodegroupGet
+            | NodegroupGetAll => Rule::AdminOrReader,
             TemplateCreate | TemplateDelete | TemplateUpdate | ClusterCreate | ClusterDelete
             | CertificateCreate => Rule::AdminOrMember,
         }

@@ -304,6 +304,7 @@ mod tests {
     fn view(status: ClusterStatus) -> ClusterView {
         let id = ClusterId::new_v4();
         let ng = |name: &str, role: &str, st: ClusterStatus, reason: Option<&str>| NodeGroup {
+            id: 0,
             uuid: NodeGroupId::new_v4(),
             name: name.into(),
             cluster_id: id,

@@ -202,6 +202,25 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
     );
     assert_eq!(c["node_count"], 2);
 
+    let ngs = json(
+        &os(&["coe", "nodegroup", "list", "k8s", "-f", "json"]),
+        "nodegroup list",
+    );
+    assert_eq!(ngs.as_array().map(Vec::len), Some(2), "{ngs}");
+    let w = json(
+        &os(&[
+            "coe",
+            "nodegroup",
+            "show",
+            "k8s",
+            "default-worker",
+            "-f",
+            "json",
+        ]),
+        "nodegroup show",
+    );
+    assert_eq!(w["node_count"], 2, "{w}");
+
     // `cluster config` signs a fresh CSR through POST /v1/certificates and fetches the CA; the
     // kubeconfig's client certificate must verify against that CA.
     let cfg_dir = d.dir.join("kube");

@@ -100,7 +100,7 @@ impl ShardState {
                 cluster,
                 nodegroups,
                 operation,
-            } => self.create_cluster(cluster, nodegroups, operation),
+            } => self.create_cluster(index, cluster, nodegroups, operation),
             ShardCommand::DeleteCluster {
                 id,
                 op,
@@ -128,10 +128,7 @@ impl ShardState {
             }
             ShardCommand::Canary { key, value } => self.canary(key, value),
             ShardCommand::CreateQuota { quota } => {
-                // The log index is unique within the shard, so this is unique everywhere.
-                let id = index
-                    .saturating_mul(u64::from(self.shards.max(1)))
-                    .saturating_add(u64::from(self.shard.0));
+                let id = self.row_id(index, 0);
                 self.create_quota(id, quota)
             }
             ShardCommand::UpdateQuota {
@@ -269,7 +266,22 @@ impl ShardState {
         self.clusters.values().any(|c| c.cluster_template_id == id)
     }
 
-    fn create_cluster(&mut self, c: &Cluster, ngs: &[NodeGroup], op: &Operation) -> ShardResponse {
+    /// An id unique across shards for the `slot`-th row a command at `index` creates.
+    fn row_id(&self, index: u64, slot: u64) -> u64 {
+        index
+            .saturating_mul(u64::from(self.shards.max(1)))
+            .saturating_add(u64::from(self.shard.0))
+            .saturating_mul(16)
+            .saturating_add(slot.min(15))
+    }
+
+    fn create_cluster(
+        &mut self,
+        index: u64,
+        c: &Cluster,
+        ngs: &[NodeGroup],
+        op: &Operation,
+    ) -> ShardResponse {
         if self.clusters.contains_key(&c.uuid) {
             return Err(CommandError::Conflict(messages::cluster_exists(c.uuid)));
         }
@@ -311,7 +323,9 @@ impl ShardState {
         let ngs: Vec<NodeGroup> = ngs
             .iter()
             .cloned()
-            .map(|mut n| {
+            .enumerate()
+            .map(|(i, mut n)| {
+                n.id = self.row_id(index, i as u64);
                 n.cluster_id = c.uuid;
                 n.status = Some(ClusterStatus::CREATE_IN_PROGRESS);
                 n

@@ -421,7 +421,7 @@ fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
     else {
         panic!("quota not created")
     };
-    assert_eq!(q.id, 7 * u64::from(SHARDS));
+    assert_eq!(q.id, 7 * u64::from(SHARDS) * 16);
     let dup = s.apply_request(8, &req(ShardCommand::CreateQuota { quota: quota(5) }));
     assert!(matches!(dup, Err(CommandError::Conflict(_))), "{dup:?}");
     let (c, ngs, op) = cluster(&t);
@@ -446,7 +446,7 @@ fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
     };
     assert_eq!(
         (q.hard_limit, q.updated_at, q.id),
-        (2, Some(Timestamp(3)), 7)
+        (2, Some(Timestamp(3)), 7 * 16)
     );
     s.apply_request(12, &req(create(c2))).unwrap();
     let QueryResult::Stats { clusters, nodes } = s.query(&ShardQuery::Stats {

@@ -2,6 +2,7 @@
 pub mod certificates;
 pub mod clusters;
 pub mod mservices;
+pub mod nodegroups;
 pub mod quotas;
 pub mod root;
 pub mod stats;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(clusters::routes())
         .merge(certificates::routes())
         .merge(mservices::routes())
+        .merge(nodegroups::routes())
         .merge(quotas::routes())
         .merge(stats::routes())
         .fallback(route_not_found)

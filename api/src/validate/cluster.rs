@@ -269,6 +269,7 @@ pub async fn validate_create(
         updated_at: None,
     };
     let ng = |role: &str, count: i64, flavor: Option<String>, min: u32| NodeGroup {
+        id: 0,
         uuid: NodeGroupId::new_v4(),
         name: format!("default-{role}"),
         cluster_id: id,

@@ -55,6 +55,7 @@ pub fn cluster_rows(
         updated_at: None,
     };
     let ng = |name: &str, role: &str, count| NodeGroup {
+        id: 0,
         uuid: NodeGroupId::new_v4(),
         name: name.into(),
         cluster_id: id,

@@ -147,6 +147,9 @@ pub struct Cluster {
 /// A nodegroup row (every cluster has `default-master` and `default-worker`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeGroup {
+    /// Unique across shards (assigned at apply from the log index); 0 in rows written before.
+    #[serde(default)]
+    pub id: u64,
     pub uuid: NodeGroupId,
     pub name: String,
     pub cluster_id: ClusterId,
