@@ -36,6 +36,10 @@ pub struct Args {
     /// Which etcd members the clients talk to: the leader (as our clients do), or all of them.
     #[arg(long, default_value = "leader", value_parser = ["leader", "all"])]
     etcd_target: String,
+    /// Systems to measure (etcd is the baseline of the ratios).
+    #[arg(long, value_delimiter = ',', default_value = "etcd,magnum-1,magnum-all",
+          value_parser = ["etcd", "magnum-1", "magnum-all"])]
+    systems: Vec<String>,
     /// Client concurrencies to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     clients: Vec<usize>,
@@ -84,21 +88,24 @@ async fn main() -> Result<()> {
         "leader" => vec![load::etcd_leader(&args.etcd).await?],
         _ => args.etcd.clone(),
     };
-    let put_urls = etcd_urls.iter().map(|u| format!("{u}/v3/kv/put")).collect();
+    let put_urls: Vec<String> = etcd_urls.iter().map(|u| format!("{u}/v3/kv/put")).collect();
     let all_shards: Vec<ShardId> = (0..cluster.shards).map(ShardId).collect();
-    let systems = [
-        (System::Etcd, Arc::new(Target::etcd(put_urls)?)),
-        (
-            System::Magnum { shards: 1 },
-            Arc::new(Target::magnum(seeds.clone(), vec![ShardId(0)])?),
-        ),
-        (
-            System::Magnum {
-                shards: cluster.shards,
-            },
-            Arc::new(Target::magnum(seeds.clone(), all_shards)?),
-        ),
-    ];
+    let mut systems = Vec::new();
+    for name in &args.systems {
+        systems.push(match name.as_str() {
+            "etcd" => (System::Etcd, Arc::new(Target::etcd(put_urls.clone())?)),
+            "magnum-1" => (
+                System::Magnum { shards: 1 },
+                Arc::new(Target::magnum(seeds.clone(), vec![ShardId(0)])?),
+            ),
+            _ => (
+                System::Magnum {
+                    shards: cluster.shards,
+                },
+                Arc::new(Target::magnum(seeds.clone(), all_shards.clone())?),
+            ),
+        });
+    }
     for (_, t) in &systems {
         if let Target::Magnum { client, .. } = t.as_ref() {
             client.refresh_topology().await?;
