@@ -13,8 +13,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-out=${1:-$root/target/bench/raft-vs-etcd}
-shift || true
+out=$root/target/bench/raft-vs-etcd
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then out=$1; shift; fi
 base=${BENCH_PORT_BASE:-31500}
 # local-cluster.sh takes base..base+203; etcd lives above that.
 etcd_base=$((base + 250))
@@ -48,6 +48,7 @@ cleanup() {
   for p in "${etcd_pids[@]}"; do
     for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
   done
   cp -f "$work"/magnum/logs/*.log "$out/logs/" 2>/dev/null || true
   rm -rf "$work"
@@ -83,4 +84,4 @@ endpoints=$(IFS=,; echo "${clients[*]}")
   --out "$out" --cluster-dir "$work/magnum" --cluster-script "$root/deploy/local-cluster.sh" \
   --etcd "$endpoints" --font "$font" \
   --machine "${BENCH_MACHINE:-$(nproc) cores, shared with other builds}" \
-  --command "benches/raft-vs-etcd.sh $*" "$@"
+  --command "benches/raft-vs-etcd.sh${*:+ $*}" "$@"

@@ -33,8 +33,6 @@ pub struct Kill {
     pub window_ms: f64,
     /// SIGKILL → first success after the gap (ms).
     pub kill_to_first_success_ms: f64,
-    /// SIGKILL → a surviving replica reports itself leader of the shard (polled every 10 ms).
-    pub kill_to_new_leader_ms: f64,
     /// Restart → the restarted node has a leader for every group and applied the loaded shard
     /// up to the leader's index at restart (ms).
     pub catch_up_ms: f64,
@@ -114,7 +112,6 @@ pub async fn run(
             let victim = leader_of(&http, dep, group).await?;
             let kill_at = kill(dep, victim).await?;
             let kill_s = kill_at.duration_since(t0).as_secs_f64();
-            let elected = tokio::spawn(new_leader(http.clone(), dep.conductors.clone(), group, victim));
             let waited = Instant::now();
             while latest_issue_us.load(Ordering::Relaxed) as f64 / 1e6 <= kill_s {
                 if waited.elapsed() > RECOVERY_LIMIT {
@@ -122,10 +119,6 @@ pub async fn run(
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            let new_leader_ms = match elected.await {
-                Ok(Some(at)) => at.duration_since(kill_at).as_secs_f64() * 1e3,
-                _ => f64::NAN,
-            };
             let restarted = Instant::now();
             restart(dep, victim).await?;
             catch_up(&http, dep, victim, group).await?;
@@ -134,7 +127,7 @@ pub async fn run(
                 "  kill {:>2}: node {victim}, recovered, restarted, caught up in {catch_up_ms:.0} ms",
                 i + 1
             );
-            killed.push((victim, kill_s, new_leader_ms, catch_up_ms));
+            killed.push((victim, kill_s, catch_up_ms));
             tokio::time::sleep(SETTLE).await;
         }
         Ok(())
@@ -149,13 +142,12 @@ pub async fn run(
     let log = lock(&log);
     let records = killed
         .into_iter()
-        .map(|(victim, kill_s, kill_to_new_leader_ms, catch_up_ms)| {
+        .map(|(victim, kill_s, catch_up_ms)| {
             let (window_ms, kill_to_first_success_ms) = window(&log, kill_s);
             Kill {
                 victim,
                 window_ms,
                 kill_to_first_success_ms,
-                kill_to_new_leader_ms,
                 catch_up_ms,
             }
         })
@@ -246,31 +238,6 @@ async fn leader_of(http: &reqwest::Client, dep: &Deployment, group: u64) -> Resu
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// When a replica other than `victim` first claims the leadership of `group`.
-async fn new_leader(
-    http: reqwest::Client,
-    conductors: Vec<(u64, String)>,
-    group: u64,
-    victim: u64,
-) -> Option<Instant> {
-    let start = Instant::now();
-    while start.elapsed() < RECOVERY_LIMIT {
-        for (id, addr) in &conductors {
-            if *id == victim {
-                continue;
-            }
-            if let Ok(t) = topology(&http, addr).await {
-                let g = t.groups.iter().find(|g| g.group == group);
-                if g.and_then(|g| g.leader) == Some(t.node) {
-                    return Some(Instant::now());
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
 }
 
 fn pid_of(dir: &Path, node: u64) -> Result<String> {
