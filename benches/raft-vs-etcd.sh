@@ -8,8 +8,9 @@
 # OUT_DIR defaults to target/bench/raft-vs-etcd; it receives results.json, results.md,
 # throughput.png and logs/. Installs etcd-server and fonts-dejavu-core from Debian if missing,
 # builds `magnum` and the bench in release, starts everything on 127.0.0.1 ports
-# BENCH_PORT_BASE..+300 (default 31500) and stops all of it on exit, failure included.
-# Takes about 10 minutes on 2 cores (plus the build).
+# BENCH_PORT_BASE..+263 (default 31500) and stops all of it on exit, failure included.
+# MAGNUM_RAFT_ARGS (e.g. "--election-min-ms 300 --election-max-ms 450") reaches the conductors;
+# the report states the timeouts in force. Takes about 6 minutes on 2 cores (plus the build).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -75,7 +76,7 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-# Conductors with their default Raft timing (no MAGNUM_RAFT_ARGS).
+# Conductors with their default Raft timing unless MAGNUM_RAFT_ARGS says otherwise.
 MAGNUM_BIN="$root/target/release/magnum" MAGNUM_PORT_BASE=$base MAGNUM_SHARDS=16 \
   "$root/deploy/local-cluster.sh" up "$work/magnum" >/dev/null
 
