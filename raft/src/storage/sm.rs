@@ -223,8 +223,11 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
         if let Some(m) = &membership {
             batch.put(KEY_MEMBERSHIP, codec::encode_record(m)?);
         }
+        // No flush of its own: the entries are durable in the log, and a state machine that
+        // lost its tail in a crash is behind `last_applied` on disk, so openraft re-applies the
+        // tail from the log (apply is deterministic) or restores the (flushed) snapshot first.
+        // The next log flush makes this batch durable anyway (sled flushes every tree).
         self.sm.apply_batch(batch).await?;
-        self.store.flush().await?;
         self.last_applied = last;
         if let Some(m) = membership {
             self.membership = m;
