@@ -48,6 +48,9 @@ pub enum Action {
     StatsGetAll,
     CertificateGet,
     CertificateCreate,
+    ClusterUpdate,
+    ClusterUpdateAllProjects,
+    ClusterUpdateHealthStatus,
     NodegroupGet,
     NodegroupGetAll,
     NodegroupGetAllAllProjects,
@@ -88,6 +91,9 @@ impl Action {
             StatsGetAll => "stats:get_all",
             CertificateGet => "certificate:get",
             CertificateCreate => "certificate:create",
+            ClusterUpdate => "cluster:update",
+            ClusterUpdateAllProjects => "cluster:update_all_projects",
+            ClusterUpdateHealthStatus => "cluster:update_health_status",
             NodegroupGet => "nodegroup:get",
             NodegroupGetAll => "nodegroup:get_all",
             NodegroupGetAllAllProjects => "nodegroup:get_all_all_projects",
@@ -113,13 +119,20 @@ impl Action {
             | QuotaDelete
             | QuotaGetAll
             | QuotaUpdate
+            | ClusterUpdateAllProjects
             | NodegroupGetAllAllProjects
             | NodegroupGetOneAllProjects => Rule::Admin,
             TemplateDetail | TemplateGet | TemplateGetAll | ClusterDetail | ClusterGet
             | ClusterGetAll | QuotaGet | StatsGetAll | CertificateGet | NodegroupGet
             | NodegroupGetAll => Rule::AdminOrReader,
-            TemplateCreate | TemplateDelete | TemplateUpdate | ClusterCreate | ClusterDelete
-            | CertificateCreate => Rule::AdminOrMember,
+            TemplateCreate
+            | TemplateDelete
+            | TemplateUpdate
+            | ClusterCreate
+            | ClusterDelete
+            | CertificateCreate
+            | ClusterUpdate
+            | ClusterUpdateHealthStatus => Rule::AdminOrMember,
         }
     }
 }

@@ -221,6 +221,27 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
     );
     assert_eq!(w["node_count"], 2, "{w}");
 
+    // Scale the workers: a stack PATCH through the update operation.
+    ok(
+        &os(&["coe", "cluster", "update", "k8s", "--node-count", "3", "--rollback"]),
+        "cluster update",
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let c = loop {
+        let c = json(
+            &os(&["coe", "cluster", "show", "k8s", "-f", "json"]),
+            "cluster show",
+        );
+        if c["status"] != "UPDATE_IN_PROGRESS" && c["status"] != "CREATE_COMPLETE" {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "update never finished: {c}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(c["status"], "UPDATE_COMPLETE", "{c}");
+    assert_eq!(c["node_count"], 3, "{c}");
+    assert_eq!(c["node_addresses"].as_array().map(Vec::len), Some(3), "{c}");
+
     // `cluster config` signs a fresh CSR through POST /v1/certificates and fetches the CA; the
     // kubeconfig's client certificate must verify against that CA.
     let cfg_dir = d.dir.join("kube");

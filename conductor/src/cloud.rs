@@ -59,4 +59,12 @@ pub trait Cloud: Send + Sync + 'static {
         project: &ProjectId,
         stack: &StackHandle,
     ) -> Result<(), CloudError>;
+    /// PATCH the stack to the cluster's current worker count (`op.rollback` decides Heat's
+    /// rollback); the same call again converges to the same stack.
+    async fn update_stack(
+        &self,
+        op: &Operation,
+        cluster: &ClusterView,
+        stack: &StackHandle,
+    ) -> Result<(), CloudError>;
 }

@@ -6,7 +6,7 @@ use magnum_drivers::openstack::{
     heat_url_for_project, Domain, HeatClient, HttpClient, Interface, KeystoneClient,
     PasswordCredentials, ServiceSession, StackRef, TokenProvider,
 };
-use magnum_drivers::{driver_by_name, find_driver, ClusterSpec, Driver, OutputOptions};
+use magnum_drivers::{driver_by_name, find_driver, ClusterSpec, Driver, OutputOptions, ScaleSpec};
 use magnum_proto::{ClusterView, Operation, ProjectId, StackOutputs};
 use std::sync::Arc;
 
@@ -232,5 +232,24 @@ impl Cloud for HeatCloud {
         };
         heat.delete_stack(&sref).await.map_err(classify)?;
         Ok(())
+    }
+
+    async fn update_stack(
+        &self,
+        op: &Operation,
+        view: &ClusterView,
+        stack: &StackHandle,
+    ) -> Result<(), CloudError> {
+        let req = Self::driver(op)?.scale_request(&ScaleSpec {
+            node_count: view.node_count(),
+            nodes_to_remove: Vec::new(),
+            rollback: op.rollback,
+        });
+        let heat = self.heat(&view.cluster.project_id).await?;
+        let sref = StackRef {
+            id: stack.id.clone(),
+            name: stack.name.clone(),
+        };
+        heat.update_stack_patch(&sref, &req).await.map_err(classify)
     }
 }

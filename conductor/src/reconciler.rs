@@ -123,10 +123,10 @@ async fn drive(ctx: &Ctx, cluster: ClusterId, op_id: OpId) -> Stop {
             return Stop::Lost(format!("epoch moved to {epoch}"));
         }
         let res = if Timestamp::now() > op.deadline {
-            let what = if op.kind == OpKind::Create {
-                "create"
-            } else {
-                "delete"
+            let what = match op.kind {
+                OpKind::Create => "create",
+                OpKind::Delete => "delete",
+                OpKind::Update => "update",
             };
             advance(
                 ctx,
@@ -261,6 +261,58 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                     .await
                 }
             }
+        }
+        Step::UpdateStack { .. } => {
+            let Some(stack_id) = view.cluster.stack_id.clone() else {
+                let reason = "The cluster has no stack to update.".to_string();
+                return advance(ctx, op, OpEvent::Failed { reason }).await;
+            };
+            advance(ctx, op, OpEvent::StackUpdateIntent).await?;
+            let handle = StackHandle {
+                name: ctx.cloud.stack_name(view),
+                id: stack_id.clone(),
+            };
+            confirm_leadership(ctx).await?;
+            match ctx.cloud.update_stack(op, view, &handle).await {
+                Ok(()) => {}
+                Err(CloudError::Permanent(reason)) => {
+                    return advance(ctx, op, OpEvent::Failed { reason }).await
+                }
+                // 409: an action still runs on the stack (e.g. this update, sent before a
+                // failover); retry until Heat takes it.
+                Err(e) => return Err(e.into()),
+            }
+            advance(ctx, op, OpEvent::StackUpdateRequested { stack_id }).await
+        }
+        Step::WaitUpdate { stack_id } => {
+            let handle = StackHandle {
+                name: ctx.cloud.stack_name(view),
+                id: stack_id.clone(),
+            };
+            let state = ctx
+                .cloud
+                .get_stack(project, &handle, op, view, true)
+                .await?;
+            let (status, reason, outputs) = match state {
+                None => (
+                    ClusterStatus::UPDATE_FAILED,
+                    Some(format!("Stack with id {stack_id} not found in Heat.")),
+                    StackOutputs::default(),
+                ),
+                Some(s) if s.status.ends_with("_IN_PROGRESS") => return Ok(Progress::Wait),
+                Some(s) => {
+                    let status =
+                        ClusterStatus::parse(&s.status).unwrap_or(ClusterStatus::UPDATE_FAILED);
+                    let reason = if status.is_failed() { s.reason } else { None };
+                    (status, reason, s.outputs.unwrap_or_default())
+                }
+            };
+            let event = OpEvent::UpdateFinished {
+                status,
+                reason,
+                outputs,
+            };
+            advance(ctx, op, event).await
         }
         Step::DeleteStack { .. } => {
             advance(ctx, op, OpEvent::StackDeleteIntent).await?;

@@ -37,7 +37,7 @@ pub struct ShardState {
     pub(crate) requests: BTreeMap<RequestId, (u64, ShardResponse)>,
     pub(crate) canaries: BTreeMap<String, String>,
     /// Keys changed since the last `take_dirty`; not part of the state.
-    dirty: BTreeSet<Key>,
+    pub(crate) dirty: BTreeSet<Key>,
 }
 
 impl ShardState {
@@ -127,6 +127,19 @@ impl ShardState {
                 Ok(CommandOk::Done)
             }
             ShardCommand::Canary { key, value } => self.canary(key, value),
+            ShardCommand::UpdateCluster {
+                id,
+                node_count,
+                rollback,
+                operation,
+                at,
+            } => self.update_cluster(*id, *node_count, *rollback, operation, *at),
+            ShardCommand::SetHealth {
+                id,
+                health_status,
+                health_status_reason,
+                at,
+            } => self.set_health(*id, health_status, health_status_reason, *at),
             ShardCommand::CreateQuota { quota } => {
                 let id = self.row_id(index, 0);
                 self.create_quota(id, quota)
@@ -382,6 +395,8 @@ impl ShardState {
             stack_name: previous.map(|o| o.stack_name).unwrap_or_default(),
             retries: 0,
             last_error: None,
+            rollback: false,
+            restore_node_count: None,
         };
         self.ops.insert(id, op);
         if let Some(ngs) = self.nodegroups.get_mut(&id) {
@@ -405,6 +420,7 @@ impl ShardState {
         let mut finished: Option<(ClusterStatus, Option<String>)> = None;
         let mut outputs: Option<&StackOutputs> = None;
         let mut remove_cluster = false;
+        let mut restore: Option<u32> = None;
         match (event, &mut op.step) {
             (OpEvent::CertsGenerated { certs }, Step::GenerateCerts) => {
                 self.certs.insert(id, certs.clone());
@@ -441,6 +457,25 @@ impl ShardState {
                 finished = Some((*status, reason.clone()));
                 outputs = Some(o);
             }
+            (OpEvent::StackUpdateIntent, Step::UpdateStack { attempt }) => *attempt += 1,
+            (OpEvent::StackUpdateRequested { stack_id }, Step::UpdateStack { .. }) => {
+                op.step = Step::WaitUpdate {
+                    stack_id: stack_id.clone(),
+                };
+                op.retries = 0;
+                op.last_error = None;
+            }
+            (
+                OpEvent::UpdateFinished {
+                    status,
+                    reason,
+                    outputs: o,
+                },
+                Step::WaitUpdate { .. },
+            ) => {
+                finished = Some((*status, reason.clone()));
+                outputs = Some(o);
+            }
             (OpEvent::StackDeleteIntent, Step::DeleteStack { attempt }) => *attempt += 1,
             (OpEvent::StackDeleteRequested { stack_id }, Step::DeleteStack { .. }) => {
                 op.step = Step::WaitDelete {
@@ -456,7 +491,9 @@ impl ShardState {
                 let status = match op.kind {
                     OpKind::Create => ClusterStatus::CREATE_FAILED,
                     OpKind::Delete => ClusterStatus::DELETE_FAILED,
+                    OpKind::Update => ClusterStatus::UPDATE_FAILED,
                 };
+                restore = op.restore_node_count.filter(|_| op.kind == OpKind::Update);
                 finished = Some((status, Some(reason.clone())));
             }
             (OpEvent::TransientError { error }, _) => {
@@ -469,6 +506,9 @@ impl ShardState {
         if remove_cluster {
             self.remove_cluster(id);
             return;
+        }
+        if let Some(n) = restore {
+            self.restore_worker_count(id, n);
         }
         if let Some((status, reason)) = finished {
             self.ops.remove(&id);

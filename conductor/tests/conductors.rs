@@ -26,6 +26,8 @@ struct FakeCloud {
     /// Server-side time before a stack create takes effect. The work goes on even if the caller
     /// gives up, as with a real Heat.
     create_delay: Duration,
+    /// Worker counts of the stack updates received.
+    updates: Mutex<Vec<u32>>,
 }
 
 #[async_trait]
@@ -113,6 +115,25 @@ impl Cloud for FakeCloud {
             reason: None,
             outputs: Some(outputs),
         }))
+    }
+    async fn update_stack(
+        &self,
+        _op: &Operation,
+        c: &ClusterView,
+        h: &StackHandle,
+    ) -> Result<(), CloudError> {
+        self.updates.lock().unwrap().push(c.node_count());
+        match self.stacks.lock().unwrap().get_mut(&h.name) {
+            Some((_, st, _)) if st.ends_with("IN_PROGRESS") => {
+                Err(CloudError::Transient(format!("409: stack is {st}")))
+            }
+            Some((_, st, ready)) => {
+                *st = "UPDATE_IN_PROGRESS".into();
+                *ready = Instant::now() + Duration::from_millis(200);
+                Ok(())
+            }
+            None => Err(CloudError::Permanent("stack not found".into())),
+        }
     }
     async fn delete_stack(&self, _p: &ProjectId, h: &StackHandle) -> Result<(), CloudError> {
         if let Some((_, st, ready)) = self.stacks.lock().unwrap().get_mut(&h.name) {
@@ -328,6 +349,48 @@ async fn create_and_delete_across_a_leader_shutdown() {
     };
     c.nodes
         .insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
+    stop_all(&mut c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn node_count_update_patches_the_stack_and_completes() {
+    let cloud = Arc::new(FakeCloud::default());
+    let mut c = start3(cloud.clone(), 2).await;
+    let cl = client(&c);
+    let project = ProjectId::from("proj-u");
+    let shard = shard_of(&project, cl.shards().await.unwrap());
+    let id = create_cluster(&cl, shard, &project).await;
+    // While the create runs, an update is refused by the status gate.
+    let update = |n: u32| ShardCommand::UpdateCluster {
+        id,
+        node_count: n,
+        rollback: false,
+        operation: magnum_proto::fixtures::cluster_rows(
+            &magnum_proto::fixtures::template(&project),
+            "x",
+            1,
+            1,
+        )
+        .2,
+        at: Timestamp::now(),
+    };
+    let early = send(&cl, shard, update(5)).await;
+    assert!(
+        matches!(&early, Err(CommandError::BadRequest(m)) if m.contains("CREATE_IN_PROGRESS")),
+        "{early:?}"
+    );
+    wait_status(&cl, shard, id, Some(ClusterStatus::CREATE_COMPLETE)).await;
+    send(&cl, shard, update(5)).await.unwrap();
+    let v = wait_status(&cl, shard, id, Some(ClusterStatus::UPDATE_COMPLETE))
+        .await
+        .unwrap();
+    assert_eq!(v.node_count(), 5);
+    assert_eq!(v.node_addresses().len(), 5);
+    assert_eq!(*cloud.updates.lock().unwrap(), vec![5]);
+    // The same count again changes nothing and sends nothing.
+    send(&cl, shard, update(5)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cloud.updates.lock().unwrap().len(), 1);
     stop_all(&mut c).await;
 }
 

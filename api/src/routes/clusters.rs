@@ -62,8 +62,18 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/clusters/", get(list).post(create))
         .route("/v1/clusters/detail", get(detail))
         .route("/v1/clusters/detail/", get(detail))
-        .route("/v1/clusters/{ident}", get(show).delete(remove))
-        .route("/v1/clusters/{ident}/", get(show).delete(remove))
+        .route(
+            "/v1/clusters/{ident}",
+            get(show)
+                .delete(remove)
+                .patch(super::cluster_update::update),
+        )
+        .route(
+            "/v1/clusters/{ident}/",
+            get(show)
+                .delete(remove)
+                .patch(super::cluster_update::update),
+        )
 }
 
 fn key_of(v: &ClusterView, sort_key: &str) -> Key {

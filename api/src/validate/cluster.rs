@@ -313,6 +313,8 @@ pub async fn validate_create(
         stack_name: magnum_drivers::stack_name(&name, id.0),
         retries: 0,
         last_error: None,
+        rollback: false,
+        restore_node_count: None,
     };
     Ok(NewCluster {
         cluster,

@@ -183,6 +183,42 @@ impl Backend for MemBackend {
 impl MemBackend {
     /// What the reconciler's first step does: take ownership and commit a fresh CA and client
     /// certificate for the cluster.
+    /// Drives a create operation to CREATE_COMPLETE as the reconciler would.
+    pub fn complete_create(&self, shard: u32, cluster: ClusterId) {
+        self.generate_certs(shard, cluster);
+        let mut s = self.shards[shard as usize].lock().unwrap();
+        let epoch = s.epoch;
+        let op = s.operation(cluster).unwrap().id;
+        let events = [
+            OpEvent::StackCreateIntent,
+            OpEvent::StackCreated {
+                stack_id: "stack-1".into(),
+            },
+            OpEvent::CreateFinished {
+                status: ClusterStatus::CREATE_COMPLETE,
+                reason: None,
+                outputs: StackOutputs {
+                    api_address: Some("https://10.0.0.2:6443".into()),
+                    ..StackOutputs::default()
+                },
+            },
+        ];
+        for event in events {
+            let i = self.index.fetch_add(1, Ordering::SeqCst);
+            let adv = ShardRequest {
+                request_id: None,
+                command: ShardCommand::Advance {
+                    epoch,
+                    cluster,
+                    op,
+                    event,
+                    at: Timestamp(2),
+                },
+            };
+            s.apply_request(i, &adv).unwrap();
+        }
+    }
+
     pub fn generate_certs(&self, shard: u32, cluster: ClusterId) -> ClusterCerts {
         let certs = magnum_conductor::certs::generate("test").unwrap();
         let mut s = self.shards[shard as usize].lock().unwrap();

@@ -46,6 +46,24 @@ pub enum ShardCommand {
         at: Timestamp,
         deadline: Timestamp,
     },
+    /// `PATCH /v1/clusters/{id}` of the default worker nodegroup's `node_count`: writes the new
+    /// count and starts an update operation (`operation` carries the id, deadline, template and
+    /// stack name; the shard fills in kind and step). Rejected unless the cluster is in a
+    /// `*_COMPLETE` state.
+    UpdateCluster {
+        id: ClusterId,
+        node_count: u32,
+        rollback: bool,
+        operation: Operation,
+        at: Timestamp,
+    },
+    /// `PATCH /v1/clusters/{id}` of only the health fields: saved directly, no operation.
+    SetHealth {
+        id: ClusterId,
+        health_status: Option<String>,
+        health_status_reason: Option<std::collections::BTreeMap<String, String>>,
+        at: Timestamp,
+    },
     /// A reconciler's progress report; rejected unless `epoch` is the shard's current one and
     /// `op` is still the cluster's active operation.
     Advance {
@@ -92,6 +110,16 @@ pub enum OpEvent {
     StackCreateIntent,
     StackCreated {
         stack_id: String,
+    },
+    /// Intent: about to (re)send the stack update.
+    StackUpdateIntent,
+    StackUpdateRequested {
+        stack_id: String,
+    },
+    UpdateFinished {
+        status: ClusterStatus,
+        reason: Option<String>,
+        outputs: StackOutputs,
     },
     /// Intent: about to (re)send the stack delete.
     StackDeleteIntent,

@@ -88,6 +88,8 @@ pub fn cluster_rows(
         stack_name: String::new(),
         retries: 0,
         last_error: None,
+        rollback: false,
+        restore_node_count: None,
     };
     (
         cluster,

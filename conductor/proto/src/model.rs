@@ -232,6 +232,8 @@ pub struct ClusterCerts {
 pub enum OpKind {
     Create,
     Delete,
+    /// `PATCH /v1/clusters/{id}` of `node_count`: a stack update of the worker count.
+    Update,
 }
 
 /// Where an operation stands. Each external side effect is intent → act → record, so a new
@@ -249,6 +251,11 @@ pub enum Step {
     DeleteStack { attempt: u32 },
     /// Delete: delete requested; poll until gone.
     WaitDelete { stack_id: String },
+    /// Update: intent to PATCH the stack with the nodegroups' counts committed; re-sending the
+    /// same PATCH after a failover converges to the same stack.
+    UpdateStack { attempt: u32 },
+    /// Update: PATCH accepted; poll until the update ends.
+    WaitUpdate { stack_id: String },
 }
 
 /// The one active operation of a cluster.
@@ -268,6 +275,12 @@ pub struct Operation {
     /// Transient errors seen so far (for backoff and status display); reset on progress.
     pub retries: u32,
     pub last_error: Option<String>,
+    /// Update: let Heat roll back a failed update (`PATCH ?rollback=True`).
+    #[serde(default)]
+    pub rollback: bool,
+    /// Update: the worker count to restore when the update call fails for good.
+    #[serde(default)]
+    pub restore_node_count: Option<u32>,
 }
 
 /// Quota row (only resource `Cluster` exists).

@@ -1,0 +1,102 @@
+//! `PATCH /v1/clusters/{ident}`: node_count starts an update, health fields are saved, every
+//! other attribute is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
+use common::*;
+use magnum_proto::{ClusterId, ClusterStatus, OpKind};
+use serde_json::json;
+
+fn replace(path: &str, value: serde_json::Value) -> serde_json::Value {
+    json!([{"op": "replace", "path": path, "value": value}])
+}
+
+#[tokio::test]
+async fn patch_node_count_and_health() {
+    let h = harness();
+    let t = h.template("member-a", json!({"name": "t"})).await;
+    let id = h
+        .cluster(
+            "member-a",
+            json!({"name": "k", "cluster_template_id": t["uuid"], "node_count": 2}),
+        )
+        .await;
+    let cid = ClusterId(uuid::Uuid::parse_str(&id).unwrap());
+    // Still creating: the status gate refuses a new count.
+    let r = h
+        .patch(
+            "/v1/clusters/k",
+            "member-a",
+            replace("/node_count", json!(3)),
+        )
+        .await;
+    assert_error(
+        &r,
+        400,
+        "Updating a cluster when status is \"CREATE_IN_PROGRESS\" is not supported.",
+    );
+    h.backend.complete_create(0, cid);
+
+    let before = h.backend.command_count();
+    for (body, detail) in [
+        (
+            replace("/name", json!("other")),
+            "cannot change cluster property(ies) name.",
+        ),
+        (replace("/api_address", json!("x")), "api_address"),
+        (replace("/node_count", json!(-1)), "node_count"),
+        (replace("/node_count", json!("many")), "node_count"),
+        (json!({"op": "replace"}), "patch"),
+    ] {
+        assert_error(
+            &h.patch("/v1/clusters/k", "member-a", body).await,
+            400,
+            detail,
+        );
+    }
+    assert_error(
+        &h.patch(
+            "/v1/clusters/k",
+            "reader-a",
+            replace("/node_count", json!(3)),
+        )
+        .await,
+        403,
+        "cluster:update",
+    );
+    assert_nothing_persisted(&h, before);
+
+    let r = h
+        .patch(
+            "/v1/clusters/k?rollback=True",
+            "member-a",
+            replace("/node_count", json!(4)),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.raw);
+    assert_eq!(r.body, json!({"uuid": id}));
+    let ops = h.backend.operations(0);
+    assert_eq!(ops.len(), 1);
+    assert_eq!(ops[0].kind, OpKind::Update);
+    assert!(ops[0].rollback);
+    assert_eq!(ops[0].restore_node_count, Some(2));
+    let show = h.get("/v1/clusters/k", "member-a").await;
+    assert_eq!(
+        show.body["status"],
+        ClusterStatus::UPDATE_IN_PROGRESS.as_str()
+    );
+    assert_eq!(show.body["node_count"], 4);
+
+    // Health fields are saved whatever the status, without an operation.
+    let body = json!([
+        {"op": "replace", "path": "/health_status", "value": "HEALTHY"},
+        {"op": "replace", "path": "/health_status_reason", "value": "{'api': 'ok'}"}
+    ]);
+    let r = h
+        .patch(&format!("/v1/clusters/{id}"), "member-a", body)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.raw);
+    let show = h.get("/v1/clusters/k", "member-a").await;
+    assert_eq!(show.body["health_status"], "HEALTHY");
+    assert_eq!(show.body["health_status_reason"], json!({"api": "ok"}));
+}

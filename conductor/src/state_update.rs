@@ -1,0 +1,108 @@
+//! Cluster updates (`PATCH /v1/clusters/{id}`, reference §6.6): the worker count starts an
+//! update operation; health fields are saved directly.
+use crate::messages;
+use crate::state::{Key, ShardState};
+use magnum_proto::*;
+use std::collections::BTreeMap;
+
+/// Status gate of update, upgrade and CA rotation (reference §6.2).
+pub(crate) const UPDATABLE: [ClusterStatus; 8] = [
+    ClusterStatus::CREATE_COMPLETE,
+    ClusterStatus::UPDATE_COMPLETE,
+    ClusterStatus::RESUME_COMPLETE,
+    ClusterStatus::RESTORE_COMPLETE,
+    ClusterStatus::ROLLBACK_COMPLETE,
+    ClusterStatus::SNAPSHOT_COMPLETE,
+    ClusterStatus::CHECK_COMPLETE,
+    ClusterStatus::ADOPT_COMPLETE,
+];
+
+impl ShardState {
+    pub(crate) fn update_cluster(
+        &mut self,
+        id: ClusterId,
+        node_count: u32,
+        rollback: bool,
+        op: &Operation,
+        at: Timestamp,
+    ) -> ShardResponse {
+        let Some(c) = self.clusters.get(&id) else {
+            return Err(CommandError::NotFound(messages::cluster_not_found(
+                &id.to_string(),
+            )));
+        };
+        if !UPDATABLE.contains(&c.status) || self.ops.contains_key(&id) {
+            return Err(CommandError::BadRequest(format!(
+                "Updating a cluster when status is \"{}\" is not supported.",
+                c.status.as_str()
+            )));
+        }
+        let Some(worker) = self
+            .nodegroups
+            .get_mut(&id)
+            .and_then(|ngs| ngs.iter_mut().find(|n| n.is_default && !n.is_master()))
+        else {
+            return Err(CommandError::BadRequest(
+                "The cluster has no default worker nodegroup.".into(),
+            ));
+        };
+        if worker.node_count == node_count {
+            // Nothing changes: no stack update (Magnum returns without an RPC either).
+            return Ok(CommandOk::Done);
+        }
+        let previous = worker.node_count;
+        worker.node_count = node_count;
+        worker.status = Some(ClusterStatus::UPDATE_IN_PROGRESS);
+        worker.status_reason = None;
+        worker.updated_at = Some(at);
+        if let Some(c) = self.clusters.get_mut(&id) {
+            c.status = ClusterStatus::UPDATE_IN_PROGRESS;
+            c.status_reason = None;
+            c.updated_at = Some(at);
+        }
+        let mut op = op.clone();
+        op.cluster = id;
+        op.kind = OpKind::Update;
+        op.step = Step::UpdateStack { attempt: 0 };
+        op.rollback = rollback;
+        op.restore_node_count = Some(previous);
+        op.retries = 0;
+        op.last_error = None;
+        self.ops.insert(id, op);
+        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
+            self.dirty.insert(k);
+        }
+        Ok(CommandOk::Done)
+    }
+
+    pub(crate) fn set_health(
+        &mut self,
+        id: ClusterId,
+        status: &Option<String>,
+        reason: &Option<BTreeMap<String, String>>,
+        at: Timestamp,
+    ) -> ShardResponse {
+        let Some(c) = self.clusters.get_mut(&id) else {
+            return Err(CommandError::NotFound(messages::cluster_not_found(
+                &id.to_string(),
+            )));
+        };
+        c.health_status = status.clone();
+        c.health_status_reason = reason.clone();
+        c.updated_at = Some(at);
+        self.dirty.insert(Key::Cluster(id));
+        Ok(CommandOk::Done)
+    }
+
+    /// A failed update call puts the worker count back (reference §6.6).
+    pub(crate) fn restore_worker_count(&mut self, id: ClusterId, count: u32) {
+        if let Some(w) = self
+            .nodegroups
+            .get_mut(&id)
+            .and_then(|ngs| ngs.iter_mut().find(|n| n.is_default && !n.is_master()))
+        {
+            w.node_count = count;
+            self.dirty.insert(Key::NodeGroups(id));
+        }
+    }
+}
