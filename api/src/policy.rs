@@ -48,6 +48,7 @@ pub enum Action {
     StatsGetAll,
     CertificateGet,
     CertificateCreate,
+    ClusterResize,
     ClusterUpdate,
     ClusterUpdateAllProjects,
     ClusterUpdateHealthStatus,
@@ -91,6 +92,7 @@ impl Action {
             StatsGetAll => "stats:get_all",
             CertificateGet => "certificate:get",
             CertificateCreate => "certificate:create",
+            ClusterResize => "cluster:resize",
             ClusterUpdate => "cluster:update",
             ClusterUpdateAllProjects => "cluster:update_all_projects",
             ClusterUpdateHealthStatus => "cluster:update_health_status",
@@ -132,7 +134,8 @@ impl Action {
             | ClusterDelete
             | CertificateCreate
             | ClusterUpdate
-            | ClusterUpdateHealthStatus => Rule::AdminOrMember,
+            | ClusterUpdateHealthStatus
+            | ClusterResize => Rule::AdminOrMember,
         }
     }
 }

@@ -100,3 +100,81 @@ async fn patch_node_count_and_health() {
     assert_eq!(show.body["health_status"], "HEALTHY");
     assert_eq!(show.body["health_status_reason"], json!({"api": "ok"}));
 }
+
+#[tokio::test]
+async fn resize_a_worker_nodegroup() {
+    let h = harness();
+    let t = h.template("member-a", json!({"name": "t"})).await;
+    let id = h
+        .cluster(
+            "member-a",
+            json!({"name": "k", "cluster_template_id": t["uuid"], "node_count": 2}),
+        )
+        .await;
+    let cid = ClusterId(uuid::Uuid::parse_str(&id).unwrap());
+    let path = "/v1/clusters/k/actions/resize";
+    let old = h
+        .req("POST", path)
+        .token("member-a")
+        .header("OpenStack-API-Version", "container-infra 1.6")
+        .json(json!({"node_count": 3}))
+        .send()
+        .await;
+    assert_eq!(old.status, 406, "{}", old.raw);
+    h.backend.complete_create(0, cid);
+    let before = h.backend.command_count();
+    for (body, status, detail) in [
+        (json!({}), 400, "node_count"),
+        (json!({"node_count": -1}), 400, "node_count"),
+        (
+            json!({"node_count": 3, "nodes_to_remove": "srv1"}),
+            400,
+            "nodes_to_remove",
+        ),
+        (
+            json!({"node_count": 3, "nodegroup": "nope"}),
+            404,
+            "Nodegroup nope",
+        ),
+        (json!({"node_count": 3, "bogus": 1}), 400, "bogus"),
+    ] {
+        assert_error(&h.post(path, "member-a", body).await, status, detail);
+    }
+    assert_error(
+        &h.post(
+            path,
+            "member-a",
+            json!({"node_count": 3, "nodegroup": "default-master"}),
+        )
+        .await,
+        400,
+        "Resizing a master nodegroup is not supported.",
+    );
+    assert_error(
+        &h.post(path, "reader-a", json!({"node_count": 3})).await,
+        403,
+        "cluster:resize",
+    );
+    assert_nothing_persisted(&h, before + 1);
+    let r = h
+        .post(
+            path,
+            "member-a",
+            json!({"node_count": 1, "nodes_to_remove": ["srv-1"], "nodegroup": "default-worker"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.raw);
+    let ops = h.backend.operations(0);
+    assert_eq!(ops[0].nodes_to_remove, vec!["srv-1".to_string()]);
+    assert!(!ops[0].rollback);
+    // The autoscaler may resize again while that update runs: it supersedes it.
+    let r = h.post(path, "member-a", json!({"node_count": 4})).await;
+    assert_eq!(r.status, 202, "{}", r.raw);
+    let ops = h.backend.operations(0);
+    assert_eq!(ops.len(), 1);
+    assert!(ops[0].nodes_to_remove.is_empty());
+    assert_eq!(
+        h.get("/v1/clusters/k", "member-a").await.body["node_count"],
+        4
+    );
+}

@@ -223,7 +223,15 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
 
     // Scale the workers: a stack PATCH through the update operation.
     ok(
-        &os(&["coe", "cluster", "update", "k8s", "--node-count", "3", "--rollback"]),
+        &os(&[
+            "coe",
+            "cluster",
+            "update",
+            "k8s",
+            "--node-count",
+            "3",
+            "--rollback",
+        ]),
         "cluster update",
     );
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -241,6 +249,28 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
     assert_eq!(c["status"], "UPDATE_COMPLETE", "{c}");
     assert_eq!(c["node_count"], 3, "{c}");
     assert_eq!(c["node_addresses"].as_array().map(Vec::len), Some(3), "{c}");
+    // And back down with `resize` (the removal policy picks the servers).
+    ok(
+        &os(&["coe", "cluster", "resize", "k8s", "2"]),
+        "cluster resize",
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let c = loop {
+        let c = json(
+            &os(&["coe", "cluster", "show", "k8s", "-f", "json"]),
+            "cluster show",
+        );
+        if c["status"] == "UPDATE_COMPLETE" && c["node_count"] == 2 {
+            break c;
+        }
+        assert!(
+            c["status"] == "UPDATE_IN_PROGRESS" || c["status"] == "UPDATE_COMPLETE",
+            "{c}"
+        );
+        assert!(Instant::now() < deadline, "resize never finished: {c}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(c["node_addresses"].as_array().map(Vec::len), Some(2), "{c}");
 
     // `cluster config` signs a fresh CSR through POST /v1/certificates and fetches the CA; the
     // kubeconfig's client certificate must verify against that CA.

@@ -242,7 +242,7 @@ impl Cloud for HeatCloud {
     ) -> Result<(), CloudError> {
         let req = Self::driver(op)?.scale_request(&ScaleSpec {
             node_count: view.node_count(),
-            nodes_to_remove: Vec::new(),
+            nodes_to_remove: op.nodes_to_remove.clone(),
             rollback: op.rollback,
         });
         let heat = self.heat(&view.cluster.project_id).await?;

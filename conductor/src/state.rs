@@ -134,6 +134,21 @@ impl ShardState {
                 operation,
                 at,
             } => self.update_cluster(*id, *node_count, *rollback, operation, *at),
+            ShardCommand::ResizeCluster {
+                id,
+                nodegroup,
+                node_count,
+                nodes_to_remove,
+                operation,
+                at,
+            } => self.resize_cluster(
+                *id,
+                *nodegroup,
+                *node_count,
+                nodes_to_remove,
+                operation,
+                *at,
+            ),
             ShardCommand::SetHealth {
                 id,
                 health_status,
@@ -397,6 +412,7 @@ impl ShardState {
             last_error: None,
             rollback: false,
             restore_node_count: None,
+            nodes_to_remove: Vec::new(),
         };
         self.ops.insert(id, op);
         if let Some(ngs) = self.nodegroups.get_mut(&id) {

@@ -75,6 +75,82 @@ impl ShardState {
         Ok(CommandOk::Done)
     }
 
+    pub(crate) fn resize_cluster(
+        &mut self,
+        id: ClusterId,
+        ng: NodeGroupId,
+        node_count: u32,
+        nodes_to_remove: &[String],
+        op: &Operation,
+        at: Timestamp,
+    ) -> ShardResponse {
+        let Some(c) = self.clusters.get(&id) else {
+            return Err(CommandError::NotFound(messages::cluster_not_found(
+                &id.to_string(),
+            )));
+        };
+        let resizable = UPDATABLE.contains(&c.status)
+            || matches!(
+                c.status,
+                ClusterStatus::UPDATE_FAILED | ClusterStatus::UPDATE_IN_PROGRESS
+            );
+        // Only an update may be superseded (the autoscaler resizes while one runs).
+        let busy = self.ops.get(&id).is_some_and(|o| o.kind != OpKind::Update);
+        if !resizable || busy {
+            return Err(CommandError::BadRequest(format!(
+                "Resizing a cluster when status is \"{}\" is not supported.",
+                c.status.as_str()
+            )));
+        }
+        let Some(n) = self
+            .nodegroups
+            .get_mut(&id)
+            .and_then(|ngs| ngs.iter_mut().find(|n| n.uuid == ng))
+        else {
+            return Err(CommandError::NotFound(format!(
+                "Nodegroup {ng} could not be found."
+            )));
+        };
+        if n.is_master() {
+            return Err(CommandError::BadRequest(
+                "Resizing a master nodegroup is not supported.".into(),
+            ));
+        }
+        if node_count < n.min_node_count || n.max_node_count.is_some_and(|m| node_count > m) {
+            return Err(CommandError::BadRequest(format!(
+                "Resizing {} outside the allowed range: min_node_count = {}, max_node_count = {}",
+                n.name,
+                n.min_node_count,
+                n.max_node_count
+                    .map_or_else(|| "None".to_string(), |m| m.to_string())
+            )));
+        }
+        let previous = n.node_count;
+        n.node_count = node_count;
+        n.status = Some(ClusterStatus::UPDATE_IN_PROGRESS);
+        n.status_reason = None;
+        n.updated_at = Some(at);
+        if let Some(c) = self.clusters.get_mut(&id) {
+            c.status = ClusterStatus::UPDATE_IN_PROGRESS;
+            c.status_reason = None;
+            c.updated_at = Some(at);
+        }
+        let mut op = op.clone();
+        op.cluster = id;
+        op.kind = OpKind::Update;
+        op.step = Step::UpdateStack { attempt: 0 };
+        op.rollback = false;
+        op.restore_node_count = Some(previous);
+        op.nodes_to_remove = nodes_to_remove.to_vec();
+        op.retries = 0;
+        op.last_error = None;
+        self.ops.insert(id, op);
+        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
+            self.dirty.insert(k);
+        }
+        Ok(CommandOk::Done)
+    }
+
     pub(crate) fn set_health(
         &mut self,
         id: ClusterId,

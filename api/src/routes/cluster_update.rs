@@ -165,7 +165,7 @@ fn health_reason(
     }
 }
 
-fn operation(
+pub(crate) fn operation(
     view: &ClusterView,
     template: magnum_proto::ClusterTemplate,
     now: Timestamp,
@@ -184,5 +184,6 @@ fn operation(
         last_error: None,
         rollback: false,
         restore_node_count: None,
+        nodes_to_remove: Vec::new(),
     }
 }

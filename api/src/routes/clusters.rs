@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use magnum_proto::{ClusterView, CommandOk, OpId, ShardCommand, TemplateId, Timestamp};
 use serde_json::Value;
@@ -73,6 +73,10 @@ pub fn routes() -> Router<AppState> {
             get(show)
                 .delete(remove)
                 .patch(super::cluster_update::update),
+        )
+        .route(
+            "/v1/clusters/{ident}/actions/resize",
+            post(super::cluster_resize::resize),
         )
 }
 

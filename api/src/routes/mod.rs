@@ -1,5 +1,6 @@
 //! The router: one module per resource, assembled here with the request plumbing.
 pub mod certificates;
+pub mod cluster_resize;
 pub mod cluster_update;
 pub mod clusters;
 pub mod mservices;

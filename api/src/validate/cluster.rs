@@ -315,6 +315,7 @@ pub async fn validate_create(
         last_error: None,
         rollback: false,
         restore_node_count: None,
+        nodes_to_remove: Vec::new(),
     };
     Ok(NewCluster {
         cluster,

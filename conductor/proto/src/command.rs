@@ -57,6 +57,17 @@ pub enum ShardCommand {
         operation: Operation,
         at: Timestamp,
     },
+    /// `POST /v1/clusters/{id}/actions/resize`: like `UpdateCluster` for a named worker
+    /// nodegroup, with servers to remove; also accepted while an update runs or after one
+    /// failed (the cluster autoscaler), superseding that update.
+    ResizeCluster {
+        id: ClusterId,
+        nodegroup: NodeGroupId,
+        node_count: u32,
+        nodes_to_remove: Vec<String>,
+        operation: Operation,
+        at: Timestamp,
+    },
     /// `PATCH /v1/clusters/{id}` of only the health fields: saved directly, no operation.
     SetHealth {
         id: ClusterId,

@@ -90,6 +90,7 @@ pub fn cluster_rows(
         last_error: None,
         rollback: false,
         restore_node_count: None,
+        nodes_to_remove: Vec::new(),
     };
     (
         cluster,

@@ -281,6 +281,9 @@ pub struct Operation {
     /// Update: the worker count to restore when the update call fails for good.
     #[serde(default)]
     pub restore_node_count: Option<u32>,
+    /// Resize: servers (ids or names) to remove first, through the stack's removal policy.
+    #[serde(default)]
+    pub nodes_to_remove: Vec<String>,
 }
 
 /// Quota row (only resource `Cluster` exists).
