@@ -15,6 +15,7 @@ pub mod heat_cloud;
 pub mod logic;
 pub mod messages;
 pub mod meta;
+pub mod metrics;
 pub mod node;
 pub mod persist;
 pub mod reconciler;

@@ -107,11 +107,8 @@ impl Conductor {
         let service_addr = svc_listener
             .local_addr()
             .map_err(|e| ConductorError::Listen(cfg.service_listen, e))?;
-        tasks.push(serve(
-            svc_listener,
-            service::router(svc_state),
-            cancel.clone(),
-        ));
+        let svc_router = service::router(svc_state).merge(crate::metrics::router(node.clone()));
+        tasks.push(serve(svc_listener, svc_router, cancel.clone()));
 
         if cfg.bootstrap {
             tasks.push(tokio::spawn(bootstrap(

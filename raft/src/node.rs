@@ -12,6 +12,7 @@ use crate::config::RaftConfig;
 use crate::error::RaftError;
 use crate::group::{Group, Timing};
 use crate::logic::StateMachineLogic;
+use crate::metrics::Metrics;
 use crate::network::client::{http_client, NetworkFactory};
 use crate::network::server::{self, RaftEndpoint};
 use crate::registry::Registry;
@@ -33,6 +34,7 @@ pub struct RaftNode {
     store: Arc<Store>,
     http: reqwest::Client,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     closed: AtomicBool,
 }
 
@@ -51,6 +53,7 @@ impl RaftNode {
             store,
             http,
             registry: Arc::new(Registry::default()),
+            metrics: Arc::new(Metrics::new()?),
             closed: AtomicBool::new(false),
         }))
     }
@@ -95,14 +98,17 @@ impl RaftNode {
     ) -> Result<Group<L>, RaftError> {
         let config = self.cfg.to_openraft(gid)?;
         let trees = self.store.group_trees(gid)?;
-        let sm = SmStore::open(self.store.clone(), gid, &trees, logic)?;
+        let metrics = self.metrics.group(gid);
+        let sm = SmStore::open(self.store.clone(), gid, &trees, logic, metrics.clone())?;
         let logic = sm.logic();
         let applied = sm.last_applied_index();
-        let log = LogStore::new(self.store.clone(), gid, &trees);
+        let log = LogStore::new(self.store.clone(), gid, &trees, metrics.clone());
         let network = NetworkFactory {
             http: self.http.clone(),
             self_id: self.id,
             gid,
+            metrics: self.metrics.clone(),
+            group_metrics: metrics.clone(),
         };
         // openraft parents its RaftCore span on the current one: tag all of it with node + gid.
         let span = tracing::info_span!("raft_group", node = self.id, gid);
@@ -140,7 +146,20 @@ impl RaftNode {
             logic,
             self.registry.clone(),
             instance,
+            metrics,
         ))
+    }
+
+    /// Prometheus text (content type [`crate::METRICS_CONTENT_TYPE`]) of every open group of
+    /// this node: Raft state gauges, storage latencies, snapshot and RPC error counters.
+    pub fn metrics_text(&self) -> Result<String, RaftError> {
+        let groups: Vec<_> = self
+            .registry
+            .open_groups()
+            .into_iter()
+            .map(|(gid, h)| (gid, h.raft_metrics()))
+            .collect();
+        self.metrics.render(&groups)
     }
 
     /// Raft RPC routes (`POST /raft/v1/{gid}/...`) of all groups of this node. Serve them on

@@ -1,6 +1,7 @@
 //! openraft network client over the node's shared `reqwest::Client` pool.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::errors::{
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use super::{Envelope, RpcKind, SnapshotRpc, PROTO_CURRENT};
 use crate::codec;
+use crate::metrics::{GroupMetrics, Metrics};
 use crate::types::{
     GroupId, NodeAddr, NodeId, ORaftError, Snapshot, SnapshotData, TypeConfig, Vote,
 };
@@ -37,6 +39,8 @@ pub(crate) struct NetworkFactory {
     pub(crate) http: reqwest::Client,
     pub(crate) self_id: NodeId,
     pub(crate) gid: GroupId,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) group_metrics: GroupMetrics,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -49,6 +53,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             gid: self.gid,
             addr: node.raft.clone(),
+            metrics: self.metrics.clone(),
+            group_metrics: self.group_metrics.clone(),
         }
     }
 }
@@ -60,6 +66,8 @@ pub(crate) struct PeerClient {
     target: NodeId,
     gid: GroupId,
     addr: String,
+    metrics: Arc<Metrics>,
+    group_metrics: GroupMetrics,
 }
 
 /// Why a call failed, before it is shaped into openraft's error types.
@@ -73,6 +81,28 @@ enum CallError {
 
 impl PeerClient {
     async fn call<Req, Resp>(
+        &self,
+        kind: RpcKind,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CallError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let res = self.try_call(kind, req, timeout).await;
+        if let Err(e) = &res {
+            let reason = match e {
+                CallError::Unreachable(_) => "unreachable",
+                CallError::Network(_) => "network",
+                CallError::Timeout(_) => "timeout",
+            };
+            self.metrics.rpc_error(self.target, kind.path(), reason);
+        }
+        res
+    }
+
+    async fn try_call<Req, Resp>(
         &self,
         kind: RpcKind,
         req: &Req,
@@ -184,6 +214,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             res = self.call(RpcKind::Snapshot, &req, option.soft_ttl()) => {
+                if res.is_ok() {
+                    self.group_metrics.sent.inc();
+                }
                 res.map_err(|e| match e {
                     CallError::Unreachable(m) => StreamingError::Unreachable(Unreachable::from_string(m)),
                     CallError::Network(m) => StreamingError::Network(NetworkError::from_string(m)),

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use futures::future::BoxFuture;
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::raft::{
     AppendEntriesRequest, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
     VoteRequest,
@@ -94,6 +95,10 @@ impl<L: StateMachineLogic> GroupHandle for RaftEndpoint<L> {
         })
     }
 
+    fn raft_metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
     fn shutdown(&self) -> BoxFuture<'static, ()> {
         let raft = self.raft.clone();
         Box::pin(async move {
@@ -163,6 +168,10 @@ mod tests {
 
         fn shutdown(&self) -> BoxFuture<'static, ()> {
             Box::pin(async {})
+        }
+
+        fn raft_metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+            unreachable!("not used by these tests")
         }
     }
 

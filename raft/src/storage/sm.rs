@@ -17,6 +17,7 @@ use super::{meta_keys, GroupTrees, Store};
 use crate::codec;
 use crate::error::RaftError;
 use crate::logic::{StateMachineLogic, WriteSet};
+use crate::metrics::GroupMetrics;
 use crate::types::{
     GroupId, LogId, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
 };
@@ -111,6 +112,7 @@ pub(crate) struct SmStore<L> {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     slot: Arc<SnapshotSlot>,
+    metrics: GroupMetrics,
 }
 
 impl<L: StateMachineLogic> SmStore<L> {
@@ -120,6 +122,7 @@ impl<L: StateMachineLogic> SmStore<L> {
         gid: GroupId,
         trees: &GroupTrees,
         mut logic: L,
+        metrics: GroupMetrics,
     ) -> Result<Self, RaftError> {
         let storage = |e: codec::CodecError| RaftError::Storage(format!("group {gid}: {e}"));
         let last_applied: Option<LogId> = match trees.sm.get(KEY_LAST_APPLIED)? {
@@ -152,6 +155,7 @@ impl<L: StateMachineLogic> SmStore<L> {
             slot: Arc::new(SnapshotSlot {
                 current: Mutex::new(snap),
             }),
+            metrics,
         })
     }
 
@@ -224,7 +228,7 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
             batch.put(KEY_MEMBERSHIP, codec::encode_record(m)?);
         }
         self.sm.apply_batch(batch).await?;
-        self.store.flush().await?;
+        self.metrics.flush(self.store.flush()).await?;
         self.last_applied = last;
         if let Some(m) = membership {
             self.membership = m;
@@ -244,6 +248,7 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
             store: self.store.clone(),
             meta_tree: self.meta.clone(),
             slot: self.slot.clone(),
+            metrics: self.metrics.clone(),
             pairs: self.dump().map_err(|e| e.to_string()),
             meta: SnapshotMeta {
                 last_log_id: self.last_applied,
@@ -274,7 +279,9 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
         batch.put(KEY_MEMBERSHIP, codec::encode_record(&meta.last_membership)?);
         self.sm.apply_batch(batch).await?;
         self.slot.save(&*self.meta, meta, &data, true)?;
-        self.store.flush().await?;
+        self.metrics.flush(self.store.flush()).await?;
+        self.metrics.installed.inc();
+        self.metrics.snapshot_bytes.set(data.len() as i64);
 
         let mut app = pairs
             .into_iter()
@@ -299,6 +306,7 @@ pub(crate) struct SmSnapshotBuilder {
     store: Arc<Store>,
     meta_tree: Arc<dyn KvTree>,
     slot: Arc<SnapshotSlot>,
+    metrics: GroupMetrics,
     pairs: Result<Pairs, String>,
     meta: SnapshotMeta,
 }
@@ -313,7 +321,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SmSnapshotBuilder {
         let data = codec::encode_record(&pairs)?;
         self.slot.save(&*self.meta_tree, &self.meta, &data, false)?;
         // Durable before openraft purges the logs it covers.
-        self.store.flush().await?;
+        self.metrics.flush(self.store.flush()).await?;
+        self.metrics.built.inc();
+        self.metrics.snapshot_bytes.set(data.len() as i64);
         tracing::info!(last_log_id = ?self.meta.last_log_id, bytes = data.len(), "built snapshot");
         Ok(Snapshot {
             meta: self.meta.clone(),

@@ -18,6 +18,7 @@ use super::sled_engine::SledEngine;
 use super::sm::SmStore;
 use super::Store;
 use crate::logic::{StateMachineLogic, WriteSet};
+use crate::metrics::{GroupMetrics, Metrics};
 use crate::types::{Entry, LogId, NodeAddr, Payload, TypeConfig};
 
 /// `k=v` puts, `-k` deletes; records every applied index.
@@ -49,6 +50,10 @@ impl StateMachineLogic for Kv {
     }
 }
 
+fn metrics(gid: u64) -> GroupMetrics {
+    Metrics::new().unwrap().group(gid)
+}
+
 fn temporary_store(node_id: u64) -> Arc<Store> {
     Store::open(Box::new(SledEngine::temporary().unwrap()), node_id).unwrap()
 }
@@ -71,8 +76,9 @@ impl StoreBuilder<TypeConfig, LogStore, SmStore<Kv>> for Builder {
             ))
         };
         let trees = self.store.group_trees(gid).map_err(err)?;
-        let log = LogStore::new(self.store.clone(), gid, &trees);
-        let sm = SmStore::open(self.store.clone(), gid, &trees, Kv::default()).map_err(err)?;
+        let log = LogStore::new(self.store.clone(), gid, &trees, metrics(gid));
+        let sm = SmStore::open(self.store.clone(), gid, &trees, Kv::default(), metrics(gid))
+            .map_err(err)?;
         Ok(((), log, sm))
     }
 }
@@ -123,7 +129,7 @@ async fn write_set_and_last_applied_are_persisted_together() {
     {
         let store = open_store(&path, 7).unwrap();
         let trees = store.group_trees(3).unwrap();
-        let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default()).unwrap();
+        let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default(), metrics(3)).unwrap();
         apply(
             &mut sm,
             vec![
@@ -155,7 +161,7 @@ async fn write_set_and_last_applied_are_persisted_together() {
     // Reopen as after a crash: the state and last_applied agree, nothing is re-applied.
     let store = open_store(&path, 7).unwrap();
     let trees = store.group_trees(3).unwrap();
-    let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default()).unwrap();
+    let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default(), metrics(3)).unwrap();
     let (applied, mem) = sm.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(6)));
     assert_eq!(mem.log_id(), &Some(log_id(2)));
@@ -186,7 +192,7 @@ async fn write_set_and_last_applied_are_persisted_together() {
 async fn snapshot_installs_on_another_replica_and_survives_restart() {
     let store = temporary_store(1);
     let (ta, tb) = (store.group_trees(1).unwrap(), store.group_trees(2).unwrap());
-    let mut a = SmStore::open(store.clone(), 1, &ta, Kv::default()).unwrap();
+    let mut a = SmStore::open(store.clone(), 1, &ta, Kv::default(), metrics(1)).unwrap();
     apply(
         &mut a,
         vec![
@@ -206,7 +212,7 @@ async fn snapshot_installs_on_another_replica_and_survives_restart() {
     // Later applies on `a` are not in the snapshot already built.
     apply(&mut a, vec![normal(4, "z=3")]).await;
 
-    let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default()).unwrap();
+    let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default(), metrics(2)).unwrap();
     apply(&mut b, vec![normal(1, "stale=1")]).await;
     b.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
     let (applied, _) = b.applied_state().await.unwrap();
@@ -221,7 +227,7 @@ async fn snapshot_installs_on_another_replica_and_survives_restart() {
 
     // After a restart the installed state and the snapshot are both there.
     drop(b);
-    let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default()).unwrap();
+    let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default(), metrics(2)).unwrap();
     assert_eq!(b.logic().read().unwrap().map, want);
     let current = b.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta.last_log_id, Some(log_id(3)));
