@@ -26,6 +26,7 @@ mod node;
 mod registry;
 mod storage;
 mod types;
+pub mod vote_audit;
 
 pub use config::RaftConfig;
 pub use error::{RaftError, WriteError};

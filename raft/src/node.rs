@@ -21,6 +21,7 @@ use crate::storage::sled_engine::SledEngine;
 use crate::storage::sm::SmStore;
 use crate::storage::Store;
 use crate::types::{GroupId, NodeId};
+use crate::vote_audit::VoteAudit;
 
 /// How long `open_group` waits for openraft to report the recovered state.
 const STARTUP_WAIT: Duration = Duration::from_secs(10);
@@ -35,6 +36,7 @@ pub struct RaftNode {
     http: reqwest::Client,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    audit: Option<Arc<VoteAudit>>,
     closed: AtomicBool,
 }
 
@@ -46,6 +48,10 @@ impl RaftNode {
         std::fs::create_dir_all(data_dir)?;
         let engine = SledEngine::open(&data_dir.join("raft.sled"))?;
         let store = Store::open(Box::new(engine), node_id)?;
+        let audit = match cfg.vote_audit {
+            true => Some(Arc::new(VoteAudit::open(data_dir)?)),
+            false => None,
+        };
         let http = http_client().map_err(|e| RaftError::Config(format!("http client: {e}")))?;
         Ok(Arc::new(Self {
             id: node_id,
@@ -54,6 +60,7 @@ impl RaftNode {
             http,
             registry: Arc::new(Registry::default()),
             metrics: Arc::new(Metrics::new()?),
+            audit,
             closed: AtomicBool::new(false),
         }))
     }
@@ -102,7 +109,14 @@ impl RaftNode {
         let sm = SmStore::open(self.store.clone(), gid, &trees, logic, metrics.clone())?;
         let logic = sm.logic();
         let applied = sm.last_applied_index();
-        let log = LogStore::new(self.store.clone(), gid, &trees, metrics.clone());
+        let log = LogStore::new(
+            self.store.clone(),
+            gid,
+            &trees,
+            metrics.clone(),
+            self.audit.clone(),
+        );
+        log.audit_boot().await?;
         let network = NetworkFactory {
             http: self.http.clone(),
             self_id: self.id,

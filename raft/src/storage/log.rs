@@ -20,6 +20,7 @@ use super::{meta_keys, GroupTrees, Store};
 use crate::codec;
 use crate::metrics::GroupMetrics;
 use crate::types::{Entry, GroupId, LogId, TypeConfig, Vote};
+use crate::vote_audit::{Event, VoteAudit};
 
 /// Log store of one group; cheap to clone (also serves as its own log reader).
 #[derive(Clone)]
@@ -29,6 +30,7 @@ pub(crate) struct LogStore {
     log: Arc<dyn KvTree>,
     meta: Arc<dyn KvTree>,
     metrics: GroupMetrics,
+    audit: Option<Arc<VoteAudit>>,
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -66,6 +68,7 @@ impl LogStore {
         gid: GroupId,
         trees: &GroupTrees,
         metrics: GroupMetrics,
+        audit: Option<Arc<VoteAudit>>,
     ) -> Self {
         Self {
             store,
@@ -73,7 +76,17 @@ impl LogStore {
             log: trees.log.clone(),
             meta: trees.meta.clone(),
             metrics,
+            audit,
         }
+    }
+
+    /// Records the vote this group starts with in the vote audit, if there is one.
+    pub(crate) async fn audit_boot(&self) -> io::Result<()> {
+        if let Some(a) = &self.audit {
+            let vote: Option<Vote> = self.get_meta(meta_keys::VOTE)?;
+            a.record(Event::Boot, self.gid, vote.as_ref()).await?;
+        }
+        Ok(())
     }
 
     async fn flush(&self) -> io::Result<()> {
@@ -175,9 +188,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(gid = self.gid))]
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        if let Some(a) = &self.audit {
+            a.record(Event::Intent, self.gid, Some(vote)).await?;
+        }
         self.put_meta(meta_keys::VOTE, vote)?;
         // A vote must never be forgotten after a crash, or a node could vote twice in a term.
-        self.flush().await
+        self.flush().await?;
+        if let Some(a) = &self.audit {
+            a.record(Event::Saved, self.gid, Some(vote)).await?;
+        }
+        Ok(())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {

@@ -76,7 +76,7 @@ impl StoreBuilder<TypeConfig, LogStore, SmStore<Kv>> for Builder {
             ))
         };
         let trees = self.store.group_trees(gid).map_err(err)?;
-        let log = LogStore::new(self.store.clone(), gid, &trees, metrics(gid));
+        let log = LogStore::new(self.store.clone(), gid, &trees, metrics(gid), None);
         let sm = SmStore::open(self.store.clone(), gid, &trees, Kv::default(), metrics(gid))
             .map_err(err)?;
         Ok(((), log, sm))
