@@ -15,6 +15,7 @@ use crate::logic::StateMachineLogic;
 use crate::metrics::Metrics;
 use crate::network::client::{http_client, NetworkFactory};
 use crate::network::server::{self, RaftEndpoint};
+use crate::network::snapshot::Receiver;
 use crate::registry::Registry;
 use crate::storage::log::LogStore;
 use crate::storage::sled_engine::SledEngine;
@@ -47,7 +48,7 @@ impl RaftNode {
         cfg.validate()?;
         std::fs::create_dir_all(data_dir)?;
         let engine = SledEngine::open(&data_dir.join("raft.sled"))?;
-        let store = Store::open(Box::new(engine), node_id)?;
+        let store = Store::open(Box::new(engine), node_id, data_dir.join("snapshots"))?;
         let audit = match cfg.vote_audit {
             true => Some(Arc::new(VoteAudit::open(data_dir)?)),
             false => None,
@@ -106,7 +107,7 @@ impl RaftNode {
         let config = self.cfg.to_openraft(gid)?;
         let trees = self.store.group_trees(gid)?;
         let metrics = self.metrics.group(gid);
-        let sm = SmStore::open(self.store.clone(), gid, &trees, logic, metrics.clone())?;
+        let sm = SmStore::open(self.store.clone(), gid, &trees, logic, metrics.clone()).await?;
         let logic = sm.logic();
         let applied = sm.last_applied_index();
         let log = LogStore::new(
@@ -145,9 +146,13 @@ impl RaftNode {
                 return Err(RaftError::Fatal(format!("group {gid} did not start: {e}")));
             }
         }
-        let instance = self
-            .registry
-            .publish(gid, Arc::new(RaftEndpoint { raft: raft.clone() }));
+        let instance = self.registry.publish(
+            gid,
+            Arc::new(RaftEndpoint {
+                raft: raft.clone(),
+                snapshots: Arc::new(Receiver::new(trees.snap_dir.clone())),
+            }),
+        );
         tracing::info!(node = self.id, gid, ?applied, "group opened");
         let timing = Timing {
             lease: Duration::from_millis(self.cfg.election_max_ms),

@@ -12,7 +12,7 @@ use magnum_conductor::logic::ShardLogic;
 use magnum_proto::*;
 use magnum_raft::{Group, NodeAddr, RaftConfig, RaftNode};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -194,6 +194,9 @@ async fn build(dir: &Path, leader_addr: &str) {
     node.shutdown().await;
 }
 
+/// Adds the learner and serves it the snapshot; reports once the orchestrator says (on stdin)
+/// that the learner installed it. (openraft may retry a send that timed out, so the leader's
+/// own view of "sent" is not the end.)
 async fn leader(dir: &Path, listen: &str, learner: &str) {
     let (node, g) = open(dir, 1).await;
     serve(&node, listen).await;
@@ -201,14 +204,12 @@ async fn leader(dir: &Path, listen: &str, learner: &str) {
     let before = proc_status("VmRSS:");
     reset_peak();
     let start = Instant::now();
-    // Not blocking: openraft's "blocking" only waits until the learner is within
-    // `replication_lag_threshold` (5000) entries.
     g.add_learner(2, addr(learner), false).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while g.snapshot_counts().sent == 0 {
-        assert!(Instant::now() < deadline, "no snapshot sent");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let done = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    });
+    let _ = done.await;
     result(serde_json::json!({
         "phase": "send", "ms": start.elapsed().as_millis() as u64,
         "rss_before": before, "peak": proc_status("VmHWM:"), "rss_after": proc_status("VmRSS:"),
@@ -248,25 +249,56 @@ async fn learner(dir: &Path, listen: &str) {
     node.shutdown().await;
 }
 
-/// Runs one phase as a child process; returns its RESULT.
-fn phase(args: &[&str], on_line: impl Fn(&str)) -> serde_json::Value {
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let mut res = serde_json::Value::Null;
-    for line in out.lines() {
-        let line = line.unwrap();
-        on_line(&line);
-        if let Some(j) = line.strip_prefix("RESULT ") {
-            res = serde_json::from_str(j).unwrap();
-        }
+/// A phase running as a child process of this binary.
+struct Child {
+    child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Child {
+    fn spawn(args: &[&str]) -> Child {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Child { child, lines }
     }
-    assert!(child.wait().unwrap().success(), "phase {args:?} failed");
-    res
+
+    /// Reads stdout until `want` (a line, or the RESULT when `None`).
+    fn until(&mut self, want: Option<&str>) -> serde_json::Value {
+        for line in self.lines.by_ref() {
+            let line = line.unwrap();
+            if Some(line.as_str()) == want {
+                return serde_json::Value::Null;
+            }
+            if let Some(j) = line.strip_prefix("RESULT ") {
+                eprintln!("{j}");
+                return serde_json::from_str(j).unwrap();
+            }
+        }
+        panic!("phase ended without {want:?}");
+    }
+
+    fn signal(&mut self) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"done\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn wait(mut self) {
+        assert!(self.child.wait().unwrap().success(), "phase failed");
+    }
+}
+
+fn phase(args: &[&str]) -> serde_json::Value {
+    let mut c = Child::spawn(args);
+    let r = c.until(None);
+    c.wait();
+    r
 }
 
 fn free_addr() -> String {
@@ -279,27 +311,24 @@ fn mib(v: &serde_json::Value) -> String {
 }
 
 fn orchestrate(n: usize) {
+    // Fewer entries than openraft keeps after a snapshot (1000): nothing purged, no snapshot sent.
+    assert!(n >= 1000, "use at least 1000 clusters");
     let tmp = std::env::temp_dir().join(format!("magnum-snapmem-{}", std::process::id()));
     let (d1, d2): (PathBuf, PathBuf) = (tmp.join("n1"), tmp.join("n2"));
     let (a1, a2) = (free_addr(), free_addr());
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let prep = phase(&["prepare", &s(&d1), &n.to_string(), &a1], |_| {});
-    eprintln!("prepared {n} clusters: {prep}");
-    let build = phase(&["build", &s(&d1), &a1], |_| {});
-    // The learner must listen before the leader adds it.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let learner_args = ["learner".to_string(), s(&d2), a2.clone()];
-    let learner = std::thread::spawn(move || {
-        let args: Vec<&str> = learner_args.iter().map(String::as_str).collect();
-        phase(&args, |l| {
-            if l == "READY" {
-                let _ = ready_tx.send(());
-            }
-        })
-    });
-    ready_rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    let send = phase(&["leader", &s(&d1), &a1, &a2], |_| {});
-    let install = learner.join().unwrap();
+    let prep = phase(&["prepare", &s(&d1), &n.to_string(), &a1]);
+    let build = phase(&["build", &s(&d1), &a1]);
+    // The learner must listen before the leader adds it; the leader reports once the learner
+    // installed the snapshot.
+    let mut learner = Child::spawn(&["learner", &s(&d2), &a2]);
+    learner.until(Some("READY"));
+    let mut leader = Child::spawn(&["leader", &s(&d1), &a1, &a2]);
+    let install = learner.until(None);
+    learner.wait();
+    leader.signal();
+    let send = leader.until(None);
+    leader.wait();
     assert_eq!(install["clusters"].as_u64(), Some(n as u64), "{install}");
     let _ = std::fs::remove_dir_all(&tmp);
 
