@@ -51,6 +51,8 @@ pub struct Options {
     pub shards: u32,
     pub poll_ms: u64,
     pub time_scale: f64,
+    /// Extra conductor flags (`MAGNUM_RAFT_ARGS` of local-cluster.sh), e.g. `--vote-audit`.
+    pub raft_args: String,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             shards: 4,
             poll_ms: 300,
             time_scale: 0.2,
+            raft_args: String::new(),
         }
     }
 }
@@ -137,7 +140,8 @@ impl Deployment {
             .env("MAGNUM_PORT_BASE", self.port_base.to_string())
             .env("MAGNUM_SHARDS", self.opts.shards.to_string())
             .env("MAGNUM_POLL_MS", self.opts.poll_ms.to_string())
-            .env("MAGNUM_SIM_TIME_SCALE", self.opts.time_scale.to_string());
+            .env("MAGNUM_SIM_TIME_SCALE", self.opts.time_scale.to_string())
+            .env("MAGNUM_RAFT_ARGS", &self.opts.raft_args);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,openraft=warn,sled=warn");
         }
@@ -228,6 +232,34 @@ impl Deployment {
 
     pub fn conductor_service(&self, id: u64) -> String {
         format!("127.0.0.1:{}", self.port_base + 200 + id as u16)
+    }
+
+    /// A conductor's data dir (its Raft store is under `raft/`).
+    pub fn conductor_dir(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("conductor-{id}"))
+    }
+
+    /// Waits until conductor `id` answers on its service listener (its groups are open).
+    pub async fn wait_conductor_up(&self, id: u64, timeout: Duration) {
+        let url = format!(
+            "http://{}{}",
+            self.conductor_service(id),
+            magnum_proto::wire::TOPOLOGY_PATH
+        );
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = self.http.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "conductor {id} not up after {timeout:?}; log:\n{}",
+                tail(&self.log(&format!("conductor-{id}")), 30)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn conductor_client(&self) -> ConductorClient {
@@ -335,6 +367,12 @@ impl Deployment {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 impl Drop for Deployment {

@@ -17,6 +17,7 @@ mod hosting;
 pub mod logic;
 pub mod messages;
 pub mod meta;
+pub mod metrics;
 pub mod node;
 mod ownership;
 pub mod persist;

@@ -130,11 +130,8 @@ impl Conductor {
         let service_addr = svc_listener
             .local_addr()
             .map_err(|e| ConductorError::Listen(cfg.service_listen, e))?;
-        tasks.push(serve(
-            svc_listener,
-            service::router(svc_state),
-            cancel.clone(),
-        ));
+        let svc_router = service::router(svc_state).merge(crate::metrics::router(node.clone()));
+        tasks.push(serve(svc_listener, svc_router, cancel.clone()));
 
         let host = cfg
             .peers
@@ -167,6 +164,11 @@ impl Conductor {
             cancel,
             tasks,
         })
+    }
+
+    /// This node's replica of a data shard, if the placement gives it one.
+    pub fn shard(&self, shard: u32) -> Option<Group<crate::logic::ShardLogic>> {
+        self.hosting.shard(shard)
     }
 
     pub async fn shutdown(self) {
@@ -253,37 +255,44 @@ async fn bootstrap(
             log_init(g.initialize(members(set)).await, g.id());
         }
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    if meta.status().leader.is_none() {
-        log_init(meta.initialize(cfg.peers.clone()).await, 0);
-    }
-    for (g, set) in &mine {
-        if g.status().leader.is_none() {
-            log_init(g.initialize(members(set)).await, g.id());
+    // Record the bootstrap parameters and the first layout as soon as the meta group has a
+    // leader (any node may write them; both commands are idempotent), while uninitialized
+    // groups get a grace period for their designated node before this one forms them.
+    let fallback = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if meta.status().leader.is_none() {
+            log_init(meta.initialize(cfg.peers.clone()).await, 0);
         }
-    }
-    // Record the bootstrap parameters and the first layout once the meta group has a leader
-    // (any node may write them; both commands are idempotent).
-    let cmds = [
-        MetaCommand::Bootstrap(Bootstrap {
-            shards: cfg.shards,
-            hash: shard::HASH_NAME.to_string(),
-            replicas: cfg.replicas,
-        }),
-        MetaCommand::InitPlacement { nodes, placement },
-    ];
-    for cmd in cmds {
-        let Ok(payload) = serde_json::to_vec(&cmd) else {
-            return;
-        };
-        for _ in 0..100 {
-            match meta.write(payload.clone()).await {
-                Ok(_) => break,
-                Err(WriteError::NotLeader { leader: Some(_) }) => return, // the leader's node does it
-                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        for (g, set) in &mine {
+            if g.status().leader.is_none() {
+                log_init(g.initialize(members(set)).await, g.id());
             }
         }
-    }
+    };
+    let record = async {
+        let cmds = [
+            MetaCommand::Bootstrap(Bootstrap {
+                shards: cfg.shards,
+                hash: shard::HASH_NAME.to_string(),
+                replicas: cfg.replicas,
+            }),
+            MetaCommand::InitPlacement { nodes, placement },
+        ];
+        for cmd in cmds {
+            let Ok(payload) = serde_json::to_vec(&cmd) else {
+                return;
+            };
+            for _ in 0..200 {
+                match meta.write(payload.clone()).await {
+                    Ok(_) => break,
+                    // The leader's node writes them.
+                    Err(WriteError::NotLeader { leader: Some(_) }) => return,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+    };
+    tokio::join!(fallback, record);
 }
 
 /// Re-syncs the hosted replicas whenever the meta group applies something, and every second.

@@ -184,6 +184,10 @@ pub struct RaftArgs {
     pub election_min_ms: Option<u64>,
     #[arg(long)]
     pub election_max_ms: Option<u64>,
+    /// Append every vote change to DATA_DIR/raft/vote-audit.log, fsynced before the vote is
+    /// stored (crash tests check it: no node votes twice in a term).
+    #[arg(long)]
+    pub vote_audit: bool,
 }
 
 impl RaftArgs {
@@ -193,6 +197,7 @@ impl RaftArgs {
             heartbeat_ms: self.heartbeat_ms.unwrap_or(d.heartbeat_ms),
             election_min_ms: self.election_min_ms.unwrap_or(d.election_min_ms),
             election_max_ms: self.election_max_ms.unwrap_or(d.election_max_ms),
+            vote_audit: self.vote_audit,
             ..d
         }
     }

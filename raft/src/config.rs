@@ -19,6 +19,10 @@ pub struct RaftConfig {
     /// Build a snapshot once this many entries were applied since the last one. Entries already
     /// in a snapshot are purged, keeping `min(this, 1000)` of them for slightly lagging followers.
     pub snapshot_logs_since_last: u64,
+    /// Record every vote change in `vote-audit.log` in the data dir, fsynced before the vote is
+    /// stored (crash tests check it with [`crate::vote_audit::check`]). Costs one extra fsync
+    /// per vote change.
+    pub vote_audit: bool,
 }
 
 impl Default for RaftConfig {
@@ -33,6 +37,7 @@ impl Default for RaftConfig {
             election_min_ms: 300,
             election_max_ms: 450,
             snapshot_logs_since_last: 5000,
+            vote_audit: false,
         }
     }
 }

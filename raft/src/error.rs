@@ -11,8 +11,10 @@ pub enum RaftError {
     Storage(String),
     #[error("data dir belongs to node {found}, not {expected}")]
     NodeIdMismatch { expected: NodeId, found: NodeId },
-    #[error("unsupported on-disk format version {0}")]
+    #[error("on-disk data version {0} is newer than this build supports")]
     DataVersion(u8),
+    #[error("data upgrade: {0}")]
+    Upgrade(String),
     #[error("group {0} is already open on this node")]
     GroupAlreadyOpen(u64),
     #[error("state machine load failed: {0}")]

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::error::{RaftError, WriteError};
 use crate::logic::StateMachineLogic;
+use crate::metrics::{GroupMetrics, SnapshotCounts};
 use crate::registry::Registry;
 use crate::storage::sm::{read_lock, SmStore};
 use crate::types::{ForwardToLeader, GroupId, NodeAddr, NodeId, ORaftError, Payload, TypeConfig};
@@ -98,6 +99,7 @@ struct Inner<L: StateMachineLogic> {
     instance: u64,
     status: watch::Receiver<GroupStatus>,
     status_task: tokio::task::JoinHandle<()>,
+    metrics: GroupMetrics,
 }
 
 impl<L: StateMachineLogic> Drop for Inner<L> {
@@ -114,6 +116,7 @@ impl<L: StateMachineLogic> Group<L> {
         logic: Arc<RwLock<L>>,
         registry: Arc<Registry>,
         instance: u64,
+        counters: GroupMetrics,
     ) -> Self {
         let mut metrics = raft.metrics();
         let initial = status_of(gid, &metrics.borrow_watched());
@@ -141,6 +144,7 @@ impl<L: StateMachineLogic> Group<L> {
                 instance,
                 status: rx,
                 status_task,
+                metrics: counters,
             }),
         }
     }
@@ -239,6 +243,21 @@ impl<L: StateMachineLogic> Group<L> {
             snapshot: m.snapshot.as_ref().map(|l| l.index()),
             purged: m.purged.as_ref().map(|l| l.index()),
         }
+    }
+
+    /// Snapshots built, installed and sent by this replica since the process started.
+    pub fn snapshot_counts(&self) -> SnapshotCounts {
+        self.inner.metrics.snapshot_counts()
+    }
+
+    /// Builds a snapshot now (ops, benchmarks); returns once requested, see `log_stats`.
+    pub async fn trigger_snapshot(&self) -> Result<(), RaftError> {
+        self.inner
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|f| RaftError::Fatal(f.to_string()))
     }
 
     /// Leader only: adds `id` as a learner (replication starts). With `blocking`, waits until

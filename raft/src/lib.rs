@@ -20,15 +20,18 @@ mod config;
 mod error;
 mod group;
 mod logic;
+mod metrics;
 mod network;
 mod node;
 mod registry;
 mod storage;
 mod types;
+pub mod vote_audit;
 
 pub use config::RaftConfig;
 pub use error::{RaftError, WriteError};
 pub use group::{Group, GroupStatus, LogStats};
 pub use logic::{StateMachineLogic, WriteSet};
+pub use metrics::{SnapshotCounts, METRICS_CONTENT_TYPE};
 pub use node::RaftNode;
 pub use types::{GroupId, NodeAddr, NodeId};

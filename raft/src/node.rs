@@ -12,14 +12,17 @@ use crate::config::RaftConfig;
 use crate::error::RaftError;
 use crate::group::{Group, Timing};
 use crate::logic::StateMachineLogic;
+use crate::metrics::Metrics;
 use crate::network::client::{http_client, NetworkFactory};
 use crate::network::server::{self, RaftEndpoint};
+use crate::network::snapshot::Receiver;
 use crate::registry::Registry;
 use crate::storage::log::LogStore;
 use crate::storage::sled_engine::SledEngine;
 use crate::storage::sm::SmStore;
 use crate::storage::Store;
 use crate::types::{GroupId, NodeId};
+use crate::vote_audit::VoteAudit;
 
 /// How long `open_group` waits for openraft to report the recovered state.
 const STARTUP_WAIT: Duration = Duration::from_secs(10);
@@ -33,6 +36,8 @@ pub struct RaftNode {
     store: Arc<Store>,
     http: reqwest::Client,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    audit: Option<Arc<VoteAudit>>,
     closed: AtomicBool,
 }
 
@@ -43,7 +48,11 @@ impl RaftNode {
         cfg.validate()?;
         std::fs::create_dir_all(data_dir)?;
         let engine = SledEngine::open(&data_dir.join("raft.sled"))?;
-        let store = Store::open(Box::new(engine), node_id)?;
+        let store = Store::open(Box::new(engine), node_id, data_dir.join("snapshots"))?;
+        let audit = match cfg.vote_audit {
+            true => Some(Arc::new(VoteAudit::open(data_dir)?)),
+            false => None,
+        };
         let http = http_client().map_err(|e| RaftError::Config(format!("http client: {e}")))?;
         Ok(Arc::new(Self {
             id: node_id,
@@ -51,6 +60,8 @@ impl RaftNode {
             store,
             http,
             registry: Arc::new(Registry::default()),
+            metrics: Arc::new(Metrics::new()?),
+            audit,
             closed: AtomicBool::new(false),
         }))
     }
@@ -95,14 +106,24 @@ impl RaftNode {
     ) -> Result<Group<L>, RaftError> {
         let config = self.cfg.to_openraft(gid)?;
         let trees = self.store.group_trees(gid)?;
-        let sm = SmStore::open(self.store.clone(), gid, &trees, logic)?;
+        let metrics = self.metrics.group(gid);
+        let sm = SmStore::open(self.store.clone(), gid, &trees, logic, metrics.clone()).await?;
         let logic = sm.logic();
         let applied = sm.last_applied_index();
-        let log = LogStore::new(self.store.clone(), gid, &trees);
+        let log = LogStore::new(
+            self.store.clone(),
+            gid,
+            &trees,
+            metrics.clone(),
+            self.audit.clone(),
+        );
+        log.audit_boot().await?;
         let network = NetworkFactory {
             http: self.http.clone(),
             self_id: self.id,
             gid,
+            metrics: self.metrics.clone(),
+            group_metrics: metrics.clone(),
         };
         // openraft parents its RaftCore span on the current one: tag all of it with node + gid.
         let span = tracing::info_span!("raft_group", node = self.id, gid);
@@ -125,9 +146,13 @@ impl RaftNode {
                 return Err(RaftError::Fatal(format!("group {gid} did not start: {e}")));
             }
         }
-        let instance = self
-            .registry
-            .publish(gid, Arc::new(RaftEndpoint { raft: raft.clone() }));
+        let instance = self.registry.publish(
+            gid,
+            Arc::new(RaftEndpoint {
+                raft: raft.clone(),
+                snapshots: Arc::new(Receiver::new(trees.snap_dir.clone())),
+            }),
+        );
         tracing::info!(node = self.id, gid, ?applied, "group opened");
         let timing = Timing {
             lease: Duration::from_millis(self.cfg.election_max_ms),
@@ -140,6 +165,7 @@ impl RaftNode {
             logic,
             self.registry.clone(),
             instance,
+            metrics,
         ))
     }
 
@@ -154,6 +180,18 @@ impl RaftNode {
         group.shutdown().await;
         drop(group);
         self.store.drop_group(gid).await
+    }
+
+    /// Prometheus text (content type [`crate::METRICS_CONTENT_TYPE`]) of every open group of
+    /// this node: Raft state gauges, storage latencies, snapshot and RPC error counters.
+    pub fn metrics_text(&self) -> Result<String, RaftError> {
+        let groups: Vec<_> = self
+            .registry
+            .open_groups()
+            .into_iter()
+            .map(|(gid, h)| (gid, h.raft_metrics()))
+            .collect();
+        self.metrics.render(&groups)
     }
 
     /// Raft RPC routes (`POST /raft/v1/{gid}/...`) of all groups of this node. Serve them on

@@ -7,13 +7,15 @@ use std::sync::{Arc, PoisonError, RwLock};
 use futures::future::BoxFuture;
 
 use crate::network::RpcKind;
-use crate::types::GroupId;
+use crate::types::{GroupId, TypeConfig};
 
 /// Type-erased handle of one open group (the group's state machine type is generic).
 pub(crate) trait GroupHandle: Send + Sync {
     /// Serve one Raft RPC; `Err` means the request could not be decoded.
     fn call(&self, kind: RpcKind, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>>;
     fn shutdown(&self) -> BoxFuture<'static, ()>;
+    /// openraft's current view of the group (for the metrics page).
+    fn raft_metrics(&self) -> openraft::RaftMetrics<TypeConfig>;
 }
 
 enum Slot {
@@ -73,6 +75,20 @@ impl Registry {
         if matches!(groups.get(&gid), Some(Slot::Open { instance: i, .. }) if *i == instance) {
             groups.remove(&gid);
         }
+    }
+
+    /// Open groups, ordered by id.
+    pub(crate) fn open_groups(&self) -> Vec<(GroupId, Arc<dyn GroupHandle>)> {
+        let groups = self.groups.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<_> = groups
+            .iter()
+            .filter_map(|(gid, s)| match s {
+                Slot::Open { handle, .. } => Some((*gid, handle.clone())),
+                Slot::Opening => None,
+            })
+            .collect();
+        out.sort_by_key(|(gid, _)| *gid);
+        out
     }
 
     pub(crate) fn drain(&self) -> Vec<Arc<dyn GroupHandle>> {

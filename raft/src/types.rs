@@ -1,7 +1,6 @@
 //! Identifiers, the node address, and the openraft type configuration.
 
 use std::fmt;
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,9 +48,9 @@ pub(crate) type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
 pub(crate) type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 pub(crate) type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
 pub(crate) type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
-/// Whole snapshot in memory: the state of one group is small.
-pub(crate) type SnapshotData = Cursor<Vec<u8>>;
-pub(crate) type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
+/// A snapshot is a file, streamed rather than held in memory (`storage::snapfile`).
+pub(crate) type Snapshot =
+    openraft::type_config::alias::SnapshotOf<TypeConfig, crate::storage::snapfile::SnapshotFile>;
 pub(crate) type ORaftError<E = openraft::errors::Infallible> =
     openraft::errors::RaftError<TypeConfig, E>;
 pub(crate) type ForwardToLeader = openraft::errors::ForwardToLeader<TypeConfig>;

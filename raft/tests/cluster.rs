@@ -71,6 +71,7 @@ fn cfg() -> RaftConfig {
         election_min_ms: 500,
         election_max_ms: 1000,
         snapshot_logs_since_last: 5000,
+        vote_audit: true,
     }
 }
 
@@ -271,10 +272,18 @@ impl Cluster {
         }
     }
 
+    /// Stops every node, then checks their vote audits (no node voted twice in a term).
     async fn shutdown(mut self) {
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
             self.stop(id).await;
+        }
+        for (id, dir) in &self.dirs {
+            let text = std::fs::read_to_string(dir.join(magnum_raft::vote_audit::AUDIT_FILE))
+                .unwrap_or_default();
+            let sum = magnum_raft::vote_audit::check(&text)
+                .unwrap_or_else(|v| panic!("node {id} vote audit: {v:?}"));
+            assert!(sum.saved > 0, "node {id} recorded no vote");
         }
     }
 }

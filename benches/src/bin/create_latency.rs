@@ -21,6 +21,7 @@ async fn main() {
             shards: 16,
             poll_ms: 1000,
             time_scale: 1.0,
+            ..Options::default()
         },
     );
     let tok = d.token("admin", "admin").await;

@@ -1,6 +1,7 @@
 //! openraft network client over the node's shared `reqwest::Client` pool.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::errors::{
@@ -15,11 +16,11 @@ use openraft::{OptionalSend, RPCTypes};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{Envelope, RpcKind, SnapshotRpc, PROTO_CURRENT};
+use super::{Envelope, RpcKind};
 use crate::codec;
-use crate::types::{
-    GroupId, NodeAddr, NodeId, ORaftError, Snapshot, SnapshotData, TypeConfig, Vote,
-};
+use crate::metrics::{GroupMetrics, Metrics};
+use crate::storage::snapfile::SnapshotFile;
+use crate::types::{GroupId, NodeAddr, NodeId, ORaftError, Snapshot, TypeConfig, Vote};
 
 /// Builds one HTTP client per process: keep-alive pool shared by all groups and peers.
 pub(crate) fn http_client() -> reqwest::Result<reqwest::Client> {
@@ -37,6 +38,8 @@ pub(crate) struct NetworkFactory {
     pub(crate) http: reqwest::Client,
     pub(crate) self_id: NodeId,
     pub(crate) gid: GroupId,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) group_metrics: GroupMetrics,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -49,6 +52,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             gid: self.gid,
             addr: node.raft.clone(),
+            metrics: self.metrics.clone(),
+            group_metrics: self.group_metrics.clone(),
         }
     }
 }
@@ -60,10 +65,14 @@ pub(crate) struct PeerClient {
     target: NodeId,
     gid: GroupId,
     addr: String,
+    metrics: Arc<Metrics>,
+    group_metrics: GroupMetrics,
 }
 
 /// Why a call failed, before it is shaped into openraft's error types.
-enum CallError {
+pub(crate) enum CallError {
+    /// The peer does not know this RPC (an older version).
+    Unsupported(String),
     /// Peer down, group not open there, incompatible, or remote raft stopped: back off.
     Unreachable(String),
     /// Sent but the request failed in flight: openraft may retry at once.
@@ -72,7 +81,30 @@ enum CallError {
 }
 
 impl PeerClient {
-    async fn call<Req, Resp>(
+    pub(crate) async fn call<Req, Resp>(
+        &self,
+        kind: RpcKind,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CallError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let res = self.try_call(kind, req, timeout).await;
+        if let Err(e) = &res {
+            let reason = match e {
+                CallError::Unsupported(_) => "unsupported",
+                CallError::Unreachable(_) => "unreachable",
+                CallError::Network(_) => "network",
+                CallError::Timeout(_) => "timeout",
+            };
+            self.metrics.rpc_error(self.target, kind.path(), reason);
+        }
+        res
+    }
+
+    async fn try_call<Req, Resp>(
         &self,
         kind: RpcKind,
         req: &Req,
@@ -84,7 +116,7 @@ impl PeerClient {
     {
         let payload = codec::encode(req).map_err(|e| CallError::Network(e.to_string()))?;
         let env = Envelope {
-            proto: PROTO_CURRENT,
+            proto: kind.since(),
             group: self.gid,
             payload,
         };
@@ -112,6 +144,9 @@ impl PeerClient {
         if !status.is_success() {
             // 404 is typically the group not opened yet on the peer (startup race).
             let text = resp.text().await.unwrap_or_default();
+            if status == reqwest::StatusCode::NOT_FOUND && text.starts_with("unknown raft rpc") {
+                return Err(CallError::Unsupported(format!("{url}: {text}")));
+            }
             return Err(CallError::Unreachable(format!(
                 "{url}: HTTP {status}: {text}"
             )));
@@ -124,7 +159,9 @@ impl PeerClient {
 
     fn rpc_error(&self, action: RPCTypes, e: CallError) -> RPCError<TypeConfig> {
         match e {
-            CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::from_string(m)),
+            CallError::Unreachable(m) | CallError::Unsupported(m) => {
+                RPCError::Unreachable(Unreachable::from_string(m))
+            }
             CallError::Network(m) => RPCError::Network(NetworkError::from_string(m)),
             CallError::Timeout(timeout) => RPCError::Timeout(Timeout {
                 action,
@@ -137,7 +174,7 @@ impl PeerClient {
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
-    type SnapshotData = SnapshotData;
+    type SnapshotData = SnapshotFile;
 
     async fn append_entries(
         &mut self,
@@ -176,25 +213,27 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let req = SnapshotRpc {
-            vote,
-            meta: snapshot.meta,
-            data: snapshot.snapshot.into_inner(),
+        let res = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            res = super::snapshot::send(self, vote, snapshot, option.soft_ttl()) => res,
         };
-        tokio::select! {
-            closed = cancel => Err(StreamingError::Closed(closed)),
-            res = self.call(RpcKind::Snapshot, &req, option.soft_ttl()) => {
-                res.map_err(|e| match e {
-                    CallError::Unreachable(m) => StreamingError::Unreachable(Unreachable::from_string(m)),
-                    CallError::Network(m) => StreamingError::Network(NetworkError::from_string(m)),
-                    CallError::Timeout(timeout) => StreamingError::Timeout(Timeout {
-                        action: RPCTypes::InstallSnapshot,
-                        id: self.self_id,
-                        target: self.target,
-                        timeout,
-                    }),
-                })
+        match res {
+            Ok(r) => {
+                self.group_metrics.sent.inc();
+                Ok(r)
             }
+            Err(CallError::Unreachable(m)) | Err(CallError::Unsupported(m)) => {
+                Err(StreamingError::Unreachable(Unreachable::from_string(m)))
+            }
+            Err(CallError::Network(m)) => {
+                Err(StreamingError::Network(NetworkError::from_string(m)))
+            }
+            Err(CallError::Timeout(timeout)) => Err(StreamingError::Timeout(Timeout {
+                action: RPCTypes::InstallSnapshot,
+                id: self.self_id,
+                target: self.target,
+                timeout,
+            })),
         }
     }
 

@@ -3,22 +3,34 @@
 //! Request body: bincode of [`Envelope`] `{proto, group, payload}`, where `payload` is the
 //! bincode of the openraft request. Response body (HTTP 200): bincode of
 //! `Result<openraft response, openraft RaftError>`, so openraft errors travel as data.
-//! Transport problems use HTTP status: 400 bad envelope/version, 404 group not open here.
+//! Transport problems use HTTP status: 400 bad envelope/version, 404 group not open here or
+//! unknown RPC (an older peer).
+//!
+//! Versions: an envelope carries the protocol version that introduced its RPC, so a peer one
+//! version behind understands every message it knows. v1: append, vote, pre-vote, the whole
+//! snapshot in one request, transfer-leader. v2: snapshots stream as chunks (`snapshot-chunk`);
+//! a v2 node still accepts v1 snapshots, and sends one to a peer that does not know chunks.
 
 pub(crate) mod client;
 pub(crate) mod server;
+pub(crate) mod snapshot;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 
 use crate::types::{GroupId, SnapshotMeta, Vote};
 
 /// Protocol version this build speaks.
-pub(crate) const PROTO_CURRENT: u16 = 1;
+pub(crate) const PROTO_CURRENT: u16 = 2;
 /// Oldest protocol version this build still accepts (rolling upgrades: N accepts N-1).
 pub(crate) const PROTO_MIN: u16 = 1;
 
-/// Upper bound of one RPC body (a full snapshot travels in one request).
+/// Upper bound of one RPC body (a v1 peer sends a whole snapshot in one request).
 pub(crate) const MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
+
+/// Bytes of snapshot file per `snapshot-chunk` request.
+pub(crate) const SNAPSHOT_CHUNK_BYTES: u64 = 8 << 20;
 
 /// Versioned wrapper of every Raft RPC request.
 #[derive(Debug, Serialize, Deserialize)]
@@ -28,11 +40,22 @@ pub(crate) struct Envelope {
     pub(crate) payload: Vec<u8>,
 }
 
-/// A full snapshot in one request.
+/// A full snapshot in one request (protocol v1; `data` in DataVersion 1's blob format).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SnapshotRpc {
     pub(crate) vote: Vote,
     pub(crate) meta: SnapshotMeta,
+    pub(crate) data: Vec<u8>,
+}
+
+/// `data` is the file's bytes at `offset`; the chunk ending at `total` completes the transfer
+/// and is answered once the snapshot is installed. A chunk at offset 0 starts over.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SnapshotChunk {
+    pub(crate) vote: Vote,
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) offset: u64,
+    pub(crate) total: u64,
     pub(crate) data: Vec<u8>,
 }
 
@@ -43,6 +66,7 @@ pub(crate) enum RpcKind {
     PreVote,
     Snapshot,
     TransferLeader,
+    SnapshotChunk,
 }
 
 impl RpcKind {
@@ -53,6 +77,15 @@ impl RpcKind {
             RpcKind::PreVote => "pre-vote",
             RpcKind::Snapshot => "snapshot",
             RpcKind::TransferLeader => "transfer-leader",
+            RpcKind::SnapshotChunk => "snapshot-chunk",
+        }
+    }
+
+    /// The protocol version that introduced this RPC (sent in its envelope).
+    pub(crate) fn since(self) -> u16 {
+        match self {
+            RpcKind::SnapshotChunk => 2,
+            _ => 1,
         }
     }
 
@@ -63,6 +96,7 @@ impl RpcKind {
             Self::PreVote,
             Self::Snapshot,
             Self::TransferLeader,
+            Self::SnapshotChunk,
         ]
         .into_iter()
         .find(|k| k.path() == s)

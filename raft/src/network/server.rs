@@ -1,6 +1,5 @@
 //! axum routes that feed incoming Raft RPCs to the right group.
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -10,17 +9,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use futures::future::BoxFuture;
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::raft::{
-    AppendEntriesRequest, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest,
+    AppendEntriesRequest, TransferLeaderRequest, TransferLeaderResponse, VoteRequest,
 };
 
-use super::{Envelope, RpcKind, SnapshotRpc, MAX_BODY_BYTES, PROTO_CURRENT, PROTO_MIN};
+use super::snapshot::Receiver;
+use super::{Envelope, RpcKind, MAX_BODY_BYTES, PROTO_CURRENT, PROTO_MIN};
 use crate::codec::{self, CodecError};
 use crate::group::ORaft;
 use crate::logic::StateMachineLogic;
 use crate::registry::{GroupHandle, Registry};
-use crate::types::{GroupId, ORaftError, Snapshot, TypeConfig};
+use crate::types::{GroupId, ORaftError, TypeConfig};
 
 pub(crate) fn router(registry: Arc<Registry>) -> Router {
     Router::new()
@@ -82,16 +82,17 @@ async fn handle(
 /// The registry's view of one group's openraft instance.
 pub(crate) struct RaftEndpoint<L: StateMachineLogic> {
     pub(crate) raft: ORaft<L>,
+    pub(crate) snapshots: Arc<Receiver>,
 }
 
 impl<L: StateMachineLogic> GroupHandle for RaftEndpoint<L> {
     fn call(&self, kind: RpcKind, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
-        let raft = self.raft.clone();
-        Box::pin(async move {
-            dispatch(raft, kind, payload)
-                .await
-                .map_err(|e| e.to_string())
-        })
+        let (raft, snapshots) = (self.raft.clone(), self.snapshots.clone());
+        Box::pin(async move { dispatch(raft, &snapshots, kind, payload).await })
+    }
+
+    fn raft_metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
     }
 
     fn shutdown(&self) -> BoxFuture<'static, ()> {
@@ -104,43 +105,40 @@ impl<L: StateMachineLogic> GroupHandle for RaftEndpoint<L> {
     }
 }
 
+fn codec_err(e: CodecError) -> String {
+    e.to_string()
+}
+
 async fn dispatch<L: StateMachineLogic>(
     raft: ORaft<L>,
+    snapshots: &Receiver,
     kind: RpcKind,
     payload: Vec<u8>,
-) -> Result<Vec<u8>, CodecError> {
+) -> Result<Vec<u8>, String> {
     match kind {
         RpcKind::Append => {
-            let req: AppendEntriesRequest<TypeConfig> = codec::decode(&payload)?;
-            codec::encode(&raft.append_entries(req).await)
+            let req: AppendEntriesRequest<TypeConfig> =
+                codec::decode(&payload).map_err(codec_err)?;
+            codec::encode(&raft.append_entries(req).await).map_err(codec_err)
         }
         RpcKind::Vote => {
-            let req: VoteRequest<TypeConfig> = codec::decode(&payload)?;
-            codec::encode(&raft.vote(req).await)
+            let req: VoteRequest<TypeConfig> = codec::decode(&payload).map_err(codec_err)?;
+            codec::encode(&raft.vote(req).await).map_err(codec_err)
         }
         RpcKind::PreVote => {
-            let req: VoteRequest<TypeConfig> = codec::decode(&payload)?;
-            codec::encode(&raft.pre_vote(req).await)
+            let req: VoteRequest<TypeConfig> = codec::decode(&payload).map_err(codec_err)?;
+            codec::encode(&raft.pre_vote(req).await).map_err(codec_err)
         }
-        RpcKind::Snapshot => {
-            let req: SnapshotRpc = codec::decode(&payload)?;
-            let snapshot = Snapshot {
-                meta: req.meta,
-                snapshot: Cursor::new(req.data),
-            };
-            let res: Result<SnapshotResponse<TypeConfig>, ORaftError> = raft
-                .install_full_snapshot(req.vote, snapshot)
-                .await
-                .map_err(ORaftError::Fatal);
-            codec::encode(&res)
-        }
+        RpcKind::Snapshot => snapshots.v1(&raft, &payload).await,
+        RpcKind::SnapshotChunk => snapshots.chunk(&raft, &payload).await,
         RpcKind::TransferLeader => {
-            let req: TransferLeaderRequest<TypeConfig> = codec::decode(&payload)?;
+            let req: TransferLeaderRequest<TypeConfig> =
+                codec::decode(&payload).map_err(codec_err)?;
             let res: Result<TransferLeaderResponse<TypeConfig>, ORaftError> = raft
                 .handle_transfer_leader(req)
                 .await
                 .map_err(ORaftError::Fatal);
-            codec::encode(&res)
+            codec::encode(&res).map_err(codec_err)
         }
     }
 }
@@ -163,6 +161,10 @@ mod tests {
 
         fn shutdown(&self) -> BoxFuture<'static, ()> {
             Box::pin(async {})
+        }
+
+        fn raft_metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+            unreachable!("not used by these tests")
         }
     }
 
@@ -191,9 +193,13 @@ mod tests {
             .unwrap()
         };
 
-        let ok = post("/raft/v1/3/vote", env(PROTO_CURRENT, 3)).await;
-        assert_eq!(ok.status(), StatusCode::OK);
-        assert_eq!(ok.bytes().await.unwrap().as_ref(), &[1, 2, 3]);
+        // The current version and the one before it (rolling upgrades) are both served.
+        for proto in [PROTO_CURRENT, PROTO_CURRENT - 1] {
+            let ok = post("/raft/v1/3/vote", env(proto, 3)).await;
+            assert_eq!(ok.status(), StatusCode::OK, "protocol {proto}");
+            assert_eq!(ok.bytes().await.unwrap().as_ref(), &[1, 2, 3]);
+        }
+        const { assert!(PROTO_MIN < PROTO_CURRENT) };
 
         let cases = [
             (

@@ -23,6 +23,9 @@ pub(crate) trait KvEngine: Send + Sync + 'static {
     /// The engine's default tree, for process-wide records (data version, node id).
     fn root(&self) -> Arc<dyn KvTree>;
 
+    /// Names of every tree (data upgrades walk them).
+    fn tree_names(&self) -> io::Result<Vec<String>>;
+
     /// Opens the tree called `name`, creating it empty if missing.
     fn open_tree(&self, name: &str) -> io::Result<Arc<dyn KvTree>>;
 
@@ -90,6 +93,8 @@ pub(crate) async fn check_contract(engine: &dyn KvEngine) {
 
     let t = engine.open_tree("contract/a").unwrap();
     let other = engine.open_tree("contract/b").unwrap();
+    let names = engine.tree_names().unwrap();
+    assert!(names.iter().any(|n| n == "contract/a") && names.iter().any(|n| n == "contract/b"));
     assert_eq!(t.get(b"k").unwrap(), None);
     assert_eq!(t.last().unwrap(), None);
     assert!(collect(t.range(Bound::Unbounded, Bound::Unbounded)).is_empty());

@@ -8,6 +8,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -17,7 +18,9 @@ use tracing::Instrument;
 use super::engine::{KvIter, KvTree, WriteBatch};
 use super::{meta_keys, GroupTrees, Store};
 use crate::codec;
+use crate::metrics::GroupMetrics;
 use crate::types::{Entry, GroupId, LogId, TypeConfig, Vote};
+use crate::vote_audit::{Event, VoteAudit};
 
 /// Log store of one group; cheap to clone (also serves as its own log reader).
 #[derive(Clone)]
@@ -26,6 +29,8 @@ pub(crate) struct LogStore {
     gid: GroupId,
     log: Arc<dyn KvTree>,
     meta: Arc<dyn KvTree>,
+    metrics: GroupMetrics,
+    audit: Option<Arc<VoteAudit>>,
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -58,13 +63,34 @@ fn to_span<RB: RangeBounds<u64>>(range: &RB) -> Option<(u64, Option<u64>)> {
 }
 
 impl LogStore {
-    pub(crate) fn new(store: Arc<Store>, gid: GroupId, trees: &GroupTrees) -> Self {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        gid: GroupId,
+        trees: &GroupTrees,
+        metrics: GroupMetrics,
+        audit: Option<Arc<VoteAudit>>,
+    ) -> Self {
         Self {
             store,
             gid,
             log: trees.log.clone(),
             meta: trees.meta.clone(),
+            metrics,
+            audit,
         }
+    }
+
+    /// Records the vote this group starts with in the vote audit, if there is one.
+    pub(crate) async fn audit_boot(&self) -> io::Result<()> {
+        if let Some(a) = &self.audit {
+            let vote: Option<Vote> = self.get_meta(meta_keys::VOTE)?;
+            a.record(Event::Boot, self.gid, vote.as_ref()).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&self) -> io::Result<()> {
+        self.metrics.flush(self.store.flush()).await
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -162,9 +188,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(gid = self.gid))]
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        if let Some(a) = &self.audit {
+            a.record(Event::Intent, self.gid, Some(vote)).await?;
+        }
         self.put_meta(meta_keys::VOTE, vote)?;
         // A vote must never be forgotten after a crash, or a node could vote twice in a term.
-        self.store.flush().await
+        self.flush().await?;
+        if let Some(a) = &self.audit {
+            a.record(Event::Saved, self.gid, Some(vote)).await?;
+        }
+        Ok(())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
@@ -189,6 +222,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let start = Instant::now();
         let mut batch = WriteBatch::default();
         for entry in entries {
             batch.put(index_key(entry.index()), codec::encode_record(&entry)?);
@@ -196,9 +230,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Readable now; durable after the flush below.
         self.log.apply_batch(batch).await?;
         let store = self.store.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(
             async move {
-                let res = store.flush().await;
+                let res = metrics.flush(store.flush()).await;
+                metrics.append.observe(start.elapsed().as_secs_f64());
                 callback.io_completed(res);
             }
             .in_current_span(),
@@ -213,7 +249,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => 0,
         };
         self.remove_span(from, None).await?;
-        self.store.flush().await
+        self.flush().await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(gid = self.gid))]
@@ -222,7 +258,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // which are never read and are removed by the next purge; never a hole.
         self.put_meta(meta_keys::PURGED, &log_id)?;
         self.remove_span(0, log_id.index().checked_add(1)).await?;
-        self.store.flush().await
+        self.flush().await
     }
 }
 

@@ -2,20 +2,27 @@
 //! the engine can be replaced without touching the log store (`log.rs`) or the state machine
 //! (`sm.rs`). The only implementation is sled (`sled_engine.rs`), which alone knows sled.
 //!
-//! Layout: one engine (database) per process, its root tree holding the data version and node
-//! id; per group three trees:
+//! Layout (DataVersion 2, see `upgrade.rs`): one engine (database) per process, its root tree
+//! holding the data version and node id; per group three trees:
 //! - `g{gid}/log`:  big-endian index -> versioned bincode `Entry`
-//! - `g{gid}/meta`: vote, committed, last purged log id, last snapshot (meta + blob)
+//! - `g{gid}/meta`: vote, committed, last purged log id, `snapshot_ref` (meta + file name) and,
+//!   during a snapshot install, `installing`
 //! - `g{gid}/sm`:   app keys (prefix 0x01) and reserved keys (prefix 0x00: last_applied,
-//!   membership), always written together in one `WriteBatch`.
+//!   membership), always written together in one `WriteBatch`;
+//!
+//! and the group's snapshot file in `snapshots/g{gid}/` beside the database (`snapfile.rs`).
 
 pub(crate) mod engine;
 pub(crate) mod log;
 pub(crate) mod sled_engine;
 pub(crate) mod sm;
+pub(crate) mod snapfile;
+pub(crate) mod snapshot;
 #[cfg(test)]
 mod tests;
+pub(crate) mod upgrade;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use self::engine::{KvEngine, KvTree};
@@ -23,9 +30,6 @@ use crate::codec;
 use crate::error::RaftError;
 use crate::types::{GroupId, NodeId};
 
-/// On-disk format written by this version (`DataVersion`). Bump with an upgrade step.
-pub(crate) const DATA_VERSION: u8 = 1;
-const KEY_DATA_VERSION: &[u8] = b"magnum-raft/data_version";
 const KEY_NODE_ID: &[u8] = b"magnum-raft/node_id";
 
 /// Keys of the per-group meta tree.
@@ -33,7 +37,10 @@ pub(crate) mod meta_keys {
     pub(crate) const VOTE: &[u8] = b"vote";
     pub(crate) const COMMITTED: &[u8] = b"committed";
     pub(crate) const PURGED: &[u8] = b"purged";
-    pub(crate) const SNAPSHOT: &[u8] = b"snapshot";
+    /// DataVersion 1 only: the whole snapshot as one value (moved to a file by the upgrade).
+    pub(crate) const SNAPSHOT_V1: &[u8] = b"snapshot";
+    pub(crate) const SNAPSHOT_REF: &[u8] = b"snapshot_ref";
+    pub(crate) const INSTALLING: &[u8] = b"installing";
 }
 
 fn group_tree_names(gid: GroupId) -> [String; 3] {
@@ -44,39 +51,38 @@ fn group_tree_names(gid: GroupId) -> [String; 3] {
     ]
 }
 
-/// The process's single database, behind [`KvEngine`].
+/// The process's single database, behind [`KvEngine`], and the snapshot files beside it.
 pub(crate) struct Store {
     engine: Box<dyn KvEngine>,
+    snap_root: PathBuf,
 }
 
-/// The three trees of one group.
+/// The three trees of one group and its snapshot dir.
 #[derive(Clone)]
 pub(crate) struct GroupTrees {
     pub(crate) log: Arc<dyn KvTree>,
     pub(crate) meta: Arc<dyn KvTree>,
     pub(crate) sm: Arc<dyn KvTree>,
+    pub(crate) snap_dir: PathBuf,
 }
 
 impl Store {
-    /// Wraps an opened engine and checks its data belongs to `node_id`.
-    pub(crate) fn open(engine: Box<dyn KvEngine>, node_id: NodeId) -> Result<Arc<Self>, RaftError> {
-        let store = Self { engine };
+    /// Wraps an opened engine, brings its data to the current DataVersion (before any group
+    /// uses it) and checks it belongs to `node_id`. Snapshot files live under `snap_root`.
+    pub(crate) fn open(
+        engine: Box<dyn KvEngine>,
+        node_id: NodeId,
+        snap_root: PathBuf,
+    ) -> Result<Arc<Self>, RaftError> {
+        let store = Self { engine, snap_root };
+        // Startup, before anything else uses the engine: blocking is fine here.
+        futures::executor::block_on(upgrade::run(&store, &upgrade::Failpoints::default()))?;
         store.check_identity(node_id)?;
         Ok(Arc::new(store))
     }
 
     fn check_identity(&self, node_id: NodeId) -> Result<(), RaftError> {
         let root = self.engine.root();
-        match root.get(KEY_DATA_VERSION)? {
-            Some(v) => match v.first() {
-                Some(&DATA_VERSION) => {}
-                Some(&other) => return Err(RaftError::DataVersion(other)),
-                None => return Err(RaftError::Storage("empty data version record".into())),
-            },
-            None => {
-                root.insert(KEY_DATA_VERSION, &[DATA_VERSION])?;
-            }
-        }
         match root.get(KEY_NODE_ID)? {
             Some(v) => {
                 let found: NodeId =
@@ -98,12 +104,20 @@ impl Store {
         Ok(())
     }
 
+    /// The snapshot dir of a group, created if missing.
+    pub(crate) fn snapshot_dir(&self, gid: GroupId) -> std::io::Result<PathBuf> {
+        let dir = self.snap_root.join(format!("g{gid}"));
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
     pub(crate) fn group_trees(&self, gid: GroupId) -> Result<GroupTrees, RaftError> {
         let [log, meta, sm] = group_tree_names(gid);
         Ok(GroupTrees {
             log: self.engine.open_tree(&log)?,
             meta: self.engine.open_tree(&meta)?,
             sm: self.engine.open_tree(&sm)?,
+            snap_dir: self.snapshot_dir(gid)?,
         })
     }
 
@@ -113,7 +127,11 @@ impl Store {
             self.engine.drop_tree(&name)?;
         }
         self.flush().await?;
-        Ok(())
+        let dir = self.snap_root.join(format!("g{gid}"));
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Makes every write issued so far durable (all trees).

@@ -83,6 +83,15 @@ impl KvEngine for SledEngine {
         self.tree((*self.db).clone())
     }
 
+    fn tree_names(&self) -> io::Result<Vec<String>> {
+        Ok(self
+            .db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect())
+    }
+
     fn open_tree(&self, name: &str) -> io::Result<Arc<dyn KvTree>> {
         Ok(self.tree(self.db.open_tree(name).map_err(sled_io)?))
     }

@@ -18,6 +18,7 @@ use super::sled_engine::SledEngine;
 use super::sm::SmStore;
 use super::Store;
 use crate::logic::{StateMachineLogic, WriteSet};
+use crate::metrics::{GroupMetrics, Metrics};
 use crate::types::{Entry, LogId, NodeAddr, Payload, TypeConfig};
 
 /// `k=v` puts, `-k` deletes; records every applied index.
@@ -49,12 +50,19 @@ impl StateMachineLogic for Kv {
     }
 }
 
-fn temporary_store(node_id: u64) -> Arc<Store> {
-    Store::open(Box::new(SledEngine::temporary().unwrap()), node_id).unwrap()
+fn metrics(gid: u64) -> GroupMetrics {
+    Metrics::new().unwrap().group(gid)
+}
+
+/// A store on a temporary engine; its snapshot files go under `dir`.
+fn temporary_store(node_id: u64, dir: &Path) -> Arc<Store> {
+    let engine = Box::new(SledEngine::temporary().unwrap());
+    Store::open(engine, node_id, dir.join("snapshots")).unwrap()
 }
 
 fn open_store(path: &Path, node_id: u64) -> Result<Arc<Store>, crate::error::RaftError> {
-    Store::open(Box::new(SledEngine::open(path)?), node_id)
+    let snaps = path.with_extension("snapshots");
+    Store::open(Box::new(SledEngine::open(path)?), node_id, snaps)
 }
 
 struct Builder {
@@ -71,16 +79,19 @@ impl StoreBuilder<TypeConfig, LogStore, SmStore<Kv>> for Builder {
             ))
         };
         let trees = self.store.group_trees(gid).map_err(err)?;
-        let log = LogStore::new(self.store.clone(), gid, &trees);
-        let sm = SmStore::open(self.store.clone(), gid, &trees, Kv::default()).map_err(err)?;
+        let log = LogStore::new(self.store.clone(), gid, &trees, metrics(gid), None);
+        let sm = SmStore::open(self.store.clone(), gid, &trees, Kv::default(), metrics(gid))
+            .await
+            .map_err(err)?;
         Ok(((), log, sm))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite() {
+    let dir = tempfile::tempdir().unwrap();
     let builder = Builder {
-        store: temporary_store(1),
+        store: temporary_store(1, dir.path()),
         next_gid: AtomicU64::new(0),
     };
     Suite::test_all(builder).await.unwrap();
@@ -123,7 +134,9 @@ async fn write_set_and_last_applied_are_persisted_together() {
     {
         let store = open_store(&path, 7).unwrap();
         let trees = store.group_trees(3).unwrap();
-        let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default()).unwrap();
+        let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default(), metrics(3))
+            .await
+            .unwrap();
         apply(
             &mut sm,
             vec![
@@ -155,7 +168,9 @@ async fn write_set_and_last_applied_are_persisted_together() {
     // Reopen as after a crash: the state and last_applied agree, nothing is re-applied.
     let store = open_store(&path, 7).unwrap();
     let trees = store.group_trees(3).unwrap();
-    let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default()).unwrap();
+    let mut sm = SmStore::open(store.clone(), 3, &trees, Kv::default(), metrics(3))
+        .await
+        .unwrap();
     let (applied, mem) = sm.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(6)));
     assert_eq!(mem.log_id(), &Some(log_id(2)));
@@ -184,9 +199,12 @@ async fn write_set_and_last_applied_are_persisted_together() {
 
 #[tokio::test]
 async fn snapshot_installs_on_another_replica_and_survives_restart() {
-    let store = temporary_store(1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = temporary_store(1, dir.path());
     let (ta, tb) = (store.group_trees(1).unwrap(), store.group_trees(2).unwrap());
-    let mut a = SmStore::open(store.clone(), 1, &ta, Kv::default()).unwrap();
+    let mut a = SmStore::open(store.clone(), 1, &ta, Kv::default(), metrics(1))
+        .await
+        .unwrap();
     apply(
         &mut a,
         vec![
@@ -206,7 +224,9 @@ async fn snapshot_installs_on_another_replica_and_survives_restart() {
     // Later applies on `a` are not in the snapshot already built.
     apply(&mut a, vec![normal(4, "z=3")]).await;
 
-    let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default()).unwrap();
+    let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default(), metrics(2))
+        .await
+        .unwrap();
     apply(&mut b, vec![normal(1, "stale=1")]).await;
     b.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
     let (applied, _) = b.applied_state().await.unwrap();
@@ -221,8 +241,77 @@ async fn snapshot_installs_on_another_replica_and_survives_restart() {
 
     // After a restart the installed state and the snapshot are both there.
     drop(b);
-    let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default()).unwrap();
+    let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default(), metrics(2))
+        .await
+        .unwrap();
     assert_eq!(b.logic().read().unwrap().map, want);
     let current = b.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta.last_log_id, Some(log_id(3)));
+}
+
+#[tokio::test]
+async fn an_install_interrupted_by_a_crash_is_finished_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let want: BTreeMap<Vec<u8>, Vec<u8>> = [
+        (b"x".to_vec(), b"1".to_vec()),
+        (b"y".to_vec(), b"2".to_vec()),
+    ]
+    .into();
+    {
+        let store = open_store(&path, 1).unwrap();
+        let (ta, tb) = (store.group_trees(1).unwrap(), store.group_trees(2).unwrap());
+        let mut a = SmStore::open(store.clone(), 1, &ta, Kv::default(), metrics(1))
+            .await
+            .unwrap();
+        apply(
+            &mut a,
+            vec![
+                Entry::new_membership(log_id(1), membership()),
+                normal(2, "x=1"),
+                normal(3, "y=2"),
+            ],
+        )
+        .await;
+        let snap = a
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default(), metrics(2))
+            .await
+            .unwrap();
+        apply(&mut b, vec![normal(1, "stale=1"), normal(2, "old=2")]).await;
+        // The crash: b adopted the file and recorded `installing`, then replaced only part of
+        // its tree.
+        std::fs::copy(&snap.snapshot.path, tb.snap_dir.join("s.snap")).unwrap();
+        let rec = super::snapshot::SnapshotRef {
+            meta: snap.meta.clone(),
+            file: "s.snap".into(),
+            size: snap.snapshot.len,
+        };
+        tb.meta
+            .insert(
+                super::meta_keys::INSTALLING,
+                &crate::codec::encode_record(&rec).unwrap(),
+            )
+            .unwrap();
+        let mut half = super::engine::WriteBatch::default();
+        half.delete(b"\x01stale".to_vec());
+        half.put(b"\x01x".to_vec(), b"1".to_vec());
+        tb.sm.apply_batch(half).await.unwrap();
+        store.flush().await.unwrap();
+    }
+    let store = open_store(&path, 1).unwrap();
+    let tb = store.group_trees(2).unwrap();
+    let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default(), metrics(2))
+        .await
+        .unwrap();
+    assert_eq!(b.logic().read().unwrap().map, want);
+    assert_eq!(b.applied_state().await.unwrap().0, Some(log_id(3)));
+    assert!(tb.meta.get(super::meta_keys::INSTALLING).unwrap().is_none());
+    let current = b.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.last_log_id, Some(log_id(3)));
+    assert_eq!(current.snapshot.path, tb.snap_dir.join("s.snap"));
 }

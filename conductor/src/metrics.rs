@@ -1,0 +1,28 @@
+//! `GET /metrics` on the service listener: the Prometheus text of this node's Raft groups
+//! (magnum-raft renders it; this crate only serves it).
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use magnum_raft::RaftNode;
+use std::sync::Arc;
+
+pub const METRICS_PATH: &str = "/metrics";
+
+pub fn router(node: Arc<RaftNode>) -> Router {
+    Router::new()
+        .route(METRICS_PATH, get(metrics))
+        .with_state(node)
+}
+
+async fn metrics(State(node): State<Arc<RaftNode>>) -> Response {
+    match node.metrics_text() {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, magnum_raft::METRICS_CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
