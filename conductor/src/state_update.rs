@@ -50,28 +50,11 @@ impl ShardState {
             // Nothing changes: no stack update (Magnum returns without an RPC either).
             return Ok(CommandOk::Done);
         }
-        let previous = worker.node_count;
-        worker.node_count = node_count;
-        worker.status = Some(ClusterStatus::UPDATE_IN_PROGRESS);
-        worker.status_reason = None;
-        worker.updated_at = Some(at);
-        if let Some(c) = self.clusters.get_mut(&id) {
-            c.status = ClusterStatus::UPDATE_IN_PROGRESS;
-            c.status_reason = None;
-            c.updated_at = Some(at);
-        }
+        let ng = worker.uuid;
         let mut op = op.clone();
-        op.cluster = id;
-        op.kind = OpKind::Update;
-        op.step = Step::UpdateStack { attempt: 0 };
         op.rollback = rollback;
-        op.restore_node_count = Some(previous);
-        op.retries = 0;
-        op.last_error = None;
-        self.ops.insert(id, op);
-        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
-            self.dirty.insert(k);
-        }
+        op.nodes_to_remove = Vec::new();
+        self.start_update(id, ng, node_count, op, at);
         Ok(CommandOk::Done)
     }
 
@@ -125,29 +108,11 @@ impl ShardState {
                     .map_or_else(|| "None".to_string(), |m| m.to_string())
             )));
         }
-        let previous = n.node_count;
-        n.node_count = node_count;
-        n.status = Some(ClusterStatus::UPDATE_IN_PROGRESS);
-        n.status_reason = None;
-        n.updated_at = Some(at);
-        if let Some(c) = self.clusters.get_mut(&id) {
-            c.status = ClusterStatus::UPDATE_IN_PROGRESS;
-            c.status_reason = None;
-            c.updated_at = Some(at);
-        }
+        let ng = n.uuid;
         let mut op = op.clone();
-        op.cluster = id;
-        op.kind = OpKind::Update;
-        op.step = Step::UpdateStack { attempt: 0 };
         op.rollback = false;
-        op.restore_node_count = Some(previous);
         op.nodes_to_remove = nodes_to_remove.to_vec();
-        op.retries = 0;
-        op.last_error = None;
-        self.ops.insert(id, op);
-        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
-            self.dirty.insert(k);
-        }
+        self.start_update(id, ng, node_count, op, at);
         Ok(CommandOk::Done)
     }
 
@@ -168,6 +133,44 @@ impl ShardState {
         c.updated_at = Some(at);
         self.dirty.insert(Key::Cluster(id));
         Ok(CommandOk::Done)
+    }
+
+    /// Sets the nodegroup's new count and starts (or supersedes) the cluster's update operation.
+    fn start_update(
+        &mut self,
+        id: ClusterId,
+        ng: NodeGroupId,
+        node_count: u32,
+        mut op: Operation,
+        at: Timestamp,
+    ) {
+        let mut previous = None;
+        if let Some(n) = self
+            .nodegroups
+            .get_mut(&id)
+            .and_then(|ngs| ngs.iter_mut().find(|n| n.uuid == ng))
+        {
+            previous = Some(n.node_count);
+            n.node_count = node_count;
+            n.status = Some(ClusterStatus::UPDATE_IN_PROGRESS);
+            n.status_reason = None;
+            n.updated_at = Some(at);
+        }
+        if let Some(c) = self.clusters.get_mut(&id) {
+            c.status = ClusterStatus::UPDATE_IN_PROGRESS;
+            c.status_reason = None;
+            c.updated_at = Some(at);
+        }
+        op.cluster = id;
+        op.kind = OpKind::Update;
+        op.step = Step::UpdateStack { attempt: 0 };
+        op.restore_node_count = previous;
+        op.retries = 0;
+        op.last_error = None;
+        self.ops.insert(id, op);
+        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
+            self.dirty.insert(k);
+        }
     }
 
     /// A failed update call puts the worker count back (reference §6.6).
