@@ -184,6 +184,9 @@ pub struct RaftArgs {
     pub election_min_ms: Option<u64>,
     #[arg(long)]
     pub election_max_ms: Option<u64>,
+    /// Build a snapshot of a group every this many applied entries (default 5000).
+    #[arg(long)]
+    pub snapshot_logs: Option<u64>,
     /// Append every vote change to DATA_DIR/raft/vote-audit.log, fsynced before the vote is
     /// stored (crash tests check it: no node votes twice in a term).
     #[arg(long)]
@@ -197,8 +200,8 @@ impl RaftArgs {
             heartbeat_ms: self.heartbeat_ms.unwrap_or(d.heartbeat_ms),
             election_min_ms: self.election_min_ms.unwrap_or(d.election_min_ms),
             election_max_ms: self.election_max_ms.unwrap_or(d.election_max_ms),
+            snapshot_logs_since_last: self.snapshot_logs.unwrap_or(d.snapshot_logs_since_last),
             vote_audit: self.vote_audit,
-            ..d
         }
     }
 }
