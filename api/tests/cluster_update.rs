@@ -11,8 +11,8 @@ fn replace(path: &str, value: serde_json::Value) -> serde_json::Value {
     json!([{"op": "replace", "path": path, "value": value}])
 }
 
-#[tokio::test]
-async fn patch_node_count_and_health() {
+/// Cluster `k` of member-a with 2 workers, still CREATE_IN_PROGRESS.
+async fn cluster_k() -> (Harness, String, ClusterId) {
     let h = harness();
     let t = h.template("member-a", json!({"name": "t"})).await;
     let id = h
@@ -22,6 +22,12 @@ async fn patch_node_count_and_health() {
         )
         .await;
     let cid = ClusterId(uuid::Uuid::parse_str(&id).unwrap());
+    (h, id, cid)
+}
+
+#[tokio::test]
+async fn patch_node_count_and_health() {
+    let (h, id, cid) = cluster_k().await;
     // Still creating: the status gate refuses a new count.
     let r = h
         .patch(
@@ -103,15 +109,7 @@ async fn patch_node_count_and_health() {
 
 #[tokio::test]
 async fn resize_a_worker_nodegroup() {
-    let h = harness();
-    let t = h.template("member-a", json!({"name": "t"})).await;
-    let id = h
-        .cluster(
-            "member-a",
-            json!({"name": "k", "cluster_template_id": t["uuid"], "node_count": 2}),
-        )
-        .await;
-    let cid = ClusterId(uuid::Uuid::parse_str(&id).unwrap());
+    let (h, _id, cid) = cluster_k().await;
     let path = "/v1/clusters/k/actions/resize";
     let old = h
         .req("POST", path)

@@ -61,6 +61,31 @@ async fn settled(d: &Deployment) -> Value {
     }
 }
 
+/// A deployment with 6 clients writing canaries under `prefix`.
+fn loaded(name: &str, prefix: &str) -> (Deployment, magnum_proto::ConductorClient, Load) {
+    let d = Deployment::up(
+        name,
+        Options {
+            shards: SHARDS,
+            ..Options::default()
+        },
+    );
+    let client = d.conductor_client();
+    let load = Load::start(&client, SHARDS, 6, prefix, Duration::from_millis(20));
+    (d, client, load)
+}
+
+fn assert_none_failed(samples: &[Sample]) {
+    let failed: Vec<&Sample> = samples.iter().filter(|s| s.error.is_some()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed, first: {:?}",
+        failed.len(),
+        samples.len(),
+        failed.first()
+    );
+}
+
 fn window(samples: &[Sample], from: Instant, to: Instant) -> Vec<&Sample> {
     samples
         .iter()
@@ -70,15 +95,7 @@ fn window(samples: &[Sample], from: Instant, to: Instant) -> Vec<&Sample> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn add_drain_remove_under_load_loses_no_request() {
-    let d = Deployment::up(
-        "membership",
-        Options {
-            shards: SHARDS,
-            ..Options::default()
-        },
-    );
-    let client = d.conductor_client();
-    let load = Load::start(&client, SHARDS, 6, "m", Duration::from_millis(20));
+    let (d, client, load) = loaded("membership", "m");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let base_end = Instant::now();
 
@@ -126,14 +143,7 @@ async fn add_drain_remove_under_load_loses_no_request() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let samples = load.stop().await;
-    let failed: Vec<&Sample> = samples.iter().filter(|s| s.error.is_some()).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed, first: {:?}",
-        failed.len(),
-        samples.len(),
-        failed.first()
-    );
+    assert_none_failed(&samples);
     assert!(samples.len() > 500, "only {} requests", samples.len());
 
     // Every acknowledged write is there (linearizable reads on each shard's leader).
@@ -188,15 +198,7 @@ async fn add_drain_remove_under_load_loses_no_request() {
 /// client load costs no failed request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_restart_with_drain_loses_no_request() {
-    let d = Deployment::up(
-        "rolling",
-        Options {
-            shards: SHARDS,
-            ..Options::default()
-        },
-    );
-    let client = d.conductor_client();
-    let load = Load::start(&client, SHARDS, 6, "r", Duration::from_millis(20));
+    let (d, _client, load) = loaded("rolling", "r");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let start = Instant::now();
     for n in 1..=3u64 {
@@ -212,14 +214,7 @@ async fn rolling_restart_with_drain_loses_no_request() {
     let took = start.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let samples = load.stop().await;
-    let failed: Vec<&Sample> = samples.iter().filter(|s| s.error.is_some()).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed, first: {:?}",
-        failed.len(),
-        samples.len(),
-        failed.first()
-    );
+    assert_none_failed(&samples);
     let all: Vec<&Sample> = samples.iter().collect();
     println!(
         "MEASURE rolling: 3 conductors drained, restarted and undrained in {:.1} s under load; \
