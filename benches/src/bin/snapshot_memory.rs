@@ -181,12 +181,13 @@ async fn build(dir: &Path, leader_addr: &str) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let ms = start.elapsed().as_millis() as u64;
+    let peak_built = proc_status("VmHWM:");
     // The log is purged right after the build: wait, so a new replica needs the snapshot.
     while g.log_stats().purged.is_none() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     result(serde_json::json!({
-        "phase": "build", "ms": ms,
+        "phase": "build", "ms": ms, "peak_built": peak_built,
         "rss_before": before, "peak": proc_status("VmHWM:"), "rss_after": proc_status("VmRSS:"),
         "snapshot_bytes": snapshot_bytes(&node),
     }));

@@ -315,3 +315,28 @@ async fn an_install_interrupted_by_a_crash_is_finished_at_open() {
     assert_eq!(current.meta.last_log_id, Some(log_id(3)));
     assert_eq!(current.snapshot.path, tb.snap_dir.join("s.snap"));
 }
+
+#[tokio::test]
+async fn purge_and_truncate_of_thousands_of_entries_leave_no_hole() {
+    use openraft::storage::RaftLogStorage;
+    use openraft::RaftLogReader;
+    let dir = tempfile::tempdir().unwrap();
+    let store = temporary_store(1, dir.path());
+    let trees = store.group_trees(1).unwrap();
+    let mut log = LogStore::new(store.clone(), 1, &trees, metrics(1), None);
+    let mut batch = super::engine::WriteBatch::default();
+    for i in 1..=2500u64 {
+        let e = normal(i, "k=v");
+        batch.put(i.to_be_bytes(), crate::codec::encode_record(&e).unwrap());
+    }
+    trees.log.apply_batch(batch).await.unwrap();
+
+    log.purge(log_id(2100)).await.unwrap();
+    log.truncate_after(Some(log_id(2299))).await.unwrap();
+    let left = log.try_get_log_entries(0..).await.unwrap();
+    let idx: Vec<u64> = left.iter().map(|e| e.index()).collect();
+    assert_eq!(idx, (2101..=2299).collect::<Vec<_>>());
+    let st = log.get_log_state().await.unwrap();
+    assert_eq!(st.last_purged_log_id, Some(log_id(2100)));
+    assert_eq!(st.last_log_id, Some(log_id(2299)));
+}
