@@ -81,14 +81,6 @@ async fn collect(conductors: &[String]) -> Result<Status, DeployError> {
         .build()
         .map_err(err)?;
     let pv = client(conductors)?.placement().await.map_err(err)?;
-    let mut seed = None;
-    for c in conductors {
-        if let Some(t) = fetch(&http, c).await {
-            seed = Some(t);
-            break;
-        }
-    }
-    let seed = seed.ok_or_else(|| err(format!("no conductor answered at {conductors:?}")))?;
     let mut views: BTreeMap<u64, Option<Topology>> = BTreeMap::new();
     for n in &pv.nodes {
         views.insert(n.id.0, fetch(&http, &n.service).await);
@@ -146,6 +138,12 @@ async fn collect(conductors: &[String]) -> Result<Status, DeployError> {
         }
     }
     let settled = is_settled(&pv, &groups);
+    let hash = views
+        .values()
+        .flatten()
+        .next()
+        .map(|t| t.hash.clone())
+        .ok_or_else(|| err(format!("no conductor answered at {conductors:?}")))?;
     let nodes = pv
         .nodes
         .iter()
@@ -161,7 +159,7 @@ async fn collect(conductors: &[String]) -> Result<Status, DeployError> {
         .collect();
     Ok(Status {
         shards: pv.shards,
-        hash: seed.hash,
+        hash,
         replicas: pv.replicas,
         settled,
         nodes,
