@@ -40,6 +40,10 @@ pub fn openstack(openrc: &std::path::Path, args: &[&str]) -> Output {
     for k in ["OS_CLOUD", "OS_TOKEN", "OS_ENDPOINT", "OS_URL"] {
         cmd.env_remove(k);
     }
+    // `coe cluster config` reads $SHELL to pick export/setenv; CI runs without one.
+    if std::env::var_os("SHELL").is_none() {
+        cmd.env("SHELL", "/bin/bash");
+    }
     let out = cmd.output().unwrap();
     Output {
         code: out.status.code().unwrap_or(-1),
