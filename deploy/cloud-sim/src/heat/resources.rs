@@ -187,6 +187,29 @@ fn cidr_of_network(st: &HeatState, root: Uuid, r: &str) -> Option<String> {
         .map(|x| s(x.props.get("cidr")).unwrap_or_else(|| DEFAULT_CIDR.into()))
 }
 
+/// The port of a server's first address (kept across updates).
+fn server_port(prev: Option<&Resource>) -> Option<Value> {
+    let addresses = prev?.attrs.get("addresses")?.as_object()?;
+    addresses
+        .values()
+        .filter_map(|a| a.get(0)?.get("port").cloned())
+        .next()
+}
+
+/// The fixed address of a server of the root stack's tree on Neutron port `port`.
+fn server_address_on_port(st: &HeatState, root: Uuid, port: &str) -> Option<Value> {
+    st.stacks
+        .values()
+        .filter(|s| s.root == root)
+        .flat_map(|s| s.resources.values())
+        .filter(|r| r.impl_type == "OS::Nova::Server")
+        .filter_map(|r| r.attrs.get("addresses")?.as_object().cloned())
+        .flat_map(|a| a.into_iter().filter_map(|(_, v)| v.as_array().cloned()))
+        .flatten()
+        .find(|a| a.get("port").and_then(Value::as_str) == Some(port))
+        .and_then(|a| a.get("addr").cloned())
+}
+
 fn mac() -> String {
     let id = Uuid::new_v4();
     let b = id.as_bytes();
@@ -360,8 +383,11 @@ pub(crate) fn build(
             let port = s(props.get("port_id"));
             let fixed = port
                 .as_deref()
-                .and_then(|p| find_physical(st, root, p))
-                .and_then(|p| first_fixed_ip(&p.attrs).cloned())
+                .and_then(|p| {
+                    find_physical(st, root, p)
+                        .and_then(|p| first_fixed_ip(&p.attrs).cloned())
+                        .or_else(|| server_address_on_port(st, root, p))
+                })
                 .unwrap_or(Value::Null);
             a.insert("floating_ip_address".into(), json!(ip));
             a.insert("fixed_ip_address".into(), fixed);
@@ -429,12 +455,19 @@ pub(crate) fn build(
                 .as_ref()
                 .and_then(|p| p.attrs.get("mac_address").cloned())
                 .unwrap_or_else(|| json!(mac()));
+            // Heat adds the Neutron port to each address; a server booted on a network (e.g. an
+            // Ironic node) gets a port Nova made, whose id stays across updates.
+            let port_id = port
+                .as_ref()
+                .map(|p| json!(p.physical_id))
+                .or_else(|| server_port(prev))
+                .unwrap_or_else(|| json!(Uuid::new_v4().to_string()));
             let mut networks = Map::new();
             networks.insert(net_key.clone(), json!([ip]));
             let mut addresses = Map::new();
             addresses.insert(
                 net_key,
-                json!([{"addr": ip, "version": 4, "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac_addr}]),
+                json!([{"addr": ip, "version": 4, "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac_addr, "port": port_id}]),
             );
             a.insert("first_address".into(), json!(ip));
             a.insert("name".into(), json!(server_name));
