@@ -486,6 +486,30 @@ pub(crate) fn build(
                        "flavor": props.get("flavor"), "image": props.get("image"), "key_name": props.get("key_name")}),
             );
         }
+        "OS::Cinder::Volume" => {
+            let size = props
+                .get("size")
+                .and_then(|v| {
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|x| x.parse().ok()))
+                })
+                .unwrap_or(1);
+            a.insert("size".into(), json!(size));
+            a.insert(
+                "display_name".into(),
+                json!(name_prop.unwrap_or_else(phys_name)),
+            );
+            a.insert(
+                "volume_type".into(),
+                json!(s(props.get("volume_type")).unwrap_or_else(|| "lvmdriver-1".into())),
+            );
+            a.insert("status".into(), json!("available"));
+            a.insert("bootable".into(), json!(props.get("image").is_some()));
+            a.insert("availability_zone".into(), json!("nova"));
+            a.insert("encrypted".into(), json!(false));
+            a.insert("multiattach".into(), json!(false));
+            a.insert("attachments".into(), json!("[]"));
+        }
         "OS::Nova::ServerGroup" => {
             a.insert("name".into(), json!(name_prop.unwrap_or_else(phys_name)));
             a.insert(
@@ -525,6 +549,34 @@ pub(crate) fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volumes_and_server_ports() {
+        let mut st = HeatState::default();
+        let stack = Uuid::new_v4();
+        let v = build(
+            &mut st,
+            stack,
+            "docker_volume",
+            "OS::Cinder::Volume",
+            &json!({"size": "5"}),
+            None,
+        );
+        assert_eq!(v.attrs["size"], json!(5));
+        assert_eq!(v.attrs["status"], json!("available"));
+        assert_eq!(v.attrs["show"]["id"], json!(v.physical_id));
+
+        // A server booted on a network gets a port in its addresses; a floating IP on that port
+        // resolves the server's fixed address.
+        let props = json!({"networks": [{"network": "private"}]});
+        let built = build(&mut st, stack, "srv", "OS::Nova::Server", &props, None);
+        let port = built.attrs["addresses"]["private"][0]["port"].clone();
+        assert!(port.as_str().is_some_and(|p| !p.is_empty()), "{port}");
+        assert_eq!(
+            built.attrs["addresses"]["private"][0]["addr"],
+            built.attrs["first_address"]
+        );
+    }
 
     #[test]
     fn cidr_hosts() {
