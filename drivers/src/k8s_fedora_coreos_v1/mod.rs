@@ -12,7 +12,7 @@
 //! - No SoftwareDeployments: nodes get their parameters through `user_data`.
 
 mod outputs;
-mod params;
+pub(crate) mod params;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
