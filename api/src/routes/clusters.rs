@@ -146,7 +146,7 @@ async fn list_impl(
         return Ok(Json(ClusterList {
             clusters: page
                 .iter()
-                .map(|(_, c)| render::cluster_summary(c, &ctx.base))
+                .map(|(_, c)| render::cluster_summary(c, &ctx.base).at_version(ctx.version))
                 .collect(),
             next,
         })
@@ -167,7 +167,7 @@ async fn list_impl(
                 let p = parents
                     .get(&c.cluster.cluster_template_id)
                     .unwrap_or(&empty);
-                render::cluster_full(c, p, &ctx.base, false)
+                render::cluster_full(c, p, &ctx.base, false).at_version(ctx.version)
             })
             .collect(),
         next,
@@ -207,7 +207,9 @@ async fn show(
         .template_by_id(c.cluster.cluster_template_id, &c.cluster.project_id)
         .await?;
     let labels = parent.map(|t| t.labels).unwrap_or_default();
-    Ok(Json(render::cluster_full(&c, &labels, &ctx.base, true)))
+    Ok(Json(
+        render::cluster_full(&c, &labels, &ctx.base, true).at_version(ctx.version),
+    ))
 }
 
 async fn create(
