@@ -175,7 +175,7 @@ async fn list_impl(
     .into_response())
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     ctx: Ctx,
     Query(pairs): Query<Vec<(String, String)>>,
@@ -183,7 +183,7 @@ async fn list(
     list_impl(state, ctx, pairs, false).await
 }
 
-async fn detail(
+pub(crate) async fn detail(
     State(state): State<AppState>,
     ctx: Ctx,
     Query(pairs): Query<Vec<(String, String)>>,
@@ -191,7 +191,7 @@ async fn detail(
     list_impl(state, ctx, pairs, true).await
 }
 
-async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(ident): Path<String>,
@@ -212,7 +212,7 @@ async fn show(
     ))
 }
 
-async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     ctx: Ctx,
     headers: HeaderMap,
@@ -248,7 +248,7 @@ async fn create(
         .into_response())
 }
 
-async fn remove(
+pub(crate) async fn remove(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(ident): Path<String>,

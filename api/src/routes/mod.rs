@@ -1,8 +1,11 @@
 //! The router: one module per resource, assembled here with the request plumbing.
+pub mod baymodels;
+pub mod bays;
 pub mod certificates;
 pub mod cluster_resize;
 pub mod cluster_update;
 pub mod clusters;
+pub mod legacy;
 pub mod mservices;
 pub mod nodegroups;
 pub mod quotas;
@@ -38,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .merge(nodegroups::routes())
         .merge(quotas::routes())
         .merge(stats::routes())
+        .merge(bays::routes())
+        .merge(baymodels::routes())
         .fallback(route_not_found)
         .layer(from_fn_with_state(state.clone(), v1_gate))
         .layer(CatchPanicLayer::custom(panic_response))
