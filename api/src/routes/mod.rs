@@ -5,6 +5,7 @@ pub mod certificates;
 pub mod cluster_resize;
 pub mod cluster_update;
 pub mod clusters;
+pub mod federations;
 pub mod legacy;
 pub mod mservices;
 pub mod nodegroups;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(nodegroups::routes())
         .merge(quotas::routes())
         .merge(stats::routes())
+        .merge(federations::routes())
         .merge(bays::routes())
         .merge(baymodels::routes())
         .fallback(route_not_found)
