@@ -53,7 +53,7 @@ const STATUSES: &[&str] = &[
 ];
 
 /// The API type's attributes (`member_ids`, a list, is checked on its own).
-const FIELDS: &[fields::Spec] = &[
+pub const FIELDS: &[fields::Spec] = &[
     field("uuid", Kind::Uuid),
     field("name", Kind::ClusterName),
     field("project_id", Kind::ReadOnly),

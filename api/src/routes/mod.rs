@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(root::root))
         .route("/v1", get(root::v1))
         .route("/v1/", get(root::v1))
+        .route("/v1/openapi.json", get(crate::openapi::serve))
         .merge(templates::routes())
         .merge(clusters::routes())
         .merge(certificates::routes())
