@@ -7,7 +7,7 @@
 #
 # Environment: SCHEMATHESIS_MAX_EXAMPLES (per operation, default 15), SCHEMATHESIS_TIME_LIMIT
 # (seconds for the whole run, default 600), SCHEMATHESIS_USER (default demo, a member of project
-# demo), MAGNUM_PORT_BASE (default 26400). Installs schemathesis from PyPI into a venv cached at
+# demo), MAGNUM_PORT_BASE (default 26400), MAGNUM_SHARDS (default 4), MAGNUM_RAFT_ARGS. Installs schemathesis from PyPI into a venv cached at
 # ${PEERS_HOME:-~/.cache/magnum-peers}/venvs/schemathesis.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +25,9 @@ dir=${1:-}
 own_dir=0
 if [ -z "$dir" ]; then dir=$(mktemp -d); own_dir=1; fi
 export MAGNUM_PORT_BASE=${MAGNUM_PORT_BASE:-26400}
+# Few shards and patient elections: the run is about the API, and CI machines are busy.
+export MAGNUM_SHARDS=${MAGNUM_SHARDS:-4}
+export MAGNUM_RAFT_ARGS=${MAGNUM_RAFT_ARGS:---heartbeat-ms 200 --election-min-ms 1000 --election-max-ms 1500}
 cleanup() {
   deploy/local-cluster.sh down "$dir" >/dev/null 2>&1 || true
   if [ "$own_dir" = 1 ]; then rm -rf "$dir"; fi

@@ -27,6 +27,9 @@ cargo test --workspace --exclude magnum-chaos-tests 2>&1 | tee -a "$log"
 echo "== multi-process tests (one at a time: each starts 5 processes) =="
 cargo test -p magnum-chaos-tests --tests -- --test-threads=1 --nocapture 2>&1 | tee -a "$log"
 
+echo "== property-based API run (schemathesis: zero 5xx over generated requests) =="
+bash deploy/schemathesis.sh 2>&1 | tail -n 25
+
 # One closing line over every test binary above (pipefail already stopped us on a failure).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
