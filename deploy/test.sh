@@ -9,6 +9,8 @@ trap 'rm -f "$log"' EXIT
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 peers=${PEERS_TOOLS:-$root/../shared/tools/peers}
+# api/tests/keystone_real.rs starts the real Keystone through the same toolkit.
+export PEERS_TOOLS=$peers
 
 if ! command -v curl >/dev/null; then
   apt-get update -qq && apt-get install -y -qq curl >/dev/null
