@@ -10,6 +10,8 @@ trap 'rm -f "$log"' EXIT
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 peers=${PEERS_TOOLS:-$root/../shared/tools/peers}
+# api/tests/keystone_real.rs starts the real Keystone through the same toolkit.
+export PEERS_TOOLS=$peers
 
 if ! command -v curl >/dev/null; then
   apt-get update -qq && apt-get install -y -qq curl >/dev/null
@@ -39,6 +41,9 @@ cargo test --workspace --exclude magnum-chaos-tests 2>&1 | tee -a "$log"
 
 echo "== multi-process tests (one at a time: each starts 5 processes) =="
 cargo test -p magnum-chaos-tests --tests --no-fail-fast -- --test-threads=1 --nocapture 2>&1 | tee -a "$log"
+
+echo "== property-based API run (schemathesis: zero 5xx over generated requests) =="
+bash deploy/schemathesis.sh 2>&1 | tail -n 25
 
 # One closing line over every test binary above (pipefail already stopped us on a failure).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }

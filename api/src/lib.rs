@@ -20,6 +20,7 @@ pub mod keystone;
 pub mod lookups;
 pub mod middleware;
 pub mod names;
+pub mod openapi;
 pub mod openstack_lookups;
 pub mod pagination;
 pub mod patch;

@@ -112,7 +112,7 @@ async fn ensure_envelope(resp: Response, method: &Method) -> Response {
 /// Paths keystonemiddleware lets through without a token (`acl_public_routes = /, /v1`).
 fn is_public(path: &str) -> bool {
     let p = path.trim_end_matches('/');
-    matches!(p, "" | "/v1" | "/v1.json" | "/.json")
+    matches!(p, "" | "/v1" | "/v1.json" | "/.json" | "/v1/openapi.json")
 }
 
 fn base_url(state: &AppState, req: &Request) -> String {

@@ -56,6 +56,12 @@ pub enum Action {
     NodegroupGetAll,
     NodegroupGetAllAllProjects,
     NodegroupGetOneAllProjects,
+    FederationCreate,
+    FederationDelete,
+    FederationDetail,
+    FederationGet,
+    FederationGetAll,
+    FederationUpdate,
 }
 
 impl Action {
@@ -100,6 +106,12 @@ impl Action {
             NodegroupGetAll => "nodegroup:get_all",
             NodegroupGetAllAllProjects => "nodegroup:get_all_all_projects",
             NodegroupGetOneAllProjects => "nodegroup:get_one_all_projects",
+            FederationCreate => "federation:create",
+            FederationDelete => "federation:delete",
+            FederationDetail => "federation:detail",
+            FederationGet => "federation:get",
+            FederationGetAll => "federation:get_all",
+            FederationUpdate => "federation:update",
         }
     }
 
@@ -126,7 +138,9 @@ impl Action {
             | NodegroupGetOneAllProjects => Rule::Admin,
             TemplateDetail | TemplateGet | TemplateGetAll | ClusterDetail | ClusterGet
             | ClusterGetAll | QuotaGet | StatsGetAll | CertificateGet | NodegroupGet
-            | NodegroupGetAll => Rule::AdminOrReader,
+            | NodegroupGetAll | FederationDetail | FederationGet | FederationGetAll => {
+                Rule::AdminOrReader
+            }
             TemplateCreate
             | TemplateDelete
             | TemplateUpdate
@@ -135,7 +149,10 @@ impl Action {
             | CertificateCreate
             | ClusterUpdate
             | ClusterUpdateHealthStatus
-            | ClusterResize => Rule::AdminOrMember,
+            | ClusterResize
+            | FederationCreate
+            | FederationDelete
+            | FederationUpdate => Rule::AdminOrMember,
         }
     }
 }

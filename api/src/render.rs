@@ -1,5 +1,6 @@
 //! Rows → Magnum's JSON. Structs (not maps) so that keys come out in Magnum's order (WSME
 //! emits attributes in declaration order); defaulted attributes are always present.
+use crate::version::ApiVersion;
 use magnum_proto::{ClusterTemplate, ClusterView, Labels, Timestamp};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -117,6 +118,25 @@ pub struct TemplateList {
     pub next: Option<String>,
 }
 
+/// The Heat stack id of a cluster: `stack_id` up to 1.12, renamed `cluster_id` from 1.13 on
+/// (the same column; upstream renamed it when the driver stopped being Heat-only).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub enum StackRef {
+    #[serde(rename = "stack_id")]
+    StackId(Option<String>),
+    #[serde(rename = "cluster_id")]
+    ClusterId(Option<String>),
+}
+
+impl StackRef {
+    fn at_version(self, v: ApiVersion) -> Self {
+        match self {
+            Self::StackId(id) | Self::ClusterId(id) if v.at_least(1, 13) => Self::ClusterId(id),
+            Self::StackId(id) | Self::ClusterId(id) => Self::StackId(id),
+        }
+    }
+}
+
 /// `GET /clusters` items.
 #[derive(Clone, Debug, Serialize)]
 pub struct ClusterSummary {
@@ -132,7 +152,8 @@ pub struct ClusterSummary {
     pub flavor_id: Option<String>,
     pub create_timeout: i64,
     pub links: Vec<Link>,
-    pub stack_id: Option<String>,
+    #[serde(flatten)]
+    pub stack: StackRef,
     pub status: &'static str,
     pub health_status: Option<String>,
     /// Always `false`: WSME shows the attribute's default, not the stored value.
@@ -154,7 +175,8 @@ pub struct ClusterFull {
     pub flavor_id: Option<String>,
     pub create_timeout: i64,
     pub links: Vec<Link>,
-    pub stack_id: Option<String>,
+    #[serde(flatten)]
+    pub stack: StackRef,
     pub status: &'static str,
     pub status_reason: Option<String>,
     pub health_status: Option<String>,
@@ -181,6 +203,22 @@ pub struct ClusterFull {
     pub updated_at: Option<String>,
 }
 
+impl ClusterSummary {
+    /// The view a client of microversion `v` sees.
+    pub fn at_version(mut self, v: ApiVersion) -> Self {
+        self.stack = self.stack.at_version(v);
+        self
+    }
+}
+
+impl ClusterFull {
+    /// The view a client of microversion `v` sees.
+    pub fn at_version(mut self, v: ApiVersion) -> Self {
+        self.stack = self.stack.at_version(v);
+        self
+    }
+}
+
 pub fn cluster_summary(v: &ClusterView, base: &str) -> ClusterSummary {
     let c = &v.cluster;
     let id = c.uuid.to_string();
@@ -197,7 +235,7 @@ pub fn cluster_summary(v: &ClusterView, base: &str) -> ClusterSummary {
         master_flavor_id: c.master_flavor_id.clone(),
         flavor_id: c.flavor_id.clone(),
         create_timeout: c.create_timeout,
-        stack_id: c.stack_id.clone(),
+        stack: StackRef::StackId(c.stack_id.clone()),
         status: c.status.as_str(),
         health_status: c.health_status.clone(),
         merge_labels: false,
@@ -257,7 +295,7 @@ pub fn cluster_full(
         master_flavor_id: c.master_flavor_id.clone(),
         flavor_id: c.flavor_id.clone(),
         create_timeout: c.create_timeout,
-        stack_id: c.stack_id.clone(),
+        stack: StackRef::StackId(c.stack_id.clone()),
         status: c.status.as_str(),
         status_reason: c.status_reason.clone(),
         health_status: c.health_status.clone(),

@@ -83,7 +83,7 @@ async fn ca_and_signing_for_the_clusters_creator() {
             "pem",
         ),
         (json!({"cluster_uuid": id, "csr": csr(), "x": 1}), 400, "x"),
-        (json!({"cluster_uuid": "nope", "csr": csr()}), 404, "nope"),
+        (json!({"cluster_uuid": "nope", "csr": csr()}), 400, "nope"),
     ] {
         let r = h.post("/v1/certificates", "member-a", body).await;
         assert_error(&r, status, detail);

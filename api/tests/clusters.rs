@@ -291,7 +291,7 @@ async fn list_detail_and_tenancy() {
         "flavor_id",
         "create_timeout",
         "links",
-        "stack_id",
+        "cluster_id", // `stack_id` before 1.13
         "status",
         "health_status",
         "merge_labels",
@@ -403,4 +403,44 @@ async fn quota_exceeded_is_403() {
         403,
         "Resource limit exceeded: You have reached the maximum clusters per project, 20.",
     );
+}
+
+/// Microversion 1.13: cluster responses name the stack `cluster_id` instead of `stack_id`.
+#[tokio::test]
+async fn stack_id_becomes_cluster_id_at_1_13() {
+    let h = harness();
+    with_template(&h).await;
+    let uuid = h
+        .cluster(
+            "member-a",
+            json!({"cluster_template_id": "k8s-tmpl", "name": "v13"}),
+        )
+        .await;
+    let id = magnum_proto::ClusterId(uuid.parse().unwrap());
+    h.backend.complete_create(0, id);
+    for path in [
+        format!("/v1/clusters/{uuid}"),
+        "/v1/clusters".to_string(),
+        "/v1/clusters/detail".to_string(),
+    ] {
+        for (ver, present, absent) in [
+            ("1.12", "stack_id", "cluster_id"),
+            ("1.13", "cluster_id", "stack_id"),
+        ] {
+            let r = h
+                .req("GET", &path)
+                .token("member-a")
+                .header("OpenStack-API-Version", &format!("container-infra {ver}"))
+                .send()
+                .await;
+            assert_eq!(r.status, 200, "{}", r.raw);
+            let c = if path.ends_with(&uuid) {
+                r.body.clone()
+            } else {
+                r.body["clusters"][0].clone()
+            };
+            assert_eq!(c[present], "stack-1", "{path} at {ver}: {c}");
+            assert!(c.get(absent).is_none(), "{path} at {ver}: {c}");
+        }
+    }
 }

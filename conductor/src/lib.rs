@@ -25,6 +25,7 @@ pub mod placement;
 pub mod reconciler;
 pub mod service;
 pub mod state;
+mod state_federation;
 mod state_update;
 
 pub use state::ShardState;

@@ -1,5 +1,5 @@
 //! Magnum's user-visible messages, in one place so wording stays identical to upstream.
-use magnum_proto::{ClusterId, ProjectId, TemplateId};
+use magnum_proto::{ClusterId, FederationId, ProjectId, TemplateId};
 
 pub fn template_not_found(ident: &str) -> String {
     format!("ClusterTemplate {ident} could not be found.")
@@ -38,3 +38,21 @@ pub fn quota_exists(project: &ProjectId, resource: &str) -> String {
 pub fn quota_not_found(project: &ProjectId, resource: &str) -> String {
     format!("Quota could not be found: project_id {project} resource {resource}.")
 }
+
+pub fn federation_not_found(ident: &str) -> String {
+    format!("Federation {ident} could not be found.")
+}
+
+pub fn federation_exists(id: FederationId) -> String {
+    format!("A federation with UUID {id} already exists.")
+}
+
+pub fn member_exists(member: &str, federation: &str) -> String {
+    format!("A cluster with UUID {member} is already a member of the federation {federation}.")
+}
+
+pub fn not_a_member(member: &str, federation: &str) -> String {
+    format!("Cluster {member} is not a member of the federation {federation}.")
+}
+
+pub const FEDERATION_NO_DNS_ZONE: &str = "No DNS zone specified.";

@@ -22,6 +22,7 @@ pub fn encode_key(k: &Key) -> Vec<u8> {
         Key::Certs(id) => with(b"k/", &id.0),
         Key::Op(id) => with(b"o/", &id.0),
         Key::Request(id) => with(b"r/", &id.0),
+        Key::Federation(id) => with(b"f/", &id.0),
         Key::Canary(name) => {
             let mut v = b"p/".to_vec();
             v.extend_from_slice(name.as_bytes());
@@ -62,6 +63,7 @@ pub fn row(state: &ShardState, k: &Key) -> Option<Vec<u8>> {
         Key::Certs(id) => state.certs.get(id).and_then(enc),
         Key::Op(id) => state.ops.get(id).and_then(enc),
         Key::Request(id) => state.requests.get(id).and_then(enc),
+        Key::Federation(id) => state.federations.get(id).and_then(enc),
         Key::Canary(name) => state.canaries.get(name).and_then(enc),
         Key::Quota(p, r) => state.quotas.get(&(p.clone(), r.clone())).and_then(enc),
     }
@@ -106,6 +108,11 @@ pub fn load(
                 state
                     .requests
                     .insert(RequestId(uuid_after(&k, 2)?), dec(&v)?);
+            }
+            Some(b"f/") => {
+                state
+                    .federations
+                    .insert(FederationId(uuid_after(&k, 2)?), dec(&v)?);
             }
             Some(b"q/") => {
                 let q: Quota = dec(&v)?;

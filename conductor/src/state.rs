@@ -20,6 +20,7 @@ pub enum Key {
     Quota(ProjectId, String),
     Request(RequestId),
     Canary(String),
+    Federation(FederationId),
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -36,6 +37,7 @@ pub struct ShardState {
     pub(crate) quotas: BTreeMap<(ProjectId, String), Quota>,
     pub(crate) requests: BTreeMap<RequestId, (u64, ShardResponse)>,
     pub(crate) canaries: BTreeMap<String, String>,
+    pub(crate) federations: BTreeMap<FederationId, Federation>,
     /// Keys changed since the last `take_dirty`; not part of the state.
     pub(crate) dirty: BTreeSet<Key>,
 }
@@ -165,6 +167,11 @@ impl ShardState {
                 hard_limit,
                 at,
             } => self.update_quota(project_id, resource, *hard_limit, *at),
+            ShardCommand::CreateFederation { federation } => self.create_federation(federation),
+            ShardCommand::UpdateFederation { id, change, at } => {
+                self.update_federation(*id, change, *at)
+            }
+            ShardCommand::DeleteFederation { id } => self.delete_federation(*id),
             ShardCommand::DeleteQuota {
                 project_id,
                 resource,
@@ -648,6 +655,7 @@ impl ShardState {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             ),
+            ShardQuery::Federations { project } => self.query_federations(project.as_ref()),
             ShardQuery::Ownership => QueryResult::Ownership {
                 epoch: self.epoch,
                 owner: self.owner,

@@ -124,7 +124,11 @@ async fn sign(
         .str("csr")
         .ok_or_else(|| ApiError::bad_request("Mandatory field missing: csr"))?;
     let store = Store::new(state.backend.as_ref());
-    let c = store.find_cluster(&ctx.who, &ident).await?;
+    // The cluster is a body field here, so an unknown one is bad input (reference §2.2).
+    let c = match store.find_cluster(&ctx.who, &ident).await {
+        Err(ApiError::NotFound(m)) => return Err(ApiError::BadRequest(m)),
+        other => other?,
+    };
     enforce_owner(&ctx, Action::CertificateCreate, &c)?;
     let shard = store.shard_of(&c.cluster.project_id).await?;
     let req = SignCsr {

@@ -146,7 +146,7 @@ async fn list_impl(
         return Ok(Json(ClusterList {
             clusters: page
                 .iter()
-                .map(|(_, c)| render::cluster_summary(c, &ctx.base))
+                .map(|(_, c)| render::cluster_summary(c, &ctx.base).at_version(ctx.version))
                 .collect(),
             next,
         })
@@ -167,7 +167,7 @@ async fn list_impl(
                 let p = parents
                     .get(&c.cluster.cluster_template_id)
                     .unwrap_or(&empty);
-                render::cluster_full(c, p, &ctx.base, false)
+                render::cluster_full(c, p, &ctx.base, false).at_version(ctx.version)
             })
             .collect(),
         next,
@@ -175,7 +175,7 @@ async fn list_impl(
     .into_response())
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     ctx: Ctx,
     Query(pairs): Query<Vec<(String, String)>>,
@@ -183,7 +183,7 @@ async fn list(
     list_impl(state, ctx, pairs, false).await
 }
 
-async fn detail(
+pub(crate) async fn detail(
     State(state): State<AppState>,
     ctx: Ctx,
     Query(pairs): Query<Vec<(String, String)>>,
@@ -191,7 +191,7 @@ async fn detail(
     list_impl(state, ctx, pairs, true).await
 }
 
-async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(ident): Path<String>,
@@ -207,10 +207,12 @@ async fn show(
         .template_by_id(c.cluster.cluster_template_id, &c.cluster.project_id)
         .await?;
     let labels = parent.map(|t| t.labels).unwrap_or_default();
-    Ok(Json(render::cluster_full(&c, &labels, &ctx.base, true)))
+    Ok(Json(
+        render::cluster_full(&c, &labels, &ctx.base, true).at_version(ctx.version),
+    ))
 }
 
-async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     ctx: Ctx,
     headers: HeaderMap,
@@ -246,7 +248,7 @@ async fn create(
         .into_response())
 }
 
-async fn remove(
+pub(crate) async fn remove(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(ident): Path<String>,

@@ -1,8 +1,12 @@
 //! The router: one module per resource, assembled here with the request plumbing.
+pub mod baymodels;
+pub mod bays;
 pub mod certificates;
 pub mod cluster_resize;
 pub mod cluster_update;
 pub mod clusters;
+pub mod federations;
+pub mod legacy;
 pub mod mservices;
 pub mod nodegroups;
 pub mod quotas;
@@ -31,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(root::root))
         .route("/v1", get(root::v1))
         .route("/v1/", get(root::v1))
+        .route("/v1/openapi.json", get(crate::openapi::serve))
         .merge(templates::routes())
         .merge(clusters::routes())
         .merge(certificates::routes())
@@ -38,6 +43,9 @@ pub fn router(state: AppState) -> Router {
         .merge(nodegroups::routes())
         .merge(quotas::routes())
         .merge(stats::routes())
+        .merge(federations::routes())
+        .merge(bays::routes())
+        .merge(baymodels::routes())
         .fallback(route_not_found)
         .layer(from_fn_with_state(state.clone(), v1_gate))
         .layer(CatchPanicLayer::custom(panic_response))

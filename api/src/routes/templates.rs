@@ -140,7 +140,7 @@ async fn list_impl(
     }))
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     ctx: Ctx,
     Query(pairs): Query<Vec<(String, String)>>,
@@ -148,7 +148,7 @@ async fn list(
     list_impl(state, ctx, pairs, false).await
 }
 
-async fn detail(
+pub(crate) async fn detail(
     State(state): State<AppState>,
     ctx: Ctx,
     Query(pairs): Query<Vec<(String, String)>>,
@@ -156,7 +156,7 @@ async fn detail(
     list_impl(state, ctx, pairs, true).await
 }
 
-async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(ident): Path<String>,
@@ -184,7 +184,7 @@ fn template_of(ok: CommandOk) -> Result<ClusterTemplate, ApiError> {
     }
 }
 
-async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     ctx: Ctx,
     headers: HeaderMap,
@@ -212,7 +212,7 @@ async fn create(
     Ok(resp)
 }
 
-async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(ident): Path<String>,
@@ -264,7 +264,7 @@ async fn update(
     }
 }
 
-async fn remove(
+pub(crate) async fn remove(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(ident): Path<String>,

@@ -1,6 +1,7 @@
 //! Commands a shard's Raft log carries, and their results. `apply()` re-checks every invariant
 //! (quota, template exists / not in use, status gates, ownership epoch) so that a command built
 //! from a stale read can never corrupt the shard.
+use crate::federation::{Federation, FederationChange};
 use crate::ids::*;
 use crate::model::*;
 use crate::time::Timestamp;
@@ -105,6 +106,19 @@ pub enum ShardCommand {
         key: String,
         value: String,
     },
+    /// `POST /v1/federations`: stored complete (there is nothing to drive, reference §4.9).
+    CreateFederation {
+        federation: Federation,
+    },
+    /// `PATCH /v1/federations/{id}`; joins and leaves are checked against the row as applied.
+    UpdateFederation {
+        id: FederationId,
+        change: FederationChange,
+        at: Timestamp,
+    },
+    DeleteFederation {
+        id: FederationId,
+    },
 }
 
 /// Bounds of [`ShardCommand::Canary`], checked in `apply()`.
@@ -170,6 +184,7 @@ pub enum CommandOk {
     Owned { epoch: u64 },
     Quota(Quota),
     Done,
+    Federation(Box<Federation>),
 }
 
 /// Rejections, each carrying Magnum's message so the API can answer without translating.

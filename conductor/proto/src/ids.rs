@@ -26,6 +26,8 @@ uuid_id!(/// A nodegroup's uuid.
     NodeGroupId);
 uuid_id!(/// One durable operation on a cluster.
     OpId);
+uuid_id!(/// A federation's uuid.
+    FederationId);
 uuid_id!(/// Client request id carried by every forwarded mutation; the shard dedups on it.
     RequestId);
 

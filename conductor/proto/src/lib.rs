@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod command;
+pub mod federation;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod ids;
@@ -23,6 +24,7 @@ pub use command::{
     CommandError, CommandOk, OpEvent, ShardCommand, ShardRequest, ShardResponse, StackOutputs,
     CANARY_MAX_KEY, CANARY_MAX_VALUE,
 };
+pub use federation::{Federation, FederationChange};
 pub use ids::*;
 pub use meta::{
     MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeEntry, NodeState, PlacementView,

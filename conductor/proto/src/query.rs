@@ -1,4 +1,5 @@
 //! Reads served by a shard leader after a linearizability check.
+use crate::federation::Federation;
 use crate::ids::*;
 use crate::model::*;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,10 @@ pub enum ShardQuery {
     Canaries {
         prefix: String,
     },
+    /// Federations of `project` (all projects when `None`).
+    Federations {
+        project: Option<ProjectId>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,4 +61,5 @@ pub enum QueryResult {
     Canaries(std::collections::BTreeMap<String, String>),
     Quotas(Vec<Quota>),
     Stats { clusters: u64, nodes: u64 },
+    Federations(Vec<Federation>),
 }
