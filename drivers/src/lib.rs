@@ -24,6 +24,7 @@ pub mod driver;
 pub mod error;
 pub mod k8s_fedora_coreos_v1;
 pub mod naming;
+pub mod nodegroup;
 pub mod openstack;
 
 pub use driver::{
@@ -32,3 +33,4 @@ pub use driver::{
 };
 pub use error::{DriverError, Error, HeatError, Result};
 pub use naming::{nodegroup_stack_name, stack_name};
+pub use nodegroup::{NodeGroupSpec, NodeTaint, UpgradeSpec};
