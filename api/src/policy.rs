@@ -56,6 +56,10 @@ pub enum Action {
     NodegroupGetAll,
     NodegroupGetAllAllProjects,
     NodegroupGetOneAllProjects,
+    NodegroupCreate,
+    NodegroupUpdate,
+    NodegroupDelete,
+    ClusterUpgrade,
 }
 
 impl Action {
@@ -100,6 +104,10 @@ impl Action {
             NodegroupGetAll => "nodegroup:get_all",
             NodegroupGetAllAllProjects => "nodegroup:get_all_all_projects",
             NodegroupGetOneAllProjects => "nodegroup:get_one_all_projects",
+            NodegroupCreate => "nodegroup:create",
+            NodegroupUpdate => "nodegroup:update",
+            NodegroupDelete => "nodegroup:delete",
+            ClusterUpgrade => "cluster:upgrade",
         }
     }
 
@@ -135,7 +143,11 @@ impl Action {
             | CertificateCreate
             | ClusterUpdate
             | ClusterUpdateHealthStatus
-            | ClusterResize => Rule::AdminOrMember,
+            | ClusterResize
+            | NodegroupCreate
+            | NodegroupUpdate
+            | NodegroupDelete
+            | ClusterUpgrade => Rule::AdminOrMember,
         }
     }
 }

@@ -52,7 +52,7 @@ impl fmt::Display for ApiVersion {
 /// Minimum (and default) microversion.
 pub const MIN_VERSION: ApiVersion = ApiVersion::new(1, 1);
 /// Maximum of Magnum 2026.1, the baseline.
-pub const DEFAULT_MAX_VERSION: ApiVersion = ApiVersion::new(1, 12);
+pub const DEFAULT_MAX_VERSION: ApiVersion = ApiVersion::new(1, 14);
 
 /// Picks the version a request asked for, in Magnum's order of checks
 /// (`Version.parse_headers`, then `Controller._check_version`).

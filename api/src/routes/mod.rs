@@ -2,8 +2,10 @@
 pub mod certificates;
 pub mod cluster_resize;
 pub mod cluster_update;
+pub mod cluster_upgrade;
 pub mod clusters;
 pub mod mservices;
+pub mod nodegroup_ops;
 pub mod nodegroups;
 pub mod quotas;
 pub mod root;
