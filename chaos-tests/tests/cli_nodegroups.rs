@@ -264,7 +264,7 @@ async fn openstack_cli_nodegroups_and_upgrade() {
     // A downgrade is refused.
     let down = os(&["coe", "cluster", "upgrade", "k8s", "k8s-tmpl"]);
     assert!(
-        down.code != 0 && down.stderr.contains("v1.30.1"),
+        down.code != 0 && down.stderr.contains("downgrade of kube_tag"),
         "{}",
         down.stderr
     );

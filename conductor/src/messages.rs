@@ -63,6 +63,6 @@ pub fn template_invalid_for_upgrade(reason: &str) -> String {
     format!("ClusterTemplate is not valid for upgrade: {reason}")
 }
 
-pub fn invalid_version(tag: &str) -> String {
-    format!("Invalid version {tag}: downgrades are not supported.")
+pub fn invalid_version(label: &str, tag: &str) -> String {
+    format!("Invalid version: a downgrade of {label} to {tag} is not supported.")
 }

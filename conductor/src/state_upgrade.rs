@@ -103,7 +103,9 @@ impl ShardState {
             };
             if let (Some(cur), Some(want)) = (current, wanted) {
                 if compare_tags(want, cur) == Ordering::Less {
-                    return Err(CommandError::BadRequest(messages::invalid_version(want)));
+                    return Err(CommandError::BadRequest(messages::invalid_version(
+                        key, want,
+                    )));
                 }
             }
         }
