@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test of the project: formatting and lints, unit and integration tests of each crate, and
 # the multi-process tests (chaos-tests/) that run real processes, kill and restart them, and drive
-# the system with the real `openstack` CLI. Installs what it needs (the CLI venv from PyPI, cached
-# outside the repository by ../shared/tools/peers/peers.sh).
+# the system with the real `openstack` CLI, and the differential test against upstream Magnum.
+# Installs what it needs (venvs from PyPI for the CLI, Keystone, Heat and upstream Magnum, cached
+# outside the repository, and Debian's rabbitmq-server, by ../shared/tools/peers/peers.sh).
 set -euo pipefail
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -13,8 +14,20 @@ peers=${PEERS_TOOLS:-$root/../shared/tools/peers}
 if ! command -v curl >/dev/null; then
   apt-get update -qq && apt-get install -y -qq curl >/dev/null
 fi
-echo "== installing the openstack CLI (python-openstackclient + python-magnumclient) =="
-bash "$peers/peers.sh" install osc
+echo "== installing the openstack CLI and the real peers (Keystone, Heat, upstream Magnum) =="
+bash "$peers/peers.sh" install all
+# Tests start the peers they need (idempotent `peers.sh up`); stop at exit whatever was not
+# already running before this run.
+running_before=$(bash "$peers/peers.sh" status | awk '$2 == "running" { print $1 }' | tr '\n' ' ')
+stop_peers() {
+  for what in magnum heat keystone; do
+    case " $running_before " in
+      *" $what "* | *" $what-api "*) ;;
+      *) bash "$peers/peers.sh" down "$what" >/dev/null 2>&1 || true ;;
+    esac
+  done
+}
+trap 'stop_peers; rm -f "$log"' EXIT
 
 echo "== fmt and clippy =="
 cargo fmt --all -- --check
@@ -25,7 +38,7 @@ cargo build -q -p magnum-deploy
 cargo test --workspace --exclude magnum-chaos-tests 2>&1 | tee -a "$log"
 
 echo "== multi-process tests (one at a time: each starts 5 processes) =="
-cargo test -p magnum-chaos-tests --tests -- --test-threads=1 --nocapture 2>&1 | tee -a "$log"
+cargo test -p magnum-chaos-tests --tests --no-fail-fast -- --test-threads=1 --nocapture 2>&1 | tee -a "$log"
 
 # One closing line over every test binary above (pipefail already stopped us on a failure).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }

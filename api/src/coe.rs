@@ -27,23 +27,31 @@ impl DriverDef {
     }
 }
 
-/// The in-tree Heat driver of 2026.1 plus the legacy drivers of reference §8.
+/// The drivers this build can run (magnum-drivers' registry): the in-tree Heat driver of 2026.1
+/// plus the legacy drivers of reference §8, so validation never accepts a triple the conductor
+/// cannot build.
 pub fn default_drivers() -> Vec<DriverDef> {
-    vec![
-        DriverDef::new("k8s_fedora_coreos_v1", "vm", "fedora-coreos", "kubernetes"),
-        DriverDef::new("k8s_fedora_atomic_v1", "vm", "fedora-atomic", "kubernetes"),
-        DriverDef::new("k8s_coreos_v1", "vm", "coreos", "kubernetes"),
-        DriverDef::new("k8s_fedora_ironic_v1", "bm", "fedora", "kubernetes"),
-        DriverDef::new("swarm_fedora_atomic_v1", "vm", "fedora-atomic", "swarm"),
-        DriverDef::new(
-            "swarm_fedora_atomic_v2",
-            "vm",
-            "fedora-atomic",
-            "swarm-mode",
-        ),
-        DriverDef::new("mesos_ubuntu_v1", "vm", "ubuntu", "mesos"),
-        DriverDef::new("dcos_centos_v1", "vm", "centos", "dcos"),
-    ]
+    magnum_drivers::all_drivers()
+        .iter()
+        .flat_map(|d| {
+            d.provides()
+                .iter()
+                .map(|k| DriverDef::new(d.name(), k.server_type, k.os_distro, k.coe))
+        })
+        .collect()
+}
+
+/// The server types some driver provides for `coe`, in `SERVER_TYPES` order.
+fn server_types_for(drivers: &[DriverDef], coe: &str) -> Vec<String> {
+    SERVER_TYPES
+        .iter()
+        .filter(|st| {
+            drivers
+                .iter()
+                .any(|d| d.coe == coe && d.server_type == **st)
+        })
+        .map(|st| st.to_string())
+        .collect()
 }
 
 /// Per-COE rules for templates.
@@ -63,14 +71,17 @@ fn strings(v: &[&str]) -> Vec<String> {
 }
 
 /// `K8sValidator` of 2026.1 (allowed = `kubernetes_allowed_network_drivers` default) and the
-/// legacy Swarm/Mesos validators (allowed = `all`, default `docker`).
+/// legacy Swarm/Mesos validators (allowed = `all`, default `docker`). Swarm mode has only the
+/// docker overlay (its templates run no flannel); DC/OS is validated like Mesos. A server type is
+/// supported where some driver provides it (`bm` only for Kubernetes, by k8s_fedora_ironic_v1).
 pub fn default_rules() -> Vec<CoeRules> {
+    let drivers = default_drivers();
     let legacy = |coe: &str, nets: &[&str]| CoeRules {
         coe: coe.into(),
         supported_network_drivers: strings(nets),
         allowed_network_drivers: strings(&["all"]),
         default_network_driver: "docker".into(),
-        supported_server_types: strings(&SERVER_TYPES),
+        supported_server_types: server_types_for(&drivers, coe),
         supported_volume_drivers: strings(&["rexray"]),
     };
     vec![
@@ -79,11 +90,11 @@ pub fn default_rules() -> Vec<CoeRules> {
             supported_network_drivers: strings(&["flannel", "calico", "cilium"]),
             allowed_network_drivers: strings(&["flannel", "calico"]),
             default_network_driver: "flannel".into(),
-            supported_server_types: strings(&SERVER_TYPES),
+            supported_server_types: server_types_for(&drivers, "kubernetes"),
             supported_volume_drivers: strings(&["cinder"]),
         },
         legacy("swarm", &["docker", "flannel"]),
-        legacy("swarm-mode", &["docker", "flannel"]),
+        legacy("swarm-mode", &["docker"]),
         legacy("mesos", &["docker"]),
         legacy("dcos", &["docker"]),
     ]
@@ -217,6 +228,87 @@ mod tests {
              flannel/calico/cilium/unspecified network driver."
         );
         assert!(rules_for(&rules, Some("nomad")).is_err());
+    }
+
+    #[test]
+    fn legacy_coe_rules() {
+        let rules = default_rules();
+        let r = |coe| rules_for(&rules, Some(coe)).unwrap();
+        assert_eq!(r("swarm").network_driver(None).unwrap(), "docker");
+        assert_eq!(
+            r("swarm").network_driver(Some("flannel")).unwrap(),
+            "flannel"
+        );
+        assert_eq!(
+            r("swarm-mode")
+                .network_driver(Some("flannel"))
+                .unwrap_err()
+                .to_string(),
+            "Network driver type flannel is not supported, expecting a docker/unspecified \
+             network driver."
+        );
+        for coe in ["mesos", "dcos"] {
+            assert_eq!(r(coe).network_driver(None).unwrap(), "docker");
+            assert!(r(coe).network_driver(Some("calico")).is_err());
+        }
+        for coe in ["swarm", "swarm-mode", "mesos"] {
+            assert!(r(coe).validate_volume_driver(Some("rexray")).is_ok());
+            assert_eq!(
+                r(coe)
+                    .validate_volume_driver(Some("cinder"))
+                    .unwrap_err()
+                    .to_string(),
+                "Volume driver type cinder is not supported, expecting a rexray/unspecified \
+                 volume driver."
+            );
+        }
+        assert!(r("kubernetes")
+            .validate_volume_driver(Some("rexray"))
+            .is_err());
+        // bm only where a driver provides it.
+        assert!(r("kubernetes").validate_server_type("bm").is_ok());
+        for coe in ["swarm", "swarm-mode", "mesos", "dcos"] {
+            assert!(r(coe).validate_server_type("vm").is_ok());
+            assert_eq!(
+                r(coe).validate_server_type("bm").unwrap_err().to_string(),
+                "Server type bm is not supported, expecting a vm/unspecified server type."
+            );
+        }
+    }
+
+    #[test]
+    fn every_registered_driver_resolves() {
+        let d = default_drivers();
+        assert_eq!(d.len(), magnum_drivers::all_drivers().len());
+        for (st, os, coe, name) in [
+            ("vm", "fedora-atomic", "kubernetes", "k8s_fedora_atomic_v1"),
+            ("vm", "coreos", "kubernetes", "k8s_coreos_v1"),
+            ("bm", "fedora", "kubernetes", "k8s_fedora_ironic_v1"),
+            ("vm", "fedora-atomic", "swarm", "swarm_fedora_atomic_v1"),
+            (
+                "vm",
+                "fedora-atomic",
+                "swarm-mode",
+                "swarm_fedora_atomic_v2",
+            ),
+            ("vm", "ubuntu", "mesos", "mesos_ubuntu_v1"),
+            ("vm", "centos", "dcos", "dcos_centos_v1"),
+        ] {
+            let r = resolve_driver(&d, Some(st), Some(os), Some(coe), None).unwrap();
+            assert_eq!(r.name, name);
+            assert_eq!(
+                resolve_driver(&d, None, None, None, Some(name))
+                    .unwrap()
+                    .name,
+                name
+            );
+        }
+        assert_eq!(
+            resolve_driver(&d, Some("vm"), Some("fedora"), Some("kubernetes"), None)
+                .unwrap_err()
+                .to_string(),
+            "Cluster type (vm, fedora, kubernetes) not supported."
+        );
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(status = status.as_u16(), error = %self, "request rejected");
         }
-        match &self {
+        let mut resp = match &self {
             Self::Unauthorized { www_authenticate } => {
                 let body = serde_json::json!({"error": {
                     "code": 401,
@@ -207,9 +207,18 @@ impl IntoResponse for ApiError {
                 json_response(status, serde_json::to_vec(&env).unwrap_or_default())
             }
             other => envelope_with_code(status, other.fault_code(), &other.to_string()),
+        };
+        // Pecan answers these before the versioned controller runs: no version headers.
+        if matches!(self, Self::RouteNotFound | Self::NotAcceptable(_)) {
+            resp.extensions_mut().insert(WithoutVersionHeaders);
         }
+        resp
     }
 }
+
+/// Marks an answer that must leave without the microversion headers.
+#[derive(Clone, Copy, Debug)]
+pub struct WithoutVersionHeaders;
 
 impl From<crate::backend::BackendError> for ApiError {
     fn from(e: crate::backend::BackendError) -> Self {

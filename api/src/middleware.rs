@@ -6,7 +6,7 @@
 //! - [`v1_gate`]: for `/v1…`, Keystone authentication (except the public `/v1` document) and
 //!   microversion negotiation, and the version headers on every `/v1` answer.
 use crate::context::BaseUrl;
-use crate::error::{envelope, ApiError};
+use crate::error::{envelope, ApiError, WithoutVersionHeaders};
 use crate::state::AppState;
 use crate::version;
 use axum::body::Body;
@@ -170,7 +170,9 @@ pub async fn v1_gate(State(state): State<AppState>, mut req: Request, next: Next
     };
     req.extensions_mut().insert(version);
     let mut resp = next.run(req).await;
-    version::apply_headers(resp.headers_mut(), version, max);
+    if resp.extensions().get::<WithoutVersionHeaders>().is_none() {
+        version::apply_headers(resp.headers_mut(), version, max);
+    }
     resp
 }
 

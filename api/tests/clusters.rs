@@ -136,7 +136,7 @@ async fn create_validation_errors_persist_nothing() {
         b
     };
     let cases: Vec<(Value, u16, &str)> = vec![
-        (json!({"cluster_template_id": "nope"}), 400, "ClusterTemplate nope could not be found."),
+        (json!({"cluster_template_id": "nope"}), 404, "ClusterTemplate nope could not be found."),
         (json!({"name": "1bad"}), 400, "Invalid input for field/attribute name. Value: '1bad'. Value should match the pattern ^[a-zA-Z][a-zA-Z0-9_.-]*$"),
         (json!({"name": "bad name"}), 400, "Value should match the pattern"),
         (json!({"name": "a".repeat(243)}), 400, "Value should have a maximum character requirement of 242"),
@@ -169,6 +169,16 @@ async fn create_validation_errors_persist_nothing() {
         assert_error(&r, status, detail);
         assert_nothing_persisted(&h, before);
     }
+    // Up to 1.9 an unknown template is a 400 (upstream's ct_not_found_to_bad_request).
+    let r = h
+        .req("POST", "/v1/clusters")
+        .token("member-a")
+        .header("OpenStack-API-Version", "container-infra 1.9")
+        .json(base(json!({"cluster_template_id": "nope"})))
+        .send()
+        .await;
+    assert_error(&r, 400, "ClusterTemplate nope could not be found.");
+    assert_nothing_persisted(&h, before);
     let r = h
         .post("/v1/clusters", "member-a", json!({"name": "x"}))
         .await;
@@ -181,7 +191,7 @@ async fn create_validation_errors_persist_nothing() {
     );
     // A project cannot use another project's private template.
     let r = h.post("/v1/clusters", "member-b", base(json!({}))).await;
-    assert_error(&r, 400, "ClusterTemplate k8s-tmpl could not be found.");
+    assert_error(&r, 404, "ClusterTemplate k8s-tmpl could not be found.");
     assert_nothing_persisted(&h, before);
     assert!(h.backend.all_clusters().is_empty());
 }

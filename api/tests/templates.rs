@@ -107,6 +107,56 @@ async fn legacy_drivers_are_accepted() {
 }
 
 #[tokio::test]
+async fn legacy_coe_rules() {
+    let h = harness();
+    let ok: Vec<(Value, &str)> = vec![
+        (
+            json!({"coe": "swarm", "image_id": "fedora-atomic-29", "network_driver": "flannel", "volume_driver": "rexray"}),
+            "flannel",
+        ),
+        (
+            json!({"coe": "swarm-mode", "image_id": "fedora-atomic-29"}),
+            "docker",
+        ),
+        (
+            json!({"coe": "mesos", "image_id": "ubuntu-22", "volume_driver": "rexray"}),
+            "docker",
+        ),
+        (
+            json!({"coe": "kubernetes", "image_id": "fedora-atomic-29"}),
+            "flannel",
+        ),
+    ];
+    for (extra, net) in ok {
+        let r = h
+            .post("/v1/clustertemplates", "member-a", body(extra.clone()))
+            .await;
+        assert_eq!(r.status, 201, "{extra}: {}", r.raw);
+        assert_eq!(r.body["network_driver"], net, "{extra}");
+    }
+    let bad: Vec<(Value, u16, &str)> = vec![
+        (json!({"coe": "swarm-mode", "image_id": "fedora-atomic-29", "network_driver": "flannel"}), 400,
+         "Network driver type flannel is not supported, expecting a docker/unspecified network driver."),
+        (json!({"coe": "mesos", "image_id": "ubuntu-22", "network_driver": "flannel"}), 400,
+         "Network driver type flannel is not supported, expecting a docker/unspecified network driver."),
+        (json!({"coe": "swarm", "image_id": "fedora-atomic-29", "volume_driver": "cinder"}), 400,
+         "Volume driver type cinder is not supported, expecting a rexray/unspecified volume driver."),
+        (json!({"coe": "swarm", "image_id": "fedora-atomic-29", "server_type": "bm"}), 400,
+         "Server type bm is not supported, expecting a vm/unspecified server type."),
+        (json!({"coe": "dcos", "image_id": "fedora-atomic-29", "server_type": "bm"}), 400,
+         "Server type bm is not supported, expecting a vm/unspecified server type."),
+        (json!({"coe": "mesos", "image_id": "fedora-atomic-29"}), 400,
+         "Cluster type (vm, fedora-atomic, mesos) not supported."),
+    ];
+    for (extra, status, detail) in bad {
+        let r = h
+            .post("/v1/clustertemplates", "member-a", body(extra.clone()))
+            .await;
+        assert_error(&r, status, detail);
+    }
+}
+
+#[tokio::test]
 async fn create_validation_errors() {
     let h = harness();
     let cases: Vec<(Value, u16, &str)> = vec![

@@ -4,7 +4,9 @@
 //! forwarding client, cloud-sim's admin API). Everything is torn down on drop.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod differential;
 pub mod load;
+pub mod peers;
 
 use magnum_proto::ConductorClient;
 use serde_json::Value;

@@ -17,7 +17,7 @@ pub struct DriverKey {
     pub server_type: &'static str,
     /// Glance `os_distro` of the image (the template's `cluster_distro`).
     pub os_distro: &'static str,
-    /// `kubernetes`.
+    /// `kubernetes`, `swarm`, `swarm-mode`, `mesos` or `dcos`.
     pub coe: &'static str,
 }
 
@@ -336,7 +336,16 @@ pub trait Driver: Send + Sync + fmt::Debug {
 
 static K8S_FEDORA_COREOS_V1: K8sFedoraCoreosV1 = K8sFedoraCoreosV1;
 
-static DRIVERS: &[&(dyn Driver + 'static)] = &[&K8S_FEDORA_COREOS_V1];
+static DRIVERS: &[&(dyn Driver + 'static)] = &[
+    &K8S_FEDORA_COREOS_V1,
+    &crate::k8s_fedora_atomic_v1::DRIVER,
+    &crate::k8s_coreos_v1::DRIVER,
+    &crate::k8s_fedora_ironic_v1::DRIVER,
+    &crate::swarm_fedora_atomic_v1::DRIVER,
+    &crate::swarm_fedora_atomic_v2::DRIVER,
+    &crate::mesos_ubuntu_v1::DRIVER,
+    &crate::dcos_centos_v1::DRIVER,
+];
 
 /// Every registered driver.
 pub fn all_drivers() -> &'static [&'static dyn Driver] {
@@ -373,8 +382,31 @@ mod tests {
             driver_by_name("k8s_fedora_coreos_v1").unwrap().name(),
             "k8s_fedora_coreos_v1"
         );
-        assert!(driver_by_name("k8s_fedora_atomic_v1").is_none());
-        assert_eq!(all_drivers().len(), 1);
+        assert!(driver_by_name("k8s_fedora_atomic_v2").is_none());
+        for (st, os, coe, name) in [
+            ("vm", "fedora-atomic", "kubernetes", "k8s_fedora_atomic_v1"),
+            ("vm", "coreos", "kubernetes", "k8s_coreos_v1"),
+            ("bm", "fedora", "kubernetes", "k8s_fedora_ironic_v1"),
+            ("vm", "fedora-atomic", "swarm", "swarm_fedora_atomic_v1"),
+            (
+                "vm",
+                "fedora-atomic",
+                "swarm-mode",
+                "swarm_fedora_atomic_v2",
+            ),
+            ("vm", "ubuntu", "mesos", "mesos_ubuntu_v1"),
+            ("vm", "centos", "dcos", "dcos_centos_v1"),
+        ] {
+            assert_eq!(find_driver(st, os, coe).unwrap().name(), name);
+            assert_eq!(driver_by_name(name).unwrap().name(), name);
+        }
+        assert!(find_driver("vm", "fedora", "kubernetes").is_none());
+        assert_eq!(all_drivers().len(), 8);
+        let mut keys: Vec<_> = all_drivers().iter().flat_map(|d| d.provides()).collect();
+        let n = keys.len();
+        keys.sort_by_key(|k| (k.server_type, k.os_distro, k.coe));
+        keys.dedup();
+        assert_eq!(keys.len(), n, "two drivers provide the same triple");
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! - [`k8s_fedora_coreos_v1`]: the Kubernetes-on-Fedora-CoreOS Heat driver: HOT templates (data
 //!   files under `templates/`), the mapping of a cluster onto stack parameters, and of stack
 //!   outputs/parameters back onto cluster fields.
+//! - [`heat_driver`]: the table-driven [`heat_driver::HeatDriver`] behind the other seven drivers
+//!   (`k8s_fedora_atomic_v1`, `k8s_coreos_v1`, `k8s_fedora_ironic_v1`, `swarm_fedora_atomic_v1`,
+//!   `swarm_fedora_atomic_v2`, `mesos_ubuntu_v1`, `dcos_centos_v1`): each module holds its
+//!   templates (data files under `templates/<driver>/`), parameter mapping and output names.
 //! - [`naming`]: deterministic Heat stack names derived from the cluster uuid.
 //!
 //! **Must not know**: Raft, sled, Magnum's REST API, or the conductor's state model. Inputs are the
@@ -20,12 +24,22 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
+pub mod dcos_centos_v1;
 pub mod driver;
 pub mod error;
+pub mod heat_driver;
+#[cfg(test)]
+mod hot_check;
+pub mod k8s_coreos_v1;
+pub mod k8s_fedora_atomic_v1;
 pub mod k8s_fedora_coreos_v1;
+pub mod k8s_fedora_ironic_v1;
+pub mod mesos_ubuntu_v1;
 pub mod naming;
 pub mod nodegroup;
 pub mod openstack;
+pub mod swarm_fedora_atomic_v1;
+pub mod swarm_fedora_atomic_v2;
 
 pub use driver::{
     all_drivers, driver_by_name, find_driver, ClusterOutputs, ClusterSpec, Driver, DriverKey,

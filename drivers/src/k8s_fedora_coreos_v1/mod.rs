@@ -13,7 +13,7 @@
 
 mod nodegroup;
 mod outputs;
-mod params;
+pub(crate) mod params;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

@@ -8,22 +8,15 @@ use serde_json::{json, Value};
 use crate::driver::ClusterSpec;
 use crate::error::DriverError;
 
-/// Heat `timeout_mins` when the cluster's `create_timeout` is 0 (`[cluster_heat] create_timeout`).
-pub const DEFAULT_CREATE_TIMEOUT_MINS: u32 = 60;
+pub use crate::heat_driver::params::DEFAULT_CREATE_TIMEOUT_MINS;
+pub(crate) use crate::heat_driver::params::{create_timeout_mins, Kind};
+use crate::heat_driver::params::{label_value, non_empty};
 /// `fixed_subnet_cidr` when neither an existing subnet nor the label gives one.
 pub const DEFAULT_FIXED_SUBNET_CIDR: &str = "10.0.0.0/24";
 /// `pods_network_cidr` when no label gives one.
 pub const DEFAULT_PODS_NETWORK_CIDR: &str = "10.100.0.0/16";
 /// `network_driver` when the template has none.
 pub const DEFAULT_NETWORK_DRIVER: &str = "flannel";
-
-/// The type a label value must be converted to for its template parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Str,
-    Number,
-    Bool,
-}
 
 /// Labels passed through unchanged to the parameter of the same name. Labels not listed here (and
 /// not handled specially below) are not sent: Heat rejects parameters a template does not declare.
@@ -60,30 +53,6 @@ pub(crate) const DERIVED_LABEL_PARAMS: &[(&str, Kind)] = &[
     ("ingress_controller", Kind::Str),
 ];
 
-fn label_value(label: &str, raw: &str, kind: Kind) -> Result<Value, DriverError> {
-    let v = raw.trim();
-    match kind {
-        Kind::Str => Ok(Value::String(raw.to_string())),
-        Kind::Number => v.parse::<u64>().map(Value::from).map_err(|_| {
-            DriverError::InvalidInput(format!(
-                "Label {label} must be a non-negative integer, got {raw:?}."
-            ))
-        }),
-        Kind::Bool => parse_bool(v).map(Value::Bool).ok_or_else(|| {
-            DriverError::InvalidInput(format!("Label {label} must be a boolean, got {raw:?}."))
-        }),
-    }
-}
-
-/// oslo `strutils.bool_from_string(strict=True)`.
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "1" | "t" | "true" | "on" | "y" | "yes" => Some(true),
-        "0" | "f" | "false" | "off" | "n" | "no" => Some(false),
-        _ => None,
-    }
-}
-
 fn label_count(spec: &ClusterSpec, label: &str) -> Result<Option<u32>, DriverError> {
     match spec.labels.get(label) {
         None => Ok(None),
@@ -95,24 +64,19 @@ fn label_count(spec: &ClusterSpec, label: &str) -> Result<Option<u32>, DriverErr
     }
 }
 
-fn non_empty(s: &Option<String>) -> Option<&str> {
-    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
 /// Builds the stack parameters of a new cluster stack.
 pub(crate) fn cluster_parameters(
     spec: &ClusterSpec,
 ) -> Result<BTreeMap<String, Value>, DriverError> {
-    let external_network = non_empty(&spec.external_network_id).ok_or_else(|| {
-        DriverError::InvalidInput(
-            "The cluster template has no external_network_id; the k8s_fedora_coreos_v1 driver requires one.".into(),
-        )
-    })?;
-    if spec.image_id.trim().is_empty() {
-        return Err(DriverError::InvalidInput(
-            "The cluster template has no image_id.".into(),
-        ));
-    }
+    cluster_parameters_for(spec, super::NAME)
+}
+
+/// The same for another Kubernetes driver whose templates declare the same parameters.
+pub(crate) fn cluster_parameters_for(
+    spec: &ClusterSpec,
+    driver: &str,
+) -> Result<BTreeMap<String, Value>, DriverError> {
+    let external_network = crate::heat_driver::params::required(spec, driver)?;
 
     let mut p: BTreeMap<String, Value> = BTreeMap::new();
     let mut set = |k: &str, v: Value| {
@@ -307,15 +271,6 @@ pub(crate) fn cluster_parameters(
     }
 
     Ok(p)
-}
-
-/// Heat `timeout_mins` for a cluster create.
-pub(crate) fn create_timeout_mins(spec: &ClusterSpec) -> u32 {
-    if spec.create_timeout == 0 {
-        DEFAULT_CREATE_TIMEOUT_MINS
-    } else {
-        spec.create_timeout
-    }
 }
 
 #[cfg(test)]

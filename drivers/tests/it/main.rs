@@ -7,3 +7,4 @@ mod heat;
 mod keystone;
 mod lookups;
 mod mock;
+mod sim_drivers;

@@ -187,6 +187,29 @@ fn cidr_of_network(st: &HeatState, root: Uuid, r: &str) -> Option<String> {
         .map(|x| s(x.props.get("cidr")).unwrap_or_else(|| DEFAULT_CIDR.into()))
 }
 
+/// The port of a server's first address (kept across updates).
+fn server_port(prev: Option<&Resource>) -> Option<Value> {
+    let addresses = prev?.attrs.get("addresses")?.as_object()?;
+    addresses
+        .values()
+        .filter_map(|a| a.get(0)?.get("port").cloned())
+        .next()
+}
+
+/// The fixed address of a server of the root stack's tree on Neutron port `port`.
+fn server_address_on_port(st: &HeatState, root: Uuid, port: &str) -> Option<Value> {
+    st.stacks
+        .values()
+        .filter(|s| s.root == root)
+        .flat_map(|s| s.resources.values())
+        .filter(|r| r.impl_type == "OS::Nova::Server")
+        .filter_map(|r| r.attrs.get("addresses")?.as_object().cloned())
+        .flat_map(|a| a.into_iter().filter_map(|(_, v)| v.as_array().cloned()))
+        .flatten()
+        .find(|a| a.get("port").and_then(Value::as_str) == Some(port))
+        .and_then(|a| a.get("addr").cloned())
+}
+
 fn mac() -> String {
     let id = Uuid::new_v4();
     let b = id.as_bytes();
@@ -360,8 +383,11 @@ pub(crate) fn build(
             let port = s(props.get("port_id"));
             let fixed = port
                 .as_deref()
-                .and_then(|p| find_physical(st, root, p))
-                .and_then(|p| first_fixed_ip(&p.attrs).cloned())
+                .and_then(|p| {
+                    find_physical(st, root, p)
+                        .and_then(|p| first_fixed_ip(&p.attrs).cloned())
+                        .or_else(|| server_address_on_port(st, root, p))
+                })
                 .unwrap_or(Value::Null);
             a.insert("floating_ip_address".into(), json!(ip));
             a.insert("fixed_ip_address".into(), fixed);
@@ -429,12 +455,19 @@ pub(crate) fn build(
                 .as_ref()
                 .and_then(|p| p.attrs.get("mac_address").cloned())
                 .unwrap_or_else(|| json!(mac()));
+            // Heat adds the Neutron port to each address; a server booted on a network (e.g. an
+            // Ironic node) gets a port Nova made, whose id stays across updates.
+            let port_id = port
+                .as_ref()
+                .map(|p| json!(p.physical_id))
+                .or_else(|| server_port(prev))
+                .unwrap_or_else(|| json!(Uuid::new_v4().to_string()));
             let mut networks = Map::new();
             networks.insert(net_key.clone(), json!([ip]));
             let mut addresses = Map::new();
             addresses.insert(
                 net_key,
-                json!([{"addr": ip, "version": 4, "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac_addr}]),
+                json!([{"addr": ip, "version": 4, "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac_addr, "port": port_id}]),
             );
             a.insert("first_address".into(), json!(ip));
             a.insert("name".into(), json!(server_name));
@@ -452,6 +485,30 @@ pub(crate) fn build(
                 json!({"id": pid, "name": server_name, "status": "ACTIVE", "addresses": addresses,
                        "flavor": props.get("flavor"), "image": props.get("image"), "key_name": props.get("key_name")}),
             );
+        }
+        "OS::Cinder::Volume" => {
+            let size = props
+                .get("size")
+                .and_then(|v| {
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|x| x.parse().ok()))
+                })
+                .unwrap_or(1);
+            a.insert("size".into(), json!(size));
+            a.insert(
+                "display_name".into(),
+                json!(name_prop.unwrap_or_else(phys_name)),
+            );
+            a.insert(
+                "volume_type".into(),
+                json!(s(props.get("volume_type")).unwrap_or_else(|| "lvmdriver-1".into())),
+            );
+            a.insert("status".into(), json!("available"));
+            a.insert("bootable".into(), json!(props.get("image").is_some()));
+            a.insert("availability_zone".into(), json!("nova"));
+            a.insert("encrypted".into(), json!(false));
+            a.insert("multiattach".into(), json!(false));
+            a.insert("attachments".into(), json!("[]"));
         }
         "OS::Nova::ServerGroup" => {
             a.insert("name".into(), json!(name_prop.unwrap_or_else(phys_name)));
@@ -492,6 +549,34 @@ pub(crate) fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volumes_and_server_ports() {
+        let mut st = HeatState::default();
+        let stack = Uuid::new_v4();
+        let v = build(
+            &mut st,
+            stack,
+            "docker_volume",
+            "OS::Cinder::Volume",
+            &json!({"size": "5"}),
+            None,
+        );
+        assert_eq!(v.attrs["size"], json!(5));
+        assert_eq!(v.attrs["status"], json!("available"));
+        assert_eq!(v.attrs["show"]["id"], json!(v.physical_id));
+
+        // A server booted on a network gets a port in its addresses; a floating IP on that port
+        // resolves the server's fixed address.
+        let props = json!({"networks": [{"network": "private"}]});
+        let built = build(&mut st, stack, "srv", "OS::Nova::Server", &props, None);
+        let port = built.attrs["addresses"]["private"][0]["port"].clone();
+        assert!(port.as_str().is_some_and(|p| !p.is_empty()), "{port}");
+        assert_eq!(
+            built.attrs["addresses"]["private"][0]["addr"],
+            built.attrs["first_address"]
+        );
+    }
 
     #[test]
     fn cidr_hosts() {

@@ -1,0 +1,50 @@
+//! Driver `k8s_fedora_ironic_v1`: Kubernetes on bare-metal (Ironic) Fedora nodes.
+//!
+//! Same parameters and outputs as `k8s_fedora_coreos_v1`, `server_type` `bm`: servers attach
+//! straight to the private network (no Neutron port, security group or server group resources)
+//! and a floating IP goes on the port Nova made for the server (`addresses.<net>.0.port`).
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::driver::{ClusterSpec, DriverKey};
+use crate::error::DriverError;
+use crate::heat_driver::outputs::K8S_OUTPUTS;
+use crate::heat_driver::HeatDriver;
+
+/// Entry-point name.
+pub const NAME: &str = "k8s_fedora_ironic_v1";
+
+/// The driver.
+pub static DRIVER: HeatDriver = HeatDriver {
+    name: NAME,
+    provides: &[DriverKey {
+        server_type: "bm",
+        os_distro: "fedora",
+        coe: "kubernetes",
+    }],
+    top_name: "kubecluster.yaml",
+    top_yaml: include_str!("../templates/k8s_fedora_ironic_v1/kubecluster.yaml"),
+    files: &[
+        (
+            "kubemaster.yaml",
+            include_str!("../templates/k8s_fedora_ironic_v1/kubemaster.yaml"),
+        ),
+        (
+            "kubeminion.yaml",
+            include_str!("../templates/k8s_fedora_ironic_v1/kubeminion.yaml"),
+        ),
+    ],
+    params,
+    outputs: K8S_OUTPUTS,
+    remove_param: "minions_to_remove",
+    parsed: OnceLock::new(),
+};
+
+/// The Kubernetes parameters of upstream's `K8sTemplateDefinition`, shared with
+/// `k8s_fedora_coreos_v1` (the templates declare the same set).
+fn params(spec: &ClusterSpec) -> Result<BTreeMap<String, Value>, DriverError> {
+    crate::k8s_fedora_coreos_v1::params::cluster_parameters_for(spec, NAME)
+}
