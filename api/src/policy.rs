@@ -62,6 +62,10 @@ pub enum Action {
     FederationGet,
     FederationGetAll,
     FederationUpdate,
+    NodegroupCreate,
+    NodegroupUpdate,
+    NodegroupDelete,
+    ClusterUpgrade,
 }
 
 impl Action {
@@ -112,6 +116,10 @@ impl Action {
             FederationGet => "federation:get",
             FederationGetAll => "federation:get_all",
             FederationUpdate => "federation:update",
+            NodegroupCreate => "nodegroup:create",
+            NodegroupUpdate => "nodegroup:update",
+            NodegroupDelete => "nodegroup:delete",
+            ClusterUpgrade => "cluster:upgrade",
         }
     }
 
@@ -152,7 +160,11 @@ impl Action {
             | ClusterResize
             | FederationCreate
             | FederationDelete
-            | FederationUpdate => Rule::AdminOrMember,
+            | FederationUpdate
+            | NodegroupCreate
+            | NodegroupUpdate
+            | NodegroupDelete
+            | ClusterUpgrade => Rule::AdminOrMember,
         }
     }
 }

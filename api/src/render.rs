@@ -363,6 +363,8 @@ mod tests {
             version: None,
             created_at: Timestamp(0),
             updated_at: None,
+            node_labels: Default::default(),
+            node_taints: Vec::new(),
         };
         ClusterView {
             cluster: Cluster {

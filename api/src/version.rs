@@ -51,8 +51,8 @@ impl fmt::Display for ApiVersion {
 
 /// Minimum (and default) microversion.
 pub const MIN_VERSION: ApiVersion = ApiVersion::new(1, 1);
-/// Maximum: 2026.1's 1.12 plus master's 1.13 (clusters show `cluster_id` for `stack_id`).
-pub const DEFAULT_MAX_VERSION: ApiVersion = ApiVersion::new(1, 13);
+/// Maximum of Magnum 2026.1, the baseline.
+pub const DEFAULT_MAX_VERSION: ApiVersion = ApiVersion::new(1, 14);
 
 /// Picks the version a request asked for, in Magnum's order of checks
 /// (`Version.parse_headers`, then `Controller._check_version`).

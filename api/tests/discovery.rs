@@ -14,7 +14,7 @@ async fn root_document_needs_no_token_and_no_version() {
         json!({"name": "OpenStack Magnum API",
                "description": "Magnum is an OpenStack project which aims to provide container cluster management.",
                "versions": [{"id": "v1", "links": [{"href": "http://magnum.test:9511/v1/", "rel": "self"}],
-                             "status": "CURRENT", "max_version": "1.13", "min_version": "1.1"}]})
+                             "status": "CURRENT", "max_version": "1.14", "min_version": "1.1"}]})
     );
     assert!(r.raw.starts_with("{\"name\":"), "key order: {}", r.raw);
     assert!(r.header("openstack-api-version").is_none());
@@ -72,7 +72,7 @@ async fn v1_document() {
         );
         assert_eq!(
             r.header("openstack-api-maximum-version"),
-            Some("container-infrastructure-management 1.13")
+            Some("container-infrastructure-management 1.14")
         );
         assert_eq!(r.header("vary"), Some("OpenStack-API-Version"));
     }
@@ -82,7 +82,7 @@ async fn v1_document() {
 async fn version_negotiation() {
     let h = harness();
     let cases = [
-        ("OpenStack-API-Version", "container-infra latest", "1.13"),
+        ("OpenStack-API-Version", "container-infra latest", "1.14"),
         ("openstack-api-version", "container-infra 1.5", "1.5"),
         // Go's canonicalisation.
         (
@@ -127,8 +127,8 @@ async fn unsupported_version_is_406_with_microversion_body() {
         json!({"errors": [{"code": "magnum.microversion-unsupported",
             "title": "Requested microversion is unsupported",
             "links": [{"rel": "help", "href": "http://docs.openstack.org/api-guide/compute/microversions.html"}],
-            "max_version": "1.13", "min_version": "1.1",
-            "description": "Version 1.99 was requested but the minor version is not supported by this service. The supported version range is: [container-infrastructure-management 1.1, container-infrastructure-management 1.13]."}]})
+            "max_version": "1.14", "min_version": "1.1",
+            "description": "Version 1.99 was requested but the minor version is not supported by this service. The supported version range is: [container-infrastructure-management 1.1, container-infrastructure-management 1.14]."}]})
     );
     assert_eq!(
         r.header("openstack-api-version"),
@@ -136,7 +136,7 @@ async fn unsupported_version_is_406_with_microversion_body() {
     );
     assert_eq!(
         r.header("openstack-api-maximum-version"),
-        Some("container-infrastructure-management 1.13")
+        Some("container-infrastructure-management 1.14")
     );
 
     let r = h

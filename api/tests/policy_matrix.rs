@@ -119,9 +119,9 @@ fn rows() -> Vec<Row> {
         row!("get" "/v1/clustertemplates/{ident}", |w| (format!("/v1/clustertemplates/{}", w.t), None), [200, 200, 200, 404, 401]),
         row!("patch" "/v1/clustertemplates/{ident}", |w| (format!("/v1/clustertemplates/{}", w.t), Some(rename())), [200, 200, 403, 404, 401]),
         row!("delete" "/v1/clustertemplates/{ident}", |w| (format!("/v1/clustertemplates/{}", w.t2), None), [204, 204, 403, 404, 401]),
-        // Clusters. Another project's member cannot see project A's private template: 400.
+        // Clusters. Another project's member cannot see project A's private template: 404 (400 up to 1.9).
         row!("get" "/v1/clusters", |_w| ("/v1/clusters".into(), None), [200, 200, 200, 200, 401]),
-        row!("post" "/v1/clusters", |w| ("/v1/clusters".into(), Some(json!({"cluster_template_id": w.t, "name": "n"}))), [202, 202, 403, 400, 401]),
+        row!("post" "/v1/clusters", |w| ("/v1/clusters".into(), Some(json!({"cluster_template_id": w.t, "name": "n"}))), [202, 202, 403, 404, 401]),
         row!("get" "/v1/clusters/detail", |_w| ("/v1/clusters/detail".into(), None), [200, 200, 200, 200, 401]),
         row!("get" "/v1/clusters/{ident}", |w| (format!("/v1/clusters/{}", w.c), None), [200, 200, 200, 404, 401]),
         row!("patch" "/v1/clusters/{ident}", |w| (format!("/v1/clusters/{}", w.c), Some(grow())), [202, 202, 403, 404, 401]),
@@ -129,6 +129,11 @@ fn rows() -> Vec<Row> {
         row!("post" "/v1/clusters/{ident}/actions/resize", |w| (format!("/v1/clusters/{}/actions/resize", w.c), Some(json!({"node_count": 3}))), [202, 202, 403, 404, 401]),
         row!("get" "/v1/clusters/{cluster}/nodegroups", |w| (format!("/v1/clusters/{}/nodegroups", w.c), None), [200, 200, 200, 404, 401]),
         row!("get" "/v1/clusters/{cluster}/nodegroups/{ng}", |w| (format!("/v1/clusters/{}/nodegroups/default-worker", w.c), None), [200, 200, 200, 404, 401]),
+        row!("post" "/v1/clusters/{cluster}/nodegroups", |w| (format!("/v1/clusters/{}/nodegroups", w.c), Some(json!({"name": "ng1", "node_count": 1}))), [202, 202, 403, 404, 401]),
+        row!("patch" "/v1/clusters/{cluster}/nodegroups/{ng}", |w| (format!("/v1/clusters/{}/nodegroups/default-worker", w.c), Some(json!([{"op": "replace", "path": "/max_node_count", "value": 5}]))), [202, 202, 403, 404, 401]),
+        // A default nodegroup cannot be deleted (400) once the policy let the caller in.
+        row!("delete" "/v1/clusters/{cluster}/nodegroups/{ng}", |w| (format!("/v1/clusters/{}/nodegroups/default-worker", w.c), None), [400, 400, 403, 404, 401]),
+        row!("post" "/v1/clusters/{ident}/actions/upgrade", |w| (format!("/v1/clusters/{}/actions/upgrade", w.c), Some(json!({"cluster_template": w.t, "max_batch_size": 1}))), [202, 202, 403, 404, 401]),
         // Certificates: non-admins must also be the cluster's creator (member-a).
         row!("post" "/v1/certificates", |w| ("/v1/certificates".into(), Some(json!({"cluster_uuid": w.c, "csr": csr()}))), [201, 201, 403, 400, 401]),
         row!("get" "/v1/certificates/{ident}", |w| (format!("/v1/certificates/{}", w.c), None), [200, 200, 403, 404, 401]),
@@ -155,7 +160,7 @@ fn rows() -> Vec<Row> {
         row!("patch" "/v1/baymodels/{ident}", |w| (format!("/v1/baymodels/{}", w.t), Some(rename())), [200, 200, 403, 404, 401]),
         row!("delete" "/v1/baymodels/{ident}", |w| (format!("/v1/baymodels/{}", w.t2), None), [204, 204, 403, 404, 401]),
         row!("get" "/v1/bays", |_w| ("/v1/bays".into(), None), [200, 200, 200, 200, 401]),
-        row!("post" "/v1/bays", |w| ("/v1/bays".into(), Some(json!({"baymodel_id": w.t, "name": "b"}))), [202, 202, 403, 400, 401]),
+        row!("post" "/v1/bays", |w| ("/v1/bays".into(), Some(json!({"baymodel_id": w.t, "name": "b"}))), [202, 202, 403, 404, 401]),
         row!("get" "/v1/bays/detail", |_w| ("/v1/bays/detail".into(), None), [200, 200, 200, 200, 401]),
         row!("get" "/v1/bays/{ident}", |w| (format!("/v1/bays/{}", w.c), None), [200, 200, 200, 404, 401]),
         row!("patch" "/v1/bays/{ident}", |w| (format!("/v1/bays/{}", w.c), Some(grow())), [202, 202, 403, 404, 401]),

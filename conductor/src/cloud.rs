@@ -1,7 +1,7 @@
 //! What the reconciler needs from the cloud, as a trait so tests can inject faults and so the
 //! reconciler stays ignorant of Heat's wire format.
 use async_trait::async_trait;
-use magnum_proto::{ClusterView, Operation, ProjectId, StackOutputs};
+use magnum_proto::{ClusterView, NodeGroup, Operation, ProjectId, StackOutputs};
 
 /// A stack as Heat names it: `name/id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,8 +59,24 @@ pub trait Cloud: Send + Sync + 'static {
         project: &ProjectId,
         stack: &StackHandle,
     ) -> Result<(), CloudError>;
-    /// PATCH the stack to the cluster's current worker count (`op.rollback` decides Heat's
-    /// rollback); the same call again converges to the same stack.
+    /// Deterministic stack name of a non-default nodegroup.
+    fn nodegroup_stack_name(&self, cluster: &ClusterView, ng: &NodeGroup) -> String {
+        magnum_drivers::nodegroup_stack_name(&cluster.cluster.name, &ng.name, ng.uuid.0)
+    }
+    /// Creates a non-default nodegroup's own stack, joined to the cluster stack.
+    async fn create_nodegroup_stack(
+        &self,
+        _op: &Operation,
+        _cluster: &ClusterView,
+        _ng: &NodeGroup,
+    ) -> Result<StackHandle, CloudError> {
+        Err(CloudError::Permanent(
+            "This cloud does not support nodegroup stacks.".into(),
+        ))
+    }
+    /// PATCH the operation's stack: an upgrade sends the new version, an update or resize the
+    /// target nodegroup's current count (`op.rollback` decides Heat's rollback); the same call
+    /// again converges to the same stack.
     async fn update_stack(
         &self,
         op: &Operation,

@@ -6,8 +6,11 @@ use magnum_drivers::openstack::{
     heat_url_for_project, Domain, HeatClient, HttpClient, Interface, KeystoneClient,
     PasswordCredentials, ServiceSession, StackRef, TokenProvider,
 };
-use magnum_drivers::{driver_by_name, find_driver, ClusterSpec, Driver, OutputOptions, ScaleSpec};
-use magnum_proto::{ClusterView, Operation, ProjectId, StackOutputs};
+use magnum_drivers::{
+    driver_by_name, find_driver, ClusterSpec, Driver, NodeGroupSpec, NodeTaint, OutputOptions,
+    ScaleSpec, UpgradeSpec,
+};
+use magnum_proto::{ClusterView, NodeGroup, OpKind, Operation, ProjectId, StackOutputs};
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
@@ -164,6 +167,61 @@ impl Cloud for HeatCloud {
         })
     }
 
+    async fn create_nodegroup_stack(
+        &self,
+        op: &Operation,
+        view: &ClusterView,
+        ng: &NodeGroup,
+    ) -> Result<StackHandle, CloudError> {
+        let driver = Self::driver(op)?;
+        let Some(cluster_stack) = view.cluster.stack_id.clone() else {
+            return Err(CloudError::Permanent(
+                "The cluster has no stack to add a nodegroup to.".into(),
+            ));
+        };
+        let heat = self.heat(&view.cluster.project_id).await?;
+        let sref = StackRef {
+            id: cluster_stack.clone(),
+            name: self.stack_name(view),
+        };
+        let Some(stack) = heat.get_stack(&sref, true).await.map_err(classify)? else {
+            return Err(CloudError::Permanent(format!(
+                "Stack with id {cluster_stack} not found in Heat."
+            )));
+        };
+        let spec = self.spec(op, view).await;
+        let ng_spec = NodeGroupSpec {
+            uuid: ng.uuid.0,
+            name: ng.name.clone(),
+            role: ng.role.clone(),
+            node_count: ng.node_count,
+            min_node_count: ng.min_node_count,
+            max_node_count: ng.max_node_count,
+            flavor_id: ng.flavor_id.clone(),
+            image_id: ng.image_id.clone(),
+            docker_volume_size: ng.docker_volume_size.and_then(|v| u32::try_from(v).ok()),
+            labels: ng.labels.clone(),
+            node_labels: ng.node_labels.clone(),
+            node_taints: ng
+                .node_taints
+                .iter()
+                .map(|t| NodeTaint {
+                    key: t.key.clone(),
+                    value: t.value.clone(),
+                    effect: t.effect.clone(),
+                })
+                .collect(),
+        };
+        let req = driver
+            .nodegroup_stack_request(&spec, &ng_spec, &stack)
+            .map_err(classify)?;
+        let r = heat.create_stack(&req).await.map_err(classify)?;
+        Ok(StackHandle {
+            name: r.name,
+            id: r.id,
+        })
+    }
+
     async fn find_stack(
         &self,
         project: &ProjectId,
@@ -240,11 +298,33 @@ impl Cloud for HeatCloud {
         view: &ClusterView,
         stack: &StackHandle,
     ) -> Result<(), CloudError> {
-        let req = Self::driver(op)?.scale_request(&ScaleSpec {
-            node_count: view.node_count(),
-            nodes_to_remove: op.nodes_to_remove.clone(),
-            rollback: op.rollback,
-        });
+        let driver = Self::driver(op)?;
+        let req = match (&op.upgrade, op.kind) {
+            (Some(up), OpKind::Upgrade) => driver
+                .upgrade_request(&UpgradeSpec {
+                    kube_tag: up.kube_tag.clone(),
+                    max_batch_size: up.max_batch_size,
+                })
+                .map_err(classify)?,
+            _ => {
+                // The operation's nodegroup, or the default worker (operations from before
+                // `nodegroup` existed).
+                let ng = view
+                    .nodegroups
+                    .iter()
+                    .find(|n| Some(n.uuid) == op.nodegroup)
+                    .or_else(|| {
+                        view.nodegroups
+                            .iter()
+                            .find(|n| n.is_default && !n.is_master())
+                    });
+                driver.scale_request(&ScaleSpec {
+                    node_count: ng.map_or(0, |n| n.node_count),
+                    nodes_to_remove: op.nodes_to_remove.clone(),
+                    rollback: op.rollback,
+                })
+            }
+        };
         let heat = self.heat(&view.cluster.project_id).await?;
         let sref = StackRef {
             id: stack.id.clone(),

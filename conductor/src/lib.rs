@@ -8,6 +8,7 @@
 //! `magnum-drivers`).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod aggregate;
 pub mod certs;
 pub mod cloud;
 mod controller;
@@ -26,9 +27,13 @@ pub mod reconciler;
 pub mod service;
 pub mod state;
 mod state_federation;
+mod state_nodegroups;
 mod state_update;
+mod state_upgrade;
 
 pub use state::ShardState;
 
+#[cfg(test)]
+mod state_ng_tests;
 #[cfg(test)]
 mod state_tests;

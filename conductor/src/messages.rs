@@ -56,3 +56,30 @@ pub fn not_a_member(member: &str, federation: &str) -> String {
 }
 
 pub const FEDERATION_NO_DNS_ZONE: &str = "No DNS zone specified.";
+pub fn nodegroup_not_found(ident: &str) -> String {
+    format!("Nodegroup {ident} could not be found.")
+}
+
+pub fn nodegroup_exists(name: &str, cluster: ClusterId) -> String {
+    format!("A node group with name {name} already exists in the cluster {cluster}.")
+}
+
+pub fn nodegroup_invalid(attr: &str, nodegroup: &str, expl: &str) -> String {
+    format!("{attr} for {nodegroup} is invalid ({expl}).")
+}
+
+pub fn api_address_unavailable() -> String {
+    "The cluster API address is not available yet. Retry after the cluster was created.".into()
+}
+
+pub fn cluster_busy(id: ClusterId, what: &str) -> String {
+    format!("Cluster {id} has an operation ({what}) in progress; retry when it has finished.")
+}
+
+pub fn template_invalid_for_upgrade(reason: &str) -> String {
+    format!("ClusterTemplate is not valid for upgrade: {reason}")
+}
+
+pub fn invalid_version(label: &str, tag: &str) -> String {
+    format!("Invalid version: a downgrade of {label} to {tag} is not supported.")
+}

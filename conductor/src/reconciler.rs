@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+mod nodegroups;
+
 #[derive(Clone, Debug)]
 pub struct ReconcilerConfig {
     /// Heat status poll interval (Magnum: 10 s).
@@ -123,11 +125,7 @@ async fn drive(ctx: &Ctx, cluster: ClusterId, op_id: OpId) -> Stop {
             return Stop::Lost(format!("epoch moved to {epoch}"));
         }
         let res = if Timestamp::now() > op.deadline {
-            let what = match op.kind {
-                OpKind::Create => "create",
-                OpKind::Delete => "delete",
-                OpKind::Update => "update",
-            };
+            let what = op.kind.verb();
             advance(
                 ctx,
                 &op,
@@ -263,15 +261,12 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
             }
         }
         Step::UpdateStack { .. } => {
-            let Some(stack_id) = view.cluster.stack_id.clone() else {
-                let reason = "The cluster has no stack to update.".to_string();
+            let Some(handle) = update_target(ctx, op, view) else {
+                let reason = "The nodegroup has no stack to update.".to_string();
                 return advance(ctx, op, OpEvent::Failed { reason }).await;
             };
+            let stack_id = handle.id.clone();
             advance(ctx, op, OpEvent::StackUpdateIntent).await?;
-            let handle = StackHandle {
-                name: ctx.cloud.stack_name(view),
-                id: stack_id.clone(),
-            };
             confirm_leadership(ctx).await?;
             match ctx.cloud.update_stack(op, view, &handle).await {
                 Ok(()) => {}
@@ -286,7 +281,8 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
         }
         Step::WaitUpdate { stack_id } => {
             let handle = StackHandle {
-                name: ctx.cloud.stack_name(view),
+                name: update_target(ctx, op, view)
+                    .map_or_else(|| ctx.cloud.stack_name(view), |h| h.name),
                 id: stack_id.clone(),
             };
             let state = ctx
@@ -315,6 +311,9 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
             advance(ctx, op, event).await
         }
         Step::DeleteStack { .. } => {
+            if let Some(p) = nodegroups::delete_extra_nodegroups(ctx, op, view).await? {
+                return Ok(p);
+            }
             advance(ctx, op, OpEvent::StackDeleteIntent).await?;
             // The create may have been in flight when the delete arrived: look up by name too.
             let found = match &view.cluster.stack_id {
@@ -370,6 +369,31 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                 }
             }
         }
+        Step::CreateNodeGroupStack { .. } => nodegroups::create_stack(ctx, op, view).await,
+        Step::WaitNodeGroupCreate { stack_id } => {
+            nodegroups::wait_create(ctx, op, view, stack_id).await
+        }
+        Step::DeleteNodeGroupStack { .. } => nodegroups::delete_stack(ctx, op, view).await,
+        Step::WaitNodeGroupDelete { .. } => nodegroups::wait_delete(ctx, op, view).await,
+    }
+}
+
+/// The stack an update or upgrade PATCHes: the operation's non-default nodegroup's own stack,
+/// else the cluster stack (default nodegroups).
+fn update_target(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Option<StackHandle> {
+    let own = view
+        .nodegroups
+        .iter()
+        .find(|n| Some(n.uuid) == op.nodegroup && !n.is_default);
+    match own {
+        Some(ng) => Some(StackHandle {
+            name: ctx.cloud.nodegroup_stack_name(view, ng),
+            id: ng.stack_id.clone()?,
+        }),
+        None => Some(StackHandle {
+            name: ctx.cloud.stack_name(view),
+            id: view.cluster.stack_id.clone()?,
+        }),
     }
 }
 

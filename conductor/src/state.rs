@@ -172,6 +172,32 @@ impl ShardState {
                 self.update_federation(*id, change, *at)
             }
             ShardCommand::DeleteFederation { id } => self.delete_federation(*id),
+            ShardCommand::CreateNodeGroup {
+                nodegroup,
+                operation,
+                at,
+            } => self.create_nodegroup(index, nodegroup, operation, *at),
+            ShardCommand::UpdateNodeGroup {
+                cluster,
+                nodegroup,
+                min_node_count,
+                max_node_count,
+                at,
+            } => self.update_nodegroup(*cluster, *nodegroup, *min_node_count, *max_node_count, *at),
+            ShardCommand::DeleteNodeGroup {
+                cluster,
+                nodegroup,
+                operation,
+                at,
+            } => self.delete_nodegroup(*cluster, *nodegroup, operation, *at),
+            ShardCommand::UpgradeCluster {
+                id,
+                nodegroup,
+                template,
+                max_batch_size,
+                operation,
+                at,
+            } => self.upgrade_cluster(*id, *nodegroup, template, *max_batch_size, operation, *at),
             ShardCommand::DeleteQuota {
                 project_id,
                 resource,
@@ -302,7 +328,7 @@ impl ShardState {
     }
 
     /// An id unique across shards for the `slot`-th row a command at `index` creates.
-    fn row_id(&self, index: u64, slot: u64) -> u64 {
+    pub(crate) fn row_id(&self, index: u64, slot: u64) -> u64 {
         index
             .saturating_mul(u64::from(self.shards.max(1)))
             .saturating_add(u64::from(self.shard.0))
@@ -420,6 +446,8 @@ impl ShardState {
             rollback: false,
             restore_node_count: None,
             nodes_to_remove: Vec::new(),
+            nodegroup: None,
+            upgrade: None,
         };
         self.ops.insert(id, op);
         if let Some(ngs) = self.nodegroups.get_mut(&id) {
@@ -437,9 +465,16 @@ impl ShardState {
     /// Move the cluster's active operation forward. Events that don't fit the current step are
     /// ignored: they are late duplicates, and the reconciler re-reads the state after each one.
     fn advance(&mut self, id: ClusterId, event: &OpEvent, at: Timestamp) {
+        if self.advance_nodegroup(id, event, at) {
+            return;
+        }
         let Some(op) = self.ops.get_mut(&id) else {
             return;
         };
+        let target = op.nodegroup;
+        let kind = op.kind;
+        let previous = self.clusters.get(&id).map(|c| c.status);
+        let mut upgraded: Option<UpgradeSpec> = None;
         let mut finished: Option<(ClusterStatus, Option<String>)> = None;
         let mut outputs: Option<&StackOutputs> = None;
         let mut remove_cluster = false;
@@ -498,6 +533,9 @@ impl ShardState {
             ) => {
                 finished = Some((*status, reason.clone()));
                 outputs = Some(o);
+                if op.kind == OpKind::Upgrade && !status.is_failed() {
+                    upgraded = op.upgrade.clone();
+                }
             }
             (OpEvent::StackDeleteIntent, Step::DeleteStack { attempt }) => *attempt += 1,
             (OpEvent::StackDeleteRequested { stack_id }, Step::DeleteStack { .. }) => {
@@ -511,11 +549,7 @@ impl ShardState {
                 remove_cluster = true
             }
             (OpEvent::Failed { reason }, _) => {
-                let status = match op.kind {
-                    OpKind::Create => ClusterStatus::CREATE_FAILED,
-                    OpKind::Delete => ClusterStatus::DELETE_FAILED,
-                    OpKind::Update => ClusterStatus::UPDATE_FAILED,
-                };
+                let status = op.kind.failed_status();
                 restore = op.restore_node_count.filter(|_| op.kind == OpKind::Update);
                 finished = Some((status, Some(reason.clone())));
             }
@@ -531,36 +565,52 @@ impl ShardState {
             return;
         }
         if let Some(n) = restore {
-            self.restore_worker_count(id, n);
+            self.restore_node_count(id, target, n);
+        }
+        if let Some(up) = &upgraded {
+            self.complete_upgrade(id, target, up);
         }
         if let Some((status, reason)) = finished {
             self.ops.remove(&id);
-            self.finish(id, status, reason, outputs, at);
+            let previous = previous.unwrap_or(status);
+            self.finish(id, kind, target, (status, reason), outputs, previous, at);
         }
     }
 
+    /// A finished operation's status goes to the nodegroups it acted on (the default ones for
+    /// cluster operations, all of them for a delete), then the cluster's status follows (§7.5).
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &mut self,
         id: ClusterId,
-        status: ClusterStatus,
-        reason: Option<String>,
+        kind: OpKind,
+        target: Option<NodeGroupId>,
+        (status, reason): (ClusterStatus, Option<String>),
         out: Option<&StackOutputs>,
+        previous: ClusterStatus,
         at: Timestamp,
     ) {
-        if let Some(c) = self.clusters.get_mut(&id) {
-            c.status = status;
-            c.status_reason = reason.clone();
-            c.updated_at = Some(at);
-            if let Some(o) = out {
+        let ngs = self.nodegroups.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        // A nodegroup of its own stack, or the default ones (the cluster stack).
+        let own = target.and_then(|t| {
+            ngs.iter()
+                .find(|n| n.uuid == t && !n.is_default)
+                .map(|n| n.uuid)
+        });
+        if own.is_none() {
+            if let (Some(c), Some(o)) = (self.clusters.get_mut(&id), out) {
                 c.api_address = o.api_address.clone();
                 if o.coe_version.is_some() {
                     c.coe_version = o.coe_version.clone();
                 }
             }
-            self.dirty.insert(Key::Cluster(id));
         }
         if let Some(ngs) = self.nodegroups.get_mut(&id) {
-            for n in ngs.iter_mut().filter(|n| n.is_default) {
+            let targets = ngs.iter_mut().filter(|n| match own {
+                Some(t) => n.uuid == t,
+                None => n.is_default || kind == OpKind::Delete,
+            });
+            for n in targets {
                 n.status = Some(status);
                 n.status_reason = reason.clone();
                 n.updated_at = Some(at);
@@ -574,6 +624,7 @@ impl ShardState {
             }
             self.dirty.insert(Key::NodeGroups(id));
         }
+        self.settle(id, previous, Some((status, reason)), at);
     }
 
     fn remove_cluster(&mut self, id: ClusterId) {

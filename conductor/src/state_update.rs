@@ -164,6 +164,8 @@ impl ShardState {
         op.cluster = id;
         op.kind = OpKind::Update;
         op.step = Step::UpdateStack { attempt: 0 };
+        op.nodegroup = Some(ng);
+        op.upgrade = None;
         op.restore_node_count = previous;
         op.retries = 0;
         op.last_error = None;
@@ -173,13 +175,20 @@ impl ShardState {
         }
     }
 
-    /// A failed update call puts the worker count back (reference §6.6).
-    pub(crate) fn restore_worker_count(&mut self, id: ClusterId, count: u32) {
-        if let Some(w) = self
-            .nodegroups
-            .get_mut(&id)
-            .and_then(|ngs| ngs.iter_mut().find(|n| n.is_default && !n.is_master()))
-        {
+    /// A failed update call puts the nodegroup's count back (reference §6.6); `None` is the
+    /// default worker (operations persisted before `nodegroup` existed).
+    pub(crate) fn restore_node_count(
+        &mut self,
+        id: ClusterId,
+        ng: Option<NodeGroupId>,
+        count: u32,
+    ) {
+        if let Some(w) = self.nodegroups.get_mut(&id).and_then(|ngs| {
+            ngs.iter_mut().find(|n| match ng {
+                Some(ng) => n.uuid == ng,
+                None => n.is_default && !n.is_master(),
+            })
+        }) {
             w.node_count = count;
             self.dirty.insert(Key::NodeGroups(id));
         }

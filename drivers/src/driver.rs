@@ -294,6 +294,44 @@ pub trait Driver: Send + Sync + fmt::Debug {
 
     /// Reads cluster fields from a stack fetched with outputs.
     fn map_outputs(&self, opts: &OutputOptions, stack: &Stack) -> ClusterOutputs;
+
+    /// Whether non-default nodegroups get stacks of their own ([`Driver::nodegroup_stack_request`]).
+    fn supports_nodegroups(&self) -> bool {
+        false
+    }
+
+    /// The deterministic name of a non-default nodegroup's stack.
+    fn nodegroup_stack_name(&self, cluster_name: &str, ng_name: &str, ng_uuid: Uuid) -> String {
+        crate::naming::nodegroup_stack_name(cluster_name, ng_name, ng_uuid)
+    }
+
+    /// The `POST /stacks` body of a non-default nodegroup's stack; `cluster_stack` is the
+    /// cluster's stack shown with outputs (the network, security group and master address the
+    /// nodegroup joins). A resize of the nodegroup uses [`Driver::scale_request`] on its stack.
+    fn nodegroup_stack_request(
+        &self,
+        _cluster: &ClusterSpec,
+        _nodegroup: &crate::NodeGroupSpec,
+        _cluster_stack: &Stack,
+    ) -> Result<CreateStack, DriverError> {
+        Err(DriverError::InvalidInput(format!(
+            "The {} driver does not support nodegroups.",
+            self.name()
+        )))
+    }
+
+    /// Whether [`Driver::upgrade_request`] is implemented.
+    fn supports_upgrade(&self) -> bool {
+        false
+    }
+
+    /// The `PATCH` body of a rolling upgrade of a stack (cluster or nodegroup stack).
+    fn upgrade_request(&self, _upgrade: &crate::UpgradeSpec) -> Result<UpdateStack, DriverError> {
+        Err(DriverError::InvalidInput(format!(
+            "Upgrading a cluster that uses the {} driver is not supported.",
+            self.name()
+        )))
+    }
 }
 
 static K8S_FEDORA_COREOS_V1: K8sFedoraCoreosV1 = K8sFedoraCoreosV1;

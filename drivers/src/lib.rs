@@ -36,6 +36,7 @@ pub mod k8s_fedora_coreos_v1;
 pub mod k8s_fedora_ironic_v1;
 pub mod mesos_ubuntu_v1;
 pub mod naming;
+pub mod nodegroup;
 pub mod openstack;
 pub mod swarm_fedora_atomic_v1;
 pub mod swarm_fedora_atomic_v2;
@@ -46,3 +47,4 @@ pub use driver::{
 };
 pub use error::{DriverError, Error, HeatError, Result};
 pub use naming::{nodegroup_stack_name, stack_name};
+pub use nodegroup::{NodeGroupSpec, NodeTaint, UpgradeSpec};

@@ -114,9 +114,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep!("patch" "/v1/clusters/{ident}" "cluster_update" "clusters" "Update node_count or health (JSON patch; ?rollback from 1.3)", q: &["rollback"], body: Patch, 202 Uuid),
     ep!("delete" "/v1/clusters/{ident}" "cluster_delete" "clusters" "Delete a cluster", q: &[], body: Body::None, 204 Empty),
     ep!("post" "/v1/clusters/{ident}/actions/resize" "cluster_resize" "clusters" "Resize a nodegroup (from 1.7)", q: &[], body: In("Resize"), 202 Uuid),
+    ep!("post" "/v1/clusters/{ident}/actions/upgrade" "cluster_upgrade" "clusters" "Rolling upgrade of a nodegroup to a template's kube_tag (from 1.8)", q: &[], body: In("Upgrade"), 202 Uuid),
     // Nodegroups (§4.3, from 1.9).
     ep!("get" "/v1/clusters/{cluster}/nodegroups" "nodegroup_list" "nodegroups" "List a cluster's nodegroups (from 1.9)", q: &["marker", "limit", "sort_key", "sort_dir", "role"], body: Body::None, 200 List("nodegroups", "Nodegroup")),
     ep!("get" "/v1/clusters/{cluster}/nodegroups/{ng}" "nodegroup_show" "nodegroups" "Show a nodegroup (from 1.9)", q: &[], body: Body::None, 200 Schema("Nodegroup")),
+    ep!("post" "/v1/clusters/{cluster}/nodegroups" "nodegroup_create" "nodegroups" "Create a nodegroup with its own stack (from 1.9; 202 with the nodegroup)", q: &[], body: In("NodegroupCreate"), 202 Schema("Nodegroup")),
+    ep!("patch" "/v1/clusters/{cluster}/nodegroups/{ng}" "nodegroup_update" "nodegroups" "Update min_node_count/max_node_count (JSON patch, from 1.9)", q: &[], body: Patch, 202 Schema("Nodegroup")),
+    ep!("delete" "/v1/clusters/{cluster}/nodegroups/{ng}" "nodegroup_delete" "nodegroups" "Delete a non-default nodegroup and its stack (from 1.9)", q: &[], body: Body::None, 204 Empty),
     // Certificates (§4.4).
     ep!("post" "/v1/certificates" "certificate_sign" "certificates" "Sign a CSR with a cluster's CA", q: &[], body: In("CertificateRequest"), 201 Schema("Certificate")),
     ep!("get" "/v1/certificates/{ident}" "certificate_show" "certificates" "A cluster's CA certificate", q: &["ca_cert_type"], body: Body::None, 200 Schema("Certificate")),

@@ -4,7 +4,7 @@
 pub mod endpoints;
 pub mod schemas;
 
-use crate::routes::{bays, federations};
+use crate::routes::{bays, cluster_upgrade, federations, nodegroup_ops};
 use crate::validate::fields::{Kind, Spec};
 use crate::validate::{cluster, template};
 use crate::version::{DEFAULT_MAX_VERSION, MIN_VERSION};
@@ -216,6 +216,14 @@ fn components() -> utoipa::openapi::Components {
             ),
         )
         .schema("Nodegroup", schemas::any_object("a nodegroup"))
+        .schema(
+            "NodegroupCreate",
+            schemas::resource(nodegroup_ops::SPECS, "a new nodegroup"),
+        )
+        .schema(
+            "Upgrade",
+            schemas::resource(cluster_upgrade::SPECS, "an upgrade request"),
+        )
         .schema(
             "CertificateRequest",
             schemas::object(

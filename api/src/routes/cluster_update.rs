@@ -185,5 +185,7 @@ pub(crate) fn operation(
         rollback: false,
         restore_node_count: None,
         nodes_to_remove: Vec::new(),
+        nodegroup: None,
+        upgrade: None,
     }
 }

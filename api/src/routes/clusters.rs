@@ -78,6 +78,10 @@ pub fn routes() -> Router<AppState> {
             "/v1/clusters/{ident}/actions/resize",
             post(super::cluster_resize::resize),
         )
+        .route(
+            "/v1/clusters/{ident}/actions/upgrade",
+            post(super::cluster_upgrade::upgrade),
+        )
 }
 
 fn key_of(v: &ClusterView, sort_key: &str) -> Key {

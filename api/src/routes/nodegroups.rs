@@ -1,5 +1,6 @@
-//! `/v1/clusters/{cluster}/nodegroups` reads (reference §4.3, ≥ 1.9). Nodegroup create, update
-//! and delete are cluster operations and come with them.
+//! `/v1/clusters/{cluster}/nodegroups` reads and rendering (reference §4.3, ≥ 1.9); create,
+//! update and delete are in `nodegroup_ops`.
+use super::nodegroup_ops as ops;
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::pagination::{self, Key, ListQuery};
@@ -40,10 +41,22 @@ const COLUMNS: &[&str] = &[
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/clusters/{cluster}/nodegroups", get(list))
-        .route("/v1/clusters/{cluster}/nodegroups/", get(list))
-        .route("/v1/clusters/{cluster}/nodegroups/{ng}", get(show))
-        .route("/v1/clusters/{cluster}/nodegroups/{ng}/", get(show))
+        .route(
+            "/v1/clusters/{cluster}/nodegroups",
+            get(list).post(ops::create),
+        )
+        .route(
+            "/v1/clusters/{cluster}/nodegroups/",
+            get(list).post(ops::create),
+        )
+        .route(
+            "/v1/clusters/{cluster}/nodegroups/{ng}",
+            get(show).patch(ops::update).delete(ops::delete),
+        )
+        .route(
+            "/v1/clusters/{cluster}/nodegroups/{ng}/",
+            get(show).patch(ops::update).delete(ops::delete),
+        )
 }
 
 /// List entries: the summary attributes, plus the WSME defaults the type always carries.
@@ -91,6 +104,12 @@ pub struct NodeGroupFull {
     pub labels_skipped: Labels,
     pub created_at: String,
     pub updated_at: Option<String>,
+    /// Microversion 1.14 on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_labels: Option<Labels>,
+    /// Microversion 1.14 on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_taints: Option<Vec<magnum_proto::Taint>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,7 +137,13 @@ fn summary(n: &NodeGroup) -> NodeGroupSummary {
     }
 }
 
-fn full(n: &NodeGroup, cluster_labels: &Labels, base: &str) -> NodeGroupFull {
+/// The full nodegroup; `v1_14` adds `node_labels` and `node_taints`.
+pub(crate) fn full(
+    n: &NodeGroup,
+    cluster_labels: &Labels,
+    base: &str,
+    v1_14: bool,
+) -> NodeGroupFull {
     let (labels_overridden, labels_added, labels_skipped) =
         render::labels_diff(cluster_labels, &n.labels);
     let cluster = n.cluster_id.to_string();
@@ -150,11 +175,13 @@ fn full(n: &NodeGroup, cluster_labels: &Labels, base: &str) -> NodeGroupFull {
         labels_skipped,
         created_at: n.created_at.to_magnum(),
         updated_at: n.updated_at.map(Timestamp::to_magnum),
+        node_labels: v1_14.then(|| n.node_labels.clone()),
+        node_taints: v1_14.then(|| n.node_taints.clone()),
     }
 }
 
 /// Nodegroups exist from microversion 1.9 on; older requests get Pecan's 406.
-fn gate(ctx: &Ctx, method: &str) -> Result<(), ApiError> {
+pub(crate) fn gate(ctx: &Ctx, method: &str) -> Result<(), ApiError> {
     if ctx.version.at_least(1, 9) {
         return Ok(());
     }
@@ -170,7 +197,7 @@ fn not_found(ident: &str) -> ApiError {
 }
 
 /// `NodeGroup.get(cluster, ident)`: by uuid, else by name (ambiguous names → 409).
-fn find<'a>(c: &'a ClusterView, ident: &str) -> Result<&'a NodeGroup, ApiError> {
+pub(crate) fn find<'a>(c: &'a ClusterView, ident: &str) -> Result<&'a NodeGroup, ApiError> {
     if let Some(n) = c.nodegroups.iter().find(|n| n.uuid.to_string() == ident) {
         return Ok(n);
     }
@@ -185,7 +212,11 @@ fn find<'a>(c: &'a ClusterView, ident: &str) -> Result<&'a NodeGroup, ApiError> 
     }
 }
 
-async fn cluster_of(state: &AppState, ctx: &Ctx, ident: &str) -> Result<ClusterView, ApiError> {
+pub(crate) async fn cluster_of(
+    state: &AppState,
+    ctx: &Ctx,
+    ident: &str,
+) -> Result<ClusterView, ApiError> {
     Store::new(state.backend.as_ref())
         .find_cluster(&ctx.who, ident)
         .await
@@ -215,7 +246,7 @@ async fn list(
         sort: if q.sort_key == "id" {
             Value::Null
         } else {
-            serde_json::to_value(full(n, &Labels::new(), ""))
+            serde_json::to_value(full(n, &Labels::new(), "", false))
                 .ok()
                 .and_then(|v| v.get(&q.sort_key).cloned())
                 .unwrap_or(Value::Null)
@@ -253,5 +284,10 @@ async fn show(
     }
     let c = cluster_of(&state, &ctx, &cluster).await?;
     let n = find(&c, &ng)?;
-    Ok(Json(full(n, &c.cluster.labels, &ctx.base)))
+    Ok(Json(full(
+        n,
+        &c.cluster.labels,
+        &ctx.base,
+        ctx.version.at_least(1, 14),
+    )))
 }

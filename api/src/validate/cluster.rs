@@ -292,6 +292,8 @@ pub async fn validate_create(
         version: None,
         created_at: now,
         updated_at: None,
+        node_labels: Default::default(),
+        node_taints: Vec::new(),
     };
     let nodegroups = vec![
         ng("master", master_count, master_flavor_id, 0),
@@ -318,6 +320,8 @@ pub async fn validate_create(
         rollback: false,
         restore_node_count: None,
         nodes_to_remove: Vec::new(),
+        nodegroup: None,
+        upgrade: None,
     };
     Ok(NewCluster {
         cluster,

@@ -219,6 +219,28 @@ impl MemBackend {
         }
     }
 
+    /// Commits reconciler events for the cluster's active operation at the current epoch.
+    #[allow(dead_code)]
+    pub fn advance(&self, shard: u32, cluster: ClusterId, events: Vec<OpEvent>) {
+        let mut s = self.shards[shard as usize].lock().unwrap();
+        let epoch = s.epoch;
+        let op = s.operation(cluster).unwrap().id;
+        for event in events {
+            let i = self.index.fetch_add(1, Ordering::SeqCst);
+            let adv = ShardRequest {
+                request_id: None,
+                command: ShardCommand::Advance {
+                    epoch,
+                    cluster,
+                    op,
+                    event,
+                    at: Timestamp(3),
+                },
+            };
+            s.apply_request(i, &adv).unwrap();
+        }
+    }
+
     pub fn generate_certs(&self, shard: u32, cluster: ClusterId) -> ClusterCerts {
         let certs = magnum_conductor::certs::generate("test").unwrap();
         let mut s = self.shards[shard as usize].lock().unwrap();

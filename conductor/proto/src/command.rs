@@ -119,6 +119,41 @@ pub enum ShardCommand {
     DeleteFederation {
         id: FederationId,
     },
+    /// `POST /v1/clusters/{id}/nodegroups`: writes the nodegroup row (CREATE_IN_PROGRESS) and
+    /// starts its create operation; the cluster goes UPDATE_IN_PROGRESS. Rejected unless the
+    /// cluster has an API address, the name is free and the counts are within bounds.
+    CreateNodeGroup {
+        nodegroup: NodeGroup,
+        operation: Operation,
+        at: Timestamp,
+    },
+    /// `PATCH /v1/clusters/{id}/nodegroups/{ng}` of the autoscaler bounds: saved directly (no
+    /// stack parameter depends on them for non-default nodegroups).
+    UpdateNodeGroup {
+        cluster: ClusterId,
+        nodegroup: NodeGroupId,
+        min_node_count: u32,
+        max_node_count: Option<u32>,
+        at: Timestamp,
+    },
+    /// `DELETE /v1/clusters/{id}/nodegroups/{ng}`: starts the delete of the nodegroup's stack
+    /// (superseding the nodegroup's own create); the row goes when the stack is gone.
+    DeleteNodeGroup {
+        cluster: ClusterId,
+        nodegroup: NodeGroupId,
+        operation: Operation,
+        at: Timestamp,
+    },
+    /// `POST /v1/clusters/{id}/actions/upgrade`: a rolling stack update of `nodegroup` to the
+    /// version labels of `template` (status gate, tag and downgrade checks in `apply()`).
+    UpgradeCluster {
+        id: ClusterId,
+        nodegroup: NodeGroupId,
+        template: ClusterTemplate,
+        max_batch_size: u32,
+        operation: Operation,
+        at: Timestamp,
+    },
 }
 
 /// Bounds of [`ShardCommand::Canary`], checked in `apply()`.
@@ -165,6 +200,26 @@ pub enum OpEvent {
     /// A retryable error (Heat 5xx, timeout); recorded for backoff and display.
     TransientError {
         error: String,
+    },
+    /// Nodegroup create: the nodegroup's stack exists (created or adopted).
+    NodeGroupStackCreated {
+        stack_id: String,
+    },
+    /// Nodegroup create: the stack reached a terminal state.
+    NodeGroupCreateFinished {
+        status: ClusterStatus,
+        reason: Option<String>,
+        node_addresses: Vec<String>,
+    },
+    /// A nodegroup's stack delete was requested (nodegroup delete, or cluster delete).
+    NodeGroupStackDeleteRequested {
+        nodegroup: NodeGroupId,
+        stack_id: String,
+    },
+    /// A non-default nodegroup's stack is gone: drop its row (nodegroup delete, or the first
+    /// phase of a cluster delete).
+    NodeGroupDeleted {
+        nodegroup: NodeGroupId,
     },
 }
 

@@ -76,6 +76,8 @@ pub fn cluster_rows(
         version: None,
         created_at: now,
         updated_at: None,
+        node_labels: Default::default(),
+        node_taints: Vec::new(),
     };
     let op = Operation {
         id: OpId::new_v4(),
@@ -91,6 +93,8 @@ pub fn cluster_rows(
         rollback: false,
         restore_node_count: None,
         nodes_to_remove: Vec::new(),
+        nodegroup: None,
+        upgrade: None,
     };
     (
         cluster,

@@ -170,6 +170,21 @@ pub struct NodeGroup {
     pub version: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
+    /// Kubernetes labels of the nodes (microversion 1.14).
+    #[serde(default)]
+    pub node_labels: Labels,
+    /// Kubernetes taints of the nodes (microversion 1.14).
+    #[serde(default)]
+    pub node_taints: Vec<Taint>,
+}
+
+/// A Kubernetes node taint (`effect` is NoSchedule, PreferNoSchedule or NoExecute).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taint {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: String,
 }
 
 impl NodeGroup {
@@ -234,6 +249,46 @@ pub enum OpKind {
     Delete,
     /// `PATCH /v1/clusters/{id}` of `node_count`: a stack update of the worker count.
     Update,
+    /// `POST /v1/clusters/{id}/nodegroups`: a separate stack for the new nodegroup.
+    NodeGroupCreate,
+    /// `DELETE /v1/clusters/{id}/nodegroups/{ng}`: the nodegroup's stack goes, then its row.
+    NodeGroupDelete,
+    /// `POST /v1/clusters/{id}/actions/upgrade`: a rolling stack update to a new kube_tag.
+    Upgrade,
+}
+
+impl OpKind {
+    /// The verb of the operation in messages ("Cluster <verb> timed out").
+    pub fn verb(self) -> &'static str {
+        match self {
+            OpKind::Create => "create",
+            OpKind::Delete => "delete",
+            OpKind::Update => "update",
+            OpKind::NodeGroupCreate => "nodegroup create",
+            OpKind::NodeGroupDelete => "nodegroup delete",
+            OpKind::Upgrade => "upgrade",
+        }
+    }
+
+    /// The failed status the operation's targets end in.
+    pub fn failed_status(self) -> ClusterStatus {
+        match self {
+            OpKind::Create | OpKind::NodeGroupCreate => ClusterStatus::CREATE_FAILED,
+            OpKind::Delete | OpKind::NodeGroupDelete => ClusterStatus::DELETE_FAILED,
+            OpKind::Update | OpKind::Upgrade => ClusterStatus::UPDATE_FAILED,
+        }
+    }
+}
+
+/// What an upgrade moves its nodegroup to (the new template's version labels).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeSpec {
+    pub template_id: TemplateId,
+    /// The new template's labels (the cluster takes them when its default nodegroup upgrades).
+    pub labels: Labels,
+    /// The new template's `kube_tag`.
+    pub kube_tag: String,
+    pub max_batch_size: u32,
 }
 
 /// Where an operation stands. Each external side effect is intent → act → record, so a new
@@ -256,6 +311,14 @@ pub enum Step {
     UpdateStack { attempt: u32 },
     /// Update: PATCH accepted; poll until the update ends.
     WaitUpdate { stack_id: String },
+    /// Nodegroup create: intent to create the nodegroup's stack committed.
+    CreateNodeGroupStack { attempt: u32 },
+    /// Nodegroup create: stack id recorded on the nodegroup; poll until terminal.
+    WaitNodeGroupCreate { stack_id: String },
+    /// Nodegroup delete: intent to delete the nodegroup's stack committed.
+    DeleteNodeGroupStack { attempt: u32 },
+    /// Nodegroup delete: delete requested; poll until gone.
+    WaitNodeGroupDelete { stack_id: String },
 }
 
 /// The one active operation of a cluster.
@@ -284,6 +347,13 @@ pub struct Operation {
     /// Resize: servers (ids or names) to remove first, through the stack's removal policy.
     #[serde(default)]
     pub nodes_to_remove: Vec<String>,
+    /// The nodegroup the operation acts on (nodegroup create/delete, resize, upgrade); `None`
+    /// for the cluster's default nodegroups.
+    #[serde(default)]
+    pub nodegroup: Option<NodeGroupId>,
+    /// Upgrade: the target versions.
+    #[serde(default)]
+    pub upgrade: Option<UpgradeSpec>,
 }
 
 /// Quota row (only resource `Cluster` exists).

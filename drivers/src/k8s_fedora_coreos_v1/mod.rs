@@ -11,6 +11,7 @@
 //!   when floating IPs are disabled), whatever `master_lb_enabled` says.
 //! - No SoftwareDeployments: nodes get their parameters through `user_data`.
 
+mod nodegroup;
 mod outputs;
 pub(crate) mod params;
 
@@ -118,6 +119,28 @@ impl Driver for K8sFedoraCoreosV1 {
 
     fn map_outputs(&self, opts: &OutputOptions, stack: &Stack) -> ClusterOutputs {
         outputs::map_outputs(opts, stack)
+    }
+
+    fn supports_nodegroups(&self) -> bool {
+        true
+    }
+
+    fn nodegroup_stack_request(
+        &self,
+        cluster: &ClusterSpec,
+        ng: &crate::NodeGroupSpec,
+        cluster_stack: &Stack,
+    ) -> Result<CreateStack, DriverError> {
+        let name = self.nodegroup_stack_name(&cluster.name, &ng.name, ng.uuid);
+        nodegroup::stack_request(cluster, ng, cluster_stack, name)
+    }
+
+    fn supports_upgrade(&self) -> bool {
+        true
+    }
+
+    fn upgrade_request(&self, up: &crate::UpgradeSpec) -> Result<UpdateStack, DriverError> {
+        nodegroup::upgrade_request(up)
     }
 }
 

@@ -1,0 +1,543 @@
+//! Nodegroup operations on three conductors in one process with an in-memory cloud: a
+//! nodegroup's own stack is created exactly once across a leader shutdown mid-create, and the
+//! nodegroup and cluster deletes remove every stack.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use async_trait::async_trait;
+use magnum_conductor::cloud::{Cloud, CloudError, StackHandle, StackState};
+use magnum_conductor::node::{Conductor, ConductorConfig};
+use magnum_conductor::reconciler::ReconcilerConfig;
+use magnum_proto::*;
+use magnum_raft::{NodeAddr, RaftConfig};
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// name → (id, status, ready at)
+type Stacks = HashMap<String, (String, String, Instant)>;
+
+#[derive(Default)]
+struct FakeCloud {
+    stacks: Arc<Mutex<Stacks>>,
+    creates: Arc<Mutex<u32>>,
+    /// Create calls received (the server may still be working on them).
+    create_calls: Mutex<u32>,
+    /// Server-side time before a stack create takes effect. The work goes on even if the caller
+    /// gives up, as with a real Heat.
+    create_delay: Duration,
+    /// Worker counts of the stack updates received.
+    updates: Mutex<Vec<u32>>,
+    /// Nodegroup stacks that took effect.
+    ng_creates: Arc<Mutex<u32>>,
+    /// Stacks deleted, in order.
+    deleted: Mutex<Vec<String>>,
+    /// Stacks PATCHed, in order.
+    patched: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Cloud for FakeCloud {
+    fn stack_name(&self, c: &ClusterView) -> String {
+        format!(
+            "{}-{}",
+            c.cluster.name,
+            &c.cluster.uuid.0.simple().to_string()[..12]
+        )
+    }
+    async fn create_stack(
+        &self,
+        _op: &Operation,
+        c: &ClusterView,
+    ) -> Result<StackHandle, CloudError> {
+        let name = self.stack_name(c);
+        *self.create_calls.lock().unwrap() += 1;
+        let (stacks, creates, delay) =
+            (self.stacks.clone(), self.creates.clone(), self.create_delay);
+        let server = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut s = stacks.lock().unwrap();
+            if s.get(&name)
+                .is_some_and(|(_, st, _)| st != "DELETE_COMPLETE")
+            {
+                return Err(CloudError::Conflict(name));
+            }
+            *creates.lock().unwrap() += 1;
+            let id = uuid::Uuid::new_v4().to_string();
+            s.insert(
+                name.clone(),
+                (
+                    id.clone(),
+                    "CREATE_IN_PROGRESS".into(),
+                    Instant::now() + Duration::from_millis(300),
+                ),
+            );
+            Ok(StackHandle { name, id })
+        });
+        server
+            .await
+            .map_err(|e| CloudError::Transient(e.to_string()))?
+    }
+    async fn find_stack(
+        &self,
+        _p: &ProjectId,
+        name_or_id: &str,
+    ) -> Result<Option<StackHandle>, CloudError> {
+        let s = self.stacks.lock().unwrap();
+        Ok(s.iter()
+            .find(|(n, (id, st, _))| {
+                (*n == name_or_id && st != "DELETE_COMPLETE") || id == name_or_id
+            })
+            .map(|(n, (id, _, _))| StackHandle {
+                name: n.clone(),
+                id: id.clone(),
+            }))
+    }
+    async fn get_stack(
+        &self,
+        _p: &ProjectId,
+        h: &StackHandle,
+        _op: &Operation,
+        c: &ClusterView,
+        _o: bool,
+    ) -> Result<Option<StackState>, CloudError> {
+        let mut s = self.stacks.lock().unwrap();
+        let Some((_, st, ready)) = s.get_mut(&h.name) else {
+            return Ok(None);
+        };
+        if st.ends_with("IN_PROGRESS") && Instant::now() >= *ready {
+            *st = st.replace("IN_PROGRESS", "COMPLETE");
+        }
+        let outputs = StackOutputs {
+            api_address: Some("https://10.0.0.2:6443".into()),
+            master_addresses: vec!["10.0.0.2".into()],
+            node_addresses: (0..c.node_count())
+                .map(|i| format!("10.0.0.{}", 10 + i))
+                .collect(),
+            coe_version: None,
+        };
+        Ok(Some(StackState {
+            status: st.clone(),
+            reason: None,
+            outputs: Some(outputs),
+        }))
+    }
+    async fn update_stack(
+        &self,
+        _op: &Operation,
+        c: &ClusterView,
+        h: &StackHandle,
+    ) -> Result<(), CloudError> {
+        self.updates.lock().unwrap().push(c.node_count());
+        self.patched.lock().unwrap().push(h.name.clone());
+        match self.stacks.lock().unwrap().get_mut(&h.name) {
+            Some((_, st, _)) if st.ends_with("IN_PROGRESS") => {
+                Err(CloudError::Transient(format!("409: stack is {st}")))
+            }
+            Some((_, st, ready)) => {
+                *st = "UPDATE_IN_PROGRESS".into();
+                *ready = Instant::now() + Duration::from_millis(200);
+                Ok(())
+            }
+            None => Err(CloudError::Permanent("stack not found".into())),
+        }
+    }
+    async fn create_nodegroup_stack(
+        &self,
+        _op: &Operation,
+        c: &ClusterView,
+        ng: &NodeGroup,
+    ) -> Result<StackHandle, CloudError> {
+        let name = self.nodegroup_stack_name(c, ng);
+        *self.create_calls.lock().unwrap() += 1;
+        let (stacks, creates, delay) = (
+            self.stacks.clone(),
+            self.ng_creates.clone(),
+            self.create_delay,
+        );
+        let server = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut s = stacks.lock().unwrap();
+            if s.get(&name)
+                .is_some_and(|(_, st, _)| st != "DELETE_COMPLETE")
+            {
+                return Err(CloudError::Conflict(name));
+            }
+            *creates.lock().unwrap() += 1;
+            let id = uuid::Uuid::new_v4().to_string();
+            s.insert(
+                name.clone(),
+                (
+                    id.clone(),
+                    "CREATE_IN_PROGRESS".into(),
+                    Instant::now() + Duration::from_millis(300),
+                ),
+            );
+            Ok(StackHandle { name, id })
+        });
+        server
+            .await
+            .map_err(|e| CloudError::Transient(e.to_string()))?
+    }
+    async fn delete_stack(&self, _p: &ProjectId, h: &StackHandle) -> Result<(), CloudError> {
+        if let Some((_, st, ready)) = self.stacks.lock().unwrap().get_mut(&h.name) {
+            if !st.starts_with("DELETE") {
+                self.deleted.lock().unwrap().push(h.name.clone());
+            }
+            *st = "DELETE_IN_PROGRESS".into();
+            *ready = Instant::now() + Duration::from_millis(100);
+        }
+        Ok(())
+    }
+}
+
+/// A free port below the kernel's ephemeral range (32768+), so that neither a parallel test nor
+/// an outgoing connection can take it between this check and the conductor's bind.
+fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 10_000) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(p < 32_000, "ran out of test ports");
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+struct Cluster3 {
+    nodes: BTreeMap<u64, Option<Conductor>>,
+    cfgs: BTreeMap<u64, ConductorConfig>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn start3(cloud: Arc<FakeCloud>, shards: u32) -> Cluster3 {
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let peers: BTreeMap<u64, NodeAddr> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (r, s))| {
+            (
+                i as u64 + 1,
+                NodeAddr {
+                    raft: format!("127.0.0.1:{r}"),
+                    service: format!("127.0.0.1:{s}"),
+                },
+            )
+        })
+        .collect();
+    let mut c = Cluster3 {
+        nodes: BTreeMap::new(),
+        cfgs: BTreeMap::new(),
+        _dirs: vec![],
+    };
+    for (id, addr) in &peers {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ConductorConfig {
+            node_id: *id,
+            data_dir: dir.path().to_path_buf(),
+            raft_listen: addr.raft.parse().unwrap(),
+            service_listen: addr.service.parse().unwrap(),
+            peers: peers.clone(),
+            shards,
+            replicas: 3,
+            bootstrap: true,
+            raft: RaftConfig {
+                heartbeat_ms: 50,
+                election_min_ms: 300,
+                election_max_ms: 600,
+                ..RaftConfig::default()
+            },
+            reconciler: ReconcilerConfig {
+                poll: Duration::from_millis(50),
+                scan: Duration::from_millis(50),
+                ..Default::default()
+            },
+            cloud: cloud.clone(),
+            heartbeat_interval: Duration::from_millis(200),
+        };
+        c._dirs.push(dir);
+        c.nodes
+            .insert(*id, Some(Conductor::start(cfg.clone()).await.unwrap()));
+        c.cfgs.insert(*id, cfg);
+    }
+    c
+}
+
+fn client(c: &Cluster3) -> ConductorClient {
+    let seeds = c
+        .cfgs
+        .values()
+        .map(|cfg| cfg.service_listen.to_string())
+        .collect();
+    ConductorClient::new(seeds, Duration::from_secs(20)).unwrap()
+}
+
+fn rows(project: &ProjectId) -> (ClusterTemplate, Cluster, Vec<NodeGroup>, Operation) {
+    let t = magnum_proto::fixtures::template(project);
+    let (c, ngs, op) = magnum_proto::fixtures::cluster_rows(&t, "k8s", 1, 3);
+    (t, c, ngs, op)
+}
+
+/// A template and a cluster using it, as the API would submit them; returns the cluster id.
+async fn create_cluster(cl: &ConductorClient, shard: ShardId, project: &ProjectId) -> ClusterId {
+    let (t, cluster, nodegroups, operation) = rows(project);
+    let id = cluster.uuid;
+    send(cl, shard, ShardCommand::CreateTemplate { template: t })
+        .await
+        .unwrap();
+    send(
+        cl,
+        shard,
+        ShardCommand::CreateCluster {
+            cluster,
+            nodegroups,
+            operation,
+        },
+    )
+    .await
+    .unwrap();
+    id
+}
+
+#[allow(dead_code)]
+async fn stop_all(c: &mut Cluster3) {
+    for n in c.nodes.values_mut() {
+        if let Some(n) = n.take() {
+            n.shutdown().await;
+        }
+    }
+}
+
+async fn send(cl: &ConductorClient, shard: ShardId, command: ShardCommand) -> ShardResponse {
+    cl.command(
+        shard,
+        &ShardRequest {
+            request_id: Some(RequestId::new_v4()),
+            command,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn wait_status(
+    cl: &ConductorClient,
+    shard: ShardId,
+    id: ClusterId,
+    want: Option<ClusterStatus>,
+) -> Option<ClusterView> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = match cl.query(shard, &ShardQuery::Cluster { id }).await.unwrap() {
+            QueryResult::Cluster(v) => v.map(|b| *b),
+            other => panic!("{other:?}"),
+        };
+        if v.as_ref().map(|v| v.cluster.status) == want {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster never reached {want:?}: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn new_nodegroup(v: &ClusterView, name: &str, count: u32) -> NodeGroup {
+    let mut n = v
+        .nodegroups
+        .iter()
+        .find(|n| n.is_default && !n.is_master())
+        .cloned()
+        .unwrap();
+    n.uuid = NodeGroupId::new_v4();
+    n.name = name.into();
+    n.node_count = count;
+    n.is_default = false;
+    n
+}
+
+fn ng_op(project: &ProjectId) -> Operation {
+    let t = magnum_proto::fixtures::template(project);
+    let mut op = magnum_proto::fixtures::cluster_rows(&t, "x", 1, 1).2;
+    op.id = OpId::new_v4();
+    op
+}
+
+async fn wait_nodegroup(
+    cl: &ConductorClient,
+    shard: ShardId,
+    id: ClusterId,
+    name: &str,
+    want: Option<ClusterStatus>,
+) -> Option<NodeGroup> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = match cl.query(shard, &ShardQuery::Cluster { id }).await.unwrap() {
+            QueryResult::Cluster(v) => v.map(|b| *b),
+            other => panic!("{other:?}"),
+        };
+        let ng = v.and_then(|v| v.nodegroups.into_iter().find(|n| n.name == name));
+        match (&ng, want) {
+            (None, None) => return None,
+            (Some(n), Some(w)) if n.status == Some(w) => return ng,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never reached {want:?}: {ng:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn live_stacks(cloud: &FakeCloud) -> Vec<String> {
+    cloud
+        .stacks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, (_, st, _))| !st.starts_with("DELETE"))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodegroup_create_survives_a_leader_shutdown_with_one_stack() {
+    let cloud = Arc::new(FakeCloud {
+        create_delay: Duration::from_millis(800),
+        ..FakeCloud::default()
+    });
+    let mut c = start3(cloud.clone(), 1).await;
+    let cl = client(&c);
+    let project = ProjectId::from("proj-ng");
+    let shard = shard_of(&project, cl.shards().await.unwrap());
+    let id = create_cluster(&cl, shard, &project).await;
+    let v = wait_status(&cl, shard, id, Some(ClusterStatus::CREATE_COMPLETE))
+        .await
+        .unwrap();
+    let calls_before = *cloud.create_calls.lock().unwrap();
+    let create = ShardCommand::CreateNodeGroup {
+        nodegroup: new_nodegroup(&v, "ng1", 2),
+        operation: ng_op(&project),
+        at: Timestamp::now(),
+    };
+    send(&cl, shard, create).await.unwrap();
+    // The nodegroup stack create is on its way: stop the leader before Heat answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while *cloud.create_calls.lock().unwrap() == calls_before {
+        assert!(Instant::now() < deadline, "the create call never left");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let leader = cl.leader_of(shard).await.unwrap().unwrap();
+    if let Some(node) = c.nodes.get_mut(&leader.0).and_then(Option::take) {
+        node.shutdown().await;
+    }
+    let ng = wait_nodegroup(&cl, shard, id, "ng1", Some(ClusterStatus::CREATE_COMPLETE))
+        .await
+        .unwrap();
+    let v = wait_status(&cl, shard, id, Some(ClusterStatus::UPDATE_COMPLETE))
+        .await
+        .unwrap();
+    assert_eq!(
+        *cloud.ng_creates.lock().unwrap(),
+        1,
+        "exactly one nodegroup stack"
+    );
+    assert!(
+        *cloud.create_calls.lock().unwrap() > calls_before + 1,
+        "the new leader repeated the create and adopted the stack"
+    );
+    let stacks = cloud.stacks.lock().unwrap().clone();
+    let name = magnum_drivers::nodegroup_stack_name(&v.cluster.name, "ng1", ng.uuid.0);
+    assert_eq!(
+        ng.stack_id.as_deref(),
+        stacks.get(&name).map(|s| s.0.as_str())
+    );
+
+    // The stopped node comes back; then the nodegroup goes, stack first.
+    let cfg = ConductorConfig {
+        bootstrap: false,
+        ..c.cfgs[&leader.0].clone()
+    };
+    c.nodes
+        .insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
+    let del = ShardCommand::DeleteNodeGroup {
+        cluster: id,
+        nodegroup: ng.uuid,
+        operation: ng_op(&project),
+        at: Timestamp::now(),
+    };
+    send(&cl, shard, del).await.unwrap();
+    assert!(wait_nodegroup(&cl, shard, id, "ng1", None).await.is_none());
+    let v = wait_status(&cl, shard, id, Some(ClusterStatus::UPDATE_COMPLETE))
+        .await
+        .unwrap();
+    assert_eq!(v.nodegroups.len(), 2);
+    assert!(!live_stacks(&cloud).contains(&name));
+    stop_all(&mut c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_delete_removes_nodegroup_stacks_before_the_cluster_stack() {
+    let cloud = Arc::new(FakeCloud::default());
+    let mut c = start3(cloud.clone(), 1).await;
+    let cl = client(&c);
+    let project = ProjectId::from("proj-ngd");
+    let shard = shard_of(&project, cl.shards().await.unwrap());
+    let id = create_cluster(&cl, shard, &project).await;
+    let v = wait_status(&cl, shard, id, Some(ClusterStatus::CREATE_COMPLETE))
+        .await
+        .unwrap();
+    for name in ["ng1", "ng2"] {
+        let create = ShardCommand::CreateNodeGroup {
+            nodegroup: new_nodegroup(&v, name, 1),
+            operation: ng_op(&project),
+            at: Timestamp::now(),
+        };
+        send(&cl, shard, create).await.unwrap();
+        wait_nodegroup(&cl, shard, id, name, Some(ClusterStatus::CREATE_COMPLETE)).await;
+    }
+    // Resizing a nodegroup PATCHes its own stack with its own count.
+    let ng1 = wait_nodegroup(&cl, shard, id, "ng1", Some(ClusterStatus::CREATE_COMPLETE))
+        .await
+        .unwrap();
+    let resize = ShardCommand::ResizeCluster {
+        id,
+        nodegroup: ng1.uuid,
+        node_count: 4,
+        nodes_to_remove: vec![],
+        operation: ng_op(&project),
+        at: Timestamp::now(),
+    };
+    send(&cl, shard, resize).await.unwrap();
+    wait_nodegroup(&cl, shard, id, "ng1", Some(ClusterStatus::UPDATE_COMPLETE)).await;
+    assert_eq!(*cloud.updates.lock().unwrap(), vec![v.node_count() + 1 + 4]);
+    let ng1_stack = magnum_drivers::nodegroup_stack_name(&v.cluster.name, "ng1", ng1.uuid.0);
+    assert_eq!(*cloud.patched.lock().unwrap(), vec![ng1_stack]);
+    assert_eq!(live_stacks(&cloud).len(), 3);
+    let del = ShardCommand::DeleteCluster {
+        id,
+        op: OpId::new_v4(),
+        at: Timestamp::now(),
+        deadline: Timestamp::now().plus_secs(600),
+    };
+    send(&cl, shard, del).await.unwrap();
+    assert!(wait_status(&cl, shard, id, None).await.is_none());
+    assert!(live_stacks(&cloud).is_empty());
+    let deleted = cloud.deleted.lock().unwrap().clone();
+    assert_eq!(deleted.len(), 3, "{deleted:?}");
+    assert_eq!(
+        deleted[2],
+        cloud.stack_name(&v),
+        "the cluster stack goes last"
+    );
+    stop_all(&mut c).await;
+}
