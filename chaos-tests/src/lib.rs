@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod load;
+pub mod real_heat;
 
 use magnum_proto::ConductorClient;
 use serde_json::Value;
