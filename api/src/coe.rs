@@ -43,6 +43,8 @@ pub fn default_drivers() -> Vec<DriverDef> {
         ),
         DriverDef::new("mesos_ubuntu_v1", "vm", "ubuntu", "mesos"),
         DriverDef::new("dcos_centos_v1", "vm", "centos", "dcos"),
+        // Test driver: stacks of OS::Heat resources only (runs on a Heat without Nova/Neutron).
+        DriverDef::new("heat_test_v1", "vm", "heat-test", "kubernetes"),
     ]
 }
 

@@ -467,6 +467,7 @@ async fn sim_backend(prefix: &str) -> (magnum_cloud_sim::SimHandle, Backend) {
         container_infra_url: None,
         time_scale: 1.0,
         state_file: None,
+        heat_url: None,
     })
     .await
     .unwrap();

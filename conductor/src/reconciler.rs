@@ -362,7 +362,10 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                     advance(ctx, op, OpEvent::Failed { reason }).await
                 }
                 Some(s) if s.status == "DELETE_IN_PROGRESS" => Ok(Progress::Wait),
-                // Something else runs on the stack (a create still finishing): ask again.
+                // Heat took the delete and is cancelling the running action first (the legacy
+                // engine lets the running resource finish): re-sending would restart that.
+                Some(s) if s.status.ends_with("_IN_PROGRESS") => Ok(Progress::Wait),
+                // The delete did not take (the stack ended another action): ask again.
                 Some(_) => {
                     confirm_leadership(ctx).await?;
                     ctx.cloud.delete_stack(project, &handle).await?;

@@ -219,6 +219,10 @@ pub struct CloudSimArgs {
     /// Persist simulated state here so cloud-sim can restart.
     #[arg(long)]
     pub state_file: Option<PathBuf>,
+    /// Put this Heat (e.g. a real one, `http://127.0.0.1:18004/v1/admin`) in the catalog as the
+    /// orchestration endpoint instead of cloud-sim's own; `%(tenant_id)s` is substituted.
+    #[arg(long)]
+    pub heat_url: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -19,6 +19,7 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
         container_infra_url: Some(format!("{api_url}/v1")),
         time_scale: d.time_scale,
         state_file: Some(d.data_dir.join("cloud-sim.json")),
+        heat_url: None,
     };
     std::fs::create_dir_all(&d.data_dir)?;
     let sim = magnum_cloud_sim::serve(sim_config(&sim_args))

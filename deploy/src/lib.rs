@@ -147,6 +147,7 @@ pub(crate) fn sim_config(s: &CloudSimArgs) -> magnum_cloud_sim::SimConfig {
         container_infra_url: s.container_infra_url.clone(),
         time_scale: s.time_scale,
         state_file: s.state_file.clone(),
+        heat_url: s.heat_url.clone(),
     }
 }
 

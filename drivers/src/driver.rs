@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::DriverError;
+use crate::heat_test_v1::HeatTestV1;
 use crate::k8s_fedora_coreos_v1::K8sFedoraCoreosV1;
 use crate::openstack::{CreateStack, Stack, UpdateStack};
 
@@ -298,7 +299,9 @@ pub trait Driver: Send + Sync + fmt::Debug {
 
 static K8S_FEDORA_COREOS_V1: K8sFedoraCoreosV1 = K8sFedoraCoreosV1;
 
-static DRIVERS: &[&(dyn Driver + 'static)] = &[&K8S_FEDORA_COREOS_V1];
+static HEAT_TEST_V1: HeatTestV1 = HeatTestV1;
+
+static DRIVERS: &[&(dyn Driver + 'static)] = &[&K8S_FEDORA_COREOS_V1, &HEAT_TEST_V1];
 
 /// Every registered driver.
 pub fn all_drivers() -> &'static [&'static dyn Driver] {
@@ -336,7 +339,7 @@ mod tests {
             "k8s_fedora_coreos_v1"
         );
         assert!(driver_by_name("k8s_fedora_atomic_v1").is_none());
-        assert_eq!(all_drivers().len(), 1);
+        assert!(driver_by_name("heat_test_v1").is_some());
     }
 
     #[test]

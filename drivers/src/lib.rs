@@ -22,6 +22,7 @@
 
 pub mod driver;
 pub mod error;
+pub mod heat_test_v1;
 pub mod k8s_fedora_coreos_v1;
 pub mod naming;
 pub mod openstack;

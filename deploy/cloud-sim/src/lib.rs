@@ -17,7 +17,7 @@
 //! # async fn demo() -> Result<(), magnum_cloud_sim::SimError> {
 //! use magnum_cloud_sim::{serve, SimConfig};
 //! let sim = serve(SimConfig { listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-//!     container_infra_url: None, time_scale: 0.01, state_file: None }).await?;
+//!     container_infra_url: None, time_scale: 0.01, state_file: None, heat_url: None }).await?;
 //! println!("OS_AUTH_URL={}/identity/v3", sim.base_url());
 //! sim.shutdown().await;
 //! # Ok(()) }
@@ -110,6 +110,10 @@ pub struct SimConfig {
     pub time_scale: f64,
     /// Persist Heat stacks and Keystone tokens here (JSON) and reload them at start.
     pub state_file: Option<PathBuf>,
+    /// An external Heat to list in the catalog as `orchestration` instead of cloud-sim's own
+    /// (`%(tenant_id)s` / `$(project_id)s` are substituted): the conductor then drives that Heat
+    /// while cloud-sim still serves Keystone and the look-ups.
+    pub heat_url: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -119,6 +123,7 @@ impl Default for SimConfig {
             container_infra_url: None,
             time_scale: 1.0,
             state_file: None,
+            heat_url: None,
         }
     }
 }
@@ -194,6 +199,7 @@ impl Drop for SimHandle {
 pub(crate) struct Sim {
     pub(crate) base_url: String,
     pub(crate) container_infra_url: Option<String>,
+    pub(crate) heat_url: Option<String>,
     pub(crate) time_scale: f64,
     pub(crate) keystone: Mutex<keystone::tokens::TokenStore>,
     pub(crate) heat: Mutex<heat::HeatState>,
@@ -263,6 +269,7 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
     let sim = Arc::new(Sim {
         base_url: base_url.clone(),
         container_infra_url: cfg.container_infra_url.clone(),
+        heat_url: cfg.heat_url.clone(),
         time_scale,
         keystone: Mutex::new(tokens),
         heat: Mutex::new(heat_state),
