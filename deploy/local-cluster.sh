@@ -75,7 +75,7 @@ write_cmd() {
     cloud-sim)
       echo "$b cloud-sim --listen $host:$(sim_port) --container-infra-url http://$host:$(api_port)/v1 --time-scale $time_scale --state-file $dir/cloud-sim/state.json ${MAGNUM_SIM_ARGS:-}" ;;
     conductor)
-      echo "$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
+      echo "$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
     api)
       local c=() n
       for n in "${nodes[@]}"; do c+=(--conductor "$host:$(svc_port "$n")"); done

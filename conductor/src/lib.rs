@@ -11,6 +11,7 @@
 pub mod certs;
 pub mod cloud;
 mod controller;
+pub mod health;
 pub mod heartbeat;
 pub mod heat_cloud;
 mod hosting;
@@ -25,7 +26,9 @@ pub mod placement;
 pub mod reconciler;
 pub mod service;
 pub mod state;
+mod state_sync;
 mod state_update;
+pub mod sync;
 
 pub use state::ShardState;
 

@@ -20,6 +20,15 @@ pub struct ReconcilerConfig {
     /// How often the shard is scanned for operations without a worker.
     pub scan: Duration,
     pub max_backoff: Duration,
+    /// Status sync of clusters with no operation (`sync.rs`; Magnum: 10 s).
+    pub sync: Duration,
+    /// A cluster left `*_IN_PROGRESS` by Heat (no operation) this long is failed by the conductor.
+    pub stalled_after: Duration,
+    /// Health polling (`health.rs`; Magnum: 60 s). Zero disables it.
+    pub health: Duration,
+    /// Where a cluster's Kubernetes API is reached, `{stack_id}`/`{cluster_uuid}` substituted
+    /// (e.g. cloud-sim's simulated endpoints); `None` uses the cluster's `api_address`.
+    pub cluster_api_url: Option<String>,
 }
 
 impl Default for ReconcilerConfig {
@@ -28,6 +37,10 @@ impl Default for ReconcilerConfig {
             poll: Duration::from_secs(2),
             scan: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            sync: Duration::from_secs(10),
+            stalled_after: Duration::from_secs(3600),
+            health: Duration::from_secs(60),
+            cluster_api_url: None,
         }
     }
 }

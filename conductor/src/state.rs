@@ -127,6 +127,21 @@ impl ShardState {
                 Ok(CommandOk::Done)
             }
             ShardCommand::Canary { key, value } => self.canary(key, value),
+            ShardCommand::SyncStatus {
+                epoch,
+                cluster,
+                status,
+                reason,
+                outputs,
+                at,
+            } => self.sync_status(*epoch, *cluster, *status, reason, outputs.as_ref(), *at),
+            ShardCommand::ObserveHealth {
+                epoch,
+                cluster,
+                health_status,
+                health_status_reason,
+                at,
+            } => self.observe_health(*epoch, *cluster, health_status, health_status_reason, *at),
             ShardCommand::UpdateCluster {
                 id,
                 node_count,
@@ -532,7 +547,7 @@ impl ShardState {
         }
     }
 
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         id: ClusterId,
         status: ClusterStatus,

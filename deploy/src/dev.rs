@@ -64,6 +64,11 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
             raft: magnum_raft::RaftConfig::default(),
             reconciler: ReconcilerConfig {
                 poll: Duration::from_secs(1),
+                // cloud-sim simulates each cluster's Kubernetes API for health polling.
+                cluster_api_url: Some(format!(
+                    "http://127.0.0.1:{}/sim/k8s/{{stack_id}}",
+                    d.cloud_sim_port
+                )),
                 ..ReconcilerConfig::default()
             },
             cloud: Arc::new(cloud),

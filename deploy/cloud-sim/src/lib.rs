@@ -76,6 +76,7 @@ mod admin;
 mod error;
 mod faults;
 mod heat;
+mod k8s;
 mod keystone;
 mod lookups;
 mod persist;
@@ -205,6 +206,7 @@ pub(crate) struct Sim {
     pub(crate) heat: Mutex<heat::HeatState>,
     pub(crate) runtime: Mutex<heat::Runtime>,
     pub(crate) faults: Mutex<faults::FaultSet>,
+    pub(crate) k8s: Mutex<k8s::K8sState>,
     pub(crate) state_file: Option<PathBuf>,
     pub(crate) persist_notify: Notify,
 }
@@ -275,6 +277,7 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
         heat: Mutex::new(heat_state),
         runtime: Mutex::new(heat::Runtime::default()),
         faults: Mutex::new(faults::FaultSet::default()),
+        k8s: Mutex::new(k8s::K8sState::default()),
         state_file: cfg.state_file.clone(),
         persist_notify: Notify::new(),
     });
@@ -313,6 +316,7 @@ fn router(sim: Arc<Sim>) -> Router {
         .merge(heat::api::routes())
         .merge(lookups::routes())
         .merge(admin::routes())
+        .merge(k8s::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             sim.clone(),
