@@ -281,7 +281,8 @@ mod tests {
     }
 
     fn cluster(status: ClusterStatus) -> Cluster {
-        let mut c = fixtures::cluster();
+        let t = fixtures::template(&ProjectId::from("p"));
+        let (mut c, _, _) = fixtures::cluster_rows(&t, "c", 1, 1);
         c.status = status;
         c
     }
