@@ -15,6 +15,9 @@ if ! command -v curl >/dev/null; then
 fi
 echo "== installing the openstack CLI (python-openstackclient + python-magnumclient) =="
 bash "$peers/peers.sh" install osc
+echo "== installing real Heat (heat_real and failover_real_heat tests start it with peers.sh up heat) =="
+bash "$peers/peers.sh" install heat
+export PEERS_TOOLS=$peers
 
 echo "== fmt and clippy =="
 cargo fmt --all -- --check

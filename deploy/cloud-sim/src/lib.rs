@@ -51,6 +51,8 @@
 //! | `POST /sim/heat/engine` `{"legacy_locking":true}` | legacy-engine locking: update of an `*_IN_PROGRESS` stack → 409 `ActionInProgress`, PATCH of a non-COMPLETE stack → 400 (default false = convergence: 202 and a new traversal) |
 //! | `POST /sim/keystone/token_ttl` `{"seconds":N}` | lifetime of tokens issued from now on (default 3600) |
 //! | `POST /sim/reset` | forget all stacks, tokens, faults, latency overrides; TTL back to default |
+//! | `GET /sim/k8s/{stack_id}/healthz`, `/sim/k8s/{stack_id}/api/v1/nodes` | simulated Kubernetes API of a cluster's stack (health polling) |
+//! | `POST /sim/k8s/{stack_id}` `{"healthz":..,"not_ready":[..],"reachable":false}` | override those answers |
 //!
 //! Faults (`count` = number of matching calls/actions affected, default 1, 0 = until cleared;
 //! `method` omitted or `*` = any; `path_glob` is matched against the request path, `*` spans `/`):
