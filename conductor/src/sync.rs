@@ -13,15 +13,22 @@
 //!   "Stack with id X not found in Heat."; the user can then delete it (the delete finds no stack
 //!   and drops the rows at once);
 //! - stack `DELETE_IN_PROGRESS` (deleted in Heat directly): no change until it is gone;
-//! - stack status differs: the cluster takes the stack's status verbatim (outputs re-read for
+//! - stack status changed since this leader last saw it and differs from the cluster's: the
+//!   cluster takes the stack's status verbatim (outputs re-read for
 //!   `CREATE_COMPLETE`, `CREATE_FAILED`, `UPDATE_COMPLETE`), with Heat's reason on failures;
 //! - same `*_IN_PROGRESS` for longer than `stalled_after` since the cluster last changed:
 //!   `<ACTION>_FAILED` "... timed out in the conductor ...".
+//!
+//! "Changed since last seen" keeps the conductor's own verdicts: a create failed by the
+//! conductor's deadline, or an update Heat refused (400), leaves the stack in another state on
+//! purpose, and copying that back would undo them. The first look after gaining leadership only
+//! records the stack's status (a change made during the failover is not copied).
 use crate::cloud::{Cloud, StackHandle, StackState};
 use crate::logic::ShardLogic;
 use crate::reconciler::ReconcilerConfig;
 use magnum_proto::*;
 use magnum_raft::Group;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +59,7 @@ pub fn decide(
     cluster: &Cluster,
     stack_id: &str,
     stack: Option<&StackState>,
+    last_seen: Option<&str>,
     stalled: bool,
 ) -> Option<Decision> {
     let gone = match stack {
@@ -80,7 +88,7 @@ pub fn decide(
     if heat == ClusterStatus::DELETE_IN_PROGRESS {
         return None;
     }
-    if heat != cluster.status {
+    if heat != cluster.status && last_seen.is_some_and(|l| l != s.status) {
         let reason = if heat.is_failed() {
             s.reason.clone()
         } else {
@@ -162,24 +170,34 @@ pub async fn run(
     if cfg.sync.is_zero() {
         return;
     }
+    // Last stack status seen per cluster (in memory: rebuilt by each new leader).
+    let mut seen: HashMap<ClusterId, String> = HashMap::new();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(cfg.sync) => {}
         }
-        for (view, template) in candidates(&group) {
+        let list = candidates(&group);
+        seen.retain(|id, _| list.iter().any(|(v, _)| v.cluster.uuid == *id));
+        for (view, template) in list {
             if cancel.is_cancelled() {
                 return;
             }
-            let span = info_span!("sync", cluster = %view.cluster.uuid, epoch);
-            if let Err(e) = sync_one(&group, cloud.as_ref(), epoch, &cfg, view, template)
+            let id = view.cluster.uuid;
+            let span = info_span!("sync", cluster = %id, epoch);
+            let last = seen.get(&id).cloned();
+            match sync_one(&group, cloud.as_ref(), epoch, &cfg, view, template, last)
                 .instrument(span)
                 .await
             {
-                if e == "stale" {
-                    return;
+                Ok(Some(status)) => {
+                    seen.insert(id, status);
                 }
-                warn!(error = %e, "status sync failed, next round retries");
+                Ok(None) => {
+                    seen.remove(&id);
+                }
+                Err(e) if e == "stale" => return,
+                Err(e) => warn!(error = %e, "status sync failed, next round retries"),
             }
         }
     }
@@ -192,9 +210,10 @@ async fn sync_one(
     cfg: &ReconcilerConfig,
     view: ClusterView,
     template: Option<ClusterTemplate>,
-) -> Result<(), String> {
+    last_seen: Option<String>,
+) -> Result<Option<String>, String> {
     let Some(stack_id) = view.cluster.stack_id.clone() else {
-        return Ok(());
+        return Ok(None);
     };
     let project = view.cluster.project_id.clone();
     let handle = StackHandle {
@@ -210,8 +229,15 @@ async fn sync_one(
     let since = view.cluster.updated_at.unwrap_or(view.cluster.created_at);
     let stalled_us = i64::try_from(cfg.stalled_after.as_micros()).unwrap_or(i64::MAX);
     let stalled = Timestamp::now().0.saturating_sub(since.0) > stalled_us;
-    let Some(d) = decide(&view.cluster, &stack_id, state.as_ref(), stalled) else {
-        return Ok(());
+    let observed = state.as_ref().map(|s| s.status.clone());
+    let Some(d) = decide(
+        &view.cluster,
+        &stack_id,
+        state.as_ref(),
+        last_seen.as_deref(),
+        stalled,
+    ) else {
+        return Ok(observed);
     };
     // Outputs need the driver, i.e. the template (it may live in another shard).
     let outputs = if d.with_outputs && has_template {
@@ -232,7 +258,7 @@ async fn sync_one(
         outputs,
         at: Timestamp::now(),
     };
-    propose(group, cmd).await
+    propose(group, cmd).await.map(|()| observed)
 }
 
 /// Proposes an observation; `Err("stale")` when this node no longer owns the shard.
@@ -290,7 +316,7 @@ mod tests {
     #[test]
     fn vanished_stack_fails_the_cluster_once() {
         let c = cluster(ClusterStatus::CREATE_COMPLETE);
-        let d = decide(&c, "s1", None, false).unwrap();
+        let d = decide(&c, "s1", None, None, false).unwrap();
         assert_eq!(d.status, ClusterStatus::CREATE_FAILED);
         assert_eq!(
             d.reason.as_deref(),
@@ -299,13 +325,19 @@ mod tests {
         let mut c2 = c.clone();
         c2.status = d.status;
         c2.status_reason = d.reason;
-        assert_eq!(decide(&c2, "s1", None, false), None, "written once");
+        assert_eq!(decide(&c2, "s1", None, None, false), None, "written once");
         let c = cluster(ClusterStatus::UPDATE_IN_PROGRESS);
-        let d = decide(&c, "s1", Some(&state("DELETE_COMPLETE", None)), false).unwrap();
+        let d = decide(&c, "s1", Some(&state("DELETE_COMPLETE", None)), None, false).unwrap();
         assert_eq!(d.status, ClusterStatus::UPDATE_FAILED);
         let c = cluster(ClusterStatus::UPDATE_COMPLETE);
         assert_eq!(
-            decide(&c, "s1", Some(&state("DELETE_IN_PROGRESS", None)), false),
+            decide(
+                &c,
+                "s1",
+                Some(&state("DELETE_IN_PROGRESS", None)),
+                Some("UPDATE_COMPLETE"),
+                false
+            ),
             None
         );
     }
@@ -313,18 +345,42 @@ mod tests {
     #[test]
     fn changed_stack_is_copied() {
         let c = cluster(ClusterStatus::CREATE_COMPLETE);
-        let d = decide(&c, "s", Some(&state("UPDATE_FAILED", Some("boom"))), false).unwrap();
+        let failed = state("UPDATE_FAILED", Some("boom"));
+        assert_eq!(
+            decide(&c, "s", Some(&failed), None, false),
+            None,
+            "first look only records"
+        );
+        assert_eq!(
+            decide(&c, "s", Some(&failed), Some("UPDATE_FAILED"), false),
+            None,
+            "unchanged stack: the cluster's own verdict stays"
+        );
+        let d = decide(&c, "s", Some(&failed), Some("CREATE_COMPLETE"), false).unwrap();
         assert_eq!(d.status, ClusterStatus::UPDATE_FAILED);
         assert_eq!(d.reason.as_deref(), Some("boom"));
         assert!(!d.with_outputs);
         let c = cluster(ClusterStatus::UPDATE_IN_PROGRESS);
-        let d = decide(&c, "s", Some(&state("UPDATE_COMPLETE", Some("ok"))), false).unwrap();
+        let d = decide(
+            &c,
+            "s",
+            Some(&state("UPDATE_COMPLETE", Some("ok"))),
+            Some("UPDATE_IN_PROGRESS"),
+            false,
+        )
+        .unwrap();
         assert_eq!(d.status, ClusterStatus::UPDATE_COMPLETE);
         assert_eq!(d.reason, None);
         assert!(d.with_outputs);
         let c = cluster(ClusterStatus::CREATE_COMPLETE);
         assert_eq!(
-            decide(&c, "s", Some(&state("CREATE_COMPLETE", None)), true),
+            decide(
+                &c,
+                "s",
+                Some(&state("CREATE_COMPLETE", None)),
+                Some("X"),
+                true
+            ),
             None
         );
     }
@@ -333,8 +389,9 @@ mod tests {
     fn stalled_in_progress_times_out() {
         let c = cluster(ClusterStatus::UPDATE_IN_PROGRESS);
         let s = state("UPDATE_IN_PROGRESS", None);
-        assert_eq!(decide(&c, "s", Some(&s), false), None);
-        let d = decide(&c, "s", Some(&s), true).unwrap();
+        let last = Some("UPDATE_IN_PROGRESS");
+        assert_eq!(decide(&c, "s", Some(&s), last, false), None);
+        let d = decide(&c, "s", Some(&s), last, true).unwrap();
         assert_eq!(d.status, ClusterStatus::UPDATE_FAILED);
         assert!(d.reason.unwrap().contains("timed out"));
     }
