@@ -12,7 +12,8 @@
 # Environment: MAGNUM_BIN (default: the workspace's target/debug/magnum, built if missing),
 # MAGNUM_PORT_BASE (default 21000), MAGNUM_SHARDS (default 16), MAGNUM_POLL_MS (Heat poll, default 1000),
 # MAGNUM_SIM_TIME_SCALE (cloud-sim latency multiplier, default 1.0), MAGNUM_RAFT_ARGS (extra conductor
-# flags, e.g. "--election-min-ms 400 --election-max-ms 800"), RUST_LOG.
+# flags, e.g. "--election-min-ms 400 --election-max-ms 800"), MAGNUM_SIM_ARGS (extra cloud-sim flags, e.g.
+# "--heat-url http://127.0.0.1:18004/v1/admin" to drive a real Heat), RUST_LOG.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,7 +27,7 @@ time_scale=${MAGNUM_SIM_TIME_SCALE:-1.0}
 first_nodes=(1 2 3)
 nodes=(1 2 3)
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # Every conductor of DIR: the first three plus any added one.
 load_nodes() {
@@ -72,9 +73,9 @@ write_cmd() {
   local name=$role${id:+-$id}
   case $role in
     cloud-sim)
-      echo "$b cloud-sim --listen $host:$(sim_port) --container-infra-url http://$host:$(api_port)/v1 --time-scale $time_scale --state-file $dir/cloud-sim/state.json" ;;
+      echo "$b cloud-sim --listen $host:$(sim_port) --container-infra-url http://$host:$(api_port)/v1 --time-scale $time_scale --state-file $dir/cloud-sim/state.json ${MAGNUM_SIM_ARGS:-}" ;;
     conductor)
-      echo "$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
+      echo "$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
     api)
       local c=() n
       for n in "${nodes[@]}"; do c+=(--conductor "$host:$(svc_port "$n")"); done

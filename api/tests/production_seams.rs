@@ -33,6 +33,7 @@ async fn keystone_and_lookups_end_to_end() {
         container_infra_url: None,
         time_scale: 0.01,
         state_file: None,
+        heat_url: None,
     })
     .await
     .unwrap();

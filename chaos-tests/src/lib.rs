@@ -7,6 +7,7 @@
 pub mod differential;
 pub mod load;
 pub mod peers;
+pub mod real_heat;
 
 use magnum_proto::ConductorClient;
 use serde_json::Value;
@@ -55,6 +56,8 @@ pub struct Options {
     pub time_scale: f64,
     /// Extra conductor flags (`MAGNUM_RAFT_ARGS` of local-cluster.sh), e.g. `--vote-audit`.
     pub raft_args: String,
+    /// Extra cloud-sim flags (`MAGNUM_SIM_ARGS`), e.g. `--heat-url URL` for a real Heat.
+    pub sim_args: String,
 }
 
 impl Default for Options {
@@ -64,6 +67,7 @@ impl Default for Options {
             poll_ms: 300,
             time_scale: 0.2,
             raft_args: String::new(),
+            sim_args: String::new(),
         }
     }
 }
@@ -143,7 +147,8 @@ impl Deployment {
             .env("MAGNUM_SHARDS", self.opts.shards.to_string())
             .env("MAGNUM_POLL_MS", self.opts.poll_ms.to_string())
             .env("MAGNUM_SIM_TIME_SCALE", self.opts.time_scale.to_string())
-            .env("MAGNUM_RAFT_ARGS", &self.opts.raft_args);
+            .env("MAGNUM_RAFT_ARGS", &self.opts.raft_args)
+            .env("MAGNUM_SIM_ARGS", &self.opts.sim_args);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,openraft=warn,sled=warn");
         }

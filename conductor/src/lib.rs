@@ -12,6 +12,7 @@ pub mod aggregate;
 pub mod certs;
 pub mod cloud;
 mod controller;
+pub mod health;
 pub mod heartbeat;
 pub mod heat_cloud;
 mod hosting;
@@ -28,8 +29,10 @@ pub mod service;
 pub mod state;
 mod state_federation;
 mod state_nodegroups;
+mod state_sync;
 mod state_update;
 mod state_upgrade;
+pub mod sync;
 
 pub use state::ShardState;
 

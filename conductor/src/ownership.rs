@@ -91,14 +91,24 @@ async fn lead(
         {
             Ok(Ok(Ok(CommandOk::Owned { epoch }))) => {
                 info!(group = group.id(), epoch, "took ownership");
-                reconciler::run(
-                    group.clone(),
-                    cloud.clone(),
-                    epoch,
-                    rcfg.clone(),
-                    cancel.clone(),
-                )
-                .await;
+                // Operations, status sync and health polling: all only on the shard leader.
+                tokio::join!(
+                    reconciler::run(
+                        group.clone(),
+                        cloud.clone(),
+                        epoch,
+                        rcfg.clone(),
+                        cancel.clone(),
+                    ),
+                    crate::sync::run(
+                        group.clone(),
+                        cloud.clone(),
+                        epoch,
+                        rcfg.clone(),
+                        cancel.clone(),
+                    ),
+                    crate::health::run(group.clone(), epoch, rcfg.clone(), cancel.clone()),
+                );
                 return;
             }
             Ok(Ok(Err(CommandError::StaleEpoch { .. }))) => continue,

@@ -22,6 +22,15 @@ pub struct ReconcilerConfig {
     /// How often the shard is scanned for operations without a worker.
     pub scan: Duration,
     pub max_backoff: Duration,
+    /// Status sync of clusters with no operation (`sync.rs`; Magnum: 10 s).
+    pub sync: Duration,
+    /// A cluster left `*_IN_PROGRESS` by Heat (no operation) this long is failed by the conductor.
+    pub stalled_after: Duration,
+    /// Health polling (`health.rs`; Magnum: 60 s). Zero disables it.
+    pub health: Duration,
+    /// Where a cluster's Kubernetes API is reached, `{stack_id}`/`{cluster_uuid}` substituted
+    /// (e.g. cloud-sim's simulated endpoints); `None` uses the cluster's `api_address`.
+    pub cluster_api_url: Option<String>,
 }
 
 impl Default for ReconcilerConfig {
@@ -30,6 +39,10 @@ impl Default for ReconcilerConfig {
             poll: Duration::from_secs(2),
             scan: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            sync: Duration::from_secs(10),
+            stalled_after: Duration::from_secs(3600),
+            health: Duration::from_secs(60),
+            cluster_api_url: None,
         }
     }
 }
@@ -361,7 +374,10 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                     advance(ctx, op, OpEvent::Failed { reason }).await
                 }
                 Some(s) if s.status == "DELETE_IN_PROGRESS" => Ok(Progress::Wait),
-                // Something else runs on the stack (a create still finishing): ask again.
+                // Heat took the delete and is cancelling the running action first (the legacy
+                // engine lets the running resource finish): re-sending would restart that.
+                Some(s) if s.status.ends_with("_IN_PROGRESS") => Ok(Progress::Wait),
+                // The delete did not take (the stack ended another action): ask again.
                 Some(_) => {
                     confirm_leadership(ctx).await?;
                     ctx.cloud.delete_stack(project, &handle).await?;

@@ -129,6 +129,21 @@ impl ShardState {
                 Ok(CommandOk::Done)
             }
             ShardCommand::Canary { key, value } => self.canary(key, value),
+            ShardCommand::SyncStatus {
+                epoch,
+                cluster,
+                status,
+                reason,
+                outputs,
+                at,
+            } => self.sync_status(*epoch, *cluster, *status, reason, outputs.as_ref(), *at),
+            ShardCommand::ObserveHealth {
+                epoch,
+                cluster,
+                health_status,
+                health_status_reason,
+                at,
+            } => self.observe_health(*epoch, *cluster, health_status, health_status_reason, *at),
             ShardCommand::UpdateCluster {
                 id,
                 node_count,
@@ -580,7 +595,7 @@ impl ShardState {
     /// A finished operation's status goes to the nodegroups it acted on (the default ones for
     /// cluster operations, all of them for a delete), then the cluster's status follows (§7.5).
     #[allow(clippy::too_many_arguments)]
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         id: ClusterId,
         kind: OpKind,

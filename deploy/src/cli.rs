@@ -167,6 +167,19 @@ pub struct ConductorArgs {
     /// Heat status poll interval.
     #[arg(long, default_value_t = 2000)]
     pub poll_interval_ms: u64,
+    /// Status sync of clusters with no operation (reference §7.5); 0 disables it.
+    #[arg(long, default_value_t = 10_000)]
+    pub sync_interval_ms: u64,
+    /// A cluster Heat leaves `*_IN_PROGRESS` this long (no operation) is failed by the conductor.
+    #[arg(long, default_value_t = 3600)]
+    pub stalled_after_secs: u64,
+    /// Health polling of clusters (reference §7.4); 0 disables it.
+    #[arg(long, default_value_t = 60_000)]
+    pub health_interval_ms: u64,
+    /// Where clusters' Kubernetes APIs are reached instead of their `api_address`, with
+    /// `{stack_id}` / `{cluster_uuid}` substituted, e.g. cloud-sim's `http://H:P/sim/k8s/{stack_id}`.
+    #[arg(long)]
+    pub cluster_api_url: Option<String>,
     #[command(flatten)]
     pub raft: RaftArgs,
     #[command(flatten)]
@@ -219,6 +232,10 @@ pub struct CloudSimArgs {
     /// Persist simulated state here so cloud-sim can restart.
     #[arg(long)]
     pub state_file: Option<PathBuf>,
+    /// Put this Heat (e.g. a real one, `http://127.0.0.1:18004/v1/admin`) in the catalog as the
+    /// orchestration endpoint instead of cloud-sim's own; `%(tenant_id)s` is substituted.
+    #[arg(long)]
+    pub heat_url: Option<String>,
 }
 
 #[derive(Args, Debug)]

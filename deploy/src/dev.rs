@@ -19,6 +19,7 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
         container_infra_url: Some(format!("{api_url}/v1")),
         time_scale: d.time_scale,
         state_file: Some(d.data_dir.join("cloud-sim.json")),
+        heat_url: None,
     };
     std::fs::create_dir_all(&d.data_dir)?;
     let sim = magnum_cloud_sim::serve(sim_config(&sim_args))
@@ -63,6 +64,11 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
             raft: magnum_raft::RaftConfig::default(),
             reconciler: ReconcilerConfig {
                 poll: Duration::from_secs(1),
+                // cloud-sim simulates each cluster's Kubernetes API for health polling.
+                cluster_api_url: Some(format!(
+                    "http://127.0.0.1:{}/sim/k8s/{{stack_id}}",
+                    d.cloud_sim_port
+                )),
                 ..ReconcilerConfig::default()
             },
             cloud: Arc::new(cloud),

@@ -127,6 +127,10 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         raft: c.raft.config(),
         reconciler: ReconcilerConfig {
             poll: Duration::from_millis(c.poll_interval_ms),
+            sync: Duration::from_millis(c.sync_interval_ms),
+            stalled_after: Duration::from_secs(c.stalled_after_secs),
+            health: Duration::from_millis(c.health_interval_ms),
+            cluster_api_url: c.cluster_api_url.clone(),
             ..ReconcilerConfig::default()
         },
         cloud: Arc::new(cloud),
@@ -147,6 +151,7 @@ pub(crate) fn sim_config(s: &CloudSimArgs) -> magnum_cloud_sim::SimConfig {
         container_infra_url: s.container_infra_url.clone(),
         time_scale: s.time_scale,
         state_file: s.state_file.clone(),
+        heat_url: s.heat_url.clone(),
     }
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::DriverError;
+use crate::heat_test_v1::HeatTestV1;
 use crate::k8s_fedora_coreos_v1::K8sFedoraCoreosV1;
 use crate::openstack::{CreateStack, Stack, UpdateStack};
 
@@ -336,6 +337,8 @@ pub trait Driver: Send + Sync + fmt::Debug {
 
 static K8S_FEDORA_COREOS_V1: K8sFedoraCoreosV1 = K8sFedoraCoreosV1;
 
+static HEAT_TEST_V1: HeatTestV1 = HeatTestV1;
+
 static DRIVERS: &[&(dyn Driver + 'static)] = &[
     &K8S_FEDORA_COREOS_V1,
     &crate::k8s_fedora_atomic_v1::DRIVER,
@@ -345,6 +348,7 @@ static DRIVERS: &[&(dyn Driver + 'static)] = &[
     &crate::swarm_fedora_atomic_v2::DRIVER,
     &crate::mesos_ubuntu_v1::DRIVER,
     &crate::dcos_centos_v1::DRIVER,
+    &HEAT_TEST_V1,
 ];
 
 /// Every registered driver.
@@ -401,12 +405,13 @@ mod tests {
             assert_eq!(driver_by_name(name).unwrap().name(), name);
         }
         assert!(find_driver("vm", "fedora", "kubernetes").is_none());
-        assert_eq!(all_drivers().len(), 8);
+        assert_eq!(all_drivers().len(), 9);
         let mut keys: Vec<_> = all_drivers().iter().flat_map(|d| d.provides()).collect();
         let n = keys.len();
         keys.sort_by_key(|k| (k.server_type, k.os_distro, k.coe));
         keys.dedup();
         assert_eq!(keys.len(), n, "two drivers provide the same triple");
+        assert!(driver_by_name("heat_test_v1").is_some());
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod dcos_centos_v1;
 pub mod driver;
 pub mod error;
 pub mod heat_driver;
+pub mod heat_test_v1;
 #[cfg(test)]
 mod hot_check;
 pub mod k8s_coreos_v1;

@@ -154,6 +154,26 @@ pub enum ShardCommand {
         operation: Operation,
         at: Timestamp,
     },
+    /// Status sync (reference §7.5) of a cluster with no active operation, by the shard leader:
+    /// the stack changed or vanished under it. Rejected with `StaleOperation` once an operation
+    /// owns the cluster again, and with `StaleEpoch` from a deposed leader.
+    SyncStatus {
+        epoch: u64,
+        cluster: ClusterId,
+        status: ClusterStatus,
+        reason: Option<String>,
+        /// Present when the stack was read with outputs.
+        outputs: Option<StackOutputs>,
+        at: Timestamp,
+    },
+    /// Health poll result (reference §7.4), by the shard leader.
+    ObserveHealth {
+        epoch: u64,
+        cluster: ClusterId,
+        health_status: Option<String>,
+        health_status_reason: Option<std::collections::BTreeMap<String, String>>,
+        at: Timestamp,
+    },
 }
 
 /// Bounds of [`ShardCommand::Canary`], checked in `apply()`.

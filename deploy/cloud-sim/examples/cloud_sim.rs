@@ -27,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         container_infra_url: None,
         time_scale,
         state_file,
+        heat_url: None,
     })
     .await?;
     println!("export OS_AUTH_URL={}/identity/v3", sim.base_url());

@@ -17,7 +17,7 @@
 //! # async fn demo() -> Result<(), magnum_cloud_sim::SimError> {
 //! use magnum_cloud_sim::{serve, SimConfig};
 //! let sim = serve(SimConfig { listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-//!     container_infra_url: None, time_scale: 0.01, state_file: None }).await?;
+//!     container_infra_url: None, time_scale: 0.01, state_file: None, heat_url: None }).await?;
 //! println!("OS_AUTH_URL={}/identity/v3", sim.base_url());
 //! sim.shutdown().await;
 //! # Ok(()) }
@@ -51,6 +51,8 @@
 //! | `POST /sim/heat/engine` `{"legacy_locking":true}` | legacy-engine locking: update of an `*_IN_PROGRESS` stack → 409 `ActionInProgress`, PATCH of a non-COMPLETE stack → 400 (default false = convergence: 202 and a new traversal) |
 //! | `POST /sim/keystone/token_ttl` `{"seconds":N}` | lifetime of tokens issued from now on (default 3600) |
 //! | `POST /sim/reset` | forget all stacks, tokens, faults, latency overrides; TTL back to default |
+//! | `GET /sim/k8s/{stack_id}/healthz`, `/sim/k8s/{stack_id}/api/v1/nodes` | simulated Kubernetes API of a cluster's stack (health polling) |
+//! | `POST /sim/k8s/{stack_id}` `{"healthz":..,"not_ready":[..],"reachable":false}` | override those answers |
 //!
 //! Faults (`count` = number of matching calls/actions affected, default 1, 0 = until cleared;
 //! `method` omitted or `*` = any; `path_glob` is matched against the request path, `*` spans `/`):
@@ -76,6 +78,7 @@ mod admin;
 mod error;
 mod faults;
 mod heat;
+mod k8s;
 mod keystone;
 mod lookups;
 mod persist;
@@ -110,6 +113,10 @@ pub struct SimConfig {
     pub time_scale: f64,
     /// Persist Heat stacks and Keystone tokens here (JSON) and reload them at start.
     pub state_file: Option<PathBuf>,
+    /// An external Heat to list in the catalog as `orchestration` instead of cloud-sim's own
+    /// (`%(tenant_id)s` / `$(project_id)s` are substituted): the conductor then drives that Heat
+    /// while cloud-sim still serves Keystone and the look-ups.
+    pub heat_url: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -119,6 +126,7 @@ impl Default for SimConfig {
             container_infra_url: None,
             time_scale: 1.0,
             state_file: None,
+            heat_url: None,
         }
     }
 }
@@ -194,11 +202,13 @@ impl Drop for SimHandle {
 pub(crate) struct Sim {
     pub(crate) base_url: String,
     pub(crate) container_infra_url: Option<String>,
+    pub(crate) heat_url: Option<String>,
     pub(crate) time_scale: f64,
     pub(crate) keystone: Mutex<keystone::tokens::TokenStore>,
     pub(crate) heat: Mutex<heat::HeatState>,
     pub(crate) runtime: Mutex<heat::Runtime>,
     pub(crate) faults: Mutex<faults::FaultSet>,
+    pub(crate) k8s: Mutex<k8s::K8sState>,
     pub(crate) state_file: Option<PathBuf>,
     pub(crate) persist_notify: Notify,
 }
@@ -263,11 +273,13 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
     let sim = Arc::new(Sim {
         base_url: base_url.clone(),
         container_infra_url: cfg.container_infra_url.clone(),
+        heat_url: cfg.heat_url.clone(),
         time_scale,
         keystone: Mutex::new(tokens),
         heat: Mutex::new(heat_state),
         runtime: Mutex::new(heat::Runtime::default()),
         faults: Mutex::new(faults::FaultSet::default()),
+        k8s: Mutex::new(k8s::K8sState::default()),
         state_file: cfg.state_file.clone(),
         persist_notify: Notify::new(),
     });
@@ -306,6 +318,7 @@ fn router(sim: Arc<Sim>) -> Router {
         .merge(heat::api::routes())
         .merge(lookups::routes())
         .merge(admin::routes())
+        .merge(k8s::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             sim.clone(),

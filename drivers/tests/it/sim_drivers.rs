@@ -27,6 +27,7 @@ async fn start() -> Env {
         container_infra_url: None,
         time_scale: 0.01,
         state_file: None,
+        heat_url: None,
     })
     .await
     .unwrap();

@@ -125,9 +125,13 @@ impl Ctx for StackCtx<'_> {
                 let Some(n) = self.nested(res.nested) else {
                     return Value::Null;
                 };
+                // Without an `OS::stack_id` output Heat's reference is the nested stack's ARN.
                 match n.output("OS::stack_id") {
                     Some(v) => v,
-                    None => Value::String(n.stack.id.to_string()),
+                    None => Value::String(format!(
+                        "arn:openstack:heat::{}:stacks/{}/{}",
+                        n.stack.project_id, n.stack.name, n.stack.id
+                    )),
                 }
             }
             ResKind::Group => res

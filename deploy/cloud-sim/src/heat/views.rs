@@ -28,7 +28,7 @@ fn description(s: &Stack) -> String {
         .template
         .get("description")
         .and_then(Value::as_str)
-        .unwrap_or("")
+        .unwrap_or("No description")
         .to_string()
 }
 
@@ -63,7 +63,8 @@ pub(crate) fn stack_summary(sim: &Sim, s: &Stack, with_project: bool) -> Value {
         "stack_owner": s.owner,
         "parent": s.parent,
         "stack_user_project_id": s.project_id,
-        "tags": s.tags.clone().unwrap_or_default(),
+        // The list shows null for a stack without tags, the show `[]` (as real Heat does).
+        "tags": s.tags.clone(),
     });
     if let (true, Some(o)) = (with_project, v.as_object_mut()) {
         o.insert("project".into(), Value::String(s.project_id.clone()));

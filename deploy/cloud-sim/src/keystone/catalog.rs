@@ -16,10 +16,11 @@ pub(crate) fn catalog(sim: &Sim, project_id: Option<&str>) -> Vec<Value> {
         ("network", "neutron", format!("{base}/networking")),
     ];
     if let Some(p) = project_id {
-        services.insert(
-            1,
-            ("orchestration", "heat", format!("{base}/heat-api/v1/{p}")),
-        );
+        let url = match &sim.heat_url {
+            Some(u) => u.replace("%(tenant_id)s", p).replace("$(project_id)s", p),
+            None => format!("{base}/heat-api/v1/{p}"),
+        };
+        services.insert(1, ("orchestration", "heat", url));
     }
     if let Some(url) = &sim.container_infra_url {
         services.push(("container-infra", "magnum", url.clone()));

@@ -24,6 +24,8 @@ const IMAGES: &[(&str, Option<&str>)] = &[
     ("centos-dcos", Some("centos")),
     ("fedora-ironic", Some("fedora")),
     ("cirros-no-distro", None),
+    // Selects the heat_test_v1 driver (a cluster of OS::Heat resources only).
+    ("heat-test", Some("heat-test")),
 ];
 
 pub(super) fn routes() -> Router<Arc<Sim>> {

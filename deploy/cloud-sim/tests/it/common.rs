@@ -31,6 +31,7 @@ pub async fn start_with(state_file: Option<PathBuf>, container_infra_url: Option
         container_infra_url,
         time_scale: 0.01,
         state_file,
+        heat_url: None,
     })
     .await
     .expect("serve");

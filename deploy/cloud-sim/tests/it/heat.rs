@@ -861,7 +861,14 @@ async fn put_replaces_and_update_during_create() {
     let url = sim
         .create_stack(&tok, "demo", json!({"stack_name": "q", "template": slow}))
         .await;
+    // PATCH is refused before the lock is looked at, as real Heat 27 does (differential tier).
     let r = sim.call(Method::PATCH, &url, &tok, Some(json!({}))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "NotSupported");
+    let r = sim
+        .call(Method::PUT, &url, &tok, Some(json!({"template": slow})))
+        .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "ActionInProgress");

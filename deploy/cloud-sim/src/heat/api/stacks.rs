@@ -149,11 +149,12 @@ pub(super) fn update(
                 "Updating a stack when it is suspended is not supported.",
             ));
         }
-        if legacy && s.in_progress() {
-            return Err(action_in_progress(&s.name, s.action));
-        }
+        // Real Heat checks PATCH-of-non-COMPLETE before taking the stack lock.
         if legacy && existing && s.status != Status::Complete {
             return Err(not_supported("PATCH update to non-COMPLETE stack"));
+        }
+        if legacy && s.in_progress() {
+            return Err(action_in_progress(&s.name, s.action));
         }
 
         let def = inst.definition(existing.then_some(&s.def))?;

@@ -29,6 +29,38 @@ impl TypeImpl {
     }
 }
 
+/// Every `OS::Heat::*` type Heat 27 registers (`heat/engine/resources/openstack/heat/`).
+const HEAT_TYPES: &[&str] = &[
+    "OS::Heat::AccessPolicy",
+    "OS::Heat::AutoScalingGroup",
+    "OS::Heat::CloudConfig",
+    "OS::Heat::Delay",
+    "OS::Heat::DeployedServer",
+    "OS::Heat::HARestarter",
+    "OS::Heat::InstanceGroup",
+    "OS::Heat::MultipartMime",
+    "OS::Heat::None",
+    "OS::Heat::RandomString",
+    "OS::Heat::ResourceChain",
+    "OS::Heat::ResourceGroup",
+    "OS::Heat::ScalingPolicy",
+    "OS::Heat::SoftwareComponent",
+    "OS::Heat::SoftwareConfig",
+    "OS::Heat::SoftwareDeployment",
+    "OS::Heat::SoftwareDeploymentGroup",
+    "OS::Heat::Stack",
+    "OS::Heat::StructuredConfig",
+    "OS::Heat::StructuredDeployment",
+    "OS::Heat::StructuredDeploymentGroup",
+    "OS::Heat::SwiftSignal",
+    "OS::Heat::SwiftSignalHandle",
+    "OS::Heat::TestResource",
+    "OS::Heat::UpdateWaitConditionHandle",
+    "OS::Heat::Value",
+    "OS::Heat::WaitCondition",
+    "OS::Heat::WaitConditionHandle",
+];
+
 fn looks_like_template(t: &str) -> bool {
     let l = t.to_ascii_lowercase();
     l.contains("://")
@@ -62,9 +94,15 @@ pub(crate) fn resolve_type(
         return Ok(TypeImpl::Group);
     }
     if looks_like_template(&t) {
+        // Real Heat's message ends with a space (an empty scheme is appended).
         return Err(format!(
-            "Could not fetch remote template \"{t}\": Invalid URL scheme"
+            "Could not fetch remote template \"{t}\": Invalid URL scheme "
         ));
+    }
+    // The OS::Heat namespace needs no cloud, so it is simulated exactly: an unknown name there is
+    // the same 400 as in real Heat. Other namespaces stay lenient (generic simulated resources).
+    if t.starts_with("OS::Heat::") && !HEAT_TYPES.contains(&t.as_str()) {
+        return Err(format!("The Resource Type ({t}) could not be found."));
     }
     Ok(TypeImpl::Builtin(t))
 }

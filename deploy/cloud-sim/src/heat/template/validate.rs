@@ -201,9 +201,8 @@ fn validate_template(
         deps.remove(name);
         graph.insert(name.clone(), deps);
 
-        let resolve = |ty: &str| {
-            resolve_type(ty, env, files).map_err(|m| bad(format!("resources.{name}: {m}")))
-        };
+        // Real Heat reports an unknown type or template file without the resource path.
+        let resolve = |ty: &str| resolve_type(ty, env, files).map_err(bad);
         let props = r.get("properties").cloned().unwrap_or(Value::Null);
         match resolve(rtype)? {
             TypeImpl::Template(key) => {
@@ -248,7 +247,7 @@ fn validate_template(
                     )?;
                 }
             }
-            TypeImpl::Builtin(_) => {}
+            TypeImpl::Builtin(t) => check_heat_properties(name, &t, &props)?,
         }
     }
     match t.get("outputs") {
@@ -323,4 +322,45 @@ fn validate_nested(
         }
     }
     Ok(())
+}
+
+/// Property names of the `OS::Heat::*` types the engine simulates, as Heat 27 declares them.
+fn heat_properties(rtype: &str) -> Option<&'static [&'static str]> {
+    Some(match rtype {
+        "OS::Heat::RandomString" => &[
+            "length",
+            "sequence",
+            "character_classes",
+            "character_sequences",
+            "salt",
+        ],
+        "OS::Heat::TestResource" => &[
+            "value",
+            "update_replace",
+            "update_replace_value",
+            "fail",
+            "client_name",
+            "entity_name",
+            "wait_secs",
+            "action_wait_secs",
+            "attr_wait_secs",
+            "check_wait_secs",
+            "constraint_prop_secs",
+        ],
+        "OS::Heat::Value" => &["value", "type"],
+        _ => return None,
+    })
+}
+
+/// Unknown properties of a simulated `OS::Heat::*` resource are the 400 real Heat gives.
+fn check_heat_properties(name: &str, rtype: &str, props: &Value) -> Result<(), SimError> {
+    let (Some(known), Some(given)) = (heat_properties(rtype), props.as_object()) else {
+        return Ok(());
+    };
+    match given.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(bad(format!(
+            "Property error: : resources.{name}.properties: : Unknown Property {k}"
+        ))),
+        None => Ok(()),
+    }
 }
