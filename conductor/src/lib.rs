@@ -11,6 +11,7 @@
 pub mod certs;
 pub mod cloud;
 mod controller;
+pub mod failpoints;
 pub mod heartbeat;
 pub mod heat_cloud;
 mod hosting;

@@ -3,6 +3,7 @@
 //! ownership epoch, so a deposed leader's late report is rejected by `apply()`.
 use crate::certs;
 use crate::cloud::{Cloud, CloudError, StackHandle};
+use crate::failpoints::{self, When};
 use crate::logic::ShardLogic;
 use magnum_proto::*;
 use magnum_raft::{Group, WriteError};
@@ -385,6 +386,16 @@ async fn confirm_leadership(ctx: &Ctx) -> Result<(), StepError> {
 }
 
 async fn advance(ctx: &Ctx, op: &Operation, event: OpEvent) -> Result<Progress, StepError> {
+    failpoints::on_event(op, &event, When::Before);
+    let committed = propose(ctx, op, &event).await;
+    if committed.is_ok() {
+        failpoints::on_event(op, &event, When::After);
+    }
+    committed
+}
+
+async fn propose(ctx: &Ctx, op: &Operation, event: &OpEvent) -> Result<Progress, StepError> {
+    let event = event.clone();
     let req = ShardRequest {
         request_id: None,
         command: ShardCommand::Advance {
