@@ -109,7 +109,7 @@ fn finish(
     };
     let stack = match parts.get(4) {
         None => None,
-        Some(s) if s.is_empty() => return Err(bad("empty stack filter")),
+        Some(&"") => return Err(bad("empty stack filter")),
         Some(s) => Some(s.to_string()),
     };
     Ok(Point {
@@ -211,16 +211,11 @@ pub fn check(kind: &str, site: &str, when: When, stack: &str) {
 }
 
 /// The reconciler's commit hook: `when` relative to the proposal of `event`.
-pub fn on_event(op: &Operation, event: &OpEvent, when: When) {
+pub fn on_event(op: &Operation, event: &OpEvent, when: When, stack: &str) {
     if registry().is_none() {
         return;
     }
-    check(
-        &variant_name(&op.kind),
-        &variant_name(event),
-        when,
-        &op.stack_name,
-    );
+    check(&variant_name(&op.kind), &variant_name(event), when, stack);
 }
 
 /// Wraps `cloud` so every mutating Heat call passes `heat:<call>` sites; `cloud` unchanged when

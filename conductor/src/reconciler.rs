@@ -386,10 +386,19 @@ async fn confirm_leadership(ctx: &Ctx) -> Result<(), StepError> {
 }
 
 async fn advance(ctx: &Ctx, op: &Operation, event: OpEvent) -> Result<Progress, StepError> {
-    failpoints::on_event(op, &event, When::Before);
+    // Delete operations carry no stack name: derive it (before a DeleteFinished drops the row).
+    let stack = match failpoints::enabled() && op.stack_name.is_empty() {
+        true => ctx
+            .group
+            .read_local(|l| l.state.view(op.cluster))
+            .map(|v| ctx.cloud.stack_name(&v))
+            .unwrap_or_default(),
+        false => op.stack_name.clone(),
+    };
+    failpoints::on_event(op, &event, When::Before, &stack);
     let committed = propose(ctx, op, &event).await;
     if committed.is_ok() {
-        failpoints::on_event(op, &event, When::After);
+        failpoints::on_event(op, &event, When::After, &stack);
     }
     committed
 }
