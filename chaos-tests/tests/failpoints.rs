@@ -366,15 +366,14 @@ async fn start_op(env: &Env, p: usize, id: &str, op: Op) {
 async fn wait_terminal(env: &Env, p: usize, id: &str, op: Op) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let (s, v) = env
-            .d
-            .call(
-                Method::GET,
-                &format!("/clusters/{id}"),
-                Some(&env.tokens[p]),
-                None,
-            )
-            .await;
+        // A pooled connection can be cut while a node crashes: ask again, it is a read.
+        let Some((s, v)) = get_cluster(env, p, id).await else {
+            if Instant::now() > deadline {
+                return Err("API unreachable for 120 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
         let status = v["status"].as_str().unwrap_or("").to_string();
         match op {
             Op::Delete if s == 404 => return Ok("gone".into()),
@@ -399,6 +398,19 @@ async fn wait_terminal(env: &Env, p: usize, id: &str, op: Op) -> Result<String, 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn get_cluster(env: &Env, p: usize, id: &str) -> Option<(u16, Value)> {
+    let r = env
+        .d
+        .http
+        .get(format!("{}/clusters/{id}", env.d.api))
+        .header("X-Auth-Token", &env.tokens[p])
+        .send()
+        .await
+        .ok()?;
+    let s = r.status().as_u16();
+    Some((s, r.json().await.unwrap_or(Value::Null)))
 }
 
 /// Exactly one accepted stack create for the cluster; a live stack with the intended worker
