@@ -14,6 +14,11 @@
 # MAGNUM_SIM_TIME_SCALE (cloud-sim latency multiplier, default 1.0), MAGNUM_RAFT_ARGS (extra conductor
 # flags, e.g. "--election-min-ms 400 --election-max-ms 800"), MAGNUM_SIM_ARGS (extra cloud-sim flags, e.g.
 # "--heat-url http://127.0.0.1:18004/v1/admin" to drive a real Heat), RUST_LOG.
+# Failpoints (conductor/src/failpoints.rs): MAGNUM_FAILPOINTS reaches the processes this call starts,
+# e.g. `MAGNUM_FAILPOINTS=create:StackCreated:after local-cluster.sh start DIR conductor 2` arms only
+# conductor 2 (a later plain `start` runs it without). MAGNUM_FAILPOINT_FILES=1 at first `up` makes
+# conductor ID read its points from DIR/conductor-ID.failpoints at every site (absent = none), so a
+# running leader can be armed and disarmed without a restart.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,7 +32,7 @@ time_scale=${MAGNUM_SIM_TIME_SCALE:-1.0}
 first_nodes=(1 2 3)
 nodes=(1 2 3)
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # Every conductor of DIR: the first three plus any added one.
 load_nodes() {
@@ -75,7 +80,9 @@ write_cmd() {
     cloud-sim)
       echo "$b cloud-sim --listen $host:$(sim_port) --container-infra-url http://$host:$(api_port)/v1 --time-scale $time_scale --state-file $dir/cloud-sim/state.json ${MAGNUM_SIM_ARGS:-}" ;;
     conductor)
-      echo "$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
+      local fp=""
+      [ "${MAGNUM_FAILPOINT_FILES:-0}" = 1 ] && fp="env MAGNUM_FAILPOINTS=@$dir/conductor-$id.failpoints "
+      echo "$fp$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
     api)
       local c=() n
       for n in "${nodes[@]}"; do c+=(--conductor "$host:$(svc_port "$n")"); done

@@ -58,6 +58,8 @@ pub struct Options {
     pub raft_args: String,
     /// Extra cloud-sim flags (`MAGNUM_SIM_ARGS`), e.g. `--heat-url URL` for a real Heat.
     pub sim_args: String,
+    /// Conductors read failpoints from `DIR/conductor-ID.failpoints` (see `arm_failpoints`).
+    pub failpoint_files: bool,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             time_scale: 0.2,
             raft_args: String::new(),
             sim_args: String::new(),
+            failpoint_files: false,
         }
     }
 }
@@ -148,7 +151,11 @@ impl Deployment {
             .env("MAGNUM_POLL_MS", self.opts.poll_ms.to_string())
             .env("MAGNUM_SIM_TIME_SCALE", self.opts.time_scale.to_string())
             .env("MAGNUM_RAFT_ARGS", &self.opts.raft_args)
-            .env("MAGNUM_SIM_ARGS", &self.opts.sim_args);
+            .env("MAGNUM_SIM_ARGS", &self.opts.sim_args)
+            .env(
+                "MAGNUM_FAILPOINT_FILES",
+                if self.opts.failpoint_files { "1" } else { "0" },
+            );
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,openraft=warn,sled=warn");
         }
@@ -189,6 +196,23 @@ impl Deployment {
             }
             let _ = std::fs::remove_file(self.dir.join(format!("{name}.pid")));
         }
+    }
+
+    /// Arms conductor `id` with `spec` (failpoint syntax), read at its next site; needs
+    /// `Options::failpoint_files`.
+    pub fn arm_failpoints(&self, id: u64, spec: &str) {
+        std::fs::write(self.dir.join(format!("conductor-{id}.failpoints")), spec).unwrap();
+    }
+
+    pub fn disarm_failpoints(&self, id: u64) {
+        let _ = std::fs::remove_file(self.dir.join(format!("conductor-{id}.failpoints")));
+    }
+
+    /// Pid of a running process of the deployment, from its pid file.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join(format!("{name}.pid")))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
     }
 
     pub fn kill_conductor(&self, id: u64) {

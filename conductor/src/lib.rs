@@ -12,6 +12,7 @@ pub mod aggregate;
 pub mod certs;
 pub mod cloud;
 mod controller;
+pub mod failpoints;
 pub mod health;
 pub mod heartbeat;
 pub mod heat_cloud;

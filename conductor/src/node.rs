@@ -90,7 +90,7 @@ impl Conductor {
         let hosting = Hosting::new(
             node.clone(),
             meta.clone(),
-            cfg.cloud.clone(),
+            crate::failpoints::wrap(cfg.cloud.clone()),
             cfg.reconciler.clone(),
             cancel.clone(),
         );

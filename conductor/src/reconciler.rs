@@ -3,6 +3,7 @@
 //! ownership epoch, so a deposed leader's late report is rejected by `apply()`.
 use crate::certs;
 use crate::cloud::{Cloud, CloudError, StackHandle};
+use crate::failpoints::{self, When};
 use crate::logic::ShardLogic;
 use magnum_proto::*;
 use magnum_raft::{Group, WriteError};
@@ -425,6 +426,25 @@ async fn confirm_leadership(ctx: &Ctx) -> Result<(), StepError> {
 }
 
 async fn advance(ctx: &Ctx, op: &Operation, event: OpEvent) -> Result<Progress, StepError> {
+    // Delete operations carry no stack name: derive it (before a DeleteFinished drops the row).
+    let stack = match failpoints::enabled() && op.stack_name.is_empty() {
+        true => ctx
+            .group
+            .read_local(|l| l.state.view(op.cluster))
+            .map(|v| ctx.cloud.stack_name(&v))
+            .unwrap_or_default(),
+        false => op.stack_name.clone(),
+    };
+    failpoints::on_event(op, &event, When::Before, &stack);
+    let committed = propose(ctx, op, &event).await;
+    if committed.is_ok() {
+        failpoints::on_event(op, &event, When::After, &stack);
+    }
+    committed
+}
+
+async fn propose(ctx: &Ctx, op: &Operation, event: &OpEvent) -> Result<Progress, StepError> {
+    let event = event.clone();
     let req = ShardRequest {
         request_id: None,
         command: ShardCommand::Advance {
