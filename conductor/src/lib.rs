@@ -11,6 +11,7 @@
 pub mod certs;
 pub mod cloud;
 mod controller;
+pub mod csr;
 pub mod heartbeat;
 pub mod heat_cloud;
 mod hosting;
@@ -23,8 +24,10 @@ mod ownership;
 pub mod persist;
 pub mod placement;
 pub mod reconciler;
+pub mod sealing;
 pub mod service;
 pub mod state;
+mod state_rotate;
 mod state_update;
 
 pub use state::ShardState;

@@ -4,9 +4,10 @@
 use crate::certs;
 use crate::cloud::{Cloud, CloudError, StackHandle};
 use crate::logic::ShardLogic;
+use crate::sealing::CertKey;
 use magnum_proto::*;
 use magnum_raft::{Group, WriteError};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -20,6 +21,8 @@ pub struct ReconcilerConfig {
     /// How often the shard is scanned for operations without a worker.
     pub scan: Duration,
     pub max_backoff: Duration,
+    /// Seals the private keys the reconciler generates (`--cert-key-file`).
+    pub cert_key: CertKey,
 }
 
 impl Default for ReconcilerConfig {
@@ -28,6 +31,7 @@ impl Default for ReconcilerConfig {
             poll: Duration::from_secs(2),
             scan: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            cert_key: CertKey::process_ephemeral(),
         }
     }
 }
@@ -123,11 +127,7 @@ async fn drive(ctx: &Ctx, cluster: ClusterId, op_id: OpId) -> Stop {
             return Stop::Lost(format!("epoch moved to {epoch}"));
         }
         let res = if Timestamp::now() > op.deadline {
-            let what = match op.kind {
-                OpKind::Create => "create",
-                OpKind::Delete => "delete",
-                OpKind::Update => "update",
-            };
+            let what = op.kind.action();
             advance(
                 ctx,
                 &op,
@@ -183,12 +183,22 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
     let project = &view.cluster.project_id;
     match &op.step {
         Step::GenerateCerts => {
-            let name = view.cluster.name.clone();
-            let certs = tokio::task::spawn_blocking(move || certs::generate(&name))
+            let name = ca_name(view);
+            let key = ctx.cfg.cert_key.clone();
+            let certs = tokio::task::spawn_blocking(move || certs::generate(&name, &key))
                 .await
                 .map_err(|e| StepError::Retry(e.to_string()))?
                 .map_err(|e| StepError::Retry(e.to_string()))?;
             advance(ctx, op, OpEvent::CertsGenerated { certs }).await
+        }
+        Step::RotateCerts => {
+            let name = ca_name(view);
+            let key = ctx.cfg.cert_key.clone();
+            let certs = tokio::task::spawn_blocking(move || certs::generate_rotation(&name, &key))
+                .await
+                .map_err(|e| StepError::Retry(e.to_string()))?
+                .map_err(|e| StepError::Retry(e.to_string()))?;
+            advance(ctx, op, OpEvent::CertsRotated { certs }).await
         }
         Step::CreateStack { .. } => {
             advance(ctx, op, OpEvent::StackCreateIntent).await?;
@@ -272,8 +282,13 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                 name: ctx.cloud.stack_name(view),
                 id: stack_id.clone(),
             };
+            let params = stack_parameters(ctx, op, view)?;
             confirm_leadership(ctx).await?;
-            match ctx.cloud.update_stack(op, view, &handle).await {
+            let sent = match params {
+                Some(p) => ctx.cloud.patch_parameters(op, view, &handle, p).await,
+                None => ctx.cloud.update_stack(op, view, &handle).await,
+            };
+            match sent {
                 Ok(()) => {}
                 Err(CloudError::Permanent(reason)) => {
                     return advance(ctx, op, OpEvent::Failed { reason }).await
@@ -370,6 +385,48 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                 }
             }
         }
+    }
+}
+
+/// The parameters an update operation other than a resize sends: a CA rotation hands the stack
+/// the new service-account key pair (opened from its seal only for this call).
+fn stack_parameters(
+    ctx: &Ctx,
+    op: &Operation,
+    view: &ClusterView,
+) -> Result<Option<BTreeMap<String, serde_json::Value>>, StepError> {
+    if op.kind != OpKind::RotateCa {
+        return Ok(None);
+    }
+    let certs = ctx
+        .group
+        .read_local(|l| l.state.certs(view.cluster.uuid).cloned());
+    let (Some(public), Some(sealed)) = certs
+        .map(|c| (c.service_account_key, c.service_account_private_key))
+        .unwrap_or_default()
+    else {
+        return Err(StepError::Retry("rotated certificates missing".into()));
+    };
+    let private = ctx
+        .cfg
+        .cert_key
+        .open(&sealed)
+        .map_err(|e| StepError::Retry(e.to_string()))?;
+    Ok(Some(BTreeMap::from([
+        ("kube_service_account_key".to_string(), public.into()),
+        (
+            "kube_service_account_private_key".to_string(),
+            private.into(),
+        ),
+    ])))
+}
+
+/// CA subject: the cluster name, or its uuid when it has none (reference §9).
+pub(crate) fn ca_name(view: &ClusterView) -> String {
+    if view.cluster.name.is_empty() {
+        view.cluster.uuid.to_string()
+    } else {
+        view.cluster.name.clone()
     }
 }
 

@@ -25,6 +25,8 @@ use std::time::Duration;
 pub struct ServiceState {
     pub node: NodeId,
     pub hosting: Arc<Hosting>,
+    /// Opens the sealed CA keys for signing.
+    pub cert_key: crate::sealing::CertKey,
 }
 
 impl ServiceState {
@@ -164,9 +166,9 @@ async fn sign(
     let certs = group.read(|l| l.state.certs(req.cluster).cloned()).await?;
     let r = match certs {
         None => SignResult::NoCertificates,
-        Some(c) => match crate::certs::sign_csr(&c, &req.csr) {
+        Some(c) => match crate::csr::sign_csr(&c, &s.cert_key, req.ca, &req.csr) {
             Ok(pem) => SignResult::Signed(pem),
-            Err(crate::certs::SignError::BadCsr(m)) => SignResult::BadCsr(m),
+            Err(crate::csr::SignError::BadCsr(m)) => SignResult::BadCsr(m),
             Err(e) => return Err(SvcError::Unavailable(e.to_string())),
         },
     };

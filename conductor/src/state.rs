@@ -178,6 +178,10 @@ impl ShardState {
                 self.dirty.insert(Key::Quota(k.0, k.1));
                 Ok(CommandOk::Done)
             }
+            ShardCommand::RotateCa { id, operation, at } => self.rotate_ca(*id, operation, *at),
+            ShardCommand::RotateCredential { id, operation, at } => {
+                self.rotate_credential(*id, operation, *at)
+            }
         }
     }
 
@@ -446,6 +450,11 @@ impl ShardState {
                     attempt: 0,
                 };
             }
+            (OpEvent::CertsRotated { certs }, Step::RotateCerts) => {
+                self.certs.insert(id, certs.clone());
+                self.dirty.insert(Key::Certs(id));
+                op.step = Step::UpdateStack { attempt: 0 };
+            }
             (OpEvent::StackCreateIntent, Step::CreateStack { attempt, .. }) => *attempt += 1,
             (OpEvent::StackCreated { stack_id }, Step::CreateStack { .. }) => {
                 op.step = Step::WaitCreate {
@@ -507,7 +516,9 @@ impl ShardState {
                 let status = match op.kind {
                     OpKind::Create => ClusterStatus::CREATE_FAILED,
                     OpKind::Delete => ClusterStatus::DELETE_FAILED,
-                    OpKind::Update => ClusterStatus::UPDATE_FAILED,
+                    OpKind::Update | OpKind::RotateCa | OpKind::RotateCredential => {
+                        ClusterStatus::UPDATE_FAILED
+                    }
                 };
                 restore = op.restore_node_count.filter(|_| op.kind == OpKind::Update);
                 finished = Some((status, Some(reason.clone())));
@@ -616,8 +627,8 @@ impl ShardState {
                     .filter_map(|c| self.view(c.uuid))
                     .collect(),
             ),
-            ShardQuery::CaCert { id } => {
-                QueryResult::CaCert(self.certs.get(id).map(|c| c.ca_cert.clone()))
+            ShardQuery::CaCert { id, kind } => {
+                QueryResult::CaCert(self.certs.get(id).map(|c| c.ca(*kind).0.to_string()))
             }
             ShardQuery::Operations => QueryResult::Operations(self.ops.values().cloned().collect()),
             ShardQuery::Quotas { project } => QueryResult::Quotas(

@@ -3,6 +3,7 @@ pub mod certificates;
 pub mod cluster_resize;
 pub mod cluster_update;
 pub mod clusters;
+pub mod credentials;
 pub mod mservices;
 pub mod nodegroups;
 pub mod quotas;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::routes())
         .merge(clusters::routes())
         .merge(certificates::routes())
+        .merge(credentials::routes())
         .merge(mservices::routes())
         .merge(nodegroups::routes())
         .merge(quotas::routes())

@@ -105,6 +105,21 @@ pub enum ShardCommand {
         key: String,
         value: String,
     },
+    /// `PATCH /v1/certificates/{id}` (reference §9): regenerate every CA and the client
+    /// certificate, then update the stack with a new service-account key pair. Rejected unless
+    /// the cluster is in a `*_COMPLETE` state with no operation running.
+    RotateCa {
+        id: ClusterId,
+        operation: Operation,
+        at: Timestamp,
+    },
+    /// `PATCH /v1/credentials/{id}` (reference §4.5): a new trustee password, then a stack
+    /// update carrying it.
+    RotateCredential {
+        id: ClusterId,
+        operation: Operation,
+        at: Timestamp,
+    },
 }
 
 /// Bounds of [`ShardCommand::Canary`], checked in `apply()`.
@@ -151,6 +166,10 @@ pub enum OpEvent {
     /// A retryable error (Heat 5xx, timeout); recorded for backoff and display.
     TransientError {
         error: String,
+    },
+    /// CA rotation: the new certificates (keys sealed) replace the old ones.
+    CertsRotated {
+        certs: ClusterCerts,
     },
 }
 

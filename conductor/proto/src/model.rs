@@ -219,13 +219,65 @@ impl ClusterView {
     }
 }
 
-/// PEM material of a cluster (kubernetes CA and the conductor's client certificate).
+/// PEM material of a cluster (reference §9): the kubernetes, etcd and front-proxy CAs and the
+/// conductor's client certificate. Private keys are sealed by the conductor (rows written before
+/// sealing hold clear PEM; those also have only the kubernetes CA).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterCerts {
     pub ca_cert: String,
     pub ca_key: String,
     pub client_cert: String,
     pub client_key: String,
+    #[serde(default)]
+    pub etcd_ca_cert: Option<String>,
+    #[serde(default)]
+    pub etcd_ca_key: Option<String>,
+    #[serde(default)]
+    pub front_proxy_ca_cert: Option<String>,
+    #[serde(default)]
+    pub front_proxy_ca_key: Option<String>,
+    /// Kubernetes service-account key pair handed to the stack by a CA rotation (public PEM,
+    /// sealed private PEM); `None` until the first rotation.
+    #[serde(default)]
+    pub service_account_key: Option<String>,
+    #[serde(default)]
+    pub service_account_private_key: Option<String>,
+}
+
+/// Which of a cluster's CAs a request names (`ca_cert_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaKind {
+    #[default]
+    Kubernetes,
+    Etcd,
+    FrontProxy,
+}
+
+impl CaKind {
+    /// Magnum's mapping: `etcd`, `front_proxy`/`front-proxy`, anything else the cluster CA.
+    pub fn from_param(v: Option<&str>) -> Self {
+        match v {
+            Some("etcd") => CaKind::Etcd,
+            Some("front_proxy") | Some("front-proxy") => CaKind::FrontProxy,
+            _ => CaKind::Kubernetes,
+        }
+    }
+}
+
+impl ClusterCerts {
+    /// `(certificate PEM, sealed key)` of a CA; rows from before the etcd and front-proxy CAs
+    /// existed answer with the kubernetes CA, as they used to.
+    pub fn ca(&self, kind: CaKind) -> (&str, &str) {
+        fn pick<'a>(c: &'a Option<String>, k: &'a Option<String>) -> Option<(&'a str, &'a str)> {
+            Some((c.as_deref()?, k.as_deref()?))
+        }
+        let other = match kind {
+            CaKind::Kubernetes => None,
+            CaKind::Etcd => pick(&self.etcd_ca_cert, &self.etcd_ca_key),
+            CaKind::FrontProxy => pick(&self.front_proxy_ca_cert, &self.front_proxy_ca_key),
+        };
+        other.unwrap_or((self.ca_cert.as_str(), self.ca_key.as_str()))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +286,21 @@ pub enum OpKind {
     Delete,
     /// `PATCH /v1/clusters/{id}` of `node_count`: a stack update of the worker count.
     Update,
+    /// `PATCH /v1/certificates/{id}`: new CAs, then a stack update.
+    RotateCa,
+    /// `PATCH /v1/credentials/{id}`: new trustee credentials, then a stack update.
+    RotateCredential,
+}
+
+impl OpKind {
+    /// The action name Magnum uses in messages and notifications.
+    pub fn action(self) -> &'static str {
+        match self {
+            OpKind::Create => "create",
+            OpKind::Delete => "delete",
+            OpKind::Update | OpKind::RotateCa | OpKind::RotateCredential => "update",
+        }
+    }
 }
 
 /// Where an operation stands. Each external side effect is intent → act → record, so a new
@@ -256,6 +323,8 @@ pub enum Step {
     UpdateStack { attempt: u32 },
     /// Update: PATCH accepted; poll until the update ends.
     WaitUpdate { stack_id: String },
+    /// CA rotation: new certificates not yet committed.
+    RotateCerts,
 }
 
 /// The one active operation of a cluster.
