@@ -203,6 +203,8 @@ fn rows_from_before_rsa_and_sealing_still_sign() {
         etcd_ca_key: None,
         front_proxy_ca_cert: None,
         front_proxy_ca_key: None,
+        service_account_key: None,
+        service_account_private_key: None,
     };
     let (csr, _) = csr_with(|_| {});
     let pem = sign_csr(&old, &key(), CaKind::Etcd, &csr).unwrap();

@@ -56,6 +56,8 @@ fn certs() -> ClusterCerts {
         etcd_ca_key: None,
         front_proxy_ca_cert: None,
         front_proxy_ca_key: None,
+        service_account_key: None,
+        service_account_private_key: None,
     }
 }
 

@@ -167,6 +167,10 @@ pub struct ConductorArgs {
     /// Heat status poll interval.
     #[arg(long, default_value_t = 2000)]
     pub poll_interval_ms: u64,
+    /// File with the 256-bit key (64 hex digits) that seals cluster private keys at rest; every
+    /// conductor of a deployment needs the same one.
+    #[arg(long, env = "MAGNUM_CERT_KEY_FILE")]
+    pub cert_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub raft: RaftArgs,
     #[command(flatten)]

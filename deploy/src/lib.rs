@@ -14,6 +14,7 @@ use cli::{ApiArgs, AuthArgs, CloudSimArgs, Command, ConductorArgs, ManageCommand
 use magnum_conductor::heat_cloud::{CloudAuth, HeatCloud};
 use magnum_conductor::node::{Conductor, ConductorConfig};
 use magnum_conductor::reconciler::ReconcilerConfig;
+use magnum_conductor::sealing::CertKey;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,6 +116,14 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
     }
     let cloud =
         HeatCloud::new(cloud_auth(&c.auth)).map_err(|e| DeployError::Args(e.to_string()))?;
+    let Some(key_file) = &c.cert_key_file else {
+        return Err(DeployError::Args(
+            "--cert-key-file (or MAGNUM_CERT_KEY_FILE) is required: the key that seals cluster \
+             private keys; `openssl rand -hex 32 > FILE` makes one"
+                .into(),
+        ));
+    };
+    let cert_key = CertKey::from_file(key_file).map_err(|e| DeployError::Args(e.to_string()))?;
     Ok(ConductorConfig {
         node_id: c.node_id,
         data_dir: c.data_dir.clone(),
@@ -127,6 +136,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         raft: c.raft.config(),
         reconciler: ReconcilerConfig {
             poll: Duration::from_millis(c.poll_interval_ms),
+            cert_key,
             ..ReconcilerConfig::default()
         },
         cloud: Arc::new(cloud),
