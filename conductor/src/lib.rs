@@ -20,6 +20,7 @@ pub mod messages;
 pub mod meta;
 pub mod metrics;
 pub mod node;
+pub mod notify;
 mod ownership;
 pub mod persist;
 pub mod placement;
@@ -27,6 +28,7 @@ pub mod reconciler;
 pub mod sealing;
 pub mod service;
 pub mod state;
+mod state_notify;
 mod state_rotate;
 mod state_update;
 

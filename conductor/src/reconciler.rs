@@ -4,6 +4,7 @@
 use crate::certs;
 use crate::cloud::{Cloud, CloudError, StackHandle};
 use crate::logic::ShardLogic;
+use crate::notify::Notifier;
 use crate::sealing::CertKey;
 use magnum_proto::*;
 use magnum_raft::{Group, WriteError};
@@ -23,6 +24,8 @@ pub struct ReconcilerConfig {
     pub max_backoff: Duration,
     /// Seals the private keys the reconciler generates (`--cert-key-file`).
     pub cert_key: CertKey,
+    /// Where the shard's CADF notifications are delivered.
+    pub notifier: Notifier,
 }
 
 impl Default for ReconcilerConfig {
@@ -32,6 +35,7 @@ impl Default for ReconcilerConfig {
             scan: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             cert_key: CertKey::process_ephemeral(),
+            notifier: Notifier::default(),
         }
     }
 }
@@ -68,8 +72,14 @@ pub async fn run(
         cancel,
     });
     let mut workers: HashMap<ClusterId, JoinHandle<()>> = HashMap::new();
+    let mut outbox: Option<JoinHandle<()>> = None;
     info!(group = ctx.group.id(), epoch, "reconciler started");
     loop {
+        if outbox.as_ref().is_none_or(|h| h.is_finished())
+            && ctx.group.read_local(|l| l.state.outbox().next().is_some())
+        {
+            outbox = Some(tokio::spawn(deliver_outbox(ctx.clone())));
+        }
         let ops: Vec<Operation> = ctx
             .group
             .read_local(|l| l.state.operations().cloned().collect());
@@ -101,6 +111,9 @@ pub async fn run(
         }
     }
     for (_, h) in workers {
+        h.abort();
+    }
+    if let Some(h) = outbox {
         h.abort();
     }
     info!(group = ctx.group.id(), epoch, "reconciler stopped");
@@ -384,6 +397,40 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                     Ok(Progress::Wait)
                 }
             }
+        }
+    }
+}
+
+/// Delivers the outbox in order, then commits which notifications went out. A failover between
+/// the two delivers them again, with the same ids.
+async fn deliver_outbox(ctx: Arc<Ctx>) {
+    let batch: Vec<Notification> = ctx
+        .group
+        .read_local(|l| l.state.outbox().take(100).cloned().collect());
+    let mut ids = Vec::new();
+    for n in &batch {
+        match ctx.cfg.notifier.deliver(n).await {
+            Ok(()) => ids.push(n.id.clone()),
+            Err(e) => {
+                warn!(id = %n.id, error = %e, "notification not delivered, will retry");
+                sleep(&ctx, ctx.cfg.max_backoff.min(Duration::from_secs(1))).await;
+                break;
+            }
+        }
+    }
+    if ids.is_empty() {
+        return;
+    }
+    let req = ShardRequest {
+        request_id: None,
+        command: ShardCommand::NotificationsDelivered {
+            epoch: ctx.epoch,
+            ids,
+        },
+    };
+    if let Ok(payload) = serde_json::to_vec(&req) {
+        if let Err(e) = ctx.group.write(payload).await {
+            debug!(error = %e, "delivered notifications not recorded; they will be sent again");
         }
     }
 }

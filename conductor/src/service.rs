@@ -126,7 +126,9 @@ async fn command(
     // Ownership and operation progress are the conductor's own business.
     if matches!(
         req.command,
-        ShardCommand::TakeOwnership { .. } | ShardCommand::Advance { .. }
+        ShardCommand::TakeOwnership { .. }
+            | ShardCommand::Advance { .. }
+            | ShardCommand::NotificationsDelivered { .. }
     ) {
         return Err(SvcError::BadRequest(
             "internal command not accepted from clients".into(),

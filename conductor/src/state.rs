@@ -2,6 +2,7 @@
 //! operation of each cluster, the ownership epoch and the request dedup table. No clock, no
 //! randomness, no I/O: timestamps and ids travel inside the commands.
 use crate::messages;
+use crate::state_notify::Outcome;
 use magnum_proto::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +21,7 @@ pub enum Key {
     Quota(ProjectId, String),
     Request(RequestId),
     Canary(String),
+    Notification(String),
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -36,6 +38,12 @@ pub struct ShardState {
     pub(crate) quotas: BTreeMap<(ProjectId, String), Quota>,
     pub(crate) requests: BTreeMap<RequestId, (u64, ShardResponse)>,
     pub(crate) canaries: BTreeMap<String, String>,
+    /// CADF notifications not yet delivered (`state_notify`).
+    pub(crate) outbox: BTreeMap<String, Notification>,
+    /// Log index of the command being applied and notifications it emitted so far: the
+    /// notification ids. Not part of the state.
+    pub(crate) apply_index: u64,
+    pub(crate) emitted: u32,
     /// Keys changed since the last `take_dirty`; not part of the state.
     pub(crate) dirty: BTreeSet<Key>,
 }
@@ -56,7 +64,10 @@ impl ShardState {
                 return resp.clone();
             }
         }
+        self.apply_index = index;
+        self.emitted = 0;
         let resp = self.apply_command(index, &req.command);
+        (self.apply_index, self.emitted) = (0, 0);
         if let Some(id) = req.request_id {
             self.requests.insert(id, (index, resp.clone()));
             self.dirty.insert(Key::Request(id));
@@ -181,6 +192,14 @@ impl ShardState {
             ShardCommand::RotateCa { id, operation, at } => self.rotate_ca(*id, operation, *at),
             ShardCommand::RotateCredential { id, operation, at } => {
                 self.rotate_credential(*id, operation, *at)
+            }
+            ShardCommand::NotificationsDelivered { epoch, ids } => {
+                if *epoch != self.epoch {
+                    return Err(CommandError::StaleEpoch {
+                        current: self.epoch,
+                    });
+                }
+                self.notifications_delivered(ids)
             }
         }
     }
@@ -373,6 +392,7 @@ impl ShardState {
         ] {
             self.dirty.insert(k);
         }
+        self.notify(c.uuid, "create", Outcome::Pending, c.created_at);
         Ok(CommandOk::Cluster(Box::new(ClusterView {
             cluster: c,
             nodegroups: ngs,
@@ -428,6 +448,7 @@ impl ShardState {
         for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
             self.dirty.insert(k);
         }
+        self.notify(id, "delete", Outcome::Pending, at);
         Ok(CommandOk::Done)
     }
 
@@ -441,6 +462,7 @@ impl ShardState {
         let mut outputs: Option<&StackOutputs> = None;
         let mut remove_cluster = false;
         let mut restore: Option<u32> = None;
+        let kind = op.kind;
         match (event, &mut op.step) {
             (OpEvent::CertsGenerated { certs }, Step::GenerateCerts) => {
                 self.certs.insert(id, certs.clone());
@@ -531,6 +553,7 @@ impl ShardState {
         }
         self.dirty.insert(Key::Op(id));
         if remove_cluster {
+            self.notify(id, "delete", Outcome::Success, at);
             self.remove_cluster(id);
             return;
         }
@@ -540,6 +563,12 @@ impl ShardState {
         if let Some((status, reason)) = finished {
             self.ops.remove(&id);
             self.finish(id, status, reason, outputs, at);
+            let outcome = if status.is_failed() {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            };
+            self.notify(id, kind.action(), outcome, at);
         }
     }
 

@@ -99,5 +99,6 @@ impl ShardState {
         for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
             self.dirty.insert(k);
         }
+        self.notify(id, "update", crate::state_notify::Outcome::Pending, at);
     }
 }

@@ -171,6 +171,7 @@ impl ShardState {
         for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
             self.dirty.insert(k);
         }
+        self.notify(id, "update", crate::state_notify::Outcome::Pending, at);
     }
 
     /// A failed update call puts the worker count back (reference §6.6).

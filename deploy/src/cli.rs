@@ -171,6 +171,9 @@ pub struct ConductorArgs {
     /// conductor of a deployment needs the same one.
     #[arg(long, env = "MAGNUM_CERT_KEY_FILE")]
     pub cert_key_file: Option<PathBuf>,
+    /// Where CADF notifications go: `log`, `file:PATH` (JSON lines) or an http(s) webhook URL.
+    #[arg(long, env = "MAGNUM_NOTIFICATION_SINK", default_value = "log")]
+    pub notification_sink: String,
     #[command(flatten)]
     pub raft: RaftArgs,
     #[command(flatten)]

@@ -13,6 +13,7 @@ mod peers;
 use cli::{ApiArgs, AuthArgs, CloudSimArgs, Command, ConductorArgs, ManageCommand};
 use magnum_conductor::heat_cloud::{CloudAuth, HeatCloud};
 use magnum_conductor::node::{Conductor, ConductorConfig};
+use magnum_conductor::notify::{Notifier, NotifySink};
 use magnum_conductor::reconciler::ReconcilerConfig;
 use magnum_conductor::sealing::CertKey;
 use std::sync::Arc;
@@ -124,6 +125,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         ));
     };
     let cert_key = CertKey::from_file(key_file).map_err(|e| DeployError::Args(e.to_string()))?;
+    let sink: NotifySink = c.notification_sink.parse().map_err(DeployError::Args)?;
     Ok(ConductorConfig {
         node_id: c.node_id,
         data_dir: c.data_dir.clone(),
@@ -137,6 +139,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         reconciler: ReconcilerConfig {
             poll: Duration::from_millis(c.poll_interval_ms),
             cert_key,
+            notifier: Notifier::new(sink, format!("container-infra.conductor-{}", c.node_id)),
             ..ReconcilerConfig::default()
         },
         cloud: Arc::new(cloud),

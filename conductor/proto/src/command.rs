@@ -120,6 +120,11 @@ pub enum ShardCommand {
         operation: Operation,
         at: Timestamp,
     },
+    /// The shard leader delivered these outbox notifications to the sink; drop them.
+    NotificationsDelivered {
+        epoch: u64,
+        ids: Vec<String>,
+    },
 }
 
 /// Bounds of [`ShardCommand::Canary`], checked in `apply()`.

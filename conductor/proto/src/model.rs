@@ -355,6 +355,21 @@ pub struct Operation {
     pub nodes_to_remove: Vec<String>,
 }
 
+/// A CADF notification in a shard's outbox (reference §10), written by `apply()` in the same
+/// command as the transition it reports, and removed once the shard leader delivered it. The
+/// `id` is the idempotency key the sink receives: a redelivery after a failover repeats it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: String,
+    /// `magnum.cluster.create` / `.update` / `.delete`.
+    pub event_type: String,
+    /// `INFO` for pending and success, `ERROR` for failure.
+    pub priority: String,
+    /// The CADF event.
+    pub payload: serde_json::Value,
+    pub at: Timestamp,
+}
+
 /// Quota row (only resource `Cluster` exists).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quota {
