@@ -82,7 +82,7 @@ write_cmd() {
     conductor)
       local fp=""
       [ "${MAGNUM_FAILPOINT_FILES:-0}" = 1 ] && fp="env MAGNUM_FAILPOINTS=@$dir/conductor-$id.failpoints "
-      echo "$fp$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
+      echo "$fp$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cert-key-file $dir/cert.key --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
     api)
       local c=() n
       for n in "${nodes[@]}"; do c+=(--conductor "$host:$(svc_port "$n")"); done
@@ -99,6 +99,8 @@ start_one() {
   alive "$(pid_of "$dir" "$name")" && return 0
   [ -f "$dir/$name.cmd" ] || write_cmd "$dir" "$role" "$id"
   mkdir -p "$dir/logs" "$dir/cloud-sim"
+  # The key that seals cluster private keys, shared by every conductor of DIR.
+  [ -f "$dir/cert.key" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/cert.key")
   # shellcheck disable=SC2046
   nohup $(cat "$dir/$name.cmd") $extra >>"$dir/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$dir/$name.pid"

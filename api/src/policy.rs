@@ -14,6 +14,8 @@ pub enum Rule {
     AdminOrReader,
     /// `role:admin or (role:member and project_id:%(project_id)s)`.
     AdminOrMember,
+    /// `role:member and project_id:%(project_id)s` (the admin role alone does not pass).
+    Member,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +68,8 @@ pub enum Action {
     NodegroupUpdate,
     NodegroupDelete,
     ClusterUpgrade,
+    CertificateRotateCa,
+    CredentialRotate,
 }
 
 impl Action {
@@ -120,6 +124,8 @@ impl Action {
             NodegroupUpdate => "nodegroup:update",
             NodegroupDelete => "nodegroup:delete",
             ClusterUpgrade => "cluster:upgrade",
+            CertificateRotateCa => "certificate:rotate_ca",
+            CredentialRotate => "credential:rotate",
         }
     }
 
@@ -164,7 +170,9 @@ impl Action {
             | NodegroupCreate
             | NodegroupUpdate
             | NodegroupDelete
-            | ClusterUpgrade => Rule::AdminOrMember,
+            | ClusterUpgrade
+            | CertificateRotateCa => Rule::AdminOrMember,
+            CredentialRotate => Rule::Member,
         }
     }
 }
@@ -172,12 +180,16 @@ impl Action {
 /// Whether `who` passes `action` on a resource of `target_project` (the caller's own project
 /// when the action has no target, as oslo.policy's default target does).
 pub fn allowed(who: &Identity, action: Action, target_project: Option<&str>) -> bool {
+    let target = target_project.unwrap_or(&who.project_id);
+    let in_project = !who.project_id.is_empty() && who.project_id == target;
+    if action.rule() == Rule::Member {
+        return in_project && who.has_role("member");
+    }
     if who.is_admin() {
         return true;
     }
-    let target = target_project.unwrap_or(&who.project_id);
-    let in_project = !who.project_id.is_empty() && who.project_id == target;
     match action.rule() {
+        Rule::Member => in_project && who.has_role("member"),
         Rule::Admin => false,
         Rule::AdminOrReader => in_project && (who.has_role("reader") || who.has_role("member")),
         Rule::AdminOrMember => in_project && who.has_role("member"),

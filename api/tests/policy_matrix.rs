@@ -137,6 +137,8 @@ fn rows() -> Vec<Row> {
         // Certificates: non-admins must also be the cluster's creator (member-a).
         row!("post" "/v1/certificates", |w| ("/v1/certificates".into(), Some(json!({"cluster_uuid": w.c, "csr": csr()}))), [201, 201, 403, 400, 401]),
         row!("get" "/v1/certificates/{ident}", |w| (format!("/v1/certificates/{}", w.c), None), [200, 200, 403, 404, 401]),
+        row!("patch" "/v1/certificates/{ident}", |w| (format!("/v1/certificates/{}", w.c), None), [202, 202, 403, 404, 401]),
+        row!("patch" "/v1/credentials/{ident}", |w| (format!("/v1/credentials/{}", w.c), None), [400, 400, 403, 404, 401]),
         // Quotas: admin-only except reading one's own project's.
         row!("get" "/v1/quotas", |_w| ("/v1/quotas".into(), None), [200, 403, 403, 403, 401]),
         row!("post" "/v1/quotas", |_w| ("/v1/quotas".into(), Some(json!({"project_id": PROJECT_B, "resource": "Cluster", "hard_limit": 3}))), [201, 403, 403, 403, 401]),

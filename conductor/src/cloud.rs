@@ -2,6 +2,7 @@
 //! reconciler stays ignorant of Heat's wire format.
 use async_trait::async_trait;
 use magnum_proto::{ClusterView, NodeGroup, Operation, ProjectId, StackOutputs};
+use std::collections::BTreeMap;
 
 /// A stack as Heat names it: `name/id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,4 +84,18 @@ pub trait Cloud: Send + Sync + 'static {
         cluster: &ClusterView,
         stack: &StackHandle,
     ) -> Result<(), CloudError>;
+    /// PATCH the stack with these parameters only (CA rotation's new service-account keys),
+    /// rollback as `op.rollback`; the same call again converges to the same stack.
+    async fn patch_parameters(
+        &self,
+        op: &Operation,
+        cluster: &ClusterView,
+        stack: &StackHandle,
+        parameters: BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), CloudError> {
+        let _ = (op, cluster, stack, parameters);
+        Err(CloudError::Permanent(
+            "This cloud cannot update stack parameters.".into(),
+        ))
+    }
 }

@@ -4,13 +4,14 @@ use crate::cloud::{Cloud, CloudError, StackHandle, StackState};
 use async_trait::async_trait;
 use magnum_drivers::openstack::{
     heat_url_for_project, Domain, HeatClient, HttpClient, Interface, KeystoneClient,
-    PasswordCredentials, ServiceSession, StackRef, TokenProvider,
+    PasswordCredentials, ServiceSession, StackRef, TokenProvider, UpdateStack,
 };
 use magnum_drivers::{
     driver_by_name, find_driver, ClusterSpec, Driver, NodeGroupSpec, NodeTaint, OutputOptions,
     ScaleSpec, UpgradeSpec,
 };
 use magnum_proto::{ClusterView, NodeGroup, OpKind, Operation, ProjectId, StackOutputs};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
@@ -324,6 +325,26 @@ impl Cloud for HeatCloud {
                     rollback: op.rollback,
                 })
             }
+        };
+        let heat = self.heat(&view.cluster.project_id).await?;
+        let sref = StackRef {
+            id: stack.id.clone(),
+            name: stack.name.clone(),
+        };
+        heat.update_stack_patch(&sref, &req).await.map_err(classify)
+    }
+
+    async fn patch_parameters(
+        &self,
+        op: &Operation,
+        view: &ClusterView,
+        stack: &StackHandle,
+        parameters: BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), CloudError> {
+        let req = UpdateStack {
+            parameters,
+            disable_rollback: Some(!op.rollback),
+            ..UpdateStack::default()
         };
         let heat = self.heat(&view.cluster.project_id).await?;
         let sref = StackRef {

@@ -125,6 +125,7 @@ impl Conductor {
         let svc_state = Arc::new(ServiceState {
             node: NodeId(cfg.node_id),
             hosting: hosting.clone(),
+            cert_key: cfg.reconciler.cert_key.clone(),
         });
         let svc_listener = bind(cfg.service_listen).await?;
         let service_addr = svc_listener

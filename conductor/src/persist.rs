@@ -23,6 +23,11 @@ pub fn encode_key(k: &Key) -> Vec<u8> {
         Key::Op(id) => with(b"o/", &id.0),
         Key::Request(id) => with(b"r/", &id.0),
         Key::Federation(id) => with(b"f/", &id.0),
+        Key::Notification(id) => {
+            let mut v = b"e/".to_vec();
+            v.extend_from_slice(id.as_bytes());
+            v
+        }
         Key::Canary(name) => {
             let mut v = b"p/".to_vec();
             v.extend_from_slice(name.as_bytes());
@@ -65,6 +70,7 @@ pub fn row(state: &ShardState, k: &Key) -> Option<Vec<u8>> {
         Key::Request(id) => state.requests.get(id).and_then(enc),
         Key::Federation(id) => state.federations.get(id).and_then(enc),
         Key::Canary(name) => state.canaries.get(name).and_then(enc),
+        Key::Notification(id) => state.outbox.get(id).and_then(enc),
         Key::Quota(p, r) => state.quotas.get(&(p.clone(), r.clone())).and_then(enc),
     }
 }
@@ -119,6 +125,10 @@ pub fn load(
                 state
                     .quotas
                     .insert((q.project_id.clone(), q.resource.clone()), q);
+            }
+            Some(b"e/") => {
+                let n: Notification = dec(&v)?;
+                state.outbox.insert(n.id.clone(), n);
             }
             Some(b"p/") => {
                 let name = String::from_utf8(k[2..].to_vec()).map_err(|e| e.to_string())?;

@@ -5,9 +5,11 @@ use crate::certs;
 use crate::cloud::{Cloud, CloudError, StackHandle};
 use crate::failpoints::{self, When};
 use crate::logic::ShardLogic;
+use crate::notify::Notifier;
+use crate::sealing::CertKey;
 use magnum_proto::*;
 use magnum_raft::{Group, WriteError};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -32,6 +34,10 @@ pub struct ReconcilerConfig {
     /// Where a cluster's Kubernetes API is reached, `{stack_id}`/`{cluster_uuid}` substituted
     /// (e.g. cloud-sim's simulated endpoints); `None` uses the cluster's `api_address`.
     pub cluster_api_url: Option<String>,
+    /// Seals the private keys the reconciler generates (`--cert-key-file`).
+    pub cert_key: CertKey,
+    /// Where the shard's CADF notifications are delivered.
+    pub notifier: Notifier,
 }
 
 impl Default for ReconcilerConfig {
@@ -44,6 +50,8 @@ impl Default for ReconcilerConfig {
             stalled_after: Duration::from_secs(3600),
             health: Duration::from_secs(60),
             cluster_api_url: None,
+            cert_key: CertKey::process_ephemeral(),
+            notifier: Notifier::default(),
         }
     }
 }
@@ -80,8 +88,14 @@ pub async fn run(
         cancel,
     });
     let mut workers: HashMap<ClusterId, JoinHandle<()>> = HashMap::new();
+    let mut outbox: Option<JoinHandle<()>> = None;
     info!(group = ctx.group.id(), epoch, "reconciler started");
     loop {
+        if outbox.as_ref().is_none_or(|h| h.is_finished())
+            && ctx.group.read_local(|l| l.state.outbox().next().is_some())
+        {
+            outbox = Some(tokio::spawn(deliver_outbox(ctx.clone())));
+        }
         let ops: Vec<Operation> = ctx
             .group
             .read_local(|l| l.state.operations().cloned().collect());
@@ -113,6 +127,9 @@ pub async fn run(
         }
     }
     for (_, h) in workers {
+        h.abort();
+    }
+    if let Some(h) = outbox {
         h.abort();
     }
     info!(group = ctx.group.id(), epoch, "reconciler stopped");
@@ -195,12 +212,22 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
     let project = &view.cluster.project_id;
     match &op.step {
         Step::GenerateCerts => {
-            let name = view.cluster.name.clone();
-            let certs = tokio::task::spawn_blocking(move || certs::generate(&name))
+            let name = ca_name(view);
+            let key = ctx.cfg.cert_key.clone();
+            let certs = tokio::task::spawn_blocking(move || certs::generate(&name, &key))
                 .await
                 .map_err(|e| StepError::Retry(e.to_string()))?
                 .map_err(|e| StepError::Retry(e.to_string()))?;
             advance(ctx, op, OpEvent::CertsGenerated { certs }).await
+        }
+        Step::RotateCerts => {
+            let name = ca_name(view);
+            let key = ctx.cfg.cert_key.clone();
+            let certs = tokio::task::spawn_blocking(move || certs::generate_rotation(&name, &key))
+                .await
+                .map_err(|e| StepError::Retry(e.to_string()))?
+                .map_err(|e| StepError::Retry(e.to_string()))?;
+            advance(ctx, op, OpEvent::CertsRotated { certs }).await
         }
         Step::CreateStack { .. } => {
             advance(ctx, op, OpEvent::StackCreateIntent).await?;
@@ -281,8 +308,13 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
             };
             let stack_id = handle.id.clone();
             advance(ctx, op, OpEvent::StackUpdateIntent).await?;
+            let params = stack_parameters(ctx, op, view)?;
             confirm_leadership(ctx).await?;
-            match ctx.cloud.update_stack(op, view, &handle).await {
+            let sent = match params {
+                Some(p) => ctx.cloud.patch_parameters(op, view, &handle, p).await,
+                None => ctx.cloud.update_stack(op, view, &handle).await,
+            };
+            match sent {
                 Ok(()) => {}
                 Err(CloudError::Permanent(reason)) => {
                     return advance(ctx, op, OpEvent::Failed { reason }).await
@@ -411,6 +443,82 @@ fn update_target(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Option<StackH
             name: ctx.cloud.stack_name(view),
             id: view.cluster.stack_id.clone()?,
         }),
+    }
+}
+
+/// Delivers the outbox in order, then commits which notifications went out. A failover between
+/// the two delivers them again, with the same ids.
+async fn deliver_outbox(ctx: Arc<Ctx>) {
+    let batch: Vec<Notification> = ctx
+        .group
+        .read_local(|l| l.state.outbox().take(100).cloned().collect());
+    let mut ids = Vec::new();
+    for n in &batch {
+        match ctx.cfg.notifier.deliver(n).await {
+            Ok(()) => ids.push(n.id.clone()),
+            Err(e) => {
+                warn!(id = %n.id, error = %e, "notification not delivered, will retry");
+                sleep(&ctx, ctx.cfg.max_backoff.min(Duration::from_secs(1))).await;
+                break;
+            }
+        }
+    }
+    if ids.is_empty() {
+        return;
+    }
+    let req = ShardRequest {
+        request_id: None,
+        command: ShardCommand::NotificationsDelivered {
+            epoch: ctx.epoch,
+            ids,
+        },
+    };
+    if let Ok(payload) = serde_json::to_vec(&req) {
+        if let Err(e) = ctx.group.write(payload).await {
+            debug!(error = %e, "delivered notifications not recorded; they will be sent again");
+        }
+    }
+}
+
+/// The parameters an update operation other than a resize sends: a CA rotation hands the stack
+/// the new service-account key pair (opened from its seal only for this call).
+fn stack_parameters(
+    ctx: &Ctx,
+    op: &Operation,
+    view: &ClusterView,
+) -> Result<Option<BTreeMap<String, serde_json::Value>>, StepError> {
+    if op.kind != OpKind::RotateCa {
+        return Ok(None);
+    }
+    let certs = ctx
+        .group
+        .read_local(|l| l.state.certs(view.cluster.uuid).cloned());
+    let (Some(public), Some(sealed)) = certs
+        .map(|c| (c.service_account_key, c.service_account_private_key))
+        .unwrap_or_default()
+    else {
+        return Err(StepError::Retry("rotated certificates missing".into()));
+    };
+    let private = ctx
+        .cfg
+        .cert_key
+        .open(&sealed)
+        .map_err(|e| StepError::Retry(e.to_string()))?;
+    Ok(Some(BTreeMap::from([
+        ("kube_service_account_key".to_string(), public.into()),
+        (
+            "kube_service_account_private_key".to_string(),
+            private.into(),
+        ),
+    ])))
+}
+
+/// CA subject: the cluster name, or its uuid when it has none (reference §9).
+pub(crate) fn ca_name(view: &ClusterView) -> String {
+    if view.cluster.name.is_empty() {
+        view.cluster.uuid.to_string()
+    } else {
+        view.cluster.name.clone()
     }
 }
 

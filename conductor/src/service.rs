@@ -25,6 +25,8 @@ use std::time::Duration;
 pub struct ServiceState {
     pub node: NodeId,
     pub hosting: Arc<Hosting>,
+    /// Opens the sealed CA keys for signing.
+    pub cert_key: crate::sealing::CertKey,
 }
 
 impl ServiceState {
@@ -124,7 +126,9 @@ async fn command(
     // Ownership and operation progress are the conductor's own business.
     if matches!(
         req.command,
-        ShardCommand::TakeOwnership { .. } | ShardCommand::Advance { .. }
+        ShardCommand::TakeOwnership { .. }
+            | ShardCommand::Advance { .. }
+            | ShardCommand::NotificationsDelivered { .. }
     ) {
         return Err(SvcError::BadRequest(
             "internal command not accepted from clients".into(),
@@ -164,9 +168,9 @@ async fn sign(
     let certs = group.read(|l| l.state.certs(req.cluster).cloned()).await?;
     let r = match certs {
         None => SignResult::NoCertificates,
-        Some(c) => match crate::certs::sign_csr(&c, &req.csr) {
+        Some(c) => match crate::csr::sign_csr(&c, &s.cert_key, req.ca, &req.csr) {
             Ok(pem) => SignResult::Signed(pem),
-            Err(crate::certs::SignError::BadCsr(m)) => SignResult::BadCsr(m),
+            Err(crate::csr::SignError::BadCsr(m)) => SignResult::BadCsr(m),
             Err(e) => return Err(SvcError::Unavailable(e.to_string())),
         },
     };

@@ -2,6 +2,7 @@
 //! operation of each cluster, the ownership epoch and the request dedup table. No clock, no
 //! randomness, no I/O: timestamps and ids travel inside the commands.
 use crate::messages;
+use crate::state_notify::Outcome;
 use magnum_proto::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +22,7 @@ pub enum Key {
     Request(RequestId),
     Canary(String),
     Federation(FederationId),
+    Notification(String),
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -38,6 +40,12 @@ pub struct ShardState {
     pub(crate) requests: BTreeMap<RequestId, (u64, ShardResponse)>,
     pub(crate) canaries: BTreeMap<String, String>,
     pub(crate) federations: BTreeMap<FederationId, Federation>,
+    /// CADF notifications not yet delivered (`state_notify`).
+    pub(crate) outbox: BTreeMap<String, Notification>,
+    /// Log index of the command being applied and notifications it emitted so far: the
+    /// notification ids. Not part of the state.
+    pub(crate) apply_index: u64,
+    pub(crate) emitted: u32,
     /// Keys changed since the last `take_dirty`; not part of the state.
     pub(crate) dirty: BTreeSet<Key>,
 }
@@ -58,7 +66,10 @@ impl ShardState {
                 return resp.clone();
             }
         }
+        self.apply_index = index;
+        self.emitted = 0;
         let resp = self.apply_command(index, &req.command);
+        (self.apply_index, self.emitted) = (0, 0);
         if let Some(id) = req.request_id {
             self.requests.insert(id, (index, resp.clone()));
             self.dirty.insert(Key::Request(id));
@@ -225,6 +236,18 @@ impl ShardState {
                 }
                 self.dirty.insert(Key::Quota(k.0, k.1));
                 Ok(CommandOk::Done)
+            }
+            ShardCommand::RotateCa { id, operation, at } => self.rotate_ca(*id, operation, *at),
+            ShardCommand::RotateCredential { id, operation, at } => {
+                self.rotate_credential(*id, operation, *at)
+            }
+            ShardCommand::NotificationsDelivered { epoch, ids } => {
+                if *epoch != self.epoch {
+                    return Err(CommandError::StaleEpoch {
+                        current: self.epoch,
+                    });
+                }
+                self.notifications_delivered(ids)
             }
         }
     }
@@ -417,6 +440,7 @@ impl ShardState {
         ] {
             self.dirty.insert(k);
         }
+        self.notify(c.uuid, "create", Outcome::Pending, c.created_at);
         Ok(CommandOk::Cluster(Box::new(ClusterView {
             cluster: c,
             nodegroups: ngs,
@@ -474,6 +498,7 @@ impl ShardState {
         for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
             self.dirty.insert(k);
         }
+        self.notify(id, "delete", Outcome::Pending, at);
         Ok(CommandOk::Done)
     }
 
@@ -502,6 +527,11 @@ impl ShardState {
                     stack_name: op.stack_name.clone(),
                     attempt: 0,
                 };
+            }
+            (OpEvent::CertsRotated { certs }, Step::RotateCerts) => {
+                self.certs.insert(id, certs.clone());
+                self.dirty.insert(Key::Certs(id));
+                op.step = Step::UpdateStack { attempt: 0 };
             }
             (OpEvent::StackCreateIntent, Step::CreateStack { attempt, .. }) => *attempt += 1,
             (OpEvent::StackCreated { stack_id }, Step::CreateStack { .. }) => {
@@ -576,6 +606,7 @@ impl ShardState {
         }
         self.dirty.insert(Key::Op(id));
         if remove_cluster {
+            self.notify(id, "delete", Outcome::Success, at);
             self.remove_cluster(id);
             return;
         }
@@ -589,6 +620,12 @@ impl ShardState {
             self.ops.remove(&id);
             let previous = previous.unwrap_or(status);
             self.finish(id, kind, target, (status, reason), outputs, previous, at);
+            let outcome = if status.is_failed() {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            };
+            self.notify(id, kind.action(), outcome, at);
         }
     }
 
@@ -689,8 +726,8 @@ impl ShardState {
                     .filter_map(|c| self.view(c.uuid))
                     .collect(),
             ),
-            ShardQuery::CaCert { id } => {
-                QueryResult::CaCert(self.certs.get(id).map(|c| c.ca_cert.clone()))
+            ShardQuery::CaCert { id, kind } => {
+                QueryResult::CaCert(self.certs.get(id).map(|c| c.ca(*kind).0.to_string()))
             }
             ShardQuery::Operations => QueryResult::Operations(self.ops.values().cloned().collect()),
             ShardQuery::Quotas { project } => QueryResult::Quotas(

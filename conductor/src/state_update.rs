@@ -173,6 +173,7 @@ impl ShardState {
         for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
             self.dirty.insert(k);
         }
+        self.notify(id, "update", crate::state_notify::Outcome::Pending, at);
     }
 
     /// A failed update call puts the nodegroup's count back (reference §6.6); `None` is the

@@ -28,6 +28,8 @@ struct FakeCloud {
     create_delay: Duration,
     /// Worker counts of the stack updates received.
     updates: Mutex<Vec<u32>>,
+    /// Parameter-only stack updates received (CA rotation).
+    param_patches: Mutex<Vec<BTreeMap<String, serde_json::Value>>>,
 }
 
 #[async_trait]
@@ -123,6 +125,26 @@ impl Cloud for FakeCloud {
         h: &StackHandle,
     ) -> Result<(), CloudError> {
         self.updates.lock().unwrap().push(c.node_count());
+        match self.stacks.lock().unwrap().get_mut(&h.name) {
+            Some((_, st, _)) if st.ends_with("IN_PROGRESS") => {
+                Err(CloudError::Transient(format!("409: stack is {st}")))
+            }
+            Some((_, st, ready)) => {
+                *st = "UPDATE_IN_PROGRESS".into();
+                *ready = Instant::now() + Duration::from_millis(200);
+                Ok(())
+            }
+            None => Err(CloudError::Permanent("stack not found".into())),
+        }
+    }
+    async fn patch_parameters(
+        &self,
+        _op: &Operation,
+        _c: &ClusterView,
+        h: &StackHandle,
+        parameters: BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), CloudError> {
+        self.param_patches.lock().unwrap().push(parameters);
         match self.stacks.lock().unwrap().get_mut(&h.name) {
             Some((_, st, _)) if st.ends_with("IN_PROGRESS") => {
                 Err(CloudError::Transient(format!("409: stack is {st}")))
@@ -284,7 +306,8 @@ async fn wait_status(
     id: ClusterId,
     want: Option<ClusterStatus>,
 ) -> Option<ClusterView> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: every create makes four RSA-2048 keys, slow on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let v = match cl.query(shard, &ShardQuery::Cluster { id }).await.unwrap() {
             QueryResult::Cluster(v) => v.map(|b| *b),
@@ -405,8 +428,8 @@ async fn delete_while_the_stack_create_is_in_flight_leaves_no_orphan() {
     let project = ProjectId::from("proj-b");
     let shard = shard_of(&project, cl.shards().await.unwrap());
     let id = create_cluster(&cl, shard, &project).await;
-    // The create call is on its way; the stack does not exist yet.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The create call is on its way (after the certificates); the stack does not exist yet.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while *cloud.create_calls.lock().unwrap() == 0 {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -464,4 +487,164 @@ async fn every_conductor_heartbeats_into_the_meta_registry() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     stop_all(&mut c).await;
+}
+
+async fn ca_pem(cl: &ConductorClient, shard: ShardId, id: ClusterId, kind: CaKind) -> String {
+    match cl
+        .query(shard, &ShardQuery::CaCert { id, kind })
+        .await
+        .unwrap()
+    {
+        QueryResult::CaCert(Some(p)) => p,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn sign(cl: &ConductorClient, shard: ShardId, id: ClusterId) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, "me");
+    let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+    let req = wire::SignCsr {
+        cluster: id,
+        csr,
+        ca: CaKind::Kubernetes,
+    };
+    match cl.sign(shard, &req).await.unwrap() {
+        wire::SignResult::Signed(pem) => pem,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn openssl_verifies(ca: &str, cert: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("ca.pem"), dir.path().join("c.pem"));
+    std::fs::write(&a, ca).unwrap();
+    std::fs::write(&b, format!("{cert}\n")).unwrap();
+    std::process::Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .expect("openssl CLI")
+        .status
+        .success()
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            dir_contains(&p, needle)
+        } else {
+            std::fs::read(&p)
+                .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ca_rotation_survives_a_leader_restart_and_revokes_old_certificates() {
+    let cloud = Arc::new(FakeCloud::default());
+    let mut c = start3(cloud.clone(), 1).await;
+    let cl = client(&c);
+    let project = ProjectId::from("proj-r");
+    let shard = shard_of(&project, cl.shards().await.unwrap());
+    let id = create_cluster(&cl, shard, &project).await;
+    wait_status(&cl, shard, id, Some(ClusterStatus::CREATE_COMPLETE)).await;
+    let old_ca = ca_pem(&cl, shard, id, CaKind::Kubernetes).await;
+    let old_etcd = ca_pem(&cl, shard, id, CaKind::Etcd).await;
+    let old_signed = sign(&cl, shard, id).await;
+    assert!(openssl_verifies(&old_ca, &old_signed));
+
+    let op = magnum_proto::fixtures::cluster_rows(
+        &magnum_proto::fixtures::template(&project),
+        "x",
+        1,
+        1,
+    )
+    .2;
+    send(
+        &cl,
+        shard,
+        ShardCommand::RotateCa {
+            id,
+            operation: op,
+            at: Timestamp::now(),
+        },
+    )
+    .await
+    .unwrap();
+    // The leader goes away right after the rotation was accepted, and comes back later.
+    let leader = cl.leader_of(shard).await.unwrap().unwrap();
+    if let Some(node) = c.nodes.get_mut(&leader.0).and_then(Option::take) {
+        node.shutdown().await;
+    }
+    wait_status(&cl, shard, id, Some(ClusterStatus::UPDATE_COMPLETE)).await;
+    let cfg = ConductorConfig {
+        bootstrap: false,
+        ..c.cfgs[&leader.0].clone()
+    };
+    c.nodes
+        .insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
+
+    let new_ca = ca_pem(&cl, shard, id, CaKind::Kubernetes).await;
+    assert_ne!(new_ca, old_ca);
+    assert_ne!(ca_pem(&cl, shard, id, CaKind::Etcd).await, old_etcd);
+    // Certificates signed by the old CA no longer verify; new ones do.
+    assert!(!openssl_verifies(&new_ca, &old_signed));
+    let new_signed = sign(&cl, shard, id).await;
+    assert!(openssl_verifies(&new_ca, &new_signed));
+    assert!(!openssl_verifies(&old_ca, &new_signed));
+    // The stack got a new service-account key pair.
+    let patches = cloud.param_patches.lock().unwrap().clone();
+    let last = patches
+        .last()
+        .expect("a parameter update reached the cloud");
+    assert!(last["kube_service_account_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert!(last["kube_service_account_private_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN PRIVATE KEY-----"));
+    // Another rotation is accepted once the first finished.
+    let op = magnum_proto::fixtures::cluster_rows(
+        &magnum_proto::fixtures::template(&project),
+        "x",
+        1,
+        1,
+    )
+    .2;
+    send(
+        &cl,
+        shard,
+        ShardCommand::RotateCa {
+            id,
+            operation: op,
+            at: Timestamp::now(),
+        },
+    )
+    .await
+    .unwrap();
+    wait_status(&cl, shard, id, Some(ClusterStatus::UPDATE_COMPLETE)).await;
+    stop_all(&mut c).await;
+
+    // At rest (Raft log, state machine, snapshots) only sealed private keys: certificates are
+    // there in clear, private keys are not.
+    for d in &c._dirs {
+        assert!(
+            dir_contains(d.path(), b"BEGIN CERTIFICATE"),
+            "the data is there"
+        );
+        assert!(dir_contains(d.path(), b"sealed:v1:"));
+        assert!(
+            !dir_contains(d.path(), b"PRIVATE KEY"),
+            "a clear private key at rest"
+        );
+    }
 }

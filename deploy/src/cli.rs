@@ -14,6 +14,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up; boxing the conductor's many flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Magnum v1 REST API node (stateless).
@@ -180,6 +182,13 @@ pub struct ConductorArgs {
     /// `{stack_id}` / `{cluster_uuid}` substituted, e.g. cloud-sim's `http://H:P/sim/k8s/{stack_id}`.
     #[arg(long)]
     pub cluster_api_url: Option<String>,
+    /// File with the 256-bit key (64 hex digits) that seals cluster private keys at rest; every
+    /// conductor of a deployment needs the same one.
+    #[arg(long, env = "MAGNUM_CERT_KEY_FILE")]
+    pub cert_key_file: Option<PathBuf>,
+    /// Where CADF notifications go: `log`, `file:PATH` (JSON lines) or an http(s) webhook URL.
+    #[arg(long, env = "MAGNUM_NOTIFICATION_SINK", default_value = "log")]
+    pub notification_sink: String,
     #[command(flatten)]
     pub raft: RaftArgs,
     #[command(flatten)]

@@ -46,6 +46,9 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
             )
         })
         .collect();
+    // One sealing key for the three conductors, made on the first run and kept with the data.
+    let cert_key = magnum_conductor::sealing::CertKey::create_file(&d.data_dir.join("cert.key"))
+        .map_err(|e| DeployError::Args(e.to_string()))?;
     let mut conductors = Vec::new();
     for i in 1..=3u16 {
         let dir = d.data_dir.join(format!("conductor-{i}"));
@@ -69,6 +72,7 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
                     "http://127.0.0.1:{}/sim/k8s/{{stack_id}}",
                     d.cloud_sim_port
                 )),
+                cert_key: cert_key.clone(),
                 ..ReconcilerConfig::default()
             },
             cloud: Arc::new(cloud),

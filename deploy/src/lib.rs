@@ -13,7 +13,9 @@ mod peers;
 use cli::{ApiArgs, AuthArgs, CloudSimArgs, Command, ConductorArgs, ManageCommand};
 use magnum_conductor::heat_cloud::{CloudAuth, HeatCloud};
 use magnum_conductor::node::{Conductor, ConductorConfig};
+use magnum_conductor::notify::{Notifier, NotifySink};
 use magnum_conductor::reconciler::ReconcilerConfig;
+use magnum_conductor::sealing::CertKey;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,6 +117,15 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
     }
     let cloud =
         HeatCloud::new(cloud_auth(&c.auth)).map_err(|e| DeployError::Args(e.to_string()))?;
+    let Some(key_file) = &c.cert_key_file else {
+        return Err(DeployError::Args(
+            "--cert-key-file (or MAGNUM_CERT_KEY_FILE) is required: the key that seals cluster \
+             private keys; `openssl rand -hex 32 > FILE` makes one"
+                .into(),
+        ));
+    };
+    let cert_key = CertKey::from_file(key_file).map_err(|e| DeployError::Args(e.to_string()))?;
+    let sink: NotifySink = c.notification_sink.parse().map_err(DeployError::Args)?;
     Ok(ConductorConfig {
         node_id: c.node_id,
         data_dir: c.data_dir.clone(),
@@ -131,6 +142,8 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
             stalled_after: Duration::from_secs(c.stalled_after_secs),
             health: Duration::from_millis(c.health_interval_ms),
             cluster_api_url: c.cluster_api_url.clone(),
+            cert_key,
+            notifier: Notifier::new(sink, format!("container-infra.conductor-{}", c.node_id)),
             ..ReconcilerConfig::default()
         },
         cloud: Arc::new(cloud),

@@ -124,6 +124,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
     // Certificates (§4.4).
     ep!("post" "/v1/certificates" "certificate_sign" "certificates" "Sign a CSR with a cluster's CA", q: &[], body: In("CertificateRequest"), 201 Schema("Certificate")),
     ep!("get" "/v1/certificates/{ident}" "certificate_show" "certificates" "A cluster's CA certificate", q: &["ca_cert_type"], body: Body::None, 200 Schema("Certificate")),
+    ep!("patch" "/v1/certificates/{ident}" "certificate_rotate_ca" "certificates" "Rotate a cluster's CAs and client certificate (no body; 400 if TLS is disabled)", q: &[], body: Body::None, 202 Uuid),
+    ep!("patch" "/v1/credentials/{ident}" "credential_rotate" "credentials" "Rotate a cluster's trustee credentials (from 1.12)", q: &[], body: Body::None, 202 Uuid),
     // Quotas, stats, services (§4.6–4.8).
     ep!("get" "/v1/quotas" "quota_list" "quotas" "List quotas (admin)", q: &["marker", "limit", "sort_key", "sort_dir", "all_tenants"], body: Body::None, 200 List("quotas", "Quota")),
     ep!("post" "/v1/quotas" "quota_create" "quotas" "Create a quota (admin)", q: &[], body: In("Quota"), 201 Schema("Quota")),

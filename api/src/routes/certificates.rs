@@ -9,14 +9,15 @@ use crate::state::AppState;
 use crate::store::Store;
 use crate::validate::fields::{self, field, Kind, Spec};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use magnum_proto::wire::{SignCsr, SignResult};
-use magnum_proto::{ClusterView, QueryResult, ShardQuery};
+use magnum_proto::{CaKind, ClusterView, QueryResult, ShardCommand, ShardQuery, Timestamp};
 use serde::Serialize;
+use serde_json::json;
 
 /// The API type `Certificate` in declaration order (`bay_uuid` is the pre-cluster name).
 const SPECS: &[Spec] = &[
@@ -37,8 +38,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/certificates", post(sign))
         .route("/v1/certificates/", post(sign))
-        .route("/v1/certificates/{ident}", get(show))
-        .route("/v1/certificates/{ident}/", get(show))
+        .route("/v1/certificates/{ident}", get(show).patch(rotate))
+        .route("/v1/certificates/{ident}/", get(show).patch(rotate))
 }
 
 #[derive(Debug, Serialize)]
@@ -82,16 +83,23 @@ async fn show(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(ident): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<CaView>, ApiError> {
     let store = Store::new(state.backend.as_ref());
     let c = store.find_cluster(&ctx.who, &ident).await?;
     enforce_owner(&ctx, Action::CertificateGet, &c)?;
-    // One CA per cluster for now: `ca_cert_type` (etcd, front_proxy) gets the same one.
+    let kind = CaKind::from_param(
+        pairs
+            .iter()
+            .find(|(k, _)| k == "ca_cert_type")
+            .map(|(_, v)| v.as_str()),
+    );
     let shard = store.shard_of(&c.cluster.project_id).await?;
-    let pem = match store
-        .query(shard, &ShardQuery::CaCert { id: c.cluster.uuid })
-        .await?
-    {
+    let q = ShardQuery::CaCert {
+        id: c.cluster.uuid,
+        kind,
+    };
+    let pem = match store.query(shard, &q).await? {
         QueryResult::CaCert(Some(pem)) => pem,
         QueryResult::CaCert(None) => return Err(no_certs(&c)),
         other => {
@@ -134,6 +142,7 @@ async fn sign(
     let req = SignCsr {
         cluster: c.cluster.uuid,
         csr: csr.clone(),
+        ca: CaKind::from_param(f.str("ca_cert_type").as_deref()),
     };
     let pem = match state.backend.sign(shard, &req).await? {
         SignResult::Signed(pem) => pem,
@@ -149,4 +158,41 @@ async fn sign(
         ca_cert_type: f.str("ca_cert_type"),
     };
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// `PATCH /v1/certificates/{ident}` (`openstack coe ca rotate`): the body is ignored (the CLI
+/// sends none, as `application/octet-stream`). New CAs and client certificate, then a stack
+/// update; 202 `{"uuid"}` once the operation is committed.
+async fn rotate(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(ident): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = Store::new(state.backend.as_ref());
+    let c = store.find_cluster(&ctx.who, &ident).await?;
+    let project = c.cluster.project_id.clone();
+    policy::enforce(&ctx.who, Action::CertificateRotateCa, Some(&project.0))?;
+    let template = store
+        .template_by_id(c.cluster.cluster_template_id, &project)
+        .await?
+        .unwrap_or_default();
+    if template.tls_disabled {
+        return Err(ApiError::BadRequest(format!(
+            "Rotating the CA certificate on a non-TLS cluster is not supported, cluster: {}",
+            c.cluster.uuid
+        )));
+    }
+    let shard = store.shard_of(&project).await?;
+    let now = Timestamp::now();
+    let cmd = ShardCommand::RotateCa {
+        id: c.cluster.uuid,
+        operation: super::cluster_update::operation(&c, template, now),
+        at: now,
+    };
+    store.submit(shard, cmd).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"uuid": c.cluster.uuid.to_string()})),
+    )
+        .into_response())
 }

@@ -6,6 +6,7 @@ pub mod cluster_resize;
 pub mod cluster_update;
 pub mod cluster_upgrade;
 pub mod clusters;
+pub mod credentials;
 pub mod federations;
 pub mod legacy;
 pub mod mservices;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::routes())
         .merge(clusters::routes())
         .merge(certificates::routes())
+        .merge(credentials::routes())
         .merge(mservices::routes())
         .merge(nodegroups::routes())
         .merge(quotas::routes())

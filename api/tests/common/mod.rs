@@ -172,7 +172,12 @@ impl Backend for MemBackend {
             .cloned();
         Ok(match certs {
             None => wire::SignResult::NoCertificates,
-            Some(c) => match magnum_conductor::certs::sign_csr(&c, &req.csr) {
+            Some(c) => match magnum_conductor::csr::sign_csr(
+                &c,
+                &magnum_conductor::sealing::CertKey::process_ephemeral(),
+                req.ca,
+                &req.csr,
+            ) {
                 Ok(pem) => wire::SignResult::Signed(pem),
                 Err(e) => wire::SignResult::BadCsr(e.to_string()),
             },
@@ -242,7 +247,17 @@ impl MemBackend {
     }
 
     pub fn generate_certs(&self, shard: u32, cluster: ClusterId) -> ClusterCerts {
-        let certs = magnum_conductor::certs::generate("test").unwrap();
+        // Four RSA-2048 keys take seconds in a debug build: one set per test process.
+        static CERTS: std::sync::OnceLock<ClusterCerts> = std::sync::OnceLock::new();
+        let certs = CERTS
+            .get_or_init(|| {
+                magnum_conductor::certs::generate(
+                    "test",
+                    &magnum_conductor::sealing::CertKey::process_ephemeral(),
+                )
+                .unwrap()
+            })
+            .clone();
         let mut s = self.shards[shard as usize].lock().unwrap();
         let i = self.index.fetch_add(2, Ordering::SeqCst);
         let epoch = s.epoch + 1;

@@ -174,6 +174,26 @@ pub enum ShardCommand {
         health_status_reason: Option<std::collections::BTreeMap<String, String>>,
         at: Timestamp,
     },
+    /// `PATCH /v1/certificates/{id}` (reference §9): regenerate every CA and the client
+    /// certificate, then update the stack with a new service-account key pair. Rejected unless
+    /// the cluster is in a `*_COMPLETE` state with no operation running.
+    RotateCa {
+        id: ClusterId,
+        operation: Operation,
+        at: Timestamp,
+    },
+    /// `PATCH /v1/credentials/{id}` (reference §4.5): a new trustee password, then a stack
+    /// update carrying it.
+    RotateCredential {
+        id: ClusterId,
+        operation: Operation,
+        at: Timestamp,
+    },
+    /// The shard leader delivered these outbox notifications to the sink; drop them.
+    NotificationsDelivered {
+        epoch: u64,
+        ids: Vec<String>,
+    },
 }
 
 /// Bounds of [`ShardCommand::Canary`], checked in `apply()`.
@@ -240,6 +260,10 @@ pub enum OpEvent {
     /// phase of a cluster delete).
     NodeGroupDeleted {
         nodegroup: NodeGroupId,
+    },
+    /// CA rotation: the new certificates (keys sealed) replace the old ones.
+    CertsRotated {
+        certs: ClusterCerts,
     },
 }
 

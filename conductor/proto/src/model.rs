@@ -234,13 +234,65 @@ impl ClusterView {
     }
 }
 
-/// PEM material of a cluster (kubernetes CA and the conductor's client certificate).
+/// PEM material of a cluster (reference §9): the kubernetes, etcd and front-proxy CAs and the
+/// conductor's client certificate. Private keys are sealed by the conductor (rows written before
+/// sealing hold clear PEM; those also have only the kubernetes CA).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterCerts {
     pub ca_cert: String,
     pub ca_key: String,
     pub client_cert: String,
     pub client_key: String,
+    #[serde(default)]
+    pub etcd_ca_cert: Option<String>,
+    #[serde(default)]
+    pub etcd_ca_key: Option<String>,
+    #[serde(default)]
+    pub front_proxy_ca_cert: Option<String>,
+    #[serde(default)]
+    pub front_proxy_ca_key: Option<String>,
+    /// Kubernetes service-account key pair handed to the stack by a CA rotation (public PEM,
+    /// sealed private PEM); `None` until the first rotation.
+    #[serde(default)]
+    pub service_account_key: Option<String>,
+    #[serde(default)]
+    pub service_account_private_key: Option<String>,
+}
+
+/// Which of a cluster's CAs a request names (`ca_cert_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaKind {
+    #[default]
+    Kubernetes,
+    Etcd,
+    FrontProxy,
+}
+
+impl CaKind {
+    /// Magnum's mapping: `etcd`, `front_proxy`/`front-proxy`, anything else the cluster CA.
+    pub fn from_param(v: Option<&str>) -> Self {
+        match v {
+            Some("etcd") => CaKind::Etcd,
+            Some("front_proxy") | Some("front-proxy") => CaKind::FrontProxy,
+            _ => CaKind::Kubernetes,
+        }
+    }
+}
+
+impl ClusterCerts {
+    /// `(certificate PEM, sealed key)` of a CA; rows from before the etcd and front-proxy CAs
+    /// existed answer with the kubernetes CA, as they used to.
+    pub fn ca(&self, kind: CaKind) -> (&str, &str) {
+        fn pick<'a>(c: &'a Option<String>, k: &'a Option<String>) -> Option<(&'a str, &'a str)> {
+            Some((c.as_deref()?, k.as_deref()?))
+        }
+        let other = match kind {
+            CaKind::Kubernetes => None,
+            CaKind::Etcd => pick(&self.etcd_ca_cert, &self.etcd_ca_key),
+            CaKind::FrontProxy => pick(&self.front_proxy_ca_cert, &self.front_proxy_ca_key),
+        };
+        other.unwrap_or((self.ca_cert.as_str(), self.ca_key.as_str()))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,6 +307,10 @@ pub enum OpKind {
     NodeGroupDelete,
     /// `POST /v1/clusters/{id}/actions/upgrade`: a rolling stack update to a new kube_tag.
     Upgrade,
+    /// `PATCH /v1/certificates/{id}`: new CAs, then a stack update.
+    RotateCa,
+    /// `PATCH /v1/credentials/{id}`: new trustee credentials, then a stack update.
+    RotateCredential,
 }
 
 impl OpKind {
@@ -267,6 +323,18 @@ impl OpKind {
             OpKind::NodeGroupCreate => "nodegroup create",
             OpKind::NodeGroupDelete => "nodegroup delete",
             OpKind::Upgrade => "upgrade",
+            OpKind::RotateCa => "CA rotation",
+            OpKind::RotateCredential => "credential rotation",
+        }
+    }
+
+    /// The action name Magnum uses in notifications (every change but create/delete is an
+    /// update; nodegroup operations update their cluster).
+    pub fn action(self) -> &'static str {
+        match self {
+            OpKind::Create => "create",
+            OpKind::Delete => "delete",
+            _ => "update",
         }
     }
 
@@ -275,7 +343,9 @@ impl OpKind {
         match self {
             OpKind::Create | OpKind::NodeGroupCreate => ClusterStatus::CREATE_FAILED,
             OpKind::Delete | OpKind::NodeGroupDelete => ClusterStatus::DELETE_FAILED,
-            OpKind::Update | OpKind::Upgrade => ClusterStatus::UPDATE_FAILED,
+            OpKind::Update | OpKind::Upgrade | OpKind::RotateCa | OpKind::RotateCredential => {
+                ClusterStatus::UPDATE_FAILED
+            }
         }
     }
 }
@@ -319,6 +389,8 @@ pub enum Step {
     DeleteNodeGroupStack { attempt: u32 },
     /// Nodegroup delete: delete requested; poll until gone.
     WaitNodeGroupDelete { stack_id: String },
+    /// CA rotation: new certificates not yet committed.
+    RotateCerts,
 }
 
 /// The one active operation of a cluster.
@@ -354,6 +426,21 @@ pub struct Operation {
     /// Upgrade: the target versions.
     #[serde(default)]
     pub upgrade: Option<UpgradeSpec>,
+}
+
+/// A CADF notification in a shard's outbox (reference §10), written by `apply()` in the same
+/// command as the transition it reports, and removed once the shard leader delivered it. The
+/// `id` is the idempotency key the sink receives: a redelivery after a failover repeats it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: String,
+    /// `magnum.cluster.create` / `.update` / `.delete`.
+    pub event_type: String,
+    /// `INFO` for pending and success, `ERROR` for failure.
+    pub priority: String,
+    /// The CADF event.
+    pub payload: serde_json::Value,
+    pub at: Timestamp,
 }
 
 /// Quota row (only resource `Cluster` exists).

@@ -26,6 +26,8 @@ pub enum ShardQuery {
     /// The CA certificate (PEM) of a cluster; private keys never leave the shard.
     CaCert {
         id: ClusterId,
+        #[serde(default)]
+        kind: CaKind,
     },
     /// Active operations (operators and tests).
     Operations,

@@ -1,5 +1,6 @@
 //! The conductor service listener's internal HTTP contract (JSON bodies in a versioned envelope).
 use crate::ids::*;
+use crate::model::CaKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -39,6 +40,9 @@ pub struct SignCsr {
     pub cluster: ClusterId,
     /// PEM-encoded PKCS#10 request.
     pub csr: String,
+    /// Which CA signs (`ca_cert_type`).
+    #[serde(default)]
+    pub ca: CaKind,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,7 +38,7 @@ async fn glance_nova_neutron() {
     let (_, v) = get("/image/v2/images?name=nope").await;
     assert!(v["images"].as_array().unwrap().is_empty());
     let (_, v) = get("/image/v2/images").await;
-    assert_eq!(v["images"].as_array().unwrap().len(), 7);
+    assert_eq!(v["images"].as_array().unwrap().len(), 8);
 
     // Nova.
     let (st, v) = get("/compute/v2.1/flavors/detail").await;

@@ -1,0 +1,167 @@
+//! Private keys at rest: every PEM private key the shard state holds is sealed with
+//! ChaCha20-Poly1305 under a key from the conductor's configuration (`--cert-key-file`), so the
+//! Raft log, snapshots and the sled data dir carry only ciphertext. Sealing is done by the
+//! reconciler before it proposes (random nonce), never in `apply()`.
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use rand::RngCore;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// Prefix of a sealed value: version, then base64 of nonce ‖ ciphertext ‖ tag.
+const SEALED_V1: &str = "sealed:v1:";
+const NONCE_LEN: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("certificate key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+    #[error("sealed value is malformed")]
+    Malformed,
+    #[error("sealed value does not open with this conductor's certificate key")]
+    WrongKey,
+}
+
+/// The 256-bit key; `Debug` never shows it.
+#[derive(Clone)]
+pub struct CertKey(Arc<ChaCha20Poly1305>);
+
+impl fmt::Debug for CertKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CertKey(<redacted>)")
+    }
+}
+
+impl CertKey {
+    pub fn from_bytes(key: &[u8; 32]) -> Self {
+        Self(Arc::new(ChaCha20Poly1305::new(Key::from_slice(key))))
+    }
+
+    /// A key file holds 32 bytes as 64 hex digits (whitespace around them ignored).
+    pub fn from_file(path: &Path) -> Result<Self, SealError> {
+        let err = |reason: String| SealError::KeyFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let bytes = decode_hex(text.trim()).ok_or_else(|| err("expected 64 hex digits".into()))?;
+        Ok(Self::from_bytes(&bytes))
+    }
+
+    /// Writes a fresh random key file (mode 0600) unless one exists; returns the key.
+    pub fn create_file(path: &Path) -> Result<Self, SealError> {
+        if path.exists() {
+            return Self::from_file(path);
+        }
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let err = |e: std::io::Error| SealError::KeyFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(path).map_err(err)?;
+        std::io::Write::write_all(&mut f, format!("{hex}\n").as_bytes()).map_err(err)?;
+        Ok(Self::from_bytes(&key))
+    }
+
+    /// One random key per process: the default of in-process deployments (tests), whose
+    /// conductors all share it. A real conductor is given its key file.
+    pub fn process_ephemeral() -> Self {
+        static KEY: OnceLock<CertKey> = OnceLock::new();
+        KEY.get_or_init(|| {
+            let mut key = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut key);
+            Self::from_bytes(&key)
+        })
+        .clone()
+    }
+
+    pub fn seal(&self, plaintext: &str) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        // Encrypting into a Vec only fails for inputs beyond 256 GiB.
+        let ct = self
+            .0
+            .encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes())
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        format!("{SEALED_V1}{}", B64.encode(out))
+    }
+
+    /// Opens a sealed value; a clear PEM key (rows written before sealing) passes through.
+    pub fn open(&self, value: &str) -> Result<String, SealError> {
+        let Some(b64) = value.strip_prefix(SEALED_V1) else {
+            if value.starts_with("-----BEGIN") {
+                return Ok(value.to_string());
+            }
+            return Err(SealError::Malformed);
+        };
+        let raw = B64.decode(b64).map_err(|_| SealError::Malformed)?;
+        if raw.len() < NONCE_LEN {
+            return Err(SealError::Malformed);
+        }
+        let (nonce, ct) = raw.split_at(NONCE_LEN);
+        let pt = self
+            .0
+            .decrypt(Nonce::from_slice(nonce), ct)
+            .map_err(|_| SealError::WrongKey)?;
+        String::from_utf8(pt).map_err(|_| SealError::Malformed)
+    }
+}
+
+pub fn is_sealed(value: &str) -> bool {
+    value.starts_with(SEALED_V1)
+}
+
+fn decode_hex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_wrong_key() {
+        let k = CertKey::from_bytes(&[7u8; 32]);
+        let pem = "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n";
+        let s = k.seal(pem);
+        assert!(is_sealed(&s) && !s.contains("PRIVATE KEY"));
+        assert_ne!(s, k.seal(pem), "a fresh nonce every time");
+        assert_eq!(k.open(&s).unwrap(), pem);
+        let other = CertKey::from_bytes(&[8u8; 32]);
+        assert!(matches!(other.open(&s), Err(SealError::WrongKey)));
+        // Rows written before sealing hold clear PEM.
+        assert_eq!(other.open(pem).unwrap(), pem);
+        assert!(matches!(k.open("garbage"), Err(SealError::Malformed)));
+        assert!(matches!(k.open("sealed:v1:!!"), Err(SealError::Malformed)));
+    }
+
+    #[test]
+    fn key_file_is_created_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cert.key");
+        let a = CertKey::create_file(&p).unwrap();
+        let b = CertKey::create_file(&p).unwrap();
+        let s = a.seal("-----BEGIN x");
+        assert_eq!(b.open(&s).unwrap(), "-----BEGIN x");
+        std::fs::write(&p, "short").unwrap();
+        assert!(CertKey::from_file(&p).is_err());
+    }
+}
