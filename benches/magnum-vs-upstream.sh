@@ -24,7 +24,7 @@ bash "$peers/peers.sh" install magnum
 bash "$peers/peers.sh" up magnum
 cargo build --release -q -p magnum-deploy
 dir=$(mktemp -d)
-export MAGNUM_BIN=$root/target/release/magnum MAGNUM_PORT_BASE=${BENCH_PORT_BASE:-31800}
+export MAGNUM_BIN=${CARGO_TARGET_DIR:-$root/target}/release/magnum MAGNUM_PORT_BASE=${BENCH_PORT_BASE:-31800}
 trap 'deploy/local-cluster.sh down "$dir" >/dev/null 2>&1 || true; cp -r "$dir/logs/." "$out/logs/" 2>/dev/null || true; rm -rf "$dir"' EXIT
 deploy/local-cluster.sh up "$dir" >"$out/logs/up.txt"
 # shellcheck disable=SC1091
