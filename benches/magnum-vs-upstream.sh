@@ -63,7 +63,7 @@ for key in u:
          "p50_ratio": a["p50_ms"] / b["p50_ms"] if b["p50_ms"] else None,
          "errors": (a.get("errors", 0), b.get("errors", 0))}
     res.append(r)
-    table.append(f"| {key[0]} | {key[1]} | {r['threads']} | {a['rps']:.1f} | {b['rps']:.1f} | "
+    table.append(f"| {key[0]} | {key[1]} | {r['threads']} | {a['req_per_s']:.1f} | {b['req_per_s']:.1f} | "
                  f"**{r['rps_ratio']:.1f}×** | {a['p50_ms']:.1f} | {b['p50_ms']:.1f} | "
                  f"{a['p99_ms']:.1f} | {b['p99_ms']:.1f} | {r['errors'][0]} / {r['errors'][1]} |")
 json.dump({"flags": flags, "rows": res, "upstream": up, "ours": ours},
