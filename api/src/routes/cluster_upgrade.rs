@@ -4,6 +4,7 @@
 use crate::context::{json_body, Ctx};
 use crate::error::ApiError;
 use crate::policy::{self, Action};
+use crate::routes::nodegroups;
 use crate::state::AppState;
 use crate::store::Store;
 use crate::validate::fields::{self, field, mandatory, Kind, Spec};
@@ -67,20 +68,7 @@ pub async fn upgrade(
     policy::enforce(who, Action::ClusterUpgrade, Some(&project.0))?;
     let ct_ident = f.str("cluster_template").unwrap_or_default();
     let new = store.find_template(who, &ct_ident, false).await?;
-    let ng = match f.str("nodegroup") {
-        Some(name) => view
-            .nodegroups
-            .iter()
-            .find(|n| n.uuid.to_string() == name || n.name == name)
-            .ok_or_else(|| ApiError::NotFound(format!("Nodegroup {name} could not be found.")))?,
-        None => view
-            .nodegroups
-            .iter()
-            .find(|n| n.is_default && !n.is_master())
-            .ok_or_else(|| {
-                ApiError::NotFound("Nodegroup default-worker could not be found.".into())
-            })?,
-    };
+    let ng = nodegroups::target(&view, f.str("nodegroup").as_deref())?;
     let current = store
         .template_by_id(view.cluster.cluster_template_id, &project)
         .await?

@@ -212,6 +212,21 @@ pub(crate) fn find<'a>(c: &'a ClusterView, ident: &str) -> Result<&'a NodeGroup,
     }
 }
 
+/// The nodegroup a resize or upgrade names (uuid or name), else the default worker.
+pub(crate) fn target<'a>(
+    c: &'a ClusterView,
+    ident: Option<&str>,
+) -> Result<&'a NodeGroup, ApiError> {
+    match ident {
+        Some(ident) => find(c, ident),
+        None => c
+            .nodegroups
+            .iter()
+            .find(|n| n.is_default && !n.is_master())
+            .ok_or_else(|| not_found("default-worker")),
+    }
+}
+
 pub(crate) async fn cluster_of(
     state: &AppState,
     ctx: &Ctx,
