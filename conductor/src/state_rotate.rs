@@ -12,17 +12,7 @@ impl ShardState {
         op: &Operation,
         at: Timestamp,
     ) -> ShardResponse {
-        let Some(c) = self.clusters.get(&id) else {
-            return Err(CommandError::NotFound(messages::cluster_not_found(
-                &id.to_string(),
-            )));
-        };
-        if !UPDATABLE.contains(&c.status) || self.ops.contains_key(&id) {
-            return Err(CommandError::BadRequest(format!(
-                "Rotating the CA certificate of a cluster when status is \"{}\" is not supported.",
-                c.status.as_str()
-            )));
-        }
+        self.quiet_cluster(id, "Rotating the CA certificate of a cluster")?;
         if op.template.tls_disabled {
             return Err(CommandError::BadRequest(format!(
                 "Rotating the CA certificate on a non-TLS cluster is not supported, cluster: {id}"

@@ -18,6 +18,27 @@ pub(crate) const UPDATABLE: [ClusterStatus; 8] = [
 ];
 
 impl ShardState {
+    /// The status gate of reference §6.2 for an operation on a quiet cluster: one of the
+    /// `*_COMPLETE` states and no operation running. `doing` starts the 400's message.
+    pub(crate) fn quiet_cluster(
+        &self,
+        id: ClusterId,
+        doing: &str,
+    ) -> Result<&Cluster, CommandError> {
+        let Some(c) = self.clusters.get(&id) else {
+            return Err(CommandError::NotFound(messages::cluster_not_found(
+                &id.to_string(),
+            )));
+        };
+        if !UPDATABLE.contains(&c.status) || self.ops.contains_key(&id) {
+            return Err(CommandError::BadRequest(format!(
+                "{doing} when status is \"{}\" is not supported.",
+                c.status.as_str()
+            )));
+        }
+        Ok(c)
+    }
+
     pub(crate) fn update_cluster(
         &mut self,
         id: ClusterId,
@@ -26,17 +47,7 @@ impl ShardState {
         op: &Operation,
         at: Timestamp,
     ) -> ShardResponse {
-        let Some(c) = self.clusters.get(&id) else {
-            return Err(CommandError::NotFound(messages::cluster_not_found(
-                &id.to_string(),
-            )));
-        };
-        if !UPDATABLE.contains(&c.status) || self.ops.contains_key(&id) {
-            return Err(CommandError::BadRequest(format!(
-                "Updating a cluster when status is \"{}\" is not supported.",
-                c.status.as_str()
-            )));
-        }
+        self.quiet_cluster(id, "Updating a cluster")?;
         let Some(worker) = self
             .nodegroups
             .get_mut(&id)

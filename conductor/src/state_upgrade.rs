@@ -3,7 +3,6 @@
 //! driver refuses upgrades; here it is an update operation whose PATCH carries the new tags.
 use crate::messages;
 use crate::state::{Key, ShardState};
-use crate::state_update::UPDATABLE;
 use magnum_proto::*;
 use std::cmp::Ordering;
 
@@ -43,22 +42,12 @@ impl ShardState {
         op: &Operation,
         at: Timestamp,
     ) -> ShardResponse {
-        let Some(c) = self.clusters.get(&id) else {
-            return Err(CommandError::NotFound(messages::cluster_not_found(
-                &id.to_string(),
-            )));
-        };
+        let c = self.quiet_cluster(id, "Upgrading a cluster")?;
         let Some(new_id) = new.uuid else {
             return Err(CommandError::BadRequest(
                 "A cluster template needs a uuid.".into(),
             ));
         };
-        if !UPDATABLE.contains(&c.status) || self.ops.contains_key(&id) {
-            return Err(CommandError::BadRequest(format!(
-                "Upgrading a cluster when status is \"{}\" is not supported.",
-                c.status.as_str()
-            )));
-        }
         if max_batch_size == 0 {
             return Err(CommandError::BadRequest(
                 "max_batch_size must be at least 1.".into(),
