@@ -14,8 +14,8 @@ use futures::future::BoxFuture;
 
 use super::engine::{BatchOp, KvEngine, KvIter, KvPair, KvTree, WriteBatch};
 
-/// How long `open` waits for a previous instance in this process to release the db lock.
-const LOCK_WAIT: Duration = Duration::from_secs(3);
+/// How long `open` waits for a previous instance to release the db lock.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// Orders our flushes (shared) against our batch writes (exclusive). sled 0.34 has a
 /// process-global RwLock where `apply_batch` is the writer and a flush holds the read side for
@@ -36,14 +36,19 @@ impl SledEngine {
             .path(path)
             // sled defaults to a 1 GiB cache; the state per group is small.
             .cache_capacity(128 * 1024 * 1024);
-        // sled's file lock outlives the last `Db` handle until its IO threads finish, so a
-        // reopen right after a shutdown in the same process may briefly find it taken.
+        // The file lock outlives its holder for a while: sled's IO threads finish after the last
+        // `Db` handle of a shutdown in this process, and a crashed process keeps its files open
+        // until every thread has left the kernel (one may sit in an fsync for seconds). A
+        // supervisor that restarts at once must wait for that, not fail.
         let deadline = Instant::now() + LOCK_WAIT;
+        let mut warned = false;
         let db = loop {
             match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline =>
-                {
+                Err(sled::Error::Io(e)) if is_lock_taken(&e) && Instant::now() < deadline => {
+                    if !warned {
+                        tracing::warn!(path = %path.display(), "data dir locked by a previous instance; waiting for it to exit");
+                        warned = true;
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 other => break other.map_err(sled_io)?,
@@ -200,6 +205,11 @@ fn sled_io(e: sled::Error) -> io::Error {
     }
 }
 
+/// sled 0.34 reports a taken lock as an `Other` error whose text carries the `WouldBlock` cause.
+fn is_lock_taken(e: &io::Error) -> bool {
+    e.kind() == ErrorKind::WouldBlock || e.to_string().starts_with("could not acquire lock")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,20 +253,27 @@ mod tests {
                 .unwrap();
             engine.flush().await.unwrap();
         }
-        // sled's flusher thread may hold the file lock a moment after the drop (a loaded
-        // machine); a new process would not see that.
-        let mut reopened = SledEngine::open(&path);
-        for _ in 0..100 {
-            if reopened.is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            reopened = SledEngine::open(&path);
-        }
+        // `open` waits out sled's flusher thread, which may hold the file lock after the drop.
+        let reopened = SledEngine::open(&path);
         // Same names and bytes as plain sled: the default tree and a tree of that name.
         let db = reopened.unwrap().db;
         assert_eq!(db.get(b"r").unwrap().unwrap().as_ref(), b"1");
         let tree = db.open_tree("g1/log").unwrap();
         assert_eq!(tree.get(b"k").unwrap().unwrap().as_ref(), b"v");
+    }
+
+    #[test]
+    fn open_waits_for_the_previous_holder_of_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let first = SledEngine::open(&path).unwrap();
+        first.root().insert(b"k", b"v").unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            drop(first);
+        });
+        let second = SledEngine::open(&path).unwrap();
+        holder.join().unwrap();
+        assert_eq!(second.db.get(b"k").unwrap().unwrap().as_ref(), b"v");
     }
 }
