@@ -333,9 +333,9 @@ async fn follower_down_for_10k_commands_catches_up_by_snapshot() {
         purged > follower_last,
         "purged {purged} vs follower {follower_last}"
     );
-    assert_eq!(
-        fg.snapshot_counts().installed,
-        1,
+    // At least one: under load the leader may time out a slow install and send it again.
+    assert!(
+        fg.snapshot_counts().installed >= 1,
         "{:?}",
         fg.snapshot_counts()
     );
