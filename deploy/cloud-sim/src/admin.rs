@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::error::{json_response, SimError};
 use crate::faults::FaultSpec;
 use crate::heat::{engine, status_str, Action, HeatState};
+use crate::keystone::state::IdentityState;
 use crate::keystone::tokens::DEFAULT_TTL_SECS;
 use crate::util::{lock, parse_query, query_flag};
 use crate::Sim;
@@ -30,6 +31,7 @@ pub(crate) fn routes() -> Router<Arc<Sim>> {
         )
         .route("/sim/heat/engine", get(get_engine).post(set_engine))
         .route("/sim/keystone/token_ttl", get(get_ttl).post(set_ttl))
+        .route("/sim/keystone/ledger", get(ledger))
         .route("/sim/reset", post(reset))
 }
 
@@ -185,6 +187,31 @@ async fn set_ttl(State(sim): State<Arc<Sim>>, body: Bytes) -> Result<Response, S
     ))
 }
 
+/// Created users and trusts and the counters, so tests can check "one trustee and one trust
+/// per cluster".
+async fn ledger(State(sim): State<Arc<Sim>>) -> Response {
+    let ks = lock(&sim.keystone);
+    let i = &ks.ident;
+    let users: Vec<Value> = i
+        .users
+        .values()
+        .map(|u| json!({"id": u.id, "name": u.name, "domain_id": u.domain_id}))
+        .collect();
+    let trusts: Vec<Value> = i
+        .trusts
+        .values()
+        .map(|t| {
+            json!({"id": t.id, "trustor_user_id": t.trustor_user_id,
+                "trustee_user_id": t.trustee_user_id, "project_id": t.project_id})
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"users": users, "trusts": trusts, "users_created": i.users_created,
+            "trusts_created": i.trusts_created, "password_sets": i.password_sets}),
+    )
+}
+
 async fn reset(State(sim): State<Arc<Sim>>) -> Response {
     let ids: Vec<_> = lock(&sim.heat).stacks.keys().copied().collect();
     for id in ids {
@@ -200,6 +227,7 @@ async fn reset(State(sim): State<Arc<Sim>>) -> Response {
         let mut ks = lock(&sim.keystone);
         ks.tokens.clear();
         ks.ttl_secs = DEFAULT_TTL_SECS;
+        ks.ident = IdentityState::default();
     }
     lock(&sim.faults).clear();
     sim.changed();

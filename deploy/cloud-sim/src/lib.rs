@@ -6,7 +6,7 @@
 //!
 //! | prefix | service |
 //! |---|---|
-//! | `/identity` (`/identity/v3/...`) | Keystone v3: discovery, `auth/tokens` (password, token), `auth/catalog`, projects |
+//! | `/identity` (`/identity/v3/...`) | Keystone v3: discovery, `auth/tokens` (password, token, trust scope), `auth/catalog`, projects, domains, users (create, find, show, password PATCH, delete), `OS-TRUST/trusts` (create, list, show, delete) |
 //! | `/heat-api/v1/{project_id}/...` | Heat v1: stacks, resources, events, outputs, simulated engine |
 //! | `/image/v2/...` | Glance image look-ups |
 //! | `/compute/v2.1/...` | Nova flavor and keypair look-ups |
@@ -25,12 +25,18 @@
 //!
 //! ## Seeded data (ids are stable across restarts)
 //!
-//! * Domain `default` (`Default`). Projects `admin`, `demo`, `alt_demo`, `service`, each with
+//! * Domain `default` (`Default`), and Magnum's trustee domain `magnum` (id = first 32 hex of
+//!   `sha256("domain:magnum")`), empty until users are created in it. Projects `admin`, `demo`, `alt_demo`, `service`, each with
 //!   id = first 32 hex digits of `sha256("project:" + name)` ([`project_id`]).
 //! * Users (password `secret`, id = `sha256("user:" + name)`[..32], [`user_id`]): `admin`
 //!   (admin, member, reader on `admin`), `demo` (member, reader on `demo`), `alt_demo` (member
 //!   on `alt_demo`), `reader` (reader on `demo`), `magnum` (admin on `service`).
-//! * Roles `admin`, `member`, `reader`. Region `RegionOne`.
+//! * Roles `admin`, `member`, `reader` (admin implies member implies reader, expanded in
+//!   trust-scoped tokens as Keystone does). Region `RegionOne`.
+//! * Users created with `POST /v3/users` (admin only) live in either domain, hold no role
+//!   assignments, and get roles only through trusts; deleting one deletes its trusts and tokens.
+//!   Seeded users cannot be deleted (403). `deploy/cloud-sim/KEYSTONE_DIFFERENCES.md` lists
+//!   what differs from real Keystone.
 //! * Images `fedora-coreos-40` (os_distro fedora-coreos), `fedora-atomic-29`, `coreos-stable`,
 //!   `ubuntu-mesos`, `centos-dcos`, `fedora-ironic`, `cirros-no-distro` (no os_distro).
 //! * Flavors `m1.tiny` (id 1, disk 1), `m1.small` (2, disk 20), `m1.medium` (3, disk 40),
@@ -50,7 +56,8 @@
 //! | `GET /sim/heat/faults` / `DELETE /sim/heat/faults` | list / clear all faults |
 //! | `POST /sim/heat/engine` `{"legacy_locking":true}` | legacy-engine locking: update of an `*_IN_PROGRESS` stack → 409 `ActionInProgress`, PATCH of a non-COMPLETE stack → 400 (default false = convergence: 202 and a new traversal) |
 //! | `POST /sim/keystone/token_ttl` `{"seconds":N}` | lifetime of tokens issued from now on (default 3600) |
-//! | `POST /sim/reset` | forget all stacks, tokens, faults, latency overrides; TTL back to default |
+//! | `GET /sim/keystone/ledger` | created users and trusts, with counters: `{"users":[{id,name,domain_id}],"trusts":[{id,trustor_user_id,trustee_user_id,project_id}],"users_created":{name: n},"trusts_created":{trustee_user_id: n},"password_sets":{user_id: n}}` (`users` lists created users only; counters count accepted calls and survive deletes) |
+//! | `POST /sim/reset` | forget all stacks, tokens, created users and trusts, ledger counters, faults, latency overrides; TTL back to default |
 //! | `GET /sim/k8s/{stack_id}/healthz`, `/sim/k8s/{stack_id}/api/v1/nodes` | simulated Kubernetes API of a cluster's stack (health polling) |
 //! | `POST /sim/k8s/{stack_id}` `{"healthz":..,"not_ready":[..],"reachable":false}` | override those answers |
 //!
@@ -111,7 +118,8 @@ pub struct SimConfig {
     pub container_infra_url: Option<String>,
     /// Multiplies all simulated latencies and stack timeouts (1.0 = real-ish).
     pub time_scale: f64,
-    /// Persist Heat stacks and Keystone tokens here (JSON) and reload them at start.
+    /// Persist Heat stacks, Keystone tokens and created users and trusts here (JSON) and reload
+    /// them at start.
     pub state_file: Option<PathBuf>,
     /// An external Heat to list in the catalog as `orchestration` instead of cloud-sim's own
     /// (`%(tenant_id)s` / `$(project_id)s` are substituted): the conductor then drives that Heat
@@ -264,9 +272,10 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
     let mut tokens = keystone::tokens::TokenStore::default();
     let mut heat_state = heat::HeatState::default();
     if let Some(path) = &cfg.state_file {
-        if let Some((t, h)) = persist::load(path)? {
-            tracing::info!(path = %path.display(), stacks = h.stacks.len(), "state loaded");
+        if let Some((t, h, i)) = persist::load(path)? {
+            tracing::info!(path = %path.display(), stacks = h.stacks.len(), users = i.users.len(), trusts = i.trusts.len(), "state loaded");
             tokens.tokens = t;
+            tokens.ident = i;
             heat_state = h;
         }
     }

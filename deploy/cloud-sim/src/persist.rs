@@ -1,4 +1,5 @@
-//! Optional persistence of Heat stacks and Keystone tokens in one JSON file, written
+//! Optional persistence of Heat stacks, Keystone tokens and created users and trusts in one
+//! JSON file, written
 //! (atomically, coalesced) after changes and read back at start.
 
 use std::collections::HashMap;
@@ -11,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::SimError;
 use crate::heat::{bump_seq, HeatState};
+use crate::keystone::state::IdentityState;
 use crate::keystone::tokens::TokenRecord;
 use crate::util::lock;
 use crate::Sim;
@@ -22,6 +24,9 @@ struct Snapshot {
     version: u32,
     tokens: HashMap<String, TokenRecord>,
     heat: HeatState,
+    // Absent in files written before users and trusts existed.
+    #[serde(default)]
+    identity: IdentityState,
 }
 
 #[derive(Serialize)]
@@ -29,6 +34,7 @@ struct SnapshotRef<'a> {
     version: u32,
     tokens: &'a HashMap<String, TokenRecord>,
     heat: &'a HeatState,
+    identity: &'a IdentityState,
 }
 
 fn file_err(path: &Path, message: impl Into<String>) -> SimError {
@@ -38,10 +44,10 @@ fn file_err(path: &Path, message: impl Into<String>) -> SimError {
     }
 }
 
-/// Read a state file; `Ok(None)` when it does not exist yet.
-/// Tokens and Heat state read from a state file.
-pub(crate) type Loaded = (HashMap<String, TokenRecord>, HeatState);
+/// Tokens, Heat state and created users/trusts read from a state file.
+pub(crate) type Loaded = (HashMap<String, TokenRecord>, HeatState, IdentityState);
 
+/// Read a state file; `Ok(None)` when it does not exist yet.
 pub(crate) fn load(path: &Path) -> Result<Option<Loaded>, SimError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -63,7 +69,7 @@ pub(crate) fn load(path: &Path) -> Result<Option<Loaded>, SimError> {
         .max()
         .unwrap_or(0);
     bump_seq(max_seq);
-    Ok(Some((snap.tokens, snap.heat)))
+    Ok(Some((snap.tokens, snap.heat, snap.identity)))
 }
 
 /// Write the current state (temp file + rename).
@@ -71,13 +77,17 @@ pub(crate) fn save(sim: &Sim) -> Result<(), SimError> {
     let Some(path) = &sim.state_file else {
         return Ok(());
     };
-    let tokens = lock(&sim.keystone).tokens.clone();
+    let (tokens, identity) = {
+        let ks = lock(&sim.keystone);
+        (ks.tokens.clone(), ks.ident.clone())
+    };
     let text = {
         let heat = lock(&sim.heat);
         serde_json::to_string(&SnapshotRef {
             version: VERSION,
             tokens: &tokens,
             heat: &heat,
+            identity: &identity,
         })
         .map_err(|e| file_err(path, e.to_string()))?
     };

@@ -255,8 +255,8 @@ fn split_domain(d: Option<IdName>) -> (Option<String>, Option<String>) {
 /// Client of Keystone's `/v3/auth/tokens`.
 #[derive(Debug, Clone)]
 pub struct KeystoneClient {
-    http: HttpClient,
-    auth_url: Url,
+    pub(super) http: HttpClient,
+    pub(super) auth_url: Url,
     tokens_url: Url,
 }
 
@@ -281,10 +281,15 @@ impl KeystoneClient {
     /// `X-Subject-Token`); 401 → [`Error::Unauthorized`].
     #[tracing::instrument(name = "keystone.password_auth", skip_all, fields(user = %creds.username, project = %creds.project_name))]
     pub async fn password_auth(&self, creds: &PasswordCredentials) -> Result<Token> {
+        self.issue_token(&creds.request_body()).await
+    }
+
+    /// `POST /v3/auth/tokens` with `body`: 201 → the token (id from `X-Subject-Token`).
+    pub(super) async fn issue_token(&self, body: &serde_json::Value) -> Result<Token> {
         let request = self
             .http
             .request(Method::POST, self.tokens_url.clone())
-            .json(&creds.request_body());
+            .json(body);
         let response = http::send(SERVICE, request).await?;
         if !response.status().is_success() {
             return Err(http::error_from_response(SERVICE, response).await);

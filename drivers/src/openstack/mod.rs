@@ -1,12 +1,13 @@
 //! Clients of the OpenStack services the conductor and the API talk to: Keystone v3 (service
-//! session, token validation), Heat v1 (stacks), and the Glance/Nova/Neutron look-ups that template
-//! validation needs. All share one [`HttpClient`] (no redirects, timeouts) and take a
+//! session, token validation, trustee users and trusts), Heat v1 (stacks), and the
+//! Glance/Nova/Neutron look-ups that template validation needs. All share one [`HttpClient`] (no redirects, timeouts) and take a
 //! [`TokenProvider`].
 
 mod catalog;
 mod glance;
 mod heat;
 mod http;
+mod identity;
 mod keystone;
 mod neutron;
 mod nova;
@@ -22,6 +23,7 @@ pub use http::{
     HttpClient, HttpConfig, StaticToken, TokenProvider, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
 };
+pub use identity::{Trust, User};
 pub use keystone::{Domain, KeystoneClient, PasswordCredentials, Token};
 pub use neutron::{Network, NetworkClient, Subnet};
 pub use nova::{ComputeClient, Flavor, Keypair};

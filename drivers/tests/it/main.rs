@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod heat;
+mod identity;
 mod keystone;
 mod lookups;
 mod mock;

@@ -1,4 +1,4 @@
-//! The fixed identity directory, seeded like devstack. Ids are derived from names with
+//! The fixed identity directory, seeded like devstack (plus Magnum's trustee domain). Ids are derived from names with
 //! SHA-256 so they are the same on every start.
 
 use std::sync::LazyLock;
@@ -35,6 +35,49 @@ pub(crate) struct Directory {
 
 pub(crate) const DOMAIN_ID: &str = "default";
 pub(crate) const DOMAIN_NAME: &str = "Default";
+/// The trustee domain Magnum's `[trust] trustee_domain_name` names.
+pub(crate) const TRUSTEE_DOMAIN_NAME: &str = "magnum";
+
+/// A seeded domain.
+pub(crate) struct Domain {
+    pub id: String,
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+/// The seeded domains: `default` and the trustee domain `magnum` (id `sha256("domain:magnum")`,
+/// 32 hex like Keystone's).
+pub(crate) static DOMAINS: LazyLock<Vec<Domain>> = LazyLock::new(|| {
+    vec![
+        Domain {
+            id: DOMAIN_ID.to_string(),
+            name: DOMAIN_NAME,
+            description: "The default domain",
+        },
+        Domain {
+            id: trustee_domain_id(),
+            name: TRUSTEE_DOMAIN_NAME,
+            description: "Owns users and projects created by magnum",
+        },
+    ]
+});
+
+/// Id of the seeded trustee domain `magnum`.
+pub(crate) fn trustee_domain_id() -> String {
+    det_hex("domain", TRUSTEE_DOMAIN_NAME)
+}
+
+pub(crate) fn domain_by_id(id: &str) -> Option<&'static Domain> {
+    DOMAINS.iter().find(|d| d.id == id)
+}
+
+pub(crate) fn domain_by_name(name: &str) -> Option<&'static Domain> {
+    DOMAINS.iter().find(|d| d.name == name)
+}
+
+pub(crate) fn domain_name(id: &str) -> Option<&'static str> {
+    domain_by_id(id).map(|d| d.name)
+}
 
 /// Project id of a seeded project name (also usable for names that are not seeded).
 pub(crate) fn project_id(name: &str) -> String {
@@ -94,6 +137,12 @@ impl Directory {
     }
     pub(crate) fn user_by_name(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name == name)
+    }
+    pub(crate) fn role_by_name(&self, name: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+    pub(crate) fn role_by_id(&self, id: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.id == id)
     }
     pub(crate) fn role_id(&self, name: &str) -> String {
         self.roles

@@ -1,12 +1,16 @@
 //! Keystone v3 at `/identity`: version discovery, password/token authentication, token
-//! validation, the service catalog and read-only project/domain look-ups.
+//! validation (trust-scoped too), the service catalog, read-only project look-ups, domains, users
+//! (created ones beside the seeded) and OS-TRUST trusts.
 //!
 //! The directory is seeded like devstack (see `directory`); ids are derived from names with
 //! SHA-256 so they are the same on every start.
 
 pub(crate) mod catalog;
 mod directory;
+pub(crate) mod state;
 pub(crate) mod tokens;
+mod trusts;
+mod users;
 
 use std::sync::Arc;
 
@@ -18,9 +22,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-pub(crate) use self::directory::{
-    project_id, user_id, Project, User, DIRECTORY, DOMAIN_ID, DOMAIN_NAME,
-};
+pub(crate) use self::directory::{project_id, user_id, Project, DIRECTORY, DOMAIN_ID, DOMAIN_NAME};
 use crate::error::{json_response, SimError};
 use crate::util::{lock, parse_query, query_flag, query_get};
 use crate::Sim;
@@ -32,6 +34,10 @@ pub(crate) struct AuthContext {
     pub user_name: String,
     pub project_id: Option<String>,
     pub roles: Vec<String>,
+    /// The user's domain.
+    pub domain_id: String,
+    /// Set for trust-scoped tokens.
+    pub trust_id: Option<String>,
 }
 
 impl AuthContext {
@@ -41,7 +47,7 @@ impl AuthContext {
 }
 
 /// Keystone's 403 for a policy `rule` (`identity:get_project`) the caller does not pass.
-fn forbidden(rule: &str) -> SimError {
+pub(crate) fn forbidden(rule: &str) -> SimError {
     SimError::keystone(
         403,
         format!("You are not authorized to perform the requested action: {rule}."),
@@ -53,8 +59,24 @@ fn token_not_found(token: &str) -> SimError {
 }
 
 /// The `links` of a Keystone collection at `path` (one page: no previous, no next).
-fn collection_links(sim: &Sim, path: &str) -> Value {
+pub(crate) fn collection_links(sim: &Sim, path: &str) -> Value {
     json!({"self": format!("{}{path}", sim.base_url), "previous": null, "next": null})
+}
+
+/// The `links` of a collection at `path` with the request's query string, as Keystone echoes it.
+pub(crate) fn collection_links_q(sim: &Sim, path: &str, raw: Option<&str>) -> Value {
+    match raw.filter(|q| !q.is_empty()) {
+        Some(q) => collection_links(sim, &format!("{path}?{q}")),
+        None => collection_links(sim, path),
+    }
+}
+
+/// Keystone's 400 for a request body that does not match the schema.
+pub(crate) fn invalid_input(message: impl std::fmt::Display) -> SimError {
+    SimError::keystone(
+        400,
+        format!("Invalid input for field '{message}'. The server could not comply with the request since it is either malformed or otherwise incorrect. The client is assumed to be in error."),
+    )
 }
 
 fn unauthorized(sim: &Sim) -> SimError {
@@ -72,25 +94,19 @@ pub(crate) fn require_token(sim: &Sim, headers: &HeaderMap) -> Result<AuthContex
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized(sim))?;
-    let rec = lock(&sim.keystone)
-        .get_valid(token)
+    let store = lock(&sim.keystone);
+    let rec = store.get_valid(token).ok_or_else(|| unauthorized(sim))?;
+    let user = store
+        .ident
+        .principal(&rec.user_id)
         .ok_or_else(|| unauthorized(sim))?;
-    let user = DIRECTORY
-        .user_by_id(&rec.user_id)
-        .ok_or_else(|| unauthorized(sim))?;
-    let roles = match &rec.project_id {
-        Some(p) => DIRECTORY
-            .roles_on(user, p)
-            .into_iter()
-            .map(str::to_string)
-            .collect(),
-        None => rec.domain_roles.clone(),
-    };
     Ok(AuthContext {
-        user_id: user.id.clone(),
-        user_name: user.name.to_string(),
+        roles: tokens::token_roles(&store, &rec),
+        user_id: user.id,
+        user_name: user.name,
         project_id: rec.project_id.clone(),
-        roles,
+        domain_id: user.domain_id,
+        trust_id: rec.trust_id.clone(),
     })
 }
 
@@ -108,9 +124,9 @@ pub(crate) fn routes() -> Router<Arc<Sim>> {
         .route("/identity/v3/auth/projects", get(auth_projects))
         .route("/identity/v3/projects", get(list_projects))
         .route("/identity/v3/projects/{id}", get(show_project))
-        .route("/identity/v3/domains/{id}", get(show_domain))
-        .route("/identity/v3/users/{id}", get(show_user))
         .route("/identity/v3/roles", get(list_roles))
+        .merge(users::routes())
+        .merge(trusts::routes())
 }
 
 fn version_object(sim: &Sim) -> Value {
@@ -153,19 +169,23 @@ async fn issue_token(
     let q = parse_query(raw.as_deref());
     let body: Value = serde_json::from_slice(&body)
         .map_err(|e| SimError::keystone(400, format!("Malformed request body: {e}")))?;
-    let (id, rec) = {
+    let nocatalog = query_flag(&q, "nocatalog").unwrap_or(false);
+    let (id, rec, body) = {
         let mut store = lock(&sim.keystone);
         let rec = tokens::authenticate(&body, &store).map_err(|e| match e {
             tokens::AuthFailure::BadRequest(m) => SimError::keystone(400, m),
             tokens::AuthFailure::Unauthorized => unauthorized(&sim),
+            tokens::AuthFailure::Forbidden => SimError::keystone(
+                403,
+                "You are not authorized to perform the requested action.",
+            ),
         })?;
         let id = store.insert(rec.clone());
-        (id, rec)
+        let body = tokens::render(&sim, &store, &rec, !nocatalog);
+        (id, rec, body)
     };
     sim.changed();
-    tracing::info!(user = %rec.user_id, project = ?rec.project_id, "token issued");
-    let nocatalog = query_flag(&q, "nocatalog").unwrap_or(false);
-    let body = tokens::render(&sim, &rec, !nocatalog);
+    tracing::info!(user = %rec.user_id, project = ?rec.project_id, trust = ?rec.trust_id, "token issued");
     Ok(with_subject(json_response(StatusCode::CREATED, &body), &id))
 }
 
@@ -184,7 +204,8 @@ async fn validate_token(
     let caller = require_token(&sim, &headers)?;
     let q = parse_query(raw.as_deref());
     let subject = subject_token(&headers).unwrap_or_default();
-    let rec = lock(&sim.keystone)
+    let store = lock(&sim.keystone);
+    let rec = store
         .get_valid(&subject)
         .ok_or_else(|| token_not_found(&subject))?;
     // identity:validate_token = admin or service, or the token's own subject.
@@ -195,7 +216,8 @@ async fn validate_token(
         return Err(forbidden("identity:validate_token"));
     }
     let nocatalog = query_flag(&q, "nocatalog").unwrap_or(false);
-    let body = tokens::render(&sim, &rec, !nocatalog);
+    let body = tokens::render(&sim, &store, &rec, !nocatalog);
+    drop(store);
     Ok(with_subject(json_response(StatusCode::OK, &body), &subject))
 }
 
@@ -273,6 +295,7 @@ async fn auth_projects(
 ) -> Result<Response, SimError> {
     let caller = require_token(&sim, &headers)?;
     let user = DIRECTORY.user_by_id(&caller.user_id);
+    // Created users hold no project roles (trustees get theirs through trusts only).
     let projects = DIRECTORY
         .projects
         .iter()
@@ -314,51 +337,6 @@ async fn show_project(
     Ok(json_response(
         StatusCode::OK,
         &json!({"project": project_json(&sim, p)}),
-    ))
-}
-
-async fn show_domain(
-    State(sim): State<Arc<Sim>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, SimError> {
-    require_token(&sim, &headers)?;
-    if id != DOMAIN_ID {
-        return Err(SimError::keystone(
-            404,
-            format!("Could not find domain: {id}."),
-        ));
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"domain": {
-            "id": DOMAIN_ID, "name": DOMAIN_NAME, "description": "The default domain",
-            "enabled": true, "tags": [], "options": {},
-            "links": {"self": format!("{}/identity/v3/domains/{DOMAIN_ID}", sim.base_url)}
-        }}),
-    ))
-}
-
-async fn show_user(
-    State(sim): State<Arc<Sim>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, SimError> {
-    let caller = require_token(&sim, &headers)?;
-    let u = DIRECTORY
-        .user_by_id(&id)
-        .ok_or_else(|| SimError::keystone(404, format!("Could not find user: {id}.")))?;
-    if !caller.is_admin() && caller.user_id != u.id {
-        return Err(forbidden("identity:get_user"));
-    }
-    let default_project = u.assignments.first().map(|(p, _)| project_id(p));
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"user": {
-            "id": u.id, "name": u.name, "domain_id": DOMAIN_ID, "enabled": true,
-            "default_project_id": default_project, "password_expires_at": null, "options": {},
-            "links": {"self": format!("{}/identity/v3/users/{}", sim.base_url, u.id)}
-        }}),
     ))
 }
 

@@ -6,3 +6,4 @@ mod faults;
 mod heat;
 mod keystone;
 mod lookups;
+mod trusts;
