@@ -119,3 +119,20 @@ pub(crate) fn spawn_writer(sim: Arc<Sim>) -> JoinHandle<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_state_file_from_before_users_and_trusts_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let old = serde_json::json!({"version": VERSION, "tokens": {},
+            "heat": serde_json::to_value(HeatState::default()).unwrap()});
+        std::fs::write(&path, old.to_string()).unwrap();
+        let (tokens, _, identity) = load(&path).unwrap().unwrap();
+        assert!(tokens.is_empty() && identity.users.is_empty() && identity.trusts.is_empty());
+    }
+}
