@@ -409,6 +409,7 @@ mod tests {
                     Some("boom"),
                 ),
             ],
+            trustee: None,
         }
     }
 

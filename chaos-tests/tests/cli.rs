@@ -289,7 +289,12 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
         "{kubeconfig}"
     );
     verify_kubeconfig(&kubeconfig, &cfg_dir);
-    ca_show_sign_rotate(&os, &cfg_dir).await;
+    ca_show_sign_rotate(&d, &os, &cfg_dir).await;
+    let shown = json(
+        &os(&["coe", "cluster", "show", "k8s", "-f", "json"]),
+        "cluster show",
+    );
+    let trustee_id = trustee(&d, &shown).await.expect("a trustee").0;
 
     // In use: the template can't be deleted.
     let busy = os(&["coe", "cluster", "template", "delete", "k8s-tmpl"]);
@@ -319,6 +324,30 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The trustee (and with it its trust) went with the cluster.
+    let l: Value = d
+        .http
+        .get(format!("{}/sim/keystone/ledger", d.sim))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tid = trustee_id.as_str();
+    assert!(
+        !l["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == tid)
+            && !l["trusts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["trustee_user_id"] == tid),
+        "trustee {tid} outlived its cluster: {l}"
+    );
     ok(
         &os(&["coe", "cluster", "template", "delete", "k8s-tmpl"]),
         "template delete",
@@ -447,6 +476,7 @@ fn pem_of(out: &str) -> String {
 /// `openstack coe ca show/sign/rotate` and `coe credential rotate`: a certificate signed
 /// before the rotation no longer verifies against the new CA.
 async fn ca_show_sign_rotate(
+    d: &Deployment,
     os: &impl Fn(&[&str]) -> magnum_chaos_tests::cli::Output,
     dir: &std::path::Path,
 ) {
@@ -515,14 +545,82 @@ async fn ca_show_sign_rotate(
             .success()
     );
 
-    // No trustee to rotate yet: Magnum's answer for such a driver, through the real CLI.
-    let cred = os(&["coe", "credential", "rotate", "k8s"]);
-    // magnumclient reports a failed rotation per cluster (its exit code stays 0).
-    assert!(
-        format!("{}{}", cred.stdout, cred.stderr)
-            .contains("Credential rotation is not supported by driver (HTTP 400)"),
-        "{}{}",
-        cred.stdout,
-        cred.stderr
+    credential_rotate(d, os).await;
+}
+
+/// The cluster's trustee as cloud-sim's Keystone holds it: (user id, password resets, trusts).
+async fn trustee(d: &Deployment, cluster: &Value) -> Option<(String, u64, usize)> {
+    let name = format!(
+        "{}_{}",
+        cluster["uuid"].as_str().unwrap(),
+        cluster["project_id"].as_str().unwrap()
     );
+    let l: Value = d
+        .http
+        .get(format!("{}/sim/keystone/ledger", d.sim))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        l["users_created"][&name].as_u64().unwrap_or(0) <= 1,
+        "one trustee per cluster: {l}"
+    );
+    let user = l["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == name.as_str())?;
+    let id = user["id"].as_str().unwrap().to_string();
+    let trusts = l["trusts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["trustee_user_id"] == id.as_str())
+        .count();
+    let resets = l["password_sets"][&id].as_u64().unwrap_or(0);
+    Some((id, resets, trusts))
+}
+
+/// `coe credential rotate`: Keystone takes a new trustee password and the stack update carrying
+/// it ends UPDATE_COMPLETE; the trustee and its one trust stay.
+async fn credential_rotate(
+    d: &Deployment,
+    os: &impl Fn(&[&str]) -> magnum_chaos_tests::cli::Output,
+) {
+    let show = |os: &dyn Fn(&[&str]) -> magnum_chaos_tests::cli::Output| {
+        json(
+            &os(&["coe", "cluster", "show", "k8s", "-f", "json"]),
+            "cluster show",
+        )
+    };
+    let c = show(os);
+    let (id, resets, trusts) = trustee(d, &c).await.expect("the cluster has a trustee");
+    assert_eq!(trusts, 1, "one trust for the trustee");
+    let out = ok(
+        &os(&["coe", "credential", "rotate", "k8s"]),
+        "credential rotate",
+    );
+    assert!(!out.contains("HTTP 4"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = trustee(d, &c).await.expect("the trustee stays");
+        let c = show(os);
+        if now.1 == resets + 1 && c["status"] == "UPDATE_COMPLETE" {
+            assert_eq!(
+                (now.0.as_str(), now.2),
+                (id.as_str(), 1),
+                "same user, one trust"
+            );
+            break;
+        }
+        assert!(
+            c["status"] == "UPDATE_IN_PROGRESS" || c["status"] == "UPDATE_COMPLETE",
+            "{c}"
+        );
+        assert!(Instant::now() < deadline, "rotation never finished: {c}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -127,8 +127,9 @@ async fn leader_killed_at_every_site_of_every_operation() {
     let mut cases = Vec::new();
     for op in [Op::Create, Op::Update, Op::Resize, Op::Delete] {
         for (kind, point) in &sites {
-            // A Heat call's "before" is the intent's "after" plus a leadership check: skip it.
-            if kind != op.kind() || (point.starts_with("heat:") && point.ends_with(":before")) {
+            // An external call's "before" is the previous commit's "after" plus a leadership check: skip it.
+            let external = point.starts_with("heat:") || point.starts_with("keystone:");
+            if kind != op.kind() || (external && point.ends_with(":before")) {
                 continue;
             }
             let n = cases.len();
@@ -276,7 +277,8 @@ async fn drive_case(env: &Env, leader: NodeId, case: &Case) -> Result<String, St
     d.start("conductor", Some(node));
     let status = wait_terminal(env, case.project, &id, case.op).await?;
     check_ledger(env, case).await?;
-    Ok(format!("{status}, 1 stack create"))
+    check_trustee(env, case, &id).await?;
+    Ok(format!("{status}, 1 stack create, 1 trustee"))
 }
 
 fn alive(pid: u32) -> bool {
@@ -443,6 +445,47 @@ async fn check_ledger(env: &Env, case: &Case) -> Result<(), String> {
         return Err(format!("stack number_of_minions {got}, intent {want}"));
     }
     Ok(())
+}
+
+/// Exactly one trustee user was ever made for the cluster, and one trust for it; a delete leaves
+/// neither, any other operation leaves both.
+async fn check_trustee(env: &Env, case: &Case, cluster: &str) -> Result<(), String> {
+    let name = format!("{cluster}_{}", env.projects[case.project].0);
+    let l: Value = env
+        .d
+        .http
+        .get(format!("{}/sim/keystone/ledger", env.d.sim))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let made = l["users_created"][&name].as_u64().unwrap_or(0);
+    if made != 1 {
+        return Err(format!("{made} trustee users made for {name}"));
+    }
+    let users: Vec<&Value> = l["users"]
+        .as_array()
+        .map(|u| u.iter().filter(|u| u["name"] == name.as_str()).collect())
+        .unwrap_or_default();
+    match (case.op, users.as_slice()) {
+        (Op::Delete, []) => Ok(()),
+        (Op::Delete, u) => Err(format!("trustee outlived its cluster: {u:?}")),
+        (_, [u]) => {
+            let id = u["id"].as_str().unwrap_or_default();
+            let made = l["trusts_created"][id].as_u64().unwrap_or(0);
+            let live = l["trusts"].as_array().map_or(0, |t| {
+                t.iter().filter(|t| t["trustee_user_id"] == id).count()
+            });
+            if (made, live) == (1, 1) {
+                Ok(())
+            } else {
+                Err(format!("{made} trusts made and {live} live for {name}"))
+            }
+        }
+        (_, u) => Err(format!("expected one trustee named {name}, got {u:?}")),
+    }
 }
 
 async fn stack_workers(env: &Env, p: usize, stack: &Value) -> Result<u64, String> {

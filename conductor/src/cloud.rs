@@ -1,7 +1,7 @@
 //! What the reconciler needs from the cloud, as a trait so tests can inject faults and so the
 //! reconciler stays ignorant of Heat's wire format.
 use async_trait::async_trait;
-use magnum_proto::{ClusterView, NodeGroup, Operation, ProjectId, StackOutputs};
+use magnum_proto::{ClusterView, NodeGroup, Operation, ProjectId, StackOutputs, Trustor};
 use std::collections::BTreeMap;
 
 /// A stack as Heat names it: `name/id`.
@@ -17,6 +17,14 @@ pub struct StackState {
     pub reason: Option<String>,
     /// Mapped outputs, present when the stack was read with outputs.
     pub outputs: Option<StackOutputs>,
+}
+
+/// A cluster's trustee user as Keystone has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrusteeUser {
+    pub id: String,
+    pub name: String,
+    pub domain_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,5 +105,41 @@ pub trait Cloud: Send + Sync + 'static {
         Err(CloudError::Permanent(
             "This cloud cannot update stack parameters.".into(),
         ))
+    }
+    /// Whether clusters get a trustee and a trust (a trustee domain is configured).
+    fn trusts(&self) -> bool {
+        false
+    }
+    /// Finds or creates the cluster's trustee user (`<cluster_uuid>_<project_id>` in the
+    /// trustee domain) and gives it `password`; the same call again adopts the same user.
+    async fn ensure_trustee(
+        &self,
+        _cluster: &ClusterView,
+        _password: &str,
+    ) -> Result<TrusteeUser, CloudError> {
+        Err(CloudError::Permanent("This cloud has no trusts.".into()))
+    }
+    /// The trust from `trustor` (token opened) to the trustee on the cluster's project; one
+    /// that exists already is returned, so a repeat never makes a second.
+    async fn ensure_trust(
+        &self,
+        _cluster: &ClusterView,
+        _trustee_user_id: &str,
+        _trustor: &Trustor,
+    ) -> Result<String, CloudError> {
+        Err(CloudError::Permanent("This cloud has no trusts.".into()))
+    }
+    async fn set_trustee_password(
+        &self,
+        _cluster: &ClusterView,
+        _user_id: &str,
+        _password: &str,
+    ) -> Result<(), CloudError> {
+        Err(CloudError::Permanent("This cloud has no trusts.".into()))
+    }
+    /// Deletes the cluster's trustee user, found by name (Keystone deletes its trusts with it);
+    /// one already gone is fine.
+    async fn delete_trustee(&self, _cluster: &ClusterView) -> Result<(), CloudError> {
+        Ok(())
     }
 }

@@ -8,15 +8,16 @@
 //!
 //! `<kind>` is the operation kind (`create`, `update`, `delete`, or `*`), `<site>` an `OpEvent`
 //! variant name (`StackCreated`: `before` = about to propose it, `after` = committed) or an
-//! external call (`heat:create`, `heat:update`, `heat:delete`: `after` = the call returned, its
-//! result not yet recorded). `n` fires on the n-th pass (default 1); `<stack>` limits the point
+//! external call (`heat:create`, `heat:update`, `heat:delete`, `heat:create_nodegroup`,
+//! `heat:patch`, `keystone:trustee`, `keystone:trust`, `keystone:password`,
+//! `keystone:delete_trustee`: `after` = the call returned, its result not yet recorded). `n` fires on the n-th pass (default 1); `<stack>` limits the point
 //! to operations whose stack name contains it. A firing point aborts the process: a crash, not
 //! a clean exit. While enabled every site passed is printed as `FAILPOINT-SITE ...` on stderr,
 //! so a test can enumerate the sites each operation kind goes through.
-use crate::cloud::{Cloud, CloudError, StackHandle, StackState};
+use crate::cloud::{Cloud, CloudError, StackHandle, StackState, TrusteeUser};
 use async_trait::async_trait;
-use magnum_proto::{ClusterView, OpEvent, OpKind, Operation, ProjectId};
-use std::collections::HashMap;
+use magnum_proto::{ClusterView, NodeGroup, OpEvent, OpKind, Operation, ProjectId, Trustor};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,13 +67,13 @@ fn parse_one(spec: &str) -> Result<Point, ParseError> {
         why,
     };
     let mut parts: Vec<&str> = spec.split(':').collect();
-    // `heat:<call>` is one site name with a colon in it.
-    let site = if parts.len() > 2 && parts[1] == "heat" {
+    // `heat:<call>` and `keystone:<call>` are one site name with a colon in it.
+    let site = if parts.len() > 2 && matches!(parts[1], "heat" | "keystone") {
         let call = parts.remove(2);
         if call.is_empty() {
-            return Err(bad("empty heat call name"));
+            return Err(bad("empty external call name"));
         }
-        format!("heat:{call}")
+        format!("{}:{call}", parts[1])
     } else {
         parts.get(1).copied().unwrap_or_default().to_string()
     };
@@ -296,6 +297,94 @@ impl Cloud for FailpointCloud {
         check(&kind_of(op), "heat:update", When::After, &op.stack_name);
         r
     }
+
+    fn nodegroup_stack_name(&self, cluster: &ClusterView, ng: &NodeGroup) -> String {
+        self.0.nodegroup_stack_name(cluster, ng)
+    }
+
+    async fn create_nodegroup_stack(
+        &self,
+        op: &Operation,
+        cluster: &ClusterView,
+        ng: &NodeGroup,
+    ) -> Result<StackHandle, CloudError> {
+        let stack = self.0.stack_name(cluster);
+        check(&kind_of(op), "heat:create_nodegroup", When::Before, &stack);
+        let r = self.0.create_nodegroup_stack(op, cluster, ng).await;
+        check(&kind_of(op), "heat:create_nodegroup", When::After, &stack);
+        r
+    }
+
+    async fn patch_parameters(
+        &self,
+        op: &Operation,
+        cluster: &ClusterView,
+        stack: &StackHandle,
+        parameters: BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), CloudError> {
+        let name = self.0.stack_name(cluster);
+        check(&kind_of(op), "heat:patch", When::Before, &name);
+        let r = self
+            .0
+            .patch_parameters(op, cluster, stack, parameters)
+            .await;
+        check(&kind_of(op), "heat:patch", When::After, &name);
+        r
+    }
+
+    fn trusts(&self) -> bool {
+        self.0.trusts()
+    }
+
+    async fn ensure_trustee(
+        &self,
+        cluster: &ClusterView,
+        password: &str,
+    ) -> Result<TrusteeUser, CloudError> {
+        let stack = self.0.stack_name(cluster);
+        check("create", "keystone:trustee", When::Before, &stack);
+        let r = self.0.ensure_trustee(cluster, password).await;
+        check("create", "keystone:trustee", When::After, &stack);
+        r
+    }
+
+    async fn ensure_trust(
+        &self,
+        cluster: &ClusterView,
+        trustee_user_id: &str,
+        trustor: &Trustor,
+    ) -> Result<String, CloudError> {
+        let stack = self.0.stack_name(cluster);
+        check("create", "keystone:trust", When::Before, &stack);
+        let r = self.0.ensure_trust(cluster, trustee_user_id, trustor).await;
+        check("create", "keystone:trust", When::After, &stack);
+        r
+    }
+
+    async fn set_trustee_password(
+        &self,
+        cluster: &ClusterView,
+        user_id: &str,
+        password: &str,
+    ) -> Result<(), CloudError> {
+        let stack = self.0.stack_name(cluster);
+        let kind = variant_name(&OpKind::RotateCredential);
+        check(&kind, "keystone:password", When::Before, &stack);
+        let r = self
+            .0
+            .set_trustee_password(cluster, user_id, password)
+            .await;
+        check(&kind, "keystone:password", When::After, &stack);
+        r
+    }
+
+    async fn delete_trustee(&self, cluster: &ClusterView) -> Result<(), CloudError> {
+        let stack = self.0.stack_name(cluster);
+        check("delete", "keystone:delete_trustee", When::Before, &stack);
+        let r = self.0.delete_trustee(cluster).await;
+        check("delete", "keystone:delete_trustee", When::After, &stack);
+        r
+    }
 }
 
 #[cfg(test)]
@@ -324,6 +413,9 @@ mod tests {
                 },
             ]
         );
+        let k = parse("delete:keystone:delete_trustee:after:1:fp-09").unwrap();
+        assert_eq!(k[0].site, "keystone:delete_trustee");
+        assert_eq!(k[0].stack.as_deref(), Some("fp-09"));
         let any = parse("*:DeleteFinished:before:3").unwrap();
         assert_eq!(any[0].kind, None);
         assert_eq!(any[0].nth, 3);
@@ -341,6 +433,7 @@ mod tests {
             ":StackCreated:after",
             "create::after",
             "create:heat::after",
+            "create:keystone::after",
             "create:StackCreated:after:1:",
             "create:StackCreated:after:1:s:extra",
         ] {

@@ -46,3 +46,5 @@ pub use state::ShardState;
 mod state_ng_tests;
 #[cfg(test)]
 mod state_tests;
+#[cfg(test)]
+mod state_trust_tests;

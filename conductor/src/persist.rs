@@ -20,6 +20,7 @@ pub fn encode_key(k: &Key) -> Vec<u8> {
         Key::Cluster(id) => with(b"c/", &id.0),
         Key::NodeGroups(id) => with(b"n/", &id.0),
         Key::Certs(id) => with(b"k/", &id.0),
+        Key::Trustee(id) => with(b"u/", &id.0),
         Key::Op(id) => with(b"o/", &id.0),
         Key::Request(id) => with(b"r/", &id.0),
         Key::Federation(id) => with(b"f/", &id.0),
@@ -66,6 +67,7 @@ pub fn row(state: &ShardState, k: &Key) -> Option<Vec<u8>> {
         Key::Cluster(id) => state.clusters.get(id).and_then(enc),
         Key::NodeGroups(id) => state.nodegroups.get(id).and_then(enc),
         Key::Certs(id) => state.certs.get(id).and_then(enc),
+        Key::Trustee(id) => state.trustees.get(id).and_then(enc),
         Key::Op(id) => state.ops.get(id).and_then(enc),
         Key::Request(id) => state.requests.get(id).and_then(enc),
         Key::Federation(id) => state.federations.get(id).and_then(enc),
@@ -106,6 +108,11 @@ pub fn load(
             }
             Some(b"k/") => {
                 state.certs.insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
+            }
+            Some(b"u/") => {
+                state
+                    .trustees
+                    .insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
             }
             Some(b"o/") => {
                 state.ops.insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 mod nodegroups;
+mod trusts;
 
 #[derive(Clone, Debug)]
 pub struct ReconcilerConfig {
@@ -149,8 +150,16 @@ async fn drive(ctx: &Ctx, cluster: ClusterId, op_id: OpId) -> Stop {
                 .cloned();
             (op, l.state.view(cluster), l.state.epoch)
         });
-        let (Some(op), Some(view), epoch) = snapshot else {
+        let (Some(op), Some(mut view), epoch) = snapshot else {
             return Stop::Done;
+        };
+        view.trustee = match trusts::opened_trustee(ctx, cluster) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "trustee password does not open");
+                sleep(ctx, ctx.cfg.max_backoff).await;
+                continue;
+            }
         };
         if epoch != ctx.epoch {
             return Stop::Lost(format!("epoch moved to {epoch}"));
@@ -220,6 +229,9 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                 .map_err(|e| StepError::Retry(e.to_string()))?;
             advance(ctx, op, OpEvent::CertsGenerated { certs }).await
         }
+        Step::CreateTrustee => trusts::create(ctx, op, view).await,
+        Step::DeleteTrustee => trusts::delete(ctx, op, view).await,
+        Step::RotateTrusteePassword => trusts::rotate(ctx, op, view).await,
         Step::RotateCerts => {
             let name = ca_name(view);
             let key = ctx.cfg.cert_key.clone();
@@ -487,6 +499,9 @@ fn stack_parameters(
     op: &Operation,
     view: &ClusterView,
 ) -> Result<Option<BTreeMap<String, serde_json::Value>>, StepError> {
+    if op.kind == OpKind::RotateCredential {
+        return trusts::stack_parameters(view).map(Some);
+    }
     if op.kind != OpKind::RotateCa {
         return Ok(None);
     }

@@ -122,7 +122,13 @@ async fn command(
     Path(shard): Path<u32>,
     body: Bytes,
 ) -> Result<Response, SvcError> {
-    let req: ShardRequest = decode(&body)?;
+    let mut req: ShardRequest = decode(&body)?;
+    // The creator's token (for the cluster's trust) enters the log only sealed.
+    if let ShardCommand::CreateCluster { operation, .. } = &mut req.command {
+        if let Some(t) = operation.trustor.as_mut() {
+            t.token = s.cert_key.seal(&t.token);
+        }
+    }
     // Ownership and operation progress are the conductor's own business.
     if matches!(
         req.command,

@@ -17,6 +17,7 @@ pub enum Key {
     Cluster(ClusterId),
     NodeGroups(ClusterId),
     Certs(ClusterId),
+    Trustee(ClusterId),
     Op(ClusterId),
     Quota(ProjectId, String),
     Request(RequestId),
@@ -35,6 +36,7 @@ pub struct ShardState {
     pub(crate) clusters: BTreeMap<ClusterId, Cluster>,
     pub(crate) nodegroups: BTreeMap<ClusterId, Vec<NodeGroup>>,
     pub(crate) certs: BTreeMap<ClusterId, ClusterCerts>,
+    pub(crate) trustees: BTreeMap<ClusterId, TrusteeRecord>,
     pub(crate) ops: BTreeMap<ClusterId, Operation>,
     pub(crate) quotas: BTreeMap<(ProjectId, String), Quota>,
     pub(crate) requests: BTreeMap<RequestId, (u64, ShardResponse)>,
@@ -444,6 +446,7 @@ impl ShardState {
         Ok(CommandOk::Cluster(Box::new(ClusterView {
             cluster: c,
             nodegroups: ngs,
+            trustee: None,
         })))
     }
 
@@ -487,6 +490,7 @@ impl ShardState {
             nodes_to_remove: Vec::new(),
             nodegroup: None,
             upgrade: None,
+            trustor: None,
         };
         self.ops.insert(id, op);
         if let Some(ngs) = self.nodegroups.get_mut(&id) {
@@ -523,10 +527,32 @@ impl ShardState {
             (OpEvent::CertsGenerated { certs }, Step::GenerateCerts) => {
                 self.certs.insert(id, certs.clone());
                 self.dirty.insert(Key::Certs(id));
+                op.step = match op.trustor {
+                    Some(_) => Step::CreateTrustee,
+                    None => Step::CreateStack {
+                        stack_name: op.stack_name.clone(),
+                        attempt: 0,
+                    },
+                };
+            }
+            (OpEvent::TrusteeCreated { trustee }, Step::CreateTrustee) => {
+                if let Some(t) = trustee {
+                    self.trustees.insert(id, t.clone());
+                    self.dirty.insert(Key::Trustee(id));
+                }
+                // The token did its one job; it leaves the log's live state with it.
+                op.trustor = None;
                 op.step = Step::CreateStack {
                     stack_name: op.stack_name.clone(),
                     attempt: 0,
                 };
+            }
+            (OpEvent::TrusteePasswordRotated { password }, Step::RotateTrusteePassword) => {
+                if let Some(t) = self.trustees.get_mut(&id) {
+                    t.password = password.clone();
+                    self.dirty.insert(Key::Trustee(id));
+                }
+                op.step = Step::UpdateStack { attempt: 0 };
             }
             (OpEvent::CertsRotated { certs }, Step::RotateCerts) => {
                 self.certs.insert(id, certs.clone());
@@ -590,9 +616,14 @@ impl ShardState {
                 op.retries = 0;
                 op.last_error = None;
             }
+            // The trustee goes after the stack: the nodes use it until they are gone. Looked up by
+            // name, not by record, so one made by a create the delete superseded goes too.
             (OpEvent::DeleteFinished, Step::DeleteStack { .. } | Step::WaitDelete { .. }) => {
-                remove_cluster = true
+                op.step = Step::DeleteTrustee;
+                op.retries = 0;
+                op.last_error = None;
             }
+            (OpEvent::TrusteeDeleted, Step::DeleteTrustee) => remove_cluster = true,
             (OpEvent::Failed { reason }, _) => {
                 let status = op.kind.failed_status();
                 restore = op.restore_node_count.filter(|_| op.kind == OpKind::Update);
@@ -683,11 +714,13 @@ impl ShardState {
         self.clusters.remove(&id);
         self.nodegroups.remove(&id);
         self.certs.remove(&id);
+        self.trustees.remove(&id);
         self.ops.remove(&id);
         for k in [
             Key::Cluster(id),
             Key::NodeGroups(id),
             Key::Certs(id),
+            Key::Trustee(id),
             Key::Op(id),
         ] {
             self.dirty.insert(k);
@@ -772,6 +805,7 @@ impl ShardState {
         Some(ClusterView {
             cluster,
             nodegroups,
+            trustee: None,
         })
     }
 
@@ -785,6 +819,11 @@ impl ShardState {
 
     pub fn certs(&self, id: ClusterId) -> Option<&ClusterCerts> {
         self.certs.get(&id)
+    }
+
+    /// The cluster's trustee, password sealed.
+    pub fn trustee(&self, id: ClusterId) -> Option<&TrusteeRecord> {
+        self.trustees.get(&id)
     }
 
     pub(crate) fn take_dirty(&mut self) -> BTreeSet<Key> {

@@ -375,6 +375,8 @@ fn cluster_delete_takes_the_nodegroups_first() {
     assert_eq!(x.view().nodegroups.len(), 2);
     assert_eq!(x.view().cluster.status, ClusterStatus::DELETE_IN_PROGRESS);
     x.adv(op, OpEvent::DeleteFinished).unwrap();
+    assert!(x.s.view(c).is_some(), "the trustee goes before the row");
+    x.adv(op, OpEvent::TrusteeDeleted).unwrap();
     assert!(x.s.view(c).is_none());
 }
 

@@ -149,6 +149,7 @@ fn transitions_queue_cadf_notifications_in_the_same_command() {
     .unwrap();
     adv(&mut s, 9, cid, del, OpEvent::StackDeleteIntent);
     adv(&mut s, 10, cid, del, OpEvent::DeleteFinished);
+    adv(&mut s, 11, cid, del, OpEvent::TrusteeDeleted);
     assert_eq!(
         kinds(&s),
         vec![

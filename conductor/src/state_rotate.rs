@@ -25,8 +25,8 @@ impl ShardState {
     pub(crate) fn rotate_credential(
         &mut self,
         id: ClusterId,
-        _op: &Operation,
-        _at: Timestamp,
+        op: &Operation,
+        at: Timestamp,
     ) -> ShardResponse {
         let Some(c) = self.clusters.get(&id) else {
             return Err(CommandError::NotFound(messages::cluster_not_found(
@@ -49,11 +49,21 @@ impl ShardState {
                 "Cluster {id} already has an operation in progress."
             )));
         }
-        // Clusters get no trustee yet (trusts are not created), so there is nothing to rotate:
-        // what Magnum answers for a driver without credential rotation.
-        Err(CommandError::BadRequest(
-            "Credential rotation is not supported by driver.".into(),
-        ))
+        // A cluster made without a trust (a deployment without a trustee domain) has no
+        // credentials to rotate: what Magnum answers for a driver without credential rotation.
+        if !self.trustees.contains_key(&id) {
+            return Err(CommandError::BadRequest(
+                "Credential rotation is not supported by driver.".into(),
+            ));
+        }
+        self.start_rotation(
+            id,
+            op,
+            OpKind::RotateCredential,
+            Step::RotateTrusteePassword,
+            at,
+        );
+        Ok(CommandOk::Done)
     }
 
     fn start_rotation(

@@ -245,8 +245,10 @@ fn delete_supersedes_create_and_removes_everything() {
     )
     .unwrap();
     advance(&mut s, 7, 1, c, del, OpEvent::DeleteFinished).unwrap();
+    assert_eq!(s.operation(c).unwrap().step, Step::DeleteTrustee);
+    advance(&mut s, 8, 1, c, del, OpEvent::TrusteeDeleted).unwrap();
     assert!(s.view(c).is_none());
-    s.apply_request(8, &req(del_t)).unwrap();
+    s.apply_request(9, &req(del_t)).unwrap();
 }
 
 #[test]

@@ -141,6 +141,7 @@ fn probe_op(view: &ClusterView, template: ClusterTemplate, stack_name: String) -
         nodes_to_remove: Vec::new(),
         nodegroup: None,
         upgrade: None,
+        trustor: None,
     }
 }
 

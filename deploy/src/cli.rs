@@ -189,6 +189,11 @@ pub struct ConductorArgs {
     /// Where CADF notifications go: `log`, `file:PATH` (JSON lines) or an http(s) webhook URL.
     #[arg(long, env = "MAGNUM_NOTIFICATION_SINK", default_value = "log")]
     pub notification_sink: String,
+    /// Keystone domain of cluster trustees (Magnum's `[trust] trustee_domain_name`): each
+    /// cluster gets a trustee user there and a trust from its creator, and credential rotation
+    /// works. Without it clusters get neither.
+    #[arg(long, env = "MAGNUM_TRUSTEE_DOMAIN")]
+    pub trustee_domain: Option<String>,
     #[command(flatten)]
     pub raft: RaftArgs,
     #[command(flatten)]

@@ -10,6 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// cloud-sim's Keystone seeds this domain for cluster trustees.
+const TRUSTEE_DOMAIN: &str = "magnum";
+
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 pub async fn run(d: DevArgs) -> Result<(), DeployError> {
@@ -53,8 +56,8 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
     for i in 1..=3u16 {
         let dir = d.data_dir.join(format!("conductor-{i}"));
         let fresh = !dir.join("raft").exists();
-        let cloud =
-            HeatCloud::new(cloud_auth(&auth)).map_err(|e| DeployError::Args(e.to_string()))?;
+        let cloud = HeatCloud::new(cloud_auth(&auth, Some(TRUSTEE_DOMAIN.into())))
+            .map_err(|e| DeployError::Args(e.to_string()))?;
         let cfg = ConductorConfig {
             node_id: u64::from(i),
             data_dir: dir,

@@ -72,7 +72,7 @@ pub async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-pub(crate) fn cloud_auth(a: &AuthArgs) -> CloudAuth {
+pub(crate) fn cloud_auth(a: &AuthArgs, trustee_domain: Option<String>) -> CloudAuth {
     CloudAuth {
         auth_url: a.auth_url.clone(),
         user: a.service_user.clone(),
@@ -80,6 +80,7 @@ pub(crate) fn cloud_auth(a: &AuthArgs) -> CloudAuth {
         project: a.service_project.clone(),
         domain: a.service_domain.clone(),
         region: a.region.clone(),
+        trustee_domain,
     }
 }
 
@@ -115,8 +116,8 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
             c.node_id
         )));
     }
-    let cloud =
-        HeatCloud::new(cloud_auth(&c.auth)).map_err(|e| DeployError::Args(e.to_string()))?;
+    let cloud = HeatCloud::new(cloud_auth(&c.auth, c.trustee_domain.clone()))
+        .map_err(|e| DeployError::Args(e.to_string()))?;
     let Some(key_file) = &c.cert_key_file else {
         return Err(DeployError::Args(
             "--cert-key-file (or MAGNUM_CERT_KEY_FILE) is required: the key that seals cluster \

@@ -187,5 +187,6 @@ pub(crate) fn operation(
         nodes_to_remove: Vec::new(),
         nodegroup: None,
         upgrade: None,
+        trustor: None,
     }
 }

@@ -182,6 +182,7 @@ fn operation(
         nodes_to_remove: Vec::new(),
         nodegroup: Some(ng.uuid),
         upgrade: None,
+        trustor: None,
     }
 }
 

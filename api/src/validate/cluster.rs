@@ -12,7 +12,7 @@ use crate::store::Store;
 use crate::version::ApiVersion;
 use magnum_proto::{
     Cluster, ClusterId, ClusterStatus, NodeGroup, NodeGroupId, OpId, OpKind, Operation, Step,
-    Timestamp,
+    Timestamp, Trustor,
 };
 use serde_json::Value;
 
@@ -322,6 +322,11 @@ pub async fn validate_create(
         nodes_to_remove: Vec::new(),
         nodegroup: None,
         upgrade: None,
+        trustor: Some(Trustor {
+            user_id: who.user_id.clone(),
+            roles: who.roles.clone(),
+            token: who.token.clone(),
+        }),
     };
     Ok(NewCluster {
         cluster,

@@ -194,7 +194,9 @@ impl MemBackend {
         let mut s = self.shards[shard as usize].lock().unwrap();
         let epoch = s.epoch;
         let op = s.operation(cluster).unwrap().id;
+        // A deployment without a trustee domain: the create gets no trustee.
         let events = [
+            OpEvent::TrusteeCreated { trustee: None },
             OpEvent::StackCreateIntent,
             OpEvent::StackCreated {
                 stack_id: "stack-1".into(),

@@ -265,6 +265,16 @@ pub enum OpEvent {
     CertsRotated {
         certs: ClusterCerts,
     },
+    /// Create: the trustee and trust exist (`None`: this deployment gives clusters no trust).
+    TrusteeCreated {
+        trustee: Option<TrusteeRecord>,
+    },
+    /// Delete: the trustee user and its trust are gone: drop the cluster and what it owns.
+    TrusteeDeleted,
+    /// Credential rotation: Keystone took the trustee's new password (sealed here).
+    TrusteePasswordRotated {
+        password: String,
+    },
 }
 
 /// What the driver read from a finished stack.

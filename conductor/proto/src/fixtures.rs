@@ -95,6 +95,7 @@ pub fn cluster_rows(
         nodes_to_remove: Vec::new(),
         nodegroup: None,
         upgrade: None,
+        trustor: None,
     };
     (
         cluster,

@@ -4,6 +4,7 @@ use crate::ids::*;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -198,6 +199,10 @@ impl NodeGroup {
 pub struct ClusterView {
     pub cluster: Cluster,
     pub nodegroups: Vec<NodeGroup>,
+    /// The trustee, password opened: set only by the reconciler for its cloud calls, never in
+    /// query results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trustee: Option<TrusteeRecord>,
 }
 
 impl ClusterView {
@@ -391,6 +396,13 @@ pub enum Step {
     WaitNodeGroupDelete { stack_id: String },
     /// CA rotation: new certificates not yet committed.
     RotateCerts,
+    /// Create: the trustee user and the trust (find-or-create, so a repeat after a failover
+    /// adopts what the first attempt made) not yet recorded.
+    CreateTrustee,
+    /// Delete: the stack is gone; the trustee user (and with it the trust) goes next.
+    DeleteTrustee,
+    /// Credential rotation: the trustee's new password not yet recorded.
+    RotateTrusteePassword,
 }
 
 /// The one active operation of a cluster.
@@ -426,6 +438,54 @@ pub struct Operation {
     /// Upgrade: the target versions.
     #[serde(default)]
     pub upgrade: Option<UpgradeSpec>,
+    /// Create: who delegates the cluster's trust; dropped once the trust exists.
+    #[serde(default)]
+    pub trustor: Option<Trustor>,
+}
+
+/// The user a cluster's trust comes from (reference §7: the creating user, impersonated, with
+/// their roles in the project). Keystone lets only the trustor create a trust, so the create
+/// carries the user's token: in clear from the API node to the conductor, which seals it
+/// before proposing, so the Raft log holds only ciphertext.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trustor {
+    pub user_id: String,
+    pub roles: Vec<String>,
+    pub token: String,
+}
+
+impl fmt::Debug for Trustor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trustor")
+            .field("user_id", &self.user_id)
+            .field("roles", &self.roles)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A cluster's Keystone trustee: the user `<cluster_uuid>_<project_id>` in the trustee domain
+/// and the trust delegated to it, handed to the nodes as the stack's `trustee_*` and `trust_id`
+/// parameters. The password is sealed at rest.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrusteeRecord {
+    pub user_id: String,
+    pub username: String,
+    pub domain_id: String,
+    pub password: String,
+    pub trust_id: String,
+}
+
+impl fmt::Debug for TrusteeRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrusteeRecord")
+            .field("user_id", &self.user_id)
+            .field("username", &self.username)
+            .field("domain_id", &self.domain_id)
+            .field("password", &"<redacted>")
+            .field("trust_id", &self.trust_id)
+            .finish()
+    }
 }
 
 /// A CADF notification in a shard's outbox (reference §10), written by `apply()` in the same

@@ -1,6 +1,6 @@
 //! `Cloud` on real OpenStack APIs: Keystone service session + Heat, through magnum-drivers. The
 //! conductor acts with its service credentials (admin) on each cluster's project's Heat endpoint.
-use crate::cloud::{Cloud, CloudError, StackHandle, StackState};
+use crate::cloud::{Cloud, CloudError, StackHandle, StackState, TrusteeUser};
 use async_trait::async_trait;
 use magnum_drivers::openstack::{
     heat_url_for_project, Domain, HeatClient, HttpClient, Interface, KeystoneClient,
@@ -8,11 +8,13 @@ use magnum_drivers::openstack::{
 };
 use magnum_drivers::{
     driver_by_name, find_driver, ClusterSpec, Driver, NodeGroupSpec, NodeTaint, OutputOptions,
-    ScaleSpec, UpgradeSpec,
+    ScaleSpec, Trustee, UpgradeSpec,
 };
-use magnum_proto::{ClusterView, NodeGroup, OpKind, Operation, ProjectId, StackOutputs};
+use magnum_proto::{ClusterView, NodeGroup, OpKind, Operation, ProjectId, StackOutputs, Trustor};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+mod trusts;
 
 #[derive(Clone, Debug)]
 pub struct CloudAuth {
@@ -22,12 +24,17 @@ pub struct CloudAuth {
     pub project: String,
     pub domain: String,
     pub region: Option<String>,
+    /// Name of the Keystone domain of cluster trustees (Magnum's `[trust] trustee_domain_name`);
+    /// `None`: clusters get no trustee and no trust.
+    pub trustee_domain: Option<String>,
 }
 
 pub struct HeatCloud {
     auth: CloudAuth,
     http: HttpClient,
     session: Arc<ServiceSession>,
+    /// The trustee domain's id, looked up once.
+    trustee_domain_id: tokio::sync::OnceCell<String>,
 }
 
 fn classify(e: magnum_drivers::Error) -> CloudError {
@@ -53,6 +60,7 @@ impl HeatCloud {
             auth,
             http,
             session: Arc::new(ServiceSession::new(keystone, creds)),
+            trustee_domain_id: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -141,6 +149,13 @@ impl HeatCloud {
             magnum_url,
             auth_url: self.auth.auth_url.clone(),
             region_name: self.auth.region.clone(),
+            trustee: view.trustee.as_ref().map(|t| Trustee {
+                domain_id: t.domain_id.clone(),
+                user_id: t.user_id.clone(),
+                username: t.username.clone(),
+                password: t.password.clone(),
+                trust_id: t.trust_id.clone(),
+            }),
             ..ClusterSpec::default()
         }
     }
@@ -352,5 +367,40 @@ impl Cloud for HeatCloud {
             name: stack.name.clone(),
         };
         heat.update_stack_patch(&sref, &req).await.map_err(classify)
+    }
+
+    fn trusts(&self) -> bool {
+        self.auth.trustee_domain.is_some()
+    }
+
+    async fn ensure_trustee(
+        &self,
+        view: &ClusterView,
+        password: &str,
+    ) -> Result<TrusteeUser, CloudError> {
+        self.find_or_create_trustee(view, password).await
+    }
+
+    async fn ensure_trust(
+        &self,
+        view: &ClusterView,
+        trustee_user_id: &str,
+        trustor: &Trustor,
+    ) -> Result<String, CloudError> {
+        self.find_or_create_trust(view, trustee_user_id, trustor)
+            .await
+    }
+
+    async fn set_trustee_password(
+        &self,
+        _view: &ClusterView,
+        user_id: &str,
+        password: &str,
+    ) -> Result<(), CloudError> {
+        self.set_password(user_id, password).await
+    }
+
+    async fn delete_trustee(&self, view: &ClusterView) -> Result<(), CloudError> {
+        self.remove_trustee(view).await
     }
 }
