@@ -1,5 +1,5 @@
 //! Design §7 row 1 as a matrix: for every operation kind (create, node_count update, resize,
-//! delete) and every site that kind passes (before / after each committed `OpEvent`, after each
+//! delete, CA rotation, credential rotation) and every site that kind passes (before / after each committed `OpEvent`, after each
 //! Heat call), the shard leader aborts there (`conductor/src/failpoints.rs`), is restarted
 //! without failpoints, and the operation still ends with the right terminal status, exactly one
 //! stack create per cluster in cloud-sim's ledger, no live stack after a delete, and the stack's
@@ -27,6 +27,8 @@ enum Op {
     Update,
     Resize,
     Delete,
+    RotateCa,
+    RotateCredential,
 }
 
 impl Op {
@@ -36,6 +38,8 @@ impl Op {
             Op::Create => "create",
             Op::Update | Op::Resize => "update",
             Op::Delete => "delete",
+            Op::RotateCa => "rotateca",
+            Op::RotateCredential => "rotatecredential",
         }
     }
     fn label(self) -> &'static str {
@@ -44,6 +48,8 @@ impl Op {
             Op::Update => "update node_count",
             Op::Resize => "resize",
             Op::Delete => "delete",
+            Op::RotateCa => "CA rotate",
+            Op::RotateCredential => "credential rotate",
         }
     }
 }
@@ -112,11 +118,15 @@ async fn leader_killed_at_every_site_of_every_operation() {
     set_count(&env, 0, &id, 1).await;
     start_op(&env, 0, &id, Op::Resize).await;
     wait_terminal(&env, 0, &id, Op::Resize).await.unwrap();
+    for op in [Op::RotateCa, Op::RotateCredential] {
+        start_op(&env, 0, &id, op).await;
+        wait_terminal(&env, 0, &id, op).await.unwrap();
+    }
     start_op(&env, 0, &id, Op::Delete).await;
     wait_terminal(&env, 0, &id, Op::Delete).await.unwrap();
     let sites = sites_seen(&env.d, dry);
     let dry_run = started.elapsed();
-    for k in ["create", "update", "delete"] {
+    for k in ["create", "update", "delete", "rotateca", "rotatecredential"] {
         assert!(
             sites.iter().any(|(kind, _)| kind == k),
             "no site seen for {k}: {sites:?}"
@@ -125,7 +135,14 @@ async fn leader_killed_at_every_site_of_every_operation() {
 
     // One case per (kind, site); an operation on an existing cluster gets its own base cluster.
     let mut cases = Vec::new();
-    for op in [Op::Create, Op::Update, Op::Resize, Op::Delete] {
+    for op in [
+        Op::Create,
+        Op::Update,
+        Op::Resize,
+        Op::Delete,
+        Op::RotateCa,
+        Op::RotateCredential,
+    ] {
         for (kind, point) in &sites {
             // An external call's "before" is the previous commit's "after" plus a leadership check: skip it.
             let external = point.starts_with("heat:") || point.starts_with("keystone:");
@@ -360,6 +377,23 @@ async fn start_op(env: &Env, p: usize, id: &str, op: Op) {
             )
             .await
         }
+        Op::RotateCa | Op::RotateCredential => {
+            let what = if op == Op::RotateCa {
+                "certificates"
+            } else {
+                "credentials"
+            };
+            let r = d
+                .http
+                .patch(format!("{}/{what}/{id}", d.api))
+                .header("X-Auth-Token", token)
+                .header("OpenStack-API-Version", "container-infra latest")
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json().await.unwrap_or(Value::Null))
+        }
     };
     assert!(s == 202 || s == 204, "{op:?} on {id}: {s} {v}");
 }
@@ -380,6 +414,9 @@ async fn wait_terminal(env: &Env, p: usize, id: &str, op: Op) -> Result<String, 
         match op {
             Op::Delete if s == 404 => return Ok("gone".into()),
             Op::Create if status == "CREATE_COMPLETE" => return Ok(status),
+            Op::RotateCa | Op::RotateCredential if status == "UPDATE_COMPLETE" => {
+                return Ok(status)
+            }
             Op::Update | Op::Resize if status == "UPDATE_COMPLETE" => {
                 return if v["node_count"] == 2 {
                     Ok(status)
@@ -439,7 +476,11 @@ async fn check_ledger(env: &Env, case: &Case) -> Result<(), String> {
     let [stack] = live.as_slice() else {
         return Err(format!("expected one live stack, got {live:?}"));
     };
-    let want = if case.op == Op::Create { 1 } else { 2 };
+    let want = if matches!(case.op, Op::Update | Op::Resize) {
+        2
+    } else {
+        1
+    };
     let got = stack_workers(env, case.project, stack).await?;
     if got != want {
         return Err(format!("stack number_of_minions {got}, intent {want}"));
