@@ -339,7 +339,12 @@ async fn follower_down_for_10k_commands_catches_up_by_snapshot() {
         "{:?}",
         fg.snapshot_counts()
     );
-    assert!(lg.snapshot_counts().sent >= 1, "{:?}", lg.snapshot_counts());
+    // Sent by whichever node led when the follower came back (leadership may move under load).
+    let sent: u64 = (1..=3)
+        .filter(|&id| id != follower)
+        .map(|id| n.shard(id, 0).snapshot_counts().sent)
+        .sum();
+    assert!(sent >= 1, "no snapshot sent to node {follower}");
     assert!(fg.log_stats().snapshot.unwrap_or(0) > follower_last);
     // And it holds exactly the leader's state.
     let deadline = Instant::now() + Duration::from_secs(10);
