@@ -223,3 +223,95 @@ fn the_trustee_goes_after_the_stack_then_the_row() {
     assert!(x.s.view(c).is_none());
     assert!(x.s.trustee(c).is_none());
 }
+
+/// `(event_type, outcome)` of the notifications queued since `from`.
+fn notified(s: &ShardState, from: usize) -> Vec<(String, String)> {
+    s.outbox()
+        .skip(from)
+        .map(|n| {
+            let outcome = n.payload["outcome"].as_str().unwrap_or("").to_string();
+            (n.event_type.clone(), outcome)
+        })
+        .collect()
+}
+
+#[test]
+fn rotations_are_notified_as_cluster_updates_once_per_transition() {
+    let update = |outcome: &str| ("magnum.cluster.update".to_string(), outcome.to_string());
+    let mut x = Shard::new(true);
+    x.created(Some(trustee("sealed:v1:pw1")));
+    let before = x.s.outbox().count();
+    // A credential rotation that Keystone refuses for good fails the update.
+    let rotate = x.new_op();
+    x.cmd(ShardCommand::RotateCredential {
+        id: x.c,
+        operation: rotate,
+        at: Timestamp(6),
+    })
+    .unwrap();
+    x.adv(OpEvent::Failed {
+        reason: "Keystone said no".into(),
+    });
+    assert_eq!(
+        x.s.view(x.c).unwrap().cluster.status,
+        ClusterStatus::UPDATE_FAILED
+    );
+    // A CA rotation after it (UPDATE_FAILED is not a rotatable status for CAs).
+    let ca = x.new_op();
+    assert!(x
+        .cmd(ShardCommand::RotateCa {
+            id: x.c,
+            operation: ca,
+            at: Timestamp(7),
+        })
+        .is_err());
+    // The credential gate takes UPDATE_FAILED: a second try succeeds.
+    let rotate = x.new_op();
+    x.cmd(ShardCommand::RotateCredential {
+        id: x.c,
+        operation: rotate,
+        at: Timestamp(8),
+    })
+    .unwrap();
+    x.adv(OpEvent::TrusteePasswordRotated {
+        password: "sealed:v1:pw2".into(),
+    });
+    x.adv(OpEvent::StackUpdateIntent);
+    x.adv(OpEvent::StackUpdateRequested {
+        stack_id: "sid".into(),
+    });
+    x.adv(OpEvent::UpdateFinished {
+        status: ClusterStatus::UPDATE_COMPLETE,
+        reason: None,
+        outputs: StackOutputs::default(),
+    });
+    // Then a CA rotation from UPDATE_COMPLETE.
+    let ca = x.new_op();
+    x.cmd(ShardCommand::RotateCa {
+        id: x.c,
+        operation: ca,
+        at: Timestamp(9),
+    })
+    .unwrap();
+    x.adv(OpEvent::CertsRotated { certs: certs() });
+    x.adv(OpEvent::StackUpdateIntent);
+    x.adv(OpEvent::StackUpdateRequested {
+        stack_id: "sid".into(),
+    });
+    x.adv(OpEvent::UpdateFinished {
+        status: ClusterStatus::UPDATE_COMPLETE,
+        reason: None,
+        outputs: StackOutputs::default(),
+    });
+    assert_eq!(
+        notified(&x.s, before),
+        vec![
+            update("pending"),
+            update("failure"),
+            update("pending"),
+            update("success"),
+            update("pending"),
+            update("success"),
+        ]
+    );
+}
