@@ -1,5 +1,6 @@
 use crate::persist;
 use crate::state::ShardState;
+use magnum_proto::fixtures::certs;
 use magnum_proto::*;
 
 const SHARDS: u32 = 1;
@@ -44,21 +45,6 @@ fn advance(
             },
         },
     )
-}
-
-fn certs() -> ClusterCerts {
-    ClusterCerts {
-        ca_cert: "c".into(),
-        ca_key: "k".into(),
-        client_cert: "cc".into(),
-        client_key: "ck".into(),
-        etcd_ca_cert: None,
-        etcd_ca_key: None,
-        front_proxy_ca_cert: None,
-        front_proxy_ca_key: None,
-        service_account_key: None,
-        service_account_private_key: None,
-    }
 }
 
 fn setup() -> (ShardState, ClusterTemplate, ClusterId, OpId) {

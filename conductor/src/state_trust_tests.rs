@@ -2,6 +2,7 @@
 //! dropped with it), its password replaced by a credential rotation, deleted after the stack.
 use crate::persist;
 use crate::state::ShardState;
+use magnum_proto::fixtures::certs;
 use magnum_proto::*;
 
 struct Shard {
@@ -89,21 +90,6 @@ impl Shard {
             reason: None,
             outputs: StackOutputs::default(),
         });
-    }
-}
-
-fn certs() -> ClusterCerts {
-    ClusterCerts {
-        ca_cert: "c".into(),
-        ca_key: "k".into(),
-        client_cert: "cc".into(),
-        client_key: "ck".into(),
-        etcd_ca_cert: None,
-        etcd_ca_key: None,
-        front_proxy_ca_cert: None,
-        front_proxy_ca_key: None,
-        service_account_key: None,
-        service_account_private_key: None,
     }
 }
 

@@ -106,3 +106,19 @@ pub fn cluster_rows(
         op,
     )
 }
+
+/// Placeholder PEM material for state tests (nothing parses it).
+pub fn certs() -> ClusterCerts {
+    ClusterCerts {
+        ca_cert: "c".into(),
+        ca_key: "k".into(),
+        client_cert: "cc".into(),
+        client_key: "ck".into(),
+        etcd_ca_cert: None,
+        etcd_ca_key: None,
+        front_proxy_ca_cert: None,
+        front_proxy_ca_key: None,
+        service_account_key: None,
+        service_account_private_key: None,
+    }
+}

@@ -1,0 +1,176 @@
+//! The harness the in-process conductor tests share: three conductors on free loopback ports
+//! with a test cloud, a client, and the commands and waits the tests use.
+#![allow(dead_code)]
+
+use magnum_conductor::cloud::Cloud;
+use magnum_conductor::node::{Conductor, ConductorConfig};
+use magnum_conductor::reconciler::ReconcilerConfig;
+use magnum_proto::*;
+use magnum_raft::{NodeAddr, RaftConfig};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A free port below the kernel's ephemeral range (32768+), so that neither a parallel test nor
+/// an outgoing connection can take it between this check and the conductor's bind.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 10_000) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(p < 32_000, "ran out of test ports");
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+pub struct Cluster3 {
+    pub nodes: BTreeMap<u64, Option<Conductor>>,
+    pub cfgs: BTreeMap<u64, ConductorConfig>,
+    pub _dirs: Vec<tempfile::TempDir>,
+}
+
+pub async fn start3<C: Cloud>(cloud: Arc<C>, shards: u32) -> Cluster3 {
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let peers: BTreeMap<u64, NodeAddr> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (r, s))| {
+            (
+                i as u64 + 1,
+                NodeAddr {
+                    raft: format!("127.0.0.1:{r}"),
+                    service: format!("127.0.0.1:{s}"),
+                },
+            )
+        })
+        .collect();
+    let mut c = Cluster3 {
+        nodes: BTreeMap::new(),
+        cfgs: BTreeMap::new(),
+        _dirs: vec![],
+    };
+    for (id, addr) in &peers {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ConductorConfig {
+            node_id: *id,
+            data_dir: dir.path().to_path_buf(),
+            raft_listen: addr.raft.parse().unwrap(),
+            service_listen: addr.service.parse().unwrap(),
+            peers: peers.clone(),
+            shards,
+            replicas: 3,
+            bootstrap: true,
+            raft: RaftConfig {
+                heartbeat_ms: 50,
+                election_min_ms: 300,
+                election_max_ms: 600,
+                ..RaftConfig::default()
+            },
+            reconciler: ReconcilerConfig {
+                poll: Duration::from_millis(50),
+                scan: Duration::from_millis(50),
+                ..Default::default()
+            },
+            cloud: cloud.clone(),
+            heartbeat_interval: Duration::from_millis(200),
+        };
+        c._dirs.push(dir);
+        c.nodes
+            .insert(*id, Some(Conductor::start(cfg.clone()).await.unwrap()));
+        c.cfgs.insert(*id, cfg);
+    }
+    c
+}
+
+pub fn client(c: &Cluster3) -> ConductorClient {
+    let seeds = c
+        .cfgs
+        .values()
+        .map(|cfg| cfg.service_listen.to_string())
+        .collect();
+    ConductorClient::new(seeds, Duration::from_secs(20)).unwrap()
+}
+
+pub fn rows(project: &ProjectId) -> (ClusterTemplate, Cluster, Vec<NodeGroup>, Operation) {
+    let t = magnum_proto::fixtures::template(project);
+    let (c, ngs, op) = magnum_proto::fixtures::cluster_rows(&t, "k8s", 1, 3);
+    (t, c, ngs, op)
+}
+
+/// A template and a cluster using it, as the API would submit them; returns the cluster id.
+pub async fn create_cluster(
+    cl: &ConductorClient,
+    shard: ShardId,
+    project: &ProjectId,
+) -> ClusterId {
+    let (t, cluster, nodegroups, operation) = rows(project);
+    let id = cluster.uuid;
+    send(cl, shard, ShardCommand::CreateTemplate { template: t })
+        .await
+        .unwrap();
+    send(
+        cl,
+        shard,
+        ShardCommand::CreateCluster {
+            cluster,
+            nodegroups,
+            operation,
+        },
+    )
+    .await
+    .unwrap();
+    id
+}
+
+pub async fn stop_all(c: &mut Cluster3) {
+    for n in c.nodes.values_mut() {
+        if let Some(n) = n.take() {
+            n.shutdown().await;
+        }
+    }
+}
+
+pub async fn send(cl: &ConductorClient, shard: ShardId, command: ShardCommand) -> ShardResponse {
+    cl.command(
+        shard,
+        &ShardRequest {
+            request_id: Some(RequestId::new_v4()),
+            command,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+pub async fn wait_status(
+    cl: &ConductorClient,
+    shard: ShardId,
+    id: ClusterId,
+    want: Option<ClusterStatus>,
+) -> Option<ClusterView> {
+    // Generous: every create makes four RSA-2048 keys, slow on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let v = match cl.query(shard, &ShardQuery::Cluster { id }).await.unwrap() {
+            QueryResult::Cluster(v) => v.map(|b| *b),
+            other => panic!("{other:?}"),
+        };
+        if v.as_ref().map(|v| v.cluster.status) == want {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster never reached {want:?}: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
