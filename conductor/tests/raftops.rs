@@ -339,12 +339,23 @@ async fn follower_down_for_10k_commands_catches_up_by_snapshot() {
         "{:?}",
         fg.snapshot_counts()
     );
-    // Sent by whichever node led when the follower came back (leadership may move under load).
-    let sent: u64 = (1..=3)
-        .filter(|&id| id != follower)
-        .map(|id| n.shard(id, 0).snapshot_counts().sent)
-        .sum();
-    assert!(sent >= 1, "no snapshot sent to node {follower}");
+    // Counted by whichever node led when the follower came back (leadership may move under
+    // load), once the follower's answer is back: that comes after the install it waited for.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sent: u64 = (1..=3)
+            .filter(|&id| id != follower)
+            .map(|id| n.shard(id, 0).snapshot_counts().sent)
+            .sum();
+        if sent >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot send to node {follower} completed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(fg.log_stats().snapshot.unwrap_or(0) > follower_last);
     // And it holds exactly the leader's state.
     let deadline = Instant::now() + Duration::from_secs(10);
