@@ -1,5 +1,5 @@
 //! Design §7 row 1 as a matrix: for every operation kind (create, node_count update, resize,
-//! delete, CA rotation, credential rotation) and every site that kind passes (before / after each committed `OpEvent`, after each
+//! delete, CA rotation, credential rotation, nodegroup create and delete) and every site that kind passes (before / after each committed `OpEvent`, after each
 //! Heat call), the shard leader aborts there (`conductor/src/failpoints.rs`), is restarted
 //! without failpoints, and the operation still ends with the right terminal status, exactly one
 //! stack create per cluster in cloud-sim's ledger, no live stack after a delete, and the stack's
@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PROJECTS: [&str; 3] = ["admin", "demo", "alt_demo"];
+/// The nodegroup the nodegroup cases create and delete.
+const NODEGROUP: &str = "ng1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
@@ -29,6 +31,8 @@ enum Op {
     Delete,
     RotateCa,
     RotateCredential,
+    NodeGroupCreate,
+    NodeGroupDelete,
 }
 
 impl Op {
@@ -40,6 +44,8 @@ impl Op {
             Op::Delete => "delete",
             Op::RotateCa => "rotateca",
             Op::RotateCredential => "rotatecredential",
+            Op::NodeGroupCreate => "nodegroupcreate",
+            Op::NodeGroupDelete => "nodegroupdelete",
         }
     }
     fn label(self) -> &'static str {
@@ -50,6 +56,8 @@ impl Op {
             Op::Delete => "delete",
             Op::RotateCa => "CA rotate",
             Op::RotateCredential => "credential rotate",
+            Op::NodeGroupCreate => "nodegroup create",
+            Op::NodeGroupDelete => "nodegroup delete",
         }
     }
 }
@@ -102,6 +110,14 @@ async fn leader_killed_at_every_site_of_every_operation() {
         templates.push(tpl);
         tokens.push(t);
     }
+    // Every case makes a cluster: more than the default quota of 20 per project.
+    for p in &projects {
+        let body = json!({"project_id": p.0, "resource": "Cluster", "hard_limit": 100});
+        let (s, v) = d
+            .call(Method::POST, "/quotas", Some(&tokens[0]), Some(body))
+            .await;
+        assert_eq!(s, 201, "quota create: {v}");
+    }
     let env = Arc::new(Env {
         d,
         tokens,
@@ -118,7 +134,12 @@ async fn leader_killed_at_every_site_of_every_operation() {
     set_count(&env, 0, &id, 1).await;
     start_op(&env, 0, &id, Op::Resize).await;
     wait_terminal(&env, 0, &id, Op::Resize).await.unwrap();
-    for op in [Op::RotateCa, Op::RotateCredential] {
+    for op in [
+        Op::RotateCa,
+        Op::RotateCredential,
+        Op::NodeGroupCreate,
+        Op::NodeGroupDelete,
+    ] {
         start_op(&env, 0, &id, op).await;
         wait_terminal(&env, 0, &id, op).await.unwrap();
     }
@@ -126,7 +147,15 @@ async fn leader_killed_at_every_site_of_every_operation() {
     wait_terminal(&env, 0, &id, Op::Delete).await.unwrap();
     let sites = sites_seen(&env.d, dry);
     let dry_run = started.elapsed();
-    for k in ["create", "update", "delete", "rotateca", "rotatecredential"] {
+    for k in [
+        "create",
+        "update",
+        "delete",
+        "rotateca",
+        "rotatecredential",
+        "nodegroupcreate",
+        "nodegroupdelete",
+    ] {
         assert!(
             sites.iter().any(|(kind, _)| kind == k),
             "no site seen for {k}: {sites:?}"
@@ -142,6 +171,8 @@ async fn leader_killed_at_every_site_of_every_operation() {
         Op::Delete,
         Op::RotateCa,
         Op::RotateCredential,
+        Op::NodeGroupCreate,
+        Op::NodeGroupDelete,
     ] {
         for (kind, point) in &sites {
             // An external call's "before" is the previous commit's "after" plus a leadership check: skip it.
@@ -166,6 +197,14 @@ async fn leader_killed_at_every_site_of_every_operation() {
     }
     for (p, id) in &bases {
         wait_terminal(&env, *p, id, Op::Create).await.unwrap();
+    }
+    // A nodegroup delete needs its nodegroup.
+    for c in cases.iter().filter(|c| c.op == Op::NodeGroupDelete) {
+        let id = c.cluster.as_deref().unwrap();
+        start_op(&env, c.project, id, Op::NodeGroupCreate).await;
+        wait_terminal(&env, c.project, id, Op::NodeGroupCreate)
+            .await
+            .unwrap();
     }
     let setup = started.elapsed();
 
@@ -377,6 +416,24 @@ async fn start_op(env: &Env, p: usize, id: &str, op: Op) {
             )
             .await
         }
+        Op::NodeGroupCreate | Op::NodeGroupDelete => {
+            let url = format!("{}/clusters/{id}/nodegroups", d.api);
+            let rq = match op {
+                Op::NodeGroupCreate => d
+                    .http
+                    .post(url)
+                    .json(&json!({"name": NODEGROUP, "node_count": 1})),
+                _ => d.http.delete(format!("{url}/{NODEGROUP}")),
+            };
+            let r = rq
+                .header("X-Auth-Token", token)
+                .header("OpenStack-API-Version", "container-infra latest")
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json().await.unwrap_or(Value::Null))
+        }
         Op::RotateCa | Op::RotateCredential => {
             let what = if op == Op::RotateCa {
                 "certificates"
@@ -403,7 +460,13 @@ async fn wait_terminal(env: &Env, p: usize, id: &str, op: Op) -> Result<String, 
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         // A pooled connection can be cut while a node crashes: ask again, it is a read.
-        let Some((s, v)) = get_cluster(env, p, id).await else {
+        let path = match op {
+            Op::NodeGroupCreate | Op::NodeGroupDelete => {
+                format!("/clusters/{id}/nodegroups/{NODEGROUP}")
+            }
+            _ => format!("/clusters/{id}"),
+        };
+        let Some((s, v)) = get_path(env, p, &path).await else {
             if Instant::now() > deadline {
                 return Err("API unreachable for 120 s".into());
             }
@@ -412,7 +475,8 @@ async fn wait_terminal(env: &Env, p: usize, id: &str, op: Op) -> Result<String, 
         };
         let status = v["status"].as_str().unwrap_or("").to_string();
         match op {
-            Op::Delete if s == 404 => return Ok("gone".into()),
+            Op::Delete | Op::NodeGroupDelete if s == 404 => return Ok("gone".into()),
+            Op::NodeGroupCreate if status == "CREATE_COMPLETE" => return Ok(status),
             Op::Create if status == "CREATE_COMPLETE" => return Ok(status),
             Op::RotateCa | Op::RotateCredential if status == "UPDATE_COMPLETE" => {
                 return Ok(status)
@@ -439,12 +503,13 @@ async fn wait_terminal(env: &Env, p: usize, id: &str, op: Op) -> Result<String, 
     }
 }
 
-async fn get_cluster(env: &Env, p: usize, id: &str) -> Option<(u16, Value)> {
+async fn get_path(env: &Env, p: usize, path: &str) -> Option<(u16, Value)> {
     let r = env
         .d
         .http
-        .get(format!("{}/clusters/{id}", env.d.api))
+        .get(format!("{}{path}", env.d.api))
         .header("X-Auth-Token", &env.tokens[p])
+        .header("OpenStack-API-Version", "container-infra latest")
         .send()
         .await
         .ok()?;
@@ -452,29 +517,44 @@ async fn get_cluster(env: &Env, p: usize, id: &str) -> Option<(u16, Value)> {
     Some((s, r.json().await.unwrap_or(Value::Null)))
 }
 
-/// Exactly one accepted stack create for the cluster; a live stack with the intended worker
-/// count, or none after a delete.
+/// Exactly one accepted stack create per stack name (the cluster's, and its nodegroup's for the
+/// nodegroup cases); a live cluster stack with the intended worker count, or none after a
+/// delete; the nodegroup's stack live after its create, gone after its delete.
 async fn check_ledger(env: &Env, case: &Case) -> Result<(), String> {
     let all = env.d.sim_stacks().await;
     let stacks = stacks_named(&env.d, &case.name).await;
+    let ng_prefix = format!("{}-{NODEGROUP}-", case.name);
+    let is_ng = |s: &Value| {
+        s["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(&ng_prefix))
+    };
     let names: BTreeSet<&str> = stacks.iter().filter_map(|s| s["name"].as_str()).collect();
-    if names.len() != 1 {
-        return Err(format!("expected one stack name, got {names:?}"));
+    for name in &names {
+        let creates = all["creates_by_name"][name].as_u64().unwrap_or(0);
+        if creates != 1 {
+            return Err(format!("{creates} stack creates accepted for {name}"));
+        }
     }
-    let name = names.into_iter().next().unwrap_or_default();
-    let creates = all["creates_by_name"][name].as_u64().unwrap_or(0);
-    if creates != 1 {
-        return Err(format!("{creates} stack creates accepted for {name}"));
+    let ng_names = names.iter().filter(|n| n.starts_with(&ng_prefix)).count();
+    let has_ng = matches!(case.op, Op::NodeGroupCreate | Op::NodeGroupDelete);
+    if names.len() - ng_names != 1 || ng_names != usize::from(has_ng) {
+        return Err(format!("unexpected stack names {names:?}"));
     }
     let live: Vec<&Value> = stacks.iter().filter(|s| s["deleted"] != true).collect();
+    let live_ng = live.iter().filter(|s| is_ng(s)).count();
+    if live_ng != usize::from(case.op == Op::NodeGroupCreate) {
+        return Err(format!("{live_ng} live nodegroup stacks: {live:?}"));
+    }
+    let live_cluster: Vec<&&Value> = live.iter().filter(|s| !is_ng(s)).collect();
     if case.op == Op::Delete {
-        return match live.as_slice() {
+        return match live_cluster.as_slice() {
             [] => Ok(()),
             l => Err(format!("orphan stack after delete: {l:?}")),
         };
     }
-    let [stack] = live.as_slice() else {
-        return Err(format!("expected one live stack, got {live:?}"));
+    let [stack] = live_cluster.as_slice() else {
+        return Err(format!("expected one live cluster stack, got {live:?}"));
     };
     let want = if matches!(case.op, Op::Update | Op::Resize) {
         2
@@ -488,8 +568,6 @@ async fn check_ledger(env: &Env, case: &Case) -> Result<(), String> {
     Ok(())
 }
 
-/// Exactly one trustee user was ever made for the cluster, and one trust for it; a delete leaves
-/// neither, any other operation leaves both.
 async fn check_trustee(env: &Env, case: &Case, cluster: &str) -> Result<(), String> {
     let name = format!("{cluster}_{}", env.projects[case.project].0);
     let l: Value = env
