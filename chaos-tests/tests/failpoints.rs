@@ -395,17 +395,11 @@ async fn start_op(env: &Env, p: usize, id: &str, op: Op) {
             .await
         }
         Op::Resize => {
-            let r = d
+            let rq = d
                 .http
                 .post(format!("{}/clusters/{id}/actions/resize", d.api))
-                .header("X-Auth-Token", token)
-                .header("OpenStack-API-Version", "container-infra 1.7")
-                .json(&json!({"node_count": 2}))
-                .send()
-                .await
-                .unwrap();
-            let s = r.status().as_u16();
-            (s, r.json().await.unwrap_or(Value::Null))
+                .json(&json!({"node_count": 2}));
+            send(rq, token, "1.7").await
         }
         Op::Delete => {
             d.call(
@@ -416,43 +410,42 @@ async fn start_op(env: &Env, p: usize, id: &str, op: Op) {
             )
             .await
         }
-        Op::NodeGroupCreate | Op::NodeGroupDelete => {
-            let url = format!("{}/clusters/{id}/nodegroups", d.api);
-            let rq = match op {
-                Op::NodeGroupCreate => d
-                    .http
-                    .post(url)
-                    .json(&json!({"name": NODEGROUP, "node_count": 1})),
-                _ => d.http.delete(format!("{url}/{NODEGROUP}")),
-            };
-            let r = rq
-                .header("X-Auth-Token", token)
-                .header("OpenStack-API-Version", "container-infra latest")
-                .send()
-                .await
-                .unwrap();
-            let s = r.status().as_u16();
-            (s, r.json().await.unwrap_or(Value::Null))
-        }
-        Op::RotateCa | Op::RotateCredential => {
-            let what = if op == Op::RotateCa {
-                "certificates"
-            } else {
-                "credentials"
-            };
-            let r = d
+        Op::NodeGroupCreate => {
+            let rq = d
                 .http
-                .patch(format!("{}/{what}/{id}", d.api))
-                .header("X-Auth-Token", token)
-                .header("OpenStack-API-Version", "container-infra latest")
-                .send()
-                .await
-                .unwrap();
-            let s = r.status().as_u16();
-            (s, r.json().await.unwrap_or(Value::Null))
+                .post(format!("{}/clusters/{id}/nodegroups", d.api))
+                .json(&json!({"name": NODEGROUP, "node_count": 1}));
+            send(rq, token, "latest").await
+        }
+        Op::NodeGroupDelete => {
+            let url = format!("{}/clusters/{id}/nodegroups/{NODEGROUP}", d.api);
+            send(d.http.delete(url), token, "latest").await
+        }
+        Op::RotateCa => {
+            let url = format!("{}/certificates/{id}", d.api);
+            send(d.http.patch(url), token, "latest").await
+        }
+        Op::RotateCredential => {
+            let url = format!("{}/credentials/{id}", d.api);
+            send(d.http.patch(url), token, "latest").await
         }
     };
     assert!(s == 202 || s == 204, "{op:?} on {id}: {s} {v}");
+}
+
+/// Sends `rq` with the token and microversion; the status and JSON body.
+async fn send(rq: reqwest::RequestBuilder, token: &str, version: &str) -> (u16, Value) {
+    let r = rq
+        .header("X-Auth-Token", token)
+        .header(
+            "OpenStack-API-Version",
+            format!("container-infra {version}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Waits for the terminal status `op` must end in; `Err` on a wrong one or a timeout.
