@@ -355,6 +355,18 @@ impl Deployment {
             .unwrap()
     }
 
+    /// cloud-sim's `/sim/keystone/ledger`: live users and trusts, and what was ever created.
+    pub async fn sim_keystone_ledger(&self) -> Value {
+        self.http
+            .get(format!("{}/sim/keystone/ledger", self.sim))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn sim_post(&self, path: &str, body: Value) {
         let r = self
             .http

@@ -325,15 +325,7 @@ async fn openstack_cli_template_and_cluster_lifecycle() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // The trustee (and with it its trust) went with the cluster.
-    let l: Value = d
-        .http
-        .get(format!("{}/sim/keystone/ledger", d.sim))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let l = d.sim_keystone_ledger().await;
     let tid = trustee_id.as_str();
     assert!(
         !l["users"]
@@ -555,15 +547,7 @@ async fn trustee(d: &Deployment, cluster: &Value) -> Option<(String, u64, usize)
         cluster["uuid"].as_str().unwrap(),
         cluster["project_id"].as_str().unwrap()
     );
-    let l: Value = d
-        .http
-        .get(format!("{}/sim/keystone/ledger", d.sim))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let l = d.sim_keystone_ledger().await;
     assert!(
         l["users_created"][&name].as_u64().unwrap_or(0) <= 1,
         "one trustee per cluster: {l}"

@@ -563,16 +563,7 @@ async fn check_ledger(env: &Env, case: &Case) -> Result<(), String> {
 
 async fn check_trustee(env: &Env, case: &Case, cluster: &str) -> Result<(), String> {
     let name = format!("{cluster}_{}", env.projects[case.project].0);
-    let l: Value = env
-        .d
-        .http
-        .get(format!("{}/sim/keystone/ledger", env.d.sim))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let l = env.d.sim_keystone_ledger().await;
     let made = l["users_created"][&name].as_u64().unwrap_or(0);
     if made != 1 {
         return Err(format!("{made} trustee users made for {name}"));

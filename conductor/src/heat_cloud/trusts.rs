@@ -4,6 +4,7 @@
 //! attempt's user and trust.
 use super::{classify, HeatCloud};
 use crate::cloud::{CloudError, TrusteeUser};
+use magnum_drivers::openstack::TokenProvider;
 use magnum_drivers::Error;
 use magnum_proto::{ClusterView, Trustor};
 
@@ -14,8 +15,9 @@ pub(crate) fn trustee_name(view: &ClusterView) -> String {
 
 impl HeatCloud {
     async fn service_token(&self) -> Result<String, CloudError> {
-        let t = self.session.token().await.map_err(classify)?;
-        Ok(t.id.clone())
+        TokenProvider::token(self.session.as_ref())
+            .await
+            .map_err(classify)
     }
 
     async fn trustee_domain(&self, token: &str) -> Result<&str, CloudError> {
