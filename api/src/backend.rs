@@ -40,6 +40,12 @@ pub trait Backend: Send + Sync {
     ) -> Result<ShardResponse, BackendError>;
     /// Linearizable read on the shard's leader.
     async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError>;
+    /// The same linearizable read on every shard, in shard order.
+    async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, BackendError> {
+        let n = self.shards().await?;
+        let futs = (0..n).map(|s| self.query(ShardId(s), q));
+        futures::future::join_all(futs).await.into_iter().collect()
+    }
     /// Sign a CSR with a cluster's CA on the shard's leader.
     async fn sign(&self, shard: ShardId, req: &SignCsr) -> Result<SignResult, BackendError>;
     /// The conductor registry (linearizable read on the meta leader). Backends without one
@@ -65,6 +71,10 @@ impl Backend for ConductorClient {
 
     async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError> {
         Ok(ConductorClient::query(self, shard, q).await?)
+    }
+
+    async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, BackendError> {
+        Ok(ConductorClient::query_all(self, q).await?)
     }
 
     async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {

@@ -16,6 +16,7 @@ pub mod coe;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod homes;
 pub mod keystone;
 pub mod lookups;
 pub mod middleware;

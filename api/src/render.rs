@@ -410,6 +410,7 @@ mod tests {
                 ),
             ],
             trustee: None,
+            template_labels: None,
         }
     }
 

@@ -1,7 +1,8 @@
-//! Shared state of the router: the three seams and the settings.
+//! Shared state of the router: the three seams, the settings and the cluster→shard cache.
 use crate::auth::Authenticator;
 use crate::backend::Backend;
 use crate::config::Settings;
+use crate::homes::ClusterHomes;
 use crate::lookups::Lookups;
 use std::sync::Arc;
 
@@ -11,6 +12,8 @@ pub struct AppState {
     pub auth: Arc<dyn Authenticator>,
     pub lookups: Arc<dyn Lookups>,
     pub settings: Arc<Settings>,
+    /// The API node's only routing cache besides the client's leader map.
+    pub homes: Arc<ClusterHomes>,
 }
 
 impl AppState {
@@ -25,6 +28,7 @@ impl AppState {
             auth,
             lookups,
             settings: Arc::new(settings),
+            homes: Arc::default(),
         }
     }
 }

@@ -6,6 +6,8 @@
 use crate::auth::Identity;
 use crate::backend::Backend;
 use crate::error::ApiError;
+use crate::homes::ClusterHomes;
+use crate::state::AppState;
 use magnum_proto::{
     shard_of, ClusterId, ClusterTemplate, ClusterView, CommandOk, ProjectId, QueryResult,
     RequestId, ShardCommand, ShardId, ShardQuery, ShardRequest, TemplateId,
@@ -14,6 +16,7 @@ use std::collections::BTreeMap;
 
 pub struct Store<'a> {
     backend: &'a dyn Backend,
+    homes: &'a ClusterHomes,
 }
 
 fn unexpected(what: &str, got: &QueryResult) -> ApiError {
@@ -48,8 +51,11 @@ pub fn as_uuid(ident: &str) -> Option<uuid::Uuid> {
 }
 
 impl<'a> Store<'a> {
-    pub fn new(backend: &'a dyn Backend) -> Self {
-        Self { backend }
+    pub fn new(state: &'a AppState) -> Self {
+        Self {
+            backend: state.backend.as_ref(),
+            homes: &state.homes,
+        }
     }
 
     pub async fn shards(&self) -> Result<u32, ApiError> {
@@ -64,11 +70,9 @@ impl<'a> Store<'a> {
         Ok(self.backend.query(shard, q).await?)
     }
 
-    /// The same query on every shard, concurrently.
+    /// The same query on every shard.
     pub async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, ApiError> {
-        let n = self.shards().await?;
-        let futs = (0..n).map(|s| self.query(ShardId(s), q));
-        futures::future::join_all(futs).await.into_iter().collect()
+        Ok(self.backend.query_all(q).await?)
     }
 
     async fn templates_everywhere(
@@ -254,23 +258,32 @@ impl<'a> Store<'a> {
     pub async fn find_cluster(&self, who: &Identity, ident: &str) -> Result<ClusterView, ApiError> {
         let me = who.project();
         if let Some(id) = as_uuid(ident) {
-            let q = ShardQuery::Cluster { id: ClusterId(id) };
-            let results = if who.is_admin() {
-                self.query_all(&q).await?
+            let id = ClusterId(id);
+            let q = ShardQuery::Cluster { id };
+            let home = if who.is_admin() {
+                self.homes.get(id)
             } else {
-                vec![self.query(self.shard_of(&me).await?, &q).await?]
+                Some(self.shard_of(&me).await?)
             };
-            for r in results {
+            let results = match home {
+                Some(shard) => vec![(shard, self.query(shard, &q).await?)],
+                None => (0..).map(ShardId).zip(self.query_all(&q).await?).collect(),
+            };
+            for (shard, r) in results {
                 match r {
                     QueryResult::Cluster(Some(v))
                         if who.is_admin() || v.cluster.project_id == me =>
                     {
-                        return Ok(*v)
+                        if who.is_admin() {
+                            self.homes.remember(id, shard);
+                        }
+                        return Ok(*v);
                     }
                     QueryResult::Cluster(_) => {}
                     other => return Err(unexpected("cluster", &other)),
                 }
             }
+            self.homes.forget(id);
             return Err(cluster_not_found(ident));
         }
         let mut found: Vec<ClusterView> = self

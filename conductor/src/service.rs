@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use magnum_proto::wire::{
-    self, Done, Envelope, GroupInfo, InternalError, NodeInfo, NotLeader, SetMembers, SignCsr,
-    SignResult, Topology, TransferLeader,
+    self, Done, Envelope, GroupInfo, InternalError, MultiQuery, MultiQueryResult, NodeInfo,
+    NotLeader, SetMembers, SignCsr, SignResult, Topology, TransferLeader,
 };
 use magnum_proto::{
     shard, MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeId, ShardCommand, ShardQuery,
@@ -43,6 +43,7 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route(wire::TOPOLOGY_PATH, get(topology))
         .route("/internal/v1/shards/{shard}/command", post(command))
         .route("/internal/v1/shards/{shard}/query", post(query))
+        .route(wire::MULTI_QUERY_PATH, post(multi_query))
         .route("/internal/v1/shards/{shard}/sign", post(sign))
         .route(wire::META_COMMAND_PATH, post(meta_command))
         .route(wire::META_QUERY_PATH, post(meta_query))
@@ -158,8 +159,29 @@ async fn query(
 ) -> Result<Response, SvcError> {
     let q: ShardQuery = decode(&body)?;
     let group = shard_group(&s, shard)?;
-    let r = group.read(|l| l.state.query(&q)).await?;
+    let r = group.read_leased(|l| l.state.query(&q)).await?;
     Ok(Json(r).into_response())
+}
+
+/// The same query on each asked shard this node leads; `None` for the others (the client asks
+/// those alone and follows their leader hints).
+async fn multi_query(
+    State(s): State<Arc<ServiceState>>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let m: MultiQuery = decode(&body)?;
+    let q = &m.query;
+    let reads = m.shards.iter().map(|shard| {
+        let group = s.hosting.shard(shard.0);
+        async move {
+            match group {
+                Some(g) => g.read_leased(|l| l.state.query(q)).await.ok(),
+                None => None,
+            }
+        }
+    });
+    let answers = futures::future::join_all(reads).await;
+    Ok(Json(MultiQueryResult { answers }).into_response())
 }
 
 /// Signs on the leader, with the CA it read after a linearizability check; the private key never
@@ -233,7 +255,7 @@ async fn meta_query(State(s): State<Arc<ServiceState>>, body: Bytes) -> Result<R
         MetaQuery::Services => {
             let v = s
                 .meta()
-                .read(|m| m.services.values().cloned().collect())
+                .read_leased(|m| m.services.values().cloned().collect())
                 .await?;
             MetaQueryResult::Services(v)
         }

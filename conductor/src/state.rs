@@ -447,6 +447,7 @@ impl ShardState {
             cluster: c,
             nodegroups: ngs,
             trustee: None,
+            template_labels: None,
         })))
     }
 
@@ -751,7 +752,13 @@ impl ShardState {
                     .filter_map(|c| self.view(c.uuid))
                     .collect(),
             ),
-            ShardQuery::Cluster { id } => QueryResult::Cluster(self.view(*id).map(Box::new)),
+            ShardQuery::Cluster { id } => QueryResult::Cluster(self.view(*id).map(|mut v| {
+                v.template_labels = self
+                    .templates
+                    .get(&v.cluster.cluster_template_id)
+                    .map(|t| t.labels.clone());
+                Box::new(v)
+            })),
             ShardQuery::ClustersUsingTemplate { id } => QueryResult::Clusters(
                 self.clusters
                     .values()
@@ -806,6 +813,7 @@ impl ShardState {
             cluster,
             nodegroups,
             trustee: None,
+            template_labels: None,
         })
     }
 

@@ -489,3 +489,107 @@ async fn ca_rotation_survives_a_leader_restart_and_revokes_old_certificates() {
         );
     }
 }
+
+/// `query_all` answers every shard in shard order, through one multi-shard request per leader,
+/// before and after a leader stops (its shards then go through the single-shard path and the
+/// leader hints). A single-cluster query carries its same-shard template's labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn query_all_matches_per_shard_reads_across_a_leader_shutdown() {
+    let cloud = Arc::new(FakeCloud::default());
+    let mut c = start3(cloud.clone(), 4).await;
+    let cl = client(&c);
+    let shards = cl.shards().await.unwrap();
+    let mut made = Vec::new();
+    for p in ["qa-1", "qa-2", "qa-3", "qa-4", "qa-5", "qa-6"] {
+        let project = ProjectId::from(p);
+        let shard = shard_of(&project, shards);
+        made.push((shard, create_cluster(&cl, shard, &project).await));
+    }
+    let per_shard = |cl: ConductorClient| async move {
+        let mut out = Vec::new();
+        for s in 0..shards {
+            out.push(
+                cl.query(ShardId(s), &ShardQuery::Clusters { project: None })
+                    .await
+                    .unwrap(),
+            );
+        }
+        out
+    };
+    let ids = |rs: &[QueryResult]| {
+        let mut v: Vec<(u32, ClusterId)> = Vec::new();
+        for (s, r) in rs.iter().enumerate() {
+            match r {
+                QueryResult::Clusters(cs) => {
+                    v.extend(cs.iter().map(|c| (s as u32, c.cluster.uuid)))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        v.sort();
+        v
+    };
+    let mut want: Vec<(u32, ClusterId)> = made.iter().map(|(s, id)| (s.0, *id)).collect();
+    want.sort();
+    let all = cl
+        .query_all(&ShardQuery::Clusters { project: None })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), shards as usize);
+    assert_eq!(ids(&all), want);
+    assert_eq!(ids(&per_shard(cl.clone()).await), want);
+
+    // The batch path itself: every shard is answered by exactly one node (its leader).
+    let http = reqwest::Client::new();
+    let mut answered = vec![0; shards as usize];
+    for cfg in c.cfgs.values() {
+        let body = wire::Envelope::new(wire::MultiQuery {
+            shards: (0..shards).map(ShardId).collect(),
+            query: ShardQuery::Clusters { project: None },
+        });
+        let url = format!("http://{}{}", cfg.service_listen, wire::MULTI_QUERY_PATH);
+        let r: wire::MultiQueryResult = http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for (s, a) in r.answers.iter().enumerate() {
+            answered[s] += usize::from(a.is_some());
+        }
+    }
+    assert_eq!(answered, vec![1; shards as usize]);
+
+    let (shard, id) = made[0];
+    match cl.query(shard, &ShardQuery::Cluster { id }).await.unwrap() {
+        QueryResult::Cluster(Some(v)) => {
+            let (t, ..) = rows(&v.cluster.project_id);
+            assert_eq!(v.template_labels, Some(t.labels));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let leader = cl.leader_of(shard).await.unwrap().unwrap();
+    if let Some(node) = c.nodes.get_mut(&leader.0).and_then(Option::take) {
+        node.shutdown().await;
+    }
+    let all = cl
+        .query_all(&ShardQuery::Clusters { project: None })
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&all),
+        want,
+        "every shard answered after the leader stopped"
+    );
+    let cfg = ConductorConfig {
+        bootstrap: false,
+        ..c.cfgs[&leader.0].clone()
+    };
+    c.nodes
+        .insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
+    stop_all(&mut c).await;
+}

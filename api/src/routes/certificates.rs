@@ -85,7 +85,7 @@ async fn show(
     Path(ident): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<CaView>, ApiError> {
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let c = store.find_cluster(&ctx.who, &ident).await?;
     enforce_owner(&ctx, Action::CertificateGet, &c)?;
     let kind = CaKind::from_param(
@@ -131,7 +131,7 @@ async fn sign(
     let csr = f
         .str("csr")
         .ok_or_else(|| ApiError::bad_request("Mandatory field missing: csr"))?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     // The cluster is a body field here, so an unknown one is bad input (reference §2.2).
     let c = match store.find_cluster(&ctx.who, &ident).await {
         Err(ApiError::NotFound(m)) => return Err(ApiError::BadRequest(m)),
@@ -168,7 +168,7 @@ async fn rotate(
     ctx: Ctx,
     Path(ident): Path<String>,
 ) -> Result<Response, ApiError> {
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let c = store.find_cluster(&ctx.who, &ident).await?;
     let project = c.cluster.project_id.clone();
     policy::enforce(&ctx.who, Action::CertificateRotateCa, Some(&project.0))?;

@@ -78,7 +78,7 @@ pub async fn resize(
         ));
     }
     let who = &ctx.who;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let view = store.find_cluster(who, &ident).await?;
     let project = view.cluster.project_id.clone();
     policy::enforce(who, Action::ClusterResize, Some(&project.0))?;

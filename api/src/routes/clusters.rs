@@ -119,7 +119,7 @@ async fn list_impl(
         policy::enforce(who, all, None)?;
     }
     let (limit, desc) = q.validate(state.settings.validation.max_limit)?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let clusters = store.list_clusters(who).await?;
     let marker = match &q.marker {
         Some(m) => Some(
@@ -204,13 +204,17 @@ pub(crate) async fn show(
     if who.is_admin() {
         policy::enforce(who, Action::ClusterGetOneAllProjects, None)?;
     }
-    let store = Store::new(state.backend.as_ref());
-    let c = store.find_cluster(who, &ident).await?;
+    let store = Store::new(&state);
+    let mut c = store.find_cluster(who, &ident).await?;
     policy::enforce(who, Action::ClusterGet, Some(&c.cluster.project_id.0))?;
-    let parent = store
-        .template_by_id(c.cluster.cluster_template_id, &c.cluster.project_id)
-        .await?;
-    let labels = parent.map(|t| t.labels).unwrap_or_default();
+    let labels = match c.template_labels.take() {
+        Some(l) => l,
+        None => store
+            .template_by_id(c.cluster.cluster_template_id, &c.cluster.project_id)
+            .await?
+            .map(|t| t.labels)
+            .unwrap_or_default(),
+    };
     Ok(Json(
         render::cluster_full(&c, &labels, &ctx.base, true).at_version(ctx.version),
     ))
@@ -224,7 +228,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let body = json_body(&headers, &body, "cluster")?;
     let new = vc::validate_create(&state, &ctx.who, ctx.version, &body).await?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let shard = store.shard_of(&new.cluster.project_id).await?;
     let id = new.cluster.uuid;
     let ok = store
@@ -261,7 +265,7 @@ pub(crate) async fn remove(
     if who.is_admin() {
         policy::enforce(who, Action::ClusterDeleteAllProjects, None)?;
     }
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let c = store.find_cluster(who, &ident).await?;
     policy::enforce(who, Action::ClusterDelete, Some(&c.cluster.project_id.0))?;
     let shard = store.shard_of(&c.cluster.project_id).await?;

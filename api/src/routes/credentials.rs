@@ -32,7 +32,7 @@ async fn rotate(
             ctx.version
         )));
     }
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let c = store.find_cluster(&ctx.who, &ident).await?;
     let project = c.cluster.project_id.clone();
     policy::enforce(&ctx.who, Action::CredentialRotate, Some(&project.0))?;

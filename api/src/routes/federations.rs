@@ -170,7 +170,7 @@ fn federations_of(r: QueryResult) -> Result<Vec<Federation>, ApiError> {
 
 /// Federations visible to the caller: its project's (one shard), or all for admins.
 async fn visible(state: &AppState, ctx: &Ctx) -> Result<Vec<Federation>, ApiError> {
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     if ctx.who.is_admin() {
         let q = ShardQuery::Federations { project: None };
         let mut out = Vec::new();
@@ -341,7 +341,7 @@ async fn create(
     };
     let f = parse_object("federation", &body, FIELDS)?;
     policy::enforce(&ctx.who, Action::FederationCreate, None)?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     // `validate_federation_hostcluster`: the host cluster must exist (and be visible).
     let Some(host) = f.str("hostcluster_id") else {
         return Err(ApiError::bad_request("No hostcluster specified."));
@@ -410,7 +410,7 @@ async fn change_of(
         if as_uuid(&member).is_none() {
             return Err(not_found());
         }
-        let store = Store::new(state.backend.as_ref());
+        let store = Store::new(&state);
         let c = store.find_cluster(&ctx.who, &member).await?;
         let member = c.cluster.uuid.to_string();
         let is_member = f.member_ids.contains(&member);
@@ -487,7 +487,7 @@ async fn update(
     let f = find(&state, &ctx, &ident).await?;
     policy::enforce(&ctx.who, Action::FederationUpdate, Some(&f.project_id.0))?;
     let change = change_of(&state, &ctx, &f, &ops).await?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let shard = store.shard_of(&f.project_id).await?;
     let cmd = ShardCommand::UpdateFederation {
         id: f.uuid,
@@ -509,7 +509,7 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let f = find(&state, &ctx, &ident).await?;
     policy::enforce(&ctx.who, Action::FederationDelete, Some(&f.project_id.0))?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let shard = store.shard_of(&f.project_id).await?;
     store
         .submit(shard, ShardCommand::DeleteFederation { id: f.uuid })

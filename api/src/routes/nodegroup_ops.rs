@@ -231,7 +231,7 @@ pub async fn create(
     }
     let f = fields::parse_object("nodegroup", &body, SPECS)?;
     let who = &ctx.who;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let view = cluster_of(&state, &ctx, &cluster).await?;
     let project = view.cluster.project_id.clone();
     policy::enforce(who, Action::NodegroupCreate, Some(&project.0))?;
@@ -307,7 +307,7 @@ pub async fn update(
     let body = json_body(&headers, &body, "patch")?;
     let ops = patch::parse(&body, &PATCH_RULES)?;
     let who = &ctx.who;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let view = cluster_of(&state, &ctx, &cluster).await?;
     let project = view.cluster.project_id.clone();
     policy::enforce(who, Action::NodegroupUpdate, Some(&project.0))?;
@@ -354,7 +354,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     gate(&ctx, "delete")?;
     let who = &ctx.who;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let view = cluster_of(&state, &ctx, &cluster).await?;
     let project = view.cluster.project_id.clone();
     policy::enforce(who, Action::NodegroupDelete, Some(&project.0))?;

@@ -161,7 +161,7 @@ async fn create(
     }
     policy::enforce(&ctx.who, Action::QuotaCreate, None)?;
     let project = ProjectId(project);
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let shard = store.shard_of(&project).await?;
     let quota = Quota {
         id: 0,
@@ -206,7 +206,7 @@ async fn list(
     };
     policy::enforce(&ctx.who, Action::QuotaGetAll, None)?;
     let (limit, desc) = q.validate(state.settings.validation.max_limit)?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let rows: Vec<Quota> = if ctx.who.is_admin() && all_tenants {
         let mut v = Vec::new();
         for r in store
@@ -260,7 +260,7 @@ async fn list(
 }
 
 async fn find(state: &AppState, project: &str, resource: &str) -> Result<Option<Quota>, ApiError> {
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let p = ProjectId(project.to_string());
     let shard = store.shard_of(&p).await?;
     let rows = quotas_of(
@@ -302,7 +302,7 @@ async fn update(
     let body = json_body(&headers, &body, "quotapatch")?;
     let (_, _, hard_limit) = parse_body(&body)?;
     policy::enforce(&ctx.who, Action::QuotaUpdate, None)?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let p = ProjectId(project.clone());
     let shard = store.shard_of(&p).await?;
     let cmd = ShardCommand::UpdateQuota {
@@ -324,7 +324,7 @@ async fn remove(
     Path((project, resource)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     policy::enforce(&ctx.who, Action::QuotaDelete, None)?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let p = ProjectId(project.clone());
     let shard = store.shard_of(&p).await?;
     let cmd = ShardCommand::DeleteQuota {

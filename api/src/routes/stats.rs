@@ -64,7 +64,7 @@ async fn stats(
         Action::StatsGetAll,
         project.as_ref().map(|p| p.0.as_str()),
     )?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let q = ShardQuery::Stats {
         project: project.clone(),
     };

@@ -104,7 +104,7 @@ async fn list_impl(
         policy::enforce(who, all, None)?;
     }
     let (limit, desc) = q.validate(state.settings.validation.max_limit)?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let (listed, visible) = store.list_templates(who).await?;
     let marker = match &q.marker {
         Some(m) => Some(
@@ -165,7 +165,7 @@ pub(crate) async fn show(
     if who.is_admin() {
         policy::enforce(who, Action::TemplateGetOneAllProjects, None)?;
     }
-    let t = Store::new(state.backend.as_ref())
+    let t = Store::new(&state)
         .find_template(who, &ident, who.is_admin())
         .await?;
     if !t.public {
@@ -192,7 +192,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let body = json_body(&headers, &body, "cluster_template")?;
     let t = vt::validate_create(&state, &ctx.who, &body).await?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let shard = store.shard_of(&ctx.who.project()).await?;
     let created = template_of(
         store
@@ -222,7 +222,7 @@ pub(crate) async fn update(
     let who = &ctx.who;
     let body = json_body(&headers, &body, "patch")?;
     let ops = patch::parse(&body, &vt::PATCH_RULES)?;
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let attempts = state.settings.validation.update_attempts.max(1);
     let mut ident = ident;
     let mut attempt = 0;
@@ -273,7 +273,7 @@ pub(crate) async fn remove(
     if who.is_admin() {
         policy::enforce(who, Action::TemplateDeleteAllProjects, None)?;
     }
-    let store = Store::new(state.backend.as_ref());
+    let store = Store::new(&state);
     let t = store.find_template(who, &ident, who.is_admin()).await?;
     let owner = t
         .project_id

@@ -8,8 +8,8 @@ use crate::meta::{
 };
 use crate::query::{QueryResult, ShardQuery};
 use crate::wire::{
-    self, Done, Envelope, InternalError, NotLeader, SetMembers, SignCsr, SignResult, Topology,
-    TransferLeader,
+    self, Done, Envelope, InternalError, MultiQuery, MultiQueryResult, NotLeader, SetMembers,
+    SignCsr, SignResult, Topology, TransferLeader,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -184,11 +184,73 @@ impl ConductorClient {
             .await
     }
 
-    /// The same query on every shard, in shard order.
+    /// The same query on every shard, in shard order: one [`wire::MULTI_QUERY_PATH`] request per
+    /// conductor that leads some of them (by the cached leaders), then [`Self::query`] for each
+    /// shard no batch answered (leader unknown or moved, or a node without the path).
     pub async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, ClientError> {
         let shards = self.shards().await?;
-        let futs = (0..shards).map(|s| self.query(ShardId(s), q));
-        futures::future::join_all(futs).await.into_iter().collect()
+        let mut by_leader: HashMap<String, Vec<ShardId>> = HashMap::new();
+        let mut rest = Vec::new();
+        {
+            let c = self.lock();
+            for s in (0..shards).map(ShardId) {
+                match c.leaders.get(&Topology::group_of(s)) {
+                    Some(addr) => by_leader.entry(addr.clone()).or_default().push(s),
+                    None => rest.push(s),
+                }
+            }
+        }
+        let batches = by_leader
+            .into_iter()
+            .map(|(addr, shards)| self.query_batch(addr, shards, q));
+        let mut got: Vec<Option<QueryResult>> = vec![None; shards as usize];
+        for answers in futures::future::join_all(batches).await {
+            for (s, a) in answers {
+                match a {
+                    Some(r) => got[s.0 as usize] = Some(r),
+                    None => rest.push(s),
+                }
+            }
+        }
+        let singles = rest
+            .into_iter()
+            .map(|s| async move { (s, self.query(s, q).await) });
+        for (s, r) in futures::future::join_all(singles).await {
+            got[s.0 as usize] = Some(r?);
+        }
+        got.into_iter()
+            .enumerate()
+            .map(|(s, r)| {
+                r.ok_or_else(|| ClientError::Rejected(format!("shard {s} was not answered")))
+            })
+            .collect()
+    }
+
+    /// One multi-shard query to `addr`; shards it did not answer come back as `None`.
+    async fn query_batch(
+        &self,
+        addr: String,
+        shards: Vec<ShardId>,
+        q: &ShardQuery,
+    ) -> Vec<(ShardId, Option<QueryResult>)> {
+        let body = Envelope::new(MultiQuery {
+            shards: shards.clone(),
+            query: q.clone(),
+        });
+        let url = format!("http://{addr}{}", wire::MULTI_QUERY_PATH);
+        let answers = match self.http.post(&url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => r
+                .json::<MultiQueryResult>()
+                .await
+                .ok()
+                .map(|m| m.answers)
+                .filter(|a| a.len() == shards.len()),
+            _ => None,
+        };
+        match answers {
+            Some(a) => shards.into_iter().zip(a).collect(),
+            None => shards.into_iter().map(|s| (s, None)).collect(),
+        }
     }
 
     /// Known leader of a shard (node id), if any; for tests and operators.

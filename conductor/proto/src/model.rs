@@ -203,6 +203,11 @@ pub struct ClusterView {
     /// query results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trustee: Option<TrusteeRecord>,
+    /// Labels of the cluster's template, set by a single-cluster query when the template lives
+    /// in the same shard, so that rendering the cluster (`labels_overridden`, ...) needs no
+    /// second read. Absent from older conductors: the reader then looks the template up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_labels: Option<Labels>,
 }
 
 impl ClusterView {

@@ -63,6 +63,25 @@ pub fn query_path(shard: ShardId) -> String {
     format!("/internal/v1/shards/{}/query", shard.0)
 }
 
+/// One query on several shards at once ([`MultiQuery`] → [`MultiQueryResult`]): the fan-out of
+/// cross-shard reads costs one request per conductor instead of one per shard. Added after
+/// protocol 1 went out; a node that does not know the path answers 404 and the client falls
+/// back to [`query_path`].
+pub const MULTI_QUERY_PATH: &str = "/internal/v1/shards/query";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MultiQuery {
+    pub shards: Vec<ShardId>,
+    pub query: crate::query::ShardQuery,
+}
+
+/// One answer per asked shard, in the asked order; `None` where this node could not serve a
+/// linearizable read of the shard (not its leader, no lease), which the client then asks alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MultiQueryResult {
+    pub answers: Vec<Option<crate::query::QueryResult>>,
+}
+
 /// Status a non-leader answers with; the body is [`NotLeader`].
 pub const NOT_LEADER_STATUS: u16 = 421;
 
