@@ -78,6 +78,7 @@ pub static DRIVER: HeatDriver = HeatDriver {
         coe_version_param: None,
     },
     remove_param: "slaves_to_remove",
+    fedora_kubernetes: false,
     parsed: OnceLock::new(),
 };
 

@@ -315,10 +315,7 @@ pub trait Driver: Send + Sync + fmt::Debug {
         _nodegroup: &crate::NodeGroupSpec,
         _cluster_stack: &Stack,
     ) -> Result<CreateStack, DriverError> {
-        Err(DriverError::InvalidInput(format!(
-            "The {} driver does not support nodegroups.",
-            self.name()
-        )))
+        Err(nodegroups_unsupported(self.name()))
     }
 
     /// Whether [`Driver::upgrade_request`] is implemented.
@@ -328,11 +325,31 @@ pub trait Driver: Send + Sync + fmt::Debug {
 
     /// The `PATCH` body of a rolling upgrade of a stack (cluster or nodegroup stack).
     fn upgrade_request(&self, _upgrade: &crate::UpgradeSpec) -> Result<UpdateStack, DriverError> {
-        Err(DriverError::InvalidInput(format!(
-            "Upgrading a cluster that uses the {} driver is not supported.",
-            self.name()
-        )))
+        Err(upgrade_unsupported(self.name()))
     }
+
+    /// `Ok` if the driver can rotate a cluster's CA (`PATCH /v1/certificates`), else the
+    /// refusal the API answers with 400 before anything changes.
+    fn check_ca_rotation(&self) -> Result<(), DriverError> {
+        Err(ca_rotation_unsupported())
+    }
+}
+
+/// What a driver without nodegroup stacks answers.
+pub(crate) fn nodegroups_unsupported(driver: &str) -> DriverError {
+    DriverError::InvalidInput(format!("The {driver} driver does not support nodegroups."))
+}
+
+/// What a driver without upgrades answers.
+pub(crate) fn upgrade_unsupported(driver: &str) -> DriverError {
+    DriverError::InvalidInput(format!(
+        "Upgrading a cluster that uses the {driver} driver is not supported."
+    ))
+}
+
+/// Upstream's base driver's refusal of a CA rotation.
+pub(crate) fn ca_rotation_unsupported() -> DriverError {
+    DriverError::InvalidInput("'rotate_ca_certificate' is not supported by this driver.".into())
 }
 
 static K8S_FEDORA_COREOS_V1: K8sFedoraCoreosV1 = K8sFedoraCoreosV1;

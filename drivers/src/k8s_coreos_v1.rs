@@ -2,6 +2,7 @@
 //!
 //! Same parameters and outputs as `k8s_fedora_coreos_v1`; the nodes get a `#cloud-config`
 //! document (heat parameters in `write_files`, kubernetes units started by `coreos.units`).
+//! Like upstream's plain `KubernetesDriver`: no nodegroup stacks, no upgrade, no CA rotation.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -39,6 +40,7 @@ pub static DRIVER: HeatDriver = HeatDriver {
     params,
     outputs: K8S_OUTPUTS,
     remove_param: "minions_to_remove",
+    fedora_kubernetes: false,
     parsed: OnceLock::new(),
 };
 

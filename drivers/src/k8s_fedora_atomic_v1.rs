@@ -3,6 +3,9 @@
 //! Same parameters and outputs as `k8s_fedora_coreos_v1`; the member templates configure the
 //! nodes through `OS::Heat::SoftwareConfig` + `OS::Heat::MultipartMime` (`user_data_format:
 //! SOFTWARE_CONFIG`) and give each node a cinder docker volume when `docker_volume_size > 0`.
+//! Upstream's `FedoraKubernetesDriver` as coreos is: nodegroup stacks (`kubecluster.yaml` with
+//! `is_cluster_stack=false`) and the `kube_tag` upgrade; CA rotation is refused (upstream rotates
+//! only for `cluster_distro` fedora-coreos).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -40,6 +43,7 @@ pub static DRIVER: HeatDriver = HeatDriver {
     params,
     outputs: K8S_OUTPUTS,
     remove_param: "minions_to_remove",
+    fedora_kubernetes: true,
     parsed: OnceLock::new(),
 };
 

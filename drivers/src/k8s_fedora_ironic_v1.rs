@@ -3,6 +3,7 @@
 //! Same parameters and outputs as `k8s_fedora_coreos_v1`, `server_type` `bm`: servers attach
 //! straight to the private network (no Neutron port, security group or server group resources)
 //! and a floating IP goes on the port Nova made for the server (`addresses.<net>.0.port`).
+//! Like upstream's plain `KubernetesDriver`: no nodegroup stacks, no upgrade, no CA rotation.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -40,6 +41,7 @@ pub static DRIVER: HeatDriver = HeatDriver {
     params,
     outputs: K8S_OUTPUTS,
     remove_param: "minions_to_remove",
+    fedora_kubernetes: false,
     parsed: OnceLock::new(),
 };
 

@@ -66,6 +66,7 @@ pub static DRIVER: HeatDriver = HeatDriver {
         coe_version_param: None,
     },
     remove_param: "nodes_to_remove",
+    fedora_kubernetes: false,
     parsed: OnceLock::new(),
 };
 

@@ -182,6 +182,11 @@ async fn rotate(
             c.cluster.uuid
         )));
     }
+    // The driver's refusal is upstream's 400; here it comes before the cluster changes.
+    if let Some(d) = crate::coe::template_driver(&template) {
+        d.check_ca_rotation()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    }
     let shard = store.shard_of(&project).await?;
     let now = Timestamp::now();
     let cmd = ShardCommand::RotateCa {

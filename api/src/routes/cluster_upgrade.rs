@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use magnum_proto::{ClusterTemplate, ShardCommand, Timestamp};
+use magnum_proto::{ShardCommand, Timestamp};
 use serde_json::json;
 
 pub const SPECS: &[Spec] = &[
@@ -27,18 +27,6 @@ pub const SPECS: &[Spec] = &[
     ),
     field("nodegroup", Kind::Text),
 ];
-
-/// The template's driver, the way the conductor will pick it.
-fn driver_of(t: &ClusterTemplate) -> Option<&'static dyn magnum_drivers::Driver> {
-    if let Some(d) = t.driver.as_deref().and_then(magnum_drivers::driver_by_name) {
-        return Some(d);
-    }
-    magnum_drivers::find_driver(
-        t.server_type.as_deref().unwrap_or("vm"),
-        t.cluster_distro.as_deref().unwrap_or(""),
-        t.coe.as_deref().unwrap_or(""),
-    )
-}
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -74,7 +62,7 @@ pub async fn upgrade(
         .await?
         .unwrap_or_default();
     // A driver that cannot upgrade answers 400 and leaves the cluster as it is (upstream).
-    match driver_of(&current) {
+    match crate::coe::template_driver(&current) {
         Some(d) if d.supports_upgrade() => {}
         Some(d) => {
             return Err(ApiError::BadRequest(format!(

@@ -245,6 +245,16 @@ pub async fn create(
         .template_by_id(view.cluster.cluster_template_id, &project)
         .await?
         .unwrap_or_default();
+    // Only drivers with nodegroup stacks take one; others answer 400 and nothing changes
+    // (upstream accepts and fails the cluster later).
+    if let Some(d) = crate::coe::template_driver(&template) {
+        if !d.supports_nodegroups() {
+            return Err(ApiError::BadRequest(format!(
+                "Creating nodegroups is not supported by the {} driver.",
+                d.name()
+            )));
+        }
+    }
     let c = &view.cluster;
     let labels = match f.map("labels") {
         Some(given) if f.bool("merge_labels").unwrap_or(false) => {

@@ -14,6 +14,7 @@ pub use outputs::{ApiEndpoint, OutputSpec};
 
 use crate::driver::{ClusterOutputs, ClusterSpec, Driver, DriverKey, OutputOptions, ScaleSpec};
 use crate::error::DriverError;
+use crate::k8s_fedora_coreos_v1::nodegroup as k8s_nodegroup;
 use crate::openstack::{CreateStack, Stack, UpdateStack};
 
 /// Builds a cluster's stack parameters.
@@ -37,6 +38,9 @@ pub struct HeatDriver {
     pub outputs: OutputSpec,
     /// Parameter listing the workers to remove first on a scale-down.
     pub remove_param: &'static str,
+    /// Upstream's `FedoraKubernetesDriver` (the k8s templates with `is_cluster_stack`): nodegroup
+    /// stacks of their own and the `kube_tag` upgrade, as `k8s_fedora_coreos_v1`.
+    pub fedora_kubernetes: bool,
     /// The top-level template parsed once.
     pub parsed: OnceLock<Result<Value, String>>,
 }
@@ -111,7 +115,55 @@ impl Driver for HeatDriver {
     fn map_outputs(&self, opts: &OutputOptions, stack: &Stack) -> ClusterOutputs {
         self.outputs.map(opts, stack)
     }
+
+    fn supports_nodegroups(&self) -> bool {
+        self.fedora_kubernetes
+    }
+
+    fn nodegroup_stack_request(
+        &self,
+        cluster: &ClusterSpec,
+        ng: &crate::NodeGroupSpec,
+        cluster_stack: &Stack,
+    ) -> Result<CreateStack, DriverError> {
+        if !self.fedora_kubernetes {
+            return Err(crate::driver::nodegroups_unsupported(self.name));
+        }
+        let name = self.nodegroup_stack_name(&cluster.name, &ng.name, ng.uuid);
+        let parts = k8s_nodegroup::StackParts {
+            template: self.template()?,
+            files: self.template_files(),
+            params: self.params,
+        };
+        k8s_nodegroup::stack_request(parts, cluster, ng, cluster_stack, name)
+    }
+
+    fn supports_upgrade(&self) -> bool {
+        self.fedora_kubernetes
+    }
+
+    fn upgrade_request(&self, up: &crate::UpgradeSpec) -> Result<UpdateStack, DriverError> {
+        if !self.fedora_kubernetes {
+            return Err(crate::driver::upgrade_unsupported(self.name));
+        }
+        k8s_nodegroup::upgrade_request(up)
+    }
+
+    fn check_ca_rotation(&self) -> Result<(), DriverError> {
+        // Upstream's FedoraKubernetesDriver rotates only for cluster_distro fedora-coreos; every
+        // other Heat driver keeps the base driver's refusal.
+        match (self.fedora_kubernetes, self.provides.first()) {
+            (true, Some(k)) => Err(DriverError::InvalidInput(format!(
+                "Rotating the CA certificate is not supported for cluster with cluster_distro: \
+                 {}.",
+                k.os_distro
+            ))),
+            _ => Err(crate::driver::ca_rotation_unsupported()),
+        }
+    }
 }
 
+#[cfg(test)]
+mod nodegroup_tests;
 #[cfg(test)]
 mod tests;

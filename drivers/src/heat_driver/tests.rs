@@ -39,7 +39,7 @@ fn drivers() -> Vec<(&'static HeatDriver, &'static [(&'static str, Kind)])> {
     ]
 }
 
-fn spec(d: &HeatDriver) -> ClusterSpec {
+pub(super) fn spec(d: &HeatDriver) -> ClusterSpec {
     let key = d.provides[0];
     ClusterSpec {
         cluster_uuid: Uuid::parse_str("5d12f6fd-a196-4bf0-ae4c-1f639a523a52").unwrap(),
@@ -104,7 +104,7 @@ fn full_spec(d: &HeatDriver, labels: &[(&str, Kind)]) -> ClusterSpec {
     s
 }
 
-fn parsed(d: &HeatDriver) -> BTreeMap<String, Template> {
+pub(super) fn parsed(d: &HeatDriver) -> BTreeMap<String, Template> {
     let (templates, errors) = check_set(d.top_name, d.top_yaml, &d.template_files());
     assert!(errors.is_empty(), "{}: {errors:#?}", d.name);
     templates

@@ -11,7 +11,7 @@
 //!   when floating IPs are disabled), whatever `master_lb_enabled` says.
 //! - No SoftwareDeployments: nodes get their parameters through `user_data`.
 
-mod nodegroup;
+pub(crate) mod nodegroup;
 mod outputs;
 pub(crate) mod params;
 
@@ -132,7 +132,12 @@ impl Driver for K8sFedoraCoreosV1 {
         cluster_stack: &Stack,
     ) -> Result<CreateStack, DriverError> {
         let name = self.nodegroup_stack_name(&cluster.name, &ng.name, ng.uuid);
-        nodegroup::stack_request(cluster, ng, cluster_stack, name)
+        let parts = nodegroup::StackParts {
+            template: cluster_template()?.clone(),
+            files: template_files(),
+            params: params::cluster_parameters,
+        };
+        nodegroup::stack_request(parts, cluster, ng, cluster_stack, name)
     }
 
     fn supports_upgrade(&self) -> bool {
@@ -141,6 +146,10 @@ impl Driver for K8sFedoraCoreosV1 {
 
     fn upgrade_request(&self, up: &crate::UpgradeSpec) -> Result<UpdateStack, DriverError> {
         nodegroup::upgrade_request(up)
+    }
+
+    fn check_ca_rotation(&self) -> Result<(), DriverError> {
+        Ok(())
     }
 }
 

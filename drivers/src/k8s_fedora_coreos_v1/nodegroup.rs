@@ -1,17 +1,27 @@
-//! Nodegroup stacks and upgrades of `k8s_fedora_coreos_v1`. A non-default nodegroup's stack is
-//! `kubecluster.yaml` again with `is_cluster_stack=false` and no masters (as upstream): only the
-//! worker ResourceGroup and its server group, joined to the cluster stack's network, security
-//! group and first master.
+//! Nodegroup stacks and upgrades of upstream's `FedoraKubernetesDriver` family
+//! (`k8s_fedora_coreos_v1`, `k8s_fedora_atomic_v1`). A non-default nodegroup's stack is the
+//! driver's `kubecluster.yaml` again with `is_cluster_stack=false` and no masters (as upstream):
+//! only the worker ResourceGroup and its server group, joined to the cluster stack's network,
+//! security group and first master.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{cluster_template, params, template_files};
+use super::params;
 use crate::driver::ClusterSpec;
 use crate::error::DriverError;
+use crate::heat_driver::ParamsFn;
 use crate::nodegroup::{node_labels_arg, node_taints_arg, NodeGroupSpec, UpgradeSpec};
 use crate::openstack::{CreateStack, Stack, UpdateStack};
+
+/// What a driver of the family sends for a stack: its top-level template, the nested ones and
+/// its parameter mapping.
+pub(crate) struct StackParts {
+    pub(crate) template: Value,
+    pub(crate) files: BTreeMap<String, String>,
+    pub(crate) params: ParamsFn,
+}
 
 /// A string output of the cluster stack (the first entry of a list output).
 fn output_str<'a>(stack: &'a Stack, key: &str) -> Option<&'a str> {
@@ -24,6 +34,7 @@ fn output_str<'a>(stack: &'a Stack, key: &str) -> Option<&'a str> {
 }
 
 pub(crate) fn stack_request(
+    parts: StackParts,
     cluster: &ClusterSpec,
     ng: &NodeGroupSpec,
     cluster_stack: &Stack,
@@ -62,7 +73,7 @@ pub(crate) fn stack_request(
     }
     spec.fixed_network = Some(network.to_string());
     spec.fixed_subnet = Some(subnet.to_string());
-    let mut p = params::cluster_parameters(&spec)?;
+    let mut p = (parts.params)(&spec)?;
     let mut set = |k: &str, v: Value| {
         p.insert(k.to_string(), v);
     };
@@ -75,8 +86,8 @@ pub(crate) fn stack_request(
     set("node_taints", json!(node_taints_arg(&ng.node_taints)));
     Ok(CreateStack {
         stack_name,
-        template: cluster_template()?.clone(),
-        files: template_files(),
+        template: parts.template,
+        files: parts.files,
         environment_files: None,
         parameters: p,
         timeout_mins: params::create_timeout_mins(cluster),
