@@ -1,33 +1,45 @@
 //! Design §7 row 1 as a matrix: for every operation kind (create, node_count update, resize,
-//! delete, CA rotation, credential rotation, nodegroup create and delete) and every site that kind passes (before / after each committed `OpEvent`, after each
-//! Heat call), the shard leader aborts there (`conductor/src/failpoints.rs`), is restarted
-//! without failpoints, and the operation still ends with the right terminal status, exactly one
-//! stack create per cluster in cloud-sim's ledger, no live stack after a delete, and the stack's
-//! worker count equal to the last acknowledged intent.
+//! upgrade, delete, CA rotation, credential rotation, nodegroup create and delete) and every
+//! site that kind passes (before / after each committed `OpEvent`, after each Heat call), the
+//! shard leader aborts there (`conductor/src/failpoints.rs`), is restarted without failpoints,
+//! and the operation still ends with the right terminal status, exactly one stack create per
+//! cluster in cloud-sim's ledger, no live stack after a delete, the stack's worker count equal
+//! to the last acknowledged intent, and after an upgrade the new template and tags.
 //!
 //! The sites are not listed here: a dry run of each kind prints every site it passes
 //! (`FAILPOINT-SITE`), so kinds and events added later join the matrix by themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "failpoints/checks.rs"]
+mod checks;
 mod common;
+#[path = "failpoints/ops.rs"]
+mod ops;
 
+use checks::*;
 use common::*;
 use magnum_chaos_tests::{tail, Deployment, Options};
 use magnum_proto::{shard_of, NodeId, ProjectId, ShardId};
+use ops::*;
 use reqwest::Method;
-use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use serde_json::json;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PROJECTS: [&str; 3] = ["admin", "demo", "alt_demo"];
 /// The nodegroup the nodegroup cases create and delete.
 const NODEGROUP: &str = "ng1";
+/// The `kube_tag` of the upgrade cases' template (the driver's default is older).
+const UPGRADE_TAG: &str = "v1.29.4";
+/// The upgrade cases' `max_batch_size` (the stack's default is 1).
+const UPGRADE_BATCH: u64 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
     Create,
     Update,
     Resize,
+    Upgrade,
     Delete,
     RotateCa,
     RotateCredential,
@@ -41,6 +53,7 @@ impl Op {
         match self {
             Op::Create => "create",
             Op::Update | Op::Resize => "update",
+            Op::Upgrade => "upgrade",
             Op::Delete => "delete",
             Op::RotateCa => "rotateca",
             Op::RotateCredential => "rotatecredential",
@@ -53,6 +66,7 @@ impl Op {
             Op::Create => "create",
             Op::Update => "update node_count",
             Op::Resize => "resize",
+            Op::Upgrade => "upgrade",
             Op::Delete => "delete",
             Op::RotateCa => "CA rotate",
             Op::RotateCredential => "credential rotate",
@@ -77,6 +91,8 @@ struct Env {
     d: Deployment,
     tokens: Vec<String>,
     templates: Vec<String>,
+    /// Per project, a template of the same driver with `kube_tag` [`UPGRADE_TAG`].
+    upgrade_templates: Vec<String>,
     projects: Vec<ProjectId>,
 }
 
@@ -94,6 +110,7 @@ async fn leader_killed_at_every_site_of_every_operation() {
     );
     let mut tokens = Vec::new();
     let mut templates = Vec::new();
+    let mut upgrade_templates = Vec::new();
     let mut projects = Vec::new();
     for p in PROJECTS {
         let t = d.token(p, p).await;
@@ -108,6 +125,7 @@ async fn leader_killed_at_every_site_of_every_operation() {
             .await;
         projects.push(ProjectId(v["project_id"].as_str().unwrap().to_string()));
         templates.push(tpl);
+        upgrade_templates.push(upgrade_template(&d, &t, &format!("fp-up-{p}")).await);
         tokens.push(t);
     }
     // Every case makes a cluster: more than the default quota of 20 per project.
@@ -122,6 +140,7 @@ async fn leader_killed_at_every_site_of_every_operation() {
         d,
         tokens,
         templates,
+        upgrade_templates,
         projects,
     });
 
@@ -139,7 +158,16 @@ async fn leader_killed_at_every_site_of_every_operation() {
         Op::RotateCredential,
         Op::NodeGroupCreate,
         Op::NodeGroupDelete,
+        Op::Upgrade,
     ] {
+        if op == Op::Upgrade {
+            // The upgrade check below could not fail if the stack had the tag already.
+            let tag = live_stack_parameter(&env, 0, dry, "kube_tag").await;
+            assert_ne!(
+                tag, UPGRADE_TAG,
+                "the dry run's stack has the new tag already"
+            );
+        }
         start_op(&env, 0, &id, op).await;
         wait_terminal(&env, 0, &id, op).await.unwrap();
     }
@@ -155,6 +183,7 @@ async fn leader_killed_at_every_site_of_every_operation() {
         "rotatecredential",
         "nodegroupcreate",
         "nodegroupdelete",
+        "upgrade",
     ] {
         assert!(
             sites.iter().any(|(kind, _)| kind == k),
@@ -168,6 +197,7 @@ async fn leader_killed_at_every_site_of_every_operation() {
         Op::Create,
         Op::Update,
         Op::Resize,
+        Op::Upgrade,
         Op::Delete,
         Op::RotateCa,
         Op::RotateCredential,
@@ -355,293 +385,13 @@ async fn wait_leader(client: &magnum_proto::client::ConductorClient, shard: Shar
     }
 }
 
-async fn create(env: &Env, p: usize, name: &str) -> String {
-    create_cluster(&env.d, &env.tokens[p], &env.templates[p], name, 1).await
-}
-
-async fn set_count(env: &Env, p: usize, id: &str, n: u32) {
-    let body = json!([{"op": "replace", "path": "/node_count", "value": n}]);
-    let (s, v) = env
-        .d
-        .call(
-            Method::PATCH,
-            &format!("/clusters/{id}"),
-            Some(&env.tokens[p]),
-            Some(body),
-        )
+/// A template like [`template_body`]'s with the newer `kube_tag` the upgrade cases move to.
+async fn upgrade_template(d: &Deployment, token: &str, name: &str) -> String {
+    let mut body = template_body(name);
+    body["labels"] = json!({ "kube_tag": UPGRADE_TAG });
+    let (s, v) = d
+        .call(Method::POST, "/clustertemplates", Some(token), Some(body))
         .await;
-    assert_eq!(s, 202, "PATCH node_count: {v}");
-    env.d
-        .wait_cluster(&env.tokens[p], id, Duration::from_secs(60), |_, v| {
-            v["status"] == "UPDATE_COMPLETE" && v["node_count"] == n
-        })
-        .await;
-}
-
-/// Starts `op` on an existing cluster of node count 1 (update and resize go to 2).
-async fn start_op(env: &Env, p: usize, id: &str, op: Op) {
-    let token = &env.tokens[p];
-    let d = &env.d;
-    let (s, v) = match op {
-        Op::Create => unreachable!("create has no existing cluster"),
-        Op::Update => {
-            let body = json!([{"op": "replace", "path": "/node_count", "value": 2}]);
-            d.call(
-                Method::PATCH,
-                &format!("/clusters/{id}"),
-                Some(token),
-                Some(body),
-            )
-            .await
-        }
-        Op::Resize => {
-            let rq = d
-                .http
-                .post(format!("{}/clusters/{id}/actions/resize", d.api))
-                .json(&json!({"node_count": 2}));
-            send(rq, token, "1.7").await
-        }
-        Op::Delete => {
-            d.call(
-                Method::DELETE,
-                &format!("/clusters/{id}"),
-                Some(token),
-                None,
-            )
-            .await
-        }
-        Op::NodeGroupCreate => {
-            let rq = d
-                .http
-                .post(format!("{}/clusters/{id}/nodegroups", d.api))
-                .json(&json!({"name": NODEGROUP, "node_count": 1}));
-            send(rq, token, "latest").await
-        }
-        Op::NodeGroupDelete => {
-            let url = format!("{}/clusters/{id}/nodegroups/{NODEGROUP}", d.api);
-            send(d.http.delete(url), token, "latest").await
-        }
-        Op::RotateCa => {
-            let url = format!("{}/certificates/{id}", d.api);
-            send(d.http.patch(url), token, "latest").await
-        }
-        Op::RotateCredential => {
-            let url = format!("{}/credentials/{id}", d.api);
-            send(d.http.patch(url), token, "latest").await
-        }
-    };
-    assert!(s == 202 || s == 204, "{op:?} on {id}: {s} {v}");
-}
-
-/// Sends `rq` with the token and microversion; the status and JSON body.
-async fn send(rq: reqwest::RequestBuilder, token: &str, version: &str) -> (u16, Value) {
-    let r = rq
-        .header("X-Auth-Token", token)
-        .header(
-            "OpenStack-API-Version",
-            format!("container-infra {version}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Waits for the terminal status `op` must end in; `Err` on a wrong one or a timeout.
-async fn wait_terminal(env: &Env, p: usize, id: &str, op: Op) -> Result<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        // A pooled connection can be cut while a node crashes: ask again, it is a read.
-        let path = match op {
-            Op::NodeGroupCreate | Op::NodeGroupDelete => {
-                format!("/clusters/{id}/nodegroups/{NODEGROUP}")
-            }
-            _ => format!("/clusters/{id}"),
-        };
-        let Some((s, v)) = get_path(env, p, &path).await else {
-            if Instant::now() > deadline {
-                return Err("API unreachable for 120 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let status = v["status"].as_str().unwrap_or("").to_string();
-        match op {
-            Op::Delete | Op::NodeGroupDelete if s == 404 => return Ok("gone".into()),
-            Op::NodeGroupCreate if status == "CREATE_COMPLETE" => return Ok(status),
-            Op::Create if status == "CREATE_COMPLETE" => return Ok(status),
-            Op::RotateCa | Op::RotateCredential if status == "UPDATE_COMPLETE" => {
-                return Ok(status)
-            }
-            Op::Update | Op::Resize if status == "UPDATE_COMPLETE" => {
-                return if v["node_count"] == 2 {
-                    Ok(status)
-                } else {
-                    Err(format!(
-                        "UPDATE_COMPLETE with node_count {}",
-                        v["node_count"]
-                    ))
-                };
-            }
-            _ if status.ends_with("_FAILED") => {
-                return Err(format!("{status}: {}", v["status_reason"]))
-            }
-            _ => {}
-        }
-        if Instant::now() > deadline {
-            return Err(format!("no terminal status after 120 s: {s} {status}"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn get_path(env: &Env, p: usize, path: &str) -> Option<(u16, Value)> {
-    let r = env
-        .d
-        .http
-        .get(format!("{}{path}", env.d.api))
-        .header("X-Auth-Token", &env.tokens[p])
-        .header("OpenStack-API-Version", "container-infra latest")
-        .send()
-        .await
-        .ok()?;
-    let s = r.status().as_u16();
-    Some((s, r.json().await.unwrap_or(Value::Null)))
-}
-
-/// Exactly one accepted stack create per stack name (the cluster's, and its nodegroup's for the
-/// nodegroup cases); a live cluster stack with the intended worker count, or none after a
-/// delete; the nodegroup's stack live after its create, gone after its delete.
-async fn check_ledger(env: &Env, case: &Case) -> Result<(), String> {
-    let all = env.d.sim_stacks().await;
-    let stacks = stacks_named(&env.d, &case.name).await;
-    let ng_prefix = format!("{}-{NODEGROUP}-", case.name);
-    let is_ng = |s: &Value| {
-        s["name"]
-            .as_str()
-            .is_some_and(|n| n.starts_with(&ng_prefix))
-    };
-    let names: BTreeSet<&str> = stacks.iter().filter_map(|s| s["name"].as_str()).collect();
-    for name in &names {
-        let creates = all["creates_by_name"][name].as_u64().unwrap_or(0);
-        if creates != 1 {
-            return Err(format!("{creates} stack creates accepted for {name}"));
-        }
-    }
-    let ng_names = names.iter().filter(|n| n.starts_with(&ng_prefix)).count();
-    let has_ng = matches!(case.op, Op::NodeGroupCreate | Op::NodeGroupDelete);
-    if names.len() - ng_names != 1 || ng_names != usize::from(has_ng) {
-        return Err(format!("unexpected stack names {names:?}"));
-    }
-    let live: Vec<&Value> = stacks.iter().filter(|s| s["deleted"] != true).collect();
-    let live_ng = live.iter().filter(|s| is_ng(s)).count();
-    if live_ng != usize::from(case.op == Op::NodeGroupCreate) {
-        return Err(format!("{live_ng} live nodegroup stacks: {live:?}"));
-    }
-    let live_cluster: Vec<&&Value> = live.iter().filter(|s| !is_ng(s)).collect();
-    if case.op == Op::Delete {
-        return match live_cluster.as_slice() {
-            [] => Ok(()),
-            l => Err(format!("orphan stack after delete: {l:?}")),
-        };
-    }
-    let [stack] = live_cluster.as_slice() else {
-        return Err(format!("expected one live cluster stack, got {live:?}"));
-    };
-    let want = if matches!(case.op, Op::Update | Op::Resize) {
-        2
-    } else {
-        1
-    };
-    let got = stack_workers(env, case.project, stack).await?;
-    if got != want {
-        return Err(format!("stack number_of_minions {got}, intent {want}"));
-    }
-    Ok(())
-}
-
-async fn check_trustee(env: &Env, case: &Case, cluster: &str) -> Result<(), String> {
-    let name = format!("{cluster}_{}", env.projects[case.project].0);
-    let l = env.d.sim_keystone_ledger().await;
-    let made = l["users_created"][&name].as_u64().unwrap_or(0);
-    if made != 1 {
-        return Err(format!("{made} trustee users made for {name}"));
-    }
-    let users: Vec<&Value> = l["users"]
-        .as_array()
-        .map(|u| u.iter().filter(|u| u["name"] == name.as_str()).collect())
-        .unwrap_or_default();
-    match (case.op, users.as_slice()) {
-        (Op::Delete, []) => Ok(()),
-        (Op::Delete, u) => Err(format!("trustee outlived its cluster: {u:?}")),
-        (_, [u]) => {
-            let id = u["id"].as_str().unwrap_or_default();
-            let made = l["trusts_created"][id].as_u64().unwrap_or(0);
-            let live = l["trusts"].as_array().map_or(0, |t| {
-                t.iter().filter(|t| t["trustee_user_id"] == id).count()
-            });
-            if (made, live) == (1, 1) {
-                Ok(())
-            } else {
-                Err(format!("{made} trusts made and {live} live for {name}"))
-            }
-        }
-        (_, u) => Err(format!("expected one trustee named {name}, got {u:?}")),
-    }
-}
-
-async fn stack_workers(env: &Env, p: usize, stack: &Value) -> Result<u64, String> {
-    let url = format!(
-        "{}/heat-api/v1/{}/stacks/{}/{}",
-        env.d.sim,
-        stack["project_id"].as_str().unwrap_or_default(),
-        stack["name"].as_str().unwrap_or_default(),
-        stack["id"].as_str().unwrap_or_default()
-    );
-    let v: Value = env
-        .d
-        .http
-        .get(url)
-        .header("X-Auth-Token", &env.tokens[p])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let param = &v["stack"]["parameters"]["number_of_minions"];
-    param
-        .as_u64()
-        .or_else(|| param.as_str().and_then(|s| s.parse().ok()))
-        .ok_or_else(|| format!("no number_of_minions in {v}"))
-}
-
-/// `(kind, "<site>:<when>")` of every site the conductors printed for stacks named `prefix*`,
-/// in first-seen order.
-fn sites_seen(d: &Deployment, prefix: &str) -> Vec<(String, String)> {
-    let mut seen = Vec::new();
-    for n in 1..=3 {
-        for line in d.log(&format!("conductor-{n}")).lines() {
-            let Some(rest) = line.split("FAILPOINT-SITE ").nth(1) else {
-                continue;
-            };
-            let mut it = rest.split_whitespace();
-            let (Some(point), Some(stack)) = (it.next(), it.next()) else {
-                continue;
-            };
-            if !stack.starts_with(prefix) {
-                continue;
-            }
-            let Some((kind, site)) = point.split_once(':') else {
-                continue;
-            };
-            let entry = (kind.to_string(), site.to_string());
-            // Errors are not part of the happy path the matrix walks.
-            if !seen.contains(&entry) && !site.starts_with("TransientError") {
-                seen.push(entry);
-            }
-        }
-    }
-    seen
+    assert_eq!(s, 201, "upgrade template create: {v}");
+    v["uuid"].as_str().unwrap().to_string()
 }

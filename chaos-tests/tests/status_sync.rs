@@ -1,6 +1,7 @@
 //! Status sync of finished clusters (reference §7.5) and health polling (§7.4), on cloud-sim:
 //! a stack changed in Heat directly, a stack that vanished, a stack Heat leaves in progress
-//! (conductor-side timeout), and the simulated cluster API turning unhealthy and unreachable.
+//! (conductor-side timeout), a non-default nodegroup's own stack that vanished, and the
+//! simulated cluster API turning unhealthy and unreachable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
@@ -50,6 +51,41 @@ async fn stack_url(d: &Deployment, v: &Value) -> String {
         s["name"].as_str().unwrap(),
         id
     )
+}
+
+/// GET with the latest microversion (nodegroups need ≥ 1.9).
+async fn get_latest(d: &Deployment, token: &str, path: &str) -> (u16, Value) {
+    let r = d
+        .http
+        .get(format!("{}{path}", d.api))
+        .header("X-Auth-Token", token)
+        .header("OpenStack-API-Version", "container-infra latest")
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `path` (latest microversion) satisfies `pred`; the last answer.
+async fn wait_latest(
+    d: &Deployment,
+    token: &str,
+    path: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, v) = get_latest(d, token, path).await;
+        if s == 200 && pred(&v) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never matched: {s} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn heat_call(d: &Deployment, token: &str, method: Method, url: &str, body: Option<Value>) {
@@ -184,4 +220,59 @@ async fn finished_clusters_follow_their_stacks_and_health() {
             v["stack_id"].as_str().unwrap()
         )
     );
+
+    // A non-default nodegroup's own stack deleted behind the conductor's back: the nodegroup
+    // fails with Magnum's reason, the defaults stay, the cluster is aggregated from them all.
+    let v = complete_cluster(&d, &token, &tpl, "ngsync").await;
+    let id = v["uuid"].as_str().unwrap().to_string();
+    let cluster_stack = v["stack_id"].as_str().unwrap().to_string();
+    let r = d
+        .http
+        .post(format!("{}/clusters/{id}/nodegroups", d.api))
+        .header("X-Auth-Token", &token)
+        .header("OpenStack-API-Version", "container-infra latest")
+        .json(&json!({"name": "ng1", "node_count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "nodegroup create");
+    let ng_path = format!("/clusters/{id}/nodegroups/ng1");
+    let ng = wait_latest(&d, &token, &ng_path, |v| {
+        v["status"] != "CREATE_IN_PROGRESS"
+    })
+    .await;
+    assert_eq!(ng["status"], "CREATE_COMPLETE", "{ng}");
+    let ng_stack = ng["stack_id"].as_str().unwrap().to_string();
+    assert_ne!(ng_stack, cluster_stack);
+    let ng_url = stack_url(
+        &d,
+        &json!({"stack_id": ng_stack, "project_id": v["project_id"]}),
+    )
+    .await;
+    heat_call(&d, &token, Method::DELETE, &ng_url, None).await;
+    let reason = format!("Stack with id {ng_stack} not found in Heat.");
+    let ng = wait_latest(&d, &token, &ng_path, |v| v["status"] != "CREATE_COMPLETE").await;
+    assert_eq!(ng["status"], "CREATE_FAILED", "{ng}");
+    assert_eq!(ng["status_reason"], reason.as_str(), "{ng}");
+    let c = wait_latest(&d, &token, &format!("/clusters/{id}"), |v| {
+        v["status"] == "UPDATE_FAILED"
+    })
+    .await;
+    assert_eq!(c["status_reason"], "ng1 failed", "{c}");
+    let (_, list) = get_latest(&d, &token, &format!("/clusters/{id}/nodegroups")).await;
+    for n in list["nodegroups"].as_array().unwrap() {
+        if n["name"] != "ng1" {
+            let (_, full) = get_latest(
+                &d,
+                &token,
+                &format!("/clusters/{id}/nodegroups/{}", n["uuid"].as_str().unwrap()),
+            )
+            .await;
+            assert_eq!(full["status"], "CREATE_COMPLETE", "{full}");
+        }
+    }
+    // Written once: later rounds leave the rows as they are.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, again) = get_latest(&d, &token, &ng_path).await;
+    assert_eq!(again["updated_at"], ng["updated_at"], "{again}");
 }

@@ -150,6 +150,22 @@ impl ShardState {
                 outputs,
                 at,
             } => self.sync_status(*epoch, *cluster, *status, reason, outputs.as_ref(), *at),
+            ShardCommand::SyncNodeGroupStatus {
+                epoch,
+                cluster,
+                nodegroup,
+                status,
+                reason,
+                node_addresses,
+                at,
+            } => self.sync_nodegroup_status(
+                *epoch,
+                (*cluster, *nodegroup),
+                *status,
+                reason,
+                node_addresses.as_deref(),
+                *at,
+            ),
             ShardCommand::ObserveHealth {
                 epoch,
                 cluster,

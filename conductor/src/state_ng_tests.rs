@@ -3,13 +3,14 @@ use crate::persist;
 use crate::state::ShardState;
 use magnum_proto::*;
 
-const EPOCH: u64 = 1;
+pub(crate) const EPOCH: u64 = 1;
 
-struct T {
-    s: ShardState,
+/// A shard with one cluster; shared with the status sync's tests (`sync_tests.rs`).
+pub(crate) struct T {
+    pub(crate) s: ShardState,
     i: u64,
     t: ClusterTemplate,
-    c: ClusterId,
+    pub(crate) c: ClusterId,
 }
 
 fn req(command: ShardCommand) -> ShardRequest {
@@ -21,7 +22,7 @@ fn req(command: ShardCommand) -> ShardRequest {
 
 impl T {
     /// A cluster whose create finished with an API address.
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut t = fixtures::template(&ProjectId::from("p1"));
         t.labels.insert("kube_tag".into(), "v1.27.3".into());
         let mut x = T {
@@ -72,7 +73,7 @@ impl T {
         x
     }
 
-    fn finish_create(&mut self) {
+    pub(crate) fn finish_create(&mut self) {
         let op = self.op().id;
         let outputs = StackOutputs {
             api_address: Some("https://10.0.0.1:6443".into()),
@@ -89,7 +90,7 @@ impl T {
         .unwrap();
     }
 
-    fn cmd(&mut self, c: ShardCommand) -> ShardResponse {
+    pub(crate) fn cmd(&mut self, c: ShardCommand) -> ShardResponse {
         self.i += 1;
         self.s.apply_request(self.i, &req(c))
     }
@@ -105,19 +106,19 @@ impl T {
         })
     }
 
-    fn adv(&mut self, op: OpId, event: OpEvent) -> ShardResponse {
+    pub(crate) fn adv(&mut self, op: OpId, event: OpEvent) -> ShardResponse {
         self.adv_at(EPOCH, op, event)
     }
 
-    fn op(&self) -> Operation {
+    pub(crate) fn op(&self) -> Operation {
         self.s.operation(self.c).cloned().expect("an operation")
     }
 
-    fn view(&self) -> ClusterView {
+    pub(crate) fn view(&self) -> ClusterView {
         self.s.view(self.c).expect("the cluster")
     }
 
-    fn ng(&self, name: &str) -> NodeGroup {
+    pub(crate) fn ng(&self, name: &str) -> NodeGroup {
         self.view()
             .nodegroups
             .into_iter()
@@ -157,7 +158,7 @@ impl T {
     }
 
     /// Creates `name` and drives its operation to `status`.
-    fn ng_created(&mut self, name: &str, status: ClusterStatus, reason: Option<&str>) {
+    pub(crate) fn ng_created(&mut self, name: &str, status: ClusterStatus, reason: Option<&str>) {
         let n = self.new_ng(name, 1, 0, None);
         self.create_ng(n).unwrap();
         let op = self.op().id;

@@ -53,6 +53,42 @@ impl ShardState {
         Ok(CommandOk::Done)
     }
 
+    /// A non-default nodegroup's own stack changed or vanished: the row takes the status (or
+    /// goes, for `DELETE_COMPLETE`) and the cluster is re-aggregated from all nodegroups.
+    pub(crate) fn sync_nodegroup_status(
+        &mut self,
+        epoch: u64,
+        (id, ng): (ClusterId, NodeGroupId),
+        status: ClusterStatus,
+        reason: &Option<String>,
+        node_addresses: Option<&[String]>,
+        at: Timestamp,
+    ) -> ShardResponse {
+        self.observation_allowed(epoch, id)?;
+        let previous = self.clusters.get(&id).map(|c| c.status).unwrap_or(status);
+        let not_found = || CommandError::NotFound(messages::nodegroup_not_found(&ng.to_string()));
+        let ngs = self.nodegroups.get_mut(&id).ok_or_else(not_found)?;
+        // The default nodegroups follow the cluster stack (`sync_status`), not this command.
+        let pos = ngs
+            .iter()
+            .position(|n| n.uuid == ng && !n.is_default)
+            .ok_or_else(not_found)?;
+        if status == ClusterStatus::DELETE_COMPLETE {
+            ngs.remove(pos);
+        } else {
+            let n = &mut ngs[pos];
+            n.status = Some(status);
+            n.status_reason = reason.clone();
+            n.updated_at = Some(at);
+            if let Some(a) = node_addresses {
+                n.node_addresses = a.to_vec();
+            }
+        }
+        self.dirty.insert(Key::NodeGroups(id));
+        self.settle(id, previous, None, at);
+        Ok(CommandOk::Done)
+    }
+
     pub(crate) fn observe_health(
         &mut self,
         epoch: u64,

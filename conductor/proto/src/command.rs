@@ -166,6 +166,19 @@ pub enum ShardCommand {
         outputs: Option<StackOutputs>,
         at: Timestamp,
     },
+    /// Status sync (reference §7.5) of a non-default nodegroup's own stack, by the shard leader,
+    /// for a cluster with no active operation; the cluster's status is re-aggregated from its
+    /// nodegroups. `DELETE_COMPLETE` drops the row (its stack went while it was deleting).
+    SyncNodeGroupStatus {
+        epoch: u64,
+        cluster: ClusterId,
+        nodegroup: NodeGroupId,
+        status: ClusterStatus,
+        reason: Option<String>,
+        /// Present when the stack was read with outputs.
+        node_addresses: Option<Vec<String>>,
+        at: Timestamp,
+    },
     /// Health poll result (reference §7.4), by the shard leader.
     ObserveHealth {
         epoch: u64,
