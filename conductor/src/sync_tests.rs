@@ -127,6 +127,7 @@ fn cluster_stack_is_compared_with_the_default_master() {
         cluster: c,
         nodegroups: ngs,
         trustee: None,
+        template_labels: None,
     };
     // Only default nodegroups: the cluster's own status.
     assert_eq!(cluster_current(&view).status, UPDATE_FAILED);

@@ -170,7 +170,7 @@ fn federations_of(r: QueryResult) -> Result<Vec<Federation>, ApiError> {
 
 /// Federations visible to the caller: its project's (one shard), or all for admins.
 async fn visible(state: &AppState, ctx: &Ctx) -> Result<Vec<Federation>, ApiError> {
-    let store = Store::new(&state);
+    let store = Store::new(state);
     if ctx.who.is_admin() {
         let q = ShardQuery::Federations { project: None };
         let mut out = Vec::new();
@@ -410,7 +410,7 @@ async fn change_of(
         if as_uuid(&member).is_none() {
             return Err(not_found());
         }
-        let store = Store::new(&state);
+        let store = Store::new(state);
         let c = store.find_cluster(&ctx.who, &member).await?;
         let member = c.cluster.uuid.to_string();
         let is_member = f.member_ids.contains(&member);

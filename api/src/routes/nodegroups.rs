@@ -232,7 +232,7 @@ pub(crate) async fn cluster_of(
     ctx: &Ctx,
     ident: &str,
 ) -> Result<ClusterView, ApiError> {
-    Store::new(&state).find_cluster(&ctx.who, ident).await
+    Store::new(state).find_cluster(&ctx.who, ident).await
 }
 
 async fn list(

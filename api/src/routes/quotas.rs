@@ -260,7 +260,7 @@ async fn list(
 }
 
 async fn find(state: &AppState, project: &str, resource: &str) -> Result<Option<Quota>, ApiError> {
-    let store = Store::new(&state);
+    let store = Store::new(state);
     let p = ProjectId(project.to_string());
     let shard = store.shard_of(&p).await?;
     let rows = quotas_of(
