@@ -39,6 +39,21 @@ trap 'deploy/local-cluster.sh down "$dir" >/dev/null 2>&1 || true; cp -r "$dir/l
 deploy/local-cluster.sh up "$dir" >"$out/logs/up.txt"
 # shellcheck disable=SC1091
 source "$dir/openrc"
+# After a fresh start the placement controller still moves shard leaders for a while; each move
+# costs the API a redirect. Measure once every group has had the same leader for 5 s (≤ 90 s).
+"$py" - "$(awk -F'"service": "' 'NF > 1 { split($2, a, "\""); print a[1]; exit }' "$dir/cluster.json")" <<'EOF'
+import json, sys, time, urllib.request
+url, last, since, end = f"http://{sys.argv[1]}/internal/v1/topology", None, time.monotonic(), time.monotonic() + 90
+while time.monotonic() < end:
+    t = json.load(urllib.request.urlopen(url, timeout=5))
+    leaders = [g.get("leader") for g in t["groups"]]
+    if leaders != last or None in leaders:
+        last, since = leaders, time.monotonic()
+    elif time.monotonic() - since >= 5:
+        break
+    time.sleep(0.5)
+print("shard leaders settled:", last)
+EOF
 token=$(curl -fsS -i -H 'Content-Type: application/json' -d '{"auth": {"identity": {"methods": ["password"],
   "password": {"user": {"name": "admin", "domain": {"name": "Default"}, "password": "secret"}}},
   "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}' "$OS_AUTH_URL/auth/tokens" |
