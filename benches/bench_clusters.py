@@ -7,11 +7,11 @@ the cluster reads issue 4 names, with the same method and output, so both land i
   cluster-show  GET {url}/clusters/<uuid of one seeded cluster>
 It first creates a template and --seed clusters (the default quota allows 20 per project), waits
 until every one is CREATE_COMPLETE, measures sequentially (1 thread) and concurrently (-c threads
-sharing -n requests), then deletes what it made. A new TCP connection per request unless
---keepalive (one per thread). Standard library only; loopback targets only.
+sharing -n requests), with a new TCP connection per request and/or one per thread
+(--connections), all on the same seeds, then deletes what it made. Standard library only; loopback targets only.
 
 usage: bench_clusters.py --url URL/v1 [--token T] [--image I] [-n 200] [-c 4] [--seed 10]
-                         [--keepalive] [--json FILE]
+                         [--connections new,keepalive] [--json FILE]
 """
 import argparse
 import http.client
@@ -33,7 +33,9 @@ def parse_args():
     p.add_argument("-c", "--concurrency", type=int, default=4)
     p.add_argument("--seed", type=int, default=10, help="clusters to create before measuring")
     p.add_argument("--modes", default="seq,conc")
-    p.add_argument("--keepalive", action="store_true")
+    p.add_argument("--keepalive", action="store_true", help="same as --connections keepalive")
+    p.add_argument("--connections", default="new",
+                   help="comma list of new (a TCP connection per request) and keepalive (one per thread)")
     p.add_argument("--token", default="bench")
     p.add_argument("--microversion", default="latest")
     p.add_argument("--image", default="ubuntu-k8s")
@@ -53,8 +55,9 @@ RUN = uuid.uuid4().hex[:8]
 
 
 class Client:
-    def __init__(self):
+    def __init__(self, keepalive=False):
         self.conn = None
+        self.keepalive = keepalive
 
     def req(self, method, path, body=None):
         """-> (status, or 0 on a transport error; body bytes; milliseconds)"""
@@ -66,7 +69,7 @@ class Client:
             self.conn.request(method, BASE + path, body=data, headers=HDRS)
             r = self.conn.getresponse()
             out, st = r.read(), r.status
-            if not A.keepalive or (r.getheader("Connection") or "").lower() == "close":
+            if not self.keepalive or (r.getheader("Connection") or "").lower() == "close":
                 self.close()
         except (OSError, http.client.HTTPException) as e:
             self.close()
@@ -89,14 +92,14 @@ def nearest_rank(sorted_ms, p):
     return sorted_ms[max(0, math.ceil(p / 100.0 * len(sorted_ms)) - 1)] if sorted_ms else float("nan")
 
 
-def measure(op, mode, path, threads):
+def measure(op, mode, path, threads, keepalive):
     lat, errors, first = [], 0, []
     lock = threading.Lock()
     left = [A.n]
 
     def worker():
         nonlocal errors
-        c = Client()
+        c = Client(keepalive)
         while True:
             with lock:
                 if left[0] == 0:
@@ -122,7 +125,7 @@ def measure(op, mode, path, threads):
     res = {"op": op, "mode": mode, "threads": threads, "n": len(s), "errors": errors,
            "p50_ms": nearest_rank(s, 50), "p90_ms": nearest_rank(s, 90), "p99_ms": nearest_rank(s, 99),
            "max_ms": s[-1] if s else float("nan"), "req_per_s": len(s) / wall if wall > 0 else 0.0,
-           "wall_s": wall}
+           "wall_s": wall, "keepalive": keepalive}
     if first:
         res["first_error"] = first[0]
     return res
@@ -139,7 +142,8 @@ def seed(c):
             "master_count": 1, "node_count": 1})["uuid"])
     deadline = time.monotonic() + A.ready_timeout
     while True:
-        status = {x["uuid"]: x["status"] for x in c.ok("GET", "/clusters")["clusters"] if x["uuid"] in made}
+        # One show per seed: a list can fail on rows an earlier run left behind (upstream).
+        status = {u: c.ok("GET", "/clusters/" + u)["status"] for u in made}
         if all(status.get(u) == "CREATE_COMPLETE" for u in made):
             return tmpl, made
         if any(s.endswith("FAILED") for s in status.values()) or time.monotonic() > deadline:
@@ -174,21 +178,24 @@ def main():
     c = Client()
     t0 = time.monotonic()
     tmpl, made = seed(c)
-    print("target %s  seeded %d clusters in %.1f s  n=%d  threads=%d  keepalive=%s" % (
-        A.url, len(made), time.monotonic() - t0, A.n, A.concurrency, A.keepalive))
+    conns = ["keepalive"] if A.keepalive else [x for x in A.connections.split(",") if x]
+    print("target %s  seeded %d clusters in %.1f s  n=%d  threads=%d  connections=%s" % (
+        A.url, len(made), time.monotonic() - t0, A.n, A.concurrency, ",".join(conns)))
     results = []
     try:
-        for mode in [m for m in A.modes.split(",") if m]:
-            th = 1 if mode == "seq" else A.concurrency
-            for op, path in (("cluster-list", "/clusters"), ("cluster-show", "/clusters/" + made[0])):
-                results.append(measure(op, mode, path, th))
+        for conn in conns:
+            for mode in [m for m in A.modes.split(",") if m]:
+                th = 1 if mode == "seq" else A.concurrency
+                for op, path in (("cluster-list", "/clusters"), ("cluster-show", "/clusters/" + made[0])):
+                    results.append(measure(op, mode, path, th, conn == "keepalive"))
     finally:
         cleanup(c, tmpl, made)
-    print("%-14s %-5s %3s %5s %4s %9s %9s %9s %9s %8s" % (
-        "operation", "mode", "thr", "n", "err", "p50 ms", "p90 ms", "p99 ms", "max ms", "req/s"))
+    print("%-14s %-5s %-9s %3s %5s %4s %9s %9s %9s %9s %8s" % (
+        "operation", "mode", "conn", "thr", "n", "err", "p50 ms", "p90 ms", "p99 ms", "max ms", "req/s"))
     for r in results:
-        print("%-14s %-5s %3d %5d %4d %9.2f %9.2f %9.2f %9.2f %8.1f" % (
-            r["op"], r["mode"], r["threads"], r["n"], r["errors"], r["p50_ms"], r["p90_ms"],
+        print("%-14s %-5s %-9s %3d %5d %4d %9.2f %9.2f %9.2f %9.2f %8.1f" % (
+            r["op"], r["mode"], "keepalive" if r["keepalive"] else "new", r["threads"], r["n"],
+            r["errors"], r["p50_ms"], r["p90_ms"],
             r["p99_ms"], r["max_ms"], r["req_per_s"]))
         if "first_error" in r:
             print("  first error: " + r["first_error"])
