@@ -283,7 +283,9 @@ impl<'a> Store<'a> {
                     other => return Err(unexpected("cluster", &other)),
                 }
             }
-            self.homes.forget(id);
+            if who.is_admin() {
+                self.homes.forget(id);
+            }
             return Err(cluster_not_found(ident));
         }
         let mut found: Vec<ClusterView> = self

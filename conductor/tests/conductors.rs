@@ -7,7 +7,6 @@ mod common;
 use async_trait::async_trait;
 use common::*;
 use magnum_conductor::cloud::{Cloud, CloudError, StackHandle, StackState};
-use magnum_conductor::node::{Conductor, ConductorConfig};
 use magnum_proto::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -207,12 +206,7 @@ async fn create_and_delete_across_a_leader_shutdown() {
     assert!(wait_status(&cl, shard, id, None).await.is_none());
 
     // The stopped node restarts from its data dir and rejoins.
-    let cfg = ConductorConfig {
-        bootstrap: false,
-        ..c.cfgs[&leader.0].clone()
-    };
-    c.nodes
-        .insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
+    restart(&mut c, leader).await;
     stop_all(&mut c).await;
 }
 
@@ -425,12 +419,7 @@ async fn ca_rotation_survives_a_leader_restart_and_revokes_old_certificates() {
         node.shutdown().await;
     }
     wait_status(&cl, shard, id, Some(ClusterStatus::UPDATE_COMPLETE)).await;
-    let cfg = ConductorConfig {
-        bootstrap: false,
-        ..c.cfgs[&leader.0].clone()
-    };
-    c.nodes
-        .insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
+    restart(&mut c, leader).await;
 
     let new_ca = ca_pem(&cl, shard, id, CaKind::Kubernetes).await;
     assert_ne!(new_ca, old_ca);
@@ -585,11 +574,6 @@ async fn query_all_matches_per_shard_reads_across_a_leader_shutdown() {
         want,
         "every shard answered after the leader stopped"
     );
-    let cfg = ConductorConfig {
-        bootstrap: false,
-        ..c.cfgs[&leader.0].clone()
-    };
-    c.nodes
-        .insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
+    restart(&mut c, leader).await;
     stop_all(&mut c).await;
 }

@@ -8,7 +8,6 @@ mod common;
 use async_trait::async_trait;
 use common::*;
 use magnum_conductor::cloud::{Cloud, CloudError, StackHandle, StackState};
-use magnum_conductor::node::{Conductor, ConductorConfig};
 use magnum_proto::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -304,12 +303,7 @@ async fn nodegroup_create_survives_a_leader_shutdown_with_one_stack() {
     );
 
     // The stopped node comes back; then the nodegroup goes, stack first.
-    let cfg = ConductorConfig {
-        bootstrap: false,
-        ..c.cfgs[&leader.0].clone()
-    };
-    c.nodes
-        .insert(leader.0, Some(Conductor::start(cfg).await.unwrap()));
+    restart(&mut c, leader).await;
     let del = ShardCommand::DeleteNodeGroup {
         cluster: id,
         nodegroup: ng.uuid,

@@ -131,6 +131,16 @@ pub async fn create_cluster(
     id
 }
 
+/// Starts a stopped node again from its data dir (it rejoins; no bootstrap).
+pub async fn restart(c: &mut Cluster3, id: NodeId) {
+    let cfg = ConductorConfig {
+        bootstrap: false,
+        ..c.cfgs[&id.0].clone()
+    };
+    c.nodes
+        .insert(id.0, Some(Conductor::start(cfg).await.unwrap()));
+}
+
 pub async fn stop_all(c: &mut Cluster3) {
     for n in c.nodes.values_mut() {
         if let Some(n) = n.take() {
