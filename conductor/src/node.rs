@@ -3,12 +3,12 @@
 //! fresh deployment, follows placement changes, runs the placement controller while it leads the
 //! meta group, and a reconciler for every shard it leads once its ownership epoch is committed.
 use crate::cloud::Cloud;
-use crate::controller::Controller;
-use crate::heartbeat;
-use crate::hosting::Hosting;
-use crate::meta::{Bootstrap, MetaCommand, MetaState};
-use crate::placement;
-use crate::reconciler::ReconcilerConfig;
+use crate::leader::LeaderConfig;
+use crate::membership::controller::Controller;
+use crate::membership::heartbeat;
+use crate::membership::hosting::Hosting;
+use crate::membership::meta::{Bootstrap, MetaCommand, MetaState};
+use crate::membership::placement;
 use crate::service::{self, ServiceState};
 use magnum_proto::{
     shard, CommandError, ConductorClient, NodeEntry, NodeId, NodeState, ShardResponse,
@@ -49,7 +49,7 @@ pub struct ConductorConfig {
     /// Initialize the groups (only on a fresh deployment's first start).
     pub bootstrap: bool,
     pub raft: RaftConfig,
-    pub reconciler: ReconcilerConfig,
+    pub reconciler: LeaderConfig,
     pub cloud: Arc<dyn Cloud>,
     /// How often this node reports itself to the conductor registry (first beat at start).
     pub heartbeat_interval: Duration,
@@ -90,7 +90,7 @@ impl Conductor {
         let hosting = Hosting::new(
             node.clone(),
             meta.clone(),
-            crate::failpoints::wrap(cfg.cloud.clone()),
+            crate::cloud::failpoints::wrap(cfg.cloud.clone()),
             cfg.reconciler.clone(),
             cancel.clone(),
         );
@@ -168,7 +168,7 @@ impl Conductor {
     }
 
     /// This node's replica of a data shard, if the placement gives it one.
-    pub fn shard(&self, shard: u32) -> Option<Group<crate::logic::ShardLogic>> {
+    pub fn shard(&self, shard: u32) -> Option<Group<crate::shard::logic::ShardLogic>> {
         self.hosting.shard(shard)
     }
 
@@ -235,7 +235,7 @@ fn initial_layout(cfg: &ConductorConfig) -> (Vec<NodeEntry>, placement::Placemen
 async fn bootstrap(
     cfg: ConductorConfig,
     meta: Group<MetaState>,
-    mine: Vec<(Group<crate::logic::ShardLogic>, BTreeSet<NodeId>)>,
+    mine: Vec<(Group<crate::shard::logic::ShardLogic>, BTreeSet<NodeId>)>,
     nodes: Vec<NodeEntry>,
     placement: placement::Placement,
 ) {

@@ -5,9 +5,9 @@
 use async_trait::async_trait;
 use futures::StreamExt;
 use magnum_conductor::cloud::{Cloud, CloudError, StackHandle, StackState};
-use magnum_conductor::logic::ShardLogic;
+use magnum_conductor::leader::LeaderConfig;
 use magnum_conductor::node::{Conductor, ConductorConfig};
-use magnum_conductor::reconciler::ReconcilerConfig;
+use magnum_conductor::shard::logic::ShardLogic;
 use magnum_proto::*;
 use magnum_raft::{Group, NodeAddr, RaftConfig};
 use std::collections::BTreeMap;
@@ -109,7 +109,7 @@ impl Nodes {
                 replicas: 3,
                 bootstrap: true,
                 raft: RaftConfig::default(),
-                reconciler: ReconcilerConfig::default(),
+                reconciler: LeaderConfig::default(),
                 cloud: Arc::new(NoCloud),
                 heartbeat_interval: Duration::from_secs(1),
             };

@@ -1,9 +1,9 @@
 //! `magnum dev`: cloud-sim, three conductors and one API node in this process, on localhost.
 use crate::cli::DevArgs;
 use crate::{api_config, cloud_auth, shutdown_signal, sim_config, DeployError};
-use magnum_conductor::heat_cloud::HeatCloud;
+use magnum_conductor::cloud::heat::HeatCloud;
+use magnum_conductor::leader::LeaderConfig;
 use magnum_conductor::node::{Conductor, ConductorConfig};
-use magnum_conductor::reconciler::ReconcilerConfig;
 use magnum_raft::NodeAddr;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -50,8 +50,9 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
         })
         .collect();
     // One sealing key for the three conductors, made on the first run and kept with the data.
-    let cert_key = magnum_conductor::sealing::CertKey::create_file(&d.data_dir.join("cert.key"))
-        .map_err(|e| DeployError::Args(e.to_string()))?;
+    let cert_key =
+        magnum_conductor::pki::sealing::CertKey::create_file(&d.data_dir.join("cert.key"))
+            .map_err(|e| DeployError::Args(e.to_string()))?;
     let mut conductors = Vec::new();
     for i in 1..=3u16 {
         let dir = d.data_dir.join(format!("conductor-{i}"));
@@ -65,10 +66,10 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
             service_listen: port(10 + i),
             peers: peers.clone(),
             shards: d.shards,
-            replicas: magnum_conductor::meta::DEFAULT_REPLICAS,
+            replicas: magnum_conductor::membership::meta::DEFAULT_REPLICAS,
             bootstrap: fresh,
             raft: magnum_raft::RaftConfig::default(),
-            reconciler: ReconcilerConfig {
+            reconciler: LeaderConfig {
                 poll: Duration::from_secs(1),
                 // cloud-sim simulates each cluster's Kubernetes API for health polling.
                 cluster_api_url: Some(format!(
@@ -76,7 +77,7 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
                     d.cloud_sim_port
                 )),
                 cert_key: cert_key.clone(),
-                ..ReconcilerConfig::default()
+                ..LeaderConfig::default()
             },
             cloud: Arc::new(cloud),
             heartbeat_interval: magnum_conductor::node::DEFAULT_HEARTBEAT_INTERVAL,

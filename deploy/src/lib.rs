@@ -11,11 +11,11 @@ mod manage;
 mod peers;
 
 use cli::{ApiArgs, AuthArgs, CloudSimArgs, Command, ConductorArgs, ManageCommand};
-use magnum_conductor::heat_cloud::{CloudAuth, HeatCloud};
+use magnum_conductor::cloud::heat::{CloudAuth, HeatCloud};
+use magnum_conductor::leader::notify::{Notifier, NotifySink};
+use magnum_conductor::leader::LeaderConfig;
 use magnum_conductor::node::{Conductor, ConductorConfig};
-use magnum_conductor::notify::{Notifier, NotifySink};
-use magnum_conductor::reconciler::ReconcilerConfig;
-use magnum_conductor::sealing::CertKey;
+use magnum_conductor::pki::sealing::CertKey;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,7 +137,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         replicas: c.replicas,
         bootstrap: c.bootstrap,
         raft: c.raft.config(),
-        reconciler: ReconcilerConfig {
+        reconciler: LeaderConfig {
             poll: Duration::from_millis(c.poll_interval_ms),
             sync: Duration::from_millis(c.sync_interval_ms),
             stalled_after: Duration::from_secs(c.stalled_after_secs),
@@ -145,7 +145,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
             cluster_api_url: c.cluster_api_url.clone(),
             cert_key,
             notifier: Notifier::new(sink, format!("container-infra.conductor-{}", c.node_id)),
-            ..ReconcilerConfig::default()
+            ..LeaderConfig::default()
         },
         cloud: Arc::new(cloud),
         heartbeat_interval: magnum_conductor::node::DEFAULT_HEARTBEAT_INTERVAL,

@@ -1,7 +1,7 @@
 //! `magnum manage`: operator commands that talk to any conductor's service listener.
 use crate::cli::{ConductorCommand, Wait};
 use crate::DeployError;
-use magnum_conductor::placement::{self, Placement};
+use magnum_conductor::membership::placement::{self, Placement};
 use magnum_proto::wire::{Topology, TOPOLOGY_PATH};
 use magnum_proto::{
     ConductorClient, MetaReply, MetaRequest, NodeEntry, NodeId, NodeState, PlacementView,

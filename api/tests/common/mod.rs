@@ -172,9 +172,9 @@ impl Backend for MemBackend {
             .cloned();
         Ok(match certs {
             None => wire::SignResult::NoCertificates,
-            Some(c) => match magnum_conductor::csr::sign_csr(
+            Some(c) => match magnum_conductor::pki::csr::sign_csr(
                 &c,
-                &magnum_conductor::sealing::CertKey::process_ephemeral(),
+                &magnum_conductor::pki::sealing::CertKey::process_ephemeral(),
                 req.ca,
                 &req.csr,
             ) {
@@ -253,9 +253,9 @@ impl MemBackend {
         static CERTS: std::sync::OnceLock<ClusterCerts> = std::sync::OnceLock::new();
         let certs = CERTS
             .get_or_init(|| {
-                magnum_conductor::certs::generate(
+                magnum_conductor::pki::certs::generate(
                     "test",
-                    &magnum_conductor::sealing::CertKey::process_ephemeral(),
+                    &magnum_conductor::pki::sealing::CertKey::process_ephemeral(),
                 )
                 .unwrap()
             })

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures::StreamExt;
-use magnum_conductor::logic::ShardLogic;
+use magnum_conductor::shard::logic::ShardLogic;
 use magnum_proto::*;
 use magnum_raft::{Group, NodeAddr, RaftConfig, RaftNode};
 use std::collections::BTreeMap;

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use magnum_conductor::cloud::Cloud;
+use magnum_conductor::leader::LeaderConfig;
 use magnum_conductor::node::{Conductor, ConductorConfig};
-use magnum_conductor::reconciler::ReconcilerConfig;
 use magnum_proto::*;
 use magnum_raft::{NodeAddr, RaftConfig};
 use std::collections::BTreeMap;
@@ -75,7 +75,7 @@ pub async fn start3<C: Cloud>(cloud: Arc<C>, shards: u32) -> Cluster3 {
                 election_max_ms: 600,
                 ..RaftConfig::default()
             },
-            reconciler: ReconcilerConfig {
+            reconciler: LeaderConfig {
                 poll: Duration::from_millis(50),
                 scan: Duration::from_millis(50),
                 ..Default::default()

@@ -1,0 +1,125 @@
+//! Shard ownership: while this node leads a shard it commits a new ownership epoch and runs the
+//! shard's reconciler under it, stopping it as soon as leadership is lost.
+use crate::cloud::Cloud;
+use crate::leader::reconciler;
+use crate::leader::LeaderConfig;
+use crate::shard::logic::ShardLogic;
+use magnum_proto::{CommandError, CommandOk, NodeId, ShardCommand, ShardRequest, ShardResponse};
+use magnum_raft::{Group, WriteError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Watches one shard's Raft status; while this node leads it, commits a new ownership epoch and
+/// runs the reconciler under it; stops the reconciler as soon as leadership is lost.
+pub(crate) async fn ownership_loop(
+    group: Group<ShardLogic>,
+    node: u64,
+    cloud: Arc<dyn Cloud>,
+    rcfg: LeaderConfig,
+    cancel: CancellationToken,
+) {
+    let mut rx = group.watch();
+    let mut session: Option<(u64, CancellationToken, JoinHandle<()>)> = None;
+    loop {
+        let st = rx.borrow_and_update().clone();
+        let keep = matches!(&session, Some((term, _, h)) if st.is_leader && *term == st.term && !h.is_finished());
+        if !keep {
+            if let Some((_, c, h)) = session.take() {
+                c.cancel();
+                h.abort();
+            }
+            if st.is_leader {
+                let c = cancel.child_token();
+                let h = tokio::spawn(lead(
+                    group.clone(),
+                    node,
+                    cloud.clone(),
+                    rcfg.clone(),
+                    c.clone(),
+                ));
+                session = Some((st.term, c, h));
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = rx.changed() => if r.is_err() { break },
+            // A finished session (e.g. epoch lost to a newer owner) is re-evaluated periodically.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    if let Some((_, c, h)) = session {
+        c.cancel();
+        let _ = h.await;
+    }
+}
+
+async fn lead(
+    group: Group<ShardLogic>,
+    node: u64,
+    cloud: Arc<dyn Cloud>,
+    rcfg: LeaderConfig,
+    cancel: CancellationToken,
+) {
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let current = match group.read(|l| l.state.epoch).await {
+            Ok(e) => e,
+            Err(WriteError::NotLeader { .. }) => return,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let req = ShardRequest {
+            request_id: None,
+            command: ShardCommand::TakeOwnership {
+                node: NodeId(node),
+                epoch: current + 1,
+            },
+        };
+        let Ok(payload) = serde_json::to_vec(&req) else {
+            return;
+        };
+        match group
+            .write(payload)
+            .await
+            .map(|b| serde_json::from_slice::<ShardResponse>(&b))
+        {
+            Ok(Ok(Ok(CommandOk::Owned { epoch }))) => {
+                info!(group = group.id(), epoch, "took ownership");
+                // Operations, status sync and health polling: all only on the shard leader.
+                tokio::join!(
+                    reconciler::run(
+                        group.clone(),
+                        cloud.clone(),
+                        epoch,
+                        rcfg.clone(),
+                        cancel.clone(),
+                    ),
+                    crate::leader::sync::run(
+                        group.clone(),
+                        cloud.clone(),
+                        epoch,
+                        rcfg.clone(),
+                        cancel.clone(),
+                    ),
+                    crate::leader::sync::health::run(
+                        group.clone(),
+                        epoch,
+                        rcfg.clone(),
+                        cancel.clone()
+                    ),
+                );
+                return;
+            }
+            Ok(Ok(Err(CommandError::StaleEpoch { .. }))) => continue,
+            Err(WriteError::NotLeader { .. }) => return,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

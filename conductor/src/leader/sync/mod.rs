@@ -1,0 +1,446 @@
+//! Status sync (reference §7.5) for clusters with NO active operation, run only by the shard
+//! leader: the reconciler follows a cluster's stacks while an operation runs; afterwards this
+//! loop notices a stack that changed under the finished cluster (an update or delete done in Heat
+//! directly) or vanished (Heat 404), and enforces a conductor-side timeout where Heat's does not
+//! fire, so that no cluster stays `*_IN_PROGRESS` for ever.
+//!
+//! Each round looks at the cluster stack (it carries the default nodegroups) and then at the
+//! own stack of every non-default nodegroup; a nodegroup's result is written to its row and the
+//! cluster's status re-aggregated from all nodegroups (`aggregate::aggregate`), as upstream's
+//! poller does per nodegroup.
+//!
+//! Mapping (what [`decide`] returns), the same for both kinds of stack; "the row" is the
+//! nodegroup, or for the cluster stack the default master (the cluster itself when it has only
+//! default nodegroups, whose status it keeps verbatim):
+//! - stack gone (404, or `DELETE_COMPLETE` while the row is not being deleted): the row
+//!   becomes `<ACTION>_FAILED` (`CREATE_*` → `CREATE_FAILED`, `DELETE_*` → `DELETE_FAILED`,
+//!   anything else → `UPDATE_FAILED`;
+//!   Magnum's `CREATE_IN_PROGRESS`→`CREATE_FAILED`, `UPDATE_IN_PROGRESS`→`UPDATE_FAILED`, and the
+//!   same for a finished row, which upstream never looks at) with reason
+//!   "Stack with id X not found in Heat."; the user can then delete it (the delete finds no stack
+//!   and drops the rows at once). A nodegroup that was `DELETE_IN_PROGRESS` is gone instead
+//!   (upstream's `DELETE_COMPLETE`: the row is destroyed);
+//! - stack `DELETE_IN_PROGRESS` (deleted in Heat directly): no change until it is gone;
+//! - stack status changed since this leader last saw it and differs from the row's: the row
+//!   takes the stack's status verbatim (outputs re-read for
+//!   `CREATE_COMPLETE`, `CREATE_FAILED`, `UPDATE_COMPLETE`), with Heat's reason on failures;
+//! - same `*_IN_PROGRESS` for longer than `stalled_after` since the row last changed:
+//!   `<ACTION>_FAILED` "... timed out in the conductor ...".
+//!
+//! "Changed since last seen" keeps the conductor's own verdicts: a create failed by the
+//! conductor's deadline, or an update Heat refused (400), leaves the stack in another state on
+//! purpose, and copying that back would undo them. The first look after gaining leadership only
+//! records the stack's status (a change made during the failover is not copied).
+pub mod health;
+
+use crate::cloud::{Cloud, StackHandle, StackState};
+use crate::leader::{pause, LeaderConfig};
+use crate::shard::logic::ShardLogic;
+use magnum_proto::*;
+use magnum_raft::Group;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// What the sync writes for one row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub status: ClusterStatus,
+    pub reason: Option<String>,
+    /// Re-read the stack with outputs before writing.
+    pub with_outputs: bool,
+}
+
+/// The status and reason a stack is compared with (the row it is copied into).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Current<'a> {
+    pub status: ClusterStatus,
+    pub reason: Option<&'a str>,
+}
+
+/// One stack the sync follows: the cluster's (`None`) or a nodegroup's.
+type StackKey = (ClusterId, Option<NodeGroupId>);
+
+fn failed_of(current: ClusterStatus) -> ClusterStatus {
+    if current.as_str().starts_with("CREATE_") {
+        ClusterStatus::CREATE_FAILED
+    } else if current.as_str().starts_with("DELETE_") {
+        ClusterStatus::DELETE_FAILED
+    } else {
+        ClusterStatus::UPDATE_FAILED
+    }
+}
+
+fn is_gone(stack: Option<&StackState>) -> bool {
+    stack.is_none_or(|s| s.status == "DELETE_COMPLETE")
+}
+
+/// The §7.5 mapping for a row with no operation. `stack` is `None` when Heat answered 404;
+/// `stalled` says the row has not changed for `stalled_after`.
+pub fn decide(
+    current: Current<'_>,
+    stack_id: &str,
+    stack: Option<&StackState>,
+    last_seen: Option<&str>,
+    stalled: bool,
+) -> Option<Decision> {
+    if is_gone(stack) {
+        let reason = format!("Stack with id {stack_id} not found in Heat.");
+        let status = failed_of(current.status);
+        if current.status == status && current.reason == Some(reason.as_str()) {
+            return None;
+        }
+        return Some(Decision {
+            status,
+            reason: Some(reason),
+            with_outputs: false,
+        });
+    }
+    let s = stack?;
+    let Some(heat) = ClusterStatus::parse(&s.status) else {
+        debug!(status = %s.status, "stack status without a cluster equivalent");
+        return None;
+    };
+    // Deleted in Heat directly: no delete runs, so the row is not shown deleting (nothing
+    // would ever finish that); it fails once the stack is gone (above).
+    if heat == ClusterStatus::DELETE_IN_PROGRESS {
+        return None;
+    }
+    if heat != current.status && last_seen.is_some_and(|l| l != s.status) {
+        let reason = if heat.is_failed() {
+            s.reason.clone()
+        } else {
+            None
+        };
+        let with_outputs = matches!(
+            heat,
+            ClusterStatus::CREATE_COMPLETE
+                | ClusterStatus::CREATE_FAILED
+                | ClusterStatus::UPDATE_COMPLETE
+        );
+        return Some(Decision {
+            status: heat,
+            reason,
+            with_outputs,
+        });
+    }
+    if heat.is_in_progress() && stalled {
+        let action = heat.as_str().trim_end_matches("_IN_PROGRESS");
+        return Some(Decision {
+            status: failed_of(heat),
+            reason: Some(format!(
+                "Stack {action} timed out in the conductor: Heat did not finish it in time."
+            )),
+            with_outputs: false,
+        });
+    }
+    None
+}
+
+/// [`decide`] for a non-default nodegroup's own stack: one that vanished while the nodegroup
+/// was being deleted finishes that delete (`DELETE_COMPLETE`: the row goes), as upstream.
+pub fn decide_nodegroup(
+    current: Current<'_>,
+    stack_id: &str,
+    stack: Option<&StackState>,
+    last_seen: Option<&str>,
+    stalled: bool,
+) -> Option<Decision> {
+    if is_gone(stack) && current.status == ClusterStatus::DELETE_IN_PROGRESS {
+        return Some(Decision {
+            status: ClusterStatus::DELETE_COMPLETE,
+            reason: None,
+            with_outputs: false,
+        });
+    }
+    decide(current, stack_id, stack, last_seen, stalled)
+}
+
+/// What the cluster stack is compared with: with non-default nodegroups the cluster's status is
+/// their aggregate, so the default master's row (which the cluster stack's status goes to).
+pub fn cluster_current(view: &ClusterView) -> Current<'_> {
+    let master = view
+        .nodegroups
+        .iter()
+        .find(|n| n.is_default && n.is_master())
+        .filter(|_| view.nodegroups.iter().any(|n| !n.is_default));
+    match master {
+        Some(NodeGroup {
+            status: Some(status),
+            status_reason,
+            ..
+        }) => Current {
+            status: *status,
+            reason: status_reason.as_deref(),
+        },
+        _ => Current {
+            status: view.cluster.status,
+            reason: view.cluster.status_reason.as_deref(),
+        },
+    }
+}
+
+/// A stand-in operation for the `Cloud` calls (they read the driver and output options from the
+/// operation's template snapshot).
+fn probe_op(view: &ClusterView, template: ClusterTemplate, stack_name: String) -> Operation {
+    let now = Timestamp::now();
+    Operation {
+        id: OpId(uuid::Uuid::nil()),
+        cluster: view.cluster.uuid,
+        kind: OpKind::Update,
+        step: Step::WaitUpdate {
+            stack_id: view.cluster.stack_id.clone().unwrap_or_default(),
+        },
+        started_at: now,
+        deadline: now,
+        template,
+        stack_name,
+        retries: 0,
+        last_error: None,
+        rollback: false,
+        restore_node_count: None,
+        nodes_to_remove: Vec::new(),
+        nodegroup: None,
+        upgrade: None,
+        trustor: None,
+    }
+}
+
+/// Clusters this loop looks at: a stack and no operation.
+fn candidates(group: &Group<ShardLogic>) -> Vec<(ClusterView, Option<ClusterTemplate>)> {
+    group.read_local(|l| {
+        let st = &l.state;
+        st.clusters
+            .keys()
+            .filter(|id| st.operation(**id).is_none())
+            .filter_map(|id| st.view(*id))
+            .filter(|v| v.cluster.stack_id.is_some())
+            .map(|v| {
+                let t = st.templates.get(&v.cluster.cluster_template_id).cloned();
+                (v, t)
+            })
+            .collect()
+    })
+}
+
+/// The non-default nodegroups with a stack of their own (and a status to compare it with).
+fn own_stacks(view: &ClusterView) -> impl Iterator<Item = &NodeGroup> {
+    view.nodegroups
+        .iter()
+        .filter(|n| !n.is_default && n.stack_id.is_some() && n.status.is_some())
+}
+
+/// Runs until `cancel` fires (leadership lost).
+pub async fn run(
+    group: Group<ShardLogic>,
+    cloud: Arc<dyn Cloud>,
+    epoch: u64,
+    cfg: LeaderConfig,
+    cancel: CancellationToken,
+) {
+    if cfg.sync.is_zero() {
+        return;
+    }
+    // Last stack status seen per stack (in memory: rebuilt by each new leader).
+    let mut seen: HashMap<StackKey, String> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(cfg.sync) => {}
+        }
+        let list = candidates(&group);
+        seen.retain(|(id, ng), _| {
+            list.iter().any(|(v, _)| {
+                v.cluster.uuid == *id && ng.is_none_or(|ng| own_stacks(v).any(|n| n.uuid == ng))
+            })
+        });
+        for (view, template) in list {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let id = view.cluster.uuid;
+            let span = info_span!("sync", cluster = %id, epoch);
+            let sync = Sync {
+                group: &group,
+                cloud: cloud.as_ref(),
+                epoch,
+                cfg: &cfg,
+                op: probe_op(
+                    &view,
+                    template.clone().unwrap_or_default(),
+                    cloud.stack_name(&view),
+                ),
+                has_template: template.is_some(),
+                view: &view,
+            };
+            let mut keys = vec![(id, None)];
+            keys.extend(own_stacks(&view).map(|n| (id, Some(n.uuid))));
+            for key in keys {
+                let last = seen.get(&key).cloned();
+                match sync.one(key.1, last).instrument(span.clone()).await {
+                    Ok(Some(status)) => {
+                        seen.insert(key, status);
+                    }
+                    Ok(None) => {
+                        seen.remove(&key);
+                    }
+                    Err(e) if e == "stale" => return,
+                    Err(e) => warn!(error = %e, "status sync failed, next round retries"),
+                }
+            }
+        }
+    }
+}
+
+/// One cluster's round.
+struct Sync<'a> {
+    group: &'a Group<ShardLogic>,
+    cloud: &'a dyn Cloud,
+    epoch: u64,
+    cfg: &'a LeaderConfig,
+    op: Operation,
+    /// Outputs need the driver, i.e. the template (it may live in another shard).
+    has_template: bool,
+    view: &'a ClusterView,
+}
+
+impl Sync<'_> {
+    /// Syncs the cluster stack (`ng` = `None`) or that nodegroup's; the stack status observed.
+    /// Each write works from the view read at the round's start: a nodegroup write proposed
+    /// after the cluster stack's re-aggregates in `apply()` from the rows it then has.
+    async fn one(
+        &self,
+        ng: Option<NodeGroupId>,
+        last_seen: Option<String>,
+    ) -> Result<Option<String>, String> {
+        let view = self.view;
+        let (stack_id, name, current, since) = match ng {
+            None => {
+                let Some(stack_id) = view.cluster.stack_id.clone() else {
+                    return Ok(None);
+                };
+                let c = &view.cluster;
+                let since = c.updated_at.unwrap_or(c.created_at);
+                (
+                    stack_id,
+                    self.op.stack_name.clone(),
+                    cluster_current(view),
+                    since,
+                )
+            }
+            Some(ng) => {
+                let Some(n) = own_stacks(view).find(|n| n.uuid == ng) else {
+                    return Ok(None);
+                };
+                let (Some(stack_id), Some(status)) = (n.stack_id.clone(), n.status) else {
+                    return Ok(None);
+                };
+                let current = Current {
+                    status,
+                    reason: n.status_reason.as_deref(),
+                };
+                let name = self.cloud.nodegroup_stack_name(view, n);
+                (
+                    stack_id,
+                    name,
+                    current,
+                    n.updated_at.unwrap_or(n.created_at),
+                )
+            }
+        };
+        let handle = StackHandle {
+            name,
+            id: stack_id.clone(),
+        };
+        let state = self.get(&handle, false).await?;
+        let stalled_us = i64::try_from(self.cfg.stalled_after.as_micros()).unwrap_or(i64::MAX);
+        let stalled = Timestamp::now().0.saturating_sub(since.0) > stalled_us;
+        let observed = state.as_ref().map(|s| s.status.clone());
+        let decided = match ng {
+            None => decide(
+                current,
+                &stack_id,
+                state.as_ref(),
+                last_seen.as_deref(),
+                stalled,
+            ),
+            Some(_) => decide_nodegroup(
+                current,
+                &stack_id,
+                state.as_ref(),
+                last_seen.as_deref(),
+                stalled,
+            ),
+        };
+        let Some(d) = decided else {
+            return Ok(observed);
+        };
+        let outputs = if d.with_outputs && self.has_template {
+            self.get(&handle, true).await?.and_then(|s| s.outputs)
+        } else {
+            None
+        };
+        info!(nodegroup = ?ng, from = %current.status.as_str(), to = %d.status.as_str(), reason = ?d.reason, "status sync");
+        let (cluster, epoch, at) = (view.cluster.uuid, self.epoch, Timestamp::now());
+        let cmd = match ng {
+            None => ShardCommand::SyncStatus {
+                epoch,
+                cluster,
+                status: d.status,
+                reason: d.reason,
+                outputs,
+                at,
+            },
+            Some(nodegroup) => ShardCommand::SyncNodeGroupStatus {
+                epoch,
+                cluster,
+                nodegroup,
+                status: d.status,
+                reason: d.reason,
+                node_addresses: outputs.map(|o| o.node_addresses),
+                at,
+            },
+        };
+        propose(self.group, cmd).await.map(|()| observed)
+    }
+
+    async fn get(
+        &self,
+        handle: &StackHandle,
+        with_outputs: bool,
+    ) -> Result<Option<StackState>, String> {
+        let project = &self.view.cluster.project_id;
+        self.cloud
+            .get_stack(project, handle, &self.op, self.view, with_outputs)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Proposes an observation; `Err("stale")` when this node no longer owns the shard.
+pub(crate) async fn propose(
+    group: &Group<ShardLogic>,
+    command: ShardCommand,
+) -> Result<(), String> {
+    let req = ShardRequest {
+        request_id: None,
+        command,
+    };
+    let payload = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
+    let bytes = group.write(payload).await.map_err(|e| match e {
+        magnum_raft::WriteError::NotLeader { .. } => "stale".to_string(),
+        e => e.to_string(),
+    })?;
+    match serde_json::from_slice::<ShardResponse>(&bytes) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(CommandError::StaleEpoch { .. })) => Err("stale".into()),
+        // An operation started meanwhile, or the cluster (nodegroup) is gone: not ours to sync.
+        Ok(Err(CommandError::StaleOperation | CommandError::NotFound(_))) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("undecodable response: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,346 @@
+//! The meta group (Raft group 0): bootstrap parameters every node must agree on, the conductor
+//! registry (`GET /v1/mservices`), the conductor membership (`magnum manage conductor ...`) and
+//! the replica placement of every data group.
+use crate::membership::placement::Placement;
+use crate::shard::persist::{dec, enc};
+use magnum_proto::meta::CONDUCTOR_BINARY;
+use magnum_proto::{NodeEntry, NodeId, NodeState, PlacementView, ServiceRecord, Timestamp};
+use magnum_raft::{StateMachineLogic, WriteSet};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+const BOOTSTRAP_KEY: &[u8] = b"bootstrap";
+/// Registry rows: this prefix, then the node id big-endian.
+const SERVICE_PREFIX: &[u8] = b"svc/";
+/// Membership rows: this prefix, then the node id big-endian.
+const NODE_PREFIX: &[u8] = b"node/";
+/// Placement rows: this prefix, then the group id big-endian.
+const PLACE_PREFIX: &[u8] = b"place/";
+
+/// Replicas per data group unless the bootstrap said otherwise.
+pub const DEFAULT_REPLICAS: u32 = 3;
+
+fn default_replicas() -> u32 {
+    DEFAULT_REPLICAS
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bootstrap {
+    pub shards: u32,
+    pub hash: String,
+    /// Written by deployments bootstrapped before placement existed without it.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaCommand {
+    /// Fix the shard count and hash once; a repeat with the same values is a no-op.
+    Bootstrap(Bootstrap),
+    /// Upsert a conductor's registry row and count one more report. The time comes in the
+    /// command so that `apply` stays deterministic.
+    Heartbeat {
+        node: u64,
+        host: String,
+        version: String,
+        at: Timestamp,
+    },
+    /// The first membership and placement: at bootstrap, or adopted from the Raft memberships
+    /// of a deployment that predates placement. Only applies while no node is known.
+    InitPlacement {
+        nodes: Vec<NodeEntry>,
+        placement: Placement,
+    },
+    AddNode {
+        id: NodeId,
+        raft: String,
+        service: String,
+    },
+    SetNodeState {
+        id: NodeId,
+        state: NodeState,
+    },
+    /// Compare-and-set one group's replica set (the placement controller's steps).
+    SetPlacement {
+        group: u64,
+        expected: BTreeSet<NodeId>,
+        replicas: BTreeSet<NodeId>,
+    },
+    /// Drop a leaving node that no longer hosts anything.
+    ForgetNode {
+        id: NodeId,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaResponse {
+    Ok(Bootstrap),
+    Conflict(Bootstrap),
+    Service(ServiceRecord),
+    Node(NodeEntry),
+    Done,
+    /// Refused, with a message for the operator.
+    Rejected(String),
+    Undecodable,
+}
+
+#[derive(Debug, Default)]
+pub struct MetaState {
+    pub bootstrap: Option<Bootstrap>,
+    /// The conductor registry by node id.
+    pub services: BTreeMap<u64, ServiceRecord>,
+    /// The conductors of the deployment.
+    pub nodes: BTreeMap<NodeId, NodeEntry>,
+    /// Replica sets of the data groups.
+    pub placement: Placement,
+}
+
+fn key(prefix: &[u8], id: u64) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn service_key(node: u64) -> Vec<u8> {
+    key(SERVICE_PREFIX, node)
+}
+
+fn id_after(k: &[u8], prefix: &[u8]) -> Result<u64, String> {
+    let b: [u8; 8] = k[prefix.len()..]
+        .try_into()
+        .map_err(|_| format!("bad meta key {k:?}"))?;
+    Ok(u64::from_be_bytes(b))
+}
+
+impl MetaState {
+    fn heartbeat(
+        &mut self,
+        node: u64,
+        host: String,
+        version: String,
+        at: Timestamp,
+    ) -> ServiceRecord {
+        let rec = self.services.entry(node).or_insert_with(|| ServiceRecord {
+            id: node,
+            host: host.clone(),
+            binary: CONDUCTOR_BINARY.to_string(),
+            report_count: 0,
+            created_at: at,
+            updated_at: at,
+            version: version.clone(),
+        });
+        rec.host = host;
+        rec.version = version;
+        rec.report_count = rec.report_count.saturating_add(1);
+        // A late beat with an older clock never moves the row back in time.
+        rec.updated_at = rec.updated_at.max(at);
+        rec.clone()
+    }
+}
+
+impl MetaState {
+    /// Replicas per data group wanted by the deployment.
+    pub fn replicas(&self) -> u32 {
+        self.bootstrap
+            .as_ref()
+            .map_or(DEFAULT_REPLICAS, |b| b.replicas)
+    }
+
+    /// Data groups of the deployment (1..=S), empty before bootstrap.
+    pub fn data_groups(&self) -> Vec<u64> {
+        let s = self.bootstrap.as_ref().map_or(0, |b| b.shards);
+        (1..=u64::from(s)).collect()
+    }
+
+    pub fn view(&self) -> PlacementView {
+        PlacementView {
+            replicas: self.replicas(),
+            shards: self.bootstrap.as_ref().map_or(0, |b| b.shards),
+            nodes: self.nodes.values().cloned().collect(),
+            groups: self
+                .placement
+                .iter()
+                .map(|(g, s)| (*g, s.iter().copied().collect()))
+                .collect(),
+        }
+    }
+
+    fn put_node(&mut self, n: NodeEntry, writes: &mut WriteSet) {
+        if let Some(v) = enc(&n) {
+            writes.put(key(NODE_PREFIX, n.id.0), v);
+        }
+        self.nodes.insert(n.id, n);
+    }
+
+    fn put_placement(&mut self, group: u64, set: BTreeSet<NodeId>, writes: &mut WriteSet) {
+        if let Some(v) = enc(&set) {
+            writes.put(key(PLACE_PREFIX, group), v);
+        }
+        self.placement.insert(group, set);
+    }
+
+    fn apply_membership(&mut self, cmd: MetaCommand, writes: &mut WriteSet) -> MetaResponse {
+        match cmd {
+            MetaCommand::InitPlacement { nodes, placement } => {
+                if !self.nodes.is_empty() {
+                    return MetaResponse::Done;
+                }
+                for n in nodes {
+                    self.put_node(n, writes);
+                }
+                for (g, set) in placement {
+                    self.put_placement(g, set, writes);
+                }
+                MetaResponse::Done
+            }
+            MetaCommand::AddNode { id, raft, service } => match self.nodes.get(&id) {
+                Some(n) if n.raft == raft && n.service == service => MetaResponse::Node(n.clone()),
+                Some(n) => MetaResponse::Rejected(format!(
+                    "conductor {} is already registered with raft {} and service {}",
+                    id.0, n.raft, n.service
+                )),
+                None if self
+                    .nodes
+                    .values()
+                    .any(|n| n.raft == raft || n.service == service) =>
+                {
+                    MetaResponse::Rejected(format!(
+                        "another conductor already uses raft {raft} or service {service}"
+                    ))
+                }
+                None => {
+                    let n = NodeEntry {
+                        id,
+                        raft,
+                        service,
+                        state: NodeState::Active,
+                    };
+                    self.put_node(n.clone(), writes);
+                    MetaResponse::Node(n)
+                }
+            },
+            MetaCommand::SetNodeState { id, state } => {
+                let Some(mut n) = self.nodes.get(&id).cloned() else {
+                    return MetaResponse::Rejected(format!("no conductor {}", id.0));
+                };
+                if n.state == NodeState::Leaving && state != NodeState::Leaving {
+                    return MetaResponse::Rejected(format!(
+                        "conductor {} is being removed; add it again once it is gone",
+                        id.0
+                    ));
+                }
+                if state == NodeState::Leaving
+                    && self
+                        .nodes
+                        .values()
+                        .filter(|m| m.state != NodeState::Leaving)
+                        .count()
+                        <= 1
+                {
+                    return MetaResponse::Rejected("the last conductor cannot be removed".into());
+                }
+                n.state = state;
+                self.put_node(n.clone(), writes);
+                MetaResponse::Node(n)
+            }
+            MetaCommand::SetPlacement {
+                group,
+                expected,
+                replicas,
+            } => {
+                let cur = self.placement.get(&group).cloned().unwrap_or_default();
+                if cur != expected {
+                    return MetaResponse::Rejected(format!(
+                        "placement of group {group} changed meanwhile"
+                    ));
+                }
+                self.put_placement(group, replicas, writes);
+                MetaResponse::Done
+            }
+            MetaCommand::ForgetNode { id } => {
+                let hosts = self.placement.values().any(|s| s.contains(&id));
+                match self.nodes.get(&id) {
+                    Some(n) if n.state == NodeState::Leaving && !hosts => {
+                        self.nodes.remove(&id);
+                        writes.delete(key(NODE_PREFIX, id.0));
+                        self.services.remove(&id.0);
+                        writes.delete(service_key(id.0));
+                        MetaResponse::Done
+                    }
+                    Some(_) => MetaResponse::Rejected(format!(
+                        "conductor {} still hosts replicas or is not leaving",
+                        id.0
+                    )),
+                    None => MetaResponse::Done,
+                }
+            }
+            _ => MetaResponse::Undecodable,
+        }
+    }
+}
+
+impl StateMachineLogic for MetaState {
+    fn load(&mut self, kv: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String> {
+        *self = Self::default();
+        for (k, v) in kv {
+            if k == BOOTSTRAP_KEY {
+                self.bootstrap = Some(serde_json::from_slice(&v).map_err(|e| e.to_string())?);
+            } else if k.starts_with(SERVICE_PREFIX) {
+                let rec: ServiceRecord = dec(&v)?;
+                self.services.insert(rec.id, rec);
+            } else if k.starts_with(NODE_PREFIX) {
+                let n: NodeEntry = dec(&v)?;
+                self.nodes.insert(n.id, n);
+            } else if k.starts_with(PLACE_PREFIX) {
+                self.placement.insert(id_after(&k, PLACE_PREFIX)?, dec(&v)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, _index: u64, payload: &[u8], writes: &mut WriteSet) -> Vec<u8> {
+        let resp = match serde_json::from_slice::<MetaCommand>(payload) {
+            Ok(MetaCommand::Bootstrap(b)) => match &self.bootstrap {
+                Some(cur) if *cur != b => MetaResponse::Conflict(cur.clone()),
+                Some(cur) => MetaResponse::Ok(cur.clone()),
+                None => {
+                    if let Ok(v) = serde_json::to_vec(&b) {
+                        writes.put(BOOTSTRAP_KEY, v);
+                    }
+                    self.bootstrap = Some(b.clone());
+                    MetaResponse::Ok(b)
+                }
+            },
+            Ok(MetaCommand::Heartbeat {
+                node,
+                host,
+                version,
+                at,
+            }) if !self.nodes.is_empty() && !self.nodes.contains_key(&NodeId(node)) => {
+                // A removed conductor (or one not added yet) is not a service of this deployment.
+                MetaResponse::Rejected(format!(
+                    "conductor {node} ({host}, {version}, {at:?}) is not a member"
+                ))
+            }
+            Ok(MetaCommand::Heartbeat {
+                node,
+                host,
+                version,
+                at,
+            }) => {
+                let rec = self.heartbeat(node, host, version, at);
+                if let Some(v) = enc(&rec) {
+                    writes.put(service_key(node), v);
+                }
+                MetaResponse::Service(rec)
+            }
+            Ok(other) => self.apply_membership(other, writes),
+            Err(_) => MetaResponse::Undecodable,
+        };
+        serde_json::to_vec(&resp).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+#[path = "meta_tests.rs"]
+mod tests;

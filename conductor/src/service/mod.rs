@@ -1,0 +1,432 @@
+//! The conductor's service listener: forwarded mutations and linearizable reads from API nodes,
+//! and the topology they route by. JSON bodies in a versioned envelope (`magnum_proto::wire`).
+use crate::membership::hosting::Hosting;
+use crate::membership::meta::{MetaCommand, MetaResponse, MetaState};
+use crate::shard::logic::ShardLogic;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use magnum_proto::wire::{
+    self, Done, Envelope, GroupInfo, InternalError, MultiQuery, MultiQueryResult, NodeInfo,
+    NotLeader, SetMembers, SignCsr, SignResult, Topology, TransferLeader,
+};
+use magnum_proto::{
+    shard, MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeId, ShardCommand, ShardQuery,
+    ShardRequest,
+};
+use magnum_raft::{Group, GroupStatus, NodeAddr, WriteError};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct ServiceState {
+    pub node: NodeId,
+    pub hosting: Arc<Hosting>,
+    /// Opens the sealed CA keys for signing.
+    pub cert_key: crate::pki::sealing::CertKey,
+}
+
+impl ServiceState {
+    fn meta(&self) -> &Group<MetaState> {
+        &self.hosting.meta
+    }
+}
+
+/// How long a new replica may take to catch up before it is made a voter.
+const CATCH_UP: Duration = Duration::from_secs(20);
+
+pub fn router(state: Arc<ServiceState>) -> Router {
+    Router::new()
+        .route(wire::TOPOLOGY_PATH, get(topology))
+        .route("/internal/v1/shards/{shard}/command", post(command))
+        .route("/internal/v1/shards/{shard}/query", post(query))
+        .route(wire::MULTI_QUERY_PATH, post(multi_query))
+        .route("/internal/v1/shards/{shard}/sign", post(sign))
+        .route(wire::META_COMMAND_PATH, post(meta_command))
+        .route(wire::META_QUERY_PATH, post(meta_query))
+        .route("/internal/v1/groups/{group}/members", post(set_members))
+        .route("/internal/v1/groups/{group}/transfer", post(transfer))
+        .with_state(state)
+}
+
+/// Every non-2xx answer of the service listener, turned into a response in one place.
+enum SvcError {
+    BadRequest(String),
+    NotFound(String),
+    NotLeader(Option<(u64, NodeAddr)>),
+    Unavailable(String),
+}
+
+impl From<WriteError> for SvcError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotLeader { leader } => SvcError::NotLeader(leader),
+            other => SvcError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for SvcError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match self {
+            SvcError::NotLeader(leader) => {
+                let leader = leader.map(|(id, addr)| NodeInfo {
+                    id: NodeId(id),
+                    service: addr.service,
+                });
+                let status = StatusCode::from_u16(wire::NOT_LEADER_STATUS)
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return (status, Json(NotLeader { leader })).into_response();
+            }
+            SvcError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            SvcError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            SvcError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+        };
+        (status, Json(InternalError { error: msg })).into_response()
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SvcError> {
+    let env: Envelope<T> = serde_json::from_slice(body)
+        .map_err(|e| SvcError::BadRequest(format!("malformed envelope: {e}")))?;
+    if !env.version_ok() {
+        return Err(SvcError::BadRequest(format!(
+            "protocol version {} not in {}..={}",
+            env.proto,
+            wire::MIN_PROTO_VERSION,
+            wire::PROTO_VERSION
+        )));
+    }
+    Ok(env.body)
+}
+
+/// This node's replica of `shard`; a shard hosted elsewhere answers "not leader" with a
+/// replica that knows the leader.
+fn shard_group(s: &ServiceState, shard: u32) -> Result<Group<ShardLogic>, SvcError> {
+    if let Some(g) = s.hosting.shard(shard) {
+        return Ok(g);
+    }
+    let shards = s
+        .meta()
+        .read_local(|m| m.bootstrap.as_ref().map_or(0, |b| b.shards));
+    if shard >= shards {
+        return Err(SvcError::NotFound(format!("no shard {shard}")));
+    }
+    Err(SvcError::NotLeader(s.hosting.replica_elsewhere(shard)))
+}
+
+async fn command(
+    State(s): State<Arc<ServiceState>>,
+    Path(shard): Path<u32>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let mut req: ShardRequest = decode(&body)?;
+    // The creator's token (for the cluster's trust) enters the log only sealed.
+    if let ShardCommand::CreateCluster { operation, .. } = &mut req.command {
+        if let Some(t) = operation.trustor.as_mut() {
+            t.token = s.cert_key.seal(&t.token);
+        }
+    }
+    // Ownership and operation progress are the conductor's own business.
+    if matches!(
+        req.command,
+        ShardCommand::TakeOwnership { .. }
+            | ShardCommand::Advance { .. }
+            | ShardCommand::NotificationsDelivered { .. }
+    ) {
+        return Err(SvcError::BadRequest(
+            "internal command not accepted from clients".into(),
+        ));
+    }
+    let group = shard_group(&s, shard)?;
+    let payload = serde_json::to_vec(&req).map_err(|e| SvcError::BadRequest(e.to_string()))?;
+    let bytes = group.write(payload).await?;
+    // The state machine's answer is already the JSON of a ShardResponse.
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn query(
+    State(s): State<Arc<ServiceState>>,
+    Path(shard): Path<u32>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let q: ShardQuery = decode(&body)?;
+    let group = shard_group(&s, shard)?;
+    let r = group.read_leased(|l| l.state.query(&q)).await?;
+    Ok(Json(r).into_response())
+}
+
+/// The same query on each asked shard this node leads; `None` for the others (the client asks
+/// those alone and follows their leader hints).
+async fn multi_query(
+    State(s): State<Arc<ServiceState>>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let m: MultiQuery = decode(&body)?;
+    let q = &m.query;
+    let reads = m.shards.iter().map(|shard| {
+        let group = s.hosting.shard(shard.0);
+        async move {
+            match group {
+                Some(g) => g.read_leased(|l| l.state.query(q)).await.ok(),
+                None => None,
+            }
+        }
+    });
+    let answers = futures::future::join_all(reads).await;
+    Ok(Json(MultiQueryResult { answers }).into_response())
+}
+
+/// Signs on the leader, with the CA it read after a linearizability check; the private key never
+/// leaves the conductor.
+async fn sign(
+    State(s): State<Arc<ServiceState>>,
+    Path(shard): Path<u32>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let req: SignCsr = decode(&body)?;
+    let group = shard_group(&s, shard)?;
+    let certs = group.read(|l| l.state.certs(req.cluster).cloned()).await?;
+    let r = match certs {
+        None => SignResult::NoCertificates,
+        Some(c) => match crate::pki::csr::sign_csr(&c, &s.cert_key, req.ca, &req.csr) {
+            Ok(pem) => SignResult::Signed(pem),
+            Err(crate::pki::csr::SignError::BadCsr(m)) => SignResult::BadCsr(m),
+            Err(e) => return Err(SvcError::Unavailable(e.to_string())),
+        },
+    };
+    Ok(Json(r).into_response())
+}
+
+async fn meta_command(
+    State(s): State<Arc<ServiceState>>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    // `MetaRequest` has only the variants clients may send (bootstrap stays internal).
+    let cmd = match decode::<MetaRequest>(&body)? {
+        MetaRequest::Heartbeat {
+            node,
+            host,
+            version,
+            at,
+        } => MetaCommand::Heartbeat {
+            node: node.0,
+            host,
+            version,
+            at,
+        },
+        MetaRequest::AddNode { id, raft, service } => {
+            if raft.parse::<std::net::SocketAddr>().is_err()
+                || service.parse::<std::net::SocketAddr>().is_err()
+            {
+                return Err(SvcError::BadRequest(format!(
+                    "addresses must be host:port with an IP address, got raft {raft:?} and \
+                     service {service:?}"
+                )));
+            }
+            MetaCommand::AddNode { id, raft, service }
+        }
+        MetaRequest::SetNodeState { id, state } => MetaCommand::SetNodeState { id, state },
+    };
+    let payload = serde_json::to_vec(&cmd).map_err(|e| SvcError::BadRequest(e.to_string()))?;
+    let bytes = s.meta().write(payload).await?;
+    match serde_json::from_slice::<MetaResponse>(&bytes) {
+        Ok(MetaResponse::Service(rec)) => Ok(Json(MetaReply::Service(rec)).into_response()),
+        Ok(MetaResponse::Node(n)) => Ok(Json(MetaReply::Node(n)).into_response()),
+        Ok(MetaResponse::Rejected(m)) => Err(SvcError::BadRequest(m)),
+        Ok(other) => Err(SvcError::Unavailable(format!(
+            "unexpected meta answer {other:?}"
+        ))),
+        Err(e) => Err(SvcError::Unavailable(format!(
+            "undecodable meta answer: {e}"
+        ))),
+    }
+}
+
+async fn meta_query(State(s): State<Arc<ServiceState>>, body: Bytes) -> Result<Response, SvcError> {
+    let r = match decode::<MetaQuery>(&body)? {
+        MetaQuery::Services => {
+            let v = s
+                .meta()
+                .read_leased(|m| m.services.values().cloned().collect())
+                .await?;
+            MetaQueryResult::Services(v)
+        }
+        MetaQuery::Placement => MetaQueryResult::Placement(s.meta().read(|m| m.view()).await?),
+    };
+    Ok(Json(r).into_response())
+}
+
+/// The replica of `group` hosted here, if any (0 = meta).
+fn hosted_status(s: &ServiceState, group: u64) -> Option<GroupStatus> {
+    if group == wire::META_GROUP {
+        return Some(s.meta().status());
+    }
+    let shard = u32::try_from(group.checked_sub(1)?).ok()?;
+    s.hosting.shard(shard).map(|g| g.status())
+}
+
+/// Leader only: make `voters` the group's voters (learners first, then the membership change).
+async fn set_members(
+    State(s): State<Arc<ServiceState>>,
+    Path(group): Path<u64>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let req: SetMembers = decode(&body)?;
+    if group == wire::META_GROUP || req.voters.is_empty() {
+        return Err(SvcError::BadRequest(
+            "only data groups, with at least one voter".into(),
+        ));
+    }
+    let shard = u32::try_from(group - 1).map_err(|e| SvcError::BadRequest(e.to_string()))?;
+    let g = shard_group(&s, shard)?;
+    let st = g.status();
+    if !st.is_leader {
+        return Err(not_leader_of(&st));
+    }
+    for (id, a) in req.voters.iter().chain(req.learners.iter()) {
+        if st.members.contains_key(&id.0) {
+            continue;
+        }
+        let addr = NodeAddr {
+            raft: a.raft.clone(),
+            service: a.service.clone(),
+        };
+        match tokio::time::timeout(CATCH_UP, g.add_learner(id.0, addr, true)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(SvcError::Unavailable(format!(
+                    "node {} did not catch up within {CATCH_UP:?}",
+                    id.0
+                )))
+            }
+        }
+    }
+    let voters: BTreeSet<u64> = req.voters.keys().map(|n| n.0).collect();
+    if g.status().voters != voters {
+        g.change_membership(voters.clone(), false).await?;
+    }
+    let keep: BTreeSet<u64> = req.learners.keys().map(|n| n.0).collect();
+    let stale: BTreeSet<u64> = g
+        .status()
+        .members
+        .keys()
+        .filter(|n| !voters.contains(n) && !keep.contains(n))
+        .copied()
+        .collect();
+    if !stale.is_empty() {
+        g.remove_nodes(stale).await?;
+    }
+    Ok(Json(Done {}).into_response())
+}
+
+async fn transfer(
+    State(s): State<Arc<ServiceState>>,
+    Path(group): Path<u64>,
+    body: Bytes,
+) -> Result<Response, SvcError> {
+    let req: TransferLeader = decode(&body)?;
+    let st = match hosted_status(&s, group) {
+        Some(st) => st,
+        None => {
+            let shard = u32::try_from(group.saturating_sub(1))
+                .map_err(|e| SvcError::BadRequest(e.to_string()))?;
+            return Err(shard_group(&s, shard)
+                .err()
+                .unwrap_or(SvcError::NotLeader(None)));
+        }
+    };
+    if !st.is_leader {
+        return Err(not_leader_of(&st));
+    }
+    if !st.voters.contains(&req.to.0) {
+        return Err(SvcError::BadRequest(format!(
+            "node {} is not a voter of group {group}",
+            req.to.0
+        )));
+    }
+    let res = if group == wire::META_GROUP {
+        s.meta().transfer_leader(req.to.0).await
+    } else {
+        match s.hosting.shard((group - 1) as u32) {
+            Some(g) => g.transfer_leader(req.to.0).await,
+            None => return Err(SvcError::NotLeader(None)),
+        }
+    };
+    res.map_err(|e| SvcError::Unavailable(e.to_string()))?;
+    Ok(Json(Done {}).into_response())
+}
+
+fn not_leader_of(st: &GroupStatus) -> SvcError {
+    SvcError::NotLeader(
+        st.leader
+            .and_then(|l| st.members.get(&l).map(|a| (l, a.clone()))),
+    )
+}
+
+fn group_info(g: &GroupStatus) -> GroupInfo {
+    GroupInfo {
+        group: g.group,
+        leader: g.leader.map(NodeId),
+        term: g.term,
+        last_applied: g.last_applied,
+        committed: g.committed,
+        voters: g.voters.iter().copied().map(NodeId).collect(),
+        learners: g
+            .members
+            .keys()
+            .filter(|n| !g.voters.contains(n))
+            .copied()
+            .map(NodeId)
+            .collect(),
+    }
+}
+
+async fn topology(State(s): State<Arc<ServiceState>>) -> Json<Topology> {
+    let meta = s.meta().status();
+    let (shards, registered, placement) = s.meta().read_local(|m| {
+        (
+            m.bootstrap.as_ref().map_or(0, |b| b.shards),
+            m.nodes
+                .values()
+                .map(|n| NodeInfo {
+                    id: n.id,
+                    service: n.service.clone(),
+                })
+                .collect::<Vec<_>>(),
+            m.view().groups,
+        )
+    });
+    // Before the membership is recorded (or in a deployment that predates it), the meta
+    // group's members are the nodes.
+    let nodes = if registered.is_empty() {
+        meta.members
+            .iter()
+            .map(|(id, addr)| NodeInfo {
+                id: NodeId(*id),
+                service: addr.service.clone(),
+            })
+            .collect()
+    } else {
+        registered
+    };
+    let groups = std::iter::once(meta.clone())
+        .chain(s.hosting.shards().iter().map(|g| g.status()))
+        .map(|g| group_info(&g))
+        .collect();
+    Json(Topology {
+        shards,
+        hash: shard::HASH_NAME.to_string(),
+        node: s.node,
+        nodes,
+        groups,
+        placement,
+    })
+}

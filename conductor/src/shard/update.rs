@@ -1,0 +1,208 @@
+//! Cluster updates (`PATCH /v1/clusters/{id}`, reference §6.6): the worker count starts an
+//! update operation; health fields are saved directly.
+use crate::shard::messages;
+use crate::shard::{Key, ShardState};
+use magnum_proto::*;
+use std::collections::BTreeMap;
+
+/// Status gate of update, upgrade and CA rotation (reference §6.2).
+pub(crate) const UPDATABLE: [ClusterStatus; 8] = [
+    ClusterStatus::CREATE_COMPLETE,
+    ClusterStatus::UPDATE_COMPLETE,
+    ClusterStatus::RESUME_COMPLETE,
+    ClusterStatus::RESTORE_COMPLETE,
+    ClusterStatus::ROLLBACK_COMPLETE,
+    ClusterStatus::SNAPSHOT_COMPLETE,
+    ClusterStatus::CHECK_COMPLETE,
+    ClusterStatus::ADOPT_COMPLETE,
+];
+
+impl ShardState {
+    /// The status gate of reference §6.2 for an operation on a quiet cluster: one of the
+    /// `*_COMPLETE` states and no operation running. `doing` starts the 400's message.
+    pub(crate) fn quiet_cluster(
+        &self,
+        id: ClusterId,
+        doing: &str,
+    ) -> Result<&Cluster, CommandError> {
+        let Some(c) = self.clusters.get(&id) else {
+            return Err(CommandError::NotFound(messages::cluster_not_found(
+                &id.to_string(),
+            )));
+        };
+        if !UPDATABLE.contains(&c.status) || self.ops.contains_key(&id) {
+            return Err(CommandError::BadRequest(format!(
+                "{doing} when status is \"{}\" is not supported.",
+                c.status.as_str()
+            )));
+        }
+        Ok(c)
+    }
+
+    pub(crate) fn update_cluster(
+        &mut self,
+        id: ClusterId,
+        node_count: u32,
+        rollback: bool,
+        op: &Operation,
+        at: Timestamp,
+    ) -> ShardResponse {
+        self.quiet_cluster(id, "Updating a cluster")?;
+        let Some(worker) = self
+            .nodegroups
+            .get_mut(&id)
+            .and_then(|ngs| ngs.iter_mut().find(|n| n.is_default && !n.is_master()))
+        else {
+            return Err(CommandError::BadRequest(
+                "The cluster has no default worker nodegroup.".into(),
+            ));
+        };
+        if worker.node_count == node_count {
+            // Nothing changes: no stack update (Magnum returns without an RPC either).
+            return Ok(CommandOk::Done);
+        }
+        let ng = worker.uuid;
+        let mut op = op.clone();
+        op.rollback = rollback;
+        op.nodes_to_remove = Vec::new();
+        self.start_update(id, ng, node_count, op, at);
+        Ok(CommandOk::Done)
+    }
+
+    pub(crate) fn resize_cluster(
+        &mut self,
+        id: ClusterId,
+        ng: NodeGroupId,
+        node_count: u32,
+        nodes_to_remove: &[String],
+        op: &Operation,
+        at: Timestamp,
+    ) -> ShardResponse {
+        let Some(c) = self.clusters.get(&id) else {
+            return Err(CommandError::NotFound(messages::cluster_not_found(
+                &id.to_string(),
+            )));
+        };
+        let resizable = UPDATABLE.contains(&c.status)
+            || matches!(
+                c.status,
+                ClusterStatus::UPDATE_FAILED | ClusterStatus::UPDATE_IN_PROGRESS
+            );
+        // Only an update may be superseded (the autoscaler resizes while one runs).
+        let busy = self.ops.get(&id).is_some_and(|o| o.kind != OpKind::Update);
+        if !resizable || busy {
+            return Err(CommandError::BadRequest(format!(
+                "Resizing a cluster when status is \"{}\" is not supported.",
+                c.status.as_str()
+            )));
+        }
+        let Some(n) = self
+            .nodegroups
+            .get_mut(&id)
+            .and_then(|ngs| ngs.iter_mut().find(|n| n.uuid == ng))
+        else {
+            return Err(CommandError::NotFound(format!(
+                "Nodegroup {ng} could not be found."
+            )));
+        };
+        if n.is_master() {
+            return Err(CommandError::BadRequest(
+                "Resizing a master nodegroup is not supported.".into(),
+            ));
+        }
+        if node_count < n.min_node_count || n.max_node_count.is_some_and(|m| node_count > m) {
+            return Err(CommandError::BadRequest(format!(
+                "Resizing {} outside the allowed range: min_node_count = {}, max_node_count = {}",
+                n.name,
+                n.min_node_count,
+                n.max_node_count
+                    .map_or_else(|| "None".to_string(), |m| m.to_string())
+            )));
+        }
+        let ng = n.uuid;
+        let mut op = op.clone();
+        op.rollback = false;
+        op.nodes_to_remove = nodes_to_remove.to_vec();
+        self.start_update(id, ng, node_count, op, at);
+        Ok(CommandOk::Done)
+    }
+
+    pub(crate) fn set_health(
+        &mut self,
+        id: ClusterId,
+        status: &Option<String>,
+        reason: &Option<BTreeMap<String, String>>,
+        at: Timestamp,
+    ) -> ShardResponse {
+        let Some(c) = self.clusters.get_mut(&id) else {
+            return Err(CommandError::NotFound(messages::cluster_not_found(
+                &id.to_string(),
+            )));
+        };
+        c.health_status = status.clone();
+        c.health_status_reason = reason.clone();
+        c.updated_at = Some(at);
+        self.dirty.insert(Key::Cluster(id));
+        Ok(CommandOk::Done)
+    }
+
+    /// Sets the nodegroup's new count and starts (or supersedes) the cluster's update operation.
+    fn start_update(
+        &mut self,
+        id: ClusterId,
+        ng: NodeGroupId,
+        node_count: u32,
+        mut op: Operation,
+        at: Timestamp,
+    ) {
+        let mut previous = None;
+        if let Some(n) = self
+            .nodegroups
+            .get_mut(&id)
+            .and_then(|ngs| ngs.iter_mut().find(|n| n.uuid == ng))
+        {
+            previous = Some(n.node_count);
+            n.node_count = node_count;
+            n.status = Some(ClusterStatus::UPDATE_IN_PROGRESS);
+            n.status_reason = None;
+            n.updated_at = Some(at);
+        }
+        if let Some(c) = self.clusters.get_mut(&id) {
+            c.status = ClusterStatus::UPDATE_IN_PROGRESS;
+            c.status_reason = None;
+            c.updated_at = Some(at);
+        }
+        op.cluster = id;
+        op.kind = OpKind::Update;
+        op.step = Step::UpdateStack { attempt: 0 };
+        op.nodegroup = Some(ng);
+        op.upgrade = None;
+        op.restore_node_count = previous;
+        op.retries = 0;
+        op.last_error = None;
+        self.ops.insert(id, op);
+        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
+            self.dirty.insert(k);
+        }
+        self.notify(id, "update", crate::shard::notify::Outcome::Pending, at);
+    }
+
+    /// A failed update call puts the nodegroup's count back (reference §6.6); `None` is the
+    /// default worker (operations persisted before `nodegroup` existed).
+    pub(crate) fn restore_node_count(
+        &mut self,
+        id: ClusterId,
+        ng: Option<NodeGroupId>,
+        count: u32,
+    ) {
+        if let Some(w) = self.nodegroups.get_mut(&id).and_then(|ngs| {
+            ngs.iter_mut().find(|n| match ng {
+                Some(ng) => n.uuid == ng,
+                None => n.is_default && !n.is_master(),
+            })
+        }) {
+            w.node_count = count;
+            self.dirty.insert(Key::NodeGroups(id));
+        }
+    }
+}
