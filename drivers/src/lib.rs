@@ -5,7 +5,8 @@
 //!   user-token validation; the service catalog), Heat v1 (stack create/find/show/update/delete/list
 //!   with an error type that separates conflict, not-found, permanent and transient failures), and
 //!   the Glance/Nova/Neutron look-ups needed to validate cluster templates.
-//! - [`driver`]: the [`Driver`] trait and the registry that selects a driver by
+//! - [`driver`]: the [`Driver`] trait and its plain inputs and outputs.
+//! - [`registry`]: every driver of this build, and the look-ups that select one by name or by
 //!   `(server_type, os_distro, coe)`.
 //! - [`k8s_fedora_coreos_v1`]: the Kubernetes-on-Fedora-CoreOS Heat driver: HOT templates (data
 //!   files under `templates/`), the mapping of a cluster onto stack parameters, and of stack
@@ -39,13 +40,14 @@ pub mod mesos_ubuntu_v1;
 pub mod naming;
 pub mod nodegroup;
 pub mod openstack;
+pub mod registry;
 pub mod swarm_fedora_atomic_v1;
 pub mod swarm_fedora_atomic_v2;
 
 pub use driver::{
-    all_drivers, driver_by_name, find_driver, ClusterOutputs, ClusterSpec, Driver, DriverKey,
-    OutputOptions, ScaleSpec, Trustee,
+    ClusterOutputs, ClusterSpec, Driver, DriverKey, OutputOptions, ScaleSpec, Trustee,
 };
 pub use error::{DriverError, Error, HeatError, Result};
 pub use naming::{nodegroup_stack_name, stack_name};
 pub use nodegroup::{NodeGroupSpec, NodeTaint, UpgradeSpec};
+pub use registry::{all_drivers, driver_by_name, find_driver};
