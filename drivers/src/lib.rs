@@ -6,8 +6,9 @@
 //!   with an error type that separates conflict, not-found, permanent and transient failures), and
 //!   the Glance/Nova/Neutron look-ups needed to validate cluster templates.
 //! - [`driver`]: the [`Driver`] trait and its plain inputs and outputs.
-//! - [`registry`]: every driver of this build, and the look-ups that select one by name or by
-//!   `(server_type, os_distro, coe)`.
+//! - [`registry`]: every driver of this build, the look-ups that select one by name or by
+//!   `(server_type, os_distro, coe)`, and [`driver_for`], the one rule that gives a cluster
+//!   template its driver.
 //! - [`k8s_fedora_coreos_v1`]: the Kubernetes-on-Fedora-CoreOS Heat driver: HOT templates (data
 //!   files under `templates/`), the mapping of a cluster onto stack parameters, and of stack
 //!   outputs/parameters back onto cluster fields.
@@ -50,4 +51,4 @@ pub use driver::{
 pub use error::{DriverError, Error, HeatError, Result};
 pub use naming::{nodegroup_stack_name, stack_name};
 pub use nodegroup::{NodeGroupSpec, NodeTaint, UpgradeSpec};
-pub use registry::{all_drivers, driver_by_name, find_driver};
+pub use registry::{all_drivers, driver_by_name, driver_for, find_driver, TemplateKey};

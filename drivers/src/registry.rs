@@ -39,6 +39,41 @@ pub fn driver_by_name(name: &str) -> Option<&'static dyn Driver> {
     DRIVERS.iter().copied().find(|d| d.name() == name)
 }
 
+/// The fields of a cluster template that choose its driver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TemplateKey<'a> {
+    /// The template's `driver`: an entry-point name.
+    pub driver: Option<&'a str>,
+    /// `server_type`; unset means `vm`.
+    pub server_type: Option<&'a str>,
+    /// `cluster_distro` (the image's `os_distro`).
+    pub cluster_distro: Option<&'a str>,
+    /// `coe`.
+    pub coe: Option<&'a str>,
+}
+
+impl<'a> TemplateKey<'a> {
+    /// The `(server_type, os_distro, coe)` looked up when no registered driver is named. An unset
+    /// distro or COE becomes `""`, which no driver provides.
+    pub fn triple(&self) -> (&'a str, &'a str, &'a str) {
+        (
+            self.server_type.unwrap_or("vm"),
+            self.cluster_distro.unwrap_or(""),
+            self.coe.unwrap_or(""),
+        )
+    }
+}
+
+/// A cluster template's driver: the registered driver its `driver` field names, else the one
+/// serving its [`TemplateKey::triple`]. The API's checks and the conductor's stacks both go
+/// through here, so they never disagree on a template's driver.
+pub fn driver_for(t: &TemplateKey<'_>) -> Option<&'static dyn Driver> {
+    t.driver.and_then(driver_by_name).or_else(|| {
+        let (server_type, os_distro, coe) = t.triple();
+        find_driver(server_type, os_distro, coe)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +116,38 @@ mod tests {
         keys.dedup();
         assert_eq!(keys.len(), n, "two drivers provide the same triple");
         assert!(driver_by_name("heat_test_v1").is_some());
+    }
+
+    #[test]
+    fn template_driver_by_name_else_by_triple() {
+        let key = |driver, server_type, distro, coe| TemplateKey {
+            driver,
+            server_type,
+            cluster_distro: distro,
+            coe,
+        };
+        let name = |t: TemplateKey<'_>| driver_for(&t).map(|d| d.name());
+        // A registered name wins over the triple.
+        let named = key(
+            Some("swarm_fedora_atomic_v1"),
+            None,
+            Some("fedora-coreos"),
+            Some("kubernetes"),
+        );
+        assert_eq!(name(named), Some("swarm_fedora_atomic_v1"));
+        // An unknown name falls back to the triple; an unset server type is vm.
+        let unknown = key(
+            Some("nope"),
+            None,
+            Some("fedora-coreos"),
+            Some("kubernetes"),
+        );
+        assert_eq!(name(unknown), Some("k8s_fedora_coreos_v1"));
+        assert_eq!(unknown.triple(), ("vm", "fedora-coreos", "kubernetes"));
+        let bm = key(None, Some("bm"), Some("fedora"), Some("kubernetes"));
+        assert_eq!(name(bm), Some("k8s_fedora_ironic_v1"));
+        assert_eq!(name(key(None, None, None, Some("kubernetes"))), None);
+        assert_eq!(TemplateKey::default().triple(), ("vm", "", ""));
     }
 
     #[test]
