@@ -28,6 +28,8 @@
 
 pub mod dcos_centos_v1;
 pub mod driver;
+#[cfg(test)]
+mod driver_tests;
 pub mod error;
 pub mod heat_driver;
 pub mod heat_test_v1;

@@ -163,8 +163,3 @@ impl Driver for HeatDriver {
         }
     }
 }
-
-#[cfg(test)]
-mod nodegroup_tests;
-#[cfg(test)]
-mod tests;
