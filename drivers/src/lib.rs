@@ -16,6 +16,8 @@
 //!   (`k8s_fedora_atomic_v1`, `k8s_coreos_v1`, `k8s_fedora_ironic_v1`, `swarm_fedora_atomic_v1`,
 //!   `swarm_fedora_atomic_v2`, `mesos_ubuntu_v1`, `dcos_centos_v1`): each module holds its
 //!   templates (data files under `templates/<driver>/`), parameter mapping and output names.
+//!   It also holds the nodegroup stacks and upgrades that both Fedora Kubernetes drivers share;
+//!   it names no specific driver (they depend on it, not the reverse).
 //! - [`naming`]: deterministic Heat stack names derived from the cluster uuid.
 //!
 //! **Must not know**: Raft, sled, Magnum's REST API, or the conductor's state model. Inputs are the
