@@ -41,19 +41,17 @@ pub fn default_drivers() -> Vec<DriverDef> {
         .collect()
 }
 
-/// The driver of a template, the way the conductor picks it (its `driver` name, else the
-/// triple): the operations a driver cannot run are refused here, before anything changes.
+/// The driver of a template, by the rule the conductor uses too ([`magnum_drivers::driver_for`]):
+/// the operations a driver cannot run are refused here, before anything changes.
 pub fn template_driver(
     t: &magnum_proto::ClusterTemplate,
 ) -> Option<&'static dyn magnum_drivers::Driver> {
-    if let Some(d) = t.driver.as_deref().and_then(magnum_drivers::driver_by_name) {
-        return Some(d);
-    }
-    magnum_drivers::find_driver(
-        t.server_type.as_deref().unwrap_or("vm"),
-        t.cluster_distro.as_deref().unwrap_or(""),
-        t.coe.as_deref().unwrap_or(""),
-    )
+    magnum_drivers::driver_for(&magnum_drivers::TemplateKey {
+        driver: t.driver.as_deref(),
+        server_type: t.server_type.as_deref(),
+        cluster_distro: t.cluster_distro.as_deref(),
+        coe: t.coe.as_deref(),
+    })
 }
 
 /// The server types some driver provides for `coe`, in `SERVER_TYPES` order.

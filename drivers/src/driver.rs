@@ -1,4 +1,5 @@
-//! The COE driver interface, its plain inputs and outputs, and the driver registry.
+//! The COE driver interface and its plain inputs and outputs. The list of drivers is in
+//! [`crate::registry`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,8 +8,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::DriverError;
-use crate::heat_test_v1::HeatTestV1;
-use crate::k8s_fedora_coreos_v1::K8sFedoraCoreosV1;
 use crate::openstack::{CreateStack, Stack, UpdateStack};
 
 /// What a driver provides: `(server_type, os_distro, coe)`, e.g. `("vm", "fedora-coreos", "kubernetes")`.
@@ -23,7 +22,7 @@ pub struct DriverKey {
 }
 
 impl DriverKey {
-    fn matches(&self, server_type: &str, os_distro: &str, coe: &str) -> bool {
+    pub(crate) fn matches(&self, server_type: &str, os_distro: &str, coe: &str) -> bool {
         self.server_type.eq_ignore_ascii_case(server_type)
             && self.os_distro.eq_ignore_ascii_case(os_distro)
             && self.coe.eq_ignore_ascii_case(coe)
@@ -350,93 +349,4 @@ pub(crate) fn upgrade_unsupported(driver: &str) -> DriverError {
 /// Upstream's base driver's refusal of a CA rotation.
 pub(crate) fn ca_rotation_unsupported() -> DriverError {
     DriverError::InvalidInput("'rotate_ca_certificate' is not supported by this driver.".into())
-}
-
-static K8S_FEDORA_COREOS_V1: K8sFedoraCoreosV1 = K8sFedoraCoreosV1;
-
-static HEAT_TEST_V1: HeatTestV1 = HeatTestV1;
-
-static DRIVERS: &[&(dyn Driver + 'static)] = &[
-    &K8S_FEDORA_COREOS_V1,
-    &crate::k8s_fedora_atomic_v1::DRIVER,
-    &crate::k8s_coreos_v1::DRIVER,
-    &crate::k8s_fedora_ironic_v1::DRIVER,
-    &crate::swarm_fedora_atomic_v1::DRIVER,
-    &crate::swarm_fedora_atomic_v2::DRIVER,
-    &crate::mesos_ubuntu_v1::DRIVER,
-    &crate::dcos_centos_v1::DRIVER,
-    &HEAT_TEST_V1,
-];
-
-/// Every registered driver.
-pub fn all_drivers() -> &'static [&'static dyn Driver] {
-    DRIVERS
-}
-
-/// The driver serving `(server_type, os_distro, coe)` (compared case-insensitively), if any.
-pub fn find_driver(server_type: &str, os_distro: &str, coe: &str) -> Option<&'static dyn Driver> {
-    DRIVERS.iter().copied().find(|d| {
-        d.provides()
-            .iter()
-            .any(|k| k.matches(server_type, os_distro, coe))
-    })
-}
-
-/// The driver with this entry-point name, if any.
-pub fn driver_by_name(name: &str) -> Option<&'static dyn Driver> {
-    DRIVERS.iter().copied().find(|d| d.name() == name)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_lookup() {
-        let d = find_driver("vm", "fedora-coreos", "kubernetes").unwrap();
-        assert_eq!(d.name(), "k8s_fedora_coreos_v1");
-        assert!(find_driver("VM", "Fedora-CoreOS", "Kubernetes").is_some());
-        assert!(find_driver("bm", "fedora-coreos", "kubernetes").is_none());
-        assert!(find_driver("vm", "ubuntu", "kubernetes").is_none());
-        assert!(find_driver("vm", "fedora-coreos", "swarm").is_none());
-        assert_eq!(
-            driver_by_name("k8s_fedora_coreos_v1").unwrap().name(),
-            "k8s_fedora_coreos_v1"
-        );
-        assert!(driver_by_name("k8s_fedora_atomic_v2").is_none());
-        for (st, os, coe, name) in [
-            ("vm", "fedora-atomic", "kubernetes", "k8s_fedora_atomic_v1"),
-            ("vm", "coreos", "kubernetes", "k8s_coreos_v1"),
-            ("bm", "fedora", "kubernetes", "k8s_fedora_ironic_v1"),
-            ("vm", "fedora-atomic", "swarm", "swarm_fedora_atomic_v1"),
-            (
-                "vm",
-                "fedora-atomic",
-                "swarm-mode",
-                "swarm_fedora_atomic_v2",
-            ),
-            ("vm", "ubuntu", "mesos", "mesos_ubuntu_v1"),
-            ("vm", "centos", "dcos", "dcos_centos_v1"),
-        ] {
-            assert_eq!(find_driver(st, os, coe).unwrap().name(), name);
-            assert_eq!(driver_by_name(name).unwrap().name(), name);
-        }
-        assert!(find_driver("vm", "fedora", "kubernetes").is_none());
-        assert_eq!(all_drivers().len(), 9);
-        let mut keys: Vec<_> = all_drivers().iter().flat_map(|d| d.provides()).collect();
-        let n = keys.len();
-        keys.sort_by_key(|k| (k.server_type, k.os_distro, k.coe));
-        keys.dedup();
-        assert_eq!(keys.len(), n, "two drivers provide the same triple");
-        assert!(driver_by_name("heat_test_v1").is_some());
-    }
-
-    #[test]
-    fn master_count_must_be_odd() {
-        let d = find_driver("vm", "fedora-coreos", "kubernetes").unwrap();
-        assert!(d.validate_master_count(1).is_ok());
-        assert!(d.validate_master_count(3).is_ok());
-        assert!(d.validate_master_count(0).is_err());
-        assert!(d.validate_master_count(2).is_err());
-    }
 }

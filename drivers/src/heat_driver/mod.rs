@@ -2,6 +2,7 @@
 //! its parameter mapping and its output/scale names. Every driver except
 //! `k8s_fedora_coreos_v1` (which predates this and keeps its own type) is a [`HeatDriver`].
 
+pub(crate) mod fedora_nodegroup;
 pub(crate) mod outputs;
 pub(crate) mod params;
 
@@ -14,7 +15,6 @@ pub use outputs::{ApiEndpoint, OutputSpec};
 
 use crate::driver::{ClusterOutputs, ClusterSpec, Driver, DriverKey, OutputOptions, ScaleSpec};
 use crate::error::DriverError;
-use crate::k8s_fedora_coreos_v1::nodegroup as k8s_nodegroup;
 use crate::openstack::{CreateStack, Stack, UpdateStack};
 
 /// Builds a cluster's stack parameters.
@@ -39,7 +39,8 @@ pub struct HeatDriver {
     /// Parameter listing the workers to remove first on a scale-down.
     pub remove_param: &'static str,
     /// Upstream's `FedoraKubernetesDriver` (the k8s templates with `is_cluster_stack`): nodegroup
-    /// stacks of their own and the `kube_tag` upgrade, as `k8s_fedora_coreos_v1`.
+    /// stacks of their own and the `kube_tag` upgrade (`fedora_nodegroup`), as
+    /// `k8s_fedora_coreos_v1`.
     pub fedora_kubernetes: bool,
     /// The top-level template parsed once.
     pub parsed: OnceLock<Result<Value, String>>,
@@ -130,12 +131,12 @@ impl Driver for HeatDriver {
             return Err(crate::driver::nodegroups_unsupported(self.name));
         }
         let name = self.nodegroup_stack_name(&cluster.name, &ng.name, ng.uuid);
-        let parts = k8s_nodegroup::StackParts {
+        let parts = fedora_nodegroup::StackParts {
             template: self.template()?,
             files: self.template_files(),
             params: self.params,
         };
-        k8s_nodegroup::stack_request(parts, cluster, ng, cluster_stack, name)
+        fedora_nodegroup::stack_request(parts, cluster, ng, cluster_stack, name)
     }
 
     fn supports_upgrade(&self) -> bool {
@@ -146,7 +147,7 @@ impl Driver for HeatDriver {
         if !self.fedora_kubernetes {
             return Err(crate::driver::upgrade_unsupported(self.name));
         }
-        k8s_nodegroup::upgrade_request(up)
+        fedora_nodegroup::upgrade_request(up)
     }
 
     fn check_ca_rotation(&self) -> Result<(), DriverError> {
@@ -162,8 +163,3 @@ impl Driver for HeatDriver {
         }
     }
 }
-
-#[cfg(test)]
-mod nodegroup_tests;
-#[cfg(test)]
-mod tests;

@@ -122,7 +122,7 @@ impl Driver for HeatTestV1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::find_driver;
+    use crate::registry::find_driver;
 
     fn spec() -> ClusterSpec {
         ClusterSpec {

@@ -11,7 +11,6 @@
 //!   when floating IPs are disabled), whatever `master_lb_enabled` says.
 //! - No SoftwareDeployments: nodes get their parameters through `user_data`.
 
-pub(crate) mod nodegroup;
 mod outputs;
 pub(crate) mod params;
 
@@ -28,6 +27,7 @@ pub use params::{
 
 use crate::driver::{ClusterOutputs, ClusterSpec, Driver, DriverKey, OutputOptions, ScaleSpec};
 use crate::error::DriverError;
+use crate::heat_driver::fedora_nodegroup;
 use crate::openstack::{CreateStack, Stack, UpdateStack};
 
 /// Entry-point name.
@@ -132,12 +132,12 @@ impl Driver for K8sFedoraCoreosV1 {
         cluster_stack: &Stack,
     ) -> Result<CreateStack, DriverError> {
         let name = self.nodegroup_stack_name(&cluster.name, &ng.name, ng.uuid);
-        let parts = nodegroup::StackParts {
+        let parts = fedora_nodegroup::StackParts {
             template: cluster_template()?.clone(),
             files: template_files(),
             params: params::cluster_parameters,
         };
-        nodegroup::stack_request(parts, cluster, ng, cluster_stack, name)
+        fedora_nodegroup::stack_request(parts, cluster, ng, cluster_stack, name)
     }
 
     fn supports_upgrade(&self) -> bool {
@@ -145,7 +145,7 @@ impl Driver for K8sFedoraCoreosV1 {
     }
 
     fn upgrade_request(&self, up: &crate::UpgradeSpec) -> Result<UpdateStack, DriverError> {
-        nodegroup::upgrade_request(up)
+        fedora_nodegroup::upgrade_request(up)
     }
 
     fn check_ca_rotation(&self) -> Result<(), DriverError> {
@@ -153,6 +153,8 @@ impl Driver for K8sFedoraCoreosV1 {
     }
 }
 
+#[cfg(test)]
+mod nodegroup_tests;
 #[cfg(test)]
 mod template_tests;
 

@@ -7,8 +7,8 @@ use magnum_drivers::openstack::{
     PasswordCredentials, ServiceSession, StackRef, TokenProvider, UpdateStack,
 };
 use magnum_drivers::{
-    driver_by_name, find_driver, ClusterSpec, Driver, NodeGroupSpec, NodeTaint, OutputOptions,
-    ScaleSpec, Trustee, UpgradeSpec,
+    driver_for, ClusterSpec, Driver, NodeGroupSpec, NodeTaint, OutputOptions, ScaleSpec,
+    TemplateKey, Trustee, UpgradeSpec,
 };
 use magnum_proto::{ClusterView, NodeGroup, OpKind, Operation, ProjectId, StackOutputs, Trustor};
 use std::collections::BTreeMap;
@@ -81,13 +81,14 @@ impl HeatCloud {
 
     fn driver(op: &Operation) -> Result<&'static dyn Driver, CloudError> {
         let t = &op.template;
-        if let Some(d) = t.driver.as_deref().and_then(driver_by_name) {
-            return Ok(d);
-        }
-        let server_type = t.server_type.as_deref().unwrap_or("vm");
-        let distro = t.cluster_distro.as_deref().unwrap_or("");
-        let coe = t.coe.as_deref().unwrap_or("");
-        find_driver(server_type, distro, coe).ok_or_else(|| {
+        let key = TemplateKey {
+            driver: t.driver.as_deref(),
+            server_type: t.server_type.as_deref(),
+            cluster_distro: t.cluster_distro.as_deref(),
+            coe: t.coe.as_deref(),
+        };
+        let (server_type, distro, coe) = key.triple();
+        driver_for(&key).ok_or_else(|| {
             CloudError::Permanent(format!(
                 "Cluster type ({server_type}, {distro}, {coe}) not supported."
             ))

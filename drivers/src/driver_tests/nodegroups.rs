@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::tests::{parsed, spec};
-use super::*;
+use super::{parsed, spec};
+use crate::heat_driver::HeatDriver;
 use crate::hot_check::check_value;
-use crate::{NodeGroupSpec, UpgradeSpec};
+use crate::openstack::Stack;
+use crate::{Driver, NodeGroupSpec, UpgradeSpec};
 
 const ATOMIC: &HeatDriver = &crate::k8s_fedora_atomic_v1::DRIVER;
 
