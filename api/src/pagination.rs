@@ -1,5 +1,7 @@
 //! List pagination as Magnum does it (`marker`, `limit`, `sort_key`, `sort_dir`, `next`),
-//! over rows gathered from one or many shards.
+//! over rows gathered from one or many shards. A list handler parses the query, enforces its
+//! policy, turns the query into a [`Listing`], finds its marker row and asks for the [`Page`];
+//! the resource itself only says what a row is ([`Row`]).
 //!
 //! Order is `(sort_key, id)` in the requested direction, `id` being creation order (here:
 //! `created_at`, then uuid), like oslo.db's `paginate_query`. The marker is a position, not a
@@ -83,6 +85,115 @@ impl ListQuery {
                 self.sort_key
             )))
         }
+    }
+}
+
+/// What a listed resource says about its rows.
+pub trait Row {
+    /// Valid `sort_key`s: the columns of the resource's table.
+    const COLUMNS: &'static [&'static str];
+    /// The uuid a `marker` names (a quota's integer id: quotas have no uuid).
+    fn uuid(&self) -> String;
+    /// Magnum's `id` column, the tie-break after the sort value: creation order.
+    fn created(&self) -> i64;
+    /// The row as a document whose fields are the sort keys. Not built for `sort_key=id`.
+    fn doc(&self) -> Value;
+}
+
+// Handlers that filter borrowed rows page over references.
+impl<T: Row> Row for &T {
+    const COLUMNS: &'static [&'static str] = T::COLUMNS;
+    fn uuid(&self) -> String {
+        (**self).uuid()
+    }
+    fn created(&self) -> i64 {
+        (**self).created()
+    }
+    fn doc(&self) -> Value {
+        (**self).doc()
+    }
+}
+
+/// A list query past `validate_limit`/`validate_sort_dir`, ready to place and cut rows.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    q: ListQuery,
+    limit: usize,
+    desc: bool,
+}
+
+/// One page of a collection and Magnum's `next` link, present when the page is full.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl Listing {
+    /// Call after the policy checks: their 403s come before a bad limit's or direction's 400.
+    pub fn new(q: ListQuery, max_limit: usize) -> Result<Self, ApiError> {
+        let (limit, desc) = q.validate(max_limit)?;
+        Ok(Listing { q, limit, desc })
+    }
+
+    /// The `marker` asked for, if any.
+    pub fn marker(&self) -> Option<&str> {
+        self.q.marker.as_deref()
+    }
+
+    /// Where `row` stands in list order.
+    pub fn key<T: Row>(&self, row: &T) -> Key {
+        let sort = if self.q.sort_key == "id" {
+            Value::Null
+        } else {
+            row.doc()
+                .get(&self.q.sort_key)
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        Key {
+            sort,
+            created: row.created(),
+            uuid: row.uuid(),
+        }
+    }
+
+    /// Where the marker row stands, looked up by uuid among `rows`; `missing` is the
+    /// resource's 404 for a marker that names none of them.
+    pub fn find_marker<'a, T: Row + 'a>(
+        &self,
+        rows: impl IntoIterator<Item = &'a T>,
+        missing: impl FnOnce(&str) -> ApiError,
+    ) -> Result<Option<Key>, ApiError> {
+        let Some(m) = self.marker() else {
+            return Ok(None);
+        };
+        match rows.into_iter().find(|r| r.uuid() == m) {
+            Some(r) => Ok(Some(self.key(r))),
+            None => Err(missing(m)),
+        }
+    }
+
+    /// Checks the sort key (after the marker: its 404 wins over this 400), then sorts, skips
+    /// past `marker`, cuts at the limit and links the next page from `<base>/v1/<resource>`.
+    pub fn page<T: Row>(
+        &self,
+        rows: Vec<T>,
+        marker: Option<Key>,
+        base: &str,
+        resource: &str,
+    ) -> Result<Page<T>, ApiError> {
+        self.q.check_sort_key(T::COLUMNS)?;
+        let keyed = rows.into_iter().map(|r| (self.key(&r), r)).collect();
+        let (rows, full) = page(keyed, marker.as_ref(), self.limit, self.desc);
+        let next = full
+            .then(|| rows.last())
+            .flatten()
+            .map(|(k, _)| next_link(base, resource, &self.q, self.limit, &k.uuid));
+        Ok(Page {
+            rows: rows.into_iter().map(|(_, r)| r).collect(),
+            next,
+        })
     }
 }
 
