@@ -58,7 +58,7 @@ impl ListQuery {
     }
 
     /// `validate_limit` then `validate_sort_dir`: effective limit and whether descending.
-    pub fn validate(&self, max_limit: usize) -> Result<(usize, bool), ApiError> {
+    fn validate(&self, max_limit: usize) -> Result<(usize, bool), ApiError> {
         let limit = match self.limit {
             Some(n) if n <= 0 => return Err(ApiError::bad_request("Limit must be positive")),
             Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(max_limit),
@@ -76,7 +76,7 @@ impl ListQuery {
         Ok((limit, desc))
     }
 
-    pub fn check_sort_key(&self, columns: &[&str]) -> Result<(), ApiError> {
+    fn check_sort_key(&self, columns: &[&str]) -> Result<(), ApiError> {
         if columns.contains(&self.sort_key.as_str()) {
             Ok(())
         } else {
@@ -200,9 +200,9 @@ impl Listing {
 /// Position of a row in list order.
 #[derive(Clone, Debug)]
 pub struct Key {
-    pub sort: Value,
-    pub created: i64,
-    pub uuid: String,
+    sort: Value,
+    created: i64,
+    uuid: String,
 }
 
 /// SQL-like ordering of column values: NULL first, then booleans, numbers, strings, and
@@ -240,7 +240,7 @@ impl Key {
 
 /// Sorts `rows`, skips up to and including `marker`, and cuts at `limit`. Returns the page
 /// and whether it is full (Magnum's condition for a `next` link).
-pub fn page<T>(
+fn page<T>(
     mut rows: Vec<(Key, T)>,
     marker: Option<&Key>,
     limit: usize,
@@ -265,7 +265,7 @@ pub fn page<T>(
 }
 
 /// `<base>/v1/<resource>?sort_key=…&sort_dir=…&limit=N&marker=<uuid>`.
-pub fn next_link(base: &str, resource: &str, q: &ListQuery, limit: usize, last: &str) -> String {
+fn next_link(base: &str, resource: &str, q: &ListQuery, limit: usize, last: &str) -> String {
     format!(
         "{base}/v1/{resource}?sort_key={}&sort_dir={}&limit={limit}&marker={last}",
         q.sort_key, q.sort_dir
