@@ -1,5 +1,7 @@
 //! List pagination as Magnum does it (`marker`, `limit`, `sort_key`, `sort_dir`, `next`),
-//! over rows gathered from one or many shards.
+//! over rows gathered from one or many shards. A list handler parses the query, enforces its
+//! policy, turns the query into a [`Listing`], finds its marker row and asks for the [`Page`];
+//! the resource itself only says what a row is ([`Row`]).
 //!
 //! Order is `(sort_key, id)` in the requested direction, `id` being creation order (here:
 //! `created_at`, then uuid), like oslo.db's `paginate_query`. The marker is a position, not a
@@ -56,7 +58,7 @@ impl ListQuery {
     }
 
     /// `validate_limit` then `validate_sort_dir`: effective limit and whether descending.
-    pub fn validate(&self, max_limit: usize) -> Result<(usize, bool), ApiError> {
+    fn validate(&self, max_limit: usize) -> Result<(usize, bool), ApiError> {
         let limit = match self.limit {
             Some(n) if n <= 0 => return Err(ApiError::bad_request("Limit must be positive")),
             Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(max_limit),
@@ -74,7 +76,7 @@ impl ListQuery {
         Ok((limit, desc))
     }
 
-    pub fn check_sort_key(&self, columns: &[&str]) -> Result<(), ApiError> {
+    fn check_sort_key(&self, columns: &[&str]) -> Result<(), ApiError> {
         if columns.contains(&self.sort_key.as_str()) {
             Ok(())
         } else {
@@ -86,12 +88,121 @@ impl ListQuery {
     }
 }
 
+/// What a listed resource says about its rows.
+pub trait Row {
+    /// Valid `sort_key`s: the columns of the resource's table.
+    const COLUMNS: &'static [&'static str];
+    /// The uuid a `marker` names (a quota's integer id: quotas have no uuid).
+    fn uuid(&self) -> String;
+    /// Magnum's `id` column, the tie-break after the sort value: creation order.
+    fn created(&self) -> i64;
+    /// The row as a document whose fields are the sort keys. Not built for `sort_key=id`.
+    fn doc(&self) -> Value;
+}
+
+// Handlers that filter borrowed rows page over references.
+impl<T: Row> Row for &T {
+    const COLUMNS: &'static [&'static str] = T::COLUMNS;
+    fn uuid(&self) -> String {
+        (**self).uuid()
+    }
+    fn created(&self) -> i64 {
+        (**self).created()
+    }
+    fn doc(&self) -> Value {
+        (**self).doc()
+    }
+}
+
+/// A list query past `validate_limit`/`validate_sort_dir`, ready to place and cut rows.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    q: ListQuery,
+    limit: usize,
+    desc: bool,
+}
+
+/// One page of a collection and Magnum's `next` link, present when the page is full.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl Listing {
+    /// Call after the policy checks: their 403s come before a bad limit's or direction's 400.
+    pub fn new(q: ListQuery, max_limit: usize) -> Result<Self, ApiError> {
+        let (limit, desc) = q.validate(max_limit)?;
+        Ok(Listing { q, limit, desc })
+    }
+
+    /// The `marker` asked for, if any.
+    pub fn marker(&self) -> Option<&str> {
+        self.q.marker.as_deref()
+    }
+
+    /// Where `row` stands in list order.
+    pub fn key<T: Row>(&self, row: &T) -> Key {
+        let sort = if self.q.sort_key == "id" {
+            Value::Null
+        } else {
+            row.doc()
+                .get(&self.q.sort_key)
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        Key {
+            sort,
+            created: row.created(),
+            uuid: row.uuid(),
+        }
+    }
+
+    /// Where the marker row stands, looked up by uuid among `rows`; `missing` is the
+    /// resource's 404 for a marker that names none of them.
+    pub fn find_marker<'a, T: Row + 'a>(
+        &self,
+        rows: impl IntoIterator<Item = &'a T>,
+        missing: impl FnOnce(&str) -> ApiError,
+    ) -> Result<Option<Key>, ApiError> {
+        let Some(m) = self.marker() else {
+            return Ok(None);
+        };
+        match rows.into_iter().find(|r| r.uuid() == m) {
+            Some(r) => Ok(Some(self.key(r))),
+            None => Err(missing(m)),
+        }
+    }
+
+    /// Checks the sort key (after the marker: its 404 wins over this 400), then sorts, skips
+    /// past `marker`, cuts at the limit and links the next page from `<base>/v1/<resource>`.
+    pub fn page<T: Row>(
+        &self,
+        rows: Vec<T>,
+        marker: Option<Key>,
+        base: &str,
+        resource: &str,
+    ) -> Result<Page<T>, ApiError> {
+        self.q.check_sort_key(T::COLUMNS)?;
+        let keyed = rows.into_iter().map(|r| (self.key(&r), r)).collect();
+        let (rows, full) = page(keyed, marker.as_ref(), self.limit, self.desc);
+        let next = full
+            .then(|| rows.last())
+            .flatten()
+            .map(|(k, _)| next_link(base, resource, &self.q, self.limit, &k.uuid));
+        Ok(Page {
+            rows: rows.into_iter().map(|(_, r)| r).collect(),
+            next,
+        })
+    }
+}
+
 /// Position of a row in list order.
 #[derive(Clone, Debug)]
 pub struct Key {
-    pub sort: Value,
-    pub created: i64,
-    pub uuid: String,
+    sort: Value,
+    created: i64,
+    uuid: String,
 }
 
 /// SQL-like ordering of column values: NULL first, then booleans, numbers, strings, and
@@ -129,7 +240,7 @@ impl Key {
 
 /// Sorts `rows`, skips up to and including `marker`, and cuts at `limit`. Returns the page
 /// and whether it is full (Magnum's condition for a `next` link).
-pub fn page<T>(
+fn page<T>(
     mut rows: Vec<(Key, T)>,
     marker: Option<&Key>,
     limit: usize,
@@ -154,7 +265,7 @@ pub fn page<T>(
 }
 
 /// `<base>/v1/<resource>?sort_key=…&sort_dir=…&limit=N&marker=<uuid>`.
-pub fn next_link(base: &str, resource: &str, q: &ListQuery, limit: usize, last: &str) -> String {
+fn next_link(base: &str, resource: &str, q: &ListQuery, limit: usize, last: &str) -> String {
     format!(
         "{base}/v1/{resource}?sort_key={}&sort_dir={}&limit={limit}&marker={last}",
         q.sort_key, q.sort_dir

@@ -1,7 +1,7 @@
 //! `/v1/clusters` (reference §4.2, §6).
 use crate::context::{json_body, Ctx};
 use crate::error::ApiError;
-use crate::pagination::{self, Key, ListQuery};
+use crate::pagination::{ListQuery, Listing, Page, Row};
 use crate::policy::{self, Action};
 use crate::render::{self, ClusterList};
 use crate::state::AppState;
@@ -84,20 +84,17 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-fn key_of(v: &ClusterView, sort_key: &str) -> Key {
-    let sort = if sort_key == "id" {
-        Value::Null
-    } else {
-        let full = render::cluster_full(v, &Default::default(), "", false);
-        serde_json::to_value(full)
-            .ok()
-            .and_then(|j| j.get(sort_key).cloned())
+impl Row for ClusterView {
+    const COLUMNS: &'static [&'static str] = COLUMNS;
+    fn uuid(&self) -> String {
+        self.cluster.uuid.to_string()
+    }
+    fn created(&self) -> i64 {
+        self.cluster.created_at.0
+    }
+    fn doc(&self) -> Value {
+        serde_json::to_value(render::cluster_full(self, &Default::default(), "", false))
             .unwrap_or(Value::Null)
-    };
-    Key {
-        sort,
-        created: v.cluster.created_at.0,
-        uuid: v.cluster.uuid.to_string(),
     }
 }
 
@@ -118,56 +115,35 @@ async fn list_impl(
     if who.is_admin() {
         policy::enforce(who, all, None)?;
     }
-    let (limit, desc) = q.validate(state.settings.validation.max_limit)?;
+    let list = Listing::new(q, state.settings.validation.max_limit)?;
     let store = Store::new(&state);
     let clusters = store.list_clusters(who).await?;
-    let marker = match &q.marker {
-        Some(m) => Some(
-            clusters
-                .iter()
-                .find(|c| c.cluster.uuid.to_string() == *m)
-                .map(|c| key_of(c, &q.sort_key))
-                .ok_or_else(|| cluster_not_found(m))?,
-        ),
-        None => None,
-    };
-    q.check_sort_key(COLUMNS)?;
-    let rows = clusters
-        .into_iter()
-        .map(|c| (key_of(&c, &q.sort_key), c))
-        .collect();
-    let (page, full) = pagination::page(rows, marker.as_ref(), limit, desc);
+    let marker = list.find_marker(&clusters, cluster_not_found)?;
     let resource = if detail {
         "clusters/detail"
     } else {
         "clusters"
     };
-    let next = full
-        .then(|| page.last())
-        .flatten()
-        .map(|(k, _)| pagination::next_link(&ctx.base, resource, &q, limit, &k.uuid));
+    let Page { rows, next } = list.page(clusters, marker, &ctx.base, resource)?;
     if !detail {
         return Ok(Json(ClusterList {
-            clusters: page
+            clusters: rows
                 .iter()
-                .map(|(_, c)| render::cluster_summary(c, &ctx.base).at_version(ctx.version))
+                .map(|c| render::cluster_summary(c, &ctx.base).at_version(ctx.version))
                 .collect(),
             next,
         })
         .into_response());
     }
-    let mut ids: Vec<TemplateId> = page
-        .iter()
-        .map(|(_, c)| c.cluster.cluster_template_id)
-        .collect();
+    let mut ids: Vec<TemplateId> = rows.iter().map(|c| c.cluster.cluster_template_id).collect();
     ids.sort();
     ids.dedup();
     let parents = store.template_labels(&ids, &who.project()).await?;
     let empty = Default::default();
     Ok(Json(ClusterList {
-        clusters: page
+        clusters: rows
             .iter()
-            .map(|(_, c)| {
+            .map(|c| {
                 let p = parents
                     .get(&c.cluster.cluster_template_id)
                     .unwrap_or(&empty);

@@ -4,7 +4,7 @@
 //! (`CREATE_COMPLETE`, `UPDATE_COMPLETE`): a federation drives no stack.
 use crate::context::{json_body, Ctx};
 use crate::error::ApiError;
-use crate::pagination::{self, Key, ListQuery};
+use crate::pagination::{ListQuery, Listing, Page, Row};
 use crate::patch::{self, Op, PatchRules};
 use crate::policy::{self, Action};
 use crate::render::{links, Link};
@@ -210,19 +210,16 @@ async fn find(state: &AppState, ctx: &Ctx, ident: &str) -> Result<Federation, Ap
     }
 }
 
-fn key_of(f: &Federation, sort_key: &str) -> Key {
-    let sort = if sort_key == "id" {
-        Value::Null
-    } else {
-        serde_json::to_value(full(f, ""))
-            .ok()
-            .and_then(|j| j.get(sort_key).cloned())
-            .unwrap_or(Value::Null)
-    };
-    Key {
-        sort,
-        created: f.created_at.0,
-        uuid: f.uuid.to_string(),
+impl Row for Federation {
+    const COLUMNS: &'static [&'static str] = COLUMNS;
+    fn uuid(&self) -> String {
+        self.uuid.to_string()
+    }
+    fn created(&self) -> i64 {
+        self.created_at.0
+    }
+    fn doc(&self) -> Value {
+        serde_json::to_value(full(self, "")).unwrap_or(Value::Null)
     }
 }
 
@@ -239,41 +236,24 @@ async fn list_impl(
         Action::FederationGetAll
     };
     policy::enforce(&ctx.who, action, None)?;
-    let (limit, desc) = q.validate(state.settings.validation.max_limit)?;
+    let list = Listing::new(q, state.settings.validation.max_limit)?;
     let all = visible(&state, &ctx).await?;
-    let marker = match &q.marker {
-        Some(m) => Some(
-            all.iter()
-                .find(|f| f.uuid.to_string() == *m)
-                .map(|f| key_of(f, &q.sort_key))
-                .ok_or_else(|| not_found(m))?,
-        ),
-        None => None,
-    };
-    q.check_sort_key(COLUMNS)?;
-    let rows = all
-        .into_iter()
-        .map(|f| (key_of(&f, &q.sort_key), f))
-        .collect();
-    let (page, more) = pagination::page(rows, marker.as_ref(), limit, desc);
+    let marker = list.find_marker(&all, not_found)?;
     let resource = if detail {
         "federations/detail"
     } else {
         "federations"
     };
-    let next = more
-        .then(|| page.last())
-        .flatten()
-        .map(|(k, _)| pagination::next_link(&ctx.base, resource, &q, limit, &k.uuid));
+    let Page { rows, next } = list.page(all, marker, &ctx.base, resource)?;
     let resp = if detail {
         Json(FederationList {
-            federations: page.iter().map(|(_, f)| full(f, &ctx.base)).collect(),
+            federations: rows.iter().map(|f| full(f, &ctx.base)).collect(),
             next,
         })
         .into_response()
     } else {
         Json(FederationList {
-            federations: page.iter().map(|(_, f)| summary(f, &ctx.base)).collect(),
+            federations: rows.iter().map(|f| summary(f, &ctx.base)).collect(),
             next,
         })
         .into_response()

@@ -3,7 +3,7 @@
 use super::nodegroup_ops as ops;
 use crate::context::Ctx;
 use crate::error::ApiError;
-use crate::pagination::{self, Key, ListQuery};
+use crate::pagination::{ListQuery, Listing, Page, Row};
 use crate::policy::{self, Action};
 use crate::render::{self, Link};
 use crate::state::AppState;
@@ -235,6 +235,19 @@ pub(crate) async fn cluster_of(
     Store::new(state).find_cluster(&ctx.who, ident).await
 }
 
+impl Row for NodeGroup {
+    const COLUMNS: &'static [&'static str] = COLUMNS;
+    fn uuid(&self) -> String {
+        self.uuid.to_string()
+    }
+    fn created(&self) -> i64 {
+        i64::try_from(self.id).unwrap_or(i64::MAX)
+    }
+    fn doc(&self) -> Value {
+        serde_json::to_value(full(self, &Labels::new(), "", false)).unwrap_or(Value::Null)
+    }
+}
+
 async fn list(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -247,7 +260,7 @@ async fn list(
     if ctx.who.is_admin() {
         policy::enforce(&ctx.who, Action::NodegroupGetAllAllProjects, None)?;
     }
-    let (limit, desc) = q.validate(state.settings.validation.max_limit)?;
+    let list = Listing::new(q, state.settings.validation.max_limit)?;
     let c = cluster_of(&state, &ctx, &cluster).await?;
     let role = pairs.iter().find(|(k, _)| k == "role").map(|(_, v)| v);
     let rows: Vec<&NodeGroup> = c
@@ -255,32 +268,15 @@ async fn list(
         .iter()
         .filter(|n| role.is_none_or(|r| *r == n.role))
         .collect();
-    let key_of = |n: &NodeGroup| Key {
-        sort: if q.sort_key == "id" {
-            Value::Null
-        } else {
-            serde_json::to_value(full(n, &Labels::new(), "", false))
-                .ok()
-                .and_then(|v| v.get(&q.sort_key).cloned())
-                .unwrap_or(Value::Null)
-        },
-        created: i64::try_from(n.id).unwrap_or(i64::MAX),
-        uuid: n.uuid.to_string(),
-    };
-    let marker = match &q.marker {
-        Some(m) => Some(find(&c, m).map(key_of)?),
+    // The marker is looked up like a show's ident, among all the cluster's nodegroups.
+    let marker = match list.marker() {
+        Some(m) => Some(list.key(find(&c, m)?)),
         None => None,
     };
-    q.check_sort_key(COLUMNS)?;
-    let keyed = rows.into_iter().map(|n| (key_of(n), n)).collect();
-    let (page, is_full) = pagination::page(keyed, marker.as_ref(), limit, desc);
     let resource = format!("clusters/{}/nodegroups", c.cluster.uuid);
-    let next = is_full
-        .then(|| page.last())
-        .flatten()
-        .map(|(k, _)| pagination::next_link(&ctx.base, &resource, &q, limit, &k.uuid));
+    let Page { rows, next } = list.page(rows, marker, &ctx.base, &resource)?;
     Ok(Json(NodeGroupList {
-        nodegroups: page.iter().map(|(_, n)| summary(n)).collect(),
+        nodegroups: rows.iter().map(|n| summary(n)).collect(),
         next,
     }))
 }

@@ -3,7 +3,7 @@
 use crate::context::{json_body, Ctx};
 use crate::error::ApiError;
 use crate::lookups::{self, Lookup};
-use crate::pagination::{self, Key, ListQuery};
+use crate::pagination::{ListQuery, Listing, Page, Row};
 use crate::policy::{self, Action};
 use crate::state::AppState;
 use crate::store::Store;
@@ -179,6 +179,20 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&q))).into_response())
 }
 
+// Quotas have no uuid: the marker and the tie-break are the integer id.
+impl Row for Quota {
+    const COLUMNS: &'static [&'static str] = COLUMNS;
+    fn uuid(&self) -> String {
+        self.id.to_string()
+    }
+    fn created(&self) -> i64 {
+        i64::try_from(self.id).unwrap_or(i64::MAX)
+    }
+    fn doc(&self) -> Value {
+        serde_json::to_value(view(self)).unwrap_or(Value::Null)
+    }
+}
+
 async fn list(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -199,13 +213,14 @@ async fn list(
         .filter(|(k, _)| k != "marker")
         .cloned()
         .collect();
-    let q = ListQuery::parse(&rest)?;
+    let mut q = ListQuery::parse(&rest)?;
+    q.marker = marker.map(|m| m.to_string());
     let all_tenants = match pairs.iter().find(|(k, _)| k == "all_tenants") {
         Some((_, v)) => fields::boolean(&Value::String(v.clone()))?,
         None => false,
     };
     policy::enforce(&ctx.who, Action::QuotaGetAll, None)?;
-    let (limit, desc) = q.validate(state.settings.validation.max_limit)?;
+    let list = Listing::new(q, state.settings.validation.max_limit)?;
     let store = Store::new(&state);
     let rows: Vec<Quota> = if ctx.who.is_admin() && all_tenants {
         let mut v = Vec::new();
@@ -225,36 +240,12 @@ async fn list(
                 .await?,
         )?
     };
-    let key_of = |r: &Quota| Key {
-        sort: if q.sort_key == "id" {
-            Value::Null
-        } else {
-            serde_json::to_value(view(r))
-                .ok()
-                .and_then(|v| v.get(&q.sort_key).cloned())
-                .unwrap_or(Value::Null)
-        },
-        created: 0,
-        uuid: format!("{:020}", r.id),
-    };
-    let marker = match marker {
-        Some(m) => Some(
-            rows.iter()
-                .find(|r| r.id == m)
-                .map(key_of)
-                .ok_or_else(|| ApiError::NotFound(format!("Quota {m} could not be found.")))?,
-        ),
-        None => None,
-    };
-    q.check_sort_key(COLUMNS)?;
-    let keyed = rows.into_iter().map(|r| (key_of(&r), r)).collect();
-    let (page, full) = pagination::page(keyed, marker.as_ref(), limit, desc);
-    let next = full
-        .then(|| page.last())
-        .flatten()
-        .map(|(_, r)| pagination::next_link(&ctx.base, "quotas", &q, limit, &r.id.to_string()));
+    let marker = list.find_marker(&rows, |m| {
+        ApiError::NotFound(format!("Quota {m} could not be found."))
+    })?;
+    let Page { rows, next } = list.page(rows, marker, &ctx.base, "quotas")?;
     Ok(Json(QuotaList {
-        quotas: page.iter().map(|(_, r)| view(r)).collect(),
+        quotas: rows.iter().map(view).collect(),
         next,
     }))
 }

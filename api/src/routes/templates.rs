@@ -1,7 +1,7 @@
 //! `/v1/clustertemplates` (reference §4.1, §5).
 use crate::context::{json_body, Ctx};
 use crate::error::ApiError;
-use crate::pagination::{self, Key, ListQuery};
+use crate::pagination::{ListQuery, Listing, Page, Row};
 use crate::patch;
 use crate::policy::{self, Action};
 use crate::render::{self, TemplateList};
@@ -73,16 +73,16 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-fn key_of(t: &ClusterTemplate, sort_key: &str) -> Key {
-    let sort = if sort_key == "id" {
-        Value::Null
-    } else {
-        vt::to_doc(t).get(sort_key).cloned().unwrap_or(Value::Null)
-    };
-    Key {
-        sort,
-        created: t.created_at.map_or(0, |c| c.0),
-        uuid: t.uuid.map(|u| u.to_string()).unwrap_or_default(),
+impl Row for ClusterTemplate {
+    const COLUMNS: &'static [&'static str] = COLUMNS;
+    fn uuid(&self) -> String {
+        self.uuid.map(|u| u.to_string()).unwrap_or_default()
+    }
+    fn created(&self) -> i64 {
+        self.created_at.map_or(0, |c| c.0)
+    }
+    fn doc(&self) -> Value {
+        vt::to_doc(self)
     }
 }
 
@@ -103,38 +103,21 @@ async fn list_impl(
     if who.is_admin() {
         policy::enforce(who, all, None)?;
     }
-    let (limit, desc) = q.validate(state.settings.validation.max_limit)?;
+    let list = Listing::new(q, state.settings.validation.max_limit)?;
     let store = Store::new(&state);
     let (listed, visible) = store.list_templates(who).await?;
-    let marker = match &q.marker {
-        Some(m) => Some(
-            visible
-                .iter()
-                .find(|t| t.uuid.is_some_and(|u| u.to_string() == *m))
-                .map(|t| key_of(t, &q.sort_key))
-                .ok_or_else(|| template_not_found(m))?,
-        ),
-        None => None,
-    };
-    q.check_sort_key(COLUMNS)?;
-    let rows = listed
-        .into_iter()
-        .map(|t| (key_of(&t, &q.sort_key), t))
-        .collect();
-    let (page, full) = pagination::page(rows, marker.as_ref(), limit, desc);
+    // A marker may name any template the caller can see, listed or not.
+    let marker = list.find_marker(&visible, template_not_found)?;
     let resource = if detail {
         "clustertemplates/detail"
     } else {
         "clustertemplates"
     };
-    let next = full
-        .then(|| page.last())
-        .flatten()
-        .map(|(k, _)| pagination::next_link(&ctx.base, resource, &q, limit, &k.uuid));
+    let Page { rows, next } = list.page(listed, marker, &ctx.base, resource)?;
     Ok(Json(TemplateList {
-        clustertemplates: page
+        clustertemplates: rows
             .iter()
-            .map(|(_, t)| render::template(t, &ctx.base))
+            .map(|t| render::template(t, &ctx.base))
             .collect(),
         next,
     }))
