@@ -2,5 +2,6 @@
 //! signing (`csr`), and sealing of private keys at rest (`sealing`). Pure functions over keys and
 //! PEM; nothing here knows Raft or the cloud.
 pub mod certs;
+pub mod cpu;
 pub mod csr;
 pub mod sealing;

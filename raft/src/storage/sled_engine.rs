@@ -27,6 +27,43 @@ type IoLock = Arc<tokio::sync::RwLock<()>>;
 pub(crate) struct SledEngine {
     db: sled::Db,
     io: IoLock,
+    flusher: Flusher,
+}
+
+/// One waiter of a durable flush.
+type FlushWaiter = tokio::sync::oneshot::Sender<Result<(), (ErrorKind, String)>>;
+
+/// Group commit on a thread of its own. Every group of the process flushes the same `Db`, so one
+/// fsync serves every waiter queued before it began: under load the appends of all groups share
+/// one flush instead of one each. The thread is the engine's, not tokio's blocking pool, so a
+/// flush never queues behind application work there (key generation, snapshot files), and it
+/// keeps sled's own IO pool free (see `flush`).
+struct Flusher {
+    tx: std::sync::mpsc::Sender<FlushWaiter>,
+}
+
+impl Flusher {
+    fn start(db: sled::Db) -> io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<FlushWaiter>();
+        std::thread::Builder::new()
+            .name("sled-flush".into())
+            .spawn(move || {
+                // Ends when the engine (the only sender) is dropped, releasing its `Db` handle.
+                while let Ok(first) = rx.recv() {
+                    let mut waiters = vec![first];
+                    waiters.extend(rx.try_iter());
+                    let res = db.flush().map(|_| ()).map_err(|e| {
+                        let e = sled_io(e);
+                        (e.kind(), e.to_string())
+                    });
+                    for w in waiters {
+                        // A waiter that gave up (its future dropped) needs no answer.
+                        let _ = w.send(res.clone());
+                    }
+                }
+            })?;
+        Ok(Self { tx })
+    }
 }
 
 impl SledEngine {
@@ -54,7 +91,7 @@ impl SledEngine {
                 other => break other.map_err(sled_io)?,
             }
         };
-        Ok(Self::with_db(db))
+        Self::with_db(db)
     }
 
     /// A database deleted when dropped.
@@ -64,14 +101,15 @@ impl SledEngine {
             .temporary(true)
             .open()
             .map_err(sled_io)?;
-        Ok(Self::with_db(db))
+        Self::with_db(db)
     }
 
-    fn with_db(db: sled::Db) -> Self {
-        Self {
+    fn with_db(db: sled::Db) -> io::Result<Self> {
+        Ok(Self {
+            flusher: Flusher::start(db.clone())?,
             db,
             io: Arc::new(tokio::sync::RwLock::new(())),
-        }
+        })
     }
 
     fn tree(&self, tree: sled::Tree) -> Arc<dyn KvTree> {
@@ -111,15 +149,19 @@ impl KvEngine for SledEngine {
     /// concurrent flushes can occupy every thread while waiting for an IO-buffer write queued
     /// on that same pool; with a pending `apply_batch` holding sled's global lock queue, the
     /// whole process deadlocks (spacejam/sled#1308, fixed only on sled main). A blocking flush
-    /// on tokio's blocking pool leaves sled's pool free for the buffer writes.
+    /// on the engine's flush thread (`Flusher`) leaves sled's pool free for the buffer writes.
     fn flush(&self) -> BoxFuture<'static, io::Result<()>> {
         let io = self.io.clone();
-        let db = self.db.clone();
+        let tx = self.flusher.tx.clone();
         Box::pin(async move {
             let _shared = io.read().await;
-            match tokio::task::spawn_blocking(move || db.flush()).await {
-                Ok(res) => res.map(|_| ()).map_err(sled_io),
-                Err(e) => Err(io::Error::other(format!("flush task failed: {e}"))),
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if tx.send(done).is_err() {
+                return Err(io::Error::other("flush thread stopped"));
+            }
+            match wait.await {
+                Ok(res) => res.map_err(|(kind, msg)| io::Error::new(kind, msg)),
+                Err(_) => Err(io::Error::other("flush thread stopped")),
             }
         })
     }
@@ -218,6 +260,35 @@ mod tests {
     async fn meets_the_engine_contract() {
         let engine = SledEngine::temporary().unwrap();
         super::super::engine::check_contract(&engine).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_flushes_all_answer_and_the_engine_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let engine = Arc::new(SledEngine::open(&path).unwrap());
+            let t = engine.open_tree("g").unwrap();
+            let mut tasks = Vec::new();
+            for i in 0..64u32 {
+                let (engine, t) = (engine.clone(), t.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut b = WriteBatch::default();
+                    b.put(i.to_be_bytes(), *b"v");
+                    t.apply_batch(b).await.unwrap();
+                    engine.flush().await.unwrap();
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+        }
+        // The flush thread lets go of the db once the engine is gone.
+        let engine = SledEngine::open(&path).unwrap();
+        let t = engine.open_tree("g").unwrap();
+        for i in 0..64u32 {
+            assert_eq!(t.get(&i.to_be_bytes()).unwrap(), Some(b"v".to_vec()));
+        }
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 use crate::cloud::failpoints::{self, When};
 use crate::cloud::{Cloud, CloudError, StackHandle};
 use crate::leader::LeaderConfig;
-use crate::pki::certs;
+use crate::pki::{certs, cpu};
 use crate::shard::logic::ShardLogic;
 use magnum_proto::*;
 use magnum_raft::{Group, WriteError};
@@ -184,7 +184,7 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
         Step::GenerateCerts => {
             let name = ca_name(view);
             let key = ctx.cfg.cert_key.clone();
-            let certs = tokio::task::spawn_blocking(move || certs::generate(&name, &key))
+            let certs = cpu::run(move || certs::generate(&name, &key))
                 .await
                 .map_err(|e| StepError::Retry(e.to_string()))?
                 .map_err(|e| StepError::Retry(e.to_string()))?;
@@ -196,7 +196,7 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
         Step::RotateCerts => {
             let name = ca_name(view);
             let key = ctx.cfg.cert_key.clone();
-            let certs = tokio::task::spawn_blocking(move || certs::generate_rotation(&name, &key))
+            let certs = cpu::run(move || certs::generate_rotation(&name, &key))
                 .await
                 .map_err(|e| StepError::Retry(e.to_string()))?
                 .map_err(|e| StepError::Retry(e.to_string()))?;
