@@ -7,7 +7,7 @@ mod common;
 
 use async_trait::async_trait;
 use common::*;
-use magnum_conductor::cloud::{Cloud, CloudError, StackHandle, StackState};
+use magnum_conductor::cloud::{Cloud, CloudError, StackHandle, StackState, StackUpdate, Target};
 use magnum_proto::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,12 +44,8 @@ impl Cloud for FakeCloud {
             &c.cluster.uuid.0.simple().to_string()[..12]
         )
     }
-    async fn create_stack(
-        &self,
-        _op: &Operation,
-        c: &ClusterView,
-    ) -> Result<StackHandle, CloudError> {
-        let name = self.stack_name(c);
+    async fn create_stack(&self, t: &Target<'_>) -> Result<StackHandle, CloudError> {
+        let name = self.stack_name(t.view);
         *self.create_calls.lock().unwrap() += 1;
         let (stacks, creates, delay) =
             (self.stacks.clone(), self.creates.clone(), self.create_delay);
@@ -94,12 +90,11 @@ impl Cloud for FakeCloud {
     }
     async fn get_stack(
         &self,
-        _p: &ProjectId,
+        t: &Target<'_>,
         h: &StackHandle,
-        _op: &Operation,
-        c: &ClusterView,
         _o: bool,
     ) -> Result<Option<StackState>, CloudError> {
+        let c = t.view;
         let mut s = self.stacks.lock().unwrap();
         let Some((_, st, ready)) = s.get_mut(&h.name) else {
             return Ok(None);
@@ -116,18 +111,18 @@ impl Cloud for FakeCloud {
             coe_version: None,
         };
         Ok(Some(StackState {
-            status: st.clone(),
+            status: magnum_drivers::openstack::status_of(st).unwrap(),
             reason: None,
             outputs: Some(outputs),
         }))
     }
     async fn update_stack(
         &self,
-        _op: &Operation,
-        c: &ClusterView,
+        t: &Target<'_>,
         h: &StackHandle,
+        _u: &StackUpdate,
     ) -> Result<(), CloudError> {
-        self.updates.lock().unwrap().push(c.node_count());
+        self.updates.lock().unwrap().push(t.view.node_count());
         self.patched.lock().unwrap().push(h.name.clone());
         match self.stacks.lock().unwrap().get_mut(&h.name) {
             Some((_, st, _)) if st.ends_with("IN_PROGRESS") => {
@@ -143,11 +138,10 @@ impl Cloud for FakeCloud {
     }
     async fn create_nodegroup_stack(
         &self,
-        _op: &Operation,
-        c: &ClusterView,
+        t: &Target<'_>,
         ng: &NodeGroup,
     ) -> Result<StackHandle, CloudError> {
-        let name = self.nodegroup_stack_name(c, ng);
+        let name = self.nodegroup_stack_name(t.view, ng);
         *self.create_calls.lock().unwrap() += 1;
         let (stacks, creates, delay) = (
             self.stacks.clone(),

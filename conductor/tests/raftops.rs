@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use magnum_conductor::cloud::{Cloud, CloudError, StackHandle, StackState};
+use magnum_conductor::cloud::{Cloud, CloudError, StackHandle, StackState, StackUpdate, Target};
 use magnum_conductor::leader::LeaderConfig;
 use magnum_conductor::node::{Conductor, ConductorConfig};
 use magnum_conductor::shard::logic::ShardLogic;
@@ -24,11 +24,7 @@ impl Cloud for NoCloud {
     fn stack_name(&self, c: &ClusterView) -> String {
         c.cluster.name.clone()
     }
-    async fn create_stack(
-        &self,
-        _: &Operation,
-        _: &ClusterView,
-    ) -> Result<StackHandle, CloudError> {
+    async fn create_stack(&self, _: &Target<'_>) -> Result<StackHandle, CloudError> {
         Err(CloudError::Transient("no cloud".into()))
     }
     async fn find_stack(&self, _: &ProjectId, _: &str) -> Result<Option<StackHandle>, CloudError> {
@@ -36,10 +32,8 @@ impl Cloud for NoCloud {
     }
     async fn get_stack(
         &self,
-        _: &ProjectId,
+        _: &Target<'_>,
         _: &StackHandle,
-        _: &Operation,
-        _: &ClusterView,
         _: bool,
     ) -> Result<Option<StackState>, CloudError> {
         Err(CloudError::Transient("no cloud".into()))
@@ -49,9 +43,9 @@ impl Cloud for NoCloud {
     }
     async fn update_stack(
         &self,
-        _: &Operation,
-        _: &ClusterView,
+        _: &Target<'_>,
         _: &StackHandle,
+        _: &StackUpdate,
     ) -> Result<(), CloudError> {
         Err(CloudError::Transient("no cloud".into()))
     }
