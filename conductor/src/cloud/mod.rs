@@ -1,6 +1,8 @@
 //! What the reconciler needs from the cloud, as a trait so tests can inject faults and so the
 //! reconciler stays ignorant of Heat's wire format.
 pub mod failpoints;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
 pub mod heat;
 mod target;
 
