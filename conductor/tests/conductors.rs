@@ -4,165 +4,11 @@
 
 mod common;
 
-use async_trait::async_trait;
 use common::*;
-use magnum_conductor::cloud::{Cloud, CloudError, StackHandle, StackState};
+use magnum_conductor::cloud::fake::FakeCloud;
 use magnum_proto::*;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// name → (id, status, ready at)
-type Stacks = HashMap<String, (String, String, Instant)>;
-
-#[derive(Default)]
-struct FakeCloud {
-    stacks: Arc<Mutex<Stacks>>,
-    creates: Arc<Mutex<u32>>,
-    /// Create calls received (the server may still be working on them).
-    create_calls: Mutex<u32>,
-    /// Server-side time before a stack create takes effect. The work goes on even if the caller
-    /// gives up, as with a real Heat.
-    create_delay: Duration,
-    /// Worker counts of the stack updates received.
-    updates: Mutex<Vec<u32>>,
-    /// Parameter-only stack updates received (CA rotation).
-    param_patches: Mutex<Vec<BTreeMap<String, serde_json::Value>>>,
-}
-
-#[async_trait]
-impl Cloud for FakeCloud {
-    fn stack_name(&self, c: &ClusterView) -> String {
-        format!(
-            "{}-{}",
-            c.cluster.name,
-            &c.cluster.uuid.0.simple().to_string()[..12]
-        )
-    }
-    async fn create_stack(
-        &self,
-        _op: &Operation,
-        c: &ClusterView,
-    ) -> Result<StackHandle, CloudError> {
-        let name = self.stack_name(c);
-        *self.create_calls.lock().unwrap() += 1;
-        let (stacks, creates, delay) =
-            (self.stacks.clone(), self.creates.clone(), self.create_delay);
-        let server = tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let mut s = stacks.lock().unwrap();
-            if s.get(&name)
-                .is_some_and(|(_, st, _)| st != "DELETE_COMPLETE")
-            {
-                return Err(CloudError::Conflict(name));
-            }
-            *creates.lock().unwrap() += 1;
-            let id = uuid::Uuid::new_v4().to_string();
-            s.insert(
-                name.clone(),
-                (
-                    id.clone(),
-                    "CREATE_IN_PROGRESS".into(),
-                    Instant::now() + Duration::from_millis(300),
-                ),
-            );
-            Ok(StackHandle { name, id })
-        });
-        server
-            .await
-            .map_err(|e| CloudError::Transient(e.to_string()))?
-    }
-    async fn find_stack(
-        &self,
-        _p: &ProjectId,
-        name_or_id: &str,
-    ) -> Result<Option<StackHandle>, CloudError> {
-        let s = self.stacks.lock().unwrap();
-        Ok(s.iter()
-            .find(|(n, (id, st, _))| {
-                (*n == name_or_id && st != "DELETE_COMPLETE") || id == name_or_id
-            })
-            .map(|(n, (id, _, _))| StackHandle {
-                name: n.clone(),
-                id: id.clone(),
-            }))
-    }
-    async fn get_stack(
-        &self,
-        _p: &ProjectId,
-        h: &StackHandle,
-        _op: &Operation,
-        c: &ClusterView,
-        _o: bool,
-    ) -> Result<Option<StackState>, CloudError> {
-        let mut s = self.stacks.lock().unwrap();
-        let Some((_, st, ready)) = s.get_mut(&h.name) else {
-            return Ok(None);
-        };
-        if st.ends_with("IN_PROGRESS") && Instant::now() >= *ready {
-            *st = st.replace("IN_PROGRESS", "COMPLETE");
-        }
-        let outputs = StackOutputs {
-            api_address: Some("https://10.0.0.2:6443".into()),
-            master_addresses: vec!["10.0.0.2".into()],
-            node_addresses: (0..c.node_count())
-                .map(|i| format!("10.0.0.{}", 10 + i))
-                .collect(),
-            coe_version: None,
-        };
-        Ok(Some(StackState {
-            status: st.clone(),
-            reason: None,
-            outputs: Some(outputs),
-        }))
-    }
-    async fn update_stack(
-        &self,
-        _op: &Operation,
-        c: &ClusterView,
-        h: &StackHandle,
-    ) -> Result<(), CloudError> {
-        self.updates.lock().unwrap().push(c.node_count());
-        match self.stacks.lock().unwrap().get_mut(&h.name) {
-            Some((_, st, _)) if st.ends_with("IN_PROGRESS") => {
-                Err(CloudError::Transient(format!("409: stack is {st}")))
-            }
-            Some((_, st, ready)) => {
-                *st = "UPDATE_IN_PROGRESS".into();
-                *ready = Instant::now() + Duration::from_millis(200);
-                Ok(())
-            }
-            None => Err(CloudError::Permanent("stack not found".into())),
-        }
-    }
-    async fn patch_parameters(
-        &self,
-        _op: &Operation,
-        _c: &ClusterView,
-        h: &StackHandle,
-        parameters: BTreeMap<String, serde_json::Value>,
-    ) -> Result<(), CloudError> {
-        self.param_patches.lock().unwrap().push(parameters);
-        match self.stacks.lock().unwrap().get_mut(&h.name) {
-            Some((_, st, _)) if st.ends_with("IN_PROGRESS") => {
-                Err(CloudError::Transient(format!("409: stack is {st}")))
-            }
-            Some((_, st, ready)) => {
-                *st = "UPDATE_IN_PROGRESS".into();
-                *ready = Instant::now() + Duration::from_millis(200);
-                Ok(())
-            }
-            None => Err(CloudError::Permanent("stack not found".into())),
-        }
-    }
-    async fn delete_stack(&self, _p: &ProjectId, h: &StackHandle) -> Result<(), CloudError> {
-        if let Some((_, st, ready)) = self.stacks.lock().unwrap().get_mut(&h.name) {
-            *st = "DELETE_IN_PROGRESS".into();
-            *ready = Instant::now() + Duration::from_millis(100);
-        }
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn create_and_delete_across_a_leader_shutdown() {
@@ -254,10 +100,7 @@ async fn node_count_update_patches_the_stack_and_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_while_the_stack_create_is_in_flight_leaves_no_orphan() {
-    let cloud = Arc::new(FakeCloud {
-        create_delay: Duration::from_millis(800),
-        ..FakeCloud::default()
-    });
+    let cloud = Arc::new(FakeCloud::with_create_delay(Duration::from_millis(800)));
     let mut c = start3(cloud.clone(), 1).await;
     let cl = client(&c);
     let project = ProjectId::from("proj-b");
@@ -279,14 +122,7 @@ async fn delete_while_the_stack_create_is_in_flight_leaves_no_orphan() {
     assert!(wait_status(&cl, shard, id, None).await.is_none());
     // Give a create that escaped the delete time to land.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let live: Vec<String> = cloud
-        .stacks
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, (_, st, _))| !st.starts_with("DELETE"))
-        .map(|(n, _)| n.clone())
-        .collect();
+    let live = cloud.live_stacks();
     assert!(live.is_empty(), "orphan stacks: {live:?}");
     stop_all(&mut c).await;
 }

@@ -5,190 +5,11 @@
 
 mod common;
 
-use async_trait::async_trait;
 use common::*;
-use magnum_conductor::cloud::{Cloud, CloudError, StackHandle, StackState};
+use magnum_conductor::cloud::{fake::FakeCloud, Cloud};
 use magnum_proto::*;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// name → (id, status, ready at)
-type Stacks = HashMap<String, (String, String, Instant)>;
-
-#[derive(Default)]
-struct FakeCloud {
-    stacks: Arc<Mutex<Stacks>>,
-    creates: Arc<Mutex<u32>>,
-    /// Create calls received (the server may still be working on them).
-    create_calls: Mutex<u32>,
-    /// Server-side time before a stack create takes effect. The work goes on even if the caller
-    /// gives up, as with a real Heat.
-    create_delay: Duration,
-    /// Worker counts of the stack updates received.
-    updates: Mutex<Vec<u32>>,
-    /// Nodegroup stacks that took effect.
-    ng_creates: Arc<Mutex<u32>>,
-    /// Stacks deleted, in order.
-    deleted: Mutex<Vec<String>>,
-    /// Stacks PATCHed, in order.
-    patched: Mutex<Vec<String>>,
-}
-
-#[async_trait]
-impl Cloud for FakeCloud {
-    fn stack_name(&self, c: &ClusterView) -> String {
-        format!(
-            "{}-{}",
-            c.cluster.name,
-            &c.cluster.uuid.0.simple().to_string()[..12]
-        )
-    }
-    async fn create_stack(
-        &self,
-        _op: &Operation,
-        c: &ClusterView,
-    ) -> Result<StackHandle, CloudError> {
-        let name = self.stack_name(c);
-        *self.create_calls.lock().unwrap() += 1;
-        let (stacks, creates, delay) =
-            (self.stacks.clone(), self.creates.clone(), self.create_delay);
-        let server = tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let mut s = stacks.lock().unwrap();
-            if s.get(&name)
-                .is_some_and(|(_, st, _)| st != "DELETE_COMPLETE")
-            {
-                return Err(CloudError::Conflict(name));
-            }
-            *creates.lock().unwrap() += 1;
-            let id = uuid::Uuid::new_v4().to_string();
-            s.insert(
-                name.clone(),
-                (
-                    id.clone(),
-                    "CREATE_IN_PROGRESS".into(),
-                    Instant::now() + Duration::from_millis(300),
-                ),
-            );
-            Ok(StackHandle { name, id })
-        });
-        server
-            .await
-            .map_err(|e| CloudError::Transient(e.to_string()))?
-    }
-    async fn find_stack(
-        &self,
-        _p: &ProjectId,
-        name_or_id: &str,
-    ) -> Result<Option<StackHandle>, CloudError> {
-        let s = self.stacks.lock().unwrap();
-        Ok(s.iter()
-            .find(|(n, (id, st, _))| {
-                (*n == name_or_id && st != "DELETE_COMPLETE") || id == name_or_id
-            })
-            .map(|(n, (id, _, _))| StackHandle {
-                name: n.clone(),
-                id: id.clone(),
-            }))
-    }
-    async fn get_stack(
-        &self,
-        _p: &ProjectId,
-        h: &StackHandle,
-        _op: &Operation,
-        c: &ClusterView,
-        _o: bool,
-    ) -> Result<Option<StackState>, CloudError> {
-        let mut s = self.stacks.lock().unwrap();
-        let Some((_, st, ready)) = s.get_mut(&h.name) else {
-            return Ok(None);
-        };
-        if st.ends_with("IN_PROGRESS") && Instant::now() >= *ready {
-            *st = st.replace("IN_PROGRESS", "COMPLETE");
-        }
-        let outputs = StackOutputs {
-            api_address: Some("https://10.0.0.2:6443".into()),
-            master_addresses: vec!["10.0.0.2".into()],
-            node_addresses: (0..c.node_count())
-                .map(|i| format!("10.0.0.{}", 10 + i))
-                .collect(),
-            coe_version: None,
-        };
-        Ok(Some(StackState {
-            status: st.clone(),
-            reason: None,
-            outputs: Some(outputs),
-        }))
-    }
-    async fn update_stack(
-        &self,
-        _op: &Operation,
-        c: &ClusterView,
-        h: &StackHandle,
-    ) -> Result<(), CloudError> {
-        self.updates.lock().unwrap().push(c.node_count());
-        self.patched.lock().unwrap().push(h.name.clone());
-        match self.stacks.lock().unwrap().get_mut(&h.name) {
-            Some((_, st, _)) if st.ends_with("IN_PROGRESS") => {
-                Err(CloudError::Transient(format!("409: stack is {st}")))
-            }
-            Some((_, st, ready)) => {
-                *st = "UPDATE_IN_PROGRESS".into();
-                *ready = Instant::now() + Duration::from_millis(200);
-                Ok(())
-            }
-            None => Err(CloudError::Permanent("stack not found".into())),
-        }
-    }
-    async fn create_nodegroup_stack(
-        &self,
-        _op: &Operation,
-        c: &ClusterView,
-        ng: &NodeGroup,
-    ) -> Result<StackHandle, CloudError> {
-        let name = self.nodegroup_stack_name(c, ng);
-        *self.create_calls.lock().unwrap() += 1;
-        let (stacks, creates, delay) = (
-            self.stacks.clone(),
-            self.ng_creates.clone(),
-            self.create_delay,
-        );
-        let server = tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let mut s = stacks.lock().unwrap();
-            if s.get(&name)
-                .is_some_and(|(_, st, _)| st != "DELETE_COMPLETE")
-            {
-                return Err(CloudError::Conflict(name));
-            }
-            *creates.lock().unwrap() += 1;
-            let id = uuid::Uuid::new_v4().to_string();
-            s.insert(
-                name.clone(),
-                (
-                    id.clone(),
-                    "CREATE_IN_PROGRESS".into(),
-                    Instant::now() + Duration::from_millis(300),
-                ),
-            );
-            Ok(StackHandle { name, id })
-        });
-        server
-            .await
-            .map_err(|e| CloudError::Transient(e.to_string()))?
-    }
-    async fn delete_stack(&self, _p: &ProjectId, h: &StackHandle) -> Result<(), CloudError> {
-        if let Some((_, st, ready)) = self.stacks.lock().unwrap().get_mut(&h.name) {
-            if !st.starts_with("DELETE") {
-                self.deleted.lock().unwrap().push(h.name.clone());
-            }
-            *st = "DELETE_IN_PROGRESS".into();
-            *ready = Instant::now() + Duration::from_millis(100);
-        }
-        Ok(())
-    }
-}
 
 fn new_nodegroup(v: &ClusterView, name: &str, count: u32) -> NodeGroup {
     let mut n = v
@@ -238,23 +59,9 @@ async fn wait_nodegroup(
     }
 }
 
-fn live_stacks(cloud: &FakeCloud) -> Vec<String> {
-    cloud
-        .stacks
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, (_, st, _))| !st.starts_with("DELETE"))
-        .map(|(n, _)| n.clone())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodegroup_create_survives_a_leader_shutdown_with_one_stack() {
-    let cloud = Arc::new(FakeCloud {
-        create_delay: Duration::from_millis(800),
-        ..FakeCloud::default()
-    });
+    let cloud = Arc::new(FakeCloud::with_create_delay(Duration::from_millis(800)));
     let mut c = start3(cloud.clone(), 1).await;
     let cl = client(&c);
     let project = ProjectId::from("proj-ng");
@@ -295,12 +102,8 @@ async fn nodegroup_create_survives_a_leader_shutdown_with_one_stack() {
         *cloud.create_calls.lock().unwrap() > calls_before + 1,
         "the new leader repeated the create and adopted the stack"
     );
-    let stacks = cloud.stacks.lock().unwrap().clone();
     let name = magnum_drivers::nodegroup_stack_name(&v.cluster.name, "ng1", ng.uuid.0);
-    assert_eq!(
-        ng.stack_id.as_deref(),
-        stacks.get(&name).map(|s| s.0.as_str())
-    );
+    assert_eq!(ng.stack_id, cloud.stack_id(&name));
 
     // The stopped node comes back; then the nodegroup goes, stack first.
     restart(&mut c, leader).await;
@@ -316,7 +119,7 @@ async fn nodegroup_create_survives_a_leader_shutdown_with_one_stack() {
         .await
         .unwrap();
     assert_eq!(v.nodegroups.len(), 2);
-    assert!(!live_stacks(&cloud).contains(&name));
+    assert!(!cloud.live_stacks().contains(&name));
     stop_all(&mut c).await;
 }
 
@@ -357,7 +160,7 @@ async fn cluster_delete_removes_nodegroup_stacks_before_the_cluster_stack() {
     assert_eq!(*cloud.updates.lock().unwrap(), vec![v.node_count() + 1 + 4]);
     let ng1_stack = magnum_drivers::nodegroup_stack_name(&v.cluster.name, "ng1", ng1.uuid.0);
     assert_eq!(*cloud.patched.lock().unwrap(), vec![ng1_stack]);
-    assert_eq!(live_stacks(&cloud).len(), 3);
+    assert_eq!(cloud.live_stacks().len(), 3);
     let del = ShardCommand::DeleteCluster {
         id,
         op: OpId::new_v4(),
@@ -366,7 +169,7 @@ async fn cluster_delete_removes_nodegroup_stacks_before_the_cluster_stack() {
     };
     send(&cl, shard, del).await.unwrap();
     assert!(wait_status(&cl, shard, id, None).await.is_none());
-    assert!(live_stacks(&cloud).is_empty());
+    assert!(cloud.live_stacks().is_empty());
     let deleted = cloud.deleted.lock().unwrap().clone();
     assert_eq!(deleted.len(), 3, "{deleted:?}");
     assert_eq!(

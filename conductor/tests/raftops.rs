@@ -2,9 +2,8 @@
 //! down while 10,000 commands were applied catching up through a snapshot.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use async_trait::async_trait;
 use futures::StreamExt;
-use magnum_conductor::cloud::{Cloud, CloudError, StackHandle, StackState};
+use magnum_conductor::cloud::fake::FakeCloud;
 use magnum_conductor::leader::LeaderConfig;
 use magnum_conductor::node::{Conductor, ConductorConfig};
 use magnum_conductor::shard::logic::ShardLogic;
@@ -15,47 +14,6 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// These tests create no clusters, so the reconciler never calls the cloud.
-struct NoCloud;
-
-#[async_trait]
-impl Cloud for NoCloud {
-    fn stack_name(&self, c: &ClusterView) -> String {
-        c.cluster.name.clone()
-    }
-    async fn create_stack(
-        &self,
-        _: &Operation,
-        _: &ClusterView,
-    ) -> Result<StackHandle, CloudError> {
-        Err(CloudError::Transient("no cloud".into()))
-    }
-    async fn find_stack(&self, _: &ProjectId, _: &str) -> Result<Option<StackHandle>, CloudError> {
-        Err(CloudError::Transient("no cloud".into()))
-    }
-    async fn get_stack(
-        &self,
-        _: &ProjectId,
-        _: &StackHandle,
-        _: &Operation,
-        _: &ClusterView,
-        _: bool,
-    ) -> Result<Option<StackState>, CloudError> {
-        Err(CloudError::Transient("no cloud".into()))
-    }
-    async fn delete_stack(&self, _: &ProjectId, _: &StackHandle) -> Result<(), CloudError> {
-        Err(CloudError::Transient("no cloud".into()))
-    }
-    async fn update_stack(
-        &self,
-        _: &Operation,
-        _: &ClusterView,
-        _: &StackHandle,
-    ) -> Result<(), CloudError> {
-        Err(CloudError::Transient("no cloud".into()))
-    }
-}
 
 /// A free port below the ephemeral range (see conductors.rs).
 fn free_port() -> u16 {
@@ -110,7 +68,7 @@ impl Nodes {
                 bootstrap: true,
                 raft: RaftConfig::default(),
                 reconciler: LeaderConfig::default(),
-                cloud: Arc::new(NoCloud),
+                cloud: Arc::new(FakeCloud::default()),
                 heartbeat_interval: Duration::from_secs(1),
             };
             n._dirs.push(dir);

@@ -14,7 +14,7 @@
 //! to operations whose stack name contains it. A firing point aborts the process: a crash, not
 //! a clean exit. While enabled every site passed is printed as `FAILPOINT-SITE ...` on stderr,
 //! so a test can enumerate the sites each operation kind goes through.
-use crate::cloud::{Cloud, CloudError, StackHandle, StackState, TrusteeUser};
+use crate::cloud::{Cloud, CloudError, StackHandle, StackState, StackUpdate, Target, TrusteeUser};
 use async_trait::async_trait;
 use magnum_proto::{ClusterView, NodeGroup, OpEvent, OpKind, Operation, ProjectId, Trustor};
 use std::collections::{BTreeMap, HashMap};
@@ -231,8 +231,17 @@ pub fn wrap(cloud: Arc<dyn Cloud>) -> Arc<dyn Cloud> {
 
 struct FailpointCloud(Arc<dyn Cloud>);
 
-fn kind_of(op: &Operation) -> String {
-    variant_name::<OpKind>(&op.kind)
+/// The serving operation's kind (`""` for none: only `*` points match it).
+fn kind_of(target: &Target<'_>) -> String {
+    target
+        .op
+        .map(|o| variant_name::<OpKind>(&o.kind))
+        .unwrap_or_default()
+}
+
+/// The serving operation's stack name, as its commit sites use.
+fn op_stack<'a>(target: &Target<'a>) -> &'a str {
+    target.op.map(|o| o.stack_name).unwrap_or_default()
 }
 
 #[async_trait]
@@ -241,14 +250,11 @@ impl Cloud for FailpointCloud {
         self.0.stack_name(cluster)
     }
 
-    async fn create_stack(
-        &self,
-        op: &Operation,
-        cluster: &ClusterView,
-    ) -> Result<StackHandle, CloudError> {
-        check(&kind_of(op), "heat:create", When::Before, &op.stack_name);
-        let r = self.0.create_stack(op, cluster).await;
-        check(&kind_of(op), "heat:create", When::After, &op.stack_name);
+    async fn create_stack(&self, target: &Target<'_>) -> Result<StackHandle, CloudError> {
+        let (kind, stack) = (kind_of(target), op_stack(target));
+        check(&kind, "heat:create", When::Before, stack);
+        let r = self.0.create_stack(target).await;
+        check(&kind, "heat:create", When::After, stack);
         r
     }
 
@@ -262,15 +268,11 @@ impl Cloud for FailpointCloud {
 
     async fn get_stack(
         &self,
-        project: &ProjectId,
+        target: &Target<'_>,
         stack: &StackHandle,
-        op: &Operation,
-        cluster: &ClusterView,
         with_outputs: bool,
     ) -> Result<Option<StackState>, CloudError> {
-        self.0
-            .get_stack(project, stack, op, cluster, with_outputs)
-            .await
+        self.0.get_stack(target, stack, with_outputs).await
     }
 
     /// The trait passes no operation here: the site's kind is `delete`, the only kind that
@@ -288,13 +290,14 @@ impl Cloud for FailpointCloud {
 
     async fn update_stack(
         &self,
-        op: &Operation,
-        cluster: &ClusterView,
+        target: &Target<'_>,
         stack: &StackHandle,
+        update: &StackUpdate,
     ) -> Result<(), CloudError> {
-        check(&kind_of(op), "heat:update", When::Before, &op.stack_name);
-        let r = self.0.update_stack(op, cluster, stack).await;
-        check(&kind_of(op), "heat:update", When::After, &op.stack_name);
+        let (kind, name) = (kind_of(target), op_stack(target));
+        check(&kind, "heat:update", When::Before, name);
+        let r = self.0.update_stack(target, stack, update).await;
+        check(&kind, "heat:update", When::After, name);
         r
     }
 
@@ -304,31 +307,30 @@ impl Cloud for FailpointCloud {
 
     async fn create_nodegroup_stack(
         &self,
-        op: &Operation,
-        cluster: &ClusterView,
+        target: &Target<'_>,
         ng: &NodeGroup,
     ) -> Result<StackHandle, CloudError> {
-        let stack = self.0.stack_name(cluster);
-        check(&kind_of(op), "heat:create_nodegroup", When::Before, &stack);
-        let r = self.0.create_nodegroup_stack(op, cluster, ng).await;
-        check(&kind_of(op), "heat:create_nodegroup", When::After, &stack);
+        let (kind, stack) = (kind_of(target), self.0.stack_name(target.view));
+        check(&kind, "heat:create_nodegroup", When::Before, &stack);
+        let r = self.0.create_nodegroup_stack(target, ng).await;
+        check(&kind, "heat:create_nodegroup", When::After, &stack);
         r
     }
 
     async fn patch_parameters(
         &self,
-        op: &Operation,
-        cluster: &ClusterView,
+        target: &Target<'_>,
         stack: &StackHandle,
         parameters: BTreeMap<String, serde_json::Value>,
+        rollback: bool,
     ) -> Result<(), CloudError> {
-        let name = self.0.stack_name(cluster);
-        check(&kind_of(op), "heat:patch", When::Before, &name);
+        let (kind, name) = (kind_of(target), self.0.stack_name(target.view));
+        check(&kind, "heat:patch", When::Before, &name);
         let r = self
             .0
-            .patch_parameters(op, cluster, stack, parameters)
+            .patch_parameters(target, stack, parameters, rollback)
             .await;
-        check(&kind_of(op), "heat:patch", When::After, &name);
+        check(&kind, "heat:patch", When::After, &name);
         r
     }
 

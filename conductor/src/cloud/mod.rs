@@ -1,11 +1,18 @@
 //! What the reconciler needs from the cloud, as a trait so tests can inject faults and so the
 //! reconciler stays ignorant of Heat's wire format.
 pub mod failpoints;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
 pub mod heat;
+mod target;
 
 use async_trait::async_trait;
-use magnum_proto::{ClusterView, NodeGroup, Operation, ProjectId, StackOutputs, Trustor};
+use magnum_drivers::openstack::StackState as Phase;
+pub use magnum_drivers::openstack::{HeatStatus, StackAction};
+pub use magnum_drivers::{ScaleSpec, UpgradeSpec};
+use magnum_proto::{ClusterStatus, ClusterView, NodeGroup, ProjectId, StackOutputs, Trustor};
 use std::collections::BTreeMap;
+pub use target::{OpTag, Target};
 
 /// A stack as Heat names it: `name/id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,7 +23,7 @@ pub struct StackHandle {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct StackState {
-    pub status: String,
+    pub status: HeatStatus,
     pub reason: Option<String>,
     /// Mapped outputs, present when the stack was read with outputs.
     pub outputs: Option<StackOutputs>,
@@ -43,27 +50,76 @@ pub enum CloudError {
     Transient(String),
 }
 
+/// What an update PATCHes: the per-call part of [`Cloud::update_stack`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StackUpdate {
+    /// A nodegroup's new count (`rollback` decides Heat's rollback).
+    Scale(ScaleSpec),
+    Upgrade(UpgradeSpec),
+}
+
+/// The stack statuses callers compare with (not `ClusterStatus`'s variants of the same names).
+pub mod heat_status {
+    use super::{HeatStatus, Phase, StackAction};
+
+    pub const DELETE_COMPLETE: HeatStatus = HeatStatus {
+        action: StackAction::Delete,
+        state: Phase::Complete,
+    };
+    pub const DELETE_FAILED: HeatStatus = HeatStatus {
+        action: StackAction::Delete,
+        state: Phase::Failed,
+    };
+    pub const DELETE_IN_PROGRESS: HeatStatus = HeatStatus {
+        action: StackAction::Delete,
+        state: Phase::InProgress,
+    };
+}
+
+/// The cluster status of the same name; `None` for stack statuses Magnum has no equivalent of
+/// (e.g. `SUSPEND_COMPLETE`, `CHECK_FAILED`).
+pub fn cluster_status(s: HeatStatus) -> Option<ClusterStatus> {
+    use ClusterStatus::*;
+    use Phase::{Complete, Failed, InProgress};
+    use StackAction::*;
+    Some(match (s.action, s.state) {
+        (Create, InProgress) => CREATE_IN_PROGRESS,
+        (Create, Failed) => CREATE_FAILED,
+        (Create, Complete) => CREATE_COMPLETE,
+        (Update, InProgress) => UPDATE_IN_PROGRESS,
+        (Update, Failed) => UPDATE_FAILED,
+        (Update, Complete) => UPDATE_COMPLETE,
+        (Delete, InProgress) => DELETE_IN_PROGRESS,
+        (Delete, Failed) => DELETE_FAILED,
+        (Delete, Complete) => DELETE_COMPLETE,
+        (Resume, Complete) => RESUME_COMPLETE,
+        (Resume, Failed) => RESUME_FAILED,
+        (Restore, Complete) => RESTORE_COMPLETE,
+        (Rollback, InProgress) => ROLLBACK_IN_PROGRESS,
+        (Rollback, Failed) => ROLLBACK_FAILED,
+        (Rollback, Complete) => ROLLBACK_COMPLETE,
+        (Snapshot, Complete) => SNAPSHOT_COMPLETE,
+        (Check, Complete) => CHECK_COMPLETE,
+        (Adopt, Complete) => ADOPT_COMPLETE,
+        _ => return None,
+    })
+}
+
 #[async_trait]
 pub trait Cloud: Send + Sync + 'static {
     /// Deterministic stack name of a cluster.
     fn stack_name(&self, cluster: &ClusterView) -> String;
-    async fn create_stack(
-        &self,
-        op: &Operation,
-        cluster: &ClusterView,
-    ) -> Result<StackHandle, CloudError>;
+    async fn create_stack(&self, target: &Target<'_>) -> Result<StackHandle, CloudError>;
     async fn find_stack(
         &self,
         project: &ProjectId,
         name_or_id: &str,
     ) -> Result<Option<StackHandle>, CloudError>;
-    /// `None` when Heat no longer knows the stack.
+    /// `None` when Heat no longer knows the stack. Outputs need the target's driver.
     async fn get_stack(
         &self,
-        project: &ProjectId,
+        target: &Target<'_>,
         stack: &StackHandle,
-        op: &Operation,
-        cluster: &ClusterView,
         with_outputs: bool,
     ) -> Result<Option<StackState>, CloudError>;
     async fn delete_stack(
@@ -78,33 +134,32 @@ pub trait Cloud: Send + Sync + 'static {
     /// Creates a non-default nodegroup's own stack, joined to the cluster stack.
     async fn create_nodegroup_stack(
         &self,
-        _op: &Operation,
-        _cluster: &ClusterView,
+        _target: &Target<'_>,
         _ng: &NodeGroup,
     ) -> Result<StackHandle, CloudError> {
         Err(CloudError::Permanent(
             "This cloud does not support nodegroup stacks.".into(),
         ))
     }
-    /// PATCH the operation's stack: an upgrade sends the new version, an update or resize the
-    /// target nodegroup's current count (`op.rollback` decides Heat's rollback); the same call
-    /// again converges to the same stack.
+    /// PATCH `stack` (the cluster's, or a nodegroup's own); the same call again converges to the
+    /// same stack.
     async fn update_stack(
         &self,
-        op: &Operation,
-        cluster: &ClusterView,
+        target: &Target<'_>,
         stack: &StackHandle,
+        update: &StackUpdate,
     ) -> Result<(), CloudError>;
-    /// PATCH the stack with these parameters only (CA rotation's new service-account keys),
-    /// rollback as `op.rollback`; the same call again converges to the same stack.
+    /// PATCH the stack with these parameters only (CA rotation's new service-account keys,
+    /// a credential rotation's trustee password); the same call again converges to the same
+    /// stack.
     async fn patch_parameters(
         &self,
-        op: &Operation,
-        cluster: &ClusterView,
+        target: &Target<'_>,
         stack: &StackHandle,
         parameters: BTreeMap<String, serde_json::Value>,
+        rollback: bool,
     ) -> Result<(), CloudError> {
-        let _ = (op, cluster, stack, parameters);
+        let _ = (target, stack, parameters, rollback);
         Err(CloudError::Permanent(
             "This cloud cannot update stack parameters.".into(),
         ))
@@ -144,5 +199,30 @@ pub trait Cloud: Send + Sync + 'static {
     /// one already gone is fine.
     async fn delete_trustee(&self, _cluster: &ClusterView) -> Result<(), CloudError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use magnum_drivers::openstack::status_of;
+
+    #[test]
+    fn cluster_status_is_the_status_of_the_same_name() {
+        let actions = [
+            "INIT", "CREATE", "DELETE", "UPDATE", "ROLLBACK", "SUSPEND", "RESUME", "ADOPT",
+            "SNAPSHOT", "CHECK", "RESTORE",
+        ];
+        for a in actions {
+            for p in ["IN_PROGRESS", "COMPLETE", "FAILED"] {
+                let name = format!("{a}_{p}");
+                let s = status_of(&name).unwrap();
+                assert_eq!(cluster_status(s), ClusterStatus::parse(&name), "{name}");
+            }
+        }
+        use heat_status::*;
+        assert_eq!(DELETE_COMPLETE.to_string(), "DELETE_COMPLETE");
+        assert_eq!(DELETE_FAILED.to_string(), "DELETE_FAILED");
+        assert_eq!(DELETE_IN_PROGRESS.to_string(), "DELETE_IN_PROGRESS");
     }
 }

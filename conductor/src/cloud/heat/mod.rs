@@ -1,16 +1,13 @@
 //! `Cloud` on real OpenStack APIs: Keystone service session + Heat, through magnum-drivers. The
 //! conductor acts with its service credentials (admin) on each cluster's project's Heat endpoint.
-use crate::cloud::{Cloud, CloudError, StackHandle, StackState, TrusteeUser};
+use crate::cloud::{Cloud, CloudError, StackHandle, StackState, StackUpdate, Target, TrusteeUser};
 use async_trait::async_trait;
 use magnum_drivers::openstack::{
     heat_url_for_project, Domain, HeatClient, HttpClient, Interface, KeystoneClient,
     PasswordCredentials, ServiceSession, StackRef, TokenProvider, UpdateStack,
 };
-use magnum_drivers::{
-    driver_for, ClusterSpec, Driver, NodeGroupSpec, NodeTaint, OutputOptions, ScaleSpec,
-    TemplateKey, Trustee, UpgradeSpec,
-};
-use magnum_proto::{ClusterView, NodeGroup, OpKind, Operation, ProjectId, StackOutputs, Trustor};
+use magnum_drivers::{ClusterSpec, NodeGroupSpec, NodeTaint, OutputOptions};
+use magnum_proto::{ClusterView, NodeGroup, ProjectId, StackOutputs, Trustor};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -79,25 +76,8 @@ impl HeatCloud {
         Ok(HeatClient::new(self.http.clone(), url, tokens))
     }
 
-    fn driver(op: &Operation) -> Result<&'static dyn Driver, CloudError> {
-        let t = &op.template;
-        let key = TemplateKey {
-            driver: t.driver.as_deref(),
-            server_type: t.server_type.as_deref(),
-            cluster_distro: t.cluster_distro.as_deref(),
-            coe: t.coe.as_deref(),
-        };
-        let (server_type, distro, coe) = key.triple();
-        driver_for(&key).ok_or_else(|| {
-            CloudError::Permanent(format!(
-                "Cluster type ({server_type}, {distro}, {coe}) not supported."
-            ))
-        })
-    }
-
-    async fn spec(&self, op: &Operation, view: &ClusterView) -> ClusterSpec {
-        let t = &op.template;
-        let c = &view.cluster;
+    /// The target's spec with this cloud's endpoints.
+    async fn spec(&self, target: &Target<'_>) -> ClusterSpec {
         let magnum_url = self
             .session
             .endpoint(
@@ -109,55 +89,10 @@ impl HeatCloud {
             .map(|u| u.to_string())
             .unwrap_or_default();
         ClusterSpec {
-            cluster_uuid: c.uuid.0,
-            name: c.name.clone(),
-            project_id: c.project_id.0.clone(),
-            username: None,
-            coe: t.coe.clone().unwrap_or_default(),
-            server_type: t.server_type.clone().unwrap_or_else(|| "vm".into()),
-            cluster_distro: t.cluster_distro.clone().unwrap_or_default(),
-            image_id: t.image_id.clone().unwrap_or_default(),
-            flavor_id: c.flavor_id.clone().or_else(|| t.flavor_id.clone()),
-            master_flavor_id: c
-                .master_flavor_id
-                .clone()
-                .or_else(|| t.master_flavor_id.clone()),
-            keypair: c.keypair.clone().or_else(|| t.keypair_id.clone()),
-            external_network_id: t.external_network_id.clone(),
-            fixed_network: c.fixed_network.clone().or_else(|| t.fixed_network.clone()),
-            fixed_subnet: c.fixed_subnet.clone().or_else(|| t.fixed_subnet.clone()),
-            dns_nameserver: t.dns_nameserver.clone(),
-            network_driver: t.network_driver.clone(),
-            volume_driver: t.volume_driver.clone(),
-            tls_disabled: t.tls_disabled,
-            registry_enabled: t.registry_enabled,
-            insecure_registry: t.insecure_registry.clone(),
-            docker_volume_size: c
-                .docker_volume_size
-                .or(t.docker_volume_size)
-                .and_then(|v| u32::try_from(v).ok()),
-            docker_storage_driver: t.docker_storage_driver.clone(),
-            http_proxy: t.http_proxy.clone(),
-            https_proxy: t.https_proxy.clone(),
-            no_proxy: t.no_proxy.clone(),
-            labels: c.labels.clone(),
-            floating_ip_enabled: c.floating_ip_enabled,
-            master_lb_enabled: c.master_lb_enabled,
-            node_count: view.node_count(),
-            master_count: view.master_count(),
-            create_timeout: u32::try_from(c.create_timeout).unwrap_or(60),
-            discovery_url: c.discovery_url.clone(),
             magnum_url,
             auth_url: self.auth.auth_url.clone(),
             region_name: self.auth.region.clone(),
-            trustee: view.trustee.as_ref().map(|t| Trustee {
-                domain_id: t.domain_id.clone(),
-                user_id: t.user_id.clone(),
-                username: t.username.clone(),
-                password: t.password.clone(),
-                trust_id: t.trust_id.clone(),
-            }),
-            ..ClusterSpec::default()
+            ..target.spec.clone()
         }
     }
 }
@@ -168,15 +103,11 @@ impl Cloud for HeatCloud {
         magnum_drivers::stack_name(&cluster.cluster.name, cluster.cluster.uuid.0)
     }
 
-    async fn create_stack(
-        &self,
-        op: &Operation,
-        view: &ClusterView,
-    ) -> Result<StackHandle, CloudError> {
-        let driver = Self::driver(op)?;
-        let spec = self.spec(op, view).await;
+    async fn create_stack(&self, target: &Target<'_>) -> Result<StackHandle, CloudError> {
+        let driver = target.driver()?;
+        let spec = self.spec(target).await;
         let req = driver.create_stack_request(&spec).map_err(classify)?;
-        let heat = self.heat(&view.cluster.project_id).await?;
+        let heat = self.heat(target.project()).await?;
         let r = heat.create_stack(&req).await.map_err(classify)?;
         Ok(StackHandle {
             name: r.name,
@@ -186,11 +117,11 @@ impl Cloud for HeatCloud {
 
     async fn create_nodegroup_stack(
         &self,
-        op: &Operation,
-        view: &ClusterView,
+        target: &Target<'_>,
         ng: &NodeGroup,
     ) -> Result<StackHandle, CloudError> {
-        let driver = Self::driver(op)?;
+        let driver = target.driver()?;
+        let view = target.view;
         let Some(cluster_stack) = view.cluster.stack_id.clone() else {
             return Err(CloudError::Permanent(
                 "The cluster has no stack to add a nodegroup to.".into(),
@@ -206,7 +137,7 @@ impl Cloud for HeatCloud {
                 "Stack with id {cluster_stack} not found in Heat."
             )));
         };
-        let spec = self.spec(op, view).await;
+        let spec = self.spec(target).await;
         let ng_spec = NodeGroupSpec {
             uuid: ng.uuid.0,
             name: ng.name.clone(),
@@ -254,13 +185,11 @@ impl Cloud for HeatCloud {
 
     async fn get_stack(
         &self,
-        project: &ProjectId,
+        target: &Target<'_>,
         stack: &StackHandle,
-        op: &Operation,
-        view: &ClusterView,
         with_outputs: bool,
     ) -> Result<Option<StackState>, CloudError> {
-        let heat = self.heat(project).await?;
+        let heat = self.heat(target.project()).await?;
         let sref = StackRef {
             id: stack.id.clone(),
             name: stack.name.clone(),
@@ -272,12 +201,13 @@ impl Cloud for HeatCloud {
         else {
             return Ok(None);
         };
+        // Heat sends no other; a garbled answer is retried like any bad response.
+        let status = s.heat_status().ok_or_else(|| {
+            CloudError::Transient(format!("Heat sent an unknown stack status {:?}.", s.status))
+        })?;
         let outputs = if with_outputs {
-            let opts = OutputOptions {
-                tls_disabled: op.template.tls_disabled,
-                floating_ip_enabled: view.cluster.floating_ip_enabled,
-            };
-            let o = Self::driver(op)?.map_outputs(&opts, &s);
+            let opts = OutputOptions::from(&target.spec);
+            let o = target.driver()?.map_outputs(&opts, &s);
             Some(StackOutputs {
                 api_address: o.api_address,
                 master_addresses: o.master_addresses,
@@ -289,7 +219,7 @@ impl Cloud for HeatCloud {
         };
         let reason = Some(s.status_reason.clone()).filter(|r| !r.is_empty());
         Ok(Some(StackState {
-            status: s.status,
+            status,
             reason,
             outputs,
         }))
@@ -311,38 +241,16 @@ impl Cloud for HeatCloud {
 
     async fn update_stack(
         &self,
-        op: &Operation,
-        view: &ClusterView,
+        target: &Target<'_>,
         stack: &StackHandle,
+        update: &StackUpdate,
     ) -> Result<(), CloudError> {
-        let driver = Self::driver(op)?;
-        let req = match (&op.upgrade, op.kind) {
-            (Some(up), OpKind::Upgrade) => driver
-                .upgrade_request(&UpgradeSpec {
-                    kube_tag: up.kube_tag.clone(),
-                    max_batch_size: up.max_batch_size,
-                })
-                .map_err(classify)?,
-            _ => {
-                // The operation's nodegroup, or the default worker (operations from before
-                // `nodegroup` existed).
-                let ng = view
-                    .nodegroups
-                    .iter()
-                    .find(|n| Some(n.uuid) == op.nodegroup)
-                    .or_else(|| {
-                        view.nodegroups
-                            .iter()
-                            .find(|n| n.is_default && !n.is_master())
-                    });
-                driver.scale_request(&ScaleSpec {
-                    node_count: ng.map_or(0, |n| n.node_count),
-                    nodes_to_remove: op.nodes_to_remove.clone(),
-                    rollback: op.rollback,
-                })
-            }
+        let driver = target.driver()?;
+        let req = match update {
+            StackUpdate::Upgrade(up) => driver.upgrade_request(up).map_err(classify)?,
+            StackUpdate::Scale(scale) => driver.scale_request(scale),
         };
-        let heat = self.heat(&view.cluster.project_id).await?;
+        let heat = self.heat(target.project()).await?;
         let sref = StackRef {
             id: stack.id.clone(),
             name: stack.name.clone(),
@@ -352,17 +260,17 @@ impl Cloud for HeatCloud {
 
     async fn patch_parameters(
         &self,
-        op: &Operation,
-        view: &ClusterView,
+        target: &Target<'_>,
         stack: &StackHandle,
         parameters: BTreeMap<String, serde_json::Value>,
+        rollback: bool,
     ) -> Result<(), CloudError> {
         let req = UpdateStack {
             parameters,
-            disable_rollback: Some(!op.rollback),
+            disable_rollback: Some(!rollback),
             ..UpdateStack::default()
         };
-        let heat = self.heat(&view.cluster.project_id).await?;
+        let heat = self.heat(target.project()).await?;
         let sref = StackRef {
             id: stack.id.clone(),
             name: stack.name.clone(),

@@ -2,7 +2,10 @@
 //! side effect is bracketed by commits (intent → act → record), and every command carries the
 //! ownership epoch, so a deposed leader's late report is rejected by `apply()`.
 use crate::cloud::failpoints::{self, When};
-use crate::cloud::{Cloud, CloudError, StackHandle};
+use crate::cloud::{
+    cluster_status, heat_status, Cloud, CloudError, ScaleSpec, StackHandle, StackUpdate, Target,
+    UpgradeSpec,
+};
 use crate::leader::LeaderConfig;
 use crate::pki::{certs, cpu};
 use crate::shard::logic::ShardLogic;
@@ -180,6 +183,8 @@ impl From<CloudError> for StepError {
 
 async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress, StepError> {
     let project = &view.cluster.project_id;
+    // `drive` opened the view's trustee.
+    let target = Target::new(&op.template, view, view.trustee.as_ref()).serving(op);
     match &op.step {
         Step::GenerateCerts => {
             let name = ca_name(view);
@@ -205,7 +210,7 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
         Step::CreateStack { .. } => {
             advance(ctx, op, OpEvent::StackCreateIntent).await?;
             confirm_leadership(ctx).await?;
-            let handle = match ctx.cloud.create_stack(op, view).await {
+            let handle = match ctx.cloud.create_stack(&target).await {
                 Ok(h) => h,
                 // The name is deterministic: a live stack with it is ours from an earlier attempt.
                 Err(CloudError::Conflict(_)) => {
@@ -241,11 +246,7 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                 name: ctx.cloud.stack_name(view),
                 id: stack_id.clone(),
             };
-            match ctx
-                .cloud
-                .get_stack(project, &handle, op, view, true)
-                .await?
-            {
+            match ctx.cloud.get_stack(&target, &handle, true).await? {
                 None => {
                     let reason = format!("Stack with id {stack_id} not found in Heat.");
                     let event = OpEvent::CreateFinished {
@@ -255,10 +256,9 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                     };
                     advance(ctx, op, event).await
                 }
-                Some(s) if s.status.ends_with("_IN_PROGRESS") => Ok(Progress::Wait),
+                Some(s) if s.status.is_in_progress() => Ok(Progress::Wait),
                 Some(s) => {
-                    let status =
-                        ClusterStatus::parse(&s.status).unwrap_or(ClusterStatus::CREATE_FAILED);
+                    let status = cluster_status(s.status).unwrap_or(ClusterStatus::CREATE_FAILED);
                     let reason = if status.is_failed() { s.reason } else { None };
                     let outputs = s.outputs.unwrap_or_default();
                     advance(
@@ -284,8 +284,15 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
             let params = stack_parameters(ctx, op, view)?;
             confirm_leadership(ctx).await?;
             let sent = match params {
-                Some(p) => ctx.cloud.patch_parameters(op, view, &handle, p).await,
-                None => ctx.cloud.update_stack(op, view, &handle).await,
+                Some(p) => {
+                    ctx.cloud
+                        .patch_parameters(&target, &handle, p, op.rollback)
+                        .await
+                }
+                None => {
+                    let update = stack_update(op, view);
+                    ctx.cloud.update_stack(&target, &handle, &update).await
+                }
             };
             match sent {
                 Ok(()) => {}
@@ -304,20 +311,16 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                     .map_or_else(|| ctx.cloud.stack_name(view), |h| h.name),
                 id: stack_id.clone(),
             };
-            let state = ctx
-                .cloud
-                .get_stack(project, &handle, op, view, true)
-                .await?;
+            let state = ctx.cloud.get_stack(&target, &handle, true).await?;
             let (status, reason, outputs) = match state {
                 None => (
                     ClusterStatus::UPDATE_FAILED,
                     Some(format!("Stack with id {stack_id} not found in Heat.")),
                     StackOutputs::default(),
                 ),
-                Some(s) if s.status.ends_with("_IN_PROGRESS") => return Ok(Progress::Wait),
+                Some(s) if s.status.is_in_progress() => return Ok(Progress::Wait),
                 Some(s) => {
-                    let status =
-                        ClusterStatus::parse(&s.status).unwrap_or(ClusterStatus::UPDATE_FAILED);
+                    let status = cluster_status(s.status).unwrap_or(ClusterStatus::UPDATE_FAILED);
                     let reason = if status.is_failed() { s.reason } else { None };
                     (status, reason, s.outputs.unwrap_or_default())
                 }
@@ -330,7 +333,7 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
             advance(ctx, op, event).await
         }
         Step::DeleteStack { .. } => {
-            if let Some(p) = nodegroups::delete_extra_nodegroups(ctx, op, view).await? {
+            if let Some(p) = nodegroups::delete_extra_nodegroups(ctx, op, &target).await? {
                 return Ok(p);
             }
             advance(ctx, op, OpEvent::StackDeleteIntent).await?;
@@ -366,23 +369,19 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                 name: ctx.cloud.stack_name(view),
                 id: stack_id.clone(),
             };
-            match ctx
-                .cloud
-                .get_stack(project, &handle, op, view, false)
-                .await?
-            {
+            match ctx.cloud.get_stack(&target, &handle, false).await? {
                 None => advance(ctx, op, OpEvent::DeleteFinished).await,
-                Some(s) if s.status == "DELETE_COMPLETE" => {
+                Some(s) if s.status == heat_status::DELETE_COMPLETE => {
                     advance(ctx, op, OpEvent::DeleteFinished).await
                 }
-                Some(s) if s.status == "DELETE_FAILED" => {
+                Some(s) if s.status == heat_status::DELETE_FAILED => {
                     let reason = s.reason.unwrap_or_else(|| "Stack delete failed.".into());
                     advance(ctx, op, OpEvent::Failed { reason }).await
                 }
-                Some(s) if s.status == "DELETE_IN_PROGRESS" => Ok(Progress::Wait),
+                Some(s) if s.status == heat_status::DELETE_IN_PROGRESS => Ok(Progress::Wait),
                 // Heat took the delete and is cancelling the running action first (the legacy
                 // engine lets the running resource finish): re-sending would restart that.
-                Some(s) if s.status.ends_with("_IN_PROGRESS") => Ok(Progress::Wait),
+                Some(s) if s.status.is_in_progress() => Ok(Progress::Wait),
                 // The delete did not take (the stack ended another action): ask again.
                 Some(_) => {
                     confirm_leadership(ctx).await?;
@@ -391,12 +390,12 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                 }
             }
         }
-        Step::CreateNodeGroupStack { .. } => nodegroups::create_stack(ctx, op, view).await,
+        Step::CreateNodeGroupStack { .. } => nodegroups::create_stack(ctx, op, &target).await,
         Step::WaitNodeGroupCreate { stack_id } => {
-            nodegroups::wait_create(ctx, op, view, stack_id).await
+            nodegroups::wait_create(ctx, op, &target, stack_id).await
         }
-        Step::DeleteNodeGroupStack { .. } => nodegroups::delete_stack(ctx, op, view).await,
-        Step::WaitNodeGroupDelete { .. } => nodegroups::wait_delete(ctx, op, view).await,
+        Step::DeleteNodeGroupStack { .. } => nodegroups::delete_stack(ctx, op, &target).await,
+        Step::WaitNodeGroupDelete { .. } => nodegroups::wait_delete(ctx, op, &target).await,
     }
 }
 
@@ -417,6 +416,33 @@ fn update_target(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Option<StackH
             id: view.cluster.stack_id.clone()?,
         }),
     }
+}
+
+/// What an update or upgrade PATCHes: an upgrade the new version, an update or resize the
+/// operation's nodegroup's current count.
+fn stack_update(op: &Operation, view: &ClusterView) -> StackUpdate {
+    if let (Some(up), OpKind::Upgrade) = (&op.upgrade, op.kind) {
+        return StackUpdate::Upgrade(UpgradeSpec {
+            kube_tag: up.kube_tag.clone(),
+            max_batch_size: up.max_batch_size,
+        });
+    }
+    // The operation's nodegroup, or the default worker (operations from before `nodegroup`
+    // existed).
+    let ng = view
+        .nodegroups
+        .iter()
+        .find(|n| Some(n.uuid) == op.nodegroup)
+        .or_else(|| {
+            view.nodegroups
+                .iter()
+                .find(|n| n.is_default && !n.is_master())
+        });
+    StackUpdate::Scale(ScaleSpec {
+        node_count: ng.map_or(0, |n| n.node_count),
+        nodes_to_remove: op.nodes_to_remove.clone(),
+        rollback: op.rollback,
+    })
 }
 
 /// Delivers the outbox in order, then commits which notifications went out. A failover between

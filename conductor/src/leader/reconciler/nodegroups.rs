@@ -1,12 +1,12 @@
 //! Steps of nodegroup operations, and the first phase of a cluster delete (the non-default
 //! nodegroups' stacks go before the cluster stack, whose network and security group they use).
 use super::{advance, confirm_leadership, Ctx, Progress, StepError};
-use crate::cloud::{CloudError, StackHandle};
+use crate::cloud::{cluster_status, heat_status, CloudError, StackHandle, Target};
 use magnum_proto::*;
 use tracing::info;
 
 /// The operation's nodegroup, if its row still exists.
-fn target<'a>(op: &Operation, view: &'a ClusterView) -> Option<&'a NodeGroup> {
+fn nodegroup_of<'a>(op: &Operation, view: &'a ClusterView) -> Option<&'a NodeGroup> {
     view.nodegroups
         .iter()
         .find(|n| Some(n.uuid) == op.nodegroup)
@@ -19,14 +19,15 @@ fn failed(reason: String) -> OpEvent {
 pub(super) async fn create_stack(
     ctx: &Ctx,
     op: &Operation,
-    view: &ClusterView,
+    t: &Target<'_>,
 ) -> Result<Progress, StepError> {
-    let Some(ng) = target(op, view) else {
+    let view = t.view;
+    let Some(ng) = nodegroup_of(op, view) else {
         return advance(ctx, op, failed("The nodegroup no longer exists.".into())).await;
     };
     advance(ctx, op, OpEvent::StackCreateIntent).await?;
     confirm_leadership(ctx).await?;
-    let handle = match ctx.cloud.create_nodegroup_stack(op, view, ng).await {
+    let handle = match ctx.cloud.create_nodegroup_stack(t, ng).await {
         Ok(h) => h,
         // The name is deterministic: a live stack with it is ours from an earlier attempt.
         Err(CloudError::Conflict(_)) => {
@@ -59,29 +60,27 @@ pub(super) async fn create_stack(
 pub(super) async fn wait_create(
     ctx: &Ctx,
     op: &Operation,
-    view: &ClusterView,
+    t: &Target<'_>,
     stack_id: &str,
 ) -> Result<Progress, StepError> {
-    let Some(ng) = target(op, view) else {
+    let view = t.view;
+    let Some(ng) = nodegroup_of(op, view) else {
         return advance(ctx, op, failed("The nodegroup no longer exists.".into())).await;
     };
     let handle = StackHandle {
         name: ctx.cloud.nodegroup_stack_name(view, ng),
         id: stack_id.to_string(),
     };
-    let state = ctx
-        .cloud
-        .get_stack(&view.cluster.project_id, &handle, op, view, true)
-        .await?;
+    let state = ctx.cloud.get_stack(t, &handle, true).await?;
     let event = match state {
         None => OpEvent::NodeGroupCreateFinished {
             status: ClusterStatus::CREATE_FAILED,
             reason: Some(format!("Stack with id {stack_id} not found in Heat.")),
             node_addresses: Vec::new(),
         },
-        Some(s) if s.status.ends_with("_IN_PROGRESS") => return Ok(Progress::Wait),
+        Some(s) if s.status.is_in_progress() => return Ok(Progress::Wait),
         Some(s) => {
-            let status = ClusterStatus::parse(&s.status).unwrap_or(ClusterStatus::CREATE_FAILED);
+            let status = cluster_status(s.status).unwrap_or(ClusterStatus::CREATE_FAILED);
             OpEvent::NodeGroupCreateFinished {
                 status,
                 reason: if status.is_failed() { s.reason } else { None },
@@ -106,14 +105,9 @@ enum Deletion {
 
 /// Level-triggered: looks the stack up by id, then by its deterministic name (a create may have
 /// been in flight), and asks Heat to delete whatever is not already going.
-async fn delete_one(
-    ctx: &Ctx,
-    op: &Operation,
-    view: &ClusterView,
-    ng: &NodeGroup,
-) -> Result<Deletion, StepError> {
-    let project = &view.cluster.project_id;
-    let name = ctx.cloud.nodegroup_stack_name(view, ng);
+async fn delete_one(ctx: &Ctx, t: &Target<'_>, ng: &NodeGroup) -> Result<Deletion, StepError> {
+    let project = t.project();
+    let name = ctx.cloud.nodegroup_stack_name(t.view, ng);
     let mut found = match &ng.stack_id {
         Some(id) => ctx.cloud.find_stack(project, id).await?,
         None => None,
@@ -124,15 +118,11 @@ async fn delete_one(
     let Some(handle) = found else {
         return Ok(Deletion::Gone);
     };
-    match ctx
-        .cloud
-        .get_stack(project, &handle, op, view, false)
-        .await?
-    {
+    match ctx.cloud.get_stack(t, &handle, false).await? {
         None => Ok(Deletion::Gone),
-        Some(s) if s.status == "DELETE_COMPLETE" => Ok(Deletion::Gone),
-        Some(s) if s.status == "DELETE_IN_PROGRESS" => Ok(Deletion::Deleting(handle.id)),
-        Some(s) if s.status == "DELETE_FAILED" => Ok(Deletion::Failed(
+        Some(s) if s.status == heat_status::DELETE_COMPLETE => Ok(Deletion::Gone),
+        Some(s) if s.status == heat_status::DELETE_IN_PROGRESS => Ok(Deletion::Deleting(handle.id)),
+        Some(s) if s.status == heat_status::DELETE_FAILED => Ok(Deletion::Failed(
             s.reason.unwrap_or_else(|| "Stack delete failed.".into()),
         )),
         Some(_) => {
@@ -146,9 +136,9 @@ async fn delete_one(
 pub(super) async fn delete_stack(
     ctx: &Ctx,
     op: &Operation,
-    view: &ClusterView,
+    t: &Target<'_>,
 ) -> Result<Progress, StepError> {
-    let Some(ng) = target(op, view) else {
+    let Some(ng) = nodegroup_of(op, t.view) else {
         let Some(nodegroup) = op.nodegroup else {
             return advance(ctx, op, failed("The operation names no nodegroup.".into())).await;
         };
@@ -156,7 +146,7 @@ pub(super) async fn delete_stack(
     };
     advance(ctx, op, OpEvent::StackDeleteIntent).await?;
     let nodegroup = ng.uuid;
-    let event = match delete_one(ctx, op, view, ng).await? {
+    let event = match delete_one(ctx, t, ng).await? {
         Deletion::Gone => OpEvent::NodeGroupDeleted { nodegroup },
         Deletion::Failed(reason) => failed(reason),
         Deletion::Deleting(stack_id) | Deletion::Requested(stack_id) => {
@@ -172,16 +162,16 @@ pub(super) async fn delete_stack(
 pub(super) async fn wait_delete(
     ctx: &Ctx,
     op: &Operation,
-    view: &ClusterView,
+    t: &Target<'_>,
 ) -> Result<Progress, StepError> {
-    let Some(ng) = target(op, view) else {
+    let Some(ng) = nodegroup_of(op, t.view) else {
         let Some(nodegroup) = op.nodegroup else {
             return advance(ctx, op, failed("The operation names no nodegroup.".into())).await;
         };
         return advance(ctx, op, OpEvent::NodeGroupDeleted { nodegroup }).await;
     };
     let nodegroup = ng.uuid;
-    match delete_one(ctx, op, view, ng).await? {
+    match delete_one(ctx, t, ng).await? {
         Deletion::Gone => advance(ctx, op, OpEvent::NodeGroupDeleted { nodegroup }).await,
         Deletion::Failed(reason) => advance(ctx, op, failed(reason)).await,
         Deletion::Deleting(_) | Deletion::Requested(_) => Ok(Progress::Wait),
@@ -193,16 +183,16 @@ pub(super) async fn wait_delete(
 pub(super) async fn delete_extra_nodegroups(
     ctx: &Ctx,
     op: &Operation,
-    view: &ClusterView,
+    t: &Target<'_>,
 ) -> Result<Option<Progress>, StepError> {
-    let extras: Vec<&NodeGroup> = view.nodegroups.iter().filter(|n| !n.is_default).collect();
+    let extras: Vec<&NodeGroup> = t.view.nodegroups.iter().filter(|n| !n.is_default).collect();
     if extras.is_empty() {
         return Ok(None);
     }
     advance(ctx, op, OpEvent::StackDeleteIntent).await?;
     for ng in extras {
         let nodegroup = ng.uuid;
-        match delete_one(ctx, op, view, ng).await? {
+        match delete_one(ctx, t, ng).await? {
             Deletion::Gone => {
                 advance(ctx, op, OpEvent::NodeGroupDeleted { nodegroup }).await?;
             }

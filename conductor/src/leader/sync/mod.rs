@@ -33,7 +33,9 @@
 //! records the stack's status (a change made during the failover is not copied).
 pub mod health;
 
-use crate::cloud::{Cloud, StackHandle, StackState};
+use crate::cloud::{
+    cluster_status, heat_status, Cloud, HeatStatus, StackHandle, StackState, Target,
+};
 use crate::leader::{pause, LeaderConfig};
 use crate::shard::logic::ShardLogic;
 use magnum_proto::*;
@@ -73,7 +75,7 @@ fn failed_of(current: ClusterStatus) -> ClusterStatus {
 }
 
 fn is_gone(stack: Option<&StackState>) -> bool {
-    stack.is_none_or(|s| s.status == "DELETE_COMPLETE")
+    stack.is_none_or(|s| s.status == heat_status::DELETE_COMPLETE)
 }
 
 /// The §7.5 mapping for a row with no operation. `stack` is `None` when Heat answered 404;
@@ -82,7 +84,7 @@ pub fn decide(
     current: Current<'_>,
     stack_id: &str,
     stack: Option<&StackState>,
-    last_seen: Option<&str>,
+    last_seen: Option<HeatStatus>,
     stalled: bool,
 ) -> Option<Decision> {
     if is_gone(stack) {
@@ -98,7 +100,7 @@ pub fn decide(
         });
     }
     let s = stack?;
-    let Some(heat) = ClusterStatus::parse(&s.status) else {
+    let Some(heat) = cluster_status(s.status) else {
         debug!(status = %s.status, "stack status without a cluster equivalent");
         return None;
     };
@@ -144,7 +146,7 @@ pub fn decide_nodegroup(
     current: Current<'_>,
     stack_id: &str,
     stack: Option<&StackState>,
-    last_seen: Option<&str>,
+    last_seen: Option<HeatStatus>,
     stalled: bool,
 ) -> Option<Decision> {
     if is_gone(stack) && current.status == ClusterStatus::DELETE_IN_PROGRESS {
@@ -178,32 +180,6 @@ pub fn cluster_current(view: &ClusterView) -> Current<'_> {
             status: view.cluster.status,
             reason: view.cluster.status_reason.as_deref(),
         },
-    }
-}
-
-/// A stand-in operation for the `Cloud` calls (they read the driver and output options from the
-/// operation's template snapshot).
-fn probe_op(view: &ClusterView, template: ClusterTemplate, stack_name: String) -> Operation {
-    let now = Timestamp::now();
-    Operation {
-        id: OpId(uuid::Uuid::nil()),
-        cluster: view.cluster.uuid,
-        kind: OpKind::Update,
-        step: Step::WaitUpdate {
-            stack_id: view.cluster.stack_id.clone().unwrap_or_default(),
-        },
-        started_at: now,
-        deadline: now,
-        template,
-        stack_name,
-        retries: 0,
-        last_error: None,
-        rollback: false,
-        restore_node_count: None,
-        nodes_to_remove: Vec::new(),
-        nodegroup: None,
-        upgrade: None,
-        trustor: None,
     }
 }
 
@@ -243,7 +219,7 @@ pub async fn run(
         return;
     }
     // Last stack status seen per stack (in memory: rebuilt by each new leader).
-    let mut seen: HashMap<StackKey, String> = HashMap::new();
+    let mut seen: HashMap<StackKey, HeatStatus> = HashMap::new();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -266,18 +242,16 @@ pub async fn run(
                 cloud: cloud.as_ref(),
                 epoch,
                 cfg: &cfg,
-                op: probe_op(
-                    &view,
-                    template.clone().unwrap_or_default(),
-                    cloud.stack_name(&view),
-                ),
+                target: match &template {
+                    Some(t) => Target::new(t, &view, None),
+                    None => Target::status_only(&view),
+                },
                 has_template: template.is_some(),
-                view: &view,
             };
             let mut keys = vec![(id, None)];
             keys.extend(own_stacks(&view).map(|n| (id, Some(n.uuid))));
             for key in keys {
-                let last = seen.get(&key).cloned();
+                let last = seen.get(&key).copied();
                 match sync.one(key.1, last).instrument(span.clone()).await {
                     Ok(Some(status)) => {
                         seen.insert(key, status);
@@ -299,10 +273,10 @@ struct Sync<'a> {
     cloud: &'a dyn Cloud,
     epoch: u64,
     cfg: &'a LeaderConfig,
-    op: Operation,
+    /// Built without the trustee: status reads render no stack.
+    target: Target<'a>,
     /// Outputs need the driver, i.e. the template (it may live in another shard).
     has_template: bool,
-    view: &'a ClusterView,
 }
 
 impl Sync<'_> {
@@ -312,9 +286,9 @@ impl Sync<'_> {
     async fn one(
         &self,
         ng: Option<NodeGroupId>,
-        last_seen: Option<String>,
-    ) -> Result<Option<String>, String> {
-        let view = self.view;
+        last_seen: Option<HeatStatus>,
+    ) -> Result<Option<HeatStatus>, String> {
+        let view = self.target.view;
         let (stack_id, name, current, since) = match ng {
             None => {
                 let Some(stack_id) = view.cluster.stack_id.clone() else {
@@ -324,7 +298,7 @@ impl Sync<'_> {
                 let since = c.updated_at.unwrap_or(c.created_at);
                 (
                     stack_id,
-                    self.op.stack_name.clone(),
+                    self.cloud.stack_name(view),
                     cluster_current(view),
                     since,
                 )
@@ -356,22 +330,10 @@ impl Sync<'_> {
         let state = self.get(&handle, false).await?;
         let stalled_us = i64::try_from(self.cfg.stalled_after.as_micros()).unwrap_or(i64::MAX);
         let stalled = Timestamp::now().0.saturating_sub(since.0) > stalled_us;
-        let observed = state.as_ref().map(|s| s.status.clone());
+        let observed = state.as_ref().map(|s| s.status);
         let decided = match ng {
-            None => decide(
-                current,
-                &stack_id,
-                state.as_ref(),
-                last_seen.as_deref(),
-                stalled,
-            ),
-            Some(_) => decide_nodegroup(
-                current,
-                &stack_id,
-                state.as_ref(),
-                last_seen.as_deref(),
-                stalled,
-            ),
+            None => decide(current, &stack_id, state.as_ref(), last_seen, stalled),
+            Some(_) => decide_nodegroup(current, &stack_id, state.as_ref(), last_seen, stalled),
         };
         let Some(d) = decided else {
             return Ok(observed);
@@ -410,9 +372,8 @@ impl Sync<'_> {
         handle: &StackHandle,
         with_outputs: bool,
     ) -> Result<Option<StackState>, String> {
-        let project = &self.view.cluster.project_id;
         self.cloud
-            .get_stack(project, handle, &self.op, self.view, with_outputs)
+            .get_stack(&self.target, handle, with_outputs)
             .await
             .map_err(|e| e.to_string())
     }

@@ -1,15 +1,21 @@
 //! The status sync's mapping, and its commands in the shard state machine.
 use super::*;
 use crate::shard::ng_tests::{EPOCH, T};
+use magnum_drivers::openstack::status_of;
 use magnum_proto::fixtures;
 use ClusterStatus::*;
 
 fn state(status: &str, reason: Option<&str>) -> StackState {
     StackState {
-        status: status.into(),
+        status: status_of(status).unwrap(),
         reason: reason.map(str::to_string),
         outputs: None,
     }
+}
+
+/// A status the sync saw on its previous look.
+fn seen(status: &str) -> Option<HeatStatus> {
+    Some(status_of(status).unwrap())
 }
 
 fn cur(status: ClusterStatus) -> Current<'static> {
@@ -40,7 +46,7 @@ fn vanished_stack_fails_the_row_once() {
     let d = decide(cur(UPDATE_IN_PROGRESS), "s1", Some(&gone), None, false).unwrap();
     assert_eq!(d.status, UPDATE_FAILED);
     let deleting = state("DELETE_IN_PROGRESS", None);
-    let last = Some("UPDATE_COMPLETE");
+    let last = seen("UPDATE_COMPLETE");
     assert_eq!(
         decide(cur(UPDATE_COMPLETE), "s1", Some(&deleting), last, false),
         None
@@ -57,28 +63,31 @@ fn changed_stack_is_copied() {
         "first look only records"
     );
     assert_eq!(
-        decide(c, "s", Some(&failed), Some("UPDATE_FAILED"), false),
+        decide(c, "s", Some(&failed), seen("UPDATE_FAILED"), false),
         None,
         "unchanged stack: the row's own verdict stays"
     );
-    let d = decide(c, "s", Some(&failed), Some("CREATE_COMPLETE"), false).unwrap();
+    let d = decide(c, "s", Some(&failed), seen("CREATE_COMPLETE"), false).unwrap();
     assert_eq!(d.status, UPDATE_FAILED);
     assert_eq!(d.reason.as_deref(), Some("boom"));
     assert!(!d.with_outputs);
     let ok = state("UPDATE_COMPLETE", Some("ok"));
-    let last = Some("UPDATE_IN_PROGRESS");
+    let last = seen("UPDATE_IN_PROGRESS");
     let d = decide(cur(UPDATE_IN_PROGRESS), "s", Some(&ok), last, false).unwrap();
     assert_eq!(d.status, UPDATE_COMPLETE);
     assert_eq!(d.reason, None);
     assert!(d.with_outputs);
     let same = state("CREATE_COMPLETE", None);
-    assert_eq!(decide(c, "s", Some(&same), Some("X"), true), None);
+    assert_eq!(
+        decide(c, "s", Some(&same), seen("CHECK_COMPLETE"), true),
+        None
+    );
 }
 
 #[test]
 fn stalled_in_progress_times_out() {
     let s = state("UPDATE_IN_PROGRESS", None);
-    let last = Some("UPDATE_IN_PROGRESS");
+    let last = seen("UPDATE_IN_PROGRESS");
     let c = cur(UPDATE_IN_PROGRESS);
     assert_eq!(decide(c, "s", Some(&s), last, false), None);
     let d = decide(c, "s", Some(&s), last, true).unwrap();
@@ -100,14 +109,14 @@ fn nodegroup_stack_mapping() {
     assert_eq!((d.status, d.reason), (DELETE_COMPLETE, None));
     // Changed and stalled, as for the cluster stack.
     let failed = state("UPDATE_FAILED", Some("quota"));
-    let last = Some("CREATE_COMPLETE");
+    let last = seen("CREATE_COMPLETE");
     let d = decide_nodegroup(cur(CREATE_COMPLETE), "n1", Some(&failed), last, false).unwrap();
     assert_eq!(
         (d.status, d.reason.as_deref()),
         (UPDATE_FAILED, Some("quota"))
     );
     let busy = state("UPDATE_IN_PROGRESS", None);
-    let last = Some("UPDATE_IN_PROGRESS");
+    let last = seen("UPDATE_IN_PROGRESS");
     let c = cur(UPDATE_IN_PROGRESS);
     assert_eq!(decide_nodegroup(c, "n1", Some(&busy), last, false), None);
     let d = decide_nodegroup(c, "n1", Some(&busy), last, true).unwrap();
