@@ -2,7 +2,7 @@
 //! (`PATCH /v1/credentials/{id}`, §4.5): the status gates, and the operation they start.
 use crate::shard::messages;
 use crate::shard::update::UPDATABLE;
-use crate::shard::{Key, ShardState};
+use crate::shard::ShardState;
 use magnum_proto::*;
 
 impl ShardState {
@@ -28,7 +28,7 @@ impl ShardState {
         op: &Operation,
         at: Timestamp,
     ) -> ShardResponse {
-        let Some(c) = self.clusters.get(&id) else {
+        let Some(c) = self.rows.cluster(id) else {
             return Err(CommandError::NotFound(messages::cluster_not_found(
                 &id.to_string(),
             )));
@@ -44,14 +44,14 @@ impl ShardState {
                 c.status.as_str()
             )));
         }
-        if self.ops.contains_key(&id) {
+        if self.rows.operation(id).is_some() {
             return Err(CommandError::BadRequest(format!(
                 "Cluster {id} already has an operation in progress."
             )));
         }
         // A cluster made without a trust (a deployment without a trustee domain) has no
         // credentials to rotate: what Magnum answers for a driver without credential rotation.
-        if !self.trustees.contains_key(&id) {
+        if !self.rows.trustees().contains_key(&id) {
             return Err(CommandError::BadRequest(
                 "Credential rotation is not supported by driver.".into(),
             ));
@@ -74,12 +74,12 @@ impl ShardState {
         step: Step,
         at: Timestamp,
     ) {
-        if let Some(c) = self.clusters.get_mut(&id) {
+        if let Some(c) = self.rows.cluster_mut(id) {
             c.status = ClusterStatus::UPDATE_IN_PROGRESS;
             c.status_reason = None;
             c.updated_at = Some(at);
         }
-        if let Some(ngs) = self.nodegroups.get_mut(&id) {
+        if let Some(ngs) = self.rows.nodegroups_mut(id) {
             for n in ngs.iter_mut().filter(|n| n.is_default) {
                 n.status = Some(ClusterStatus::UPDATE_IN_PROGRESS);
                 n.status_reason = None;
@@ -95,10 +95,7 @@ impl ShardState {
         op.nodes_to_remove = Vec::new();
         op.retries = 0;
         op.last_error = None;
-        self.ops.insert(id, op);
-        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
-            self.dirty.insert(k);
-        }
+        self.rows.put_operation(op);
         self.notify(id, "update", crate::shard::notify::Outcome::Pending, at);
     }
 }
