@@ -213,7 +213,7 @@ mod tests {
             .filter_map(|k| {
                 Some((
                     crate::shard::persist::encode_key(k),
-                    crate::shard::persist::row(&s, k)?,
+                    crate::shard::persist::row(&s, k).unwrap()?,
                 ))
             })
             .collect();

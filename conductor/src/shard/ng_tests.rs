@@ -418,7 +418,11 @@ fn nodegroup_rows_and_operations_reload() {
     let dirty = x.s.take_dirty();
     let mut kv: Vec<(Vec<u8>, Vec<u8>)> = dirty
         .iter()
-        .filter_map(|k| persist::row(&x.s, k).map(|v| (persist::encode_key(k), v)))
+        .filter_map(|k| {
+            persist::row(&x.s, k)
+                .unwrap()
+                .map(|v| (persist::encode_key(k), v))
+        })
         .collect();
     kv.sort();
     let mut loaded = ShardState::new(ShardId(0), 1);

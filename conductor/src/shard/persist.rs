@@ -44,11 +44,24 @@ pub fn encode_key(k: &Key) -> Vec<u8> {
     }
 }
 
-pub(crate) fn enc<T: Serialize>(v: &T) -> Option<Vec<u8>> {
+/// A row's bytes. Plain data into a Vec should never fail to serialise; if it does, the error
+/// must stop the apply: skipping or deleting the row would lose it on restart.
+pub(crate) fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, serde_json::Error> {
+    #[cfg(test)]
+    if FAIL_ENCODING.get() {
+        return Err(serde::ser::Error::custom(
+            "encoding failure injected by a test",
+        ));
+    }
     let mut out = vec![FORMAT_JSON_V1];
-    // Serialising plain data into a Vec cannot fail; a failure would be a bug, so skip the row.
-    serde_json::to_writer(&mut out, v).ok()?;
-    Some(out)
+    serde_json::to_writer(&mut out, v)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: every row of this thread fails to encode while set.
+    pub(crate) static FAIL_ENCODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
@@ -59,22 +72,25 @@ pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
-/// The current value of a key, or `None` when the row is gone.
-pub fn row(state: &ShardState, k: &Key) -> Option<Vec<u8>> {
+/// The current value of a key, `None` when the row is gone, or why it cannot be encoded.
+pub fn row(state: &ShardState, k: &Key) -> Result<Option<Vec<u8>>, serde_json::Error> {
+    fn some<T: Serialize>(v: Option<&T>) -> Result<Option<Vec<u8>>, serde_json::Error> {
+        v.map(enc).transpose()
+    }
     let rows = state.rows();
     match k {
-        Key::Ownership => enc(&(rows.epoch(), rows.owner())),
-        Key::Template(id) => rows.templates().get(id).and_then(enc),
-        Key::Cluster(id) => rows.clusters().get(id).and_then(enc),
-        Key::NodeGroups(id) => rows.all_nodegroups().get(id).and_then(enc),
-        Key::Certs(id) => rows.certs().get(id).and_then(enc),
-        Key::Trustee(id) => rows.trustees().get(id).and_then(enc),
-        Key::Op(id) => rows.operations().get(id).and_then(enc),
-        Key::Request(id) => rows.requests().get(id).and_then(enc),
-        Key::Federation(id) => rows.federations().get(id).and_then(enc),
-        Key::Canary(name) => rows.canaries().get(name).and_then(enc),
-        Key::Notification(id) => rows.outbox().get(id).and_then(enc),
-        Key::Quota(p, r) => rows.quotas().get(&(p.clone(), r.clone())).and_then(enc),
+        Key::Ownership => enc(&(rows.epoch(), rows.owner())).map(Some),
+        Key::Template(id) => some(rows.templates().get(id)),
+        Key::Cluster(id) => some(rows.clusters().get(id)),
+        Key::NodeGroups(id) => some(rows.all_nodegroups().get(id)),
+        Key::Certs(id) => some(rows.certs().get(id)),
+        Key::Trustee(id) => some(rows.trustees().get(id)),
+        Key::Op(id) => some(rows.operations().get(id)),
+        Key::Request(id) => some(rows.requests().get(id)),
+        Key::Federation(id) => some(rows.federations().get(id)),
+        Key::Canary(name) => some(rows.canaries().get(name)),
+        Key::Notification(id) => some(rows.outbox().get(id)),
+        Key::Quota(p, r) => some(rows.quotas().get(&(p.clone(), r.clone()))),
     }
 }
 

@@ -25,7 +25,7 @@ impl Replica {
         let resp = self.s.apply_request(self.i, &req);
         for k in self.s.take_dirty() {
             let key = persist::encode_key(&k);
-            match persist::row(&self.s, &k) {
+            match persist::row(&self.s, &k).unwrap() {
                 Some(v) => self.disk.insert(key, v),
                 None => self.disk.remove(&key),
             };

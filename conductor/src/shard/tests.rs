@@ -345,7 +345,11 @@ fn persisted_rows_reload_to_the_same_state() {
     let dirty = s.take_dirty();
     let mut kv: Vec<(Vec<u8>, Vec<u8>)> = dirty
         .iter()
-        .filter_map(|k| persist::row(&s, k).map(|v| (persist::encode_key(k), v)))
+        .filter_map(|k| {
+            persist::row(&s, k)
+                .unwrap()
+                .map(|v| (persist::encode_key(k), v))
+        })
         .collect();
     kv.sort();
     let mut loaded = ShardState::new(ShardId(0), SHARDS);
