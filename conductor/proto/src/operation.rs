@@ -73,6 +73,7 @@ impl Operation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::{ShardCommand, ShardRequest};
 
     fn operation(kind: OpKind) -> Operation {
         let req = OperationRequest {
@@ -83,6 +84,39 @@ mod tests {
             trustor: None,
         };
         Operation::new(kind, ClusterId::new_v4(), &req, "k8s-abc".into())
+    }
+
+    /// A command as logged before `OperationRequest`: a whole `Operation` under `operation`.
+    #[test]
+    fn a_command_logged_with_a_whole_operation_still_decodes() {
+        let mut op = operation(OpKind::Update);
+        op.retries = 3;
+        op.rollback = true;
+        op.nodegroup = Some(NodeGroupId::new_v4());
+        op.trustor = Some(Trustor {
+            user_id: "u".into(),
+            roles: vec!["member".into()],
+            token: "sealed:t".into(),
+        });
+        let old = serde_json::json!({
+            "request_id": null,
+            "command": {"UpdateCluster": {
+                "id": op.cluster,
+                "node_count": 3,
+                "rollback": true,
+                "operation": op,
+                "at": 5,
+            }},
+        });
+        let req: ShardRequest = serde_json::from_value(old).unwrap();
+        let ShardCommand::UpdateCluster { operation, .. } = req.command else {
+            panic!("{:?}", req.command)
+        };
+        assert_eq!(operation.id, op.id);
+        assert_eq!(operation.started_at, op.started_at);
+        assert_eq!(operation.deadline, op.deadline);
+        assert_eq!(operation.template, op.template);
+        assert_eq!(operation.trustor, op.trustor);
     }
 
     #[test]

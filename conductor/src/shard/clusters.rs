@@ -10,7 +10,7 @@ impl ShardState {
         index: u64,
         c: &Cluster,
         ngs: &[NodeGroup],
-        op: &Operation,
+        req: &OperationRequest,
     ) -> ShardResponse {
         if self.rows.cluster(c.uuid).is_some() {
             return Err(CommandError::Conflict(messages::cluster_exists(c.uuid)));
@@ -23,7 +23,7 @@ impl ShardState {
         }
         // A template of this shard must still exist; one of another shard was checked by the
         // API node (cross-shard references are registered by the operation).
-        let tpl_project = op.template.project_id.as_ref();
+        let tpl_project = req.template.project_id.as_ref();
         let local = tpl_project.is_none_or(|p| shard_of(p, self.shards) == self.shard);
         if local && !self.rows.templates().contains_key(&c.cluster_template_id) {
             return Err(CommandError::NotFound(messages::template_not_found(
@@ -48,10 +48,8 @@ impl ShardState {
         let mut c = c.clone();
         c.status = ClusterStatus::CREATE_IN_PROGRESS;
         c.status_reason = None;
-        let mut op = op.clone();
-        op.cluster = c.uuid;
-        op.kind = OpKind::Create;
-        op.step = Step::GenerateCerts;
+        let stack_name = magnum_drivers::stack_name(&c.name, c.uuid.0);
+        let op = Operation::new(OpKind::Create, c.uuid, req, stack_name);
         let ngs: Vec<NodeGroup> = ngs
             .iter()
             .cloned()
@@ -98,29 +96,22 @@ impl ShardState {
             cluster.status_reason = None;
             cluster.updated_at = Some(at);
         }
+        // The template and stack name of the operation it supersedes, if any (the leader
+        // derives the stack's name itself when there is none).
         let previous = self.rows.remove_operation(id);
-        let op = Operation {
+        let req = OperationRequest {
             id: op_id,
-            cluster: id,
-            kind: OpKind::Delete,
-            step: Step::DeleteStack { attempt: 0 },
             started_at: at,
             deadline,
             template: previous
                 .as_ref()
                 .map(|o| o.template.clone())
                 .unwrap_or_default(),
-            stack_name: previous.map(|o| o.stack_name).unwrap_or_default(),
-            retries: 0,
-            last_error: None,
-            rollback: false,
-            restore_node_count: None,
-            nodes_to_remove: Vec::new(),
-            nodegroup: None,
-            upgrade: None,
             trustor: None,
         };
-        self.rows.put_operation(op);
+        let stack_name = previous.map(|o| o.stack_name).unwrap_or_default();
+        self.rows
+            .put_operation(Operation::new(OpKind::Delete, id, &req, stack_name));
         if let Some(ngs) = self.rows.nodegroups_mut(id) {
             for n in ngs {
                 n.status = Some(ClusterStatus::DELETE_IN_PROGRESS);
@@ -129,5 +120,13 @@ impl ShardState {
         }
         self.notify(id, "delete", Outcome::Pending, at);
         Ok(CommandOk::Done)
+    }
+
+    /// The name of the cluster's stack, as its driver names it; empty for an unknown cluster.
+    pub(super) fn stack_name(&self, id: ClusterId) -> String {
+        self.rows
+            .cluster(id)
+            .map(|c| magnum_drivers::stack_name(&c.name, c.uuid.0))
+            .unwrap_or_default()
     }
 }

@@ -142,7 +142,7 @@ impl T {
         n
     }
 
-    pub(crate) fn op_template(&self) -> Operation {
+    pub(crate) fn op_template(&self) -> OperationRequest {
         let mut op = fixtures::cluster_rows(&self.t, "x", 1, 1).2;
         op.id = OpId::new_v4();
         op
@@ -434,8 +434,9 @@ fn nodegroup_rows_and_operations_reload() {
 #[test]
 fn rows_written_before_nodegroup_fields_still_load() {
     // An operation and a nodegroup as the previous release serialised them.
-    let (_, ngs, op) =
+    let (c, ngs, req) =
         fixtures::cluster_rows(&fixtures::template(&ProjectId::from("p")), "c", 1, 1);
+    let op = Operation::new(OpKind::Create, c.uuid, &req, String::new());
     let mut ngv = serde_json::to_value(&ngs[0]).unwrap();
     ngv.as_object_mut().unwrap().remove("node_labels");
     ngv.as_object_mut().unwrap().remove("node_taints");

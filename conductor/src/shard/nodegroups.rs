@@ -60,7 +60,7 @@ impl ShardState {
         &mut self,
         index: u64,
         ng: &NodeGroup,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
         let id = ng.cluster_id;
@@ -112,13 +112,9 @@ impl ShardState {
         n.node_addresses = Vec::new();
         n.created_at = at;
         n.updated_at = None;
-        let mut op = op.clone();
-        op.cluster = id;
-        op.kind = OpKind::NodeGroupCreate;
-        op.step = Step::CreateNodeGroupStack { attempt: 0 };
+        let stack_name = magnum_drivers::nodegroup_stack_name(&c.name, &n.name, n.uuid.0);
+        let mut op = Operation::new(OpKind::NodeGroupCreate, id, req, stack_name);
         op.nodegroup = Some(n.uuid);
-        op.retries = 0;
-        op.last_error = None;
         self.rows.push_nodegroup(id, n);
         self.rows.put_operation(op);
         if let Some(c) = self.rows.cluster_mut(id) {
@@ -175,14 +171,14 @@ impl ShardState {
         &mut self,
         id: ClusterId,
         ng: NodeGroupId,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
-        if self.rows.cluster(id).is_none() {
+        let Some(c) = self.rows.cluster(id) else {
             return Err(CommandError::NotFound(messages::cluster_not_found(
                 &id.to_string(),
             )));
-        }
+        };
         let Some(n) = self.rows.nodegroup(id, ng) else {
             return Err(CommandError::NotFound(messages::nodegroup_not_found(
                 &ng.to_string(),
@@ -208,13 +204,9 @@ impl ShardState {
                 )))
             }
         }
-        let mut op = op.clone();
-        op.cluster = id;
-        op.kind = OpKind::NodeGroupDelete;
-        op.step = Step::DeleteNodeGroupStack { attempt: 0 };
+        let stack_name = magnum_drivers::nodegroup_stack_name(&c.name, &n.name, n.uuid.0);
+        let mut op = Operation::new(OpKind::NodeGroupDelete, id, req, stack_name);
         op.nodegroup = Some(ng);
-        op.retries = 0;
-        op.last_error = None;
         self.rows.put_operation(op);
         if let Some(n) = self.rows.nodegroup_mut(id, ng) {
             n.status = Some(ClusterStatus::DELETE_IN_PROGRESS);

@@ -9,23 +9,23 @@ impl ShardState {
     pub(crate) fn rotate_ca(
         &mut self,
         id: ClusterId,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
         self.quiet_cluster(id, "Rotating the CA certificate of a cluster")?;
-        if op.template.tls_disabled {
+        if req.template.tls_disabled {
             return Err(CommandError::BadRequest(format!(
                 "Rotating the CA certificate on a non-TLS cluster is not supported, cluster: {id}"
             )));
         }
-        self.start_rotation(id, op, OpKind::RotateCa, Step::RotateCerts, at);
+        self.start_rotation(id, req, OpKind::RotateCa, at);
         Ok(CommandOk::Done)
     }
 
     pub(crate) fn rotate_credential(
         &mut self,
         id: ClusterId,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
         let Some(c) = self.rows.cluster(id) else {
@@ -56,22 +56,15 @@ impl ShardState {
                 "Credential rotation is not supported by driver.".into(),
             ));
         }
-        self.start_rotation(
-            id,
-            op,
-            OpKind::RotateCredential,
-            Step::RotateTrusteePassword,
-            at,
-        );
+        self.start_rotation(id, req, OpKind::RotateCredential, at);
         Ok(CommandOk::Done)
     }
 
     fn start_rotation(
         &mut self,
         id: ClusterId,
-        op: &Operation,
+        req: &OperationRequest,
         kind: OpKind,
-        step: Step,
         at: Timestamp,
     ) {
         if let Some(c) = self.rows.cluster_mut(id) {
@@ -86,15 +79,8 @@ impl ShardState {
                 n.updated_at = Some(at);
             }
         }
-        let mut op = op.clone();
-        op.cluster = id;
-        op.kind = kind;
-        op.step = step;
+        let mut op = Operation::new(kind, id, req, self.stack_name(id));
         op.rollback = true; // upstream rotates with rollback enabled
-        op.restore_node_count = None;
-        op.nodes_to_remove = Vec::new();
-        op.retries = 0;
-        op.last_error = None;
         self.rows.put_operation(op);
         self.notify(id, "update", crate::shard::notify::Outcome::Pending, at);
     }

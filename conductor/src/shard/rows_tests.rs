@@ -48,8 +48,8 @@ impl Replica {
         .unwrap();
     }
 
-    /// A fresh operation for a command that starts one.
-    fn op(&self) -> Operation {
+    /// The request of a command that starts an operation.
+    fn op(&self) -> OperationRequest {
         fixtures::cluster_rows(&self.t, "x", 1, 1).2
     }
 

@@ -13,7 +13,7 @@ fn template() -> ClusterTemplate {
     magnum_proto::fixtures::template(&project())
 }
 
-fn cluster(t: &ClusterTemplate) -> (Cluster, Vec<NodeGroup>, Operation) {
+fn cluster(t: &ClusterTemplate) -> (Cluster, Vec<NodeGroup>, OperationRequest) {
     magnum_proto::fixtures::cluster_rows(t, "k8s", 1, 2)
 }
 

@@ -71,8 +71,8 @@ impl Shard {
         .unwrap();
     }
 
-    /// A fresh operation for a command that starts one (the shard sets kind and step).
-    fn new_op(&self) -> Operation {
+    /// The request of a command that starts an operation (the shard builds the operation).
+    fn new_op(&self) -> OperationRequest {
         let t = fixtures::template(&ProjectId::from("p1"));
         fixtures::cluster_rows(&t, "k8s", 1, 2).2
     }

@@ -44,7 +44,7 @@ impl ShardState {
         id: ClusterId,
         node_count: u32,
         rollback: bool,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
         self.quiet_cluster(id, "Updating a cluster")?;
@@ -63,10 +63,9 @@ impl ShardState {
             return Ok(CommandOk::Done);
         }
         let ng = worker.uuid;
-        let mut op = op.clone();
+        let mut op = Operation::new(OpKind::Update, id, req, self.stack_name(id));
         op.rollback = rollback;
-        op.nodes_to_remove = Vec::new();
-        self.start_update(id, ng, node_count, op, at);
+        self.start_update(ng, node_count, op, at);
         Ok(CommandOk::Done)
     }
 
@@ -76,7 +75,7 @@ impl ShardState {
         ng: NodeGroupId,
         node_count: u32,
         nodes_to_remove: &[String],
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
         let Some(c) = self.rows.cluster(id) else {
@@ -120,10 +119,9 @@ impl ShardState {
             )));
         }
         let ng = n.uuid;
-        let mut op = op.clone();
-        op.rollback = false;
+        let mut op = Operation::new(OpKind::Update, id, req, self.stack_name(id));
         op.nodes_to_remove = nodes_to_remove.to_vec();
-        self.start_update(id, ng, node_count, op, at);
+        self.start_update(ng, node_count, op, at);
         Ok(CommandOk::Done)
     }
 
@@ -145,15 +143,9 @@ impl ShardState {
         Ok(CommandOk::Done)
     }
 
-    /// Sets the nodegroup's new count and starts (or supersedes) the cluster's update operation.
-    fn start_update(
-        &mut self,
-        id: ClusterId,
-        ng: NodeGroupId,
-        node_count: u32,
-        mut op: Operation,
-        at: Timestamp,
-    ) {
+    /// Sets the nodegroup's new count and starts (or supersedes) the cluster's update `op`.
+    fn start_update(&mut self, ng: NodeGroupId, node_count: u32, mut op: Operation, at: Timestamp) {
+        let id = op.cluster;
         let mut previous = None;
         if let Some(n) = self.rows.nodegroup_mut(id, ng) {
             previous = Some(n.node_count);
@@ -167,14 +159,8 @@ impl ShardState {
             c.status_reason = None;
             c.updated_at = Some(at);
         }
-        op.cluster = id;
-        op.kind = OpKind::Update;
-        op.step = Step::UpdateStack { attempt: 0 };
         op.nodegroup = Some(ng);
-        op.upgrade = None;
         op.restore_node_count = previous;
-        op.retries = 0;
-        op.last_error = None;
         self.rows.put_operation(op);
         self.notify(id, "update", crate::shard::notify::Outcome::Pending, at);
     }

@@ -39,7 +39,7 @@ impl ShardState {
         ng: NodeGroupId,
         new: &ClusterTemplate,
         max_batch_size: u32,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
         let c = self.quiet_cluster(id, "Upgrading a cluster")?;
@@ -65,7 +65,7 @@ impl ShardState {
                 ),
             ));
         }
-        let old = &op.template;
+        let old = &req.template;
         let same_driver = old.coe == new.coe
             && old.server_type == new.server_type
             && old.cluster_distro == new.cluster_distro
@@ -119,17 +119,9 @@ impl ShardState {
             c.status_reason = None;
             c.updated_at = Some(at);
         }
-        let mut op = op.clone();
-        op.cluster = id;
-        op.kind = OpKind::Upgrade;
-        op.step = Step::UpdateStack { attempt: 0 };
+        let mut op = Operation::new(OpKind::Upgrade, id, req, self.stack_name(id));
         op.nodegroup = Some(ng);
         op.upgrade = Some(spec);
-        op.rollback = false;
-        op.restore_node_count = None;
-        op.nodes_to_remove = Vec::new();
-        op.retries = 0;
-        op.last_error = None;
         self.rows.put_operation(op);
         Ok(CommandOk::Done)
     }
