@@ -1,5 +1,5 @@
 //! Generated names: Magnum's random `<greek>-<n>-template|cluster` defaults. (Heat stack names
-//! are magnum-drivers' `stack_name`, which the conductor's driver uses too.)
+//! are magnum-drivers' `stack_name`, which the conductor's `apply()` and driver use.)
 use rand::Rng;
 
 const LETTERS: [&str; 24] = [

@@ -25,7 +25,7 @@ fn new_nodegroup(v: &ClusterView, name: &str, count: u32) -> NodeGroup {
     n
 }
 
-fn ng_op(project: &ProjectId) -> Operation {
+fn ng_op(project: &ProjectId) -> OperationRequest {
     let t = magnum_proto::fixtures::template(project);
     let mut op = magnum_proto::fixtures::cluster_rows(&t, "x", 1, 1).2;
     op.id = OpId::new_v4();

@@ -11,7 +11,16 @@ pub trait StateMachineLogic: Send + Sync + 'static {
     /// persist. The writes are stored atomically with the entry's index as `last_applied`, so
     /// after a restart an entry is never applied twice. Values are stored as given: version
     /// them yourself if their format may change.
-    fn apply(&mut self, index: u64, payload: &[u8], writes: &mut WriteSet) -> Vec<u8>;
+    ///
+    /// `Err` means the state can no longer be persisted faithfully (e.g. a row failed to
+    /// encode): the store writes nothing of that batch and stops the group (fail-stop), since
+    /// a replica that skipped a write would silently diverge from the others after a restart.
+    fn apply(
+        &mut self,
+        index: u64,
+        payload: &[u8],
+        writes: &mut WriteSet,
+    ) -> Result<Vec<u8>, String>;
 }
 
 /// Key/value changes produced by one `apply`, persisted in the same atomic batch as the group's

@@ -54,14 +54,19 @@ impl StateMachineLogic for Kv {
         Ok(())
     }
 
-    fn apply(&mut self, index: u64, payload: &[u8], writes: &mut WriteSet) -> Vec<u8> {
+    fn apply(
+        &mut self,
+        index: u64,
+        payload: &[u8],
+        writes: &mut WriteSet,
+    ) -> Result<Vec<u8>, String> {
         self.probe.applied.lock().unwrap().push(index);
         let s = String::from_utf8_lossy(payload);
         if let Some((k, v)) = s.split_once('=') {
             self.map.insert(k.to_string(), v.to_string());
             writes.put(k, v);
         }
-        index.to_be_bytes().to_vec()
+        Ok(index.to_be_bytes().to_vec())
     }
 }
 

@@ -20,13 +20,18 @@ impl StateMachineLogic for Kv {
         Ok(())
     }
 
-    fn apply(&mut self, _index: u64, payload: &[u8], writes: &mut WriteSet) -> Vec<u8> {
+    fn apply(
+        &mut self,
+        _index: u64,
+        payload: &[u8],
+        writes: &mut WriteSet,
+    ) -> Result<Vec<u8>, String> {
         if let Some(pos) = payload.iter().position(|b| *b == b'=') {
             let (k, v) = (&payload[..pos], &payload[pos + 1..]);
             self.0.insert(k.to_vec(), v.to_vec());
             writes.put(k, v);
         }
-        Vec::new()
+        Ok(Vec::new())
     }
 }
 

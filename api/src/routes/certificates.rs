@@ -191,7 +191,7 @@ async fn rotate(
     let now = Timestamp::now();
     let cmd = ShardCommand::RotateCa {
         id: c.cluster.uuid,
-        operation: super::cluster_update::operation(&c, template, now),
+        operation: super::cluster_update::operation(template, now),
         at: now,
     };
     store.submit(shard, cmd).await?;

@@ -93,7 +93,7 @@ pub async fn resize(
         nodegroup: ng.uuid,
         node_count: u32::try_from(count).unwrap_or(u32::MAX),
         nodes_to_remove: remove,
-        operation: super::cluster_update::operation(&view, template, now),
+        operation: super::cluster_update::operation(template, now),
         at: now,
     };
     let shard = store.shard_of(&project).await?;

@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use magnum_proto::{ClusterView, OpId, OpKind, Operation, ShardCommand, Step, Timestamp};
+use magnum_proto::{OpId, OperationRequest, ShardCommand, Timestamp};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -103,7 +103,7 @@ pub async fn update(
             id: view.cluster.uuid,
             node_count: count,
             rollback,
-            operation: operation(&view, template, now),
+            operation: operation(template, now),
             at: now,
         };
         store.submit(shard, cmd).await?;
@@ -165,28 +165,17 @@ fn health_reason(
     }
 }
 
+/// What the user asked of an operation that updates the cluster's stack (update, resize,
+/// upgrade, rotations); the conductor builds the operation from it.
 pub(crate) fn operation(
-    view: &ClusterView,
     template: magnum_proto::ClusterTemplate,
     now: Timestamp,
-) -> Operation {
-    let c = &view.cluster;
-    Operation {
+) -> OperationRequest {
+    OperationRequest {
         id: OpId::new_v4(),
-        cluster: c.uuid,
-        kind: OpKind::Update,
-        step: Step::UpdateStack { attempt: 0 },
         started_at: now,
         deadline: now.plus_secs(UPDATE_DEADLINE_SECS),
         template,
-        stack_name: magnum_drivers::stack_name(&c.name, c.uuid.0),
-        retries: 0,
-        last_error: None,
-        rollback: false,
-        restore_node_count: None,
-        nodes_to_remove: Vec::new(),
-        nodegroup: None,
-        upgrade: None,
         trustor: None,
     }
 }

@@ -83,7 +83,7 @@ pub async fn upgrade(
         nodegroup: ng.uuid,
         template: new,
         max_batch_size: u32::try_from(batch).unwrap_or(1),
-        operation: super::cluster_update::operation(&view, current, now),
+        operation: super::cluster_update::operation(current, now),
         at: now,
     };
     let shard = store.shard_of(&project).await?;

@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use magnum_proto::{
-    ClusterView, CommandOk, Labels, NodeGroup, NodeGroupId, OpId, OpKind, Operation, ShardCommand,
-    Step, Taint, Timestamp,
+    ClusterView, CommandOk, Labels, NodeGroup, NodeGroupId, OpId, OperationRequest, ShardCommand,
+    Taint, Timestamp,
 };
 use serde_json::Value;
 
@@ -159,29 +159,13 @@ fn node_taints(v: &Value) -> Result<Vec<Taint>, ApiError> {
         .collect()
 }
 
-fn operation(
-    view: &ClusterView,
-    ng: &NodeGroup,
-    template: magnum_proto::ClusterTemplate,
-    now: Timestamp,
-) -> Operation {
-    let c = &view.cluster;
-    Operation {
+/// What the user asked of a nodegroup's create or delete; the conductor builds the operation.
+fn operation(template: magnum_proto::ClusterTemplate, now: Timestamp) -> OperationRequest {
+    OperationRequest {
         id: OpId::new_v4(),
-        cluster: c.uuid,
-        kind: OpKind::NodeGroupCreate,
-        step: Step::CreateNodeGroupStack { attempt: 0 },
         started_at: now,
         deadline: now.plus_secs(NODEGROUP_DEADLINE_SECS),
         template,
-        stack_name: magnum_drivers::nodegroup_stack_name(&c.name, &ng.name, ng.uuid.0),
-        retries: 0,
-        last_error: None,
-        rollback: false,
-        restore_node_count: None,
-        nodes_to_remove: Vec::new(),
-        nodegroup: Some(ng.uuid),
-        upgrade: None,
         trustor: None,
     }
 }
@@ -297,7 +281,7 @@ pub async fn create(
     };
     let id = ng.uuid;
     let cmd = ShardCommand::CreateNodeGroup {
-        operation: operation(&view, &ng, template, now),
+        operation: operation(template, now),
         nodegroup: ng,
         at: now,
     };
@@ -375,18 +359,14 @@ pub async fn delete(
         ));
     }
     let now = Timestamp::now();
-    let mut op = operation(&view, n, magnum_proto::ClusterTemplate::default(), now);
-    op.kind = OpKind::NodeGroupDelete;
-    op.step = Step::DeleteNodeGroupStack { attempt: 0 };
     let template = store
         .template_by_id(view.cluster.cluster_template_id, &project)
         .await?
         .unwrap_or_default();
-    op.template = template;
     let cmd = ShardCommand::DeleteNodeGroup {
         cluster: view.cluster.uuid,
         nodegroup: n.uuid,
-        operation: op,
+        operation: operation(template, now),
         at: now,
     };
     let shard = store.shard_of(&project).await?;

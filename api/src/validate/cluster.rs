@@ -11,8 +11,8 @@ use crate::state::AppState;
 use crate::store::Store;
 use crate::version::ApiVersion;
 use magnum_proto::{
-    Cluster, ClusterId, ClusterStatus, NodeGroup, NodeGroupId, OpId, OpKind, Operation, Step,
-    Timestamp, Trustor,
+    Cluster, ClusterId, ClusterStatus, NodeGroup, NodeGroupId, OpId, OperationRequest, Timestamp,
+    Trustor,
 };
 use serde_json::Value;
 
@@ -107,7 +107,7 @@ pub const FIELDS: &[Spec] = &[
 pub struct NewCluster {
     pub cluster: Cluster,
     pub nodegroups: Vec<NodeGroup>,
-    pub operation: Operation,
+    pub operation: OperationRequest,
 }
 
 fn nonempty(s: Option<String>) -> Option<String> {
@@ -306,22 +306,11 @@ pub async fn validate_create(
         create_timeout
     };
     let slack = i64::try_from(v.deadline_slack.as_secs()).unwrap_or(600);
-    let operation = Operation {
+    let operation = OperationRequest {
         id: OpId::new_v4(),
-        cluster: id,
-        kind: OpKind::Create,
-        step: Step::GenerateCerts,
         started_at: now,
         deadline: now.plus_secs(timeout_min.saturating_mul(60).saturating_add(slack)),
         template: ct.clone(),
-        stack_name: magnum_drivers::stack_name(&name, id.0),
-        retries: 0,
-        last_error: None,
-        rollback: false,
-        restore_node_count: None,
-        nodes_to_remove: Vec::new(),
-        nodegroup: None,
-        upgrade: None,
         trustor: Some(Trustor {
             user_id: who.user_id.clone(),
             roles: who.roles.clone(),

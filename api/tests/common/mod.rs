@@ -192,7 +192,7 @@ impl MemBackend {
     pub fn complete_create(&self, shard: u32, cluster: ClusterId) {
         self.generate_certs(shard, cluster);
         let mut s = self.shards[shard as usize].lock().unwrap();
-        let epoch = s.epoch;
+        let epoch = s.epoch();
         let op = s.operation(cluster).unwrap().id;
         // A deployment without a trustee domain: the create gets no trustee.
         let events = [
@@ -230,7 +230,7 @@ impl MemBackend {
     #[allow(dead_code)]
     pub fn advance(&self, shard: u32, cluster: ClusterId, events: Vec<OpEvent>) {
         let mut s = self.shards[shard as usize].lock().unwrap();
-        let epoch = s.epoch;
+        let epoch = s.epoch();
         let op = s.operation(cluster).unwrap().id;
         for event in events {
             let i = self.index.fetch_add(1, Ordering::SeqCst);
@@ -262,7 +262,7 @@ impl MemBackend {
             .clone();
         let mut s = self.shards[shard as usize].lock().unwrap();
         let i = self.index.fetch_add(2, Ordering::SeqCst);
-        let epoch = s.epoch + 1;
+        let epoch = s.epoch() + 1;
         let own = ShardRequest {
             request_id: None,
             command: ShardCommand::TakeOwnership {

@@ -4,6 +4,7 @@
 use crate::federation::{Federation, FederationChange};
 use crate::ids::*;
 use crate::model::*;
+use crate::operation::OperationRequest;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -38,9 +39,10 @@ pub enum ShardCommand {
     CreateCluster {
         cluster: Cluster,
         nodegroups: Vec<NodeGroup>,
-        operation: Operation,
+        operation: OperationRequest,
     },
-    /// Supersedes whatever operation the cluster had.
+    /// Supersedes whatever operation the cluster had. Carries its request as plain fields (the
+    /// template and stack name come from the superseded operation), as logged since the start.
     DeleteCluster {
         id: ClusterId,
         op: OpId,
@@ -48,14 +50,13 @@ pub enum ShardCommand {
         deadline: Timestamp,
     },
     /// `PATCH /v1/clusters/{id}` of the default worker nodegroup's `node_count`: writes the new
-    /// count and starts an update operation (`operation` carries the id, deadline, template and
-    /// stack name; the shard fills in kind and step). Rejected unless the cluster is in a
-    /// `*_COMPLETE` state.
+    /// count and starts an update operation (`apply()` builds it from `operation`, what the
+    /// user asked). Rejected unless the cluster is in a `*_COMPLETE` state.
     UpdateCluster {
         id: ClusterId,
         node_count: u32,
         rollback: bool,
-        operation: Operation,
+        operation: OperationRequest,
         at: Timestamp,
     },
     /// `POST /v1/clusters/{id}/actions/resize`: like `UpdateCluster` for a named worker
@@ -66,7 +67,7 @@ pub enum ShardCommand {
         nodegroup: NodeGroupId,
         node_count: u32,
         nodes_to_remove: Vec<String>,
-        operation: Operation,
+        operation: OperationRequest,
         at: Timestamp,
     },
     /// `PATCH /v1/clusters/{id}` of only the health fields: saved directly, no operation.
@@ -124,7 +125,7 @@ pub enum ShardCommand {
     /// cluster has an API address, the name is free and the counts are within bounds.
     CreateNodeGroup {
         nodegroup: NodeGroup,
-        operation: Operation,
+        operation: OperationRequest,
         at: Timestamp,
     },
     /// `PATCH /v1/clusters/{id}/nodegroups/{ng}` of the autoscaler bounds: saved directly (no
@@ -141,7 +142,7 @@ pub enum ShardCommand {
     DeleteNodeGroup {
         cluster: ClusterId,
         nodegroup: NodeGroupId,
-        operation: Operation,
+        operation: OperationRequest,
         at: Timestamp,
     },
     /// `POST /v1/clusters/{id}/actions/upgrade`: a rolling stack update of `nodegroup` to the
@@ -151,7 +152,7 @@ pub enum ShardCommand {
         nodegroup: NodeGroupId,
         template: ClusterTemplate,
         max_batch_size: u32,
-        operation: Operation,
+        operation: OperationRequest,
         at: Timestamp,
     },
     /// Status sync (reference §7.5) of a cluster with no active operation, by the shard leader:
@@ -192,14 +193,14 @@ pub enum ShardCommand {
     /// the cluster is in a `*_COMPLETE` state with no operation running.
     RotateCa {
         id: ClusterId,
-        operation: Operation,
+        operation: OperationRequest,
         at: Timestamp,
     },
     /// `PATCH /v1/credentials/{id}` (reference §4.5): a new trustee password, then a stack
     /// update carrying it.
     RotateCredential {
         id: ClusterId,
-        operation: Operation,
+        operation: OperationRequest,
         at: Timestamp,
     },
     /// The shard leader delivered these outbox notifications to the sink; drop them.

@@ -15,14 +15,14 @@ pub fn template(project: &ProjectId) -> ClusterTemplate {
     }
 }
 
-/// A cluster in `CREATE_IN_PROGRESS` using `t`, its two default nodegroups and its create
-/// operation, as the API builds them.
+/// A cluster in `CREATE_IN_PROGRESS` using `t`, its two default nodegroups and the request
+/// of its create operation, as the API builds them.
 pub fn cluster_rows(
     t: &ClusterTemplate,
     name: &str,
     masters: u32,
     workers: u32,
-) -> (Cluster, Vec<NodeGroup>, Operation) {
+) -> (Cluster, Vec<NodeGroup>, OperationRequest) {
     let id = ClusterId::new_v4();
     let now = Timestamp::now();
     let project = t.project_id.clone().unwrap_or_else(|| ProjectId::from("p"));
@@ -79,22 +79,11 @@ pub fn cluster_rows(
         node_labels: Default::default(),
         node_taints: Vec::new(),
     };
-    let op = Operation {
+    let op = OperationRequest {
         id: OpId::new_v4(),
-        cluster: id,
-        kind: OpKind::Create,
-        step: Step::GenerateCerts,
         started_at: now,
         deadline: now.plus_secs(3600),
         template: t.clone(),
-        stack_name: String::new(),
-        retries: 0,
-        last_error: None,
-        rollback: false,
-        restore_node_count: None,
-        nodes_to_remove: Vec::new(),
-        nodegroup: None,
-        upgrade: None,
         trustor: None,
     };
     (

@@ -14,6 +14,7 @@ pub mod fixtures;
 pub mod ids;
 pub mod meta;
 pub mod model;
+pub mod operation;
 pub mod query;
 pub mod shard;
 pub mod time;
@@ -31,6 +32,7 @@ pub use meta::{
     ServiceRecord,
 };
 pub use model::*;
+pub use operation::OperationRequest;
 pub use query::{QueryResult, ShardQuery};
 pub use shard::shard_of;
 pub use time::Timestamp;

@@ -67,7 +67,7 @@ async fn lead(
         if cancel.is_cancelled() {
             return;
         }
-        let current = match group.read(|l| l.state.epoch).await {
+        let current = match group.read(|l| l.state.epoch()).await {
             Ok(e) => e,
             Err(WriteError::NotLeader { .. }) => return,
             Err(_) => {

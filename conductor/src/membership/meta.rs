@@ -166,14 +166,14 @@ impl MetaState {
     }
 
     fn put_node(&mut self, n: NodeEntry, writes: &mut WriteSet) {
-        if let Some(v) = enc(&n) {
+        if let Ok(v) = enc(&n) {
             writes.put(key(NODE_PREFIX, n.id.0), v);
         }
         self.nodes.insert(n.id, n);
     }
 
     fn put_placement(&mut self, group: u64, set: BTreeSet<NodeId>, writes: &mut WriteSet) {
-        if let Some(v) = enc(&set) {
+        if let Ok(v) = enc(&set) {
             writes.put(key(PLACE_PREFIX, group), v);
         }
         self.placement.insert(group, set);
@@ -298,7 +298,12 @@ impl StateMachineLogic for MetaState {
         Ok(())
     }
 
-    fn apply(&mut self, _index: u64, payload: &[u8], writes: &mut WriteSet) -> Vec<u8> {
+    fn apply(
+        &mut self,
+        _index: u64,
+        payload: &[u8],
+        writes: &mut WriteSet,
+    ) -> Result<Vec<u8>, String> {
         let resp = match serde_json::from_slice::<MetaCommand>(payload) {
             Ok(MetaCommand::Bootstrap(b)) => match &self.bootstrap {
                 Some(cur) if *cur != b => MetaResponse::Conflict(cur.clone()),
@@ -329,7 +334,7 @@ impl StateMachineLogic for MetaState {
                 at,
             }) => {
                 let rec = self.heartbeat(node, host, version, at);
-                if let Some(v) = enc(&rec) {
+                if let Ok(v) = enc(&rec) {
                     writes.put(service_key(node), v);
                 }
                 MetaResponse::Service(rec)
@@ -337,7 +342,7 @@ impl StateMachineLogic for MetaState {
             Ok(other) => self.apply_membership(other, writes),
             Err(_) => MetaResponse::Undecodable,
         };
-        serde_json::to_vec(&resp).unwrap_or_default()
+        Ok(serde_json::to_vec(&resp).unwrap_or_default())
     }
 }
 

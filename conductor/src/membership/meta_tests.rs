@@ -16,7 +16,7 @@ fn beat(node: u64, host: &str, at: i64) -> Vec<u8> {
 
 fn apply(m: &mut MetaState, payload: &[u8]) -> (MetaResponse, usize) {
     let mut w = WriteSet::new();
-    let out = m.apply(1, payload, &mut w);
+    let out = m.apply(1, payload, &mut w).unwrap();
     (serde_json::from_slice(&out).unwrap(), w.len())
 }
 

@@ -2,12 +2,12 @@
 //! are applied against the row as it is at apply time, so two concurrent joins both land and a
 //! repeated join is a 409 however the requests interleave.
 use crate::shard::messages;
-use crate::shard::{Key, ShardState};
+use crate::shard::ShardState;
 use magnum_proto::*;
 
 impl ShardState {
     pub(crate) fn create_federation(&mut self, f: &Federation) -> ShardResponse {
-        if self.federations.contains_key(&f.uuid) {
+        if self.rows.federations().contains_key(&f.uuid) {
             return Err(CommandError::Conflict(messages::federation_exists(f.uuid)));
         }
         if shard_of(&f.project_id, self.shards) != self.shard {
@@ -20,8 +20,7 @@ impl ShardState {
         f.status = ClusterStatus::CREATE_COMPLETE;
         f.status_reason = None;
         f.updated_at = None;
-        self.federations.insert(f.uuid, f.clone());
-        self.dirty.insert(Key::Federation(f.uuid));
+        self.rows.put_federation(f.clone());
         Ok(CommandOk::Federation(Box::new(f)))
     }
 
@@ -31,11 +30,12 @@ impl ShardState {
         change: &FederationChange,
         at: Timestamp,
     ) -> ShardResponse {
-        let Some(f) = self.federations.get_mut(&id) else {
+        let Some(f) = self.rows.federations().get(&id) else {
             return Err(CommandError::NotFound(messages::federation_not_found(
                 &id.to_string(),
             )));
         };
+        let mut f = f.clone();
         match change {
             FederationChange::Join { member } => {
                 if f.member_ids.contains(member) {
@@ -73,24 +73,23 @@ impl ShardState {
         f.status = ClusterStatus::UPDATE_COMPLETE;
         f.status_reason = None;
         f.updated_at = Some(at);
-        let f = f.clone();
-        self.dirty.insert(Key::Federation(id));
+        self.rows.put_federation(f.clone());
         Ok(CommandOk::Federation(Box::new(f)))
     }
 
     pub(crate) fn delete_federation(&mut self, id: FederationId) -> ShardResponse {
-        if self.federations.remove(&id).is_none() {
+        if self.rows.remove_federation(id).is_none() {
             return Err(CommandError::NotFound(messages::federation_not_found(
                 &id.to_string(),
             )));
         }
-        self.dirty.insert(Key::Federation(id));
         Ok(CommandOk::Done)
     }
 
     pub(crate) fn query_federations(&self, project: Option<&ProjectId>) -> QueryResult {
         QueryResult::Federations(
-            self.federations
+            self.rows
+                .federations()
                 .values()
                 .filter(|f| project.is_none_or(|p| *p == f.project_id))
                 .cloned()
@@ -214,7 +213,7 @@ mod tests {
             .filter_map(|k| {
                 Some((
                     crate::shard::persist::encode_key(k),
-                    crate::shard::persist::row(&s, k)?,
+                    crate::shard::persist::row(&s, k).unwrap()?,
                 ))
             })
             .collect();

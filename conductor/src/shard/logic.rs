@@ -22,7 +22,14 @@ impl StateMachineLogic for ShardLogic {
         persist::load(&mut self.state, kv)
     }
 
-    fn apply(&mut self, index: u64, payload: &[u8], writes: &mut WriteSet) -> Vec<u8> {
+    /// Writes every row the command changed. A row that cannot be encoded fails the apply (the
+    /// store then stops the group): writing the rest would persist a state no replica has.
+    fn apply(
+        &mut self,
+        index: u64,
+        payload: &[u8],
+        writes: &mut WriteSet,
+    ) -> Result<Vec<u8>, String> {
         let resp: ShardResponse = match serde_json::from_slice::<ShardRequest>(payload) {
             Ok(req) => self.state.apply_request(index, &req),
             // Deterministic on every replica: the same bytes fail the same way.
@@ -30,11 +37,49 @@ impl StateMachineLogic for ShardLogic {
         };
         for k in self.state.take_dirty() {
             let key = persist::encode_key(&k);
-            match persist::row(&self.state, &k) {
+            let row = persist::row(&self.state, &k).map_err(|e| {
+                format!(
+                    "shard {}: row {k:?} cannot be encoded: {e}",
+                    self.state.shard
+                )
+            })?;
+            match row {
                 Some(v) => writes.put(key, v),
                 None => writes.delete(key),
             }
         }
-        serde_json::to_vec(&resp).unwrap_or_default()
+        Ok(serde_json::to_vec(&resp).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use magnum_proto::{RequestId, ShardCommand};
+
+    fn canary(key: &str) -> Vec<u8> {
+        let req = ShardRequest {
+            request_id: Some(RequestId::new_v4()),
+            command: ShardCommand::Canary {
+                key: key.into(),
+                value: "v".into(),
+            },
+        };
+        serde_json::to_vec(&req).unwrap()
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_encoded_fails_the_apply() {
+        let mut l = ShardLogic::new(ShardId(0), 1);
+        let mut ws = WriteSet::new();
+        assert!(l.apply(1, &canary("a"), &mut ws).is_ok());
+        assert_eq!(ws.len(), 2, "the canary and the request id");
+
+        persist::FAIL_ENCODING.set(true);
+        let mut ws = WriteSet::new();
+        let r = l.apply(2, &canary("b"), &mut ws);
+        persist::FAIL_ENCODING.set(false);
+        let err = r.expect_err("the apply fails");
+        assert!(err.contains("cannot be encoded"), "{err}");
     }
 }

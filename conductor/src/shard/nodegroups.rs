@@ -2,7 +2,7 @@
 //! settles its nodegroups and the cluster's aggregated status (§7.5).
 use crate::shard::aggregate::aggregate;
 use crate::shard::messages;
-use crate::shard::{Key, ShardState};
+use crate::shard::ShardState;
 use magnum_proto::*;
 
 /// Status gate of a nodegroup update: the nodegroup's own status (reference §6.2).
@@ -60,11 +60,11 @@ impl ShardState {
         &mut self,
         index: u64,
         ng: &NodeGroup,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
         let id = ng.cluster_id;
-        let Some(c) = self.clusters.get(&id) else {
+        let Some(c) = self.rows.cluster(id) else {
             return Err(CommandError::NotFound(messages::cluster_not_found(
                 &id.to_string(),
             )));
@@ -77,7 +77,7 @@ impl ShardState {
                 "Creating master nodegroups is currently not supported.".into(),
             ));
         }
-        let ngs = self.nodegroups.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        let ngs = self.rows.nodegroups(id);
         if ngs.iter().any(|n| n.name == ng.name) {
             return Err(CommandError::Conflict(messages::nodegroup_exists(
                 &ng.name, id,
@@ -96,7 +96,7 @@ impl ShardState {
             ng.max_node_count,
         )?;
         // One operation per cluster: a second stack action would race this one's.
-        if let Some(o) = self.ops.get(&id) {
+        if let Some(o) = self.rows.operation(id) {
             return Err(CommandError::Conflict(messages::cluster_busy(
                 id,
                 o.kind.verb(),
@@ -112,22 +112,15 @@ impl ShardState {
         n.node_addresses = Vec::new();
         n.created_at = at;
         n.updated_at = None;
-        let mut op = op.clone();
-        op.cluster = id;
-        op.kind = OpKind::NodeGroupCreate;
-        op.step = Step::CreateNodeGroupStack { attempt: 0 };
+        let stack_name = magnum_drivers::nodegroup_stack_name(&c.name, &n.name, n.uuid.0);
+        let mut op = Operation::new(OpKind::NodeGroupCreate, id, req, stack_name);
         op.nodegroup = Some(n.uuid);
-        op.retries = 0;
-        op.last_error = None;
-        self.nodegroups.entry(id).or_default().push(n);
-        self.ops.insert(id, op);
-        if let Some(c) = self.clusters.get_mut(&id) {
+        self.rows.push_nodegroup(id, n);
+        self.rows.put_operation(op);
+        if let Some(c) = self.rows.cluster_mut(id) {
             c.status = ClusterStatus::UPDATE_IN_PROGRESS;
             c.status_reason = None;
             c.updated_at = Some(at);
-        }
-        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
-            self.dirty.insert(k);
         }
         self.view(id)
             .map(|v| CommandOk::Cluster(Box::new(v)))
@@ -142,16 +135,12 @@ impl ShardState {
         max: Option<u32>,
         at: Timestamp,
     ) -> ShardResponse {
-        if !self.clusters.contains_key(&id) {
+        if self.rows.cluster(id).is_none() {
             return Err(CommandError::NotFound(messages::cluster_not_found(
                 &id.to_string(),
             )));
         }
-        let Some(n) = self
-            .nodegroups
-            .get_mut(&id)
-            .and_then(|ngs| ngs.iter_mut().find(|n| n.uuid == ng))
-        else {
+        let Some(n) = self.rows.nodegroup(id, ng) else {
             return Err(CommandError::NotFound(messages::nodegroup_not_found(
                 &ng.to_string(),
             )));
@@ -163,13 +152,14 @@ impl ShardState {
             )));
         }
         check_bounds(&n.name, n.node_count, min, max)?;
-        n.min_node_count = min;
-        n.max_node_count = max;
-        n.updated_at = Some(at);
-        self.dirty.insert(Key::NodeGroups(id));
+        if let Some(n) = self.rows.nodegroup_mut(id, ng) {
+            n.min_node_count = min;
+            n.max_node_count = max;
+            n.updated_at = Some(at);
+        }
         // Upstream marks the cluster UPDATE_IN_PROGRESS and its poller settles it again at
         // once (no stack changes); without a running operation, settle it here.
-        if !self.ops.contains_key(&id) {
+        if self.rows.operation(id).is_none() {
             self.settle(id, ClusterStatus::UPDATE_IN_PROGRESS, None, at);
         }
         self.view(id)
@@ -181,19 +171,15 @@ impl ShardState {
         &mut self,
         id: ClusterId,
         ng: NodeGroupId,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
-        if !self.clusters.contains_key(&id) {
+        let Some(c) = self.rows.cluster(id) else {
             return Err(CommandError::NotFound(messages::cluster_not_found(
                 &id.to_string(),
             )));
-        }
-        let Some(n) = self
-            .nodegroups
-            .get(&id)
-            .and_then(|ngs| ngs.iter().find(|n| n.uuid == ng))
-        else {
+        };
+        let Some(n) = self.rows.nodegroup(id, ng) else {
             return Err(CommandError::NotFound(messages::nodegroup_not_found(
                 &ng.to_string(),
             )));
@@ -203,7 +189,7 @@ impl ShardState {
                 "Deleting a default nodegroup is not supported.".into(),
             ));
         }
-        match self.ops.get(&id) {
+        match self.rows.operation(id) {
             None => {}
             // Deleting the nodegroup being created supersedes its create: the delete looks the
             // stack up by its deterministic name, so an in-flight create leaves no orphan.
@@ -218,30 +204,19 @@ impl ShardState {
                 )))
             }
         }
-        let mut op = op.clone();
-        op.cluster = id;
-        op.kind = OpKind::NodeGroupDelete;
-        op.step = Step::DeleteNodeGroupStack { attempt: 0 };
+        let stack_name = magnum_drivers::nodegroup_stack_name(&c.name, &n.name, n.uuid.0);
+        let mut op = Operation::new(OpKind::NodeGroupDelete, id, req, stack_name);
         op.nodegroup = Some(ng);
-        op.retries = 0;
-        op.last_error = None;
-        self.ops.insert(id, op);
-        if let Some(n) = self
-            .nodegroups
-            .get_mut(&id)
-            .and_then(|ngs| ngs.iter_mut().find(|n| n.uuid == ng))
-        {
+        self.rows.put_operation(op);
+        if let Some(n) = self.rows.nodegroup_mut(id, ng) {
             n.status = Some(ClusterStatus::DELETE_IN_PROGRESS);
             n.status_reason = None;
             n.updated_at = Some(at);
         }
-        if let Some(c) = self.clusters.get_mut(&id) {
+        if let Some(c) = self.rows.cluster_mut(id) {
             c.status = ClusterStatus::UPDATE_IN_PROGRESS;
             c.status_reason = None;
             c.updated_at = Some(at);
-        }
-        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
-            self.dirty.insert(k);
         }
         Ok(CommandOk::Done)
     }
@@ -254,11 +229,13 @@ impl ShardState {
         event: &OpEvent,
         at: Timestamp,
     ) -> bool {
-        let Some(op) = self.ops.get_mut(&id) else {
+        // A copy, written back below unless the operation ends: the arms change other rows.
+        let Some(mut op) = self.rows.operation(id).cloned() else {
             return false;
         };
         let target = op.nodegroup;
         let kind = op.kind;
+        let mut ended = false;
         match (event, &mut op.step) {
             (OpEvent::StackCreateIntent, Step::CreateNodeGroupStack { attempt })
             | (OpEvent::StackDeleteIntent, Step::DeleteNodeGroupStack { attempt }) => {
@@ -280,14 +257,13 @@ impl ShardState {
                 },
                 Step::WaitNodeGroupCreate { .. },
             ) => {
-                self.ops.remove(&id);
                 self.with_nodegroup(id, target, |n| {
                     n.status = Some(*status);
                     n.status_reason = reason.clone();
                     n.node_addresses = node_addresses.clone();
                     n.updated_at = Some(at);
                 });
-                self.settle_after_op(id, at);
+                ended = true;
             }
             (
                 OpEvent::NodeGroupStackDeleteRequested {
@@ -313,18 +289,19 @@ impl ShardState {
                 | Step::WaitNodeGroupDelete { .. }
                 | Step::DeleteStack { .. },
             ) => {
-                if let Some(ngs) = self.nodegroups.get_mut(&id) {
+                if let Some(ngs) = self.rows.nodegroups_mut(id) {
                     ngs.retain(|n| n.is_default || n.uuid != *nodegroup);
                 }
-                self.dirty.insert(Key::NodeGroups(id));
-                if kind == OpKind::NodeGroupDelete && target == Some(*nodegroup) {
-                    self.ops.remove(&id);
-                    self.settle_after_op(id, at);
-                }
+                ended = kind == OpKind::NodeGroupDelete && target == Some(*nodegroup);
             }
             _ => return false,
         }
-        self.dirty.insert(Key::Op(id));
+        if ended {
+            self.rows.remove_operation(id);
+            self.settle_after_op(id, at);
+        } else {
+            self.rows.put_operation(op);
+        }
         true
     }
 
@@ -334,21 +311,16 @@ impl ShardState {
         ng: Option<NodeGroupId>,
         f: impl FnOnce(&mut NodeGroup),
     ) {
-        if let Some(n) = self
-            .nodegroups
-            .get_mut(&id)
-            .and_then(|ngs| ngs.iter_mut().find(|n| Some(n.uuid) == ng))
-        {
+        if let Some(n) = ng.and_then(|ng| self.rows.nodegroup_mut(id, ng)) {
             f(n);
-            self.dirty.insert(Key::NodeGroups(id));
         }
     }
 
     /// A nodegroup operation ended: the cluster's status follows its nodegroups.
     fn settle_after_op(&mut self, id: ClusterId, at: Timestamp) {
         let previous = self
-            .clusters
-            .get(&id)
+            .rows
+            .cluster(id)
             .map_or(ClusterStatus::UPDATE_IN_PROGRESS, |c| c.status);
         self.settle(id, previous, None, at);
     }
@@ -362,17 +334,16 @@ impl ShardState {
         direct: Option<(ClusterStatus, Option<String>)>,
         at: Timestamp,
     ) {
-        let ngs = self.nodegroups.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        let ngs = self.rows.nodegroups(id);
         let only_default = ngs.iter().all(|n| n.is_default);
         let (status, reason) = match direct {
             Some(d) if only_default => d,
             _ => aggregate(ngs, previous),
         };
-        if let Some(c) = self.clusters.get_mut(&id) {
+        if let Some(c) = self.rows.cluster_mut(id) {
             c.status = status;
             c.status_reason = reason;
             c.updated_at = Some(at);
-            self.dirty.insert(Key::Cluster(id));
         }
     }
 }

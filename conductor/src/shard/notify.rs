@@ -1,7 +1,7 @@
 //! CADF notifications (reference §10) as an outbox in the shard state: the transition and the
 //! notification that reports it commit in one command, so a leader failover can neither lose
 //! one nor invent one; the leader delivers the outbox with each entry's id as idempotency key.
-use crate::shard::{Key, ShardState};
+use crate::shard::ShardState;
 use magnum_proto::*;
 use serde_json::{json, Value};
 
@@ -49,22 +49,19 @@ impl ShardState {
             payload: cadf(&key, &view, action, outcome, at),
             at,
         };
-        self.outbox.insert(key.clone(), n);
-        self.dirty.insert(Key::Notification(key));
+        self.rows.push_notification(n);
     }
 
     pub(crate) fn notifications_delivered(&mut self, ids: &[String]) -> ShardResponse {
         for id in ids {
-            if self.outbox.remove(id).is_some() {
-                self.dirty.insert(Key::Notification(id.clone()));
-            }
+            self.rows.remove_notification(id);
         }
         Ok(CommandOk::Done)
     }
 
     /// Notifications not yet delivered, oldest first.
     pub fn outbox(&self) -> impl Iterator<Item = &Notification> {
-        self.outbox.values()
+        self.rows.outbox().values()
     }
 }
 

@@ -164,7 +164,11 @@ fn transitions_queue_cadf_notifications_in_the_same_command() {
     let dirty = s.take_dirty();
     let kv: Vec<(Vec<u8>, Vec<u8>)> = dirty
         .iter()
-        .filter_map(|k| persist::row(&s, k).map(|v| (persist::encode_key(k), v)))
+        .filter_map(|k| {
+            persist::row(&s, k)
+                .unwrap()
+                .map(|v| (persist::encode_key(k), v))
+        })
         .collect();
     let mut loaded = ShardState::new(ShardId(0), 1);
     persist::load(&mut loaded, &mut kv.into_iter()).unwrap();

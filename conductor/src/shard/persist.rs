@@ -44,11 +44,24 @@ pub fn encode_key(k: &Key) -> Vec<u8> {
     }
 }
 
-pub(crate) fn enc<T: Serialize>(v: &T) -> Option<Vec<u8>> {
+/// A row's bytes. Plain data into a Vec should never fail to serialise; if it does, the error
+/// must stop the apply: skipping or deleting the row would lose it on restart.
+pub(crate) fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, serde_json::Error> {
+    #[cfg(test)]
+    if FAIL_ENCODING.get() {
+        return Err(serde::ser::Error::custom(
+            "encoding failure injected by a test",
+        ));
+    }
     let mut out = vec![FORMAT_JSON_V1];
-    // Serialising plain data into a Vec cannot fail; a failure would be a bug, so skip the row.
-    serde_json::to_writer(&mut out, v).ok()?;
-    Some(out)
+    serde_json::to_writer(&mut out, v)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: every row of this thread fails to encode while set.
+    pub(crate) static FAIL_ENCODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
@@ -59,21 +72,25 @@ pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
-/// The current value of a key, or `None` when the row is gone.
-pub fn row(state: &ShardState, k: &Key) -> Option<Vec<u8>> {
+/// The current value of a key, `None` when the row is gone, or why it cannot be encoded.
+pub fn row(state: &ShardState, k: &Key) -> Result<Option<Vec<u8>>, serde_json::Error> {
+    fn some<T: Serialize>(v: Option<&T>) -> Result<Option<Vec<u8>>, serde_json::Error> {
+        v.map(enc).transpose()
+    }
+    let rows = state.rows();
     match k {
-        Key::Ownership => enc(&(state.epoch, state.owner)),
-        Key::Template(id) => state.templates.get(id).and_then(enc),
-        Key::Cluster(id) => state.clusters.get(id).and_then(enc),
-        Key::NodeGroups(id) => state.nodegroups.get(id).and_then(enc),
-        Key::Certs(id) => state.certs.get(id).and_then(enc),
-        Key::Trustee(id) => state.trustees.get(id).and_then(enc),
-        Key::Op(id) => state.ops.get(id).and_then(enc),
-        Key::Request(id) => state.requests.get(id).and_then(enc),
-        Key::Federation(id) => state.federations.get(id).and_then(enc),
-        Key::Canary(name) => state.canaries.get(name).and_then(enc),
-        Key::Notification(id) => state.outbox.get(id).and_then(enc),
-        Key::Quota(p, r) => state.quotas.get(&(p.clone(), r.clone())).and_then(enc),
+        Key::Ownership => enc(&(rows.epoch(), rows.owner())).map(Some),
+        Key::Template(id) => some(rows.templates().get(id)),
+        Key::Cluster(id) => some(rows.clusters().get(id)),
+        Key::NodeGroups(id) => some(rows.all_nodegroups().get(id)),
+        Key::Certs(id) => some(rows.certs().get(id)),
+        Key::Trustee(id) => some(rows.trustees().get(id)),
+        Key::Op(id) => some(rows.operations().get(id)),
+        Key::Request(id) => some(rows.requests().get(id)),
+        Key::Federation(id) => some(rows.federations().get(id)),
+        Key::Canary(name) => some(rows.canaries().get(name)),
+        Key::Notification(id) => some(rows.outbox().get(id)),
+        Key::Quota(p, r) => some(rows.quotas().get(&(p.clone(), r.clone()))),
     }
 }
 
@@ -88,58 +105,30 @@ pub fn load(
 ) -> Result<(), String> {
     let (shard, shards) = (state.shard, state.shards);
     *state = ShardState::new(shard, shards);
+    let rows = &mut state.rows;
     for (k, v) in kv {
         match k.get(..2) {
-            _ if k == b"own" => (state.epoch, state.owner) = dec(&v)?,
-            Some(b"t/") => {
-                state
-                    .templates
-                    .insert(TemplateId(uuid_after(&k, 2)?), dec(&v)?);
+            _ if k == b"own" => {
+                let (epoch, owner) = dec(&v)?;
+                rows.set_ownership(epoch, owner);
             }
-            Some(b"c/") => {
-                state
-                    .clusters
-                    .insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
-            }
-            Some(b"n/") => {
-                state
-                    .nodegroups
-                    .insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
-            }
-            Some(b"k/") => {
-                state.certs.insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
-            }
-            Some(b"u/") => {
-                state
-                    .trustees
-                    .insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
-            }
-            Some(b"o/") => {
-                state.ops.insert(ClusterId(uuid_after(&k, 2)?), dec(&v)?);
-            }
+            Some(b"t/") => rows.put_template(TemplateId(uuid_after(&k, 2)?), dec(&v)?),
+            Some(b"c/") => rows.insert_cluster(dec(&v)?),
+            Some(b"n/") => rows.put_nodegroups(ClusterId(uuid_after(&k, 2)?), dec(&v)?),
+            Some(b"k/") => rows.put_certs(ClusterId(uuid_after(&k, 2)?), dec(&v)?),
+            Some(b"u/") => rows.put_trustee(ClusterId(uuid_after(&k, 2)?), dec(&v)?),
+            Some(b"o/") => rows.put_operation(dec(&v)?),
             Some(b"r/") => {
-                state
-                    .requests
-                    .insert(RequestId(uuid_after(&k, 2)?), dec(&v)?);
+                let (index, resp) = dec(&v)?;
+                rows.remember_request(RequestId(uuid_after(&k, 2)?), index, resp);
             }
-            Some(b"f/") => {
-                state
-                    .federations
-                    .insert(FederationId(uuid_after(&k, 2)?), dec(&v)?);
-            }
-            Some(b"q/") => {
-                let q: Quota = dec(&v)?;
-                state
-                    .quotas
-                    .insert((q.project_id.clone(), q.resource.clone()), q);
-            }
-            Some(b"e/") => {
-                let n: Notification = dec(&v)?;
-                state.outbox.insert(n.id.clone(), n);
-            }
+            Some(b"f/") => rows.put_federation(dec(&v)?),
+            Some(b"q/") => rows.put_quota(dec(&v)?),
+            Some(b"e/") => rows.push_notification(dec(&v)?),
             Some(b"p/") => {
                 let name = String::from_utf8(k[2..].to_vec()).map_err(|e| e.to_string())?;
-                state.canaries.insert(name, dec(&v)?);
+                let value: String = dec(&v)?;
+                rows.put_canary(&name, &value);
             }
             // Keys of the storage layer itself (e.g. last applied) are not ours.
             _ => {}

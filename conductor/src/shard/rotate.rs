@@ -2,33 +2,33 @@
 //! (`PATCH /v1/credentials/{id}`, §4.5): the status gates, and the operation they start.
 use crate::shard::messages;
 use crate::shard::update::UPDATABLE;
-use crate::shard::{Key, ShardState};
+use crate::shard::ShardState;
 use magnum_proto::*;
 
 impl ShardState {
     pub(crate) fn rotate_ca(
         &mut self,
         id: ClusterId,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
         self.quiet_cluster(id, "Rotating the CA certificate of a cluster")?;
-        if op.template.tls_disabled {
+        if req.template.tls_disabled {
             return Err(CommandError::BadRequest(format!(
                 "Rotating the CA certificate on a non-TLS cluster is not supported, cluster: {id}"
             )));
         }
-        self.start_rotation(id, op, OpKind::RotateCa, Step::RotateCerts, at);
+        self.start_rotation(id, req, OpKind::RotateCa, at);
         Ok(CommandOk::Done)
     }
 
     pub(crate) fn rotate_credential(
         &mut self,
         id: ClusterId,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
-        let Some(c) = self.clusters.get(&id) else {
+        let Some(c) = self.rows.cluster(id) else {
             return Err(CommandError::NotFound(messages::cluster_not_found(
                 &id.to_string(),
             )));
@@ -44,61 +44,44 @@ impl ShardState {
                 c.status.as_str()
             )));
         }
-        if self.ops.contains_key(&id) {
+        if self.rows.operation(id).is_some() {
             return Err(CommandError::BadRequest(format!(
                 "Cluster {id} already has an operation in progress."
             )));
         }
         // A cluster made without a trust (a deployment without a trustee domain) has no
         // credentials to rotate: what Magnum answers for a driver without credential rotation.
-        if !self.trustees.contains_key(&id) {
+        if !self.rows.trustees().contains_key(&id) {
             return Err(CommandError::BadRequest(
                 "Credential rotation is not supported by driver.".into(),
             ));
         }
-        self.start_rotation(
-            id,
-            op,
-            OpKind::RotateCredential,
-            Step::RotateTrusteePassword,
-            at,
-        );
+        self.start_rotation(id, req, OpKind::RotateCredential, at);
         Ok(CommandOk::Done)
     }
 
     fn start_rotation(
         &mut self,
         id: ClusterId,
-        op: &Operation,
+        req: &OperationRequest,
         kind: OpKind,
-        step: Step,
         at: Timestamp,
     ) {
-        if let Some(c) = self.clusters.get_mut(&id) {
+        if let Some(c) = self.rows.cluster_mut(id) {
             c.status = ClusterStatus::UPDATE_IN_PROGRESS;
             c.status_reason = None;
             c.updated_at = Some(at);
         }
-        if let Some(ngs) = self.nodegroups.get_mut(&id) {
+        if let Some(ngs) = self.rows.nodegroups_mut(id) {
             for n in ngs.iter_mut().filter(|n| n.is_default) {
                 n.status = Some(ClusterStatus::UPDATE_IN_PROGRESS);
                 n.status_reason = None;
                 n.updated_at = Some(at);
             }
         }
-        let mut op = op.clone();
-        op.cluster = id;
-        op.kind = kind;
-        op.step = step;
+        let mut op = Operation::new(kind, id, req, self.stack_name(id));
         op.rollback = true; // upstream rotates with rollback enabled
-        op.restore_node_count = None;
-        op.nodes_to_remove = Vec::new();
-        op.retries = 0;
-        op.last_error = None;
-        self.ops.insert(id, op);
-        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
-            self.dirty.insert(k);
-        }
+        self.rows.put_operation(op);
         self.notify(id, "update", crate::shard::notify::Outcome::Pending, at);
     }
 }

@@ -2,23 +2,19 @@
 //! (reference §7.5) and health (§7.4). Both are fenced by the ownership epoch and yield to an
 //! operation, which owns the cluster's status while it runs.
 use crate::shard::messages;
-use crate::shard::{Key, ShardState};
+use crate::shard::ShardState;
 use magnum_proto::*;
 use std::collections::BTreeMap;
 
 impl ShardState {
     fn observation_allowed(&self, epoch: u64, id: ClusterId) -> Result<(), CommandError> {
-        if epoch != self.epoch {
-            return Err(CommandError::StaleEpoch {
-                current: self.epoch,
-            });
-        }
-        if !self.clusters.contains_key(&id) {
+        self.check_epoch(epoch)?;
+        if self.rows.cluster(id).is_none() {
             return Err(CommandError::NotFound(messages::cluster_not_found(
                 &id.to_string(),
             )));
         }
-        if self.ops.contains_key(&id) {
+        if self.rows.operation(id).is_some() {
             return Err(CommandError::StaleOperation);
         }
         Ok(())
@@ -40,7 +36,7 @@ impl ShardState {
         } else {
             OpKind::Update
         };
-        let previous = self.clusters.get(&id).map(|c| c.status).unwrap_or(status);
+        let previous = self.rows.cluster(id).map_or(status, |c| c.status);
         self.finish(
             id,
             kind,
@@ -65,14 +61,16 @@ impl ShardState {
         at: Timestamp,
     ) -> ShardResponse {
         self.observation_allowed(epoch, id)?;
-        let previous = self.clusters.get(&id).map(|c| c.status).unwrap_or(status);
+        let previous = self.rows.cluster(id).map_or(status, |c| c.status);
         let not_found = || CommandError::NotFound(messages::nodegroup_not_found(&ng.to_string()));
-        let ngs = self.nodegroups.get_mut(&id).ok_or_else(not_found)?;
         // The default nodegroups follow the cluster stack (`sync_status`), not this command.
-        let pos = ngs
+        let pos = self
+            .rows
+            .nodegroups(id)
             .iter()
             .position(|n| n.uuid == ng && !n.is_default)
             .ok_or_else(not_found)?;
+        let ngs = self.rows.nodegroups_mut(id).ok_or_else(not_found)?;
         if status == ClusterStatus::DELETE_COMPLETE {
             ngs.remove(pos);
         } else {
@@ -84,7 +82,6 @@ impl ShardState {
                 n.node_addresses = a.to_vec();
             }
         }
-        self.dirty.insert(Key::NodeGroups(id));
         self.settle(id, previous, None, at);
         Ok(CommandOk::Done)
     }
@@ -103,11 +100,10 @@ impl ShardState {
                 return Err(e);
             }
         }
-        if let Some(c) = self.clusters.get_mut(&id) {
+        if let Some(c) = self.rows.cluster_mut(id) {
             c.health_status = status.clone();
             c.health_status_reason = reason.clone();
             c.updated_at = Some(at);
-            self.dirty.insert(Key::Cluster(id));
         }
         Ok(CommandOk::Done)
     }

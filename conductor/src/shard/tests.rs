@@ -13,7 +13,7 @@ fn template() -> ClusterTemplate {
     magnum_proto::fixtures::template(&project())
 }
 
-fn cluster(t: &ClusterTemplate) -> (Cluster, Vec<NodeGroup>, Operation) {
+fn cluster(t: &ClusterTemplate) -> (Cluster, Vec<NodeGroup>, OperationRequest) {
     magnum_proto::fixtures::cluster_rows(t, "k8s", 1, 2)
 }
 
@@ -345,7 +345,11 @@ fn persisted_rows_reload_to_the_same_state() {
     let dirty = s.take_dirty();
     let mut kv: Vec<(Vec<u8>, Vec<u8>)> = dirty
         .iter()
-        .filter_map(|k| persist::row(&s, k).map(|v| (persist::encode_key(k), v)))
+        .filter_map(|k| {
+            persist::row(&s, k)
+                .unwrap()
+                .map(|v| (persist::encode_key(k), v))
+        })
         .collect();
     kv.sort();
     let mut loaded = ShardState::new(ShardId(0), SHARDS);

@@ -71,8 +71,8 @@ impl Shard {
         .unwrap();
     }
 
-    /// A fresh operation for a command that starts one (the shard sets kind and step).
-    fn new_op(&self) -> Operation {
+    /// The request of a command that starts an operation (the shard builds the operation).
+    fn new_op(&self) -> OperationRequest {
         let t = fixtures::template(&ProjectId::from("p1"));
         fixtures::cluster_rows(&t, "k8s", 1, 2).2
     }
@@ -119,7 +119,11 @@ fn the_trustee_is_made_before_the_stack_and_the_token_dropped_with_it() {
     let dirty = x.s.take_dirty();
     let mut kv: Vec<(Vec<u8>, Vec<u8>)> = dirty
         .iter()
-        .filter_map(|k| persist::row(&x.s, k).map(|v| (persist::encode_key(k), v)))
+        .filter_map(|k| {
+            persist::row(&x.s, k)
+                .unwrap()
+                .map(|v| (persist::encode_key(k), v))
+        })
         .collect();
     kv.sort();
     let mut loaded = ShardState::new(ShardId(0), 1);

@@ -1,7 +1,7 @@
 //! Cluster updates (`PATCH /v1/clusters/{id}`, reference §6.6): the worker count starts an
 //! update operation; health fields are saved directly.
 use crate::shard::messages;
-use crate::shard::{Key, ShardState};
+use crate::shard::ShardState;
 use magnum_proto::*;
 use std::collections::BTreeMap;
 
@@ -25,12 +25,12 @@ impl ShardState {
         id: ClusterId,
         doing: &str,
     ) -> Result<&Cluster, CommandError> {
-        let Some(c) = self.clusters.get(&id) else {
+        let Some(c) = self.rows.cluster(id) else {
             return Err(CommandError::NotFound(messages::cluster_not_found(
                 &id.to_string(),
             )));
         };
-        if !UPDATABLE.contains(&c.status) || self.ops.contains_key(&id) {
+        if !UPDATABLE.contains(&c.status) || self.rows.operation(id).is_some() {
             return Err(CommandError::BadRequest(format!(
                 "{doing} when status is \"{}\" is not supported.",
                 c.status.as_str()
@@ -44,14 +44,15 @@ impl ShardState {
         id: ClusterId,
         node_count: u32,
         rollback: bool,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
         self.quiet_cluster(id, "Updating a cluster")?;
         let Some(worker) = self
-            .nodegroups
-            .get_mut(&id)
-            .and_then(|ngs| ngs.iter_mut().find(|n| n.is_default && !n.is_master()))
+            .rows
+            .nodegroups(id)
+            .iter()
+            .find(|n| n.is_default && !n.is_master())
         else {
             return Err(CommandError::BadRequest(
                 "The cluster has no default worker nodegroup.".into(),
@@ -62,10 +63,9 @@ impl ShardState {
             return Ok(CommandOk::Done);
         }
         let ng = worker.uuid;
-        let mut op = op.clone();
+        let mut op = Operation::new(OpKind::Update, id, req, self.stack_name(id));
         op.rollback = rollback;
-        op.nodes_to_remove = Vec::new();
-        self.start_update(id, ng, node_count, op, at);
+        self.start_update(ng, node_count, op, at);
         Ok(CommandOk::Done)
     }
 
@@ -75,10 +75,10 @@ impl ShardState {
         ng: NodeGroupId,
         node_count: u32,
         nodes_to_remove: &[String],
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
-        let Some(c) = self.clusters.get(&id) else {
+        let Some(c) = self.rows.cluster(id) else {
             return Err(CommandError::NotFound(messages::cluster_not_found(
                 &id.to_string(),
             )));
@@ -89,18 +89,17 @@ impl ShardState {
                 ClusterStatus::UPDATE_FAILED | ClusterStatus::UPDATE_IN_PROGRESS
             );
         // Only an update may be superseded (the autoscaler resizes while one runs).
-        let busy = self.ops.get(&id).is_some_and(|o| o.kind != OpKind::Update);
+        let busy = self
+            .rows
+            .operation(id)
+            .is_some_and(|o| o.kind != OpKind::Update);
         if !resizable || busy {
             return Err(CommandError::BadRequest(format!(
                 "Resizing a cluster when status is \"{}\" is not supported.",
                 c.status.as_str()
             )));
         }
-        let Some(n) = self
-            .nodegroups
-            .get_mut(&id)
-            .and_then(|ngs| ngs.iter_mut().find(|n| n.uuid == ng))
-        else {
+        let Some(n) = self.rows.nodegroup(id, ng) else {
             return Err(CommandError::NotFound(format!(
                 "Nodegroup {ng} could not be found."
             )));
@@ -120,10 +119,9 @@ impl ShardState {
             )));
         }
         let ng = n.uuid;
-        let mut op = op.clone();
-        op.rollback = false;
+        let mut op = Operation::new(OpKind::Update, id, req, self.stack_name(id));
         op.nodes_to_remove = nodes_to_remove.to_vec();
-        self.start_update(id, ng, node_count, op, at);
+        self.start_update(ng, node_count, op, at);
         Ok(CommandOk::Done)
     }
 
@@ -134,7 +132,7 @@ impl ShardState {
         reason: &Option<BTreeMap<String, String>>,
         at: Timestamp,
     ) -> ShardResponse {
-        let Some(c) = self.clusters.get_mut(&id) else {
+        let Some(c) = self.rows.cluster_mut(id) else {
             return Err(CommandError::NotFound(messages::cluster_not_found(
                 &id.to_string(),
             )));
@@ -142,48 +140,28 @@ impl ShardState {
         c.health_status = status.clone();
         c.health_status_reason = reason.clone();
         c.updated_at = Some(at);
-        self.dirty.insert(Key::Cluster(id));
         Ok(CommandOk::Done)
     }
 
-    /// Sets the nodegroup's new count and starts (or supersedes) the cluster's update operation.
-    fn start_update(
-        &mut self,
-        id: ClusterId,
-        ng: NodeGroupId,
-        node_count: u32,
-        mut op: Operation,
-        at: Timestamp,
-    ) {
+    /// Sets the nodegroup's new count and starts (or supersedes) the cluster's update `op`.
+    fn start_update(&mut self, ng: NodeGroupId, node_count: u32, mut op: Operation, at: Timestamp) {
+        let id = op.cluster;
         let mut previous = None;
-        if let Some(n) = self
-            .nodegroups
-            .get_mut(&id)
-            .and_then(|ngs| ngs.iter_mut().find(|n| n.uuid == ng))
-        {
+        if let Some(n) = self.rows.nodegroup_mut(id, ng) {
             previous = Some(n.node_count);
             n.node_count = node_count;
             n.status = Some(ClusterStatus::UPDATE_IN_PROGRESS);
             n.status_reason = None;
             n.updated_at = Some(at);
         }
-        if let Some(c) = self.clusters.get_mut(&id) {
+        if let Some(c) = self.rows.cluster_mut(id) {
             c.status = ClusterStatus::UPDATE_IN_PROGRESS;
             c.status_reason = None;
             c.updated_at = Some(at);
         }
-        op.cluster = id;
-        op.kind = OpKind::Update;
-        op.step = Step::UpdateStack { attempt: 0 };
         op.nodegroup = Some(ng);
-        op.upgrade = None;
         op.restore_node_count = previous;
-        op.retries = 0;
-        op.last_error = None;
-        self.ops.insert(id, op);
-        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
-            self.dirty.insert(k);
-        }
+        self.rows.put_operation(op);
         self.notify(id, "update", crate::shard::notify::Outcome::Pending, at);
     }
 
@@ -195,14 +173,14 @@ impl ShardState {
         ng: Option<NodeGroupId>,
         count: u32,
     ) {
-        if let Some(w) = self.nodegroups.get_mut(&id).and_then(|ngs| {
-            ngs.iter_mut().find(|n| match ng {
-                Some(ng) => n.uuid == ng,
-                None => n.is_default && !n.is_master(),
-            })
-        }) {
-            w.node_count = count;
-            self.dirty.insert(Key::NodeGroups(id));
+        let target = self.rows.nodegroups(id).iter().find(|n| match ng {
+            Some(ng) => n.uuid == ng,
+            None => n.is_default && !n.is_master(),
+        });
+        if let Some(w) = target.map(|n| n.uuid) {
+            if let Some(w) = self.rows.nodegroup_mut(id, w) {
+                w.node_count = count;
+            }
         }
     }
 }

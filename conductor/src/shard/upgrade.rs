@@ -2,7 +2,7 @@
 //! stack update of one nodegroup to the version labels of another template. Upstream's Heat
 //! driver refuses upgrades; here it is an update operation whose PATCH carries the new tags.
 use crate::shard::messages;
-use crate::shard::{Key, ShardState};
+use crate::shard::ShardState;
 use magnum_proto::*;
 use std::cmp::Ordering;
 
@@ -39,7 +39,7 @@ impl ShardState {
         ng: NodeGroupId,
         new: &ClusterTemplate,
         max_batch_size: u32,
-        op: &Operation,
+        req: &OperationRequest,
         at: Timestamp,
     ) -> ShardResponse {
         let c = self.quiet_cluster(id, "Upgrading a cluster")?;
@@ -53,8 +53,7 @@ impl ShardState {
                 "max_batch_size must be at least 1.".into(),
             ));
         }
-        let ngs = self.nodegroups.get(&id).map(Vec::as_slice).unwrap_or(&[]);
-        let Some(n) = ngs.iter().find(|n| n.uuid == ng) else {
+        let Some(n) = self.rows.nodegroup(id, ng) else {
             return Err(CommandError::NotFound(messages::nodegroup_not_found(
                 &ng.to_string(),
             )));
@@ -66,7 +65,7 @@ impl ShardState {
                 ),
             ));
         }
-        let old = &op.template;
+        let old = &req.template;
         let same_driver = old.coe == new.coe
             && old.server_type == new.server_type
             && old.cluster_distro == new.cluster_distro
@@ -105,7 +104,7 @@ impl ShardState {
             kube_tag: kube_tag.clone(),
             max_batch_size,
         };
-        if let Some(ngs) = self.nodegroups.get_mut(&id) {
+        if let Some(ngs) = self.rows.nodegroups_mut(id) {
             for n in ngs
                 .iter_mut()
                 .filter(|n| n.uuid == ng || (is_default && n.is_default))
@@ -115,26 +114,15 @@ impl ShardState {
                 n.updated_at = Some(at);
             }
         }
-        if let Some(c) = self.clusters.get_mut(&id) {
+        if let Some(c) = self.rows.cluster_mut(id) {
             c.status = ClusterStatus::UPDATE_IN_PROGRESS;
             c.status_reason = None;
             c.updated_at = Some(at);
         }
-        let mut op = op.clone();
-        op.cluster = id;
-        op.kind = OpKind::Upgrade;
-        op.step = Step::UpdateStack { attempt: 0 };
+        let mut op = Operation::new(OpKind::Upgrade, id, req, self.stack_name(id));
         op.nodegroup = Some(ng);
         op.upgrade = Some(spec);
-        op.rollback = false;
-        op.restore_node_count = None;
-        op.nodes_to_remove = Vec::new();
-        op.retries = 0;
-        op.last_error = None;
-        self.ops.insert(id, op);
-        for k in [Key::Cluster(id), Key::NodeGroups(id), Key::Op(id)] {
-            self.dirty.insert(k);
-        }
+        self.rows.put_operation(op);
         Ok(CommandOk::Done)
     }
 
@@ -146,24 +134,26 @@ impl ShardState {
         ng: Option<NodeGroupId>,
         up: &UpgradeSpec,
     ) {
-        let Some(c) = self.clusters.get_mut(&id) else {
+        let Some(c) = self.rows.cluster(id) else {
             return;
         };
-        let ngs = self.nodegroups.get_mut(&id);
-        let is_default = ngs
-            .as_ref()
-            .and_then(|ngs| ngs.iter().find(|n| Some(n.uuid) == ng))
+        let is_default = self
+            .rows
+            .nodegroups(id)
+            .iter()
+            .find(|n| Some(n.uuid) == ng)
             .is_none_or(|n| n.is_default);
         let mut labels = c.labels.clone();
         labels.extend(up.labels.clone());
         labels.insert("kube_tag".into(), up.kube_tag.clone());
         if is_default {
-            c.cluster_template_id = up.template_id;
-            c.labels = labels.clone();
-            c.coe_version = Some(up.kube_tag.clone());
-            self.dirty.insert(Key::Cluster(id));
+            if let Some(c) = self.rows.cluster_mut(id) {
+                c.cluster_template_id = up.template_id;
+                c.labels = labels.clone();
+                c.coe_version = Some(up.kube_tag.clone());
+            }
         }
-        if let Some(ngs) = ngs {
+        if let Some(ngs) = self.rows.nodegroups_mut(id) {
             for n in ngs
                 .iter_mut()
                 .filter(|n| Some(n.uuid) == ng || (is_default && n.is_default))
@@ -179,7 +169,6 @@ impl ShardState {
                 }
                 n.labels.insert("kube_tag".into(), up.kube_tag.clone());
             }
-            self.dirty.insert(Key::NodeGroups(id));
         }
     }
 }

@@ -100,7 +100,7 @@ pub fn client(c: &Cluster3) -> ConductorClient {
     ConductorClient::new(seeds, Duration::from_secs(20)).unwrap()
 }
 
-pub fn rows(project: &ProjectId) -> (ClusterTemplate, Cluster, Vec<NodeGroup>, Operation) {
+pub fn rows(project: &ProjectId) -> (ClusterTemplate, Cluster, Vec<NodeGroup>, OperationRequest) {
     let t = magnum_proto::fixtures::template(project);
     let (c, ngs, op) = magnum_proto::fixtures::cluster_rows(&t, "k8s", 1, 3);
     (t, c, ngs, op)

@@ -34,8 +34,8 @@ impl StateMachineLogic for Kv {
         Ok(())
     }
 
-    fn apply(&mut self, _: u64, _: &[u8], _: &mut WriteSet) -> Vec<u8> {
-        Vec::new()
+    fn apply(&mut self, _: u64, _: &[u8], _: &mut WriteSet) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
     }
 }
 

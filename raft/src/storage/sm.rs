@@ -167,7 +167,24 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
                     EntryPayload::Blank => Vec::new(),
                     EntryPayload::Normal(p) => {
                         let mut ws = WriteSet::new();
-                        let r = logic.apply(log_id.index(), &p.0, &mut ws);
+                        let r = match logic.apply(log_id.index(), &p.0, &mut ws) {
+                            Ok(r) => r,
+                            // Fail-stop: nothing of this batch is written, `last_applied` stays
+                            // behind, and openraft stops the group on the storage error.
+                            Err(e) => {
+                                tracing::error!(
+                                    gid = self.gid,
+                                    index = log_id.index(),
+                                    error = %e,
+                                    "state machine apply failed; stopping the group"
+                                );
+                                return Err(io_err(format!(
+                                    "group {} apply of index {}: {e}",
+                                    self.gid,
+                                    log_id.index()
+                                )));
+                            }
+                        };
                         for (k, v) in ws.ops {
                             match v {
                                 Some(v) => batch.put(app_key(&k), v),

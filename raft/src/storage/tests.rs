@@ -21,7 +21,7 @@ use crate::logic::{StateMachineLogic, WriteSet};
 use crate::metrics::{GroupMetrics, Metrics};
 use crate::types::{Entry, LogId, NodeAddr, Payload, TypeConfig};
 
-/// `k=v` puts, `-k` deletes; records every applied index.
+/// `k=v` puts, `-k` deletes, `!` fails; records every applied index.
 #[derive(Default)]
 struct Kv {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -36,8 +36,16 @@ impl StateMachineLogic for Kv {
         Ok(())
     }
 
-    fn apply(&mut self, index: u64, payload: &[u8], writes: &mut WriteSet) -> Vec<u8> {
+    fn apply(
+        &mut self,
+        index: u64,
+        payload: &[u8],
+        writes: &mut WriteSet,
+    ) -> Result<Vec<u8>, String> {
         self.applied.push(index);
+        if payload == b"!" {
+            return Err("cannot persist".into());
+        }
         if let Some(k) = payload.strip_prefix(b"-") {
             self.map.remove(k);
             writes.delete(k);
@@ -46,7 +54,7 @@ impl StateMachineLogic for Kv {
             self.map.insert(k.to_vec(), v.to_vec());
             writes.put(k, v);
         }
-        index.to_be_bytes().to_vec()
+        Ok(index.to_be_bytes().to_vec())
     }
 }
 
@@ -195,6 +203,34 @@ async fn write_set_and_last_applied_are_persisted_together() {
             found: 7
         })
     ));
+}
+
+#[tokio::test]
+async fn a_failed_apply_writes_nothing_of_its_batch_and_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = temporary_store(1, dir.path());
+    let trees = store.group_trees(1).unwrap();
+    let mut sm = SmStore::open(store.clone(), 1, &trees, Kv::default(), metrics(1))
+        .await
+        .unwrap();
+    apply(&mut sm, vec![normal(1, "a=1")]).await;
+    let stream = futures::stream::iter(
+        [normal(2, "b=2"), normal(3, "!"), normal(4, "c=3")]
+            .into_iter()
+            .map(|e| Ok((e, None))),
+    );
+    assert!(sm.apply(stream).await.is_err());
+    // `last_applied` stays, and no write of the batch (not even the entry before) is stored.
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1)));
+    let app: Vec<Vec<u8>> = trees
+        .sm
+        .range(Bound::Unbounded, Bound::Unbounded)
+        .map(|kv| kv.unwrap().0)
+        .filter(|k| k.first() == Some(&super::sm::APP_PREFIX))
+        .collect();
+    assert_eq!(app, vec![b"\x01a".to_vec()]);
+    // The entry after the failed one was not applied.
+    assert_eq!(sm.logic().read().unwrap().applied, vec![1, 2, 3]);
 }
 
 #[tokio::test]

@@ -112,7 +112,7 @@ async fn drive(ctx: &Ctx, cluster: ClusterId, op_id: OpId) -> Stop {
                 .operation(cluster)
                 .filter(|o| o.id == op_id)
                 .cloned();
-            (op, l.state.view(cluster), l.state.epoch)
+            (op, l.state.view(cluster), l.state.epoch())
         });
         let (Some(op), Some(mut view), epoch) = snapshot else {
             return Stop::Done;
@@ -526,7 +526,7 @@ pub(crate) fn ca_name(view: &ClusterView) -> String {
 
 /// Read-index check right before an external mutation: still the leader, still our epoch.
 async fn confirm_leadership(ctx: &Ctx) -> Result<(), StepError> {
-    match ctx.group.read(|l| l.state.epoch).await {
+    match ctx.group.read(|l| l.state.epoch()).await {
         Ok(e) if e == ctx.epoch => Ok(()),
         Ok(e) => Err(StepError::Stop(Stop::Lost(format!("epoch moved to {e}")))),
         Err(e) => Err(StepError::Stop(Stop::Lost(format!(

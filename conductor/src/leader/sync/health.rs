@@ -124,7 +124,7 @@ pub async fn run(
     while pause(&cancel, cfg.health).await {
         let clusters: Vec<Cluster> = group.read_local(|l| {
             l.state
-                .clusters
+                .clusters()
                 .values()
                 .filter(|c| polled(c.status))
                 .cloned()

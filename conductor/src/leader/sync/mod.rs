@@ -187,13 +187,13 @@ pub fn cluster_current(view: &ClusterView) -> Current<'_> {
 fn candidates(group: &Group<ShardLogic>) -> Vec<(ClusterView, Option<ClusterTemplate>)> {
     group.read_local(|l| {
         let st = &l.state;
-        st.clusters
+        st.clusters()
             .keys()
             .filter(|id| st.operation(**id).is_none())
             .filter_map(|id| st.view(*id))
             .filter(|v| v.cluster.stack_id.is_some())
             .map(|v| {
-                let t = st.templates.get(&v.cluster.cluster_template_id).cloned();
+                let t = st.templates().get(&v.cluster.cluster_template_id).cloned();
                 (v, t)
             })
             .collect()

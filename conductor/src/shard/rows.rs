@@ -1,0 +1,300 @@
+//! The rows one shard persists, behind the only methods that change them. Every mutator records
+//! the key it touched and `logic` writes exactly those keys after the command: a change that
+//! forgot its key would vanish on restart and make replicas disagree, so no code outside this
+//! file can write a map or the dirty set.
+use magnum_proto::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A row key; `persist` turns it into bytes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    Ownership,
+    Template(TemplateId),
+    Cluster(ClusterId),
+    NodeGroups(ClusterId),
+    Certs(ClusterId),
+    Trustee(ClusterId),
+    Op(ClusterId),
+    Quota(ProjectId, String),
+    Request(RequestId),
+    Canary(String),
+    Federation(FederationId),
+    Notification(String),
+}
+
+/// The persisted state of a shard. Reads are plain `&` accessors; writes go through the
+/// mutators below, which mark their row for `take_dirty`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rows {
+    epoch: u64,
+    owner: Option<NodeId>,
+    templates: BTreeMap<TemplateId, ClusterTemplate>,
+    clusters: BTreeMap<ClusterId, Cluster>,
+    nodegroups: BTreeMap<ClusterId, Vec<NodeGroup>>,
+    certs: BTreeMap<ClusterId, ClusterCerts>,
+    trustees: BTreeMap<ClusterId, TrusteeRecord>,
+    ops: BTreeMap<ClusterId, Operation>,
+    quotas: BTreeMap<(ProjectId, String), Quota>,
+    /// Request id → (log index of its first apply, its answer): the dedup table.
+    requests: BTreeMap<RequestId, (u64, ShardResponse)>,
+    canaries: BTreeMap<String, String>,
+    federations: BTreeMap<FederationId, Federation>,
+    /// CADF notifications not yet delivered (`notify`).
+    outbox: BTreeMap<String, Notification>,
+    /// Keys changed since the last `take_dirty`; not part of the state.
+    dirty: BTreeSet<Key>,
+}
+
+/// Reads.
+impl Rows {
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn owner(&self) -> Option<NodeId> {
+        self.owner
+    }
+
+    pub fn templates(&self) -> &BTreeMap<TemplateId, ClusterTemplate> {
+        &self.templates
+    }
+
+    pub fn clusters(&self) -> &BTreeMap<ClusterId, Cluster> {
+        &self.clusters
+    }
+
+    pub fn cluster(&self, id: ClusterId) -> Option<&Cluster> {
+        self.clusters.get(&id)
+    }
+
+    pub fn all_nodegroups(&self) -> &BTreeMap<ClusterId, Vec<NodeGroup>> {
+        &self.nodegroups
+    }
+
+    /// The cluster's nodegroups; empty for an unknown cluster.
+    pub fn nodegroups(&self, id: ClusterId) -> &[NodeGroup] {
+        self.nodegroups.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn nodegroup(&self, id: ClusterId, ng: NodeGroupId) -> Option<&NodeGroup> {
+        self.nodegroups(id).iter().find(|n| n.uuid == ng)
+    }
+
+    pub fn certs(&self) -> &BTreeMap<ClusterId, ClusterCerts> {
+        &self.certs
+    }
+
+    pub fn trustees(&self) -> &BTreeMap<ClusterId, TrusteeRecord> {
+        &self.trustees
+    }
+
+    pub fn operations(&self) -> &BTreeMap<ClusterId, Operation> {
+        &self.ops
+    }
+
+    pub fn operation(&self, id: ClusterId) -> Option<&Operation> {
+        self.ops.get(&id)
+    }
+
+    pub fn quotas(&self) -> &BTreeMap<(ProjectId, String), Quota> {
+        &self.quotas
+    }
+
+    pub fn requests(&self) -> &BTreeMap<RequestId, (u64, ShardResponse)> {
+        &self.requests
+    }
+
+    pub fn canaries(&self) -> &BTreeMap<String, String> {
+        &self.canaries
+    }
+
+    pub fn federations(&self) -> &BTreeMap<FederationId, Federation> {
+        &self.federations
+    }
+
+    pub fn outbox(&self) -> &BTreeMap<String, Notification> {
+        &self.outbox
+    }
+}
+
+/// Writes: each marks the rows it changes.
+impl Rows {
+    fn mark(&mut self, k: Key) {
+        self.dirty.insert(k);
+    }
+
+    /// The keys changed since the last call; `logic` persists them after each command.
+    pub(crate) fn take_dirty(&mut self) -> BTreeSet<Key> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    pub(crate) fn set_ownership(&mut self, epoch: u64, owner: Option<NodeId>) {
+        (self.epoch, self.owner) = (epoch, owner);
+        self.mark(Key::Ownership);
+    }
+
+    pub(crate) fn put_template(&mut self, id: TemplateId, t: ClusterTemplate) {
+        self.templates.insert(id, t);
+        self.mark(Key::Template(id));
+    }
+
+    pub(crate) fn remove_template(&mut self, id: TemplateId) -> Option<ClusterTemplate> {
+        let old = self.templates.remove(&id)?;
+        self.mark(Key::Template(id));
+        Some(old)
+    }
+
+    pub(crate) fn insert_cluster(&mut self, c: Cluster) {
+        let id = c.uuid;
+        self.clusters.insert(id, c);
+        self.mark(Key::Cluster(id));
+    }
+
+    /// The cluster row, marked changed.
+    pub(crate) fn cluster_mut(&mut self, id: ClusterId) -> Option<&mut Cluster> {
+        let c = self.clusters.get_mut(&id)?;
+        self.dirty.insert(Key::Cluster(id));
+        Some(c)
+    }
+
+    /// Drops the cluster and every row it owns.
+    pub(crate) fn remove_cluster(&mut self, id: ClusterId) {
+        self.clusters.remove(&id);
+        self.nodegroups.remove(&id);
+        self.certs.remove(&id);
+        self.trustees.remove(&id);
+        self.ops.remove(&id);
+        for k in [
+            Key::Cluster(id),
+            Key::NodeGroups(id),
+            Key::Certs(id),
+            Key::Trustee(id),
+            Key::Op(id),
+        ] {
+            self.mark(k);
+        }
+    }
+
+    pub(crate) fn put_nodegroups(&mut self, id: ClusterId, ngs: Vec<NodeGroup>) {
+        self.nodegroups.insert(id, ngs);
+        self.mark(Key::NodeGroups(id));
+    }
+
+    /// The cluster's nodegroups, marked changed.
+    pub(crate) fn nodegroups_mut(&mut self, id: ClusterId) -> Option<&mut Vec<NodeGroup>> {
+        let ngs = self.nodegroups.get_mut(&id)?;
+        self.dirty.insert(Key::NodeGroups(id));
+        Some(ngs)
+    }
+
+    /// One nodegroup, its cluster's nodegroups marked changed when it exists.
+    pub(crate) fn nodegroup_mut(
+        &mut self,
+        id: ClusterId,
+        ng: NodeGroupId,
+    ) -> Option<&mut NodeGroup> {
+        let n = self
+            .nodegroups
+            .get_mut(&id)?
+            .iter_mut()
+            .find(|n| n.uuid == ng)?;
+        self.dirty.insert(Key::NodeGroups(id));
+        Some(n)
+    }
+
+    pub(crate) fn push_nodegroup(&mut self, id: ClusterId, n: NodeGroup) {
+        self.nodegroups.entry(id).or_default().push(n);
+        self.mark(Key::NodeGroups(id));
+    }
+
+    pub(crate) fn put_certs(&mut self, id: ClusterId, certs: ClusterCerts) {
+        self.certs.insert(id, certs);
+        self.mark(Key::Certs(id));
+    }
+
+    pub(crate) fn put_trustee(&mut self, id: ClusterId, t: TrusteeRecord) {
+        self.trustees.insert(id, t);
+        self.mark(Key::Trustee(id));
+    }
+
+    /// The trustee record, marked changed.
+    pub(crate) fn trustee_mut(&mut self, id: ClusterId) -> Option<&mut TrusteeRecord> {
+        let t = self.trustees.get_mut(&id)?;
+        self.dirty.insert(Key::Trustee(id));
+        Some(t)
+    }
+
+    /// Stores `op` as its cluster's active operation, replacing any other.
+    pub(crate) fn put_operation(&mut self, op: Operation) {
+        let id = op.cluster;
+        self.ops.insert(id, op);
+        self.mark(Key::Op(id));
+    }
+
+    pub(crate) fn remove_operation(&mut self, id: ClusterId) -> Option<Operation> {
+        let op = self.ops.remove(&id)?;
+        self.mark(Key::Op(id));
+        Some(op)
+    }
+
+    pub(crate) fn put_quota(&mut self, q: Quota) {
+        let k = (q.project_id.clone(), q.resource.clone());
+        self.quotas.insert(k.clone(), q);
+        self.mark(Key::Quota(k.0, k.1));
+    }
+
+    pub(crate) fn remove_quota(&mut self, project: &ProjectId, resource: &str) -> Option<Quota> {
+        let k = (project.clone(), resource.to_string());
+        let q = self.quotas.remove(&k)?;
+        self.mark(Key::Quota(k.0, k.1));
+        Some(q)
+    }
+
+    pub(crate) fn remember_request(&mut self, id: RequestId, index: u64, resp: ShardResponse) {
+        self.requests.insert(id, (index, resp));
+        self.mark(Key::Request(id));
+    }
+
+    /// Forgets the requests whose first apply's index is `stale`.
+    pub(crate) fn forget_requests(&mut self, stale: impl Fn(u64) -> bool) {
+        let old: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, (i, _))| stale(*i))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in old {
+            self.requests.remove(&k);
+            self.mark(Key::Request(k));
+        }
+    }
+
+    pub(crate) fn put_canary(&mut self, key: &str, value: &str) {
+        self.canaries.insert(key.to_string(), value.to_string());
+        self.mark(Key::Canary(key.to_string()));
+    }
+
+    pub(crate) fn put_federation(&mut self, f: Federation) {
+        let id = f.uuid;
+        self.federations.insert(id, f);
+        self.mark(Key::Federation(id));
+    }
+
+    pub(crate) fn remove_federation(&mut self, id: FederationId) -> Option<Federation> {
+        let f = self.federations.remove(&id)?;
+        self.mark(Key::Federation(id));
+        Some(f)
+    }
+
+    pub(crate) fn push_notification(&mut self, n: Notification) {
+        let id = n.id.clone();
+        self.outbox.insert(id.clone(), n);
+        self.mark(Key::Notification(id));
+    }
+
+    pub(crate) fn remove_notification(&mut self, id: &str) -> Option<Notification> {
+        let n = self.outbox.remove(id)?;
+        self.mark(Key::Notification(id.to_string()));
+        Some(n)
+    }
+}

@@ -1,0 +1,330 @@
+//! Every change a command makes reaches the rows `logic` writes: after each command of a long
+//! life (create, nodegroups, update, rotation, upgrade, delete, the small rows), a replica
+//! rebuilt from the written rows equals the one that applied it.
+use crate::shard::persist;
+use crate::shard::ShardState;
+use magnum_proto::fixtures::{self, certs};
+use magnum_proto::*;
+use std::collections::BTreeMap;
+
+/// A shard state and the rows it wrote, as the store holds them.
+struct Replica {
+    s: ShardState,
+    disk: BTreeMap<Vec<u8>, Vec<u8>>,
+    i: u64,
+    t: ClusterTemplate,
+}
+
+impl Replica {
+    fn cmd(&mut self, command: ShardCommand) -> ShardResponse {
+        self.i += 1;
+        let req = ShardRequest {
+            request_id: Some(RequestId::new_v4()),
+            command,
+        };
+        let resp = self.s.apply_request(self.i, &req);
+        for k in self.s.take_dirty() {
+            let key = persist::encode_key(&k);
+            match persist::row(&self.s, &k).unwrap() {
+                Some(v) => self.disk.insert(key, v),
+                None => self.disk.remove(&key),
+            };
+        }
+        let mut loaded = ShardState::new(self.s.shard, self.s.shards);
+        persist::load(&mut loaded, &mut self.disk.clone().into_iter()).unwrap();
+        assert_eq!(loaded, self.s, "reloaded after command {}", self.i);
+        resp
+    }
+
+    fn adv(&mut self, cluster: ClusterId, event: OpEvent) {
+        let op = self.s.operation(cluster).expect("an operation").id;
+        self.cmd(ShardCommand::Advance {
+            epoch: 1,
+            cluster,
+            op,
+            event,
+            at: Timestamp(5),
+        })
+        .unwrap();
+    }
+
+    /// The request of a command that starts an operation.
+    fn op(&self) -> OperationRequest {
+        fixtures::cluster_rows(&self.t, "x", 1, 1).2
+    }
+
+    fn update_finished(&mut self, c: ClusterId, status: ClusterStatus) {
+        self.adv(c, OpEvent::StackUpdateIntent);
+        self.adv(
+            c,
+            OpEvent::StackUpdateRequested {
+                stack_id: "cs".into(),
+            },
+        );
+        self.adv(
+            c,
+            OpEvent::UpdateFinished {
+                status,
+                reason: None,
+                outputs: StackOutputs::default(),
+            },
+        );
+    }
+}
+
+fn trustee() -> TrusteeRecord {
+    TrusteeRecord {
+        user_id: "tu".into(),
+        username: "c_p1".into(),
+        domain_id: "d".into(),
+        password: "sealed:pw1".into(),
+        trust_id: "tr".into(),
+    }
+}
+
+/// Cluster create to CREATE_COMPLETE, then a nodegroup's create and delete.
+fn created_with_a_nodegroup(x: &mut Replica) -> ClusterId {
+    let (c, ngs, mut op) = fixtures::cluster_rows(&x.t, "k8s", 1, 2);
+    let id = c.uuid;
+    op.trustor = Some(Trustor {
+        user_id: "u".into(),
+        roles: vec!["member".into()],
+        token: "sealed:token".into(),
+    });
+    x.cmd(ShardCommand::CreateCluster {
+        cluster: c,
+        nodegroups: ngs,
+        operation: op,
+    })
+    .unwrap();
+    x.cmd(ShardCommand::TakeOwnership {
+        node: NodeId(1),
+        epoch: 1,
+    })
+    .unwrap();
+    x.adv(id, OpEvent::CertsGenerated { certs: certs() });
+    x.adv(
+        id,
+        OpEvent::TrusteeCreated {
+            trustee: Some(trustee()),
+        },
+    );
+    x.adv(id, OpEvent::StackCreateIntent);
+    x.adv(
+        id,
+        OpEvent::StackCreated {
+            stack_id: "cs".into(),
+        },
+    );
+    x.adv(
+        id,
+        OpEvent::CreateFinished {
+            status: ClusterStatus::CREATE_COMPLETE,
+            reason: None,
+            outputs: StackOutputs {
+                api_address: Some("https://10.0.0.1:6443".into()),
+                node_addresses: vec!["10.0.0.5".into()],
+                ..StackOutputs::default()
+            },
+        },
+    );
+    let mut ng = x.s.view(id).unwrap().nodegroups[1].clone();
+    ng.uuid = NodeGroupId::new_v4();
+    ng.name = "ng1".into();
+    let operation = x.op();
+    x.cmd(ShardCommand::CreateNodeGroup {
+        nodegroup: ng.clone(),
+        operation,
+        at: Timestamp(6),
+    })
+    .unwrap();
+    x.adv(id, OpEvent::StackCreateIntent);
+    x.adv(
+        id,
+        OpEvent::NodeGroupStackCreated {
+            stack_id: "ng-stack".into(),
+        },
+    );
+    x.adv(
+        id,
+        OpEvent::NodeGroupCreateFinished {
+            status: ClusterStatus::CREATE_COMPLETE,
+            reason: None,
+            node_addresses: vec!["10.0.0.9".into()],
+        },
+    );
+    x.cmd(ShardCommand::UpdateNodeGroup {
+        cluster: id,
+        nodegroup: ng.uuid,
+        min_node_count: 1,
+        max_node_count: Some(3),
+        at: Timestamp(7),
+    })
+    .unwrap();
+    let operation = x.op();
+    x.cmd(ShardCommand::DeleteNodeGroup {
+        cluster: id,
+        nodegroup: ng.uuid,
+        operation,
+        at: Timestamp(8),
+    })
+    .unwrap();
+    x.adv(
+        id,
+        OpEvent::NodeGroupStackDeleteRequested {
+            nodegroup: ng.uuid,
+            stack_id: "ng-stack".into(),
+        },
+    );
+    x.adv(id, OpEvent::NodeGroupDeleted { nodegroup: ng.uuid });
+    id
+}
+
+/// A failed update, a resize, a credential rotation and an upgrade, each to its end.
+fn changed(x: &mut Replica, id: ClusterId) {
+    let operation = x.op();
+    x.cmd(ShardCommand::UpdateCluster {
+        id,
+        node_count: 5,
+        rollback: true,
+        operation,
+        at: Timestamp(9),
+    })
+    .unwrap();
+    x.adv(id, OpEvent::StackUpdateIntent);
+    x.adv(
+        id,
+        OpEvent::TransientError {
+            error: "503".into(),
+        },
+    );
+    x.adv(
+        id,
+        OpEvent::Failed {
+            reason: "no".into(),
+        },
+    );
+    let worker = x.s.view(id).unwrap().nodegroups[1].uuid;
+    let operation = x.op();
+    x.cmd(ShardCommand::ResizeCluster {
+        id,
+        nodegroup: worker,
+        node_count: 3,
+        nodes_to_remove: vec!["n1".into()],
+        operation,
+        at: Timestamp(10),
+    })
+    .unwrap();
+    x.update_finished(id, ClusterStatus::UPDATE_COMPLETE);
+    let operation = x.op();
+    x.cmd(ShardCommand::RotateCredential {
+        id,
+        operation,
+        at: Timestamp(11),
+    })
+    .unwrap();
+    x.adv(
+        id,
+        OpEvent::TrusteePasswordRotated {
+            password: "sealed:pw2".into(),
+        },
+    );
+    x.update_finished(id, ClusterStatus::UPDATE_COMPLETE);
+    let mut newer = x.t.clone();
+    newer.uuid = Some(TemplateId::new_v4());
+    newer.labels.insert("kube_tag".into(), "v1.28.9".into());
+    x.cmd(ShardCommand::CreateTemplate {
+        template: newer.clone(),
+    })
+    .unwrap();
+    let operation = x.op();
+    x.cmd(ShardCommand::UpgradeCluster {
+        id,
+        nodegroup: worker,
+        template: newer,
+        max_batch_size: 1,
+        operation,
+        at: Timestamp(12),
+    })
+    .unwrap();
+    x.update_finished(id, ClusterStatus::UPDATE_COMPLETE);
+    x.cmd(ShardCommand::SetHealth {
+        id,
+        health_status: Some("HEALTHY".into()),
+        health_status_reason: None,
+        at: Timestamp(13),
+    })
+    .unwrap();
+    x.cmd(ShardCommand::SyncStatus {
+        epoch: 1,
+        cluster: id,
+        status: ClusterStatus::UPDATE_COMPLETE,
+        reason: None,
+        outputs: Some(StackOutputs::default()),
+        at: Timestamp(14),
+    })
+    .unwrap();
+}
+
+#[test]
+fn every_change_reaches_the_written_rows() {
+    let t = fixtures::template(&ProjectId::from("p1"));
+    let mut x = Replica {
+        s: ShardState::new(ShardId(0), 1),
+        disk: BTreeMap::new(),
+        i: 0,
+        t: t.clone(),
+    };
+    x.cmd(ShardCommand::CreateTemplate { template: t }).unwrap();
+    let id = created_with_a_nodegroup(&mut x);
+    changed(&mut x, id);
+    let ids: Vec<String> = x.s.outbox().take(2).map(|n| n.id.clone()).collect();
+    x.cmd(ShardCommand::NotificationsDelivered { epoch: 1, ids })
+        .unwrap();
+    x.cmd(ShardCommand::DeleteCluster {
+        id,
+        op: OpId::new_v4(),
+        at: Timestamp(15),
+        deadline: Timestamp(99),
+    })
+    .unwrap();
+    x.adv(id, OpEvent::StackDeleteIntent);
+    x.adv(id, OpEvent::DeleteFinished);
+    x.adv(id, OpEvent::TrusteeDeleted);
+    assert!(x.s.view(id).is_none());
+
+    let project = ProjectId::from("p1");
+    let quota = Quota {
+        id: 0,
+        project_id: project.clone(),
+        resource: "Cluster".into(),
+        hard_limit: 3,
+        created_at: Timestamp(1),
+        updated_at: None,
+    };
+    x.cmd(ShardCommand::CreateQuota { quota }).unwrap();
+    x.cmd(ShardCommand::UpdateQuota {
+        project_id: project.clone(),
+        resource: "Cluster".into(),
+        hard_limit: 4,
+        at: Timestamp(16),
+    })
+    .unwrap();
+    x.cmd(ShardCommand::DeleteQuota {
+        project_id: project,
+        resource: "Cluster".into(),
+    })
+    .unwrap();
+    x.cmd(ShardCommand::Canary {
+        key: "probe/a".into(),
+        value: "1".into(),
+    })
+    .unwrap();
+    // The epoch moves with a new owner.
+    x.cmd(ShardCommand::TakeOwnership {
+        node: NodeId(2),
+        epoch: 2,
+    })
+    .unwrap();
+    assert!(!x.disk.is_empty());
+}
