@@ -93,6 +93,9 @@ pub struct MetaState {
     pub nodes: BTreeMap<NodeId, NodeEntry>,
     /// Replica sets of the data groups.
     pub placement: Placement,
+    /// Why a row of the command being applied could not be encoded; `apply` then fails and the
+    /// group stops, rather than committing a state whose rows on disk miss the change.
+    encode_error: Option<String>,
 }
 
 fn key(prefix: &[u8], id: u64) -> Vec<u8> {
@@ -165,17 +168,20 @@ impl MetaState {
         }
     }
 
-    fn put_node(&mut self, n: NodeEntry, writes: &mut WriteSet) {
-        if let Ok(v) = enc(&n) {
-            writes.put(key(NODE_PREFIX, n.id.0), v);
+    fn put_row<T: serde::Serialize>(&mut self, k: Vec<u8>, v: &T, writes: &mut WriteSet) {
+        match enc(v) {
+            Ok(v) => writes.put(k, v),
+            Err(e) => self.encode_error = Some(e.to_string()),
         }
+    }
+
+    fn put_node(&mut self, n: NodeEntry, writes: &mut WriteSet) {
+        self.put_row(key(NODE_PREFIX, n.id.0), &n, writes);
         self.nodes.insert(n.id, n);
     }
 
     fn put_placement(&mut self, group: u64, set: BTreeSet<NodeId>, writes: &mut WriteSet) {
-        if let Ok(v) = enc(&set) {
-            writes.put(key(PLACE_PREFIX, group), v);
-        }
+        self.put_row(key(PLACE_PREFIX, group), &set, writes);
         self.placement.insert(group, set);
     }
 
@@ -309,8 +315,9 @@ impl StateMachineLogic for MetaState {
                 Some(cur) if *cur != b => MetaResponse::Conflict(cur.clone()),
                 Some(cur) => MetaResponse::Ok(cur.clone()),
                 None => {
-                    if let Ok(v) = serde_json::to_vec(&b) {
-                        writes.put(BOOTSTRAP_KEY, v);
+                    match serde_json::to_vec(&b) {
+                        Ok(v) => writes.put(BOOTSTRAP_KEY, v),
+                        Err(e) => self.encode_error = Some(e.to_string()),
                     }
                     self.bootstrap = Some(b.clone());
                     MetaResponse::Ok(b)
@@ -334,15 +341,16 @@ impl StateMachineLogic for MetaState {
                 at,
             }) => {
                 let rec = self.heartbeat(node, host, version, at);
-                if let Ok(v) = enc(&rec) {
-                    writes.put(service_key(node), v);
-                }
+                self.put_row(service_key(node), &rec, writes);
                 MetaResponse::Service(rec)
             }
             Ok(other) => self.apply_membership(other, writes),
             Err(_) => MetaResponse::Undecodable,
         };
-        Ok(serde_json::to_vec(&resp).unwrap_or_default())
+        if let Some(e) = self.encode_error.take() {
+            return Err(format!("meta row cannot be encoded: {e}"));
+        }
+        serde_json::to_vec(&resp).map_err(|e| format!("meta response cannot be encoded: {e}"))
     }
 }
 

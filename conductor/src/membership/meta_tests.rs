@@ -237,3 +237,16 @@ async fn membership_and_placement_survive_restart() {
     drop(g);
     node.shutdown().await;
 }
+
+#[test]
+fn a_row_that_cannot_be_encoded_fails_the_apply() {
+    let mut m = MetaState::default();
+    let mut w = WriteSet::new();
+    crate::shard::persist::FAIL_ENCODING.set(true);
+    let r = m.apply(1, &add(1), &mut w);
+    crate::shard::persist::FAIL_ENCODING.set(false);
+    let err = r.expect_err("the apply fails");
+    assert!(err.contains("cannot be encoded"), "{err}");
+    // The failure does not stick to the next command.
+    assert!(m.apply(2, &beat(1, "h", 1), &mut WriteSet::new()).is_ok());
+}

@@ -48,7 +48,7 @@ impl StateMachineLogic for ShardLogic {
                 None => writes.delete(key),
             }
         }
-        Ok(serde_json::to_vec(&resp).unwrap_or_default())
+        serde_json::to_vec(&resp).map_err(|e| format!("shard response cannot be encoded: {e}"))
     }
 }
 
