@@ -109,6 +109,7 @@ impl RaftNode {
         let metrics = self.metrics.group(gid);
         let sm = SmStore::open(self.store.clone(), gid, &trees, logic, metrics.clone()).await?;
         let logic = sm.logic();
+        let halt = sm.halt_record();
         let applied = sm.last_applied_index();
         let log = LogStore::new(
             self.store.clone(),
@@ -166,6 +167,7 @@ impl RaftNode {
             self.registry.clone(),
             instance,
             metrics,
+            halt,
         ))
     }
 

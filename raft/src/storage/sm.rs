@@ -4,7 +4,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
@@ -17,6 +17,7 @@ use super::snapshot::{self, SmSnapshotBuilder, SnapshotSlot};
 use super::{GroupTrees, Store};
 use crate::codec;
 use crate::error::RaftError;
+use crate::group::Halt;
 use crate::logic::{StateMachineLogic, WriteSet};
 use crate::metrics::GroupMetrics;
 use crate::types::{
@@ -69,6 +70,8 @@ pub(crate) struct SmStore<L> {
     pub(crate) membership: StoredMembership,
     pub(crate) slot: Arc<SnapshotSlot>,
     pub(crate) metrics: GroupMetrics,
+    /// Why and where this replica stopped applying; set once, read by `Group::status`.
+    pub(crate) halt: Arc<OnceLock<Halt>>,
 }
 
 /// Feeds `pairs` to `logic.load`, stopping at the first read error (returned).
@@ -125,6 +128,7 @@ impl<L: StateMachineLogic> SmStore<L> {
             membership,
             slot: Arc::new(SnapshotSlot::new(current.as_ref())),
             metrics,
+            halt: Arc::new(OnceLock::new()),
         })
     }
 
@@ -134,6 +138,10 @@ impl<L: StateMachineLogic> SmStore<L> {
 
     pub(crate) fn logic(&self) -> Arc<RwLock<L>> {
         self.logic.clone()
+    }
+
+    pub(crate) fn halt_record(&self) -> Arc<OnceLock<Halt>> {
+        self.halt.clone()
     }
 }
 
@@ -175,9 +183,13 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
                                 tracing::error!(
                                     gid = self.gid,
                                     index = log_id.index(),
-                                    error = %e,
-                                    "state machine apply failed; stopping the group"
+                                    reason = %e,
+                                    "state machine apply failed; this replica halts the group"
                                 );
+                                let _ = self.halt.set(Halt {
+                                    index: Some(log_id.index()),
+                                    reason: e.clone(),
+                                });
                                 return Err(io_err(format!(
                                     "group {} apply of index {}: {e}",
                                     self.gid,
