@@ -18,6 +18,9 @@ struct ReplicaView {
     committed: Option<u64>,
     /// Entries committed (as the leader knows) but not yet applied here.
     apply_lag: Option<u64>,
+    /// Why this replica stopped applying the group (fail-stop); absent while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    halted: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -130,6 +133,7 @@ async fn collect(conductors: &[String]) -> Result<Status, DeployError> {
                     applied: m.last_applied,
                     committed: m.committed,
                     apply_lag: None,
+                    halted: m.halted.clone(),
                 },
             );
         }
@@ -341,9 +345,10 @@ fn table(status: &Status) -> String {
             .iter()
             .map(|(n, r)| {
                 format!(
-                    "{n}:{}({})",
+                    "{n}:{}({}){}",
                     r.applied.map(|a| a.to_string()).unwrap_or_else(dash),
-                    r.apply_lag.map(|a| a.to_string()).unwrap_or_else(dash)
+                    r.apply_lag.map(|a| a.to_string()).unwrap_or_else(dash),
+                    if r.halted.is_some() { "HALTED" } else { "" }
                 )
             })
             .collect();
@@ -355,6 +360,14 @@ fn table(status: &Status) -> String {
             voters.join(","),
             replicas.join(" ")
         );
+    }
+    // Halts last, one per line: the reason is long and the operator must not miss it.
+    for g in &status.groups {
+        for (n, r) in &g.replicas {
+            if let Some(why) = &r.halted {
+                out += &format!("\nHALTED: {} on node {n} {why}", g.role);
+            }
+        }
     }
     out
 }

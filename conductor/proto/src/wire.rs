@@ -162,6 +162,10 @@ pub struct GroupInfo {
     pub voters: Vec<NodeId>,
     #[serde(default)]
     pub learners: Vec<NodeId>,
+    /// Why this replica stopped applying the group (fail-stop), e.g. "at index 812: shard 3:
+    /// undecodable command …"; absent while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
 }
 
 /// What one conductor knows of the deployment; API nodes cache it. `groups` lists only the

@@ -386,6 +386,7 @@ fn group_info(g: &GroupStatus) -> GroupInfo {
             .copied()
             .map(NodeId)
             .collect(),
+        halted: g.halted.as_ref().map(ToString::to_string),
     }
 }
 
