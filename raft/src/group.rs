@@ -16,7 +16,7 @@ use crate::error::{RaftError, WriteError};
 use crate::logic::StateMachineLogic;
 use crate::metrics::{GroupMetrics, SnapshotCounts};
 use crate::registry::Registry;
-use crate::storage::sm::{read_lock, SmStore};
+use crate::storage::sm::{read_lock, SmHandles, SmStore, TreeReader};
 use crate::types::{ForwardToLeader, GroupId, NodeAddr, NodeId, ORaftError, Payload, TypeConfig};
 
 pub(crate) type ORaft<L> = openraft::Raft<TypeConfig, SmStore<L>>;
@@ -137,6 +137,7 @@ struct Inner<L: StateMachineLogic> {
     status_task: tokio::task::JoinHandle<()>,
     metrics: GroupMetrics,
     halt: Arc<OnceLock<Halt>>,
+    tree: TreeReader,
 }
 
 impl<L: StateMachineLogic> Drop for Inner<L> {
@@ -150,12 +151,12 @@ impl<L: StateMachineLogic> Group<L> {
         gid: GroupId,
         timing: Timing,
         raft: ORaft<L>,
-        logic: Arc<RwLock<L>>,
+        sm: SmHandles<L>,
         registry: Arc<Registry>,
         instance: u64,
         counters: GroupMetrics,
-        halt: Arc<OnceLock<Halt>>,
     ) -> Self {
+        let SmHandles { logic, halt, tree } = sm;
         let mut metrics = raft.metrics();
         let initial = status_of(gid, &metrics.borrow_watched(), &halt);
         let record = halt.clone();
@@ -185,6 +186,7 @@ impl<L: StateMachineLogic> Group<L> {
                 status_task,
                 metrics: counters,
                 halt,
+                tree,
             }),
         }
     }
@@ -283,6 +285,22 @@ impl<L: StateMachineLogic> Group<L> {
     /// Reads this replica's state as applied so far, without any leadership check.
     pub fn read_local<R>(&self, f: impl FnOnce(&L) -> R) -> R {
         f(&read_lock(&self.inner.logic))
+    }
+
+    /// Runs `f` over this replica's persisted state machine (the app's pairs, in key order) and
+    /// the applied index they reflect, with applies held off so the two agree. For comparing
+    /// replicas at the same index (`magnum manage verify`).
+    pub async fn scan_applied<R>(
+        &self,
+        f: impl FnOnce(Option<u64>, &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> R,
+    ) -> Result<R, RaftError> {
+        Ok(self.inner.tree.scan(f).await?)
+    }
+
+    /// Test hook: overwrites an app key on this replica's disk only (a corrupt replica).
+    #[cfg(feature = "testing")]
+    pub async fn corrupt_for_test(&self, key: &[u8], value: &[u8]) -> Result<(), RaftError> {
+        Ok(self.inner.tree.corrupt(key, value).await?)
     }
 
     pub fn status(&self) -> GroupStatus {
