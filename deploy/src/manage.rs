@@ -208,6 +208,54 @@ pub async fn status(conductors: &[String], json: bool) -> Result<(), DeployError
     Ok(())
 }
 
+/// `magnum manage verify`: one line per group (or JSON), non-zero exit on any failure.
+pub async fn verify(conductors: &[String], json: bool) -> Result<(), DeployError> {
+    let checks = magnum_conductor::verify::verify(&client(conductors)?)
+        .await
+        .map_err(err)?;
+    let text = if json {
+        serde_json::to_string_pretty(&checks).map_err(err)?
+    } else {
+        checks
+            .iter()
+            .map(|c| {
+                let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+                let mut line = format!(
+                    "group {:>3}  {:<11} index {:<8} equal [{}]",
+                    c.group,
+                    format!("{:?}", c.verdict).to_lowercase(),
+                    c.applied_index.map_or("-".into(), |i| i.to_string()),
+                    ids(&c.equal)
+                );
+                for (what, v) in [
+                    ("DIFFER", &c.differ),
+                    ("other index", &c.other_index),
+                    ("unreachable", &c.unreachable),
+                ] {
+                    if !v.is_empty() {
+                        line += &format!("  {what} [{}]", ids(v));
+                    }
+                }
+                for (n, why) in &c.halted {
+                    line += &format!("  HALTED node {n} {why}");
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let _ = writeln!(std::io::stdout(), "{text}");
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.passes())
+        .map(|c| format!("group {} ({:?}, differ {:?})", c.group, c.verdict, c.differ))
+        .collect();
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(err(format!("verify failed: {}", failed.join("; ")))),
+    }
+}
+
 pub async fn conductor(cmd: ConductorCommand) -> Result<(), DeployError> {
     let (req, target, wait) = match cmd {
         ConductorCommand::Add {
