@@ -16,5 +16,6 @@ pub mod node;
 pub mod pki;
 pub mod service;
 pub mod shard;
+pub mod verify;
 
 pub use shard::ShardState;

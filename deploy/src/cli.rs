@@ -40,6 +40,14 @@ pub enum ManageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Compare every group's replicas by a digest of their state at the same applied index;
+    /// exits non-zero naming group and replicas when one differs or fewer than two agree.
+    Verify {
+        #[command(flatten)]
+        target: Conductors,
+        #[arg(long)]
+        json: bool,
+    },
     /// Change the conductor membership.
     #[command(subcommand)]
     Conductor(ConductorCommand),

@@ -52,6 +52,9 @@ pub async fn run(cli: cli::Cli) -> Result<(), DeployError> {
         Command::Manage(ManageCommand::Status { target, json }) => {
             manage::status(&target.conductors, json).await
         }
+        Command::Manage(ManageCommand::Verify { target, json }) => {
+            manage::verify(&target.conductors, json).await
+        }
         Command::Manage(ManageCommand::Conductor(cmd)) => manage::conductor(cmd).await,
     }
 }

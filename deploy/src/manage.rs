@@ -18,6 +18,9 @@ struct ReplicaView {
     committed: Option<u64>,
     /// Entries committed (as the leader knows) but not yet applied here.
     apply_lag: Option<u64>,
+    /// Why this replica stopped applying the group (fail-stop); absent while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    halted: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -130,6 +133,7 @@ async fn collect(conductors: &[String]) -> Result<Status, DeployError> {
                     applied: m.last_applied,
                     committed: m.committed,
                     apply_lag: None,
+                    halted: m.halted.clone(),
                 },
             );
         }
@@ -202,6 +206,54 @@ pub async fn status(conductors: &[String], json: bool) -> Result<(), DeployError
     // A closed pipe (`| head`) is not worth a panic.
     let _ = writeln!(std::io::stdout(), "{text}");
     Ok(())
+}
+
+/// `magnum manage verify`: one line per group (or JSON), non-zero exit on any failure.
+pub async fn verify(conductors: &[String], json: bool) -> Result<(), DeployError> {
+    let checks = magnum_conductor::verify::verify(&client(conductors)?)
+        .await
+        .map_err(err)?;
+    let text = if json {
+        serde_json::to_string_pretty(&checks).map_err(err)?
+    } else {
+        checks
+            .iter()
+            .map(|c| {
+                let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+                let mut line = format!(
+                    "group {:>3}  {:<11} index {:<8} equal [{}]",
+                    c.group,
+                    format!("{:?}", c.verdict).to_lowercase(),
+                    c.applied_index.map_or("-".into(), |i| i.to_string()),
+                    ids(&c.equal)
+                );
+                for (what, v) in [
+                    ("DIFFER", &c.differ),
+                    ("other index", &c.other_index),
+                    ("unreachable", &c.unreachable),
+                ] {
+                    if !v.is_empty() {
+                        line += &format!("  {what} [{}]", ids(v));
+                    }
+                }
+                for (n, why) in &c.halted {
+                    line += &format!("  HALTED node {n} {why}");
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let _ = writeln!(std::io::stdout(), "{text}");
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.passes())
+        .map(|c| format!("group {} ({:?}, differ {:?})", c.group, c.verdict, c.differ))
+        .collect();
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(err(format!("verify failed: {}", failed.join("; ")))),
+    }
 }
 
 pub async fn conductor(cmd: ConductorCommand) -> Result<(), DeployError> {
@@ -341,9 +393,10 @@ fn table(status: &Status) -> String {
             .iter()
             .map(|(n, r)| {
                 format!(
-                    "{n}:{}({})",
+                    "{n}:{}({}){}",
                     r.applied.map(|a| a.to_string()).unwrap_or_else(dash),
-                    r.apply_lag.map(|a| a.to_string()).unwrap_or_else(dash)
+                    r.apply_lag.map(|a| a.to_string()).unwrap_or_else(dash),
+                    if r.halted.is_some() { "HALTED" } else { "" }
                 )
             })
             .collect();
@@ -355,6 +408,14 @@ fn table(status: &Status) -> String {
             voters.join(","),
             replicas.join(" ")
         );
+    }
+    // Halts last, one per line: the reason is long and the operator must not miss it.
+    for g in &status.groups {
+        for (n, r) in &g.replicas {
+            if let Some(why) = &r.halted {
+                out += &format!("\nHALTED: {} on node {n} {why}", g.role);
+            }
+        }
     }
     out
 }

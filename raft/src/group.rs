@@ -1,11 +1,13 @@
 //! One Raft group replica: proposals, linearizable reads, status.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::errors::{ClientWriteError, ForwardReason, InitializeError, LinearizableReadError};
+use openraft::errors::{
+    ClientWriteError, Fatal, ForwardReason, InitializeError, LinearizableReadError,
+};
 use openraft::{LinearizerOption, RaftMetrics, ReadPolicy, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -14,7 +16,7 @@ use crate::error::{RaftError, WriteError};
 use crate::logic::StateMachineLogic;
 use crate::metrics::{GroupMetrics, SnapshotCounts};
 use crate::registry::Registry;
-use crate::storage::sm::{read_lock, SmStore};
+use crate::storage::sm::{read_lock, SmHandles, SmStore, TreeReader};
 use crate::types::{ForwardToLeader, GroupId, NodeAddr, NodeId, ORaftError, Payload, TypeConfig};
 
 pub(crate) type ORaft<L> = openraft::Raft<TypeConfig, SmStore<L>>;
@@ -38,6 +40,39 @@ pub struct GroupStatus {
     pub members: BTreeMap<NodeId, NodeAddr>,
     /// The voters among `members` (the rest are learners).
     pub voters: BTreeSet<NodeId>,
+    /// Set once this replica stopped on a fatal error (fail-stop); it applies nothing more
+    /// until restarted, and the rest of the group goes on without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<Halt>,
+}
+
+/// Why a replica stopped applying its group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Halt {
+    /// The log index whose apply failed, when the state machine failed it.
+    pub index: Option<u64>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "at index {i}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// The halt openraft reports (`running_state`), with the index and reason the state machine
+/// recorded when it was the cause. A normal shutdown is no halt.
+pub(crate) fn halt_of(m: &RaftMetrics<TypeConfig>, record: &OnceLock<Halt>) -> Option<Halt> {
+    match &m.running_state {
+        Ok(()) | Err(Fatal::Stopped) => None,
+        Err(f) => Some(record.get().cloned().unwrap_or_else(|| Halt {
+            index: None,
+            reason: f.to_string(),
+        })),
+    }
 }
 
 /// Log compaction state of a replica (diagnostics, tests).
@@ -49,8 +84,9 @@ pub struct LogStats {
     pub purged: Option<u64>,
 }
 
-fn status_of(gid: GroupId, m: &RaftMetrics<TypeConfig>) -> GroupStatus {
+fn status_of(gid: GroupId, m: &RaftMetrics<TypeConfig>, halt: &OnceLock<Halt>) -> GroupStatus {
     GroupStatus {
+        halted: halt_of(m, halt),
         group: gid,
         node: m.id,
         term: m.current_term,
@@ -100,6 +136,8 @@ struct Inner<L: StateMachineLogic> {
     status: watch::Receiver<GroupStatus>,
     status_task: tokio::task::JoinHandle<()>,
     metrics: GroupMetrics,
+    halt: Arc<OnceLock<Halt>>,
+    tree: TreeReader,
 }
 
 impl<L: StateMachineLogic> Drop for Inner<L> {
@@ -113,18 +151,20 @@ impl<L: StateMachineLogic> Group<L> {
         gid: GroupId,
         timing: Timing,
         raft: ORaft<L>,
-        logic: Arc<RwLock<L>>,
+        sm: SmHandles<L>,
         registry: Arc<Registry>,
         instance: u64,
         counters: GroupMetrics,
     ) -> Self {
+        let SmHandles { logic, halt, tree } = sm;
         let mut metrics = raft.metrics();
-        let initial = status_of(gid, &metrics.borrow_watched());
+        let initial = status_of(gid, &metrics.borrow_watched(), &halt);
+        let record = halt.clone();
         let (tx, rx) = watch::channel(initial);
         // Ends when the raft core stops and drops its metrics sender.
         let status_task = tokio::spawn(async move {
             while metrics.changed().await.is_ok() {
-                let next = status_of(gid, &metrics.borrow_watched());
+                let next = status_of(gid, &metrics.borrow_watched(), &record);
                 tx.send_if_modified(|cur| {
                     let changed = *cur != next;
                     if changed {
@@ -145,6 +185,8 @@ impl<L: StateMachineLogic> Group<L> {
                 status: rx,
                 status_task,
                 metrics: counters,
+                halt,
+                tree,
             }),
         }
     }
@@ -245,8 +287,26 @@ impl<L: StateMachineLogic> Group<L> {
         f(&read_lock(&self.inner.logic))
     }
 
+    /// Runs `f` over this replica's persisted state machine (the app's pairs, in key order) and
+    /// the applied index they reflect, with applies held off so the two agree. For comparing
+    /// replicas at the same index (`magnum manage verify`).
+    pub async fn scan_applied<R>(
+        &self,
+        f: impl FnOnce(Option<u64>, &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> R,
+    ) -> Result<R, RaftError> {
+        Ok(self.inner.tree.scan(f).await?)
+    }
+
+    /// Test hook: overwrites an app key on this replica's disk only (a corrupt replica).
+    #[cfg(feature = "testing")]
+    pub async fn corrupt_for_test(&self, key: &[u8], value: &[u8]) -> Result<(), RaftError> {
+        Ok(self.inner.tree.corrupt(key, value).await?)
+    }
+
     pub fn status(&self) -> GroupStatus {
-        status_of(self.inner.gid, &self.inner.raft.metrics().borrow_watched())
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        status_of(self.inner.gid, &m, &self.inner.halt)
     }
 
     /// Changes whenever leader, term, applied/last log index or membership change.

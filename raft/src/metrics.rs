@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::time::Instant;
 
+use openraft::errors::Fatal;
 use openraft::{RaftMetrics, ServerState};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -37,6 +38,7 @@ pub(crate) struct Metrics {
     last_log_index: IntGaugeVec,
     snapshot_index: IntGaugeVec,
     purged_index: IntGaugeVec,
+    halted: IntGaugeVec,
     snapshot_bytes: IntGaugeVec,
     append_seconds: HistogramVec,
     flush_seconds: HistogramVec,
@@ -114,6 +116,11 @@ impl Metrics {
                 &r,
                 "magnum_raft_purged_index",
                 "Last purged log index, -1 if none.",
+            )?,
+            halted: gauge(
+                &r,
+                "magnum_raft_group_halted",
+                "1 if this replica stopped on a fatal error (the reason is in its log and status).",
             )?,
             snapshot_bytes: gauge(
                 &r,
@@ -194,6 +201,7 @@ impl Metrics {
             &self.last_log_index,
             &self.snapshot_index,
             &self.purged_index,
+            &self.halted,
         ] {
             g.reset();
         }
@@ -223,6 +231,8 @@ impl Metrics {
             self.purged_index
                 .with_label_values(&l)
                 .set(idx(m.purged.as_ref().map(|l| l.index())));
+            let halted = matches!(&m.running_state, Err(f) if !matches!(f, Fatal::Stopped));
+            self.halted.with_label_values(&l).set(i64::from(halted));
         }
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())

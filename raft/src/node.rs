@@ -108,7 +108,7 @@ impl RaftNode {
         let trees = self.store.group_trees(gid)?;
         let metrics = self.metrics.group(gid);
         let sm = SmStore::open(self.store.clone(), gid, &trees, logic, metrics.clone()).await?;
-        let logic = sm.logic();
+        let handles = sm.handles();
         let applied = sm.last_applied_index();
         let log = LogStore::new(
             self.store.clone(),
@@ -162,7 +162,7 @@ impl RaftNode {
             gid,
             timing,
             raft,
-            logic,
+            handles,
             self.registry.clone(),
             instance,
             metrics,

@@ -32,6 +32,8 @@ async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
 struct Probe {
     applied: Mutex<Vec<u64>>,
     loads: AtomicUsize,
+    /// Test hook: this replica's apply fails on exactly this payload.
+    refuse: Mutex<Option<Vec<u8>>>,
 }
 
 /// `k=v` key/value store.
@@ -60,6 +62,12 @@ impl StateMachineLogic for Kv {
         payload: &[u8],
         writes: &mut WriteSet,
     ) -> Result<Vec<u8>, String> {
+        if self.probe.refuse.lock().unwrap().as_deref() == Some(payload) {
+            return Err(format!(
+                "test hook refuses {}",
+                String::from_utf8_lossy(payload)
+            ));
+        }
         self.probe.applied.lock().unwrap().push(index);
         let s = String::from_utf8_lossy(payload);
         if let Some((k, v)) = s.split_once('=') {
@@ -571,5 +579,69 @@ async fn learner_joins_then_leadership_is_transferred() {
     )
     .await
     .unwrap();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_apply_fails_halts_while_the_others_go_on() {
+    let gid = 9;
+    let c = Cluster::start(3, &[gid], cfg()).await;
+    let leader = c.wait_leader(gid).await;
+    let g = c.group(leader, gid).clone();
+    within("write", g.write(b"a=1".to_vec())).await.unwrap();
+
+    let bad = other_than(&c, leader);
+    *c.nodes[&bad].probes[&gid].refuse.lock().unwrap() = Some(b"new=kind".to_vec());
+    let resp = within("poisoned write", g.write(b"new=kind".to_vec()))
+        .await
+        .unwrap();
+    let poisoned = index_of(&resp);
+
+    // The refusing replica stops at that entry and says why.
+    let mut rx = c.group(bad, gid).watch();
+    let halted = within("halt", rx.wait_for(|s| s.halted.is_some())).await;
+    let halt = halted.unwrap().halted.clone().unwrap();
+    assert_eq!(halt.index, Some(poisoned), "{halt}");
+    assert!(halt.reason.contains("test hook refuses new=kind"), "{halt}");
+    let st = c.group(bad, gid).status();
+    assert_eq!(st.halted, Some(halt));
+    assert!(st.last_applied < Some(poisoned), "{st:?}");
+    let text = c.nodes[&bad].node.metrics_text().unwrap();
+    let gauge = format!("magnum_raft_group_halted{{group=\"{gid}\"}} 1");
+    assert!(text.contains(&gauge), "{text}");
+    let healthy = c.nodes[&leader].node.metrics_text().unwrap();
+    assert!(
+        healthy.contains(&format!("magnum_raft_group_halted{{group=\"{gid}\"}} 0")),
+        "{healthy}"
+    );
+    assert!(c.group(leader, gid).status().halted.is_none());
+
+    // The other two keep a quorum: writes commit and reads see them.
+    let resp = within("write after halt", g.write(b"b=2".to_vec()))
+        .await
+        .unwrap();
+    let ok = other_than(&c, bad);
+    let third = *c.nodes.keys().find(|&&n| n != bad && n != ok).unwrap();
+    for n in [ok, third] {
+        let mut rx = c.group(n, gid).watch();
+        within(
+            "applied on a healthy replica",
+            rx.wait_for(|s| s.last_applied >= Some(index_of(&resp))),
+        )
+        .await
+        .unwrap();
+        let v = c
+            .group(n, gid)
+            .read_local(|kv| (kv.map.get("new").cloned(), kv.map.get("b").cloned()));
+        assert_eq!(v, (Some("kind".into()), Some("2".into())));
+    }
+    let read = within("read", g.read(|kv| kv.map.get("b").cloned()))
+        .await
+        .unwrap();
+    assert_eq!(read.as_deref(), Some("2"));
+    assert_eq!(
+        c.group(bad, gid).read_local(|kv| kv.map.get("b").cloned()),
+        None
+    );
     c.shutdown().await;
 }

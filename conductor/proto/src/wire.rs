@@ -148,6 +148,23 @@ pub struct TransferLeader {
     pub to: NodeId,
 }
 
+/// `GET` on a conductor: its replica's digest of one group's persisted state.
+pub fn group_digest_path(group: u64) -> String {
+    format!("/internal/v1/groups/{group}/digest")
+}
+
+/// SHA-256 (hex) over a replica's state machine pairs in key order, at `applied_index`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDigest {
+    pub group: u64,
+    pub node: NodeId,
+    pub applied_index: Option<u64>,
+    pub digest: String,
+    /// Set when the replica halted; its digest is of the state it stopped at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
+}
+
 /// One replica's view of a group it hosts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupInfo {
@@ -162,6 +179,10 @@ pub struct GroupInfo {
     pub voters: Vec<NodeId>,
     #[serde(default)]
     pub learners: Vec<NodeId>,
+    /// Why this replica stopped applying the group (fail-stop), e.g. "at index 812: shard 3:
+    /// undecodable command …"; absent while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
 }
 
 /// What one conductor knows of the deployment; API nodes cache it. `groups` lists only the

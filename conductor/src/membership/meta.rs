@@ -81,6 +81,8 @@ pub enum MetaResponse {
     Done,
     /// Refused, with a message for the operator.
     Rejected(String),
+    /// Answered by conductors before fail-stop (an undecodable entry now halts the group);
+    /// kept so that their answers still decode during a rolling upgrade.
     Undecodable,
 }
 
@@ -280,7 +282,9 @@ impl MetaState {
                     None => MetaResponse::Done,
                 }
             }
-            _ => MetaResponse::Undecodable,
+            MetaCommand::Bootstrap(_) | MetaCommand::Heartbeat { .. } => {
+                MetaResponse::Rejected("not a membership command".into())
+            }
         }
     }
 }
@@ -304,14 +308,19 @@ impl StateMachineLogic for MetaState {
         Ok(())
     }
 
+    /// An entry this build cannot decode fails the apply, so the group halts here: it is a
+    /// command of a newer version that newer replicas apply, and skipping it would diverge.
     fn apply(
         &mut self,
         _index: u64,
         payload: &[u8],
         writes: &mut WriteSet,
     ) -> Result<Vec<u8>, String> {
-        let resp = match serde_json::from_slice::<MetaCommand>(payload) {
-            Ok(MetaCommand::Bootstrap(b)) => match &self.bootstrap {
+        let cmd = serde_json::from_slice::<MetaCommand>(payload).map_err(|e| {
+            format!("meta: undecodable command (written by a newer conductor?): {e}")
+        })?;
+        let resp = match cmd {
+            MetaCommand::Bootstrap(b) => match &self.bootstrap {
                 Some(cur) if *cur != b => MetaResponse::Conflict(cur.clone()),
                 Some(cur) => MetaResponse::Ok(cur.clone()),
                 None => {
@@ -323,29 +332,28 @@ impl StateMachineLogic for MetaState {
                     MetaResponse::Ok(b)
                 }
             },
-            Ok(MetaCommand::Heartbeat {
+            MetaCommand::Heartbeat {
                 node,
                 host,
                 version,
                 at,
-            }) if !self.nodes.is_empty() && !self.nodes.contains_key(&NodeId(node)) => {
+            } if !self.nodes.is_empty() && !self.nodes.contains_key(&NodeId(node)) => {
                 // A removed conductor (or one not added yet) is not a service of this deployment.
                 MetaResponse::Rejected(format!(
                     "conductor {node} ({host}, {version}, {at:?}) is not a member"
                 ))
             }
-            Ok(MetaCommand::Heartbeat {
+            MetaCommand::Heartbeat {
                 node,
                 host,
                 version,
                 at,
-            }) => {
+            } => {
                 let rec = self.heartbeat(node, host, version, at);
                 self.put_row(service_key(node), &rec, writes);
                 MetaResponse::Service(rec)
             }
-            Ok(other) => self.apply_membership(other, writes),
-            Err(_) => MetaResponse::Undecodable,
+            other => self.apply_membership(other, writes),
         };
         if let Some(e) = self.encode_error.take() {
             return Err(format!("meta row cannot be encoded: {e}"));

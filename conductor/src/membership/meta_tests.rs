@@ -65,7 +65,12 @@ fn apply_is_deterministic() {
         assert_eq!(a.apply(1, &p, &mut wa), b.apply(1, &p, &mut wb));
     }
     assert_eq!(a.services, b.services);
-    assert_eq!(apply(&mut a, b"nonsense").0, MetaResponse::Undecodable);
+    let mut w = WriteSet::new();
+    let err = a
+        .apply(4, b"nonsense", &mut w)
+        .expect_err("halts the group");
+    assert!(err.contains("undecodable command"), "{err}");
+    assert!(w.is_empty());
 }
 
 async fn open(dir: &std::path::Path) -> (std::sync::Arc<RaftNode>, magnum_raft::Group<MetaState>) {

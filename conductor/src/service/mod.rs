@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use magnum_proto::wire::{
-    self, Done, Envelope, GroupInfo, InternalError, MultiQuery, MultiQueryResult, NodeInfo,
-    NotLeader, SetMembers, SignCsr, SignResult, Topology, TransferLeader,
+    self, Done, Envelope, GroupDigest, GroupInfo, InternalError, MultiQuery, MultiQueryResult,
+    NodeInfo, NotLeader, SetMembers, SignCsr, SignResult, Topology, TransferLeader,
 };
 use magnum_proto::{
     shard, MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeId, ShardCommand, ShardQuery,
@@ -49,6 +49,7 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route(wire::META_QUERY_PATH, post(meta_query))
         .route("/internal/v1/groups/{group}/members", post(set_members))
         .route("/internal/v1/groups/{group}/transfer", post(transfer))
+        .route("/internal/v1/groups/{group}/digest", get(digest))
         .with_state(state)
 }
 
@@ -364,6 +365,52 @@ async fn transfer(
     Ok(Json(Done {}).into_response())
 }
 
+/// This replica's digest of `group` (`magnum manage verify` compares replicas).
+async fn digest(
+    State(s): State<Arc<ServiceState>>,
+    Path(group): Path<u64>,
+) -> Result<Response, SvcError> {
+    let (applied_index, digest, st) = if group == wire::META_GROUP {
+        let (i, d) = digest_of(s.meta()).await?;
+        (i, d, s.meta().status())
+    } else {
+        let g = u32::try_from(group.saturating_sub(1))
+            .ok()
+            .and_then(|shard| s.hosting.shard(shard))
+            .ok_or_else(|| SvcError::NotFound(format!("group {group} is not hosted here")))?;
+        let (i, d) = digest_of(&g).await?;
+        (i, d, g.status())
+    };
+    Ok(Json(GroupDigest {
+        group,
+        node: s.node,
+        applied_index,
+        digest,
+        halted: st.halted.map(|h| h.to_string()),
+    })
+    .into_response())
+}
+
+/// SHA-256 over length-prefixed key and value of every pair, in key order.
+async fn digest_of<L: magnum_raft::StateMachineLogic>(
+    g: &Group<L>,
+) -> Result<(Option<u64>, String), SvcError> {
+    use sha2::{Digest, Sha256};
+    g.scan_applied(|applied, pairs| {
+        let mut h = Sha256::new();
+        for (k, v) in pairs {
+            h.update((k.len() as u64).to_be_bytes());
+            h.update(&k);
+            h.update((v.len() as u64).to_be_bytes());
+            h.update(&v);
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        (applied, hex)
+    })
+    .await
+    .map_err(|e| SvcError::Unavailable(e.to_string()))
+}
+
 fn not_leader_of(st: &GroupStatus) -> SvcError {
     SvcError::NotLeader(
         st.leader
@@ -386,6 +433,7 @@ fn group_info(g: &GroupStatus) -> GroupInfo {
             .copied()
             .map(NodeId)
             .collect(),
+        halted: g.halted.as_ref().map(ToString::to_string),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Glue between a shard's domain state and the Raft state machine store.
 use crate::shard::persist;
 use crate::shard::ShardState;
-use magnum_proto::{CommandError, ShardId, ShardRequest, ShardResponse};
+use magnum_proto::{ShardId, ShardRequest, ShardResponse};
 use magnum_raft::{StateMachineLogic, WriteSet};
 
 #[derive(Debug)]
@@ -24,17 +24,23 @@ impl StateMachineLogic for ShardLogic {
 
     /// Writes every row the command changed. A row that cannot be encoded fails the apply (the
     /// store then stops the group): writing the rest would persist a state no replica has.
+    ///
+    /// An entry this build cannot decode fails the apply too: it is a command of a newer
+    /// version, which newer replicas apply, so skipping it here would diverge. Every proposer
+    /// serializes a typed `ShardRequest`, so garbage never reaches the log.
     fn apply(
         &mut self,
         index: u64,
         payload: &[u8],
         writes: &mut WriteSet,
     ) -> Result<Vec<u8>, String> {
-        let resp: ShardResponse = match serde_json::from_slice::<ShardRequest>(payload) {
-            Ok(req) => self.state.apply_request(index, &req),
-            // Deterministic on every replica: the same bytes fail the same way.
-            Err(e) => Err(CommandError::Internal(format!("undecodable command: {e}"))),
-        };
+        let req = serde_json::from_slice::<ShardRequest>(payload).map_err(|e| {
+            format!(
+                "shard {}: undecodable command (written by a newer conductor?): {e}",
+                self.state.shard
+            )
+        })?;
+        let resp: ShardResponse = self.state.apply_request(index, &req);
         for k in self.state.take_dirty() {
             let key = persist::encode_key(&k);
             let row = persist::row(&self.state, &k).map_err(|e| {
@@ -81,5 +87,16 @@ mod tests {
         persist::FAIL_ENCODING.set(false);
         let err = r.expect_err("the apply fails");
         assert!(err.contains("cannot be encoded"), "{err}");
+    }
+
+    #[test]
+    fn an_undecodable_command_fails_the_apply_and_writes_nothing() {
+        let mut l = ShardLogic::new(ShardId(0), 1);
+        let mut ws = WriteSet::new();
+        let future = br#"{"request_id":null,"command":{"SomeNewKind":{}}}"#;
+        let err = l.apply(1, future, &mut ws).expect_err("the apply fails");
+        assert!(err.contains("undecodable command"), "{err}");
+        assert!(ws.is_empty());
+        assert!(l.state.take_dirty().is_empty());
     }
 }

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
@@ -17,6 +17,7 @@ use super::snapshot::{self, SmSnapshotBuilder, SnapshotSlot};
 use super::{GroupTrees, Store};
 use crate::codec;
 use crate::error::RaftError;
+use crate::group::Halt;
 use crate::logic::{StateMachineLogic, WriteSet};
 use crate::metrics::GroupMetrics;
 use crate::types::{
@@ -69,6 +70,11 @@ pub(crate) struct SmStore<L> {
     pub(crate) membership: StoredMembership,
     pub(crate) slot: Arc<SnapshotSlot>,
     pub(crate) metrics: GroupMetrics,
+    /// Why and where this replica stopped applying; set once, read by `Group::status`.
+    pub(crate) halt: Arc<OnceLock<Halt>>,
+    /// Held while the sm tree changes (an apply's batch, a snapshot install), so that a reader
+    /// of the whole tree (`Group::scan_applied`) sees app keys and `last_applied` agree.
+    pub(crate) apply_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Feeds `pairs` to `logic.load`, stopping at the first read error (returned).
@@ -125,6 +131,8 @@ impl<L: StateMachineLogic> SmStore<L> {
             membership,
             slot: Arc::new(SnapshotSlot::new(current.as_ref())),
             metrics,
+            halt: Arc::new(OnceLock::new()),
+            apply_lock: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -132,8 +140,63 @@ impl<L: StateMachineLogic> SmStore<L> {
         self.last_applied.map(|l| l.index())
     }
 
-    pub(crate) fn logic(&self) -> Arc<RwLock<L>> {
-        self.logic.clone()
+    /// What the group handle keeps of the store once openraft owns it.
+    pub(crate) fn handles(&self) -> SmHandles<L> {
+        SmHandles {
+            logic: self.logic.clone(),
+            halt: self.halt.clone(),
+            tree: TreeReader {
+                sm: self.sm.clone(),
+                lock: self.apply_lock.clone(),
+            },
+        }
+    }
+}
+
+/// Shared parts of an [`SmStore`]: the app's state, the halt record, the tree reader.
+pub(crate) struct SmHandles<L> {
+    pub(crate) logic: Arc<RwLock<L>>,
+    pub(crate) halt: Arc<OnceLock<Halt>>,
+    pub(crate) tree: TreeReader,
+}
+
+/// Reads a group's persisted state machine consistently with its `last_applied`.
+#[derive(Clone)]
+pub(crate) struct TreeReader {
+    sm: Arc<dyn KvTree>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl TreeReader {
+    /// Runs `f` on the applied index and the app pairs (key order), with applies held off.
+    pub(crate) async fn scan<R>(
+        &self,
+        f: impl FnOnce(Option<u64>, &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> R,
+    ) -> io::Result<R> {
+        let _held = self.lock.lock().await;
+        let applied: Option<LogId> = match self.sm.get(KEY_LAST_APPLIED)? {
+            Some(v) => codec::decode_record(&v)?,
+            None => None,
+        };
+        let mut failed = None;
+        let mut app = self
+            .sm
+            .scan_prefix(&[APP_PREFIX])
+            .map_while(|p| p.map_err(|e| failed = Some(e)).ok())
+            .filter_map(|(k, v)| strip_app_key(&k).map(|k| (k.to_vec(), v)));
+        let out = f(applied.map(|l| l.index()), &mut app);
+        drop(app);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Test hook: overwrites an app key behind the state machine's back (a corrupt replica).
+    #[cfg(feature = "testing")]
+    pub(crate) async fn corrupt(&self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        let _held = self.lock.lock().await;
+        self.sm.insert(&app_key(key), value)
     }
 }
 
@@ -175,9 +238,13 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
                                 tracing::error!(
                                     gid = self.gid,
                                     index = log_id.index(),
-                                    error = %e,
-                                    "state machine apply failed; stopping the group"
+                                    reason = %e,
+                                    "state machine apply failed; this replica halts the group"
                                 );
+                                let _ = self.halt.set(Halt {
+                                    index: Some(log_id.index()),
+                                    reason: e.clone(),
+                                });
                                 return Err(io_err(format!(
                                     "group {} apply of index {}: {e}",
                                     self.gid,
@@ -212,7 +279,10 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
         // lost its tail in a crash is behind `last_applied` on disk, so openraft re-applies the
         // tail from the log (apply is deterministic) or restores the (flushed) snapshot first.
         // The next log flush makes this batch durable anyway (sled flushes every tree).
-        self.sm.apply_batch(batch).await?;
+        {
+            let _held = self.apply_lock.clone().lock_owned().await;
+            self.sm.apply_batch(batch).await?;
+        }
         self.last_applied = last;
         if let Some(m) = membership {
             self.membership = m;
@@ -235,6 +305,8 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
         meta: &SnapshotMeta,
         snapshot: SnapshotFile,
     ) -> Result<(), io::Error> {
+        let lock = self.apply_lock.clone();
+        let _held = lock.lock().await;
         snapshot::install(self, meta, snapshot).await
     }
 

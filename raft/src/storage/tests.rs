@@ -182,7 +182,7 @@ async fn write_set_and_last_applied_are_persisted_together() {
     let (applied, mem) = sm.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(6)));
     assert_eq!(mem.log_id(), &Some(log_id(2)));
-    let logic = sm.logic();
+    let logic = sm.handles().logic;
     {
         let kv = logic.read().unwrap();
         assert_eq!(kv.loads, 1);
@@ -230,7 +230,7 @@ async fn a_failed_apply_writes_nothing_of_its_batch_and_is_an_error() {
         .collect();
     assert_eq!(app, vec![b"\x01a".to_vec()]);
     // The entry after the failed one was not applied.
-    assert_eq!(sm.logic().read().unwrap().applied, vec![1, 2, 3]);
+    assert_eq!(sm.handles().logic.read().unwrap().applied, vec![1, 2, 3]);
 }
 
 #[tokio::test]
@@ -272,15 +272,15 @@ async fn snapshot_installs_on_another_replica_and_survives_restart() {
         (b"y".to_vec(), b"2".to_vec()),
     ]
     .into();
-    assert_eq!(b.logic().read().unwrap().map, want);
-    assert_eq!(b.logic().read().unwrap().loads, 2);
+    assert_eq!(b.handles().logic.read().unwrap().map, want);
+    assert_eq!(b.handles().logic.read().unwrap().loads, 2);
 
     // After a restart the installed state and the snapshot are both there.
     drop(b);
     let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default(), metrics(2))
         .await
         .unwrap();
-    assert_eq!(b.logic().read().unwrap().map, want);
+    assert_eq!(b.handles().logic.read().unwrap().map, want);
     let current = b.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta.last_log_id, Some(log_id(3)));
 }
@@ -344,7 +344,7 @@ async fn an_install_interrupted_by_a_crash_is_finished_at_open() {
     let mut b = SmStore::open(store.clone(), 2, &tb, Kv::default(), metrics(2))
         .await
         .unwrap();
-    assert_eq!(b.logic().read().unwrap().map, want);
+    assert_eq!(b.handles().logic.read().unwrap().map, want);
     assert_eq!(b.applied_state().await.unwrap().0, Some(log_id(3)));
     assert!(tb.meta.get(super::meta_keys::INSTALLING).unwrap().is_none());
     let current = b.get_current_snapshot().await.unwrap().unwrap();
