@@ -16,6 +16,9 @@ pub enum BackendError {
     /// A conductor refused the request as malformed (protocol mismatch): 500.
     #[error("conductor rejected the request: {0}")]
     Rejected(String),
+    /// The command needs a cluster version not finalized yet: 409 with the conductor's reason.
+    #[error("{0}")]
+    NotYetActive(String),
 }
 
 impl From<ClientError> for BackendError {
@@ -23,6 +26,7 @@ impl From<ClientError> for BackendError {
         match e {
             ClientError::Unavailable(..) => Self::Unavailable(e.to_string()),
             ClientError::Rejected(m) => Self::Rejected(m),
+            ClientError::NotYetActive(m) => Self::NotYetActive(m),
         }
     }
 }

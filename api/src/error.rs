@@ -229,6 +229,8 @@ impl From<crate::backend::BackendError> for ApiError {
                 Self::Unavailable("Conductors are unavailable. Please retry later.".into())
             }
             crate::backend::BackendError::Rejected(m) => Self::Internal(m),
+            // A feature of a release the deployment has not finalized: the user's 409.
+            crate::backend::BackendError::NotYetActive(m) => Self::Conflict(m),
         }
     }
 }

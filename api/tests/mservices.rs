@@ -15,6 +15,7 @@ fn record(id: u64, created: Timestamp, updated: Timestamp) -> ServiceRecord {
         created_at: created,
         updated_at: updated,
         version: "0.1.0".into(),
+        feature_version: 1,
     }
 }
 

@@ -2,7 +2,8 @@
 //! each cluster's Heat stack from the shard leader.
 //!
 //! Folders by concern; dependencies point one way (ARCHITECTURE.md, "Codemap"):
-//! `node` → `service` → `membership` → `leader` → {`shard`, `cloud`, `pki`}.
+//! `node` → `service` → `membership` → `leader` → `propose` → {`shard`, `cloud`, `pki`}.
+//! `propose` (and `membership::propose`) are the only code that writes to a group's log.
 //! Must not know: the public REST API's wire format (that is `magnum-api`), how Raft stores or
 //! transports bytes (that is `magnum-raft`), HOT templates or Heat's HTTP API (that is
 //! `magnum-drivers`).
@@ -14,6 +15,7 @@ pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod pki;
+pub mod propose;
 pub mod service;
 pub mod shard;
 pub mod verify;

@@ -9,11 +9,14 @@ use crate::membership::heartbeat;
 use crate::membership::hosting::Hosting;
 use crate::membership::meta::{Bootstrap, MetaCommand, MetaState};
 use crate::membership::placement;
+use crate::membership::propose::MetaLeader;
+use crate::propose::ProposeError;
 use crate::service::{self, ServiceState};
+use magnum_proto::version::FEATURE_VERSION;
 use magnum_proto::{
     shard, CommandError, ConductorClient, NodeEntry, NodeId, NodeState, ShardResponse,
 };
-use magnum_raft::{Group, NodeAddr, RaftConfig, RaftNode, WriteError};
+use magnum_raft::{Group, NodeAddr, RaftConfig, RaftNode};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -276,18 +279,18 @@ async fn bootstrap(
                 shards: cfg.shards,
                 hash: shard::HASH_NAME.to_string(),
                 replicas: cfg.replicas,
+                cluster_version: Some(FEATURE_VERSION),
             }),
             MetaCommand::InitPlacement { nodes, placement },
         ];
+        let leader = MetaLeader::new(meta.clone());
         for cmd in cmds {
-            let Ok(payload) = serde_json::to_vec(&cmd) else {
-                return;
-            };
             for _ in 0..200 {
-                match meta.write(payload.clone()).await {
-                    Ok(_) => break,
+                match leader.propose(cmd.clone()).await {
+                    // Any answer will do (as before, only a write error is retried).
+                    Ok(_) | Err(ProposeError::Rejected(_) | ProposeError::Codec(_)) => break,
                     // The leader's node writes them.
-                    Err(WriteError::NotLeader { leader: Some(_) }) => return,
+                    Err(ProposeError::NotLeader { hint: Some(_) }) => return,
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }

@@ -51,6 +51,27 @@ pub enum ManageCommand {
     /// Change the conductor membership.
     #[command(subcommand)]
     Conductor(ConductorCommand),
+    /// Binary and cluster versions of a rolling upgrade.
+    #[command(subcommand)]
+    Version(VersionCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VersionCommand {
+    /// Every conductor's crate and feature version, the active cluster version, and whether
+    /// finalize is possible now (if not, which nodes lag).
+    Show {
+        #[command(flatten)]
+        target: Conductors,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Commit the highest cluster version every registered conductor supports (after the last
+    /// node runs the new binary); refuses, naming the laggards, while one reports an older one.
+    Finalize {
+        #[command(flatten)]
+        target: Conductors,
+    },
 }
 
 /// Conductor service addresses to talk to (any one that answers will do).

@@ -8,9 +8,10 @@
 pub mod cli;
 mod dev;
 mod manage;
+mod manage_version;
 mod peers;
 
-use cli::{ApiArgs, AuthArgs, CloudSimArgs, Command, ConductorArgs, ManageCommand};
+use cli::{ApiArgs, AuthArgs, CloudSimArgs, Command, ConductorArgs, ManageCommand, VersionCommand};
 use magnum_conductor::cloud::heat::{CloudAuth, HeatCloud};
 use magnum_conductor::leader::notify::{Notifier, NotifySink};
 use magnum_conductor::leader::LeaderConfig;
@@ -56,6 +57,12 @@ pub async fn run(cli: cli::Cli) -> Result<(), DeployError> {
             manage::verify(&target.conductors, json).await
         }
         Command::Manage(ManageCommand::Conductor(cmd)) => manage::conductor(cmd).await,
+        Command::Manage(ManageCommand::Version(VersionCommand::Show { target, json })) => {
+            manage_version::show(&target.conductors, json).await
+        }
+        Command::Manage(ManageCommand::Version(VersionCommand::Finalize { target })) => {
+            manage_version::finalize(&target.conductors).await
+        }
     }
 }
 

@@ -29,6 +29,9 @@ pub enum ClientError {
     Unavailable(Duration, String),
     #[error("conductor rejected the request: {0}")]
     Rejected(String),
+    /// The command needs a cluster version the operator has not finalized; for the user.
+    #[error("{0}")]
+    NotYetActive(String),
 }
 
 #[derive(Default)]
@@ -317,6 +320,9 @@ impl ConductorClient {
             .await
             .map(|e| e.error)
             .unwrap_or_else(|_| format!("HTTP {status}"));
+        if status == wire::NOT_YET_ACTIVE_STATUS {
+            return Err(ClientError::NotYetActive(text));
+        }
         if status == 400 {
             // Malformed envelope or unsupported protocol version: retrying cannot help.
             return Err(ClientError::Rejected(text));

@@ -15,6 +15,16 @@ pub struct ShardRequest {
     pub command: ShardCommand,
 }
 
+/// A command with no request id (the shard leader's own loops: nothing to deduplicate).
+impl From<ShardCommand> for ShardRequest {
+    fn from(command: ShardCommand) -> Self {
+        Self {
+            request_id: None,
+            command,
+        }
+    }
+}
+
 // Commands are built once and serialised; boxing the large variants would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

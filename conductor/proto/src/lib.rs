@@ -18,6 +18,7 @@ pub mod operation;
 pub mod query;
 pub mod shard;
 pub mod time;
+pub mod version;
 pub mod wire;
 
 pub use client::{ClientError, ConductorClient};
@@ -28,8 +29,8 @@ pub use command::{
 pub use federation::{Federation, FederationChange};
 pub use ids::*;
 pub use meta::{
-    MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeEntry, NodeState, PlacementView,
-    ServiceRecord,
+    Bootstrap, MetaCommand, MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeEntry,
+    NodeState, PlacementView, ServiceRecord,
 };
 pub use model::*;
 pub use operation::OperationRequest;

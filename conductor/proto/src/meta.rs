@@ -4,7 +4,7 @@
 use crate::ids::NodeId;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What an operator declared a conductor to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +56,14 @@ pub struct ServiceRecord {
     pub updated_at: Timestamp,
     /// Crate version of the conductor that last reported.
     pub version: String,
+    /// Feature version it supports (`version::FEATURE_VERSION`); rows and beats of releases
+    /// before versioning decode as 1.
+    #[serde(default = "base_version")]
+    pub feature_version: u32,
+}
+
+fn base_version() -> u32 {
+    crate::version::BASE_VERSION
 }
 
 /// Meta-group mutations accepted from outside the group's own node.
@@ -67,6 +75,8 @@ pub enum MetaRequest {
         host: String,
         version: String,
         at: Timestamp,
+        #[serde(default = "base_version")]
+        feature_version: u32,
     },
     /// Add a conductor to the deployment; replicas then move to it. Repeating it with the same
     /// addresses is a no-op.
@@ -77,6 +87,8 @@ pub enum MetaRequest {
     },
     /// Drain (`Draining`), undrain (`Active`) or remove (`Leaving`) a conductor.
     SetNodeState { id: NodeId, state: NodeState },
+    /// `magnum manage version finalize`: make `version` the active cluster version.
+    SetClusterVersion { version: u32 },
 }
 
 /// Answer of a [`MetaRequest`].
@@ -84,12 +96,16 @@ pub enum MetaRequest {
 pub enum MetaReply {
     Service(ServiceRecord),
     Node(NodeEntry),
+    /// The active cluster version after a `SetClusterVersion`.
+    ClusterVersion(u32),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaQuery {
     Services,
     Placement,
+    /// The active cluster version (a conductor before versioning answers 400).
+    ClusterVersion,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,4 +113,100 @@ pub enum MetaQueryResult {
     /// Every registered conductor, by id.
     Services(Vec<ServiceRecord>),
     Placement(PlacementView),
+    ClusterVersion(u32),
+}
+
+// The meta group's log: commands and what `apply` answers. They live here, beside the shard
+// commands, so that one version table (`version.rs`) covers both.
+
+/// Replicas per data group unless the bootstrap said otherwise.
+pub const DEFAULT_REPLICAS: u32 = 3;
+
+fn default_replicas() -> u32 {
+    DEFAULT_REPLICAS
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bootstrap {
+    pub shards: u32,
+    pub hash: String,
+    /// Written by deployments bootstrapped before placement existed without it.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// The cluster version a fresh deployment starts at (the bootstrapping binary's feature
+    /// version); not part of the stored row, which predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_version: Option<u32>,
+}
+
+impl Bootstrap {
+    /// Same shard layout: what a repeated bootstrap must agree on.
+    pub fn same_layout(&self, other: &Self) -> bool {
+        (self.shards, &self.hash, self.replicas) == (other.shards, &other.hash, other.replicas)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaCommand {
+    /// Fix the shard count and hash once; a repeat with the same values is a no-op.
+    Bootstrap(Bootstrap),
+    /// Upsert a conductor's registry row and count one more report. The time comes in the
+    /// command so that `apply` stays deterministic.
+    Heartbeat {
+        node: u64,
+        host: String,
+        version: String,
+        at: Timestamp,
+        #[serde(default = "base_version")]
+        feature_version: u32,
+    },
+    /// The first membership and placement: at bootstrap, or adopted from the Raft memberships
+    /// of a deployment that predates placement. Only applies while no node is known.
+    InitPlacement {
+        nodes: Vec<NodeEntry>,
+        /// Group id → replica set (`membership::placement::Placement`).
+        placement: BTreeMap<u64, BTreeSet<NodeId>>,
+    },
+    AddNode {
+        id: NodeId,
+        raft: String,
+        service: String,
+    },
+    SetNodeState {
+        id: NodeId,
+        state: NodeState,
+    },
+    /// Compare-and-set one group's replica set (the placement controller's steps).
+    SetPlacement {
+        group: u64,
+        expected: BTreeSet<NodeId>,
+        replicas: BTreeSet<NodeId>,
+    },
+    /// Drop a leaving node that no longer hosts anything.
+    ForgetNode {
+        id: NodeId,
+    },
+    /// Make `version` the active cluster version: never down; a repeat is a no-op. The leader
+    /// proposes it only once every registered conductor reports at least `version` and
+    /// `version::SET_CLUSTER_VERSION_DECODERS` (a conductor before versioning cannot decode it
+    /// and its replica would halt).
+    SetClusterVersion {
+        version: u32,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaResponse {
+    Ok(Bootstrap),
+    Conflict(Bootstrap),
+    Service(ServiceRecord),
+    Node(NodeEntry),
+    Done,
+    /// Refused, with a message for the operator.
+    Rejected(String),
+    /// Answered by conductors before fail-stop (an undecodable entry now halts the group);
+    /// kept so that their answers still decode during a rolling upgrade.
+    Undecodable,
+    /// The active cluster version after a `SetClusterVersion`.
+    ClusterVersion(u32),
 }

@@ -85,6 +85,10 @@ pub struct MultiQueryResult {
 /// Status a non-leader answers with; the body is [`NotLeader`].
 pub const NOT_LEADER_STATUS: u16 = 421;
 
+/// Status of a command whose kind the active cluster version does not allow yet; the body is
+/// [`InternalError`] with the message for the user. Retrying cannot help.
+pub const NOT_YET_ACTIVE_STATUS: u16 = 409;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Envelope<T> {
     pub proto: u16,

@@ -3,8 +3,9 @@
 use crate::cloud::Cloud;
 use crate::leader::reconciler;
 use crate::leader::LeaderConfig;
+use crate::propose::{ActiveVersion, ProposeError, ShardLeader};
 use crate::shard::logic::ShardLogic;
-use magnum_proto::{CommandError, CommandOk, NodeId, ShardCommand, ShardRequest, ShardResponse};
+use magnum_proto::{CommandError, CommandOk, NodeId, ShardCommand};
 use magnum_raft::{Group, WriteError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,10 @@ pub(crate) async fn ownership_loop(
     node: u64,
     cloud: Arc<dyn Cloud>,
     rcfg: LeaderConfig,
+    active: ActiveVersion,
     cancel: CancellationToken,
 ) {
+    let leader = ShardLeader::new(group.clone(), active);
     let mut rx = group.watch();
     let mut session: Option<(u64, CancellationToken, JoinHandle<()>)> = None;
     loop {
@@ -34,7 +37,7 @@ pub(crate) async fn ownership_loop(
             if st.is_leader {
                 let c = cancel.child_token();
                 let h = tokio::spawn(lead(
-                    group.clone(),
+                    leader.clone(),
                     node,
                     cloud.clone(),
                     rcfg.clone(),
@@ -57,12 +60,13 @@ pub(crate) async fn ownership_loop(
 }
 
 async fn lead(
-    group: Group<ShardLogic>,
+    leader: ShardLeader,
     node: u64,
     cloud: Arc<dyn Cloud>,
     rcfg: LeaderConfig,
     cancel: CancellationToken,
 ) {
+    let group = leader.group();
     loop {
         if cancel.is_cancelled() {
             return;
@@ -75,41 +79,31 @@ async fn lead(
                 continue;
             }
         };
-        let req = ShardRequest {
-            request_id: None,
-            command: ShardCommand::TakeOwnership {
-                node: NodeId(node),
-                epoch: current + 1,
-            },
+        let take = ShardCommand::TakeOwnership {
+            node: NodeId(node),
+            epoch: current + 1,
         };
-        let Ok(payload) = serde_json::to_vec(&req) else {
-            return;
-        };
-        match group
-            .write(payload)
-            .await
-            .map(|b| serde_json::from_slice::<ShardResponse>(&b))
-        {
-            Ok(Ok(Ok(CommandOk::Owned { epoch }))) => {
+        match leader.propose(take).await {
+            Ok(CommandOk::Owned { epoch }) => {
                 info!(group = group.id(), epoch, "took ownership");
                 // Operations, status sync and health polling: all only on the shard leader.
                 tokio::join!(
                     reconciler::run(
-                        group.clone(),
+                        leader.clone(),
                         cloud.clone(),
                         epoch,
                         rcfg.clone(),
                         cancel.clone(),
                     ),
                     crate::leader::sync::run(
-                        group.clone(),
+                        leader.clone(),
                         cloud.clone(),
                         epoch,
                         rcfg.clone(),
                         cancel.clone(),
                     ),
                     crate::leader::sync::health::run(
-                        group.clone(),
+                        leader.clone(),
                         epoch,
                         rcfg.clone(),
                         cancel.clone()
@@ -117,8 +111,8 @@ async fn lead(
                 );
                 return;
             }
-            Ok(Ok(Err(CommandError::StaleEpoch { .. }))) => continue,
-            Err(WriteError::NotLeader { .. }) => return,
+            Err(ProposeError::Rejected(CommandError::StaleEpoch { .. })) => continue,
+            Err(ProposeError::NotLeader { .. }) => return,
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }

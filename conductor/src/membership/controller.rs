@@ -7,8 +7,10 @@
 //! g's leader adds B \ A as learners, waits for them to catch up, makes B the voters →
 //! placement := B (nodes of A \ B delete their replica).
 use crate::membership::hosting::addr_of;
-use crate::membership::meta::{MetaCommand, MetaResponse, MetaState};
+use crate::membership::meta::{MetaCommand, MetaState};
 use crate::membership::placement::{self, Placement};
+use crate::membership::propose::MetaLeader;
+use crate::propose::ProposeError;
 use magnum_proto::wire::{self, MemberAddr, SetMembers, Topology};
 use magnum_proto::{ConductorClient, NodeEntry, NodeId, NodeState};
 use magnum_raft::Group;
@@ -24,6 +26,7 @@ const TRANSFER_COOLDOWN: Duration = Duration::from_secs(3);
 
 pub struct Controller {
     meta: Group<MetaState>,
+    leader: MetaLeader,
     client: ConductorClient,
     http: reqwest::Client,
     transferred: BTreeMap<u64, Instant>,
@@ -45,6 +48,7 @@ impl Controller {
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Self {
+            leader: MetaLeader::new(meta.clone()),
             meta,
             client,
             http,
@@ -287,14 +291,13 @@ impl Controller {
     }
 
     async fn propose(&self, cmd: MetaCommand) -> Result<(), String> {
-        let payload = serde_json::to_vec(&cmd).map_err(|e| e.to_string())?;
-        let out = self.meta.write(payload).await.map_err(|e| e.to_string())?;
-        match serde_json::from_slice::<MetaResponse>(&out) {
-            Ok(MetaResponse::Rejected(m)) => {
+        match self.leader.propose(cmd).await {
+            Ok(_) => Ok(()),
+            Err(ProposeError::Rejected(e)) => {
+                let m = e.to_string();
                 warn!(%m, "meta refused a placement step");
                 Err(m)
             }
-            Ok(_) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -34,6 +34,7 @@ pub async fn run(
             host: host.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             at: Timestamp::now(),
+            feature_version: magnum_proto::version::FEATURE_VERSION,
         };
         tokio::select! {
             _ = cancel.cancelled() => return,

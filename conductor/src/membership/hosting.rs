@@ -111,6 +111,7 @@ impl Hosting {
             self.node_id,
             self.cloud.clone(),
             self.rcfg.clone(),
+            self.meta.read_local(|m| m.active_version()),
             stop.clone(),
         ));
         info!(shard, "hosting shard replica");

@@ -2,89 +2,24 @@
 //! registry (`GET /v1/mservices`), the conductor membership (`magnum manage conductor ...`) and
 //! the replica placement of every data group.
 use crate::membership::placement::Placement;
+use crate::propose::ActiveVersion;
 use crate::shard::persist::{dec, enc};
 use magnum_proto::meta::CONDUCTOR_BINARY;
+pub use magnum_proto::meta::{Bootstrap, MetaCommand, MetaResponse, DEFAULT_REPLICAS};
+use magnum_proto::version::BASE_VERSION;
 use magnum_proto::{NodeEntry, NodeId, NodeState, PlacementView, ServiceRecord, Timestamp};
 use magnum_raft::{StateMachineLogic, WriteSet};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 const BOOTSTRAP_KEY: &[u8] = b"bootstrap";
+/// The active cluster version (absent: `BASE_VERSION`, a deployment from before versioning).
+const CLUSTER_VERSION_KEY: &[u8] = b"cluster_version";
 /// Registry rows: this prefix, then the node id big-endian.
 const SERVICE_PREFIX: &[u8] = b"svc/";
 /// Membership rows: this prefix, then the node id big-endian.
 const NODE_PREFIX: &[u8] = b"node/";
 /// Placement rows: this prefix, then the group id big-endian.
 const PLACE_PREFIX: &[u8] = b"place/";
-
-/// Replicas per data group unless the bootstrap said otherwise.
-pub const DEFAULT_REPLICAS: u32 = 3;
-
-fn default_replicas() -> u32 {
-    DEFAULT_REPLICAS
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Bootstrap {
-    pub shards: u32,
-    pub hash: String,
-    /// Written by deployments bootstrapped before placement existed without it.
-    #[serde(default = "default_replicas")]
-    pub replicas: u32,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MetaCommand {
-    /// Fix the shard count and hash once; a repeat with the same values is a no-op.
-    Bootstrap(Bootstrap),
-    /// Upsert a conductor's registry row and count one more report. The time comes in the
-    /// command so that `apply` stays deterministic.
-    Heartbeat {
-        node: u64,
-        host: String,
-        version: String,
-        at: Timestamp,
-    },
-    /// The first membership and placement: at bootstrap, or adopted from the Raft memberships
-    /// of a deployment that predates placement. Only applies while no node is known.
-    InitPlacement {
-        nodes: Vec<NodeEntry>,
-        placement: Placement,
-    },
-    AddNode {
-        id: NodeId,
-        raft: String,
-        service: String,
-    },
-    SetNodeState {
-        id: NodeId,
-        state: NodeState,
-    },
-    /// Compare-and-set one group's replica set (the placement controller's steps).
-    SetPlacement {
-        group: u64,
-        expected: BTreeSet<NodeId>,
-        replicas: BTreeSet<NodeId>,
-    },
-    /// Drop a leaving node that no longer hosts anything.
-    ForgetNode {
-        id: NodeId,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MetaResponse {
-    Ok(Bootstrap),
-    Conflict(Bootstrap),
-    Service(ServiceRecord),
-    Node(NodeEntry),
-    Done,
-    /// Refused, with a message for the operator.
-    Rejected(String),
-    /// Answered by conductors before fail-stop (an undecodable entry now halts the group);
-    /// kept so that their answers still decode during a rolling upgrade.
-    Undecodable,
-}
 
 #[derive(Debug, Default)]
 pub struct MetaState {
@@ -95,6 +30,10 @@ pub struct MetaState {
     pub nodes: BTreeMap<NodeId, NodeEntry>,
     /// Replica sets of the data groups.
     pub placement: Placement,
+    /// The committed cluster version; `None` before one was ever set.
+    cluster_version: Option<u32>,
+    /// This node's cached copy of the active version, shared with its propose handles.
+    active: ActiveVersion,
     /// Why a row of the command being applied could not be encoded; `apply` then fails and the
     /// group stops, rather than committing a state whose rows on disk miss the change.
     encode_error: Option<String>,
@@ -124,6 +63,7 @@ impl MetaState {
         host: String,
         version: String,
         at: Timestamp,
+        feature_version: u32,
     ) -> ServiceRecord {
         let rec = self.services.entry(node).or_insert_with(|| ServiceRecord {
             id: node,
@@ -133,9 +73,11 @@ impl MetaState {
             created_at: at,
             updated_at: at,
             version: version.clone(),
+            feature_version,
         });
         rec.host = host;
         rec.version = version;
+        rec.feature_version = feature_version;
         rec.report_count = rec.report_count.saturating_add(1);
         // A late beat with an older clock never moves the row back in time.
         rec.updated_at = rec.updated_at.max(at);
@@ -144,6 +86,72 @@ impl MetaState {
 }
 
 impl MetaState {
+    /// A state whose applies keep `active` up to date (the node's propose handles read it).
+    pub fn new(active: ActiveVersion) -> Self {
+        Self {
+            active,
+            ..Self::default()
+        }
+    }
+
+    /// The active cluster version.
+    pub fn cluster_version(&self) -> u32 {
+        self.cluster_version.unwrap_or(BASE_VERSION)
+    }
+
+    /// The cell this node's propose handles read.
+    pub fn active_version(&self) -> ActiveVersion {
+        self.active.clone()
+    }
+
+    /// The feature version each registered conductor last reported (1 without a report);
+    /// before membership is recorded, every conductor in the registry.
+    pub fn supported_versions(&self) -> BTreeMap<u64, u32> {
+        let ids: Vec<u64> = if self.nodes.is_empty() {
+            self.services.keys().copied().collect()
+        } else {
+            self.nodes.keys().map(|n| n.0).collect()
+        };
+        ids.into_iter()
+            .map(|id| {
+                let v = self
+                    .services
+                    .get(&id)
+                    .map_or(BASE_VERSION, |s| s.feature_version);
+                (id, v)
+            })
+            .collect()
+    }
+
+    /// The registered conductors that do not support `version`, as the operator reads them.
+    /// Checked by the proposer (`MetaLeader`), not in `apply`: the registry rows a replica
+    /// holds can differ while versions are mixed (a replica that was old when it applied a
+    /// heartbeat dropped its `feature_version` until the next one), and `apply` must decide the
+    /// same on every replica.
+    pub fn laggards(&self, version: u32) -> Vec<String> {
+        self.supported_versions()
+            .into_iter()
+            .filter(|(_, v)| *v < version)
+            .map(|(id, v)| format!("conductor {id} supports {v}"))
+            .collect()
+    }
+
+    /// Never down; a repeat is a no-op. Decided from the committed version alone.
+    fn set_cluster_version(&mut self, version: u32, writes: &mut WriteSet) -> MetaResponse {
+        let active = self.cluster_version();
+        if version < active {
+            return MetaResponse::Rejected(format!(
+                "the cluster version cannot go down (active {active}, asked {version})"
+            ));
+        }
+        if version == active {
+            return MetaResponse::ClusterVersion(active);
+        }
+        self.put_row(CLUSTER_VERSION_KEY.to_vec(), &version, writes);
+        self.cluster_version = Some(version);
+        MetaResponse::ClusterVersion(version)
+    }
+
     /// Replicas per data group wanted by the deployment.
     pub fn replicas(&self) -> u32 {
         self.bootstrap
@@ -282,7 +290,9 @@ impl MetaState {
                     None => MetaResponse::Done,
                 }
             }
-            MetaCommand::Bootstrap(_) | MetaCommand::Heartbeat { .. } => {
+            MetaCommand::Bootstrap(_)
+            | MetaCommand::Heartbeat { .. }
+            | MetaCommand::SetClusterVersion { .. } => {
                 MetaResponse::Rejected("not a membership command".into())
             }
         }
@@ -291,10 +301,12 @@ impl MetaState {
 
 impl StateMachineLogic for MetaState {
     fn load(&mut self, kv: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String> {
-        *self = Self::default();
+        *self = Self::new(self.active.clone());
         for (k, v) in kv {
             if k == BOOTSTRAP_KEY {
                 self.bootstrap = Some(serde_json::from_slice(&v).map_err(|e| e.to_string())?);
+            } else if k == CLUSTER_VERSION_KEY {
+                self.cluster_version = Some(dec(&v)?);
             } else if k.starts_with(SERVICE_PREFIX) {
                 let rec: ServiceRecord = dec(&v)?;
                 self.services.insert(rec.id, rec);
@@ -305,6 +317,7 @@ impl StateMachineLogic for MetaState {
                 self.placement.insert(id_after(&k, PLACE_PREFIX)?, dec(&v)?);
             }
         }
+        self.active.set(self.cluster_version());
         Ok(())
     }
 
@@ -320,10 +333,16 @@ impl StateMachineLogic for MetaState {
             format!("meta: undecodable command (written by a newer conductor?): {e}")
         })?;
         let resp = match cmd {
-            MetaCommand::Bootstrap(b) => match &self.bootstrap {
-                Some(cur) if *cur != b => MetaResponse::Conflict(cur.clone()),
+            MetaCommand::Bootstrap(mut b) => match &self.bootstrap {
+                Some(cur) if !cur.same_layout(&b) => MetaResponse::Conflict(cur.clone()),
                 Some(cur) => MetaResponse::Ok(cur.clone()),
                 None => {
+                    // A fresh deployment starts at the version its bootstrapper brought; the
+                    // bootstrap row keeps its old format.
+                    if let Some(v) = b.cluster_version.take() {
+                        self.put_row(CLUSTER_VERSION_KEY.to_vec(), &v, writes);
+                        self.cluster_version = Some(v);
+                    }
                     match serde_json::to_vec(&b) {
                         Ok(v) => writes.put(BOOTSTRAP_KEY, v),
                         Err(e) => self.encode_error = Some(e.to_string()),
@@ -337,6 +356,7 @@ impl StateMachineLogic for MetaState {
                 host,
                 version,
                 at,
+                ..
             } if !self.nodes.is_empty() && !self.nodes.contains_key(&NodeId(node)) => {
                 // A removed conductor (or one not added yet) is not a service of this deployment.
                 MetaResponse::Rejected(format!(
@@ -348,13 +368,16 @@ impl StateMachineLogic for MetaState {
                 host,
                 version,
                 at,
+                feature_version,
             } => {
-                let rec = self.heartbeat(node, host, version, at);
+                let rec = self.heartbeat(node, host, version, at, feature_version);
                 self.put_row(service_key(node), &rec, writes);
                 MetaResponse::Service(rec)
             }
+            MetaCommand::SetClusterVersion { version } => self.set_cluster_version(version, writes),
             other => self.apply_membership(other, writes),
         };
+        self.active.set(self.cluster_version());
         if let Some(e) = self.encode_error.take() {
             return Err(format!("meta row cannot be encoded: {e}"));
         }

@@ -1,15 +1,21 @@
 use super::*;
+use crate::propose::ActiveVersion;
 use magnum_proto::{NodeId, NodeState};
 use magnum_raft::{NodeAddr, RaftConfig, RaftNode};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 fn beat(node: u64, host: &str, at: i64) -> Vec<u8> {
+    beat_v(node, host, at, 2)
+}
+
+fn beat_v(node: u64, host: &str, at: i64, feature_version: u32) -> Vec<u8> {
     serde_json::to_vec(&MetaCommand::Heartbeat {
         node,
         host: host.into(),
         version: "1.2.3".into(),
         at: Timestamp(at),
+        feature_version,
     })
     .unwrap()
 }
@@ -38,6 +44,7 @@ fn heartbeat_upserts_and_counts() {
             created_at: Timestamp(100),
             updated_at: Timestamp(100),
             version: "1.2.3".into(),
+            feature_version: 2,
         }
     );
     apply(&mut m, &beat(1, "10.0.0.1:9512", 150));
@@ -254,4 +261,74 @@ fn a_row_that_cannot_be_encoded_fails_the_apply() {
     assert!(err.contains("cannot be encoded"), "{err}");
     // The failure does not stick to the next command.
     assert!(m.apply(2, &beat(1, "h", 1), &mut WriteSet::new()).is_ok());
+}
+
+fn set_version(version: u32) -> Vec<u8> {
+    cmd(MetaCommand::SetClusterVersion { version })
+}
+
+#[test]
+fn cluster_version_goes_up_never_down_and_laggards_are_named() {
+    let active = ActiveVersion::default();
+    let mut m = MetaState::new(active.clone());
+    // No version row: a deployment from before versioning.
+    assert_eq!(m.cluster_version(), 1);
+    apply(&mut m, &add(1));
+    apply(&mut m, &add(2));
+    apply(&mut m, &beat_v(1, "h1", 1, 3));
+    apply(&mut m, &beat_v(2, "h2", 1, 2));
+    // Above what conductor 2 supports: the proposer's check names it.
+    assert_eq!(m.laggards(3), vec!["conductor 2 supports 2".to_string()]);
+    assert!(m.laggards(2).is_empty());
+    assert_eq!(
+        apply(&mut m, &set_version(2)).0,
+        MetaResponse::ClusterVersion(2)
+    );
+    assert_eq!(active.get(), 2, "the node's cache follows the apply");
+    // Idempotent: no write.
+    assert_eq!(
+        apply(&mut m, &set_version(2)),
+        (MetaResponse::ClusterVersion(2), 0)
+    );
+    // Never down.
+    assert!(matches!(
+        apply(&mut m, &set_version(1)).0,
+        MetaResponse::Rejected(_)
+    ));
+    // A registered conductor that never reported counts as 1.
+    apply(&mut m, &add(3));
+    apply(&mut m, &beat_v(2, "h2", 2, 3));
+    assert_eq!(m.laggards(3), vec!["conductor 3 supports 1".to_string()]);
+}
+
+#[test]
+fn old_heartbeats_decode_as_version_1_and_bootstrap_sets_the_version() {
+    let old = br#"{"Heartbeat":{"node":1,"host":"h","version":"0.1.0","at":5}}"#;
+    let mut m = MetaState::default();
+    let MetaResponse::Service(rec) = apply(&mut m, old).0 else {
+        panic!("an old heartbeat is taken")
+    };
+    assert_eq!(rec.feature_version, 1);
+
+    let b = |v| {
+        cmd(MetaCommand::Bootstrap(Bootstrap {
+            shards: 2,
+            hash: "fnv1a".into(),
+            replicas: 3,
+            cluster_version: v,
+        }))
+    };
+    let mut fresh = MetaState::default();
+    assert!(matches!(
+        apply(&mut fresh, &b(Some(2))).0,
+        MetaResponse::Ok(_)
+    ));
+    assert_eq!(fresh.cluster_version(), 2);
+    // A repeat by another binary is the same layout, and changes no version.
+    assert!(matches!(
+        apply(&mut fresh, &b(Some(5))).0,
+        MetaResponse::Ok(_)
+    ));
+    assert!(matches!(apply(&mut fresh, &b(None)).0, MetaResponse::Ok(_)));
+    assert_eq!(fresh.cluster_version(), 2);
 }

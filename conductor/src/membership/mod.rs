@@ -7,3 +7,4 @@ pub mod heartbeat;
 pub(crate) mod hosting;
 pub mod meta;
 pub mod placement;
+pub mod propose;

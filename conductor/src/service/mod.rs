@@ -2,6 +2,8 @@
 //! and the topology they route by. JSON bodies in a versioned envelope (`magnum_proto::wire`).
 use crate::membership::hosting::Hosting;
 use crate::membership::meta::{MetaCommand, MetaResponse, MetaState};
+use crate::membership::propose::MetaLeader;
+use crate::propose::{ProposeError, ShardLeader};
 use crate::shard::logic::ShardLogic;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -15,7 +17,7 @@ use magnum_proto::wire::{
 };
 use magnum_proto::{
     shard, MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeId, ShardCommand, ShardQuery,
-    ShardRequest,
+    ShardRequest, ShardResponse,
 };
 use magnum_raft::{Group, GroupStatus, NodeAddr, WriteError};
 use std::collections::BTreeSet;
@@ -58,7 +60,23 @@ enum SvcError {
     BadRequest(String),
     NotFound(String),
     NotLeader(Option<(u64, NodeAddr)>),
+    /// The command's kind needs a cluster version not yet finalized.
+    NotYetActive(String),
     Unavailable(String),
+}
+
+/// Everything but a refusal by the state machine, which the caller answers itself.
+impl From<ProposeError> for SvcError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::NotLeader { hint } => SvcError::NotLeader(hint),
+            e @ ProposeError::NotYetActive { .. } => SvcError::NotYetActive(e.to_string()),
+            ProposeError::Rejected(e) => SvcError::BadRequest(e.to_string()),
+            e @ (ProposeError::Raft(_) | ProposeError::Codec(_)) => {
+                SvcError::Unavailable(e.to_string())
+            }
+        }
+    }
 }
 
 impl From<WriteError> for SvcError {
@@ -84,6 +102,10 @@ impl IntoResponse for SvcError {
             }
             SvcError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             SvcError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            SvcError::NotYetActive(m) => (
+                StatusCode::from_u16(wire::NOT_YET_ACTIVE_STATUS).unwrap_or(StatusCode::CONFLICT),
+                m,
+            ),
             SvcError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
         };
         (status, Json(InternalError { error: msg })).into_response()
@@ -142,15 +164,17 @@ async fn command(
             "internal command not accepted from clients".into(),
         ));
     }
-    let group = shard_group(&s, shard)?;
-    let payload = serde_json::to_vec(&req).map_err(|e| SvcError::BadRequest(e.to_string()))?;
-    let bytes = group.write(payload).await?;
-    // The state machine's answer is already the JSON of a ShardResponse.
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response())
+    let leader = ShardLeader::new(
+        shard_group(&s, shard)?,
+        s.meta().read_local(|m| m.active_version()),
+    );
+    // The shard's own refusal is a 200 carrying `Err`: the API renders it.
+    let answer: ShardResponse = match leader.propose(req).await {
+        Ok(ok) => Ok(ok),
+        Err(ProposeError::Rejected(e)) => Err(e),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(answer).into_response())
 }
 
 async fn query(
@@ -217,11 +241,13 @@ async fn meta_command(
             host,
             version,
             at,
+            feature_version,
         } => MetaCommand::Heartbeat {
             node: node.0,
             host,
             version,
             at,
+            feature_version,
         },
         MetaRequest::AddNode { id, raft, service } => {
             if raft.parse::<std::net::SocketAddr>().is_err()
@@ -235,18 +261,14 @@ async fn meta_command(
             MetaCommand::AddNode { id, raft, service }
         }
         MetaRequest::SetNodeState { id, state } => MetaCommand::SetNodeState { id, state },
+        MetaRequest::SetClusterVersion { version } => MetaCommand::SetClusterVersion { version },
     };
-    let payload = serde_json::to_vec(&cmd).map_err(|e| SvcError::BadRequest(e.to_string()))?;
-    let bytes = s.meta().write(payload).await?;
-    match serde_json::from_slice::<MetaResponse>(&bytes) {
-        Ok(MetaResponse::Service(rec)) => Ok(Json(MetaReply::Service(rec)).into_response()),
-        Ok(MetaResponse::Node(n)) => Ok(Json(MetaReply::Node(n)).into_response()),
-        Ok(MetaResponse::Rejected(m)) => Err(SvcError::BadRequest(m)),
-        Ok(other) => Err(SvcError::Unavailable(format!(
+    match MetaLeader::new(s.meta().clone()).propose(cmd).await? {
+        MetaResponse::Service(rec) => Ok(Json(MetaReply::Service(rec)).into_response()),
+        MetaResponse::Node(n) => Ok(Json(MetaReply::Node(n)).into_response()),
+        MetaResponse::ClusterVersion(v) => Ok(Json(MetaReply::ClusterVersion(v)).into_response()),
+        other => Err(SvcError::Unavailable(format!(
             "unexpected meta answer {other:?}"
-        ))),
-        Err(e) => Err(SvcError::Unavailable(format!(
-            "undecodable meta answer: {e}"
         ))),
     }
 }
@@ -261,6 +283,9 @@ async fn meta_query(State(s): State<Arc<ServiceState>>, body: Bytes) -> Result<R
             MetaQueryResult::Services(v)
         }
         MetaQuery::Placement => MetaQueryResult::Placement(s.meta().read(|m| m.view()).await?),
+        MetaQuery::ClusterVersion => {
+            MetaQueryResult::ClusterVersion(s.meta().read(|m| m.cluster_version()).await?)
+        }
     };
     Ok(Json(r).into_response())
 }

@@ -39,6 +39,15 @@ pub struct Cluster3 {
 }
 
 pub async fn start3<C: Cloud>(cloud: Arc<C>, shards: u32) -> Cluster3 {
+    start3_beating(cloud, shards, Duration::from_millis(200)).await
+}
+
+/// [`start3`] with this heartbeat interval (the first beat goes out at start).
+pub async fn start3_beating<C: Cloud>(
+    cloud: Arc<C>,
+    shards: u32,
+    heartbeat_interval: Duration,
+) -> Cluster3 {
     let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
     let peers: BTreeMap<u64, NodeAddr> = ports
         .iter()
@@ -81,7 +90,7 @@ pub async fn start3<C: Cloud>(cloud: Arc<C>, shards: u32) -> Cluster3 {
                 ..Default::default()
             },
             cloud: cloud.clone(),
-            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_interval,
         };
         c._dirs.push(dir);
         c.nodes

@@ -8,9 +8,10 @@ use crate::cloud::{
 };
 use crate::leader::LeaderConfig;
 use crate::pki::{certs, cpu};
+use crate::propose::{ProposeError, ShardLeader};
 use crate::shard::logic::ShardLogic;
 use magnum_proto::*;
-use magnum_raft::{Group, WriteError};
+use magnum_raft::Group;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,9 @@ enum Stop {
 }
 
 struct Ctx {
+    /// Reads; writes go through `leader`.
     group: Group<ShardLogic>,
+    leader: ShardLeader,
     cloud: Arc<dyn Cloud>,
     epoch: u64,
     cfg: LeaderConfig,
@@ -39,14 +42,15 @@ struct Ctx {
 
 /// Runs until `cancel` fires (leadership lost) or the node stops.
 pub async fn run(
-    group: Group<ShardLogic>,
+    leader: ShardLeader,
     cloud: Arc<dyn Cloud>,
     epoch: u64,
     cfg: LeaderConfig,
     cancel: CancellationToken,
 ) {
     let ctx = Arc::new(Ctx {
-        group,
+        group: leader.group().clone(),
+        leader,
         cloud,
         epoch,
         cfg,
@@ -465,17 +469,12 @@ async fn deliver_outbox(ctx: Arc<Ctx>) {
     if ids.is_empty() {
         return;
     }
-    let req = ShardRequest {
-        request_id: None,
-        command: ShardCommand::NotificationsDelivered {
-            epoch: ctx.epoch,
-            ids,
-        },
+    let cmd = ShardCommand::NotificationsDelivered {
+        epoch: ctx.epoch,
+        ids,
     };
-    if let Ok(payload) = serde_json::to_vec(&req) {
-        if let Err(e) = ctx.group.write(payload).await {
-            debug!(error = %e, "delivered notifications not recorded; they will be sent again");
-        }
+    if let Err(e) = ctx.leader.propose(cmd).await {
+        debug!(error = %e, "delivered notifications not recorded; they will be sent again");
     }
 }
 
@@ -554,30 +553,25 @@ async fn advance(ctx: &Ctx, op: &Operation, event: OpEvent) -> Result<Progress, 
 }
 
 async fn propose(ctx: &Ctx, op: &Operation, event: &OpEvent) -> Result<Progress, StepError> {
-    let event = event.clone();
-    let req = ShardRequest {
-        request_id: None,
-        command: ShardCommand::Advance {
-            epoch: ctx.epoch,
-            cluster: op.cluster,
-            op: op.id,
-            event,
-            at: Timestamp::now(),
-        },
+    let cmd = ShardCommand::Advance {
+        epoch: ctx.epoch,
+        cluster: op.cluster,
+        op: op.id,
+        event: event.clone(),
+        at: Timestamp::now(),
     };
-    let payload = serde_json::to_vec(&req).map_err(|e| StepError::Retry(e.to_string()))?;
-    match ctx.group.write(payload).await {
-        Ok(bytes) => match serde_json::from_slice::<ShardResponse>(&bytes) {
-            Ok(Ok(_)) => Ok(Progress::Moved),
-            Ok(Err(CommandError::StaleEpoch { current })) => Err(StepError::Stop(Stop::Lost(
-                format!("stale epoch, current {current}"),
-            ))),
-            Ok(Err(CommandError::StaleOperation)) => Err(StepError::Stop(Stop::Done)),
-            Ok(Err(e)) => Err(StepError::Retry(e.to_string())),
-            Err(e) => Err(StepError::Retry(format!("undecodable response: {e}"))),
-        },
-        Err(WriteError::NotLeader { .. }) => Err(StepError::Stop(Stop::Lost("not leader".into()))),
-        // Outcome unknown: re-reading the state next round tells what happened.
+    match ctx.leader.propose(cmd).await {
+        Ok(_) => Ok(Progress::Moved),
+        Err(ProposeError::Rejected(CommandError::StaleEpoch { current })) => Err(StepError::Stop(
+            Stop::Lost(format!("stale epoch, current {current}")),
+        )),
+        Err(ProposeError::Rejected(CommandError::StaleOperation)) => {
+            Err(StepError::Stop(Stop::Done))
+        }
+        Err(ProposeError::NotLeader { .. }) => {
+            Err(StepError::Stop(Stop::Lost("not leader".into())))
+        }
+        // Outcome unknown (or refused): re-reading the state next round tells what happened.
         Err(e) => Err(StepError::Retry(e.to_string())),
     }
 }

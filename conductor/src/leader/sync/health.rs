@@ -8,9 +8,8 @@
 //! `{stack_id}` / `{cluster_uuid}` substituted (cloud-sim's simulated endpoints in tests).
 use crate::leader::sync::{pause, propose};
 use crate::leader::LeaderConfig;
-use crate::shard::logic::ShardLogic;
+use crate::propose::ShardLeader;
 use magnum_proto::*;
-use magnum_raft::Group;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -101,12 +100,7 @@ async fn probe(http: &reqwest::Client, base: &str) -> (Option<String>, Option<se
 }
 
 /// Runs until `cancel` fires (leadership lost).
-pub async fn run(
-    group: Group<ShardLogic>,
-    epoch: u64,
-    cfg: LeaderConfig,
-    cancel: CancellationToken,
-) {
+pub async fn run(leader: ShardLeader, epoch: u64, cfg: LeaderConfig, cancel: CancellationToken) {
     if cfg.health.is_zero() {
         return;
     }
@@ -121,6 +115,7 @@ pub async fn run(
             return;
         }
     };
+    let group = leader.group();
     while pause(&cancel, cfg.health).await {
         let clusters: Vec<Cluster> = group.read_local(|l| {
             l.state
@@ -154,7 +149,7 @@ pub async fn run(
                 health_status_reason: Some(reason),
                 at: Timestamp::now(),
             };
-            match propose(&group, cmd).await {
+            match propose(&leader, cmd).await {
                 Ok(()) => {}
                 Err(e) if e == "stale" => return,
                 Err(e) => warn!(error = %e, "health write failed, next round retries"),

@@ -37,6 +37,7 @@ use crate::cloud::{
     cluster_status, heat_status, Cloud, HeatStatus, StackHandle, StackState, Target,
 };
 use crate::leader::{pause, LeaderConfig};
+use crate::propose::{ProposeError, ShardLeader};
 use crate::shard::logic::ShardLogic;
 use magnum_proto::*;
 use magnum_raft::Group;
@@ -209,7 +210,7 @@ fn own_stacks(view: &ClusterView) -> impl Iterator<Item = &NodeGroup> {
 
 /// Runs until `cancel` fires (leadership lost).
 pub async fn run(
-    group: Group<ShardLogic>,
+    leader: ShardLeader,
     cloud: Arc<dyn Cloud>,
     epoch: u64,
     cfg: LeaderConfig,
@@ -225,7 +226,7 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(cfg.sync) => {}
         }
-        let list = candidates(&group);
+        let list = candidates(leader.group());
         seen.retain(|(id, ng), _| {
             list.iter().any(|(v, _)| {
                 v.cluster.uuid == *id && ng.is_none_or(|ng| own_stacks(v).any(|n| n.uuid == ng))
@@ -238,7 +239,7 @@ pub async fn run(
             let id = view.cluster.uuid;
             let span = info_span!("sync", cluster = %id, epoch);
             let sync = Sync {
-                group: &group,
+                leader: &leader,
                 cloud: cloud.as_ref(),
                 epoch,
                 cfg: &cfg,
@@ -269,7 +270,7 @@ pub async fn run(
 
 /// One cluster's round.
 struct Sync<'a> {
-    group: &'a Group<ShardLogic>,
+    leader: &'a ShardLeader,
     cloud: &'a dyn Cloud,
     epoch: u64,
     cfg: &'a LeaderConfig,
@@ -364,7 +365,7 @@ impl Sync<'_> {
                 at,
             },
         };
-        propose(self.group, cmd).await.map(|()| observed)
+        propose(self.leader, cmd).await.map(|()| observed)
     }
 
     async fn get(
@@ -380,26 +381,16 @@ impl Sync<'_> {
 }
 
 /// Proposes an observation; `Err("stale")` when this node no longer owns the shard.
-pub(crate) async fn propose(
-    group: &Group<ShardLogic>,
-    command: ShardCommand,
-) -> Result<(), String> {
-    let req = ShardRequest {
-        request_id: None,
-        command,
-    };
-    let payload = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
-    let bytes = group.write(payload).await.map_err(|e| match e {
-        magnum_raft::WriteError::NotLeader { .. } => "stale".to_string(),
-        e => e.to_string(),
-    })?;
-    match serde_json::from_slice::<ShardResponse>(&bytes) {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(CommandError::StaleEpoch { .. })) => Err("stale".into()),
+pub(crate) async fn propose(leader: &ShardLeader, command: ShardCommand) -> Result<(), String> {
+    match leader.propose(command).await {
+        Ok(_) => Ok(()),
+        Err(ProposeError::NotLeader { .. })
+        | Err(ProposeError::Rejected(CommandError::StaleEpoch { .. })) => Err("stale".into()),
         // An operation started meanwhile, or the cluster (nodegroup) is gone: not ours to sync.
-        Ok(Err(CommandError::StaleOperation | CommandError::NotFound(_))) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("undecodable response: {e}")),
+        Err(ProposeError::Rejected(CommandError::StaleOperation | CommandError::NotFound(_))) => {
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 

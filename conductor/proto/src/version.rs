@@ -1,0 +1,151 @@
+//! Versions for rolling upgrades. Each binary supports a monotonic feature version; the meta
+//! group commits the active cluster version, and a command kind is proposed only once the
+//! active version reaches the one that introduced it ([`min_version`], the one table).
+use crate::command::ShardCommand;
+use crate::meta::MetaCommand;
+
+/// What every release before versioning speaks; an existing deployment without a version row,
+/// and a heartbeat without a feature field, read as this.
+pub const BASE_VERSION: u32 = 1;
+
+/// This binary's feature version. 2: `MetaCommand::SetClusterVersion` and the heartbeat's
+/// `feature_version`.
+pub const FEATURE_VERSION: u32 = 2;
+
+/// Crate version of this binary (shown beside the feature version).
+pub const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Conductors before this feature version cannot decode `SetClusterVersion` (their meta apply
+/// answers `Undecodable`): it is proposed only once every registered conductor reports this.
+pub const SET_CLUSTER_VERSION_DECODERS: u32 = 2;
+
+/// The internal listener's RPCs (`wire`), for the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rpc {
+    Topology,
+    ShardCommand,
+    ShardQuery,
+    MultiQuery,
+    Sign,
+    MetaCommand,
+    MetaQuery,
+    SetMembers,
+    Transfer,
+}
+
+/// Anything that needs a cluster version to be used.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind<'a> {
+    Shard(&'a ShardCommand),
+    Meta(&'a MetaCommand),
+    Rpc(Rpc),
+}
+
+impl Kind<'_> {
+    /// The variant's name, for messages.
+    pub fn name(&self) -> String {
+        let full = match self {
+            Kind::Shard(c) => format!("{c:?}"),
+            Kind::Meta(c) => format!("{c:?}"),
+            Kind::Rpc(r) => format!("{r:?}"),
+        };
+        let end = full.find([' ', '(', '{']).unwrap_or(full.len());
+        full[..end].to_string()
+    }
+}
+
+/// The minimum active cluster version that may use each kind. Adding a kind = adding a row
+/// here (with the binary's next `FEATURE_VERSION` for a kind older binaries cannot decode).
+pub fn min_version(kind: Kind<'_>) -> u32 {
+    use MetaCommand as M;
+    use ShardCommand as S;
+    match kind {
+        Kind::Shard(
+            S::TakeOwnership { .. }
+            | S::CreateTemplate { .. }
+            | S::UpdateTemplate { .. }
+            | S::DeleteTemplate { .. }
+            | S::CreateCluster { .. }
+            | S::DeleteCluster { .. }
+            | S::UpdateCluster { .. }
+            | S::ResizeCluster { .. }
+            | S::SetHealth { .. }
+            | S::Advance { .. }
+            | S::CreateQuota { .. }
+            | S::UpdateQuota { .. }
+            | S::DeleteQuota { .. }
+            | S::Canary { .. }
+            | S::CreateFederation { .. }
+            | S::UpdateFederation { .. }
+            | S::DeleteFederation { .. }
+            | S::CreateNodeGroup { .. }
+            | S::UpdateNodeGroup { .. }
+            | S::DeleteNodeGroup { .. }
+            | S::UpgradeCluster { .. }
+            | S::SyncStatus { .. }
+            | S::SyncNodeGroupStatus { .. }
+            | S::ObserveHealth { .. }
+            | S::RotateCa { .. }
+            | S::RotateCredential { .. }
+            | S::NotificationsDelivered { .. },
+        ) => 1,
+        Kind::Meta(
+            M::Bootstrap(_)
+            | M::Heartbeat { .. }
+            | M::InitPlacement { .. }
+            | M::AddNode { .. }
+            | M::SetNodeState { .. }
+            | M::SetPlacement { .. }
+            | M::ForgetNode { .. },
+        ) => 1,
+        // Version 1 so that finalizing 1 → 2 can use it; the propose handle also requires
+        // every registered conductor to decode it (SET_CLUSTER_VERSION_DECODERS).
+        Kind::Meta(M::SetClusterVersion { .. }) => 1,
+        Kind::Rpc(
+            Rpc::Topology
+            | Rpc::ShardCommand
+            | Rpc::ShardQuery
+            | Rpc::MultiQuery
+            | Rpc::Sign
+            | Rpc::MetaCommand
+            | Rpc::MetaQuery
+            | Rpc::SetMembers
+            | Rpc::Transfer,
+        ) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_of_today_is_version_1() {
+        let canary = ShardCommand::Canary {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        assert_eq!(min_version(Kind::Shard(&canary)), 1);
+        let set = MetaCommand::SetClusterVersion { version: 2 };
+        assert_eq!(min_version(Kind::Meta(&set)), 1);
+        let forget = MetaCommand::ForgetNode {
+            id: crate::NodeId(1),
+        };
+        assert_eq!(min_version(Kind::Meta(&forget)), 1);
+        assert_eq!(min_version(Kind::Rpc(Rpc::MultiQuery)), 1);
+        // No kind needs more than this binary supports.
+        assert!(min_version(Kind::Shard(&canary)) <= FEATURE_VERSION);
+    }
+
+    #[test]
+    fn names_are_the_variant() {
+        let c = ShardCommand::Canary {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        assert_eq!(Kind::Shard(&c).name(), "Canary");
+        let m = MetaCommand::SetClusterVersion { version: 2 };
+        assert_eq!(Kind::Meta(&m).name(), "SetClusterVersion");
+        assert_eq!(Kind::Rpc(Rpc::Sign).name(), "Sign");
+    }
+}
