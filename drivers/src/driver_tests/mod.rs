@@ -2,7 +2,7 @@
 //! declared, typed and complete, the names its mappings read exist, and the mappings give the
 //! right shapes. These tests name the specific drivers, so they live above `heat_driver/`.
 
-mod nodegroups;
+pub(crate) mod nodegroups;
 
 use std::collections::BTreeMap;
 

@@ -35,7 +35,9 @@ const MATRIX: &[(&str, bool, bool, Option<&str>)] = &[
 
 const BASE_CA: &str = "'rotate_ca_certificate' is not supported by this driver.";
 
-fn cluster_stack() -> Stack {
+/// A finished cluster stack with the outputs a nodegroup stack joins (shared with the
+/// `k8s_fedora_coreos_v1` nodegroup tests).
+pub(crate) fn cluster_stack() -> Stack {
     Stack {
         id: "cid".into(),
         name: "prod-abc".into(),

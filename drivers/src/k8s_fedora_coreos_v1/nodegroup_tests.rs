@@ -8,30 +8,9 @@ use uuid::Uuid;
 
 use super::tests::spec;
 use super::K8sFedoraCoreosV1;
+use crate::driver_tests::nodegroups::cluster_stack;
 use crate::nodegroup::{NodeGroupSpec, NodeTaint, UpgradeSpec};
-use crate::openstack::Stack;
 use crate::Driver;
-
-fn cluster_stack() -> Stack {
-    Stack {
-        id: "cid".into(),
-        name: "prod-abc".into(),
-        status: "CREATE_COMPLETE".into(),
-        status_reason: String::new(),
-        parameters: BTreeMap::new(),
-        output_errors: BTreeMap::new(),
-        creation_time: None,
-        updated_time: None,
-        timeout_mins: None,
-        disable_rollback: None,
-        outputs: BTreeMap::from([
-            ("kube_masters_private".into(), json!(["10.0.0.5"])),
-            ("secgroup_kube_minion".into(), json!("sg-1")),
-            ("fixed_network".into(), json!("net-1")),
-            ("fixed_subnet".into(), json!("sub-1")),
-        ]),
-    }
-}
 
 fn ng() -> NodeGroupSpec {
     NodeGroupSpec {
