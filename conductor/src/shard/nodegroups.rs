@@ -117,11 +117,8 @@ impl ShardState {
         op.nodegroup = Some(n.uuid);
         self.rows.push_nodegroup(id, n);
         self.rows.put_operation(op);
-        if let Some(c) = self.rows.cluster_mut(id) {
-            c.status = ClusterStatus::UPDATE_IN_PROGRESS;
-            c.status_reason = None;
-            c.updated_at = Some(at);
-        }
+        self.rows
+            .set_cluster_status(id, ClusterStatus::UPDATE_IN_PROGRESS, None, at);
         self.view(id)
             .map(|v| CommandOk::Cluster(Box::new(v)))
             .ok_or_else(|| CommandError::Internal("cluster vanished".into()))
@@ -213,11 +210,8 @@ impl ShardState {
             n.status_reason = None;
             n.updated_at = Some(at);
         }
-        if let Some(c) = self.rows.cluster_mut(id) {
-            c.status = ClusterStatus::UPDATE_IN_PROGRESS;
-            c.status_reason = None;
-            c.updated_at = Some(at);
-        }
+        self.rows
+            .set_cluster_status(id, ClusterStatus::UPDATE_IN_PROGRESS, None, at);
         Ok(CommandOk::Done)
     }
 
@@ -340,10 +334,6 @@ impl ShardState {
             Some(d) if only_default => d,
             _ => aggregate(ngs, previous),
         };
-        if let Some(c) = self.rows.cluster_mut(id) {
-            c.status = status;
-            c.status_reason = reason;
-            c.updated_at = Some(at);
-        }
+        self.rows.set_cluster_status(id, status, reason, at);
     }
 }

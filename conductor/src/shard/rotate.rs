@@ -67,11 +67,8 @@ impl ShardState {
         kind: OpKind,
         at: Timestamp,
     ) {
-        if let Some(c) = self.rows.cluster_mut(id) {
-            c.status = ClusterStatus::UPDATE_IN_PROGRESS;
-            c.status_reason = None;
-            c.updated_at = Some(at);
-        }
+        self.rows
+            .set_cluster_status(id, ClusterStatus::UPDATE_IN_PROGRESS, None, at);
         if let Some(ngs) = self.rows.nodegroups_mut(id) {
             for n in ngs.iter_mut().filter(|n| n.is_default) {
                 n.status = Some(ClusterStatus::UPDATE_IN_PROGRESS);

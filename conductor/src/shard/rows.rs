@@ -157,6 +157,21 @@ impl Rows {
         Some(c)
     }
 
+    /// The cluster's status and reason, as of `at` (no-op for an unknown cluster).
+    pub(crate) fn set_cluster_status(
+        &mut self,
+        id: ClusterId,
+        status: ClusterStatus,
+        reason: Option<String>,
+        at: Timestamp,
+    ) {
+        if let Some(c) = self.cluster_mut(id) {
+            c.status = status;
+            c.status_reason = reason;
+            c.updated_at = Some(at);
+        }
+    }
+
     /// Drops the cluster and every row it owns.
     pub(crate) fn remove_cluster(&mut self, id: ClusterId) {
         self.clusters.remove(&id);

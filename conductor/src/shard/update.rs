@@ -154,11 +154,8 @@ impl ShardState {
             n.status_reason = None;
             n.updated_at = Some(at);
         }
-        if let Some(c) = self.rows.cluster_mut(id) {
-            c.status = ClusterStatus::UPDATE_IN_PROGRESS;
-            c.status_reason = None;
-            c.updated_at = Some(at);
-        }
+        self.rows
+            .set_cluster_status(id, ClusterStatus::UPDATE_IN_PROGRESS, None, at);
         op.nodegroup = Some(ng);
         op.restore_node_count = previous;
         self.rows.put_operation(op);

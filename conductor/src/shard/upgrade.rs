@@ -114,11 +114,8 @@ impl ShardState {
                 n.updated_at = Some(at);
             }
         }
-        if let Some(c) = self.rows.cluster_mut(id) {
-            c.status = ClusterStatus::UPDATE_IN_PROGRESS;
-            c.status_reason = None;
-            c.updated_at = Some(at);
-        }
+        self.rows
+            .set_cluster_status(id, ClusterStatus::UPDATE_IN_PROGRESS, None, at);
         let mut op = Operation::new(OpKind::Upgrade, id, req, self.stack_name(id));
         op.nodegroup = Some(ng);
         op.upgrade = Some(spec);
