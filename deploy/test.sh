@@ -39,6 +39,9 @@ echo "== unit and integration tests =="
 cargo build -q -p magnum-deploy
 cargo test --workspace --exclude magnum-chaos-tests 2>&1 | tee -a "$log"
 
+echo "== the previous release, built from git history for the upgrade test =="
+bash deploy/upgrade/build-previous.sh >/dev/null
+
 echo "== multi-process tests (one at a time: each starts 5 processes) =="
 cargo test -p magnum-chaos-tests --tests --no-fail-fast -- --test-threads=1 --nocapture 2>&1 | tee -a "$log"
 

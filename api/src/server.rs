@@ -6,6 +6,7 @@ use crate::keystone::{KeystoneAuthenticator, KeystoneSettings};
 use crate::openstack_lookups::OpenStackLookups;
 use crate::routes::router;
 use crate::state::AppState;
+use magnum_proto::wire::Caller;
 use magnum_proto::ConductorClient;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub struct ApiServer {
     pub local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    /// Keeps this node known to the conductors (`announce`).
+    announce: Option<JoinHandle<()>>,
 }
 
 impl ApiServer {
@@ -30,6 +33,9 @@ impl ApiServer {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+        if let Some(a) = self.announce.take() {
+            a.abort();
+        }
         match (&mut self.task).await {
             Ok(Ok(())) => tracing::info!(addr = %self.local_addr, "magnum API stopped"),
             Ok(Err(e)) => tracing::error!(error = %e, "API server failed"),
@@ -41,11 +47,25 @@ impl ApiServer {
 /// The production state: conductors through [`ConductorClient`], Keystone, and the caller's
 /// Glance/Nova/Neutron.
 pub fn production_state(cfg: &ApiConfig) -> Result<AppState, ApiError> {
+    production_parts(cfg).map(|(state, _)| state)
+}
+
+/// The production state and its conductor client. The client's calls carry this node's URL and
+/// versions (`wire::CALLER_HEADER`), which conductors report to `magnum manage version show`.
+fn production_parts(cfg: &ApiConfig) -> Result<(AppState, ConductorClient), ApiError> {
     if cfg.conductors.is_empty() {
         return Err(ApiError::Config("no conductor addresses given".into()));
     }
-    let backend = ConductorClient::new(cfg.conductors.clone(), cfg.forward_deadline)
-        .map_err(|e| ApiError::Config(e.to_string()))?;
+    let url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.listen));
+    let backend = ConductorClient::new_as(
+        cfg.conductors.clone(),
+        cfg.forward_deadline,
+        &Caller::Api { url },
+    )
+    .map_err(|e| ApiError::Config(e.to_string()))?;
     let auth = KeystoneAuthenticator::new(KeystoneSettings {
         auth_url: cfg.auth_url.clone(),
         user: cfg.service_user.clone(),
@@ -62,18 +82,35 @@ pub fn production_state(cfg: &ApiConfig) -> Result<AppState, ApiError> {
         cfg.openstack_timeout,
     )
     .map_err(ApiError::Config)?;
-    Ok(AppState::new(
-        Arc::new(backend),
+    let state = AppState::new(
+        Arc::new(backend.clone()),
         Arc::new(auth),
         Arc::new(lookups),
         Settings::from_config(cfg),
-    ))
+    );
+    Ok((state, backend))
+}
+
+/// How often an idle API node still calls a conductor, so that it stays in the conductors'
+/// list of API nodes (`version show`, finalize) and its topology stays fresh.
+const ANNOUNCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn announce(client: ConductorClient) {
+    let mut tick = tokio::time::interval(ANNOUNCE_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = client.refresh_topology().await {
+            tracing::debug!(error = %e, "topology refresh failed; retrying next tick");
+        }
+    }
 }
 
 /// Binds `cfg.listen` and serves the API until [`ApiServer::shutdown`].
 pub async fn serve(cfg: ApiConfig) -> Result<ApiServer, ApiError> {
-    let state = production_state(&cfg)?;
-    serve_state(cfg.listen, state).await
+    let (state, client) = production_parts(&cfg)?;
+    let mut server = serve_state(cfg.listen, state).await?;
+    server.announce = Some(tokio::spawn(announce(client)));
+    Ok(server)
 }
 
 /// Serves a router built on `state` (for tests and embedders with their own seams).
@@ -102,5 +139,6 @@ pub async fn serve_state(listen: SocketAddr, state: AppState) -> Result<ApiServe
         local_addr,
         stop: Some(tx),
         task,
+        announce: None,
     })
 }

@@ -16,6 +16,7 @@ fn record(id: u64, created: Timestamp, updated: Timestamp) -> ServiceRecord {
         updated_at: updated,
         version: "0.1.0".into(),
         feature_version: 1,
+        api_nodes: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod differential;
 pub mod load;
 pub mod peers;
 pub mod real_heat;
+pub mod upgrade;
 
 use magnum_proto::ConductorClient;
 use serde_json::Value;
@@ -84,6 +85,10 @@ pub struct Deployment {
     /// `http://127.0.0.1:P/v1` of the API node.
     pub api: String,
     pub http: reqwest::Client,
+    /// The `local-cluster.sh` that manages it and the binary it starts processes with (HEAD's,
+    /// or a previous release's for upgrade tests).
+    pub script: PathBuf,
+    pub bin: PathBuf,
     _tmp: Option<TempDir>,
 }
 
@@ -99,8 +104,10 @@ impl Drop for TempDir {
 }
 
 fn ports_free(base: u16) -> bool {
-    // Room for two conductors added by membership tests.
-    let offsets = [0u16, 11, 101, 102, 103, 104, 105, 201, 202, 203, 204, 205];
+    // Room for two conductors added by membership tests and a second API node.
+    let offsets = [
+        0u16, 11, 12, 101, 102, 103, 104, 105, 201, 202, 203, 204, 205,
+    ];
     offsets
         .iter()
         .all(|o| TcpListener::bind(("127.0.0.1", base + o)).is_ok())
@@ -119,6 +126,16 @@ fn pick_port_base() -> u16 {
 
 impl Deployment {
     pub fn up(name: &str, opts: Options) -> Deployment {
+        Self::up_with(
+            name,
+            opts,
+            repo_root().join("deploy/local-cluster.sh"),
+            magnum_bin(),
+        )
+    }
+
+    /// Like `up`, with another release's `local-cluster.sh` and binary.
+    pub fn up_with(name: &str, opts: Options, script: PathBuf, bin: PathBuf) -> Deployment {
         let dir =
             std::env::temp_dir().join(format!("magnum-{name}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -133,19 +150,22 @@ impl Deployment {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            script,
+            bin,
             _tmp: Some(TempDir(dir)),
         };
         d.script(&["up"]);
         d
     }
 
-    fn script(&self, args: &[&str]) {
+    /// Runs `local-cluster.sh ARGS[0] DIR ARGS[1..]`.
+    pub fn script(&self, args: &[&str]) {
         let mut cmd = Command::new("bash");
-        cmd.arg(repo_root().join("deploy/local-cluster.sh"))
+        cmd.arg(&self.script)
             .arg(args[0])
             .arg(&self.dir)
             .args(&args[1..])
-            .env("MAGNUM_BIN", magnum_bin())
+            .env("MAGNUM_BIN", &self.bin)
             .env("MAGNUM_PORT_BASE", self.port_base.to_string())
             .env("MAGNUM_SHARDS", self.opts.shards.to_string())
             .env("MAGNUM_POLL_MS", self.opts.poll_ms.to_string())
@@ -238,15 +258,20 @@ impl Deployment {
         self.script(&["add", &id.to_string()]);
     }
 
-    /// Runs `magnum manage ARGS` against the first three conductors; returns its stdout.
-    pub fn manage(&self, args: &[&str]) -> String {
+    /// Runs HEAD's `magnum manage ARGS` against the first three conductors, whatever it exits.
+    pub fn manage_output(&self, args: &[&str]) -> std::process::Output {
         let seeds: Vec<String> = (1..=3).map(|i| self.conductor_service(i)).collect();
-        let out = Command::new(magnum_bin())
+        Command::new(magnum_bin())
             .arg("manage")
             .args(args)
             .env("MAGNUM_CONDUCTORS", seeds.join(","))
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs `magnum manage ARGS` against the first three conductors; returns its stdout.
+    pub fn manage(&self, args: &[&str]) -> String {
+        let out = self.manage_output(args);
         assert!(
             out.status.success(),
             "magnum manage {args:?} failed:\n{}\n{}",
@@ -421,11 +446,19 @@ pub fn tail(text: &str, n: usize) -> String {
 impl Drop for Deployment {
     fn drop(&mut self) {
         let _ = Command::new("bash")
-            .arg(repo_root().join("deploy/local-cluster.sh"))
+            .arg(&self.script)
             .arg("down")
             .arg(&self.dir)
-            .env("MAGNUM_BIN", magnum_bin())
+            .env("MAGNUM_BIN", &self.bin)
             .env("MAGNUM_PORT_BASE", self.port_base.to_string())
             .output();
+        // Processes the script does not list (a second API node a test started).
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if e.path().extension().is_some_and(|x| x == "pid") {
+                if let Ok(pid) = std::fs::read_to_string(e.path()) {
+                    let _ = Command::new("kill").args(["-9", pid.trim()]).output();
+                }
+            }
+        }
     }
 }

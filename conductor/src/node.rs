@@ -4,6 +4,7 @@
 //! meta group, and a reconciler for every shard it leads once its ownership epoch is committed.
 use crate::cloud::Cloud;
 use crate::leader::LeaderConfig;
+use crate::membership::api_nodes::ApiNodes;
 use crate::membership::controller::Controller;
 use crate::membership::heartbeat;
 use crate::membership::hosting::Hosting;
@@ -12,7 +13,7 @@ use crate::membership::placement;
 use crate::membership::propose::MetaLeader;
 use crate::propose::ProposeError;
 use crate::service::{self, ServiceState};
-use magnum_proto::version::FEATURE_VERSION;
+use magnum_proto::version::{BASE_VERSION, FEATURE_VERSION};
 use magnum_proto::{
     shard, CommandError, ConductorClient, NodeEntry, NodeId, NodeState, ShardResponse,
 };
@@ -125,8 +126,10 @@ impl Conductor {
             .local_addr()
             .map_err(|e| ConductorError::Listen(cfg.raft_listen, e))?;
         tasks.push(serve(raft_listener, node.router(), cancel.clone()));
+        let api_nodes = ApiNodes::default();
         let svc_state = Arc::new(ServiceState {
             node: NodeId(cfg.node_id),
+            api_nodes: api_nodes.clone(),
             hosting: hosting.clone(),
             cert_key: cfg.reconciler.cert_key.clone(),
         });
@@ -148,10 +151,16 @@ impl Conductor {
             host,
             seeds.clone(),
             cfg.heartbeat_interval,
+            api_nodes,
             cancel.clone(),
         )));
         tasks.push(tokio::spawn(follow_placement(
             hosting.clone(),
+            cancel.clone(),
+        )));
+        tasks.push(tokio::spawn(mark_data_finalized(
+            node.clone(),
+            meta.clone(),
             cancel.clone(),
         )));
         let client = ConductorClient::new(seeds, CONTROLLER_CALL_DEADLINE)
@@ -304,6 +313,42 @@ async fn follow_placement(hosting: Arc<Hosting>, cancel: CancellationToken) {
     let mut rx = hosting.meta.watch();
     loop {
         hosting.sync().await;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = rx.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Data version of a data dir whose logs may hold entries of a cluster version above 1.
+const DATA_VERSION_FINALIZED: u8 = 3;
+
+/// Once the cluster version passes 1 the logs may hold entries a release before cluster
+/// versions cannot apply: raising the data dir to version 3 makes such a release refuse to
+/// start on it ("on-disk data version 3 is newer than this build supports") instead of
+/// diverging. Until then the data dir stays readable by it (rollback before finalize).
+async fn mark_data_finalized(
+    node: Arc<RaftNode>,
+    meta: Group<MetaState>,
+    cancel: CancellationToken,
+) {
+    let mut rx = meta.watch();
+    loop {
+        if meta.read_local(|m| m.cluster_version()) > BASE_VERSION {
+            match node.raise_data_version(DATA_VERSION_FINALIZED).await {
+                Ok(changed) => {
+                    if changed {
+                        info!(
+                            data_version = DATA_VERSION_FINALIZED,
+                            "cluster version finalized: releases before it can no longer open this data dir"
+                        );
+                    }
+                    return;
+                }
+                Err(e) => warn!(error = %e, "cannot raise the data version; retrying"),
+            }
+        }
         tokio::select! {
             _ = cancel.cancelled() => return,
             r = rx.changed() => if r.is_err() { return },

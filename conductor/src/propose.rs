@@ -102,6 +102,11 @@ impl ShardLeader {
         &self.group
     }
 
+    /// The node's copy of the active cluster version.
+    pub fn active(&self) -> &ActiveVersion {
+        &self.active
+    }
+
     pub async fn propose(&self, req: impl Into<ShardRequest>) -> Result<CommandOk, ProposeError> {
         let req = req.into();
         self.active.check(Kind::Shard(&req.command))?;

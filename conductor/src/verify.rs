@@ -34,7 +34,12 @@ pub struct GroupCheck {
     pub other_index: Vec<u64>,
     pub halted: BTreeMap<u64, String>,
     pub unreachable: Vec<u64>,
+    /// When replicas differ: the first keys whose values differ (or that some lack).
+    pub differing_keys: Vec<String>,
 }
+
+/// How many differing keys a report names.
+const KEYS_SHOWN: usize = 10;
 
 impl GroupCheck {
     /// Two replicas compared equal and none differs.
@@ -57,8 +62,9 @@ pub async fn verify(client: &ConductorClient) -> Result<Vec<GroupCheck>, String>
     Ok(out)
 }
 
-async fn fetch(http: &reqwest::Client, addr: &str, group: u64) -> Option<GroupDigest> {
-    let url = format!("http://{addr}{}", group_digest_path(group));
+async fn fetch(http: &reqwest::Client, addr: &str, group: u64, keys: bool) -> Option<GroupDigest> {
+    let query = if keys { "?keys=true" } else { "" };
+    let url = format!("http://{addr}{}{query}", group_digest_path(group));
     let resp = http.get(url).send().await.ok()?;
     if !resp.status().is_success() {
         return None;
@@ -77,7 +83,7 @@ async fn check_group(http: &reqwest::Client, pv: &PlacementView, group: u64) -> 
     for attempt in 0..ATTEMPTS {
         let asks = replicas
             .iter()
-            .map(|(id, addr)| async move { (*id, fetch(http, addr, group).await) });
+            .map(|(id, addr)| async move { (*id, fetch(http, addr, group, false).await) });
         answers = futures::future::join_all(asks).await;
         let mut indexes = answers
             .iter()
@@ -89,7 +95,46 @@ async fn check_group(http: &reqwest::Client, pv: &PlacementView, group: u64) -> 
         }
         tokio::time::sleep(PAUSE).await;
     }
-    judge(group, &answers)
+    let mut c = judge(group, &answers);
+    if c.verdict == Verdict::Differ {
+        let compared: Vec<&(u64, String)> = replicas
+            .iter()
+            .filter(|(id, _)| c.equal.contains(id) || c.differ.contains(id))
+            .collect();
+        let asks = compared
+            .iter()
+            .map(|(id, addr)| async move { (*id, fetch(http, addr, group, true).await) });
+        let keyed = futures::future::join_all(asks).await;
+        c.differing_keys = differing_keys(&keyed);
+    }
+    c
+}
+
+/// Keys whose value hash is not the same on every replica that answered (best effort: the
+/// replicas may have applied more since the digests were compared).
+fn differing_keys(answers: &[(u64, Option<GroupDigest>)]) -> Vec<String> {
+    let maps: Vec<&BTreeMap<String, String>> = answers
+        .iter()
+        .filter_map(|(_, a)| a.as_ref()?.keys.as_ref())
+        .collect();
+    let all: std::collections::BTreeSet<&String> = maps.iter().flat_map(|m| m.keys()).collect();
+    all.into_iter()
+        .filter(|k| {
+            let first = maps.first().and_then(|m| m.get(*k));
+            maps.iter().any(|m| m.get(*k) != first)
+        })
+        .take(KEYS_SHOWN)
+        .map(|k| {
+            let per: Vec<String> = answers
+                .iter()
+                .map(|(n, a)| {
+                    let v = a.as_ref().and_then(|d| d.keys.as_ref()?.get(k));
+                    format!("{n}:{}", v.map_or("absent", String::as_str))
+                })
+                .collect();
+            format!("{k} ({})", per.join(" "))
+        })
+        .collect()
 }
 
 /// Compares the running replicas at the index most of them share.
@@ -103,6 +148,7 @@ pub fn judge(group: u64, answers: &[(u64, Option<GroupDigest>)]) -> GroupCheck {
         other_index: Vec::new(),
         halted: BTreeMap::new(),
         unreachable: Vec::new(),
+        differing_keys: Vec::new(),
     };
     let mut by_index: BTreeMap<Option<u64>, Vec<&GroupDigest>> = BTreeMap::new();
     for (node, a) in answers {

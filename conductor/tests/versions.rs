@@ -26,6 +26,7 @@ async fn report(cl: &ConductorClient, c: &Cluster3, id: u64, feature_version: u3
         version: "9.9.9".into(),
         at: Timestamp::now(),
         feature_version,
+        api_nodes: Vec::new(),
     };
     cl.meta_command(&req).await.unwrap();
 }

@@ -239,6 +239,9 @@ pub async fn verify(conductors: &[String], json: bool) -> Result<(), DeployError
                 for (n, why) in &c.halted {
                     line += &format!("  HALTED node {n} {why}");
                 }
+                for k in &c.differing_keys {
+                    line += &format!("\n    key {k}");
+                }
                 line
             })
             .collect::<Vec<_>>()

@@ -1,7 +1,8 @@
 //! `magnum manage version show|finalize`: every conductor's binary version (from the registry
-//! its heartbeats keep), the active cluster version, and moving it up once every conductor
-//! supports more. API nodes do not register anywhere yet, so they are not listed.
+//! its heartbeats keep) and every API node's (as the conductors heard from them), the active
+//! cluster version, and moving it up once every node supports more.
 use crate::DeployError;
+use magnum_proto::meta::{recent_api_nodes, ApiNodeSeen};
 use magnum_proto::version::{BASE_VERSION, FEATURE_VERSION};
 use magnum_proto::{
     ClientError, ConductorClient, MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeState,
@@ -13,9 +14,6 @@ use std::time::Duration;
 
 /// A conductor silent this long is shown as down (Magnum's `service_down_time`).
 const DOWN_AFTER_SECS: i64 = 180;
-
-const API_NODES: &str = "API nodes do not register with the conductors yet; their versions are \
-                         not known here";
 
 #[derive(Debug, Serialize)]
 struct ConductorVersion {
@@ -35,9 +33,12 @@ struct Report {
     finalize_possible: bool,
     /// Conductors that report an older feature version than `target`.
     laggards: Vec<u64>,
+    /// API nodes heard from lately with an older feature version ("" for one before versions).
+    api_laggards: Vec<String>,
     reason: String,
     conductors: Vec<ConductorVersion>,
-    api_nodes: &'static str,
+    /// The API nodes the conductors heard from in the last `API_NODE_WINDOW_SECS`.
+    api_nodes: Vec<ApiNodeSeen>,
 }
 
 fn err(e: impl std::fmt::Display) -> DeployError {
@@ -72,7 +73,12 @@ fn report(pv: &PlacementView, services: &[ServiceRecord], active: u32, now: Time
         .filter(|c| c.feature_version < target)
         .map(|c| c.id)
         .collect();
-    let reason = if !laggards.is_empty() {
+    let api_nodes = recent_api_nodes(services, now);
+    let old_api: Vec<&ApiNodeSeen> = api_nodes
+        .iter()
+        .filter(|a| a.feature_version < target)
+        .collect();
+    let reason = if !laggards.is_empty() || !old_api.is_empty() {
         let names: Vec<String> = conductors
             .iter()
             .filter(|c| c.feature_version < target)
@@ -83,6 +89,11 @@ fn report(pv: &PlacementView, services: &[ServiceRecord], active: u32, now: Time
                     c.id, c.feature_version
                 )
             })
+            .chain(
+                old_api
+                    .iter()
+                    .map(|a| format!("{} (feature version {})", a.name(), a.feature_version)),
+            )
             .collect();
         format!(
             "cannot finalize {target}: upgrade {} first",
@@ -96,11 +107,12 @@ fn report(pv: &PlacementView, services: &[ServiceRecord], active: u32, now: Time
     Report {
         active,
         target,
-        finalize_possible: laggards.is_empty() && active < target,
+        finalize_possible: laggards.is_empty() && old_api.is_empty() && active < target,
+        api_laggards: old_api.iter().map(|a| a.url.clone()).collect(),
         laggards,
         reason,
         conductors,
-        api_nodes: API_NODES,
+        api_nodes,
     }
 }
 
@@ -142,7 +154,25 @@ fn table(r: &Report) -> String {
             c.feature_version
         );
     }
-    out += &format!("api nodes: {}\n", r.api_nodes);
+    for a in &r.api_nodes {
+        let url = if a.url.is_empty() {
+            "(before versions)"
+        } else {
+            &a.url
+        };
+        let version = if a.version.is_empty() {
+            "unknown"
+        } else {
+            &a.version
+        };
+        out += &format!(
+            "api node  {url:<28} crate {version:<10} feature {}\n",
+            a.feature_version
+        );
+    }
+    if r.api_nodes.is_empty() {
+        out += "api nodes: none heard from lately\n";
+    }
     let verdict = if r.finalize_possible {
         "possible"
     } else {
@@ -167,7 +197,7 @@ pub async fn show(conductors: &[String], json: bool) -> Result<(), DeployError> 
 /// the laggards otherwise.
 pub async fn finalize(conductors: &[String]) -> Result<(), DeployError> {
     let (cl, r) = collect(conductors).await?;
-    if !r.laggards.is_empty() {
+    if !r.laggards.is_empty() || !r.api_laggards.is_empty() {
         return Err(err(format!("refused: {}", r.reason)));
     }
     if r.active >= r.target {
@@ -214,6 +244,7 @@ mod tests {
             updated_at: Timestamp(at),
             version: "0.1.0".into(),
             feature_version,
+            api_nodes: Vec::new(),
         }
     }
 
@@ -241,5 +272,24 @@ mod tests {
         let r = report(&pv(&[1, 2, 3]), &all, 2, now);
         assert!(!r.finalize_possible);
         assert_eq!(r.reason, "already at 2");
+
+        // An API node before versions, heard from by conductor 1, blocks finalize.
+        let mut all = all;
+        all[0].api_nodes.push(magnum_proto::meta::ApiNodeSeen {
+            url: String::new(),
+            feature_version: 1,
+            version: String::new(),
+            last_seen: now,
+        });
+        let r = report(&pv(&[1, 2, 3]), &all, 1, now);
+        assert!(!r.finalize_possible);
+        assert_eq!(r.api_laggards, vec![String::new()]);
+        assert!(
+            r.reason
+                .contains("an API node before cluster versions (feature version 1)"),
+            "{}",
+            r.reason
+        );
+        assert!(table(&r).contains("(before versions)"));
     }
 }

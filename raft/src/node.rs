@@ -70,6 +70,17 @@ impl RaftNode {
         self.id
     }
 
+    /// The on-disk format version of this node's data dir.
+    pub fn data_version(&self) -> Result<u8, RaftError> {
+        crate::storage::upgrade::current(&self.store)
+    }
+
+    /// Raises the data dir's format version to `to` (see `storage/upgrade.rs`: builds that do
+    /// not know `to` then refuse to open it); true when it changed. Never lowers it.
+    pub async fn raise_data_version(&self, to: u8) -> Result<bool, RaftError> {
+        crate::storage::upgrade::raise(&self.store, to).await
+    }
+
     /// Opens this node's replica of `gid`: loads the persisted state into `logic` (via
     /// `StateMachineLogic::load`) and starts openraft. Call `Group::initialize` to form a new
     /// group; an existing one resumes from disk.

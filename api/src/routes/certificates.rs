@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use magnum_proto::wire::{SignCsr, SignResult};
-use magnum_proto::{CaKind, ClusterView, QueryResult, ShardCommand, ShardQuery, Timestamp};
+use magnum_proto::{CaKind, ClusterView, OpKind, QueryResult, ShardCommand, ShardQuery, Timestamp};
 use serde::Serialize;
 use serde_json::json;
 
@@ -191,7 +191,7 @@ async fn rotate(
     let now = Timestamp::now();
     let cmd = ShardCommand::RotateCa {
         id: c.cluster.uuid,
-        operation: super::cluster_update::operation(template, now),
+        operation: super::cluster_update::operation(&c.cluster, OpKind::RotateCa, template, now),
         at: now,
     };
     store.submit(shard, cmd).await?;

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use magnum_proto::{ShardCommand, Timestamp};
+use magnum_proto::{OpKind, ShardCommand, Timestamp};
 use serde_json::{json, Value};
 
 const SPECS: &[Spec] = &[
@@ -93,7 +93,7 @@ pub async fn resize(
         nodegroup: ng.uuid,
         node_count: u32::try_from(count).unwrap_or(u32::MAX),
         nodes_to_remove: remove,
-        operation: super::cluster_update::operation(template, now),
+        operation: super::cluster_update::operation(&view.cluster, OpKind::Update, template, now),
         at: now,
     };
     let shard = store.shard_of(&project).await?;

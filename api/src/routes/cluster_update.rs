@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use magnum_proto::{OpId, OperationRequest, ShardCommand, Timestamp};
+use magnum_proto::{Cluster, OpId, OpKind, OperationRequest, ShardCommand, Timestamp};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -103,7 +103,7 @@ pub async fn update(
             id: view.cluster.uuid,
             node_count: count,
             rollback,
-            operation: operation(template, now),
+            operation: operation(&view.cluster, OpKind::Update, template, now),
             at: now,
         };
         store.submit(shard, cmd).await?;
@@ -165,9 +165,11 @@ fn health_reason(
     }
 }
 
-/// What the user asked of an operation that updates the cluster's stack (update, resize,
+/// What the user asked of an operation `kind` that updates `cluster`'s stack (update, resize,
 /// upgrade, rotations); the conductor builds the operation from it.
 pub(crate) fn operation(
+    cluster: &Cluster,
+    kind: OpKind,
     template: magnum_proto::ClusterTemplate,
     now: Timestamp,
 ) -> OperationRequest {
@@ -177,5 +179,11 @@ pub(crate) fn operation(
         deadline: now.plus_secs(UPDATE_DEADLINE_SECS),
         template,
         trustor: None,
+        legacy: None,
     }
+    .readable_by_v1(
+        kind,
+        cluster.uuid,
+        magnum_drivers::stack_name(&cluster.name, cluster.uuid.0),
+    )
 }

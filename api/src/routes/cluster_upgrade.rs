@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use magnum_proto::{ShardCommand, Timestamp};
+use magnum_proto::{OpKind, ShardCommand, Timestamp};
 use serde_json::json;
 
 pub const SPECS: &[Spec] = &[
@@ -83,7 +83,7 @@ pub async fn upgrade(
         nodegroup: ng.uuid,
         template: new,
         max_batch_size: u32::try_from(batch).unwrap_or(1),
-        operation: super::cluster_update::operation(current, now),
+        operation: super::cluster_update::operation(&view.cluster, OpKind::Upgrade, current, now),
         at: now,
     };
     let shard = store.shard_of(&project).await?;

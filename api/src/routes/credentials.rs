@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::patch;
 use axum::{Json, Router};
-use magnum_proto::{ShardCommand, Timestamp};
+use magnum_proto::{OpKind, ShardCommand, Timestamp};
 use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
@@ -44,7 +44,12 @@ async fn rotate(
     let now = Timestamp::now();
     let cmd = ShardCommand::RotateCredential {
         id: c.cluster.uuid,
-        operation: super::cluster_update::operation(template, now),
+        operation: super::cluster_update::operation(
+            &c.cluster,
+            OpKind::RotateCredential,
+            template,
+            now,
+        ),
         at: now,
     };
     store.submit(shard, cmd).await?;

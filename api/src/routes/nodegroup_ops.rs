@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use magnum_proto::{
-    ClusterView, CommandOk, Labels, NodeGroup, NodeGroupId, OpId, OperationRequest, ShardCommand,
-    Taint, Timestamp,
+    Cluster, ClusterView, CommandOk, Labels, NodeGroup, NodeGroupId, OpId, OpKind,
+    OperationRequest, ShardCommand, Taint, Timestamp,
 };
 use serde_json::Value;
 
@@ -159,15 +159,28 @@ fn node_taints(v: &Value) -> Result<Vec<Taint>, ApiError> {
         .collect()
 }
 
-/// What the user asked of a nodegroup's create or delete; the conductor builds the operation.
-fn operation(template: magnum_proto::ClusterTemplate, now: Timestamp) -> OperationRequest {
+/// What the user asked of a nodegroup's create or delete (`kind`); the conductor builds the
+/// operation.
+fn operation(
+    c: &Cluster,
+    ng: &NodeGroup,
+    kind: OpKind,
+    template: magnum_proto::ClusterTemplate,
+    now: Timestamp,
+) -> OperationRequest {
     OperationRequest {
         id: OpId::new_v4(),
         started_at: now,
         deadline: now.plus_secs(NODEGROUP_DEADLINE_SECS),
         template,
         trustor: None,
+        legacy: None,
     }
+    .readable_by_v1(
+        kind,
+        c.uuid,
+        magnum_drivers::nodegroup_stack_name(&c.name, &ng.name, ng.uuid.0),
+    )
 }
 
 fn accepted(
@@ -281,7 +294,7 @@ pub async fn create(
     };
     let id = ng.uuid;
     let cmd = ShardCommand::CreateNodeGroup {
-        operation: operation(template, now),
+        operation: operation(&view.cluster, &ng, OpKind::NodeGroupCreate, template, now),
         nodegroup: ng,
         at: now,
     };
@@ -366,7 +379,7 @@ pub async fn delete(
     let cmd = ShardCommand::DeleteNodeGroup {
         cluster: view.cluster.uuid,
         nodegroup: n.uuid,
-        operation: operation(template, now),
+        operation: operation(&view.cluster, n, OpKind::NodeGroupDelete, template, now),
         at: now,
     };
     let shard = store.shard_of(&project).await?;

@@ -11,8 +11,8 @@ use crate::state::AppState;
 use crate::store::Store;
 use crate::version::ApiVersion;
 use magnum_proto::{
-    Cluster, ClusterId, ClusterStatus, NodeGroup, NodeGroupId, OpId, OperationRequest, Timestamp,
-    Trustor,
+    Cluster, ClusterId, ClusterStatus, NodeGroup, NodeGroupId, OpId, OpKind, OperationRequest,
+    Timestamp, Trustor,
 };
 use serde_json::Value;
 
@@ -316,7 +316,9 @@ pub async fn validate_create(
             roles: who.roles.clone(),
             token: who.token.clone(),
         }),
-    };
+        legacy: None,
+    }
+    .readable_by_v1(OpKind::Create, id, magnum_drivers::stack_name(&name, id.0));
     Ok(NewCluster {
         cluster,
         nodegroups,

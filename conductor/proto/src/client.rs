@@ -60,7 +60,21 @@ enum Attempt<T> {
 impl ConductorClient {
     /// `seeds`: host:port of conductor service listeners.
     pub fn new(seeds: Vec<String>, deadline: Duration) -> Result<Self, ClientError> {
+        Self::new_as(seeds, deadline, &wire::Caller::Tool)
+    }
+
+    /// A client whose calls say who makes them (API nodes: their URL, for `version show`).
+    pub fn new_as(
+        seeds: Vec<String>,
+        deadline: Duration,
+        caller: &wire::Caller,
+    ) -> Result<Self, ClientError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(&caller.header())
+            .map_err(|e| ClientError::Rejected(format!("caller header: {e}")))?;
+        headers.insert(wire::CALLER_HEADER, value);
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(Duration::from_millis(500))
             .timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(30))

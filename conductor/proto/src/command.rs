@@ -7,6 +7,7 @@ use crate::model::*;
 use crate::operation::OperationRequest;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A forwarded mutation. `request_id` makes a retry after an unknown outcome apply once.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -217,6 +218,16 @@ pub enum ShardCommand {
     NotificationsDelivered {
         epoch: u64,
         ids: Vec<String>,
+    },
+    /// Cluster version 2's one-time repair, proposed by the shard leader once that version is
+    /// active (`leader/migrate.rs`): releases before it did not persist the stack id a create
+    /// recorded, so a replica restarted between a stack's create and the end of that create
+    /// lost it. Sets each listed cluster's (and its default nodegroups') stack id, makes every
+    /// remembered answer show each cluster's stack id as the rows now hold it (none once the
+    /// cluster is gone), and records the repair as done; a repeat changes nothing.
+    RestoreStackIds {
+        epoch: u64,
+        stacks: BTreeMap<ClusterId, String>,
     },
 }
 

@@ -85,6 +85,7 @@ pub fn cluster_rows(
         deadline: now.plus_secs(3600),
         template: t.clone(),
         trustor: None,
+        legacy: None,
     };
     (
         cluster,

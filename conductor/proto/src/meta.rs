@@ -60,6 +60,55 @@ pub struct ServiceRecord {
     /// before versioning decode as 1.
     #[serde(default = "base_version")]
     pub feature_version: u32,
+    /// The API nodes this conductor heard from lately, as of its last heartbeat.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_nodes: Vec<ApiNodeSeen>,
+}
+
+/// An API node a conductor heard from: its calls carry `wire::CALLER_HEADER`; `url` is empty
+/// for API nodes before cluster versions, which do not say who they are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiNodeSeen {
+    pub url: String,
+    pub feature_version: u32,
+    /// Crate version; empty when unknown.
+    pub version: String,
+    pub last_seen: Timestamp,
+}
+
+/// How long an API node stays listed after a conductor last heard from it (an API node calls
+/// at least every 5 s; a conductor reports every 10 s by default).
+pub const API_NODE_WINDOW_SECS: i64 = 30;
+
+/// The API nodes any conductor heard from within [`API_NODE_WINDOW_SECS`] of `now`, one entry
+/// per URL (the latest), by URL.
+pub fn recent_api_nodes<'a>(
+    services: impl IntoIterator<Item = &'a ServiceRecord>,
+    now: Timestamp,
+) -> Vec<ApiNodeSeen> {
+    let cutoff = now.plus_secs(-API_NODE_WINDOW_SECS);
+    let mut by_url: BTreeMap<&str, &ApiNodeSeen> = BTreeMap::new();
+    for s in services.into_iter().flat_map(|s| &s.api_nodes) {
+        if s.last_seen < cutoff {
+            continue;
+        }
+        let e = by_url.entry(&s.url).or_insert(s);
+        if s.last_seen > e.last_seen {
+            *e = s;
+        }
+    }
+    by_url.into_values().cloned().collect()
+}
+
+impl ApiNodeSeen {
+    /// How the operator reads it.
+    pub fn name(&self) -> String {
+        if self.url.is_empty() {
+            "an API node before cluster versions".into()
+        } else {
+            format!("API node {}", self.url)
+        }
+    }
 }
 
 fn base_version() -> u32 {
@@ -77,6 +126,8 @@ pub enum MetaRequest {
         at: Timestamp,
         #[serde(default = "base_version")]
         feature_version: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        api_nodes: Vec<ApiNodeSeen>,
     },
     /// Add a conductor to the deployment; replicas then move to it. Repeating it with the same
     /// addresses is a no-op.
@@ -159,6 +210,8 @@ pub enum MetaCommand {
         at: Timestamp,
         #[serde(default = "base_version")]
         feature_version: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        api_nodes: Vec<ApiNodeSeen>,
     },
     /// The first membership and placement: at bootstrap, or adopted from the Raft memberships
     /// of a deployment that predates placement. Only applies while no node is known.

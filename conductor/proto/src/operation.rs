@@ -22,6 +22,38 @@ pub struct OperationRequest {
     /// Create: who delegates the cluster's trust (the token sealed by the conductor).
     #[serde(default)]
     pub trustor: Option<Trustor>,
+    /// What a conductor of cluster version 1 needs besides (see [`LegacyOperation`]).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<LegacyOperation>,
+}
+
+/// The rest of a whole [`Operation`], which conductors of cluster version 1 decode from a
+/// command (they took the kind, first step and stack name from the API node). API nodes send it
+/// until the previous release is one that has `OperationRequest`, so that such conductors can
+/// still apply the command while versions are mixed; `apply()` here ignores it. A request
+/// without it needs cluster version 2 (`version::min_version`): it never reaches a version 1 log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LegacyOperation {
+    pub cluster: ClusterId,
+    pub kind: OpKind,
+    pub step: Step,
+    pub stack_name: String,
+    pub retries: u32,
+}
+
+impl OperationRequest {
+    /// Adds the fields cluster version 1 conductors need to apply the command; `stack_name` is
+    /// the one `apply()` derives (the cluster's, or the nodegroup's for nodegroup operations).
+    pub fn readable_by_v1(mut self, kind: OpKind, cluster: ClusterId, stack_name: String) -> Self {
+        self.legacy = Some(LegacyOperation {
+            cluster,
+            kind,
+            step: kind.first_step(),
+            stack_name,
+            retries: 0,
+        });
+        self
+    }
 }
 
 impl OpKind {
@@ -82,6 +114,7 @@ mod tests {
             deadline: Timestamp(2),
             template: ClusterTemplate::default(),
             trustor: None,
+            legacy: None,
         };
         Operation::new(kind, ClusterId::new_v4(), &req, "k8s-abc".into())
     }
@@ -117,6 +150,40 @@ mod tests {
         assert_eq!(operation.deadline, op.deadline);
         assert_eq!(operation.template, op.template);
         assert_eq!(operation.trustor, op.trustor);
+        let legacy = operation
+            .legacy
+            .expect("a whole operation carries the v1 fields");
+        assert_eq!((legacy.cluster, legacy.retries), (op.cluster, 3));
+    }
+
+    /// What a version 1 conductor decodes from a command's `operation`: a whole `Operation`.
+    /// Its apply overrides kind, step and the kind-specific fields and keeps the rest.
+    #[test]
+    fn a_request_readable_by_v1_decodes_as_a_whole_operation() {
+        let cluster = ClusterId::new_v4();
+        let req = OperationRequest {
+            id: OpId::new_v4(),
+            started_at: Timestamp(1),
+            deadline: Timestamp(2),
+            template: ClusterTemplate::default(),
+            trustor: None,
+            legacy: None,
+        };
+        let compact = serde_json::to_value(&req).unwrap();
+        assert!(serde_json::from_value::<Operation>(compact).is_err());
+
+        let req = req.readable_by_v1(OpKind::Create, cluster, "k8s-abc".into());
+        let wire = serde_json::to_value(&req).unwrap();
+        let old: Operation = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(
+            old,
+            Operation::new(OpKind::Create, cluster, &req, "k8s-abc".into())
+        );
+        // And this release reads it back with the fields it sent.
+        assert_eq!(
+            serde_json::from_value::<OperationRequest>(wire).unwrap(),
+            req
+        );
     }
 
     #[test]

@@ -8,8 +8,10 @@ use crate::meta::MetaCommand;
 /// and a heartbeat without a feature field, read as this.
 pub const BASE_VERSION: u32 = 1;
 
-/// This binary's feature version. 2: `MetaCommand::SetClusterVersion` and the heartbeat's
-/// `feature_version`.
+/// This binary's feature version. 2: `MetaCommand::SetClusterVersion`, the heartbeat's
+/// `feature_version` and API nodes, operation requests without their version 1 fields
+/// (`OperationRequest::legacy`), the `RestoreStackIds` repair, and on-disk data version 3 once
+/// finalized.
 pub const FEATURE_VERSION: u32 = 2;
 
 /// Crate version of this binary (shown beside the feature version).
@@ -60,15 +62,29 @@ pub fn min_version(kind: Kind<'_>) -> u32 {
     use MetaCommand as M;
     use ShardCommand as S;
     match kind {
+        // Version 1 conductors decode a whole `Operation` in these (see `LegacyOperation`).
+        Kind::Shard(
+            S::CreateCluster { operation, .. }
+            | S::UpdateCluster { operation, .. }
+            | S::ResizeCluster { operation, .. }
+            | S::CreateNodeGroup { operation, .. }
+            | S::DeleteNodeGroup { operation, .. }
+            | S::UpgradeCluster { operation, .. }
+            | S::RotateCa { operation, .. }
+            | S::RotateCredential { operation, .. },
+        ) => {
+            if operation.legacy.is_some() {
+                1
+            } else {
+                2
+            }
+        }
         Kind::Shard(
             S::TakeOwnership { .. }
             | S::CreateTemplate { .. }
             | S::UpdateTemplate { .. }
             | S::DeleteTemplate { .. }
-            | S::CreateCluster { .. }
             | S::DeleteCluster { .. }
-            | S::UpdateCluster { .. }
-            | S::ResizeCluster { .. }
             | S::SetHealth { .. }
             | S::Advance { .. }
             | S::CreateQuota { .. }
@@ -78,17 +94,14 @@ pub fn min_version(kind: Kind<'_>) -> u32 {
             | S::CreateFederation { .. }
             | S::UpdateFederation { .. }
             | S::DeleteFederation { .. }
-            | S::CreateNodeGroup { .. }
             | S::UpdateNodeGroup { .. }
-            | S::DeleteNodeGroup { .. }
-            | S::UpgradeCluster { .. }
             | S::SyncStatus { .. }
             | S::SyncNodeGroupStatus { .. }
             | S::ObserveHealth { .. }
-            | S::RotateCa { .. }
-            | S::RotateCredential { .. }
             | S::NotificationsDelivered { .. },
         ) => 1,
+        // Run at finalize; version 1 conductors cannot decode it.
+        Kind::Shard(S::RestoreStackIds { .. }) => 2,
         Kind::Meta(
             M::Bootstrap(_)
             | M::Heartbeat { .. }
@@ -135,6 +148,28 @@ mod tests {
         assert_eq!(min_version(Kind::Rpc(Rpc::MultiQuery)), 1);
         // No kind needs more than this binary supports.
         assert!(min_version(Kind::Shard(&canary)) <= FEATURE_VERSION);
+    }
+
+    /// A request without its version 1 fields must not reach a log a version 1 replica applies.
+    #[test]
+    fn a_compact_operation_request_needs_version_2() {
+        let op = crate::OperationRequest {
+            id: crate::OpId::new_v4(),
+            started_at: crate::Timestamp(1),
+            deadline: crate::Timestamp(2),
+            template: crate::ClusterTemplate::default(),
+            trustor: None,
+            legacy: None,
+        };
+        let id = crate::ClusterId::new_v4();
+        let rotate = |operation| ShardCommand::RotateCa {
+            id,
+            operation,
+            at: crate::Timestamp(1),
+        };
+        assert_eq!(min_version(Kind::Shard(&rotate(op.clone()))), 2);
+        let v1 = op.readable_by_v1(crate::OpKind::RotateCa, id, "s".into());
+        assert_eq!(min_version(Kind::Shard(&rotate(v1))), 1);
     }
 
     #[test]

@@ -82,6 +82,45 @@ pub struct MultiQueryResult {
     pub answers: Vec<Option<crate::query::QueryResult>>,
 }
 
+/// Header every internal call of this release carries: `<role> <feature version> <crate
+/// version> [<url>]`, role `api` (an API node, with its public URL) or `tool` (anything else).
+/// A call without it comes from a release before cluster versions.
+pub const CALLER_HEADER: &str = "x-magnum-caller";
+
+/// Who makes internal calls, as [`CALLER_HEADER`] says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// An API node, by its public URL.
+    Api { url: String },
+    /// `magnum manage`, a conductor's own client, tests and benches.
+    Tool,
+}
+
+impl Caller {
+    /// The header value for this binary.
+    pub fn header(&self) -> String {
+        let (fv, cv) = (
+            crate::version::FEATURE_VERSION,
+            crate::version::CRATE_VERSION,
+        );
+        match self {
+            Caller::Api { url } => format!("api {fv} {cv} {url}"),
+            Caller::Tool => format!("tool {fv} {cv}"),
+        }
+    }
+
+    /// An API node's `(url, feature version, crate version)` from a header value.
+    pub fn parse_api(value: &str) -> Option<(String, u32, String)> {
+        let mut it = value.split_whitespace();
+        if it.next()? != "api" {
+            return None;
+        }
+        let fv = it.next()?.parse().ok()?;
+        let cv = it.next()?.to_string();
+        Some((it.next()?.to_string(), fv, cv))
+    }
+}
+
 /// Status a non-leader answers with; the body is [`NotLeader`].
 pub const NOT_LEADER_STATUS: u16 = 421;
 
@@ -167,6 +206,10 @@ pub struct GroupDigest {
     /// Set when the replica halted; its digest is of the state it stopped at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halted: Option<String>,
+    /// With `?keys=true`: every key (escaped) → the first 16 hex digits of its value's SHA-256,
+    /// so that `verify` can name the keys that differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// One replica's view of a group it hosts.
@@ -217,5 +260,24 @@ impl Topology {
     pub fn leader_of_group(&self, gid: u64) -> Option<&NodeInfo> {
         let leader = self.groups.iter().find(|g| g.group == gid)?.leader?;
         self.nodes.iter().find(|n| n.id == leader)
+    }
+}
+
+#[cfg(test)]
+mod caller_tests {
+    use super::*;
+
+    #[test]
+    fn api_caller_header_round_trips() {
+        let h = Caller::Api {
+            url: "http://127.0.0.1:9511".into(),
+        }
+        .header();
+        let (url, fv, cv) = Caller::parse_api(&h).unwrap();
+        assert_eq!(url, "http://127.0.0.1:9511");
+        assert_eq!(fv, crate::version::FEATURE_VERSION);
+        assert_eq!(cv, crate::version::CRATE_VERSION);
+        assert_eq!(Caller::parse_api(&Caller::Tool.header()), None);
+        assert_eq!(Caller::parse_api("api x 1 u"), None);
     }
 }

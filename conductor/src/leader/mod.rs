@@ -1,7 +1,8 @@
 //! What runs on a shard's leader, and only there: the ownership session (`ownership`: commit a
 //! new epoch, then run the rest under it), the operations' reconciler, status sync and health
-//! polling (`sync`), and delivery of the notification outbox (`notify`). Each fenced by the
-//! epoch, each stopped as soon as leadership is lost.
+//! polling (`sync`), delivery of the notification outbox (`notify`), and the one-time repairs a
+//! finalized cluster version brings (`migrate`). Each fenced by the epoch, each stopped as soon
+//! as leadership is lost.
 //!
 //! Depends on `shard` (the state it proposes to), `cloud` (Heat and Keystone) and `pki`; nothing
 //! here knows membership or the internal service.
@@ -10,6 +11,7 @@ use notify::Notifier;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+pub mod migrate;
 pub mod notify;
 pub(crate) mod ownership;
 pub mod reconciler;

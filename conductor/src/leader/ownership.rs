@@ -86,7 +86,8 @@ async fn lead(
         match leader.propose(take).await {
             Ok(CommandOk::Owned { epoch }) => {
                 info!(group = group.id(), epoch, "took ownership");
-                // Operations, status sync and health polling: all only on the shard leader.
+                // Operations, status sync, health polling and the version repairs: all only on the
+                // shard leader.
                 tokio::join!(
                     reconciler::run(
                         leader.clone(),
@@ -106,6 +107,12 @@ async fn lead(
                         leader.clone(),
                         epoch,
                         rcfg.clone(),
+                        cancel.clone()
+                    ),
+                    crate::leader::migrate::run(
+                        leader.clone(),
+                        cloud.clone(),
+                        epoch,
                         cancel.clone()
                     ),
                 );

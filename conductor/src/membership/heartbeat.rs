@@ -1,6 +1,7 @@
 //! Each conductor reports itself to the meta group's registry (`GET /v1/mservices`): a
 //! `Heartbeat` right after start and then every interval, sent through a `ConductorClient` so it
 //! reaches the meta leader wherever it is.
+use crate::membership::api_nodes::ApiNodes;
 use magnum_proto::{ConductorClient, MetaRequest, NodeId, Timestamp};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +12,7 @@ pub async fn run(
     host: String,
     seeds: Vec<String>,
     interval: Duration,
+    api_nodes: ApiNodes,
     cancel: CancellationToken,
 ) {
     // One beat must not outlive the next tick.
@@ -35,6 +37,7 @@ pub async fn run(
             version: env!("CARGO_PKG_VERSION").to_string(),
             at: Timestamp::now(),
             feature_version: magnum_proto::version::FEATURE_VERSION,
+            api_nodes: api_nodes.recent(),
         };
         tokio::select! {
             _ = cancel.cancelled() => return,

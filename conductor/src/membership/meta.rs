@@ -4,7 +4,7 @@
 use crate::membership::placement::Placement;
 use crate::propose::ActiveVersion;
 use crate::shard::persist::{dec, enc};
-use magnum_proto::meta::CONDUCTOR_BINARY;
+use magnum_proto::meta::{recent_api_nodes, ApiNodeSeen, CONDUCTOR_BINARY};
 pub use magnum_proto::meta::{Bootstrap, MetaCommand, MetaResponse, DEFAULT_REPLICAS};
 use magnum_proto::version::BASE_VERSION;
 use magnum_proto::{NodeEntry, NodeId, NodeState, PlacementView, ServiceRecord, Timestamp};
@@ -64,6 +64,7 @@ impl MetaState {
         version: String,
         at: Timestamp,
         feature_version: u32,
+        api_nodes: Vec<ApiNodeSeen>,
     ) -> ServiceRecord {
         let rec = self.services.entry(node).or_insert_with(|| ServiceRecord {
             id: node,
@@ -74,10 +75,12 @@ impl MetaState {
             updated_at: at,
             version: version.clone(),
             feature_version,
+            api_nodes: Vec::new(),
         });
         rec.host = host;
         rec.version = version;
         rec.feature_version = feature_version;
+        rec.api_nodes = api_nodes;
         rec.report_count = rec.report_count.saturating_add(1);
         // A late beat with an older clock never moves the row back in time.
         rec.updated_at = rec.updated_at.max(at);
@@ -128,12 +131,18 @@ impl MetaState {
     /// holds can differ while versions are mixed (a replica that was old when it applied a
     /// heartbeat dropped its `feature_version` until the next one), and `apply` must decide the
     /// same on every replica.
-    pub fn laggards(&self, version: u32) -> Vec<String> {
-        self.supported_versions()
+    /// API nodes count while a conductor reported hearing from them lately (as of `now`).
+    pub fn laggards(&self, version: u32, now: Timestamp) -> Vec<String> {
+        let conductors = self
+            .supported_versions()
             .into_iter()
             .filter(|(_, v)| *v < version)
-            .map(|(id, v)| format!("conductor {id} supports {v}"))
-            .collect()
+            .map(|(id, v)| format!("conductor {id} supports {v}"));
+        let api = recent_api_nodes(self.services.values(), now)
+            .into_iter()
+            .filter(|a| a.feature_version < version)
+            .map(|a| format!("{} supports {}", a.name(), a.feature_version));
+        conductors.chain(api).collect()
     }
 
     /// Never down; a repeat is a no-op. Decided from the committed version alone.
@@ -369,8 +378,9 @@ impl StateMachineLogic for MetaState {
                 version,
                 at,
                 feature_version,
+                api_nodes,
             } => {
-                let rec = self.heartbeat(node, host, version, at, feature_version);
+                let rec = self.heartbeat(node, host, version, at, feature_version, api_nodes);
                 self.put_row(service_key(node), &rec, writes);
                 MetaResponse::Service(rec)
             }

@@ -16,6 +16,7 @@ fn beat_v(node: u64, host: &str, at: i64, feature_version: u32) -> Vec<u8> {
         version: "1.2.3".into(),
         at: Timestamp(at),
         feature_version,
+        api_nodes: Vec::new(),
     })
     .unwrap()
 }
@@ -45,6 +46,7 @@ fn heartbeat_upserts_and_counts() {
             updated_at: Timestamp(100),
             version: "1.2.3".into(),
             feature_version: 2,
+            api_nodes: Vec::new(),
         }
     );
     apply(&mut m, &beat(1, "10.0.0.1:9512", 150));
@@ -278,8 +280,11 @@ fn cluster_version_goes_up_never_down_and_laggards_are_named() {
     apply(&mut m, &beat_v(1, "h1", 1, 3));
     apply(&mut m, &beat_v(2, "h2", 1, 2));
     // Above what conductor 2 supports: the proposer's check names it.
-    assert_eq!(m.laggards(3), vec!["conductor 2 supports 2".to_string()]);
-    assert!(m.laggards(2).is_empty());
+    assert_eq!(
+        m.laggards(3, Timestamp(0)),
+        vec!["conductor 2 supports 2".to_string()]
+    );
+    assert!(m.laggards(2, Timestamp(0)).is_empty());
     assert_eq!(
         apply(&mut m, &set_version(2)).0,
         MetaResponse::ClusterVersion(2)
@@ -298,7 +303,10 @@ fn cluster_version_goes_up_never_down_and_laggards_are_named() {
     // A registered conductor that never reported counts as 1.
     apply(&mut m, &add(3));
     apply(&mut m, &beat_v(2, "h2", 2, 3));
-    assert_eq!(m.laggards(3), vec!["conductor 3 supports 1".to_string()]);
+    assert_eq!(
+        m.laggards(3, Timestamp(0)),
+        vec!["conductor 3 supports 1".to_string()]
+    );
 }
 
 #[test]
@@ -331,4 +339,42 @@ fn old_heartbeats_decode_as_version_1_and_bootstrap_sets_the_version() {
     ));
     assert!(matches!(apply(&mut fresh, &b(None)).0, MetaResponse::Ok(_)));
     assert_eq!(fresh.cluster_version(), 2);
+}
+
+/// API nodes a conductor reported count as laggards while they are recent.
+#[test]
+fn api_nodes_reported_by_heartbeats_are_laggards_while_recent() {
+    use magnum_proto::meta::{ApiNodeSeen, API_NODE_WINDOW_SECS};
+    let mut m = MetaState::default();
+    apply(&mut m, &add(1));
+    let seen = |url: &str, fv| ApiNodeSeen {
+        url: url.into(),
+        feature_version: fv,
+        version: String::new(),
+        last_seen: Timestamp(1_000_000_000),
+    };
+    let beat = cmd(MetaCommand::Heartbeat {
+        node: 1,
+        host: "h1".into(),
+        version: "1".into(),
+        at: Timestamp(1_000_000_000),
+        feature_version: 2,
+        api_nodes: vec![seen("", 1), seen("http://api-2", 2)],
+    });
+    apply(&mut m, &beat);
+    let soon = Timestamp(1_000_000_000).plus_secs(5);
+    assert_eq!(
+        m.laggards(2, soon),
+        vec!["an API node before cluster versions supports 1".to_string()]
+    );
+    assert_eq!(
+        m.laggards(3, soon).len(),
+        3,
+        "the conductor and both API nodes"
+    );
+    let later = Timestamp(1_000_000_000).plus_secs(API_NODE_WINDOW_SECS + 1);
+    assert!(
+        m.laggards(2, later).is_empty(),
+        "a stopped API node drops out"
+    );
 }

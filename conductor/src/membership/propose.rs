@@ -49,7 +49,8 @@ impl MetaLeader {
     /// here, on the leader's registry, because `apply` cannot check them deterministically.
     fn check_support(&self, version: u32) -> Result<(), ProposeError> {
         let needed = version.max(SET_CLUSTER_VERSION_DECODERS);
-        let laggards = self.group.read_local(|m| m.laggards(needed));
+        let now = magnum_proto::Timestamp::now();
+        let laggards = self.group.read_local(|m| m.laggards(needed, now));
         if laggards.is_empty() {
             return Ok(());
         }

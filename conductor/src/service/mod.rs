@@ -1,12 +1,13 @@
 //! The conductor's service listener: forwarded mutations and linearizable reads from API nodes,
 //! and the topology they route by. JSON bodies in a versioned envelope (`magnum_proto::wire`).
+use crate::membership::api_nodes::{self, ApiNodes};
 use crate::membership::hosting::Hosting;
 use crate::membership::meta::{MetaCommand, MetaResponse, MetaState};
 use crate::membership::propose::MetaLeader;
 use crate::propose::{ProposeError, ShardLeader};
 use crate::shard::logic::ShardLogic;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,12 +21,14 @@ use magnum_proto::{
     ShardRequest, ShardResponse,
 };
 use magnum_raft::{Group, GroupStatus, NodeAddr, WriteError};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct ServiceState {
     pub node: NodeId,
+    /// The API nodes that called (reported with the heartbeat).
+    pub api_nodes: ApiNodes,
     pub hosting: Arc<Hosting>,
     /// Opens the sealed CA keys for signing.
     pub cert_key: crate::pki::sealing::CertKey,
@@ -52,6 +55,10 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route("/internal/v1/groups/{group}/members", post(set_members))
         .route("/internal/v1/groups/{group}/transfer", post(transfer))
         .route("/internal/v1/groups/{group}/digest", get(digest))
+        .layer(axum::middleware::from_fn_with_state(
+            state.api_nodes.clone(),
+            api_nodes::record,
+        ))
         .with_state(state)
 }
 
@@ -159,6 +166,7 @@ async fn command(
         ShardCommand::TakeOwnership { .. }
             | ShardCommand::Advance { .. }
             | ShardCommand::NotificationsDelivered { .. }
+            | ShardCommand::RestoreStackIds { .. }
     ) {
         return Err(SvcError::BadRequest(
             "internal command not accepted from clients".into(),
@@ -242,12 +250,14 @@ async fn meta_command(
             version,
             at,
             feature_version,
+            api_nodes,
         } => MetaCommand::Heartbeat {
             node: node.0,
             host,
             version,
             at,
             feature_version,
+            api_nodes,
         },
         MetaRequest::AddNode { id, raft, service } => {
             if raft.parse::<std::net::SocketAddr>().is_err()
@@ -391,46 +401,72 @@ async fn transfer(
 }
 
 /// This replica's digest of `group` (`magnum manage verify` compares replicas).
+#[derive(serde::Deserialize)]
+struct DigestParams {
+    #[serde(default)]
+    keys: bool,
+}
+
 async fn digest(
     State(s): State<Arc<ServiceState>>,
     Path(group): Path<u64>,
+    Query(p): Query<DigestParams>,
 ) -> Result<Response, SvcError> {
-    let (applied_index, digest, st) = if group == wire::META_GROUP {
-        let (i, d) = digest_of(s.meta()).await?;
-        (i, d, s.meta().status())
+    let (d, st) = if group == wire::META_GROUP {
+        (digest_of(s.meta(), p.keys).await?, s.meta().status())
     } else {
         let g = u32::try_from(group.saturating_sub(1))
             .ok()
             .and_then(|shard| s.hosting.shard(shard))
             .ok_or_else(|| SvcError::NotFound(format!("group {group} is not hosted here")))?;
-        let (i, d) = digest_of(&g).await?;
-        (i, d, g.status())
+        (digest_of(&g, p.keys).await?, g.status())
     };
     Ok(Json(GroupDigest {
         group,
         node: s.node,
-        applied_index,
-        digest,
+        applied_index: d.applied,
+        digest: d.digest,
         halted: st.halted.map(|h| h.to_string()),
+        keys: d.keys,
     })
     .into_response())
 }
 
-/// SHA-256 over length-prefixed key and value of every pair, in key order.
+struct Digest {
+    applied: Option<u64>,
+    digest: String,
+    keys: Option<BTreeMap<String, String>>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 over length-prefixed key and value of every pair, in key order; with `keys`, also
+/// each key's value hash.
 async fn digest_of<L: magnum_raft::StateMachineLogic>(
     g: &Group<L>,
-) -> Result<(Option<u64>, String), SvcError> {
-    use sha2::{Digest, Sha256};
+    keys: bool,
+) -> Result<Digest, SvcError> {
+    use sha2::{Digest as _, Sha256};
     g.scan_applied(|applied, pairs| {
         let mut h = Sha256::new();
+        let mut per_key = keys.then(BTreeMap::new);
         for (k, v) in pairs {
             h.update((k.len() as u64).to_be_bytes());
             h.update(&k);
             h.update((v.len() as u64).to_be_bytes());
             h.update(&v);
+            if let Some(m) = per_key.as_mut() {
+                let name = k.escape_ascii().to_string();
+                m.insert(name, hex(&Sha256::digest(&v)[..8]));
+            }
         }
-        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        (applied, hex)
+        Digest {
+            applied,
+            digest: hex(&h.finalize()),
+            keys: per_key,
+        }
     })
     .await
     .map_err(|e| SvcError::Unavailable(e.to_string()))

@@ -108,6 +108,7 @@ impl ShardState {
                 .map(|o| o.template.clone())
                 .unwrap_or_default(),
             trustor: None,
+            legacy: None,
         };
         let stack_name = previous.map(|o| o.stack_name).unwrap_or_default();
         self.rows

@@ -9,6 +9,7 @@ mod clusters;
 mod federation;
 pub mod logic;
 pub mod messages;
+pub mod migrate;
 mod nodegroups;
 mod notify;
 pub mod persist;

@@ -34,6 +34,11 @@ pub fn encode_key(k: &Key) -> Vec<u8> {
             v.extend_from_slice(name.as_bytes());
             v
         }
+        Key::Migration(name) => {
+            let mut v = b"m/".to_vec();
+            v.extend_from_slice(name.as_bytes());
+            v
+        }
         Key::Quota(p, r) => {
             let mut v = b"q/".to_vec();
             v.extend_from_slice(p.0.as_bytes());
@@ -91,6 +96,7 @@ pub fn row(state: &ShardState, k: &Key) -> Result<Option<Vec<u8>>, serde_json::E
         Key::Canary(name) => some(rows.canaries().get(name)),
         Key::Notification(id) => some(rows.outbox().get(id)),
         Key::Quota(p, r) => some(rows.quotas().get(&(p.clone(), r.clone()))),
+        Key::Migration(name) => some(rows.migrated(name).then_some(&true)),
     }
 }
 
@@ -129,6 +135,10 @@ pub fn load(
                 let name = String::from_utf8(k[2..].to_vec()).map_err(|e| e.to_string())?;
                 let value: String = dec(&v)?;
                 rows.put_canary(&name, &value);
+            }
+            Some(b"m/") => {
+                let name = String::from_utf8(k[2..].to_vec()).map_err(|e| e.to_string())?;
+                rows.mark_migrated(&name);
             }
             // Keys of the storage layer itself (e.g. last applied) are not ours.
             _ => {}

@@ -20,6 +20,8 @@ pub enum Key {
     Canary(String),
     Federation(FederationId),
     Notification(String),
+    /// A one-time repair that ran (`migrate`).
+    Migration(String),
 }
 
 /// The persisted state of a shard. Reads are plain `&` accessors; writes go through the
@@ -41,6 +43,8 @@ pub struct Rows {
     federations: BTreeMap<FederationId, Federation>,
     /// CADF notifications not yet delivered (`notify`).
     outbox: BTreeMap<String, Notification>,
+    /// One-time repairs done (`migrate`).
+    migrations: BTreeSet<String>,
     /// Keys changed since the last `take_dirty`; not part of the state.
     dirty: BTreeSet<Key>,
 }
@@ -114,6 +118,10 @@ impl Rows {
 
     pub fn outbox(&self) -> &BTreeMap<String, Notification> {
         &self.outbox
+    }
+
+    pub fn migrated(&self, name: &str) -> bool {
+        self.migrations.contains(name)
     }
 }
 
@@ -311,5 +319,21 @@ impl Rows {
         let n = self.outbox.remove(id)?;
         self.mark(Key::Notification(id.to_string()));
         Some(n)
+    }
+
+    pub(crate) fn mark_migrated(&mut self, name: &str) {
+        self.migrations.insert(name.to_string());
+        self.mark(Key::Migration(name.to_string()));
+    }
+
+    /// Rewrites every remembered answer with `f` (all of them are written again).
+    pub(crate) fn patch_answers(&mut self, mut f: impl FnMut(&mut ShardResponse)) {
+        let ids: Vec<RequestId> = self.requests.keys().copied().collect();
+        for (_, resp) in self.requests.values_mut() {
+            f(resp);
+        }
+        for id in ids {
+            self.mark(Key::Request(id));
+        }
     }
 }

@@ -226,6 +226,10 @@ impl ShardState {
                 self.check_epoch(*epoch)?;
                 self.notifications_delivered(ids)
             }
+            ShardCommand::RestoreStackIds { epoch, stacks } => {
+                self.check_epoch(*epoch)?;
+                Ok(self.restore_stack_ids(stacks))
+            }
         }
     }
 

@@ -1,16 +1,18 @@
 //! DataVersion: the on-disk format version in the root tree, and the chain of steps that brings
-//! older data to [`DATA_VERSION`] at open, before any group starts.
+//! older data to [`DATA_VERSION`] at open, before any group starts; later versions only on
+//! request ([`raise`]), once the deployment allows it.
 //!
 //! Each step is idempotent and commits its progress as it goes (one atomic batch per unit of
 //! work), so a crash anywhere in the middle is resumed by running the step again at the next
 //! open. While a step runs, the root tree holds `upgrading = [from, to]`; the version is bumped
 //! (and the marker removed) in one batch once the step completed. Data newer than this build
-//! is refused (no downgrade).
+//! supports ([`NEWEST_DATA_VERSION`]) is refused (no downgrade).
 //!
 //! | version | format |
 //! |---|---|
 //! | 1 | every release before this chain; a group's snapshot is one engine value (`snapshot`) |
 //! | 2 | a group's snapshot is a file under `snapshots/g{gid}/`, the engine keeps `snapshot_ref` |
+//! | 3 | as 2; raised by the application once its logs may hold entries a build that knows only 2 cannot apply (the conductor: cluster version finalized past 1), so such a build refuses the data dir |
 
 use std::io;
 
@@ -24,13 +26,18 @@ use crate::codec;
 use crate::error::RaftError;
 use crate::types::{GroupId, SnapshotMeta};
 
-/// On-disk format written by this build.
+/// On-disk format a fresh store gets and an older one is brought to at open.
 pub(crate) const DATA_VERSION: u8 = 2;
+/// The newest format this build opens (reached only through [`raise`]).
+pub(crate) const NEWEST_DATA_VERSION: u8 = 3;
 const KEY_DATA_VERSION: &[u8] = b"magnum-raft/data_version";
 const KEY_UPGRADING: &[u8] = b"magnum-raft/upgrading";
 
 /// The steps, in order: `STEPS[i]` upgrades version `i + 1` to `i + 2`.
-const STEPS: &[&str] = &["v1→v2: move each group's snapshot from an engine value into a file"];
+const STEPS: &[&str] = &[
+    "v1→v2: move each group's snapshot from an engine value into a file",
+    "v2→v3: no format change; marks data that builds knowing only v2 must not open",
+];
 
 /// Where tests make an upgrade stop as a crash would (production: none).
 #[derive(Clone, Debug, Default)]
@@ -68,33 +75,75 @@ pub(crate) async fn run(store: &Store, fp: &Failpoints) -> Result<(), RaftError>
             return Ok(());
         }
     };
-    if version > DATA_VERSION {
+    if version > NEWEST_DATA_VERSION {
         return Err(RaftError::DataVersion(version));
     }
     if let Some(m) = root.get(KEY_UPGRADING)? {
         tracing::warn!(marker = ?m, "resuming an interrupted data upgrade");
     }
     while version < DATA_VERSION {
-        let step = STEPS
-            .get(usize::from(version) - 1)
-            .ok_or_else(|| fail(format!("no step from version {version}")))?;
-        tracing::info!(from = version, to = version + 1, step, "data upgrade");
-        root.insert(KEY_UPGRADING, &[version, version + 1])?;
-        store.engine.flush_blocking()?;
-        match version {
-            1 => v1_snapshots_to_files(store, fp).await?,
-            _ => return Err(fail(format!("no step from version {version}"))),
-        }
-        if fp.before_version_bump {
-            return Err(failpoint("before_version_bump"));
-        }
-        let mut batch = WriteBatch::default();
-        batch.put(KEY_DATA_VERSION, [version + 1]);
-        batch.delete(KEY_UPGRADING);
-        root.apply_batch(batch).await?;
-        store.engine.flush_blocking()?;
+        step(store, version, fp).await?;
         version += 1;
     }
+    Ok(())
+}
+
+/// The on-disk format version of an opened store.
+pub(crate) fn current(store: &Store) -> Result<u8, RaftError> {
+    let v = store
+        .engine
+        .root()
+        .get(KEY_DATA_VERSION)?
+        .ok_or_else(|| fail("no data version"))?;
+    v.first()
+        .copied()
+        .ok_or_else(|| fail("empty data version record"))
+}
+
+/// Brings an open store to `to` (at most [`NEWEST_DATA_VERSION`]); true when it changed. Only
+/// steps that need no group quiesced belong past [`DATA_VERSION`].
+pub(crate) async fn raise(store: &Store, to: u8) -> Result<bool, RaftError> {
+    if to > NEWEST_DATA_VERSION {
+        return Err(fail(format!(
+            "data version {to} is newer than this build supports"
+        )));
+    }
+    let mut version = current(store)?;
+    let changed = version < to;
+    while version < to {
+        step(store, version, &Failpoints::default()).await?;
+        version += 1;
+    }
+    Ok(changed)
+}
+
+/// One step, `version` → `version + 1`, with the `upgrading` marker around it.
+async fn step(store: &Store, version: u8, fp: &Failpoints) -> Result<(), RaftError> {
+    let root = store.engine.root();
+    let name = STEPS
+        .get(usize::from(version) - 1)
+        .ok_or_else(|| fail(format!("no step from version {version}")))?;
+    tracing::info!(
+        from = version,
+        to = version + 1,
+        step = name,
+        "data upgrade"
+    );
+    root.insert(KEY_UPGRADING, &[version, version + 1])?;
+    store.engine.flush_blocking()?;
+    match version {
+        1 => v1_snapshots_to_files(store, fp).await?,
+        2 => {}
+        _ => return Err(fail(format!("no step from version {version}"))),
+    }
+    if fp.before_version_bump {
+        return Err(failpoint("before_version_bump"));
+    }
+    let mut batch = WriteBatch::default();
+    batch.put(KEY_DATA_VERSION, [version + 1]);
+    batch.delete(KEY_UPGRADING);
+    root.apply_batch(batch).await?;
+    store.engine.flush_blocking()?;
     Ok(())
 }
 
@@ -254,11 +303,29 @@ mod tests {
         assert_eq!(version(&s), (Some(vec![DATA_VERSION]), None));
         s.engine
             .root()
-            .insert(KEY_DATA_VERSION, &[DATA_VERSION + 1])
+            .insert(KEY_DATA_VERSION, &[NEWEST_DATA_VERSION + 1])
             .unwrap();
         assert!(matches!(
             run(&s, &Failpoints::default()).await,
-            Err(RaftError::DataVersion(v)) if v == DATA_VERSION + 1
+            Err(RaftError::DataVersion(v)) if v == NEWEST_DATA_VERSION + 1
         ));
+    }
+
+    /// Version 3 only on request, kept at the next open, and never past what this build knows.
+    #[tokio::test]
+    async fn raised_version_is_kept_and_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let s = store(tmp.path());
+            run(&s, &Failpoints::default()).await.unwrap();
+            assert_eq!(current(&s).unwrap(), DATA_VERSION);
+            assert!(raise(&s, NEWEST_DATA_VERSION).await.unwrap());
+            assert!(!raise(&s, NEWEST_DATA_VERSION).await.unwrap());
+            assert!(!raise(&s, DATA_VERSION).await.unwrap());
+            assert!(raise(&s, NEWEST_DATA_VERSION + 1).await.is_err());
+        }
+        let s = store(tmp.path());
+        run(&s, &Failpoints::default()).await.unwrap();
+        assert_eq!(version(&s), (Some(vec![NEWEST_DATA_VERSION]), None));
     }
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the previous release (the commit on the first line of deploy/upgrade/previous-release)
+# from this repository's git history, in its own source and target dirs, and prints the
+# directory holding its tree (with its own deploy/local-cluster.sh) and its binary:
+#   <dir>/src        the release's tree
+#   <dir>/magnum     its binary
+# Idempotent: a finished build is reused. Environment: MAGNUM_PREVIOUS_DIR (default
+# target/previous-release/<commit> in this checkout).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+commit=$(head -n 1 "$root/deploy/upgrade/previous-release" | tr -d '[:space:]')
+if ! git -C "$root" cat-file -e "$commit^{commit}" 2>/dev/null; then
+  echo "build-previous: commit $commit is not in this clone's history (a shallow clone? run 'git fetch --unshallow')" >&2
+  exit 1
+fi
+dir=${MAGNUM_PREVIOUS_DIR:-$root/target/previous-release/$commit}
+if [ -x "$dir/magnum" ]; then
+  echo "$dir"
+  exit 0
+fi
+mkdir -p "$dir"
+rm -rf "$dir/src"
+mkdir -p "$dir/src"
+git -C "$root" archive "$commit" | tar -x -C "$dir/src"
+echo "build-previous: building $commit (its own target dir, $dir/target)" >&2
+(cd "$dir/src" && CARGO_TARGET_DIR="$dir/target" cargo build -q -p magnum-deploy) >&2
+cp "$dir/target/debug/magnum" "$dir/magnum.tmp"
+mv "$dir/magnum.tmp" "$dir/magnum"
+echo "$dir"
