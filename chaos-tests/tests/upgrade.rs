@@ -1,7 +1,8 @@
 //! The mixed-version test (issue 15): a deployment of the previous release (built from git
 //! history, `deploy/upgrade/previous-release`) is upgraded to HEAD one process at a time, as an
 //! operator does it with `local-cluster.sh` (edit the binary in `DIR/<name>.cmd`, stop, start),
-//! under a continuous client workload through both API nodes. Seeded (`MAGNUM_UPGRADE_SEED`):
+//! under a continuous client workload through both API nodes: one API node, then each conductor,
+//! then the other API node, so that every old/new pairing of API node and conductor serves. Seeded (`MAGNUM_UPGRADE_SEED`):
 //! the conductor order, which conductor is SIGKILLed in the middle of its upgrade and which one
 //! is rolled back to the old binary before finalize.
 //!
@@ -576,6 +577,8 @@ async fn rolling_upgrade_from_the_previous_release_under_load() {
     let rolled_back = order[rng.gen_range(0..3)];
     eprintln!("order {order:?}, SIGKILL {killed} after {kill_after:?}, roll back {rolled_back}");
 
+    // One API node goes first, so that a new API node meets old conductors too.
+    op.move_api(1, &new).await;
     for &id in &order {
         let kill = (id == killed).then_some(kill_after);
         op.move_conductor(id, &new, kill).await;
@@ -602,7 +605,6 @@ async fn rolling_upgrade_from_the_previous_release_under_load() {
     op.move_conductor(rolled_back, &new, None).await;
 
     op.move_api(0, &new).await;
-    op.move_api(1, &new).await;
 
     op.finalize().await;
     let shown = op.manage(&["version", "show"]);
