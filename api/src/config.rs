@@ -87,6 +87,11 @@ pub struct ValidationSettings {
     pub delete_timeout: Duration,
     /// Attempts of a template PATCH that loses a version race.
     pub update_attempts: u32,
+    /// Largest `node_count` of a nodegroup (create, PATCH, resize): a million was accepted
+    /// and sent to Heat. Default 5000, Kubernetes' documented largest cluster.
+    pub max_node_count: i64,
+    /// Largest `master_count` (odd, as upstream requires). Default 7, etcd's largest advised.
+    pub max_master_count: i64,
 }
 
 impl Default for ValidationSettings {
@@ -99,6 +104,8 @@ impl Default for ValidationSettings {
             deadline_slack: Duration::from_secs(600),
             delete_timeout: Duration::from_secs(70 * 60),
             update_attempts: 3,
+            max_node_count: 5000,
+            max_master_count: 7,
         }
     }
 }

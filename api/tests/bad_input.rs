@@ -214,3 +214,93 @@ async fn fuzzish_inputs_never_5xx() {
     assert!(h.backend.command_count() >= before);
     assert!(h.backend.all_clusters().is_empty());
 }
+
+/// Sizes a cloud cannot serve are refused before anything is stored: labels over 64 KiB, a
+/// node count over the deployment's limit (create, PATCH, resize, nodegroup create), a master
+/// count over its limit.
+#[tokio::test]
+async fn oversized_labels_and_counts_are_refused() {
+    let h = harness();
+    h.template("member-a", json!({})).await;
+    let id = h
+        .cluster(
+            "member-a",
+            json!({"name": "c1", "cluster_template_id": "k8s-tmpl"}),
+        )
+        .await;
+    let before = h.backend.command_count();
+    let huge = json!({"k": "v".repeat(70_000)});
+    let version = ("OpenStack-API-Version", "container-infra latest");
+    let cases = [
+        (
+            "POST",
+            "/v1/clustertemplates".to_string(),
+            json!({"name": "t2", "coe": "kubernetes", "image_id": "fedora-coreos-40", "labels": huge}),
+            "labels take",
+        ),
+        (
+            "POST",
+            "/v1/clusters".to_string(),
+            json!({"name": "c2", "cluster_template_id": "k8s-tmpl", "labels": huge}),
+            "labels take",
+        ),
+        (
+            "POST",
+            "/v1/clusters".to_string(),
+            json!({"name": "c3", "cluster_template_id": "k8s-tmpl", "node_count": 1_000_000}),
+            "lower or equal to 5000",
+        ),
+        (
+            "POST",
+            "/v1/clusters".to_string(),
+            json!({"name": "c4", "cluster_template_id": "k8s-tmpl", "master_count": 9, "master_lb_enabled": true}),
+            "lower or equal to 7",
+        ),
+        (
+            "PATCH",
+            format!("/v1/clusters/{id}"),
+            json!([{"op": "replace", "path": "/node_count", "value": 1_000_000}]),
+            "lower or equal to 5000",
+        ),
+        (
+            "POST",
+            format!("/v1/clusters/{id}/actions/resize"),
+            json!({"node_count": 5001}),
+            "lower or equal to 5000",
+        ),
+        (
+            "POST",
+            format!("/v1/clusters/{id}/nodegroups"),
+            json!({"name": "ng", "node_count": 5001}),
+            "lower or equal to 5000",
+        ),
+        (
+            "POST",
+            format!("/v1/clusters/{id}/nodegroups"),
+            json!({"name": "ng", "node_labels": huge}),
+            "labels take",
+        ),
+    ];
+    for (method, path, body, want) in cases {
+        let r = h
+            .req(method, &path)
+            .token("member-a")
+            .header(version.0, version.1)
+            .json(body)
+            .send()
+            .await;
+        assert_eq!(
+            r.status,
+            400,
+            "{method} {path}: {}",
+            &r.raw[..r.raw.len().min(300)]
+        );
+        assert!(
+            r.raw.contains(want),
+            "{method} {path}: {}",
+            &r.raw[..r.raw.len().min(300)]
+        );
+        assert!(r.raw.len() < 1000, "the refusal does not echo the input");
+    }
+    assert_eq!(h.backend.command_count(), before, "nothing was committed");
+}

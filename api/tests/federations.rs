@@ -220,3 +220,32 @@ async fn bad_input_is_400_and_persists_nothing() {
     assert_error(&h.delete(path, "reader-a").await, 403, "federation:delete");
     assert_nothing_persisted(&h, before);
 }
+
+/// A federation names only clusters its creator can see: another project's cluster is refused
+/// at create and in a `member_ids` replace, as an unknown one is.
+#[tokio::test]
+async fn members_must_be_visible_clusters() {
+    let h = harness();
+    let (_, m1, _) = setup(&h).await;
+    h.template("member-b", json!({"name": "tb"})).await;
+    let other = h
+        .cluster(
+            "member-b",
+            json!({"cluster_template_id": "tb", "name": "theirs"}),
+        )
+        .await;
+    for members in [json!([other]), json!([m1, "no-such-cluster"])] {
+        let body = json!({"hostcluster_id": "host", "properties": props(), "member_ids": members});
+        let r = h.post("/v1/federations", "member-a", body).await;
+        assert_eq!(r.status, 400, "{}", r.raw);
+        assert!(r.raw.contains("could not be found"), "{}", r.raw);
+    }
+    let body = json!({"name": "fed", "hostcluster_id": "host", "properties": props(), "member_ids": ["m1"]});
+    let r = h.post("/v1/federations", "member-a", body).await;
+    assert_eq!(r.status, 202, "{}", r.raw);
+    let r = h.get("/v1/federations/fed", "member-a").await;
+    assert_eq!(r.body["member_ids"], json!([m1]), "stored by uuid");
+    let replace = json!([{"op": "replace", "path": "/member_ids", "value": [other]}]);
+    let r = h.patch("/v1/federations/fed", "member-a", replace).await;
+    assert_eq!(r.status, 400, "{}", r.raw);
+}

@@ -36,6 +36,8 @@ pub enum ConductorError {
     Listen(SocketAddr, std::io::Error),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("data dir {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
 }
 
 #[derive(Clone)]
@@ -74,6 +76,7 @@ pub struct Conductor {
 
 impl Conductor {
     pub async fn start(cfg: ConductorConfig) -> Result<Self, ConductorError> {
+        owner_only_dir(&cfg.data_dir)?;
         let node = RaftNode::open(cfg.node_id, &cfg.data_dir.join("raft"), cfg.raft.clone())?;
         let meta = node.open_group(0, MetaState::default()).await?;
         if let Some(b) = meta.read_local(|m| m.bootstrap.clone()) {
@@ -192,6 +195,19 @@ impl Conductor {
         }
         self.node.shutdown().await;
     }
+}
+
+/// The data dir holds every project's rows and sealed keys: owner only (0700), also when an
+/// earlier release created it readable by others.
+fn owner_only_dir(dir: &std::path::Path) -> Result<(), ConductorError> {
+    let e = |err| ConductorError::DataDir(dir.to_path_buf(), err);
+    std::fs::create_dir_all(dir).map_err(e)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(e)?;
+    }
+    Ok(())
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ConductorError> {

@@ -131,7 +131,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
     let Some(key_file) = &c.cert_key_file else {
         return Err(DeployError::Args(
             "--cert-key-file (or MAGNUM_CERT_KEY_FILE) is required: the key that seals cluster \
-             private keys; `openssl rand -hex 32 > FILE` makes one"
+             private keys; `(umask 077; openssl rand -hex 32 > FILE)` makes one"
                 .into(),
         ));
     };

@@ -72,6 +72,11 @@ pub async fn resize(
     let count = f
         .int("node_count")
         .ok_or_else(|| ApiError::bad_request("Mandatory field missing: node_count"))?;
+    fields::check_count(
+        "node_count",
+        count,
+        state.settings.validation.max_node_count,
+    )?;
     if count == 0 && !ctx.version.at_least(1, 10) {
         return Err(ApiError::bad_request(
             "Resizing a nodegroup to zero is not supported in the provided microversion.",

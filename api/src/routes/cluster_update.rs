@@ -98,7 +98,8 @@ pub async fn update(
         store.submit(shard, cmd).await?;
     }
     if delta.contains("node_count") {
-        let count = node_count(&ctx, &new["node_count"])?;
+        let max = state.settings.validation.max_node_count;
+        let count = node_count(&ctx, &new["node_count"], max)?;
         let cmd = ShardCommand::UpdateCluster {
             id: view.cluster.uuid,
             node_count: count,
@@ -127,7 +128,7 @@ fn changed(old: &Value, new: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn node_count(ctx: &Ctx, v: &Value) -> Result<u32, ApiError> {
+fn node_count(ctx: &Ctx, v: &Value, max: i64) -> Result<u32, ApiError> {
     let spec = fields::field(
         "node_count",
         Kind::Int {
@@ -139,6 +140,7 @@ fn node_count(ctx: &Ctx, v: &Value) -> Result<u32, ApiError> {
         fields::Val::Int(n) => n,
         _ => return Err(fields::invalid("node_count", v, "Mandatory field missing.")),
     };
+    fields::check_count("node_count", n, max)?;
     if n == 0 && !ctx.version.at_least(1, 10) {
         return Err(ApiError::bad_request(
             "Resizing a nodegroup to zero is not supported in the provided microversion.",

@@ -2,6 +2,7 @@
 //! raises NotImplementedError, so nothing is ever stored there. Here a federation is a row in
 //! its project's shard, committed before the answer, and it completes at once
 //! (`CREATE_COMPLETE`, `UPDATE_COMPLETE`): a federation drives no stack.
+use crate::auth::Identity;
 use crate::context::{json_body, Ctx};
 use crate::error::ApiError;
 use crate::pagination::{ListQuery, Listing, Page, Row};
@@ -333,6 +334,7 @@ async fn create(
     };
     let properties = f.map("properties");
     check_properties(properties.as_ref())?;
+    let members = visible_members(&store, &ctx.who, members).await?;
     let project = ctx.who.project();
     let federation = Federation {
         uuid: FederationId::new_v4(),
@@ -364,6 +366,25 @@ async fn create(
         Json(json!({"uuid": created.uuid.to_string()})),
     )
         .into_response())
+}
+
+/// Every member must name a cluster the caller can see, stored by uuid. Upstream takes any
+/// string here, so a federation could list another project's cluster (chaos-tests'
+/// DIFFERENCES.md); a join already had to find the cluster.
+async fn visible_members(
+    store: &Store<'_>,
+    who: &Identity,
+    ids: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        match store.find_cluster(who, &id).await {
+            Ok(c) => out.push(c.cluster.uuid.to_string()),
+            Err(ApiError::NotFound(m)) => return Err(ApiError::BadRequest(m)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// The one-member `add`/`remove` on `/member_ids` (upstream's join/unjoin wrappers).
@@ -429,7 +450,10 @@ async fn change_of(
         )));
     }
     let member_ids = match delta.iter().any(|k| *k == "member_ids") {
-        true => Some(member_list(&n["member_ids"])?),
+        true => {
+            let list = member_list(&n["member_ids"])?;
+            Some(visible_members(&Store::new(state), &ctx.who, list).await?)
+        }
         false => None,
     };
     let properties = match delta.iter().any(|k| *k == "properties") {

@@ -51,6 +51,10 @@ pub fn router(state: AppState) -> Router {
         .merge(bays::routes())
         .merge(baymodels::routes())
         .fallback(route_not_found)
+        // The one bound on request bodies; the conductors take what this lets through.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            magnum_proto::wire::MAX_REQUEST_BODY,
+        ))
         .layer(from_fn_with_state(state.clone(), v1_gate))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state);

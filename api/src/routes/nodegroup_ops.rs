@@ -105,7 +105,8 @@ fn node_labels(v: &Value) -> Result<Labels, ApiError> {
     let Value::Object(m) = v else {
         return Err(invalid_node_field("node_labels", "expected a dict"));
     };
-    m.iter()
+    let labels = m
+        .iter()
         .map(|(k, v)| match v {
             Value::String(s) if !k.is_empty() => Ok((k.clone(), s.clone())),
             _ => Err(invalid_node_field(
@@ -113,7 +114,9 @@ fn node_labels(v: &Value) -> Result<Labels, ApiError> {
                 &format!("label {k} must have a string value"),
             )),
         })
-        .collect()
+        .collect::<Result<Labels, ApiError>>()?;
+    fields::check_labels_size("node_labels", &labels)?;
+    Ok(labels)
 }
 
 /// `node_taints`: `[{key, value?, effect}]` (1.14).
@@ -227,6 +230,9 @@ pub async fn create(
         }
     }
     let f = fields::parse_object("nodegroup", &body, SPECS)?;
+    if let Some(n) = f.int("node_count") {
+        fields::check_count("node_count", n, state.settings.validation.max_node_count)?;
+    }
     let who = &ctx.who;
     let store = Store::new(&state);
     let view = cluster_of(&state, &ctx, &cluster).await?;

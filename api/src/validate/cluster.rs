@@ -158,7 +158,9 @@ pub async fn validate_create(
             "master nodegroup size of {master_count} is invalid, size cannot be an even number."
         )));
     }
+    fields::check_count("master_count", master_count, v.max_master_count)?;
     let node_count = f.int("node_count").unwrap_or(1);
+    fields::check_count("node_count", node_count, v.max_node_count)?;
     if node_count == 0 && !version.at_least(1, 10) {
         return Err(ApiError::bad_request(
             "Resizing a nodegroup to zero is not supported in the provided microversion.",

@@ -339,6 +339,12 @@ pub fn check_range(
     Ok(())
 }
 
+/// Refuses a count above the deployment's limit (`ValidationSettings::max_node_count`, ...),
+/// worded as WSME words a range error.
+pub fn check_count(name: &str, n: i64, max: i64) -> Result<(), ApiError> {
+    check_range(name, &Value::from(n), n, None, Some(max))
+}
+
 /// oslo `bool_from_string(v, strict=True)`; its error is not wrapped by WSME.
 pub fn boolean(v: &Value) -> Result<bool, ApiError> {
     if let Value::Bool(b) = v {
@@ -366,6 +372,22 @@ pub fn label_string(v: &Value) -> Option<String> {
     }
 }
 
+/// Bytes of keys and values one label set may take: upstream keeps labels in a `TEXT` column
+/// (64 KiB on MySQL) and fails on more; here it is a clear 400 before anything is stored.
+pub const MAX_LABELS_BYTES: usize = 65_535;
+
+/// Refuses a label set over [`MAX_LABELS_BYTES`].
+pub fn check_labels_size(name: &str, labels: &Labels) -> Result<(), ApiError> {
+    let size: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_LABELS_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "Invalid input for field/attribute {name}. The labels take {size} bytes (keys and \
+             values); at most {MAX_LABELS_BYTES} are allowed."
+        )));
+    }
+    Ok(())
+}
+
 pub fn labels(name: &str, v: &Value) -> Result<Labels, ApiError> {
     let Value::Object(m) = v else {
         return Err(invalid(
@@ -389,6 +411,7 @@ pub fn labels(name: &str, v: &Value) -> Result<Labels, ApiError> {
         })?;
         out.insert(k.clone(), s);
     }
+    check_labels_size(name, &out)?;
     Ok(out)
 }
 
@@ -473,6 +496,17 @@ mod tests {
         assert!(err(json!({"coe": "kubernetes", "name": "1abc"}))
             .contains("Value should match the pattern"));
         assert!(err(json!([1])).contains("Value not a valid dict"));
+    }
+
+    #[test]
+    fn labels_are_bounded_in_bytes() {
+        let at_limit = "v".repeat(MAX_LABELS_BYTES - 1);
+        let ok = json!({"coe": "kubernetes", "l": {"k": at_limit}});
+        assert!(parse_object("thing", &ok, SPECS).is_ok());
+        let over = json!({"coe": "kubernetes", "l": {"k": at_limit, "x": ""}});
+        let e = err(over);
+        assert!(e.contains("The labels take 65536 bytes"), "{e}");
+        assert!(e.len() < 200, "the refusal does not echo the labels");
     }
 
     #[test]

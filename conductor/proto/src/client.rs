@@ -337,8 +337,9 @@ impl ConductorClient {
         if status == wire::NOT_YET_ACTIVE_STATUS {
             return Err(ClientError::NotYetActive(text));
         }
-        if status == 400 {
-            // Malformed envelope or unsupported protocol version: retrying cannot help.
+        if status == 400 || status == 413 {
+            // Malformed envelope, unsupported protocol version or a body over the limit:
+            // retrying cannot help.
             return Err(ClientError::Rejected(text));
         }
         Ok(Attempt::Retry(format!("{addr}: {text}")))

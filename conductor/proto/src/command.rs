@@ -231,6 +231,55 @@ pub enum ShardCommand {
     },
 }
 
+/// Who may propose a shard command ([`ShardCommand::origin`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// What a user asks through an API node (and the canary of tests and benchmarks).
+    Client,
+    /// Only the shard leader's own loops (reconciler, status sync, health, notification
+    /// delivery, version repairs), fenced by its ownership epoch: the service listener refuses
+    /// these from the network.
+    Leader,
+}
+
+impl ShardCommand {
+    /// The allow-list of the service listener: every kind says who may send it. An exhaustive
+    /// match, so a new kind has to be placed here.
+    pub fn origin(&self) -> Origin {
+        use ShardCommand as S;
+        match self {
+            S::CreateTemplate { .. }
+            | S::UpdateTemplate { .. }
+            | S::DeleteTemplate { .. }
+            | S::CreateCluster { .. }
+            | S::DeleteCluster { .. }
+            | S::UpdateCluster { .. }
+            | S::ResizeCluster { .. }
+            | S::SetHealth { .. }
+            | S::CreateQuota { .. }
+            | S::UpdateQuota { .. }
+            | S::DeleteQuota { .. }
+            | S::Canary { .. }
+            | S::CreateFederation { .. }
+            | S::UpdateFederation { .. }
+            | S::DeleteFederation { .. }
+            | S::CreateNodeGroup { .. }
+            | S::UpdateNodeGroup { .. }
+            | S::DeleteNodeGroup { .. }
+            | S::UpgradeCluster { .. }
+            | S::RotateCa { .. }
+            | S::RotateCredential { .. } => Origin::Client,
+            S::TakeOwnership { .. }
+            | S::Advance { .. }
+            | S::SyncStatus { .. }
+            | S::SyncNodeGroupStatus { .. }
+            | S::ObserveHealth { .. }
+            | S::NotificationsDelivered { .. }
+            | S::RestoreStackIds { .. } => Origin::Leader,
+        }
+    }
+}
+
 /// Bounds of [`ShardCommand::Canary`], checked in `apply()`.
 pub const CANARY_MAX_KEY: usize = 256;
 pub const CANARY_MAX_VALUE: usize = 4096;

@@ -107,16 +107,19 @@ mod tests {
     use super::*;
     use crate::command::{ShardCommand, ShardRequest};
 
-    fn operation(kind: OpKind) -> Operation {
-        let req = OperationRequest {
+    fn request() -> OperationRequest {
+        OperationRequest {
             id: OpId::new_v4(),
             started_at: Timestamp(1),
             deadline: Timestamp(2),
             template: ClusterTemplate::default(),
             trustor: None,
             legacy: None,
-        };
-        Operation::new(kind, ClusterId::new_v4(), &req, "k8s-abc".into())
+        }
+    }
+
+    fn operation(kind: OpKind) -> Operation {
+        Operation::new(kind, ClusterId::new_v4(), &request(), "k8s-abc".into())
     }
 
     /// A command as logged before `OperationRequest`: a whole `Operation` under `operation`.
@@ -161,14 +164,7 @@ mod tests {
     #[test]
     fn a_request_readable_by_v1_decodes_as_a_whole_operation() {
         let cluster = ClusterId::new_v4();
-        let req = OperationRequest {
-            id: OpId::new_v4(),
-            started_at: Timestamp(1),
-            deadline: Timestamp(2),
-            template: ClusterTemplate::default(),
-            trustor: None,
-            legacy: None,
-        };
+        let req = request();
         let compact = serde_json::to_value(&req).unwrap();
         assert!(serde_json::from_value::<Operation>(compact).is_err());
 

@@ -121,6 +121,14 @@ impl Caller {
     }
 }
 
+/// The largest request body an API node takes from a client (upstream's 2 MiB default too).
+pub const MAX_REQUEST_BODY: usize = 2 << 20;
+
+/// The largest body the conductor's service listener takes: a forwarded command is one user
+/// request (at most [`MAX_REQUEST_BODY`]) plus a template snapshot and the envelope, each of
+/// them bounded by the same limit, so no request the API accepted is refused on the second hop.
+pub const MAX_INTERNAL_BODY: usize = 4 * MAX_REQUEST_BODY;
+
 /// Status a non-leader answers with; the body is [`NotLeader`].
 pub const NOT_LEADER_STATUS: u16 = 421;
 

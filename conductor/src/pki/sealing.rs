@@ -14,6 +14,8 @@ use std::sync::{Arc, OnceLock};
 /// Prefix of a sealed value: version, then base64 of nonce ‖ ciphertext ‖ tag.
 const SEALED_V1: &str = "sealed:v1:";
 const NONCE_LEN: usize = 12;
+/// 32 random bytes have fewer than 16 distinct values with probability below 10^-9.
+const MIN_DISTINCT_BYTES: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -40,14 +42,40 @@ impl CertKey {
         Self(Arc::new(ChaCha20Poly1305::new(Key::from_slice(key))))
     }
 
-    /// A key file holds 32 bytes as 64 hex digits (whitespace around them ignored).
+    /// A key file holds 32 bytes as 64 hex digits (whitespace around them ignored). Refused:
+    /// a file others may read or write (anyone who reads it opens every cluster's private
+    /// keys), and a key with few distinct bytes (typed by hand, not drawn at random).
     pub fn from_file(path: &Path) -> Result<Self, SealError> {
         let err = |reason: String| SealError::KeyFile {
             path: path.display().to_string(),
             reason,
         };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| err(e.to_string()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(err(format!(
+                    "group or others may access it (mode {:o}); `chmod 600` it",
+                    mode & 0o777
+                )));
+            }
+        }
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let bytes = decode_hex(text.trim()).ok_or_else(|| err("expected 64 hex digits".into()))?;
+        let distinct = bytes
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if distinct < MIN_DISTINCT_BYTES {
+            return Err(err(format!(
+                "only {distinct} distinct byte values: not a random key; make one with \
+                 `(umask 077; openssl rand -hex 32 > FILE)`"
+            )));
+        }
         Ok(Self::from_bytes(&bytes))
     }
 
@@ -163,5 +191,25 @@ mod tests {
         assert_eq!(b.open(&s).unwrap(), "-----BEGIN x");
         std::fs::write(&p, "short").unwrap();
         assert!(CertKey::from_file(&p).is_err());
+    }
+
+    /// A key others may read, or one typed by hand, is refused with the reason.
+    #[cfg(unix)]
+    #[test]
+    fn exposed_or_weak_key_files_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cert.key");
+        CertKey::create_file(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = CertKey::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(CertKey::from_file(&p).is_ok());
+        std::fs::write(&p, "00".repeat(32)).unwrap();
+        let e = CertKey::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("1 distinct byte values"), "{e}");
+        std::fs::write(&p, "0123456789abcdef".repeat(4)).unwrap();
+        assert!(CertKey::from_file(&p).is_err(), "8 distinct bytes");
     }
 }

@@ -12,13 +12,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use magnum_proto::version::Kind;
 use magnum_proto::wire::{
     self, Done, Envelope, GroupDigest, GroupInfo, InternalError, MultiQuery, MultiQueryResult,
     NodeInfo, NotLeader, SetMembers, SignCsr, SignResult, Topology, TransferLeader,
 };
 use magnum_proto::{
-    shard, MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeId, ShardCommand, ShardQuery,
-    ShardRequest, ShardResponse,
+    shard, MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeId, Origin, ShardCommand,
+    ShardQuery, ShardRequest, ShardResponse,
 };
 use magnum_raft::{Group, GroupStatus, NodeAddr, WriteError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +56,9 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route("/internal/v1/groups/{group}/members", post(set_members))
         .route("/internal/v1/groups/{group}/transfer", post(transfer))
         .route("/internal/v1/groups/{group}/digest", get(digest))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            wire::MAX_INTERNAL_BODY,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.api_nodes.clone(),
             api_nodes::record,
@@ -160,17 +164,13 @@ async fn command(
             t.token = s.cert_key.seal(&t.token);
         }
     }
-    // Ownership and operation progress are the conductor's own business.
-    if matches!(
-        req.command,
-        ShardCommand::TakeOwnership { .. }
-            | ShardCommand::Advance { .. }
-            | ShardCommand::NotificationsDelivered { .. }
-            | ShardCommand::RestoreStackIds { .. }
-    ) {
-        return Err(SvcError::BadRequest(
-            "internal command not accepted from clients".into(),
-        ));
+    // Only what users ask comes from the network (`ShardCommand::origin`, an allow-list):
+    // ownership, operation progress, status and health are the shard leader's own business.
+    if req.command.origin() != Origin::Client {
+        return Err(SvcError::BadRequest(format!(
+            "{} is proposed only by the shard leader's own loops, not accepted from the network",
+            Kind::Shard(&req.command).name()
+        )));
     }
     let leader = ShardLeader::new(
         shard_group(&s, shard)?,

@@ -68,13 +68,7 @@ mod tests {
                 command,
             };
             let resp = self.s.apply_request(self.i, &req);
-            for k in self.s.take_dirty() {
-                let key = persist::encode_key(&k);
-                match persist::row(&self.s, &k).unwrap() {
-                    Some(v) => self.disk.insert(key, v),
-                    None => self.disk.remove(&key),
-                };
-            }
+            crate::shard::rows_tests::write_dirty(&mut self.s, &mut self.disk);
             resp
         }
 

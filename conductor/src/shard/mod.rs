@@ -28,7 +28,7 @@ pub use state::ShardState;
 #[cfg(test)]
 pub(crate) mod ng_tests;
 #[cfg(test)]
-mod rows_tests;
+pub(crate) mod rows_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -23,13 +23,7 @@ impl Replica {
             command,
         };
         let resp = self.s.apply_request(self.i, &req);
-        for k in self.s.take_dirty() {
-            let key = persist::encode_key(&k);
-            match persist::row(&self.s, &k).unwrap() {
-                Some(v) => self.disk.insert(key, v),
-                None => self.disk.remove(&key),
-            };
-        }
+        write_dirty(&mut self.s, &mut self.disk);
         let mut loaded = ShardState::new(self.s.shard, self.s.shards);
         persist::load(&mut loaded, &mut self.disk.clone().into_iter()).unwrap();
         assert_eq!(loaded, self.s, "reloaded after command {}", self.i);
@@ -69,6 +63,17 @@ impl Replica {
                 outputs: StackOutputs::default(),
             },
         );
+    }
+}
+
+/// What `logic` does after each command: the changed rows to the store.
+pub(super) fn write_dirty(s: &mut ShardState, disk: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
+    for k in s.take_dirty() {
+        let key = persist::encode_key(&k);
+        match persist::row(s, &k).unwrap() {
+            Some(v) => disk.insert(key, v),
+            None => disk.remove(&key),
+        };
     }
 }
 
