@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn create_and_delete_across_a_leader_shutdown() {
+    let _serial = one_at_a_time().await;
     let cloud = Arc::new(FakeCloud::default());
     let mut c = start3(cloud.clone(), 2).await;
     let cl = client(&c);
@@ -58,6 +59,7 @@ async fn create_and_delete_across_a_leader_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn node_count_update_patches_the_stack_and_completes() {
+    let _serial = one_at_a_time().await;
     let cloud = Arc::new(FakeCloud::default());
     let mut c = start3(cloud.clone(), 2).await;
     let cl = client(&c);
@@ -100,6 +102,7 @@ async fn node_count_update_patches_the_stack_and_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_while_the_stack_create_is_in_flight_leaves_no_orphan() {
+    let _serial = one_at_a_time().await;
     let cloud = Arc::new(FakeCloud::with_create_delay(Duration::from_millis(800)));
     let mut c = start3(cloud.clone(), 1).await;
     let cl = client(&c);
@@ -129,6 +132,7 @@ async fn delete_while_the_stack_create_is_in_flight_leaves_no_orphan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_conductor_heartbeats_into_the_meta_registry() {
+    let _serial = one_at_a_time().await;
     let mut c = start3(Arc::new(FakeCloud::default()), 2).await;
     let cl = client(&c);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -219,6 +223,7 @@ fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ca_rotation_survives_a_leader_restart_and_revokes_old_certificates() {
+    let _serial = one_at_a_time().await;
     let cloud = Arc::new(FakeCloud::default());
     let mut c = start3(cloud.clone(), 1).await;
     let cl = client(&c);
@@ -320,6 +325,7 @@ async fn ca_rotation_survives_a_leader_restart_and_revokes_old_certificates() {
 /// leader hints). A single-cluster query carries its same-shard template's labels.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn query_all_matches_per_shard_reads_across_a_leader_shutdown() {
+    let _serial = one_at_a_time().await;
     let cloud = Arc::new(FakeCloud::default());
     let mut c = start3(cloud.clone(), 4).await;
     let cl = client(&c);

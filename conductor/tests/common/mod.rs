@@ -100,6 +100,14 @@ pub async fn start3_beating<C: Cloud>(
     c
 }
 
+/// One in-process deployment at a time within a test binary: several at once on a 2-core
+/// machine starve each other's elections and connection accepts past the clients' deadlines
+/// (CI saw `query_all_matches_per_shard_reads_across_a_leader_shutdown` time out so).
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 pub fn client(c: &Cluster3) -> ConductorClient {
     let seeds = c
         .cfgs
