@@ -11,6 +11,7 @@
 # BENCH_PORT_BASE..+263 (default 31500) and stops all of it on exit, failure included.
 # MAGNUM_RAFT_ARGS (e.g. "--election-min-ms 300 --election-max-ms 450") reaches the conductors;
 # the report states the timeouts in force. Takes about 6 minutes on 2 cores (plus the build).
+# The conductors run mutual TLS as deployed; MAGNUM_TLS=0 measures them in plain HTTP.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -80,6 +81,8 @@ done
 MAGNUM_BIN="$root/target/release/magnum" MAGNUM_PORT_BASE=$base MAGNUM_SHARDS=16 \
   "$root/deploy/local-cluster.sh" up "$work/magnum" >/dev/null
 
+# The conductors run mutual TLS unless MAGNUM_TLS=0: the bench connects as the operator.
+[ -d "$work/magnum/tls/operator" ] && export MAGNUM_TLS_DIR=$work/magnum/tls/operator
 endpoints=$(IFS=,; echo "${clients[*]}")
 "$root/target/release/raft_vs_etcd" \
   --out "$out" --cluster-dir "$work/magnum" --cluster-script "$root/deploy/local-cluster.sh" \

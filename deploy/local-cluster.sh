@@ -11,6 +11,7 @@
 #
 # Environment: MAGNUM_BIN (default: the workspace's target/debug/magnum, built if missing),
 # MAGNUM_PORT_BASE (default 21000), MAGNUM_SHARDS (default 16), MAGNUM_POLL_MS (Heat poll, default 1000),
+# MAGNUM_READY_TIMEOUT_S (how long `up` waits for every group to have a leader, default 60),
 # MAGNUM_SIM_TIME_SCALE (cloud-sim latency multiplier, default 1.0), MAGNUM_RAFT_ARGS (extra conductor
 # flags, e.g. "--election-min-ms 400 --election-max-ms 800"), MAGNUM_SIM_ARGS (extra cloud-sim flags, e.g.
 # "--heat-url http://127.0.0.1:18004/v1/admin" to drive a real Heat), RUST_LOG.
@@ -19,6 +20,9 @@
 # conductor 2 (a later plain `start` runs it without). MAGNUM_FAILPOINT_FILES=1 at first `up` makes
 # conductor ID read its points from DIR/conductor-ID.failpoints at every site (absent = none), so a
 # running leader can be armed and disarmed without a restart.
+# Mutual TLS: the first `up` makes a CA and one certificate per process under DIR/tls (magnum manage
+# certs), and every internal port runs strict; DIR/openrc points `magnum manage` at the operator's.
+# MAGNUM_TLS=0 at first `up` runs the internal plane in plain HTTP instead (`--internal-tls plain`).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,7 +36,7 @@ time_scale=${MAGNUM_SIM_TIME_SCALE:-1.0}
 first_nodes=(1 2 3)
 nodes=(1 2 3)
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # Every conductor of DIR: the first three plus any added one.
 load_nodes() {
@@ -50,6 +54,38 @@ bin() {
   local b="$root/target/debug/magnum"
   if [ ! -x "$b" ]; then (cd "$root" && cargo build -q -p magnum-deploy) >&2; fi
   echo "$b"
+}
+
+# TLS is on unless this DIR was brought up with MAGNUM_TLS=0 (or by a release before TLS).
+tls_on() { [ -d "$1/tls/ca" ]; }
+
+# The CA and a certificate for NAME (conductor-ID, api, operator), each made once.
+ensure_cert() {
+  local dir=$1 name=$2 role id
+  [ -f "$dir/tls/$name/node.crt" ] && return 0
+  [ -f "$dir/tls/ca/ca.key" ] || "$(bin)" manage certs init --ca-dir "$dir/tls/ca" >/dev/null
+  case $name in
+    conductor-*) role=conductor; id=${name#conductor-} ;;
+    *) role=$name; id=local ;;
+  esac
+  "$(bin)" manage certs issue --ca-dir "$dir/tls/ca" --role "$role" --name "$id" \
+    --out "$dir/tls/$name" --host "$host" --host localhost >/dev/null
+}
+
+# The internal-plane flags of process NAME.
+tls_args() {
+  if tls_on "$1"; then ensure_cert "$1" "$2"; echo "--tls-dir $1/tls/$2"; else echo "--internal-tls plain"; fi
+}
+
+# curl of an internal URL (scheme-less host:port/path), with the operator's certificate if TLS is on.
+icurl() {
+  local dir=$1 target=$2
+  if tls_on "$dir"; then
+    curl -fsS --cacert "$dir/tls/operator/ca.crt" --cert "$dir/tls/operator/node.crt" \
+      --key "$dir/tls/operator/node.key" "https://$target"
+  else
+    curl -fsS "http://$target"
+  fi
 }
 
 sim_port() { echo $((base)); }
@@ -82,11 +118,11 @@ write_cmd() {
     conductor)
       local fp=""
       [ "${MAGNUM_FAILPOINT_FILES:-0}" = 1 ] && fp="env MAGNUM_FAILPOINTS=@$dir/conductor-$id.failpoints "
-      echo "$fp$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cert-key-file $dir/cert.key --trustee-domain magnum --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
+      echo "$fp$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cert-key-file $dir/cert.key --trustee-domain magnum --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} $(tls_args "$dir" "conductor-$id") ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
     api)
       local c=() n
       for n in "${nodes[@]}"; do c+=(--conductor "$host:$(svc_port "$n")"); done
-      echo "$b api --listen $host:$(api_port) --public-url http://$host:$(api_port) ${c[*]} $(auth_args)" ;;
+      echo "$b api --listen $host:$(api_port) --public-url http://$host:$(api_port) ${c[*]} $(tls_args "$dir" api) $(auth_args)" ;;
   esac >"$dir/$name.cmd"
 }
 
@@ -130,12 +166,12 @@ wait_http() {
 
 # Every group has a leader and the bootstrap record is committed.
 wait_ready() {
-  local n
-  for _ in $(seq 1 300); do
+  local dir=$1 n deadline=$((SECONDS + ${MAGNUM_READY_TIMEOUT_S:-60}))
+  while [ $SECONDS -lt $deadline ]; do
     local ok=1
     for n in "${nodes[@]}"; do
       local t
-      t=$(curl -fsS "http://$host:$(svc_port "$n")/internal/v1/topology" 2>/dev/null) || { ok=0; break; }
+      t=$(icurl "$dir" "$host:$(svc_port "$n")/internal/v1/topology" 2>/dev/null) || { ok=0; break; }
       echo "$t" | grep -q '"leader":null' && { ok=0; break; }
       # The bootstrap record (shard count, placement) is committed too.
       echo "$t" | grep -q '"shards":0,' && { ok=0; break; }
@@ -183,6 +219,7 @@ export MAGNUM_CONDUCTORS=$(IFS=,; echo "${c[*]}")
 export MAGNUM_CLOUD_SIM=http://$host:$(sim_port)
 export MAGNUM_API=http://$host:$(api_port)/v1
 RC
+  if tls_on "$dir"; then echo "export MAGNUM_TLS_DIR=$dir/tls/operator" >>"$dir/openrc"; fi
 }
 
 cmd=${1:-}; dir=${2:-}
@@ -192,6 +229,10 @@ load_nodes "$dir"
 
 case $cmd in
   up)
+    # A fresh DIR gets TLS unless MAGNUM_TLS=0; an existing one keeps what it had.
+    if [ ! -d "$dir/conductor-1" ] && [ "${MAGNUM_TLS:-1}" != 0 ]; then
+      mkdir -p "$dir/tls"; ensure_cert "$dir" operator
+    fi
     start_one "$dir" cloud-sim
     wait_http "http://$host:$(sim_port)/sim/health" cloud-sim
     for n in "${nodes[@]}"; do
@@ -199,7 +240,7 @@ case $cmd in
       [ -d "$dir/conductor-$n/raft" ] || boot="--bootstrap"
       start_one "$dir" conductor "$n" "$boot"
     done
-    wait_ready
+    wait_ready "$dir"
     start_one "$dir" api
     wait_http "http://$host:$(api_port)/" api
     write_json "$dir"; write_openrc "$dir"
@@ -222,8 +263,9 @@ case $cmd in
     [[ " ${first_nodes[*]} " != *" $id "* ]] || { echo "conductor $id is a bootstrap node" >&2; exit 2; }
     [[ " ${nodes[*]} " == *" $id "* ]] || nodes+=("$id")
     start_one "$dir" conductor "$id"
-    wait_http "http://$host:$(svc_port "$id")/internal/v1/topology" "conductor $id"
+    for _ in $(seq 1 300); do icurl "$dir" "$host:$(svc_port "$id")/internal/v1/topology" >/dev/null 2>&1 && break; sleep 0.1; done
     write_json "$dir"; write_openrc "$dir"
+    tls_on "$dir" && export MAGNUM_TLS_DIR=$dir/tls/operator
     MAGNUM_CONDUCTORS="$host:$(svc_port 1),$host:$(svc_port 2),$host:$(svc_port 3)" \
       "$(bin)" manage conductor add "$id" --raft "$host:$(raft_port "$id")" --service "$host:$(svc_port "$id")"
     ;;

@@ -34,16 +34,22 @@ trap 'stop_peers; rm -f "$log"' EXIT
 echo "== fmt and clippy =="
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+# The decode entry points the fuzz targets use (feature `fuzzing`, off in the workspace build).
+cargo clippy -p magnum-raft --features fuzzing --all-targets -q -- -D warnings
 
 echo "== unit and integration tests =="
 cargo build -q -p magnum-deploy
 cargo test --workspace --exclude magnum-chaos-tests 2>&1 | tee -a "$log"
+cargo test -p magnum-raft --features fuzzing --lib fuzzing 2>&1 | tee -a "$log"
 
 echo "== the previous release, built from git history for the upgrade test =="
 bash deploy/upgrade/build-previous.sh >/dev/null
 
 echo "== multi-process tests (one at a time: each starts 5 processes) =="
 cargo test -p magnum-chaos-tests --tests --no-fail-fast -- --test-threads=1 --nocapture 2>&1 | tee -a "$log"
+
+echo "== fuzzing: every cargo-fuzz target briefly, and the regression inputs (fuzz/README.md) =="
+MAGNUM_FUZZ_SECONDS=${MAGNUM_FUZZ_SECONDS:-10} bash deploy/fuzz.sh 2>&1 | tail -n 20
 
 echo "== property-based API run (schemathesis: zero 5xx over generated requests) =="
 bash deploy/schemathesis.sh 2>&1 | tail -n 25

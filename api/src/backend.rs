@@ -19,6 +19,9 @@ pub enum BackendError {
     /// The command needs a cluster version not finalized yet: 409 with the conductor's reason.
     #[error("{0}")]
     NotYetActive(String),
+    /// The conductor shed the request (too many in flight): 503 with Retry-After.
+    #[error("conductor overloaded: {0}")]
+    Overloaded(String),
 }
 
 impl From<ClientError> for BackendError {
@@ -27,6 +30,7 @@ impl From<ClientError> for BackendError {
             ClientError::Unavailable(..) => Self::Unavailable(e.to_string()),
             ClientError::Rejected(m) => Self::Rejected(m),
             ClientError::NotYetActive(m) => Self::NotYetActive(m),
+            ClientError::Overloaded(m) => Self::Overloaded(m),
         }
     }
 }

@@ -208,6 +208,13 @@ impl IntoResponse for ApiError {
             }
             other => envelope_with_code(status, other.fault_code(), &other.to_string()),
         };
+        // Every 503 is transient (conductors electing, a burst being shed): say when to retry.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(magnum_net::shed::RETRY_AFTER_SECS),
+            );
+        }
         // Pecan answers these before the versioned controller runs: no version headers.
         if matches!(self, Self::RouteNotFound | Self::NotAcceptable(_)) {
             resp.extensions_mut().insert(WithoutVersionHeaders);
@@ -227,6 +234,10 @@ impl From<crate::backend::BackendError> for ApiError {
                 // Conductor addresses are internal: log them, tell the client to retry.
                 tracing::warn!(error = %m, "conductors unavailable");
                 Self::Unavailable("Conductors are unavailable. Please retry later.".into())
+            }
+            crate::backend::BackendError::Overloaded(m) => {
+                tracing::warn!(error = %m, "a conductor shed the request");
+                Self::Unavailable("The service is overloaded. Please retry later.".into())
             }
             crate::backend::BackendError::Rejected(m) => Self::Internal(m),
             // A feature of a release the deployment has not finalized: the user's 409.

@@ -37,11 +37,13 @@ pub mod version;
 
 pub use auth::{AuthError, Authenticator, Identity};
 pub use backend::{Backend, BackendError};
-pub use config::{ApiConfig, Settings, ValidationSettings};
+pub use config::{
+    ApiConfig, Settings, ValidationSettings, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
+};
 pub use error::ApiError;
 pub use lookups::{Flavor, Image, Keypair, Lookup, LookupError, Lookups, Network, Subnet};
 pub use magnum_drivers::openstack::Catalog;
 pub use routes::router;
-pub use server::{production_state, serve, serve_state, ApiServer};
+pub use server::{production_state, serve, serve_state, serve_state_limited, ApiServer};
 pub use state::AppState;
 pub use version::ApiVersion;

@@ -136,6 +136,12 @@ impl Listing {
         Ok(Listing { q, limit, desc })
     }
 
+    /// `Some((desc, limit))` when the order is Magnum's default (`sort_key=id`: creation
+    /// order), the one a shard can cut a page in itself (`ShardQuery::ClustersPage`).
+    pub fn id_order(&self) -> Option<(bool, usize)> {
+        (self.q.sort_key == "id").then_some((self.desc, self.limit))
+    }
+
     /// The `marker` asked for, if any.
     pub fn marker(&self) -> Option<&str> {
         self.q.marker.as_deref()

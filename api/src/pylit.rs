@@ -306,6 +306,31 @@ impl Parser<'_> {
             .ok_or_else(malformed)
     }
 
+    /// The `n` hex digits of a `\x`, `\u` or `\U` escape, as the character they name.
+    fn hex_escape(&mut self, n: usize, form: &str) -> Result<char, LiteralError> {
+        let digits = self.s.get(self.i..self.i + n).unwrap_or_default();
+        let code = match std::str::from_utf8(digits) {
+            Ok(h) if h.len() == n && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                u32::from_str_radix(h, 16).map_err(|_| syntax())?
+            }
+            _ => {
+                return Err(LiteralError(format!(
+                    "(unicode error) 'unicodeescape' codec can't decode bytes: truncated {form} \
+                     escape (<unknown>, line 1)"
+                )))
+            }
+        };
+        self.i += n;
+        // Lone surrogates (which Python allows in a str) have no place in a JSON string.
+        char::from_u32(code).ok_or_else(|| {
+            LiteralError(
+                "(unicode error) 'unicodeescape' codec can't decode bytes: illegal Unicode \
+                 character (<unknown>, line 1)"
+                    .into(),
+            )
+        })
+    }
+
     fn string(&mut self) -> Result<String, LiteralError> {
         let mut out = String::new();
         // Adjacent literals concatenate, as in Python.
@@ -331,18 +356,44 @@ impl Parser<'_> {
                         return Err(syntax());
                     };
                     self.i += 1;
-                    match e {
-                        b'n' => buf.push(b'\n'),
-                        b't' => buf.push(b'\t'),
-                        b'r' => buf.push(b'\r'),
-                        b'0' => buf.push(0),
-                        b'\\' | b'\'' | b'"' => buf.push(e),
-                        b'\n' => {}
+                    // All of Python's escapes: `repr()` (python-magnumclient's `str(dict)`, and
+                    // `str_repr` here) writes control characters as `\xNN`, so a string must
+                    // read them back, not keep the backslash. An unknown escape keeps it, as in
+                    // Python (`\N{name}` included: not supported).
+                    let ch = match e {
+                        b'n' => '\n',
+                        b't' => '\t',
+                        b'r' => '\r',
+                        b'a' => '\x07',
+                        b'b' => '\x08',
+                        b'f' => '\x0c',
+                        b'v' => '\x0b',
+                        b'\\' | b'\'' | b'"' => char::from(e),
+                        b'\n' => continue,
+                        b'0'..=b'7' => {
+                            // Up to three octal digits (at most 0o777).
+                            let mut v = u32::from(e - b'0');
+                            for _ in 0..2 {
+                                match self.peek() {
+                                    Some(d @ b'0'..=b'7') => {
+                                        v = v * 8 + u32::from(d - b'0');
+                                        self.i += 1;
+                                    }
+                                    _ => break,
+                                }
+                            }
+                            char::from_u32(v).ok_or_else(syntax)?
+                        }
+                        b'x' => self.hex_escape(2, "\\xXX")?,
+                        b'u' => self.hex_escape(4, "\\uXXXX")?,
+                        b'U' => self.hex_escape(8, "\\UXXXXXXXX")?,
                         other => {
                             buf.push(b'\\');
                             buf.push(other);
+                            continue;
                         }
-                    }
+                    };
+                    buf.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
                     continue;
                 }
                 buf.push(c);
@@ -393,5 +444,37 @@ mod tests {
         assert!(literal_eval("__import__('os')").is_err());
         assert!(literal_eval(&"[".repeat(1000)).is_err());
         assert!(literal_eval("").is_err());
+    }
+
+    #[test]
+    fn string_escapes_like_python() {
+        assert_eq!(
+            literal_eval(r"'\x41\u00e9\U0001F600\101\0\12\a\b\f\v\q'").unwrap(),
+            json!("A\u{e9}\u{1F600}A\0\n\x07\x08\x0c\x0b\\q")
+        );
+        assert!(literal_eval(r"'\x4'").is_err());
+        assert!(literal_eval(r"'\xzz'").is_err());
+        assert!(literal_eval(r"'\ud800'").is_err());
+        assert!(literal_eval(r"'\U00110000'").is_err());
+    }
+
+    /// fuzz/regressions/labels_pylit: a control character came back from `repr` as `\x00`,
+    /// which `literal_eval` kept as four characters.
+    #[test]
+    fn repr_of_any_string_reads_back() {
+        for s in [
+            "a\0b",
+            "\x01\x1f\x7f",
+            "tab\there",
+            "it's \"q\"",
+            "\\x41",
+            "\u{e9}\n",
+        ] {
+            let v = json!({ s: s });
+            assert_eq!(literal_eval(&repr(&v)).unwrap(), v, "{s:?}");
+        }
+        let input = "{'kube_tag': 'v1.27.3', 'availability)z_\09.27.3naile': 'nova'}";
+        let v = literal_eval(input).unwrap();
+        assert_eq!(literal_eval(&repr(&v)).unwrap(), v);
     }
 }

@@ -6,18 +6,19 @@ use crate::keystone::{KeystoneAuthenticator, KeystoneSettings};
 use crate::openstack_lookups::OpenStackLookups;
 use crate::routes::router;
 use crate::state::AppState;
+use magnum_net::shed::InFlight;
 use magnum_proto::wire::Caller;
 use magnum_proto::ConductorClient;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// A running API node.
 pub struct ApiServer {
     pub local_addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
     /// Keeps this node known to the conductors (`announce`).
     announce: Option<JoinHandle<()>>,
 }
@@ -27,18 +28,15 @@ impl ApiServer {
         self.local_addr
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for the server task. Errors
-    /// of the server task are logged: there is nothing left to do about them at shutdown.
+    /// Stops accepting, lets in-flight requests finish (up to 5 s), and waits for the server
+    /// task.
     pub async fn shutdown(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.stop.cancel();
         if let Some(a) = self.announce.take() {
             a.abort();
         }
         match (&mut self.task).await {
-            Ok(Ok(())) => tracing::info!(addr = %self.local_addr, "magnum API stopped"),
-            Ok(Err(e)) => tracing::error!(error = %e, "API server failed"),
+            Ok(()) => tracing::info!(addr = %self.local_addr, "magnum API stopped"),
             Err(e) => tracing::error!(error = %e, "API server task failed"),
         }
     }
@@ -64,6 +62,7 @@ fn production_parts(cfg: &ApiConfig) -> Result<(AppState, ConductorClient), ApiE
         cfg.conductors.clone(),
         cfg.forward_deadline,
         &Caller::Api { url },
+        &cfg.tls,
     )
     .map_err(|e| ApiError::Config(e.to_string()))?;
     let auth = KeystoneAuthenticator::new(KeystoneSettings {
@@ -75,7 +74,8 @@ fn production_parts(cfg: &ApiConfig) -> Result<(AppState, ConductorClient), ApiE
         cache_ttl: cfg.token_cache_ttl,
         timeout: cfg.openstack_timeout,
     })
-    .map_err(ApiError::Config)?;
+    .map_err(ApiError::Config)?
+    .with_invalid_token_ttl(cfg.invalid_token_cache_ttl);
     let lookups = OpenStackLookups::new(
         &cfg.endpoint_interface,
         cfg.region.clone(),
@@ -108,13 +108,43 @@ async fn announce(client: ConductorClient) {
 /// Binds `cfg.listen` and serves the API until [`ApiServer::shutdown`].
 pub async fn serve(cfg: ApiConfig) -> Result<ApiServer, ApiError> {
     let (state, client) = production_parts(&cfg)?;
-    let mut server = serve_state(cfg.listen, state).await?;
+    let limits = magnum_net::Limits {
+        max_connections: cfg.max_connections,
+        ..magnum_net::Limits::default()
+    };
+    let mut server = serve_with(cfg.listen, state, cfg.max_in_flight, limits).await?;
+    cfg.tls.spawn_reloader(server.stop.clone());
     server.announce = Some(tokio::spawn(announce(client)));
     Ok(server)
 }
 
 /// Serves a router built on `state` (for tests and embedders with their own seams).
 pub async fn serve_state(listen: SocketAddr, state: AppState) -> Result<ApiServer, ApiError> {
+    serve_state_limited(listen, state, crate::config::DEFAULT_MAX_IN_FLIGHT).await
+}
+
+/// [`serve_state`] with another bound of requests in flight.
+pub async fn serve_state_limited(
+    listen: SocketAddr,
+    state: AppState,
+    max_in_flight: usize,
+) -> Result<ApiServer, ApiError> {
+    let limits = magnum_net::Limits {
+        max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
+        ..magnum_net::Limits::default()
+    };
+    serve_with(listen, state, max_in_flight, limits).await
+}
+
+/// The public listener: plain HTTP (TLS for users terminates at the load balancer, as with
+/// upstream's WSGI deployments), the connection cap and header-read timeout of every listener,
+/// and at most `max_in_flight` requests at once; the rest get Magnum's 503 with Retry-After.
+async fn serve_with(
+    listen: SocketAddr,
+    state: AppState,
+    max_in_flight: usize,
+    limits: magnum_net::Limits,
+) -> Result<ApiServer, ApiError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| ApiError::Bind {
@@ -125,20 +155,30 @@ pub async fn serve_state(listen: SocketAddr, state: AppState) -> Result<ApiServe
         addr: listen,
         source,
     })?;
-    let (tx, rx) = oneshot::channel::<()>();
-    let app = router(state);
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let in_flight = InFlight::new(max_in_flight, "api", overloaded);
+    let app = router(state).layer(axum::middleware::from_fn_with_state(
+        in_flight,
+        magnum_net::shed::layer,
+    ));
+    let stop = CancellationToken::new();
+    let listener = magnum_net::serve(
+        listener,
+        app,
+        axum::Router::new(),
+        magnum_net::Tls::plain(),
+        limits,
+        stop.clone(),
+    );
     tracing::info!(%local_addr, "magnum API listening");
     Ok(ApiServer {
         local_addr,
-        stop: Some(tx),
-        task,
+        stop,
+        task: listener.task,
         announce: None,
     })
+}
+
+fn overloaded() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::Unavailable("The service is overloaded. Please retry later.".into()).into_response()
 }

@@ -4,13 +4,13 @@
 //! are one query away. Public templates may live in any shard, and admins see every project,
 //! so those reads fan out to all shards and merge.
 use crate::auth::Identity;
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendError};
 use crate::error::ApiError;
 use crate::homes::ClusterHomes;
 use crate::state::AppState;
 use magnum_proto::{
     shard_of, ClusterId, ClusterTemplate, ClusterView, CommandOk, ProjectId, QueryResult,
-    RequestId, ShardCommand, ShardId, ShardQuery, ShardRequest, TemplateId,
+    RequestId, ShardCommand, ShardId, ShardQuery, ShardRequest, TemplateId, Timestamp,
 };
 use std::collections::BTreeMap;
 
@@ -252,6 +252,49 @@ impl<'a> Store<'a> {
             .into_iter()
             .filter(|c| c.cluster.project_id == me)
             .collect())
+    }
+
+    /// One page of the clusters visible to `who` in creation order (reversed when `desc`),
+    /// strictly after `after`: each shard cuts its page (`ShardQuery::ClustersPage`), the pages
+    /// merge here. `None` when a conductor predates that query (it answers 400, e.g. during a
+    /// rolling upgrade): the caller then pages [`Self::list_clusters`] itself.
+    pub async fn clusters_page(
+        &self,
+        who: &Identity,
+        after: Option<(Timestamp, ClusterId)>,
+        desc: bool,
+        limit: usize,
+    ) -> Result<Option<Vec<ClusterView>>, ApiError> {
+        let project = (!who.is_admin()).then(|| who.project());
+        let q = ShardQuery::ClustersPage {
+            project: project.clone(),
+            after,
+            desc,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        };
+        let answers = match &project {
+            Some(me) => {
+                let shard = self.shard_of(me).await?;
+                self.backend.query(shard, &q).await.map(|r| vec![r])
+            }
+            None => self.backend.query_all(&q).await,
+        };
+        let answers = match answers {
+            Err(BackendError::Rejected(_)) => return Ok(None),
+            other => other?,
+        };
+        let mut rows = Vec::new();
+        for r in answers {
+            rows.extend(clusters_of(r)?);
+        }
+        rows.retain(|c| project.as_ref().is_none_or(|p| &c.cluster.project_id == p));
+        let key = |c: &ClusterView| (c.cluster.created_at, c.cluster.uuid);
+        rows.sort_by(|a, b| match desc {
+            false => key(a).cmp(&key(b)),
+            true => key(b).cmp(&key(a)),
+        });
+        rows.truncate(limit);
+        Ok(Some(rows))
     }
 
     /// A cluster by uuid or name; 404 when not visible, 409 when the name is ambiguous.

@@ -34,6 +34,7 @@ async fn keystone_and_lookups_end_to_end() {
         time_scale: 0.01,
         state_file: None,
         heat_url: None,
+        ..Default::default()
     })
     .await
     .unwrap();

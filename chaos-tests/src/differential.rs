@@ -161,7 +161,11 @@ impl Target {
             let moved = before
                 .as_ref()
                 .is_none_or(|b| x.body["updated_at"].as_str().map(String::from) != *b);
-            if moved && (status.ends_with("_COMPLETE") || status.ends_with("_FAILED")) {
+            // Upstream's poller writes DELETE_COMPLETE and destroys the row a moment later; a
+            // show in between can even answer 400. The end of a delete is the row's absence.
+            let terminal = status != "DELETE_COMPLETE"
+                && (status.ends_with("_COMPLETE") || status.ends_with("_FAILED"));
+            if moved && terminal {
                 return status;
             }
             assert!(

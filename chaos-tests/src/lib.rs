@@ -4,6 +4,7 @@
 //! forwarding client, cloud-sim's admin API). Everything is torn down on drop.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod burst;
 pub mod differential;
 pub mod load;
 pub mod peers;
@@ -89,6 +90,11 @@ pub struct Deployment {
     /// or a previous release's for upgrade tests).
     pub script: PathBuf,
     pub bin: PathBuf,
+    /// The operator certificate and mode a test switched to (turning TLS on in a running
+    /// deployment); otherwise `local-cluster.sh`'s, if it made one.
+    operator: std::sync::Mutex<Option<(PathBuf, magnum_net::Mode)>>,
+    /// Ends the certificate reloaders of the operator clients handed out (on drop).
+    reloaders: tokio_util::sync::CancellationToken,
     _tmp: Option<TempDir>,
 }
 
@@ -152,6 +158,8 @@ impl Deployment {
                 .unwrap(),
             script,
             bin,
+            operator: std::sync::Mutex::new(None),
+            reloaders: tokio_util::sync::CancellationToken::new(),
             _tmp: Some(TempDir(dir)),
         };
         d.script(&["up"]);
@@ -258,14 +266,67 @@ impl Deployment {
         self.script(&["add", &id.to_string()]);
     }
 
-    /// Runs HEAD's `magnum manage ARGS` against the first three conductors, whatever it exits.
+    /// Runs HEAD's `magnum manage ARGS` against the first three conductors (with the operator's
+    /// certificate when the deployment has TLS), whatever it exits.
     pub fn manage_output(&self, args: &[&str]) -> std::process::Output {
         let seeds: Vec<String> = (1..=3).map(|i| self.conductor_service(i)).collect();
-        Command::new(magnum_bin())
-            .arg("manage")
+        let mut cmd = Command::new(magnum_bin());
+        cmd.arg("manage")
             .args(args)
-            .env("MAGNUM_CONDUCTORS", seeds.join(","))
-            .output()
+            .env("MAGNUM_CONDUCTORS", seeds.join(","));
+        if let Some((dir, mode)) = self.operator() {
+            cmd.env("MAGNUM_TLS_DIR", dir)
+                .env("MAGNUM_INTERNAL_TLS", mode.as_str());
+        }
+        cmd.output().unwrap()
+    }
+
+    /// `magnum manage certs issue`: a certificate of the CA in `ca` for `role`/`name` in `out`.
+    pub fn issue_cert(&self, ca: &Path, role: &str, name: &str, out: &Path) {
+        let (ca, out) = (ca.to_str().unwrap(), out.to_str().unwrap());
+        let args = [
+            "certs", "issue", "--ca-dir", ca, "--role", role, "--name", name, "--out", out,
+        ];
+        self.manage(&args);
+    }
+
+    /// From now on, operator calls use this certificate and mode.
+    pub fn set_operator_tls(&self, dir: PathBuf, mode: magnum_net::Mode) {
+        *self.operator.lock().unwrap() = Some((dir, mode));
+    }
+
+    fn operator(&self) -> Option<(PathBuf, magnum_net::Mode)> {
+        if let Some(o) = self.operator.lock().unwrap().clone() {
+            return Some(o);
+        }
+        let dir = self.tls_dir("operator");
+        dir.exists().then_some((dir, magnum_net::Mode::Strict))
+    }
+
+    /// Where `local-cluster.sh` keeps process NAME's certificate (`conductor-ID`, `api`,
+    /// `operator`); absent in a deployment without TLS.
+    pub fn tls_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("tls").join(name)
+    }
+
+    /// The operator's TLS (plain if the deployment has none).
+    pub fn operator_tls(&self) -> magnum_net::Tls {
+        match self.operator() {
+            Some((dir, mode)) => {
+                let tls = magnum_net::Tls::load(&dir, mode, magnum_net::Role::Operator).unwrap();
+                // Like a long-running operator tool: certificate rotations are picked up.
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    tls.spawn_reloader(self.reloaders.child_token());
+                }
+                tls
+            }
+            None => magnum_net::Tls::plain(),
+        }
+    }
+
+    /// An internal-plane client with the operator's certificate.
+    pub fn internal_http(&self) -> magnum_net::InternalClient {
+        magnum_net::InternalClient::new(&self.operator_tls(), |b| b.timeout(Duration::from_secs(5)))
             .unwrap()
     }
 
@@ -297,14 +358,14 @@ impl Deployment {
 
     /// Waits until conductor `id` answers on its service listener (its groups are open).
     pub async fn wait_conductor_up(&self, id: u64, timeout: Duration) {
-        let url = format!(
-            "http://{}{}",
-            self.conductor_service(id),
-            magnum_proto::wire::TOPOLOGY_PATH
-        );
+        let addr = self.conductor_service(id);
+        let http = self.internal_http();
         let start = Instant::now();
         loop {
-            if let Ok(r) = self.http.get(&url).send().await {
+            let topology = http.send(&addr, magnum_proto::wire::TOPOLOGY_PATH, |h, url| {
+                h.get(url)
+            });
+            if let Ok(r) = topology.await {
                 if r.status().is_success() {
                     return;
                 }
@@ -320,7 +381,7 @@ impl Deployment {
 
     pub fn conductor_client(&self) -> ConductorClient {
         let seeds = (1..=3).map(|i| self.conductor_service(i)).collect();
-        ConductorClient::new(seeds, Duration::from_secs(20)).unwrap()
+        ConductorClient::new(seeds, Duration::from_secs(20), &self.operator_tls()).unwrap()
     }
 
     pub fn log(&self, name: &str) -> String {
@@ -334,6 +395,11 @@ impl Deployment {
 
     /// A project-scoped token from cloud-sim's Keystone.
     pub async fn token(&self, user: &str, project: &str) -> String {
+        self.login(user, project).await.0
+    }
+
+    /// A project-scoped token from cloud-sim's Keystone, and the project's id.
+    pub async fn login(&self, user: &str, project: &str) -> (String, String) {
         let body = serde_json::json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": "secret"}}},
             "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}});
@@ -345,7 +411,10 @@ impl Deployment {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 201, "login as {user} failed");
-        r.headers()["x-subject-token"].to_str().unwrap().to_string()
+        let token = r.headers()["x-subject-token"].to_str().unwrap().to_string();
+        let v: Value = r.json().await.unwrap();
+        let project = v["token"]["project"]["id"].as_str().unwrap().to_string();
+        (token, project)
     }
 
     /// `(status, json body)` of an API call.
@@ -445,6 +514,7 @@ pub fn tail(text: &str, n: usize) -> String {
 
 impl Drop for Deployment {
     fn drop(&mut self) {
+        self.reloaders.cancel();
         let _ = Command::new("bash")
             .arg(&self.script)
             .arg("down")

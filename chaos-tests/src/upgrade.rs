@@ -45,11 +45,18 @@ impl Deployment {
     /// Points `DIR/<name>.cmd` at `to` instead of `from` (the process keeps running until it is
     /// restarted, as with an operator's package upgrade).
     pub fn swap_binary(&self, name: &str, from: &Path, to: &Path) {
+        let (from, to) = (from.to_str().unwrap(), to.to_str().unwrap());
+        self.edit_cmd(name, |cmd| {
+            assert!(cmd.contains(from), "{name}.cmd does not run {from}: {cmd}");
+            cmd.replace(from, to)
+        });
+    }
+
+    /// Rewrites `DIR/<name>.cmd`, the command line the next `start` runs.
+    pub fn edit_cmd(&self, name: &str, edit: impl FnOnce(&str) -> String) {
         let path = self.dir.join(format!("{name}.cmd"));
         let cmd = std::fs::read_to_string(&path).unwrap();
-        let (from, to) = (from.to_str().unwrap(), to.to_str().unwrap());
-        assert!(cmd.contains(from), "{name}.cmd does not run {from}: {cmd}");
-        std::fs::write(&path, cmd.replace(from, to)).unwrap();
+        std::fs::write(&path, edit(&cmd)).unwrap();
     }
 
     /// The binary `DIR/<name>.cmd` runs (its first word).

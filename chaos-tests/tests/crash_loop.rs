@@ -165,6 +165,7 @@ async fn acked_writes_survive_repeated_sigkill_and_no_node_votes_twice() {
     let client = ConductorClient::new(
         (1..=3).map(|i| d.conductor_service(i)).collect(),
         Duration::from_secs(10),
+        &d.operator_tls(),
     )
     .unwrap();
     let writers = start_writers(&client);

@@ -120,7 +120,15 @@ async fn leader_killed_mid_create_resumes_with_one_stack() {
 }
 
 async fn applied(d: &Deployment, node: u64, gid: u64) -> Option<u64> {
-    let url = format!("http://{}/internal/v1/topology", d.conductor_service(node));
-    let t: serde_json::Value = d.http.get(url).send().await.ok()?.json().await.ok()?;
+    let addr = d.conductor_service(node);
+    let get = |h: &reqwest::Client, url| h.get(url);
+    let t: serde_json::Value = d
+        .internal_http()
+        .send(&addr, "/internal/v1/topology", get)
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
     t["groups"].as_array()?.iter().find(|g| g["group"] == gid)?["last_applied"].as_u64()
 }

@@ -251,6 +251,9 @@ async fn leader_killed_at_every_site_of_every_operation() {
         for n in 1..=3 {
             env.d.wait_conductor_up(n, Duration::from_secs(30)).await;
         }
+        // The controller hands leaderships back to the conductor restarted last round; a case
+        // armed on a leader that then hands its shard away never reaches its failpoint.
+        wait_leaders_settled(&client).await;
         let mut chosen: HashMap<NodeId, Case> = HashMap::new();
         for q in queues.iter_mut() {
             let Some(c) = q.front() else { continue };
@@ -383,6 +386,35 @@ async fn wait_leader(client: &magnum_proto::client::ConductorClient, shard: Shar
         assert!(Instant::now() < deadline, "shard {shard} has no leader");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until every group has a leader, no conductor leads more than its share (what the
+/// placement controller rebalances towards) and the leaders stayed put for a while.
+async fn wait_leaders_settled(client: &magnum_proto::client::ConductorClient) {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut last: Option<HashMap<u64, NodeId>> = None;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(t) = client.refresh_topology().await else {
+            continue;
+        };
+        let leaders: HashMap<u64, NodeId> = t
+            .groups
+            .iter()
+            .filter_map(|g| Some((g.group, g.leader?)))
+            .collect();
+        let mut led: HashMap<NodeId, usize> = HashMap::new();
+        for l in leaders.values() {
+            *led.entry(*l).or_default() += 1;
+        }
+        let share = t.groups.len().div_ceil(t.nodes.len().max(1));
+        let balanced = leaders.len() == t.groups.len() && led.values().all(|n| *n <= share);
+        if balanced && last.as_ref() == Some(&leaders) {
+            return;
+        }
+        last = balanced.then_some(leaders);
+    }
+    println!("failpoints: leaders did not settle within 45 s; choosing anyway");
 }
 
 /// A template like [`template_body`]'s with the newer `kube_tag` the upgrade cases move to.

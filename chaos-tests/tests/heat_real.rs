@@ -468,6 +468,7 @@ async fn sim_backend(prefix: &str) -> (magnum_cloud_sim::SimHandle, Backend) {
         time_scale: 1.0,
         state_file: None,
         heat_url: None,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -552,6 +552,7 @@ async fn sim_side() -> (magnum_cloud_sim::SimHandle, Side) {
         time_scale: 1.0,
         state_file: None,
         heat_url: None,
+        ..Default::default()
     })
     .await
     .unwrap();

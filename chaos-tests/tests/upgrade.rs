@@ -17,6 +17,7 @@ mod common;
 use common::template_body;
 use magnum_chaos_tests::upgrade::{previous_release, Release};
 use magnum_chaos_tests::{magnum_bin, tail, Deployment, Options};
+use magnum_net::Mode;
 use magnum_proto::{
     shard_of, ClientError, ClusterId, OpId, OperationRequest, QueryResult, ShardCommand,
     ShardQuery, ShardRequest, Timestamp,
@@ -305,22 +306,8 @@ impl Operator<'_> {
     /// Moves conductor `id` to `to`; with `kill_after`, SIGKILLs it that long after the new
     /// binary started (in the middle of its upgrade) and starts it again.
     async fn move_conductor(&mut self, id: u64, to: &Path, kill_after: Option<Duration>) {
-        let start = Instant::now();
         let name = format!("conductor-{id}");
-        let n = id.to_string();
-        self.manage(&["conductor", "drain", &n, "--timeout-secs", "60"]);
-        self.script(&["stop", "conductor", &n]);
         let from = self.d.binary_of(&name);
-        self.d.swap_binary(&name, &from, to);
-        self.script(&["start", "conductor", &n]);
-        if let Some(after) = kill_after {
-            tokio::time::sleep(after).await;
-            self.d.signal("conductor", Some(id), "KILL");
-            self.script(&["start", "conductor", &n]);
-        }
-        self.d.wait_conductor_up(id, Duration::from_secs(30)).await;
-        self.wait_healthy(id).await;
-        self.manage(&["conductor", "undrain", &n, "--timeout-secs", "60"]);
         let what = format!(
             "conductor {id} → {}{}",
             if to == self.new { "HEAD" } else { "previous" },
@@ -330,11 +317,47 @@ impl Operator<'_> {
                 ""
             }
         );
+        let swap = |cmd: &str| cmd.replace(from.to_str().unwrap(), to.to_str().unwrap());
+        self.restart_conductor(id, what, swap, kill_after).await;
+    }
+
+    /// Drains conductor `id`, restarts it with its command line edited by `edit`, waits until
+    /// it is caught up, undrains it.
+    async fn restart_conductor(
+        &mut self,
+        id: u64,
+        what: String,
+        edit: impl FnOnce(&str) -> String,
+        kill_after: Option<Duration>,
+    ) {
+        let start = Instant::now();
+        let n = id.to_string();
+        self.manage(&["conductor", "drain", &n, "--timeout-secs", "60"]);
+        self.script(&["stop", "conductor", &n]);
+        self.d.edit_cmd(&format!("conductor-{id}"), edit);
+        self.script(&["start", "conductor", &n]);
+        if let Some(after) = kill_after {
+            tokio::time::sleep(after).await;
+            self.d.signal("conductor", Some(id), "KILL");
+            self.script(&["start", "conductor", &n]);
+        }
+        self.d.wait_conductor_up(id, Duration::from_secs(30)).await;
+        self.wait_healthy(id).await;
+        self.manage(&["conductor", "undrain", &n, "--timeout-secs", "60"]);
         self.timings.push((what, start.elapsed().as_secs_f64()));
     }
 
     /// Moves API node `i` (0: `api`, 1: `api-2`) to `to`, out of the clients' rotation meanwhile.
     async fn move_api(&mut self, i: usize, to: &Path) {
+        let name = if i == 0 { "api" } else { "api-2" };
+        let from = self.d.binary_of(name);
+        let swap = |cmd: &str| cmd.replace(from.to_str().unwrap(), to.to_str().unwrap());
+        self.restart_api(i, format!("{name} → HEAD"), swap).await;
+    }
+
+    /// Restarts API node `i` with its command line edited by `edit`, out of the clients'
+    /// rotation meanwhile.
+    async fn restart_api(&mut self, i: usize, what: String, edit: impl FnOnce(&str) -> String) {
         let start = Instant::now();
         let (name, id) = if i == 0 {
             ("api", None)
@@ -347,14 +370,50 @@ impl Operator<'_> {
         let mut args = vec!["stop", "api"];
         args.extend(id);
         self.script(&args);
-        let from = self.d.binary_of(name);
-        self.d.swap_binary(name, &from, to);
+        self.d.edit_cmd(name, edit);
         args[0] = "start";
         self.script(&args);
         self.d.wait_api(&self.apis.urls[i], name).await;
         self.apis.up[i].store(true, Ordering::Release);
-        self.timings
-            .push((format!("{name} → HEAD"), start.elapsed().as_secs_f64()));
+        self.timings.push((what, start.elapsed().as_secs_f64()));
+    }
+
+    /// Turns mutual TLS on in the running deployment, the documented way: certificates for
+    /// every process, then every process restarted `permissive` (accepts both, speaks TLS with
+    /// a fallback), then every process restarted `strict`.
+    async fn turn_tls_on(&mut self, order: &[u64]) {
+        let ca = self.d.dir.join("tls-rollout/ca");
+        let dir_of = |name: &str| self.d.dir.join("tls-rollout").join(name);
+        let issue = |role: &str, name: &str, sub: &str| {
+            tokio::task::block_in_place(|| self.d.issue_cert(&ca, role, name, &dir_of(sub)))
+        };
+        self.manage(&["certs", "init", "--ca-dir", ca.to_str().unwrap()]);
+        for id in order {
+            issue("conductor", &id.to_string(), &format!("conductor-{id}"));
+        }
+        issue("api", "1", "api");
+        issue("api", "2", "api-2");
+        issue("operator", "upgrade-test", "operator");
+        // Operator calls follow the conductors: permissive first, strict at the end.
+        self.d
+            .set_operator_tls(dir_of("operator"), Mode::Permissive);
+        for mode in [Mode::Permissive, Mode::Strict] {
+            for &id in order {
+                let tls = format!(
+                    " --tls-dir {}",
+                    dir_of(&format!("conductor-{id}")).display()
+                );
+                let set = |cmd: &str| with_tls_mode(cmd, &tls, mode);
+                self.restart_conductor(id, format!("conductor {id} → {mode}"), set, None)
+                    .await;
+            }
+            for (i, name) in [(1, "api-2"), (0, "api")] {
+                let tls = format!(" --tls-dir {}", dir_of(name).display());
+                let set = |cmd: &str| with_tls_mode(cmd, &tls, mode);
+                self.restart_api(i, format!("{name} → {mode}"), set).await;
+            }
+        }
+        self.d.set_operator_tls(dir_of("operator"), Mode::Strict);
     }
 
     /// Finalizes as soon as it is allowed: old API nodes drop out of the conductors' lists
@@ -385,6 +444,8 @@ impl Operator<'_> {
         self.script(&["stop", "conductor", &id.to_string()]);
         let cmd = std::fs::read_to_string(self.d.dir.join(format!("{name}.cmd"))).unwrap();
         let cmd = cmd.replace(self.new.to_str().unwrap(), self.old.to_str().unwrap());
+        // The previous release knows no TLS flags; the data version is checked before them.
+        let cmd = cmd.split(" --tls-dir ").next().unwrap_or_default();
         let words: Vec<&str> = cmd.split_whitespace().collect();
         let out = tokio::task::block_in_place(|| {
             std::process::Command::new(words[0])
@@ -428,6 +489,15 @@ impl Operator<'_> {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+/// `cmd` with `--tls-dir` and `--internal-tls MODE` (replacing an earlier mode).
+fn with_tls_mode(cmd: &str, tls_dir_flag: &str, mode: Mode) -> String {
+    let base = match cmd.find(" --tls-dir ") {
+        Some(i) => cmd[..i].to_string(),
+        None => cmd.trim_end().to_string(),
+    };
+    format!("{base}{tls_dir_flag} --internal-tls {mode}\n")
 }
 
 /// Settled, and `id` is a voter caught up (apply lag ≤ 5, not halted) in every group.
@@ -618,6 +688,19 @@ async fn rolling_upgrade_from_the_previous_release_under_load() {
             .wait(&format!("/clusters/{probe}"), Some("UPDATE_COMPLETE"))
             .await
     );
+
+    // The second rolling step: mutual TLS on, under the same load.
+    op.turn_tls_on(&order).await;
+    let plain = magnum_net::InternalClient::new(&magnum_net::Tls::plain(), |b| b).unwrap();
+    for id in 1..=3 {
+        let r = plain
+            .send(&d.conductor_service(id), "/internal/v1/topology", |h, u| {
+                h.get(u)
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "conductor {id} still serves plain HTTP");
+    }
 
     stop.store(true, Ordering::Release);
     for w in workers {

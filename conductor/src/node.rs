@@ -59,7 +59,13 @@ pub struct ConductorConfig {
     pub cloud: Arc<dyn Cloud>,
     /// How often this node reports itself to the conductor registry (first beat at start).
     pub heartbeat_interval: Duration,
+    /// Requests the service listener serves at once; more are answered 503 + Retry-After.
+    /// Raft is on its own listener and never waits behind these.
+    pub max_in_flight: usize,
 }
+
+/// Default of [`ConductorConfig::max_in_flight`].
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// Default of [`ConductorConfig::heartbeat_interval`].
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
@@ -128,7 +134,9 @@ impl Conductor {
         let raft_addr = raft_listener
             .local_addr()
             .map_err(|e| ConductorError::Listen(cfg.raft_listen, e))?;
-        tasks.push(serve(raft_listener, node.router(), cancel.clone()));
+        tasks.push(node.serve(raft_listener, cancel.clone())?.task);
+        let tls = cfg.raft.tls.clone();
+        tls.spawn_reloader(cancel.clone());
         let api_nodes = ApiNodes::default();
         let svc_state = Arc::new(ServiceState {
             node: NodeId(cfg.node_id),
@@ -140,8 +148,26 @@ impl Conductor {
         let service_addr = svc_listener
             .local_addr()
             .map_err(|e| ConductorError::Listen(cfg.service_listen, e))?;
-        let svc_router = service::router(svc_state).merge(crate::metrics::router(node.clone()));
-        tasks.push(serve(svc_listener, svc_router, cancel.clone()));
+        let in_flight = magnum_net::shed::InFlight::new(
+            cfg.max_in_flight,
+            "conductor_service",
+            magnum_net::shed::overloaded,
+        );
+        let svc_router = service::router(svc_state).layer(axum::middleware::from_fn_with_state(
+            in_flight,
+            magnum_net::shed::layer,
+        ));
+        tasks.push(
+            magnum_net::serve(
+                svc_listener,
+                svc_router,
+                crate::metrics::router(node.clone()),
+                tls.clone(),
+                magnum_net::Limits::default(),
+                cancel.clone(),
+            )
+            .task,
+        );
 
         let host = cfg
             .peers
@@ -155,6 +181,7 @@ impl Conductor {
             seeds.clone(),
             cfg.heartbeat_interval,
             api_nodes,
+            tls.clone(),
             cancel.clone(),
         )));
         tasks.push(tokio::spawn(follow_placement(
@@ -166,7 +193,7 @@ impl Conductor {
             meta.clone(),
             cancel.clone(),
         )));
-        let client = ConductorClient::new(seeds, CONTROLLER_CALL_DEADLINE)
+        let client = ConductorClient::new(seeds, CONTROLLER_CALL_DEADLINE, &tls)
             .map_err(|e| ConductorError::Config(e.to_string()))?;
         let controller = Controller::new(meta.clone(), client).map_err(ConductorError::Config)?;
         tasks.push(tokio::spawn(controller.run(cancel.clone())));
@@ -214,17 +241,6 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ConductorError> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| ConductorError::Listen(addr, e))
-}
-
-fn serve(listener: TcpListener, router: axum::Router, cancel: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let res = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
-        if let Err(e) = res {
-            warn!(error = %e, "listener stopped");
-        }
-    })
 }
 
 /// How long one call of the placement controller may take (a learner catching up included).

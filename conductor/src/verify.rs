@@ -51,28 +51,35 @@ impl GroupCheck {
 /// Checks every group; `Err` only if the placement cannot be read.
 pub async fn verify(client: &ConductorClient) -> Result<Vec<GroupCheck>, String> {
     let pv = client.placement().await.map_err(|e| e.to_string())?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = client.http();
     let mut out = Vec::new();
     for group in std::iter::once(0).chain(1..=u64::from(pv.shards)) {
-        out.push(check_group(&http, &pv, group).await);
+        out.push(check_group(http, &pv, group).await);
     }
     Ok(out)
 }
 
-async fn fetch(http: &reqwest::Client, addr: &str, group: u64, keys: bool) -> Option<GroupDigest> {
+async fn fetch(
+    http: &magnum_net::InternalClient,
+    addr: &str,
+    group: u64,
+    keys: bool,
+) -> Option<GroupDigest> {
     let query = if keys { "?keys=true" } else { "" };
-    let url = format!("http://{addr}{}{query}", group_digest_path(group));
-    let resp = http.get(url).send().await.ok()?;
+    let path = format!("{}{query}", group_digest_path(group));
+    let get = |h: &reqwest::Client, url| h.get(url).timeout(Duration::from_secs(3));
+    let resp = http.send(addr, &path, get).await.ok()?;
     if !resp.status().is_success() {
         return None;
     }
     resp.json().await.ok()
 }
 
-async fn check_group(http: &reqwest::Client, pv: &PlacementView, group: u64) -> GroupCheck {
+async fn check_group(
+    http: &magnum_net::InternalClient,
+    pv: &PlacementView,
+    group: u64,
+) -> GroupCheck {
     let replicas: Vec<(u64, String)> = pv
         .nodes
         .iter()

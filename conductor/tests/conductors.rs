@@ -152,12 +152,13 @@ async fn every_conductor_heartbeats_into_the_meta_registry() {
         assert!(r.created_at <= r.updated_at);
     }
     // Only Heartbeat is accepted from outside: a Bootstrap body does not decode.
-    let http = reqwest::Client::new();
-    let addr = c.cfgs[&1].service_listen;
-    let r = http
-        .post(format!("http://{addr}{}", wire::META_COMMAND_PATH))
-        .json(&serde_json::json!({"proto": 1, "body": {"Bootstrap": {"shards": 9, "hash": "x"}}}))
-        .send()
+    let addr = c.cfgs[&1].service_listen.to_string();
+    let body = serde_json::json!({"proto": 1, "body": {"Bootstrap": {"shards": 9, "hash": "x"}}});
+    let r = cl
+        .http()
+        .send(&addr, wire::META_COMMAND_PATH, |h, url| {
+            h.post(url).json(&body)
+        })
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
@@ -371,18 +372,18 @@ async fn query_all_matches_per_shard_reads_across_a_leader_shutdown() {
     assert_eq!(ids(&per_shard(cl.clone()).await), want);
 
     // The batch path itself: every shard is answered by exactly one node (its leader).
-    let http = reqwest::Client::new();
     let mut answered = vec![0; shards as usize];
     for cfg in c.cfgs.values() {
         let body = wire::Envelope::new(wire::MultiQuery {
             shards: (0..shards).map(ShardId).collect(),
             query: ShardQuery::Clusters { project: None },
         });
-        let url = format!("http://{}{}", cfg.service_listen, wire::MULTI_QUERY_PATH);
-        let r: wire::MultiQueryResult = http
-            .post(url)
-            .json(&body)
-            .send()
+        let addr = cfg.service_listen.to_string();
+        let r: wire::MultiQueryResult = cl
+            .http()
+            .send(&addr, wire::MULTI_QUERY_PATH, |h, url| {
+                h.post(url).json(&body)
+            })
             .await
             .unwrap()
             .json()

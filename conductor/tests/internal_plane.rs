@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 /// oversized body, at once; the data dirs are owner-only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconciler_commands_from_the_network_are_refused() {
+    let _one = one_at_a_time().await;
     let cloud = Arc::new(FakeCloud::default());
     let mut c = start3(cloud, 1).await;
     let cl = client(&c);
@@ -103,5 +104,135 @@ async fn reconciler_commands_from_the_network_are_refused() {
             .mode();
         assert_eq!(mode & 0o777, 0o700, "{}", cfg.data_dir.display());
     }
+    stop_all(&mut c).await;
+}
+
+/// Who may call what, by certificate: no certificate gets the metrics only, an API node's
+/// certificate cannot change membership or speak Raft, a certificate of another CA does not get
+/// through the handshake, and Raft bodies are bounded per RPC kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identities_decide_what_a_caller_may_do() {
+    use magnum_net::{InternalClient, Role};
+    let _one = one_at_a_time().await;
+    let cloud = Arc::new(FakeCloud::default());
+    let mut c = start3(cloud, 1).await;
+    let cl = client(&c);
+    cl.refresh_topology().await.unwrap();
+    let node = c.nodes[&1].as_ref().unwrap();
+    let (svc, raft) = (node.service_addr.to_string(), node.raft_addr.to_string());
+    let as_role = |role, name: &str| {
+        InternalClient::new(&c.tls(role, name), |b| b.timeout(Duration::from_secs(5))).unwrap()
+    };
+    let status = |r: reqwest::Result<reqwest::Response>| r.map(|r| r.status().as_u16());
+    let drain = wire::Envelope::new(MetaRequest::SetNodeState {
+        id: NodeId(2),
+        state: NodeState::Draining,
+    });
+    let meta_cmd = |h: &reqwest::Client, url| h.post(url).json(&drain);
+    let topology = |h: &reqwest::Client, url| h.get(url);
+    let append = |n: usize| move |h: &reqwest::Client, url| h.post(url).body(vec![0u8; n]);
+
+    // No certificate: the open routes only.
+    let plain = InternalClient::new(&magnum_net::Tls::plain(), |b| b).unwrap();
+    assert_eq!(
+        status(plain.send(&svc, "/metrics", topology).await).unwrap(),
+        200
+    );
+    assert_eq!(
+        status(plain.send(&svc, wire::TOPOLOGY_PATH, topology).await).unwrap(),
+        401
+    );
+    assert_eq!(
+        status(plain.send(&svc, wire::META_COMMAND_PATH, meta_cmd).await).unwrap(),
+        401
+    );
+    assert_eq!(
+        status(plain.send(&raft, "/raft/v1/0/append", append(9)).await).unwrap(),
+        401
+    );
+
+    // An API node: users' requests yes, membership and Raft no.
+    let api = as_role(Role::Api, "a");
+    assert_eq!(
+        status(api.send(&svc, wire::TOPOLOGY_PATH, topology).await).unwrap(),
+        200
+    );
+    assert_eq!(
+        status(api.send(&svc, wire::META_COMMAND_PATH, meta_cmd).await).unwrap(),
+        403
+    );
+    let members = |h: &reqwest::Client, url| h.post(url).json(&serde_json::json!({}));
+    assert_eq!(
+        status(
+            api.send(&svc, "/internal/v1/groups/1/members", members)
+                .await
+        )
+        .unwrap(),
+        403
+    );
+    assert_eq!(
+        status(
+            api.send(&svc, "/internal/v1/groups/1/transfer", members)
+                .await
+        )
+        .unwrap(),
+        403
+    );
+    assert_eq!(
+        status(api.send(&raft, "/raft/v1/0/append", append(9)).await).unwrap(),
+        403
+    );
+    // An operator may change membership but not speak Raft.
+    let op = as_role(Role::Operator, "o");
+    assert_eq!(
+        status(op.send(&raft, "/raft/v1/0/vote", append(9)).await).unwrap(),
+        403
+    );
+
+    // A conductor certificate of another CA: refused in the handshake.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = InternalClient::new(&tls_in(other.path(), Role::Conductor, "2"), |b| b).unwrap();
+    let err = stranger
+        .send(&svc, wire::TOPOLOGY_PATH, topology)
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    assert!(stranger
+        .send(&raft, "/raft/v1/0/append", append(9))
+        .await
+        .is_err());
+
+    // A real conductor's certificate: a vote of 1 MiB is refused before it is decoded, and a
+    // hand-built 9-byte append is refused as undecodable; the group keeps its leader and term.
+    let before = cl.refresh_topology().await.unwrap();
+    // The server answers 413 without reading the rest and closes the connection, so the
+    // client sees either the 413 or its write cut off; a fresh client for what follows.
+    let big = as_role(Role::Conductor, "2")
+        .send(&raft, "/raft/v1/0/vote", append(1 << 20))
+        .await;
+    assert!(
+        matches!(&big, Ok(r) if r.status() == 413) || big.is_err(),
+        "{big:?}"
+    );
+    let peer = as_role(Role::Conductor, "2");
+    assert_eq!(
+        status(peer.send(&raft, "/raft/v1/0/append", append(9)).await).unwrap(),
+        400
+    );
+    let after = cl.refresh_topology().await.unwrap();
+    let terms = |t: &wire::Topology| {
+        t.groups
+            .iter()
+            .map(|g| (g.group, g.term))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(terms(&before), terms(&after));
+
+    // Nothing was drained.
+    let pv = cl.placement().await.unwrap();
+    assert!(
+        pv.nodes.iter().all(|n| n.state == NodeState::Active),
+        "{pv:?}"
+    );
     stop_all(&mut c).await;
 }

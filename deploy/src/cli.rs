@@ -54,6 +54,84 @@ pub enum ManageCommand {
     /// Binary and cluster versions of a rolling upgrade.
     #[command(subcommand)]
     Version(VersionCommand),
+    /// The internal plane's CA and node certificates (mutual TLS between conductors, API
+    /// nodes and operators; see SECURITY.md).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// Create the deployment CA (ca.crt, ca.key) in a new directory; keep ca.key offline.
+    Init {
+        #[arg(long)]
+        ca_dir: PathBuf,
+    },
+    /// Issue a node's certificate: writes ca.crt (the trust bundle), node.crt and node.key
+    /// (0600) to --out, the directory the node is given as --tls-dir.
+    Issue {
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// conductor, api or operator.
+        #[arg(long)]
+        role: magnum_net::Role,
+        /// The conductor's node id; any name for an API node or an operator.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Hostnames or IPs added as SANs, for tools that check them (curl, openssl); magnum
+        /// itself checks the identity, not the address. Repeat for each.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        #[arg(long, default_value_t = magnum_net::certs::NODE_DAYS)]
+        days: i64,
+    },
+    /// Reissue the certificate in a node's directory (same identity, new key, current CA and
+    /// bundle); the running node picks it up within 5 s, or at once on SIGHUP.
+    Rotate {
+        #[arg(long)]
+        ca_dir: PathBuf,
+        #[arg(long)]
+        node_dir: PathBuf,
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        #[arg(long, default_value_t = magnum_net::certs::NODE_DAYS)]
+        days: i64,
+    },
+    /// Replace the CA. The bundle keeps the previous CA. Then `trust` every node, let them
+    /// reload (5 s, or SIGHUP), then `rotate` every node.
+    RotateCa {
+        #[arg(long)]
+        ca_dir: PathBuf,
+    },
+    /// Copy the CA dir's trust bundle into a node's directory (the node reloads it).
+    Trust {
+        #[arg(long)]
+        ca_dir: PathBuf,
+        #[arg(long)]
+        node_dir: PathBuf,
+    },
+    /// The identity and expiry of the certificate in a node's directory.
+    Show {
+        #[arg(long)]
+        node_dir: PathBuf,
+    },
+}
+
+/// This process's certificate for the internal plane.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// Directory with this node's certificate: ca.crt, node.crt, node.key (`magnum manage
+    /// certs issue`). Reloaded when the files change and on SIGHUP.
+    #[arg(long, env = "MAGNUM_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// `strict`: mutual TLS only (the default with --tls-dir). `permissive`: also accepts plain
+    /// HTTP and falls back to it for peers not yet switched (turning TLS on in a running
+    /// deployment). `plain`: no TLS; anyone who reaches the internal ports drives the
+    /// conductors.
+    #[arg(long, env = "MAGNUM_INTERNAL_TLS")]
+    pub internal_tls: Option<magnum_net::Mode>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -85,6 +163,9 @@ pub struct Conductors {
         required = true
     )]
     pub conductors: Vec<String>,
+    /// An operator certificate (`--role operator`).
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -168,8 +249,56 @@ pub struct ApiArgs {
     /// A conductor's service address (host:port); repeat for each.
     #[arg(long = "conductor", required = true)]
     pub conductors: Vec<String>,
+    /// Requests served at once; more are answered 503 with Retry-After (and Magnum's error
+    /// envelope) at once instead of queueing.
+    #[arg(long, default_value_t = magnum_api::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// Open client connections; a new one beyond is closed at once. Above max-in-flight, so
+    /// that a burst is answered 503 rather than refused at connect.
+    #[arg(long, default_value_t = magnum_api::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// An API node certificate (`--role api`).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub token_cache: TokenCacheArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+}
+
+/// How long the API trusts Keystone's answers about user tokens.
+#[derive(Args, Debug, Clone)]
+pub struct TokenCacheArgs {
+    /// Seconds a validated token is trusted without asking Keystone again (keystonemiddleware's
+    /// `token_cache_time`, 300 there). Trade-off: a revoked token, or one of a disabled user,
+    /// keeps working until its entry expires; longer saves Keystone calls, 0 asks every time.
+    #[arg(long, default_value_t = magnum_api::config::DEFAULT_TOKEN_CACHE_TTL.as_secs())]
+    pub token_cache_ttl_secs: u64,
+    /// Seconds a token Keystone answered 404 for is refused (401) without asking again, so a
+    /// burst of one bad token costs one call; 0 disables. Keystone errors (5xx, timeouts) are
+    /// never cached.
+    #[arg(long, default_value_t = magnum_api::config::DEFAULT_INVALID_TOKEN_CACHE_TTL.as_secs())]
+    pub invalid_token_cache_ttl_secs: u64,
+}
+
+impl Default for TokenCacheArgs {
+    fn default() -> Self {
+        Self {
+            token_cache_ttl_secs: magnum_api::config::DEFAULT_TOKEN_CACHE_TTL.as_secs(),
+            invalid_token_cache_ttl_secs: magnum_api::config::DEFAULT_INVALID_TOKEN_CACHE_TTL
+                .as_secs(),
+        }
+    }
+}
+
+impl TokenCacheArgs {
+    pub fn ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.token_cache_ttl_secs)
+    }
+
+    pub fn invalid_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.invalid_token_cache_ttl_secs)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -223,6 +352,12 @@ pub struct ConductorArgs {
     /// works. Without it clusters get neither.
     #[arg(long, env = "MAGNUM_TRUSTEE_DOMAIN")]
     pub trustee_domain: Option<String>,
+    /// Requests the service listener serves at once; more are answered 503 + Retry-After.
+    #[arg(long, default_value_t = magnum_conductor::node::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// A conductor certificate (`--role conductor --name <node id>`).
+    #[command(flatten)]
+    pub tls: TlsArgs,
     #[command(flatten)]
     pub raft: RaftArgs,
     #[command(flatten)]
@@ -247,6 +382,16 @@ pub struct RaftArgs {
     /// stored (crash tests check it: no node votes twice in a term).
     #[arg(long)]
     pub vote_audit: bool,
+    /// Worker threads of the Raft runtime, which runs nothing but consensus (default 2).
+    #[arg(long)]
+    pub raft_threads: Option<usize>,
+    /// Leave elections to openraft's random timeout after a silent leader's lease, instead of
+    /// the survivors asking for a pre-vote in turn as soon as it is over (for comparison).
+    #[arg(long)]
+    pub no_prompt_elections: bool,
+    /// Keep idle groups heartbeating instead of letting them go quiet (for comparison).
+    #[arg(long)]
+    pub no_quiesce: bool,
 }
 
 impl RaftArgs {
@@ -258,6 +403,10 @@ impl RaftArgs {
             election_max_ms: self.election_max_ms.unwrap_or(d.election_max_ms),
             snapshot_logs_since_last: self.snapshot_logs.unwrap_or(d.snapshot_logs_since_last),
             vote_audit: self.vote_audit,
+            tls: d.tls,
+            threads: self.raft_threads.unwrap_or(d.threads),
+            prompt_elections: !self.no_prompt_elections,
+            quiesce: !self.no_quiesce,
         }
     }
 }
@@ -279,6 +428,46 @@ pub struct CloudSimArgs {
     /// orchestration endpoint instead of cloud-sim's own; `%(tenant_id)s` is substituted.
     #[arg(long)]
     pub heat_url: Option<String>,
+    /// Heat's `max_stacks_per_tenant`: live top-level stacks one project may have.
+    #[arg(long, default_value_t = magnum_cloud_sim::DEFAULT_MAX_STACKS_PER_TENANT)]
+    pub max_stacks_per_tenant: usize,
+    #[command(flatten)]
+    pub quotas: NovaQuotaArgs,
+}
+
+/// The Nova quotas cloud-sim gives every project. A stack needing more servers than its
+/// project has left fails as Heat does when Nova refuses one; an admin changes one project's
+/// with `PUT /compute/v2.1/os-quota-sets/{project_id}`.
+#[derive(Args, Debug, Clone)]
+pub struct NovaQuotaArgs {
+    /// Nova `instances` quota of every project (-1: unlimited). A stack needing more servers
+    /// than its project has left fails as Heat does when Nova refuses one; an admin sets one
+    /// project's with `PUT /compute/v2.1/os-quota-sets/{project_id}`.
+    #[arg(long, default_value_t = magnum_cloud_sim::DEFAULT_QUOTA_INSTANCES,
+        allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
+    pub quota_instances: i64,
+    /// Nova `cores` (vCPUs) quota of every project (-1: unlimited).
+    #[arg(long, default_value_t = magnum_cloud_sim::DEFAULT_QUOTA_CORES,
+        allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
+    pub quota_cores: i64,
+}
+
+impl Default for NovaQuotaArgs {
+    fn default() -> Self {
+        Self {
+            quota_instances: magnum_cloud_sim::DEFAULT_QUOTA_INSTANCES,
+            quota_cores: magnum_cloud_sim::DEFAULT_QUOTA_CORES,
+        }
+    }
+}
+
+impl NovaQuotaArgs {
+    pub fn quotas(&self) -> magnum_cloud_sim::NovaQuotas {
+        magnum_cloud_sim::NovaQuotas {
+            instances: self.quota_instances,
+            cores: self.quota_cores,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

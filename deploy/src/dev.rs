@@ -23,6 +23,8 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
         time_scale: d.time_scale,
         state_file: Some(d.data_dir.join("cloud-sim.json")),
         heat_url: None,
+        max_stacks_per_tenant: magnum_cloud_sim::DEFAULT_MAX_STACKS_PER_TENANT,
+        quotas: Default::default(),
     };
     std::fs::create_dir_all(&d.data_dir)?;
     let sim = magnum_cloud_sim::serve(sim_config(&sim_args))
@@ -53,6 +55,13 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
     let cert_key =
         magnum_conductor::pki::sealing::CertKey::create_file(&d.data_dir.join("cert.key"))
             .map_err(|e| DeployError::Args(e.to_string()))?;
+    // Mutual TLS on every internal port, as in production: a CA and a certificate per process.
+    let tls_dir = d.data_dir.join("tls");
+    crate::certs::local_pki(&tls_dir, &[1, 2, 3])?;
+    let tls = |sub: &str, role| {
+        magnum_net::Tls::load(&tls_dir.join(sub), magnum_net::Mode::Strict, role)
+            .map_err(|e| DeployError::Args(e.to_string()))
+    };
     let mut conductors = Vec::new();
     for i in 1..=3u16 {
         let dir = d.data_dir.join(format!("conductor-{i}"));
@@ -68,7 +77,10 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
             shards: d.shards,
             replicas: magnum_conductor::membership::meta::DEFAULT_REPLICAS,
             bootstrap: fresh,
-            raft: magnum_raft::RaftConfig::default(),
+            raft: magnum_raft::RaftConfig {
+                tls: tls(&format!("conductor-{i}"), magnum_net::Role::Conductor)?,
+                ..magnum_raft::RaftConfig::default()
+            },
             reconciler: LeaderConfig {
                 poll: Duration::from_secs(1),
                 // cloud-sim simulates each cluster's Kubernetes API for health polling.
@@ -81,6 +93,7 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
             },
             cloud: Arc::new(cloud),
             heartbeat_interval: magnum_conductor::node::DEFAULT_HEARTBEAT_INTERVAL,
+            max_in_flight: magnum_conductor::node::DEFAULT_MAX_IN_FLIGHT,
         };
         conductors.push(Conductor::start(cfg).await?);
     }
@@ -90,8 +103,15 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
         public_url: Some(api_url.clone()),
         conductors: peers.values().map(|a| a.service.clone()).collect(),
         auth: auth.clone(),
+        max_in_flight: magnum_api::DEFAULT_MAX_IN_FLIGHT,
+        max_connections: magnum_api::DEFAULT_MAX_CONNECTIONS,
+        token_cache: Default::default(),
+        tls: crate::cli::TlsArgs {
+            tls_dir: Some(tls_dir.join("api")),
+            internal_tls: None,
+        },
     };
-    let api = magnum_api::serve(api_config(&api_args))
+    let api = magnum_api::serve(api_config(&api_args)?)
         .await
         .map_err(|e| DeployError::Api(e.to_string()))?;
 
@@ -110,6 +130,15 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
     println!("export OS_USER_DOMAIN_NAME=Default");
     println!("export OS_PROJECT_DOMAIN_NAME=Default");
     println!("export OS_REGION_NAME=RegionOne");
+    println!(
+        "Operator commands (magnum manage ...) need: export MAGNUM_TLS_DIR={} MAGNUM_CONDUCTORS={}",
+        tls_dir.join("operator").display(),
+        peers
+            .values()
+            .map(|a| a.service.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     println!("Then e.g.: openstack coe cluster template create --coe kubernetes --image fedora-coreos-40 --external-network public --flavor m1.small --master-flavor m1.small --keypair default k8s");
     println!("Press Ctrl-C to stop.");
 

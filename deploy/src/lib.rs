@@ -5,6 +5,7 @@
 //! Raft internals, wire formats (it only passes configuration through).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod certs;
 pub mod cli;
 mod dev;
 mod manage;
@@ -38,9 +39,11 @@ pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,hyper=warn")
     });
+    // stderr: `magnum manage ... --json` keeps stdout for its answer.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .try_init();
 }
 
@@ -51,17 +54,18 @@ pub async fn run(cli: cli::Cli) -> Result<(), DeployError> {
         Command::CloudSim(s) => run_cloud_sim(s).await,
         Command::Dev(d) => dev::run(d).await,
         Command::Manage(ManageCommand::Status { target, json }) => {
-            manage::status(&target.conductors, json).await
+            manage::status(&target, json).await
         }
         Command::Manage(ManageCommand::Verify { target, json }) => {
-            manage::verify(&target.conductors, json).await
+            manage::verify(&target, json).await
         }
+        Command::Manage(ManageCommand::Certs(cmd)) => certs::run(cmd),
         Command::Manage(ManageCommand::Conductor(cmd)) => manage::conductor(cmd).await,
         Command::Manage(ManageCommand::Version(VersionCommand::Show { target, json })) => {
-            manage_version::show(&target.conductors, json).await
+            manage_version::show(&target, json).await
         }
         Command::Manage(ManageCommand::Version(VersionCommand::Finalize { target })) => {
-            manage_version::finalize(&target.conductors).await
+            manage_version::finalize(&target).await
         }
     }
 }
@@ -94,8 +98,8 @@ pub(crate) fn cloud_auth(a: &AuthArgs, trustee_domain: Option<String>) -> CloudA
     }
 }
 
-pub(crate) fn api_config(a: &ApiArgs) -> magnum_api::ApiConfig {
-    magnum_api::ApiConfig {
+pub(crate) fn api_config(a: &ApiArgs) -> Result<magnum_api::ApiConfig, DeployError> {
+    Ok(magnum_api::ApiConfig {
         listen: a.listen,
         public_url: a.public_url.clone(),
         conductors: a.conductors.clone(),
@@ -104,12 +108,17 @@ pub(crate) fn api_config(a: &ApiArgs) -> magnum_api::ApiConfig {
         service_password: a.auth.service_password.clone(),
         service_project: a.auth.service_project.clone(),
         service_domain: a.auth.service_domain.clone(),
+        max_in_flight: a.max_in_flight,
+        max_connections: a.max_connections,
+        tls: a.tls.load(magnum_net::Role::Api, certs::Legacy::Allowed)?,
+        token_cache_ttl: a.token_cache.ttl(),
+        invalid_token_cache_ttl: a.token_cache.invalid_ttl(),
         ..magnum_api::ApiConfig::default()
-    }
+    })
 }
 
 async fn run_api(a: ApiArgs) -> Result<(), DeployError> {
-    let server = magnum_api::serve(api_config(&a))
+    let server = magnum_api::serve(api_config(&a)?)
         .await
         .map_err(|e| DeployError::Api(e.to_string()))?;
     tracing::info!(addr = %server.local_addr, "api listening");
@@ -137,6 +146,22 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
     };
     let cert_key = CertKey::from_file(key_file).map_err(|e| DeployError::Args(e.to_string()))?;
     let sink: NotifySink = c.notification_sink.parse().map_err(DeployError::Args)?;
+    // A data dir from before mutual TLS keeps working in plain mode (loudly) after the binary
+    // upgrade; a new one needs a certificate or an explicit `--internal-tls plain`.
+    let legacy = match c.data_dir.join("raft").exists() {
+        true => certs::Legacy::Allowed,
+        false => certs::Legacy::Refused,
+    };
+    let mut raft = c.raft.config();
+    raft.tls = c.tls.load(magnum_net::Role::Conductor, legacy)?;
+    if let Some(id) = raft.tls.identity() {
+        if id.conductor_id() != Some(c.node_id) {
+            return Err(DeployError::Args(format!(
+                "--tls-dir holds {id}'s certificate, this is conductor {}",
+                c.node_id
+            )));
+        }
+    }
     Ok(ConductorConfig {
         node_id: c.node_id,
         data_dir: c.data_dir.clone(),
@@ -146,7 +171,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         shards: c.shards,
         replicas: c.replicas,
         bootstrap: c.bootstrap,
-        raft: c.raft.config(),
+        raft,
         reconciler: LeaderConfig {
             poll: Duration::from_millis(c.poll_interval_ms),
             sync: Duration::from_millis(c.sync_interval_ms),
@@ -159,6 +184,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         },
         cloud: Arc::new(cloud),
         heartbeat_interval: magnum_conductor::node::DEFAULT_HEARTBEAT_INTERVAL,
+        max_in_flight: c.max_in_flight,
     })
 }
 
@@ -176,11 +202,12 @@ pub(crate) fn sim_config(s: &CloudSimArgs) -> magnum_cloud_sim::SimConfig {
         time_scale: s.time_scale,
         state_file: s.state_file.clone(),
         heat_url: s.heat_url.clone(),
+        max_stacks_per_tenant: s.max_stacks_per_tenant,
     }
 }
 
 async fn run_cloud_sim(s: CloudSimArgs) -> Result<(), DeployError> {
-    let sim = magnum_cloud_sim::serve(sim_config(&s))
+    let sim = magnum_cloud_sim::serve_with(sim_config(&s), s.quotas.quotas())
         .await
         .map_err(|e| DeployError::CloudSim(e.to_string()))?;
     tracing::info!(url = sim.base_url(), "cloud-sim listening");

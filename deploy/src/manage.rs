@@ -1,5 +1,5 @@
 //! `magnum manage`: operator commands that talk to any conductor's service listener.
-use crate::cli::{ConductorCommand, Wait};
+use crate::cli::{ConductorCommand, Conductors, Wait};
 use crate::DeployError;
 use magnum_conductor::membership::placement::{self, Placement};
 use magnum_proto::wire::{Topology, TOPOLOGY_PATH};
@@ -63,13 +63,17 @@ fn err(e: impl std::fmt::Display) -> DeployError {
     DeployError::Args(e.to_string())
 }
 
-fn client(conductors: &[String]) -> Result<ConductorClient, DeployError> {
-    ConductorClient::new(conductors.to_vec(), Duration::from_secs(15)).map_err(err)
+/// A client of the deployment, with the operator's certificate if one is given.
+pub(crate) fn client(target: &Conductors) -> Result<ConductorClient, DeployError> {
+    let tls = target
+        .tls
+        .load(magnum_net::Role::Operator, crate::certs::Legacy::Allowed)?;
+    ConductorClient::new(target.conductors.clone(), Duration::from_secs(15), &tls).map_err(err)
 }
 
-async fn fetch(http: &reqwest::Client, addr: &str) -> Option<Topology> {
-    http.get(format!("http://{addr}{TOPOLOGY_PATH}"))
-        .send()
+async fn fetch(http: &magnum_net::InternalClient, addr: &str) -> Option<Topology> {
+    let get = |h: &reqwest::Client, url| h.get(url).timeout(Duration::from_secs(3));
+    http.send(addr, TOPOLOGY_PATH, get)
         .await
         .ok()?
         .json()
@@ -78,15 +82,12 @@ async fn fetch(http: &reqwest::Client, addr: &str) -> Option<Topology> {
 }
 
 /// Every node's own view, merged: the highest term's opinion of each leader wins.
-async fn collect(conductors: &[String]) -> Result<Status, DeployError> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .map_err(err)?;
-    let pv = client(conductors)?.placement().await.map_err(err)?;
+async fn collect(target: &Conductors) -> Result<Status, DeployError> {
+    let cl = client(target)?;
+    let pv = cl.placement().await.map_err(err)?;
     let mut views: BTreeMap<u64, Option<Topology>> = BTreeMap::new();
     for n in &pv.nodes {
-        views.insert(n.id.0, fetch(&http, &n.service).await);
+        views.insert(n.id.0, fetch(cl.http(), &n.service).await);
     }
     let all: Vec<u64> = pv.nodes.iter().map(|n| n.id.0).collect();
     let mut groups: Vec<GroupView> = std::iter::once(0)
@@ -147,7 +148,7 @@ async fn collect(conductors: &[String]) -> Result<Status, DeployError> {
         .flatten()
         .next()
         .map(|t| t.hash.clone())
-        .ok_or_else(|| err(format!("no conductor answered at {conductors:?}")))?;
+        .ok_or_else(|| err(format!("no conductor answered at {:?}", target.conductors)))?;
     let nodes = pv
         .nodes
         .iter()
@@ -196,8 +197,8 @@ fn is_settled(pv: &PlacementView, groups: &[GroupView]) -> bool {
     })
 }
 
-pub async fn status(conductors: &[String], json: bool) -> Result<(), DeployError> {
-    let status = collect(conductors).await?;
+pub async fn status(target: &Conductors, json: bool) -> Result<(), DeployError> {
+    let status = collect(target).await?;
     let text = if json {
         serde_json::to_string_pretty(&status).map_err(err)?
     } else {
@@ -209,8 +210,8 @@ pub async fn status(conductors: &[String], json: bool) -> Result<(), DeployError
 }
 
 /// `magnum manage verify`: one line per group (or JSON), non-zero exit on any failure.
-pub async fn verify(conductors: &[String], json: bool) -> Result<(), DeployError> {
-    let checks = magnum_conductor::verify::verify(&client(conductors)?)
+pub async fn verify(target: &Conductors, json: bool) -> Result<(), DeployError> {
+    let checks = magnum_conductor::verify::verify(&client(target)?)
         .await
         .map_err(err)?;
     let text = if json {
@@ -301,8 +302,7 @@ pub async fn conductor(cmd: ConductorCommand) -> Result<(), DeployError> {
             wait,
         ),
     };
-    let conductors = target.conductors;
-    let reply = client(&conductors)?.meta_command(&req).await.map_err(err)?;
+    let reply = client(&target)?.meta_command(&req).await.map_err(err)?;
     let MetaReply::Node(node) = reply else {
         return Err(err(format!("unexpected answer {reply:?}")));
     };
@@ -310,12 +310,12 @@ pub async fn conductor(cmd: ConductorCommand) -> Result<(), DeployError> {
     if wait.no_wait {
         return Ok(());
     }
-    wait_until(&conductors, wait, node.id.0, node.state).await
+    wait_until(&target, wait, node.id.0, node.state).await
 }
 
 /// Polls the deployment until the change took effect everywhere.
 async fn wait_until(
-    conductors: &[String],
+    target: &Conductors,
     wait: Wait,
     id: u64,
     state: NodeState,
@@ -326,7 +326,7 @@ async fn wait_until(
     // A condition must hold on two polls in a row (leadership can bounce once).
     let mut streak = 0;
     while start.elapsed() < deadline {
-        let done = match collect(conductors).await {
+        let done = match collect(target).await {
             Ok(s) => {
                 let node = s.nodes.iter().find(|n| n.id == id);
                 last = format!(

@@ -1,6 +1,7 @@
 //! `magnum manage version show|finalize`: every conductor's binary version (from the registry
 //! its heartbeats keep) and every API node's (as the conductors heard from them), the active
 //! cluster version, and moving it up once every node supports more.
+use crate::cli::Conductors;
 use crate::DeployError;
 use magnum_proto::meta::{recent_api_nodes, ApiNodeSeen};
 use magnum_proto::version::{BASE_VERSION, FEATURE_VERSION};
@@ -10,7 +11,6 @@ use magnum_proto::{
 };
 use serde::Serialize;
 use std::io::Write;
-use std::time::Duration;
 
 /// A conductor silent this long is shown as down (Magnum's `service_down_time`).
 const DOWN_AFTER_SECS: i64 = 180;
@@ -116,8 +116,8 @@ fn report(pv: &PlacementView, services: &[ServiceRecord], active: u32, now: Time
     }
 }
 
-async fn collect(conductors: &[String]) -> Result<(ConductorClient, Report), DeployError> {
-    let cl = ConductorClient::new(conductors.to_vec(), Duration::from_secs(15)).map_err(err)?;
+async fn collect(target: &Conductors) -> Result<(ConductorClient, Report), DeployError> {
+    let cl = crate::manage::client(target)?;
     let pv = cl.placement().await.map_err(err)?;
     let services = cl.services().await.map_err(err)?;
     let active = match cl.meta_query(&MetaQuery::ClusterVersion).await {
@@ -182,8 +182,8 @@ fn table(r: &Report) -> String {
     out
 }
 
-pub async fn show(conductors: &[String], json: bool) -> Result<(), DeployError> {
-    let (_, r) = collect(conductors).await?;
+pub async fn show(target: &Conductors, json: bool) -> Result<(), DeployError> {
+    let (_, r) = collect(target).await?;
     let text = if json {
         serde_json::to_string_pretty(&r).map_err(err)?
     } else {
@@ -195,8 +195,8 @@ pub async fn show(conductors: &[String], json: bool) -> Result<(), DeployError> 
 
 /// 0 when the cluster version is (now) the highest every conductor supports; an error naming
 /// the laggards otherwise.
-pub async fn finalize(conductors: &[String]) -> Result<(), DeployError> {
-    let (cl, r) = collect(conductors).await?;
+pub async fn finalize(target: &Conductors) -> Result<(), DeployError> {
+    let (cl, r) = collect(target).await?;
     if !r.laggards.is_empty() || !r.api_laggards.is_empty() {
         return Err(err(format!("refused: {}", r.reason)));
     }

@@ -23,6 +23,17 @@ pub struct RaftConfig {
     /// stored (crash tests check it with [`crate::vote_audit::check`]). Costs one extra fsync
     /// per vote change.
     pub vote_audit: bool,
+    /// Mutual TLS of the Raft listener and of RPCs to peers.
+    pub tls: magnum_net::Tls,
+    /// Worker threads of the node's Raft runtime (`runtime.rs`).
+    pub threads: usize,
+    /// A follower whose leader is silent past its lease asks for a pre-vote at once, in its
+    /// turn (`failover.rs`); off leaves it to openraft's random election timeout on top of
+    /// the lease.
+    pub prompt_elections: bool,
+    /// A group with nothing to replicate stops heartbeating and ticking on every replica, and
+    /// one ping per peer pair carries the leaders' liveness instead (`quiesce.rs`).
+    pub quiesce: bool,
 }
 
 impl Default for RaftConfig {
@@ -38,6 +49,10 @@ impl Default for RaftConfig {
             election_max_ms: 450,
             snapshot_logs_since_last: 5000,
             vote_audit: false,
+            tls: magnum_net::Tls::plain(),
+            threads: crate::runtime::DEFAULT_RAFT_THREADS,
+            prompt_elections: true,
+            quiesce: true,
         }
     }
 }
@@ -51,6 +66,9 @@ impl RaftConfig {
     }
 
     pub(crate) fn to_openraft(&self, gid: GroupId) -> Result<Arc<openraft::Config>, RaftError> {
+        if self.threads == 0 {
+            return Err(RaftError::Config("the Raft runtime needs a thread".into()));
+        }
         if self.snapshot_logs_since_last == 0 {
             return Err(RaftError::Config(
                 "snapshot_logs_since_last must be > 0".into(),
@@ -66,6 +84,10 @@ impl RaftConfig {
             // Without this, the 0.10 default (1000) would keep tiny test snapshots from ever
             // purging anything; in production (5000) it is the openraft default.
             max_in_snapshot_log_to_keep: self.snapshot_logs_since_last.min(1000),
+            // A follower cut off from its leader (a partition, a pause) asks whether it could
+            // win before it raises its term, so rejoining does not depose a healthy leader (as
+            // etcd does by default). Every release speaks the pre-vote RPC (protocol v1).
+            enable_pre_vote: Some(true),
             ..Default::default()
         };
         let cfg = cfg

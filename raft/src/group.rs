@@ -1,6 +1,7 @@
 //! One Raft group replica: proposals, linearizable reads, status.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::error::{RaftError, WriteError};
+use crate::failover::Pulse;
 use crate::logic::StateMachineLogic;
 use crate::metrics::{GroupMetrics, SnapshotCounts};
 use crate::registry::Registry;
@@ -131,13 +133,20 @@ struct Inner<L: StateMachineLogic> {
     timing: Timing,
     raft: ORaft<L>,
     logic: Arc<RwLock<L>>,
-    registry: Arc<Registry>,
-    instance: u64,
+    slot: Slot,
     status: watch::Receiver<GroupStatus>,
     status_task: tokio::task::JoinHandle<()>,
     metrics: GroupMetrics,
     halt: Arc<OnceLock<Halt>>,
     tree: TreeReader,
+}
+
+/// Where a replica is published for the RPC server: the registry, its instance there, and the
+/// pulse it shares with its endpoint.
+pub(crate) struct Slot {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) instance: u64,
+    pub(crate) pulse: Arc<Pulse>,
 }
 
 impl<L: StateMachineLogic> Drop for Inner<L> {
@@ -152,8 +161,7 @@ impl<L: StateMachineLogic> Group<L> {
         timing: Timing,
         raft: ORaft<L>,
         sm: SmHandles<L>,
-        registry: Arc<Registry>,
-        instance: u64,
+        slot: Slot,
         counters: GroupMetrics,
     ) -> Self {
         let SmHandles { logic, halt, tree } = sm;
@@ -180,8 +188,7 @@ impl<L: StateMachineLogic> Group<L> {
                 timing,
                 raft,
                 logic,
-                registry,
-                instance,
+                slot,
                 status: rx,
                 status_task,
                 metrics: counters,
@@ -217,6 +224,15 @@ impl<L: StateMachineLogic> Group<L> {
     pub async fn write(&self, payload: Vec<u8>) -> Result<Vec<u8>, WriteError> {
         let deadline = Instant::now() + self.inner.timing.lease;
         let payload = Payload(payload);
+        if self.inner.slot.pulse.quiet.wake() {
+            // A quiet leader's lease has lapsed: tick again and renew it at once; the retry
+            // below waits for that round.
+            let raft = &self.inner.raft;
+            raft.runtime_config().tick(true);
+            if let Err(e) = raft.trigger().heartbeat().await {
+                return Err(WriteError::Fatal(e.to_string()));
+            }
+        }
         loop {
             match self.inner.raft.client_write(payload.clone()).await {
                 Ok(resp) => return Ok(resp.data.0),
@@ -383,12 +399,28 @@ impl<L: StateMachineLogic> Group<L> {
     /// Whether this replica may start an election when it misses the leader's heartbeats.
     /// A draining node turns it off so that it cannot win back the leaderships moved off it.
     pub fn set_elect(&self, enabled: bool) {
+        self.inner
+            .slot
+            .pulse
+            .no_elect
+            .store(!enabled, Ordering::Relaxed);
         self.inner.raft.runtime_config().elect(enabled);
+    }
+
+    /// Whether this replica's group is quiet (`quiesce.rs`): no heartbeats, no timers.
+    pub fn is_quiet(&self) -> bool {
+        self.inner.slot.pulse.quiet.is_quiet()
     }
 
     /// Leader only: asks `to` to take over leadership (drain). Returns once requested; watch
     /// the status for the outcome.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), RaftError> {
+        // A caller with a stale view (the placement controller right after a failover) may ask
+        // the leader to hand over to itself; openraft would stop taking writes and wait for an
+        // election that nobody starts until the followers time out.
+        if self.status().node == to {
+            return Ok(());
+        }
         self.inner
             .raft
             .trigger()
@@ -401,8 +433,9 @@ impl<L: StateMachineLogic> Group<L> {
     #[tracing::instrument(level = "info", skip_all, fields(gid = self.inner.gid))]
     pub async fn shutdown(&self) {
         self.inner
+            .slot
             .registry
-            .remove(self.inner.gid, self.inner.instance);
+            .remove(self.inner.gid, self.inner.slot.instance);
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft core task ended abnormally");
         }

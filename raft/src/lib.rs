@@ -18,12 +18,17 @@
 mod codec;
 mod config;
 mod error;
+mod failover;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod group;
 mod logic;
 mod metrics;
 mod network;
 mod node;
+mod quiesce;
 mod registry;
+mod runtime;
 mod storage;
 mod types;
 pub mod vote_audit;
@@ -34,4 +39,5 @@ pub use group::{Group, GroupStatus, Halt, LogStats};
 pub use logic::{StateMachineLogic, WriteSet};
 pub use metrics::{SnapshotCounts, METRICS_CONTENT_TYPE};
 pub use node::RaftNode;
+pub use runtime::DEFAULT_RAFT_THREADS;
 pub use types::{GroupId, NodeAddr, NodeId};

@@ -46,6 +46,7 @@ pub(crate) struct Metrics {
     snapshots_installed: IntCounterVec,
     snapshots_sent: IntCounterVec,
     rpc_errors: IntCounterVec,
+    prompt_elections: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGaugeVec, prometheus::Error> {
@@ -161,6 +162,12 @@ impl Metrics {
                 "Raft RPCs to a peer that failed (reason: unreachable, network, timeout).",
                 &["peer", "rpc", "reason"],
             )?,
+            prompt_elections: counter(
+                &r,
+                "magnum_raft_prompt_elections_total",
+                "Pre-votes this replica asked for because its leader was silent past its lease.",
+                &["group"],
+            )?,
             registry: r,
         })
     }
@@ -177,6 +184,12 @@ impl Metrics {
             sent: self.snapshots_sent.with_label_values(&l),
             snapshot_bytes: self.snapshot_bytes.with_label_values(&l),
         }
+    }
+
+    pub(crate) fn prompt_election(&self, gid: GroupId) {
+        self.prompt_elections
+            .with_label_values(&[gid.to_string().as_str()])
+            .inc();
     }
 
     pub(crate) fn rpc_error(&self, peer: NodeId, rpc: &str, reason: &str) {

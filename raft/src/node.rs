@@ -6,17 +6,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::RaftConfig;
 use crate::error::RaftError;
-use crate::group::{Group, Timing};
+use crate::failover;
+use crate::group::{Group, Slot, Timing};
 use crate::logic::StateMachineLogic;
 use crate::metrics::Metrics;
 use crate::network::client::{http_client, NetworkFactory};
 use crate::network::server::{self, RaftEndpoint};
 use crate::network::snapshot::Receiver;
+use crate::quiesce;
 use crate::registry::Registry;
+use crate::runtime::RaftRuntime;
 use crate::storage::log::LogStore;
 use crate::storage::sled_engine::SledEngine;
 use crate::storage::sm::SmStore;
@@ -34,11 +38,15 @@ pub struct RaftNode {
     id: NodeId,
     cfg: RaftConfig,
     store: Arc<Store>,
-    http: reqwest::Client,
+    http: magnum_net::InternalClient,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     audit: Option<Arc<VoteAudit>>,
     closed: AtomicBool,
+    /// Where openraft's tasks and the Raft listener run (see `runtime.rs`).
+    rt: RaftRuntime,
+    /// Stops the node's background tasks (prompt elections, quiescence).
+    cancel: CancellationToken,
 }
 
 impl RaftNode {
@@ -53,16 +61,43 @@ impl RaftNode {
             true => Some(Arc::new(VoteAudit::open(data_dir)?)),
             false => None,
         };
-        let http = http_client().map_err(|e| RaftError::Config(format!("http client: {e}")))?;
+        let http =
+            http_client(&cfg.tls).map_err(|e| RaftError::Config(format!("http client: {e}")))?;
+        let rt = RaftRuntime::new(node_id, cfg.threads)?;
+        let registry = Arc::new(Registry::default());
+        let metrics = Arc::new(Metrics::new()?);
+        let cancel = CancellationToken::new();
+        if cfg.prompt_elections {
+            let timing = failover::Timing::from_heartbeat(cfg.heartbeat_ms, cfg.election_max_ms);
+            rt.spawn(failover::run(
+                node_id,
+                registry.clone(),
+                metrics.clone(),
+                timing,
+                cancel.clone(),
+            ));
+        }
+        if cfg.quiesce {
+            rt.spawn(quiesce::run(
+                node_id,
+                registry.clone(),
+                http.clone(),
+                Duration::from_millis(cfg.heartbeat_ms),
+                Duration::from_millis(cfg.election_max_ms),
+                cancel.clone(),
+            ));
+        }
         Ok(Arc::new(Self {
             id: node_id,
             cfg,
             store,
             http,
-            registry: Arc::new(Registry::default()),
-            metrics: Arc::new(Metrics::new()?),
+            registry,
+            metrics,
             audit,
             closed: AtomicBool::new(false),
+            rt,
+            cancel,
         }))
     }
 
@@ -138,9 +173,10 @@ impl RaftNode {
         };
         // openraft parents its RaftCore span on the current one: tag all of it with node + gid.
         let span = tracing::info_span!("raft_group", node = self.id, gid);
-        let raft = openraft::Raft::new(self.id, config, network, log, sm)
-            .instrument(span)
-            .await
+        let raft = self
+            .rt
+            .run(openraft::Raft::new(self.id, config, network, log, sm).instrument(span))
+            .await?
             .map_err(|e| RaftError::Fatal(e.to_string()))?;
         if applied.is_some() {
             // Metrics start empty and RaftCore fills them in asynchronously; wait so that
@@ -157,11 +193,15 @@ impl RaftNode {
                 return Err(RaftError::Fatal(format!("group {gid} did not start: {e}")));
             }
         }
+        let pulse = Arc::new(failover::Pulse::default());
         let instance = self.registry.publish(
             gid,
             Arc::new(RaftEndpoint {
                 raft: raft.clone(),
                 snapshots: Arc::new(Receiver::new(trees.snap_dir.clone())),
+                pulse: pulse.clone(),
+                peers: self.registry.peers.clone(),
+                lease: Duration::from_millis(self.cfg.election_max_ms),
             }),
         );
         tracing::info!(node = self.id, gid, ?applied, "group opened");
@@ -174,8 +214,11 @@ impl RaftNode {
             timing,
             raft,
             handles,
-            self.registry.clone(),
-            instance,
+            Slot {
+                registry: self.registry.clone(),
+                instance,
+                pulse,
+            },
             metrics,
         ))
     }
@@ -205,10 +248,25 @@ impl RaftNode {
         self.metrics.render(&groups)
     }
 
-    /// Raft RPC routes (`POST /raft/v1/{gid}/...`) of all groups of this node. Serve them on
-    /// the address given as `NodeAddr::raft`.
-    pub fn router(self: &Arc<Self>) -> axum::Router {
-        server::router(self.registry.clone())
+    /// Serves the Raft RPC routes (`POST /raft/v1/{gid}/...`) of all groups of this node on
+    /// `listener` (the address given as `NodeAddr::raft`), with the node's TLS, until `cancel`.
+    /// Its own listener, served on the Raft runtime: Raft traffic never queues behind client
+    /// requests or application tasks.
+    pub fn serve(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<magnum_net::Listener, RaftError> {
+        Ok(self.rt.serve(listener, |listener| {
+            magnum_net::serve(
+                listener,
+                server::router(self.registry.clone()),
+                axum::Router::new(),
+                self.cfg.tls.clone(),
+                magnum_net::Limits::default(),
+                cancel,
+            )
+        })?)
     }
 
     /// Stops all groups, flushes the database, and waits (bounded) until openraft's tasks have
@@ -216,6 +274,7 @@ impl RaftNode {
     #[tracing::instrument(level = "info", skip_all, fields(node = self.id))]
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.cancel.cancel();
         let groups = self.registry.drain();
         futures::future::join_all(groups.iter().map(|g| g.shutdown())).await;
         drop(groups);

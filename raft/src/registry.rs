@@ -6,16 +6,31 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use futures::future::BoxFuture;
 
+use crate::failover::Pulse;
 use crate::network::RpcKind;
+use crate::quiesce::Peers;
 use crate::types::{GroupId, TypeConfig};
 
 /// Type-erased handle of one open group (the group's state machine type is generic).
 pub(crate) trait GroupHandle: Send + Sync {
-    /// Serve one Raft RPC; `Err` means the request could not be decoded.
-    fn call(&self, kind: RpcKind, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+    /// Serve one Raft RPC from `sender` (the conductor id of the caller's certificate, `None`
+    /// for a plain peer); `Err` means the request could not be decoded or was not the sender's
+    /// to make.
+    fn call(
+        &self,
+        kind: RpcKind,
+        sender: Option<u64>,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, String>>;
     fn shutdown(&self) -> BoxFuture<'static, ()>;
     /// openraft's current view of the group (for the metrics page).
     fn raft_metrics(&self) -> openraft::RaftMetrics<TypeConfig>;
+    /// Its leader's pulse as this replica sees it (`failover.rs`, `quiesce.rs`).
+    fn pulse(&self) -> &Pulse;
+    /// Asks for a pre-vote and, if a quorum would grant it, campaigns.
+    fn campaign(&self) -> BoxFuture<'static, ()>;
+    /// Starts or stops openraft's ticker (heartbeats and election timeouts).
+    fn set_ticking(&self, on: bool);
 }
 
 enum Slot {
@@ -32,6 +47,8 @@ enum Slot {
 pub(crate) struct Registry {
     groups: RwLock<HashMap<GroupId, Slot>>,
     next_instance: AtomicU64,
+    /// What this node heard from its peers' pings (`quiesce.rs`).
+    pub(crate) peers: Arc<Peers>,
 }
 
 impl Registry {

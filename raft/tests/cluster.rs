@@ -1,4 +1,5 @@
-//! Multi-node tests: 3 `RaftNode`s in one process, each serving its router on 127.0.0.1.
+//! Multi-node tests: 3 `RaftNode`s in one process, each serving its router on 127.0.0.1 with
+//! mutual TLS (certificates of one test CA, as a deployment has).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,8 +15,8 @@ use magnum_raft::{
     WriteError, WriteSet,
 };
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -85,6 +86,7 @@ fn cfg() -> RaftConfig {
         election_max_ms: 1000,
         snapshot_logs_since_last: 5000,
         vote_audit: true,
+        ..RaftConfig::default()
     }
 }
 
@@ -113,9 +115,25 @@ async fn bind(addr: SocketAddr) -> TcpListener {
 struct TestNode {
     node: Arc<RaftNode>,
     server: JoinHandle<()>,
-    stop: oneshot::Sender<()>,
+    stop: CancellationToken,
     groups: BTreeMap<GroupId, Group<Kv>>,
     probes: BTreeMap<GroupId, Arc<Probe>>,
+}
+
+/// A conductor certificate for node `id` in `node_dir/tls`, from the test CA beside it (made
+/// on first use).
+fn tls_of(node_dir: &std::path::Path, id: NodeId) -> magnum_net::Tls {
+    let ca = node_dir.parent().unwrap().join("ca");
+    if !ca.join(magnum_net::certs::CA_KEY).exists() {
+        magnum_net::certs::init_ca(&ca).unwrap();
+    }
+    let dir = node_dir.join("tls");
+    if !dir.join(magnum_net::certs::NODE_CERT).exists() {
+        let identity =
+            magnum_net::Identity::new(magnum_net::Role::Conductor, id.to_string()).unwrap();
+        magnum_net::certs::issue(&ca, &dir, &identity, &[], 1).unwrap();
+    }
+    magnum_net::Tls::load(&dir, magnum_net::Mode::Strict, magnum_net::Role::Conductor).unwrap()
 }
 
 struct Cluster {
@@ -170,16 +188,11 @@ impl Cluster {
     }
 
     async fn launch(&mut self, id: NodeId, listener: TcpListener) {
-        let node = RaftNode::open(id, &self.dirs[&id], self.cfg.clone()).unwrap();
-        let router = node.router();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let mut cfg = self.cfg.clone();
+        cfg.tls = tls_of(&self.dirs[&id], id);
+        let node = RaftNode::open(id, &self.dirs[&id], cfg).unwrap();
+        let stop = CancellationToken::new();
+        let server = node.serve(listener, stop.clone()).unwrap().task;
         let mut groups = BTreeMap::new();
         let mut probes = BTreeMap::new();
         for &gid in &self.gids {
@@ -213,7 +226,7 @@ impl Cluster {
     async fn stop(&mut self, id: NodeId) {
         let n = self.nodes.remove(&id).unwrap();
         within(&format!("shutdown node {id}"), n.node.shutdown()).await;
-        let _ = n.stop.send(());
+        n.stop.cancel();
         let mut server = n.server;
         if tokio::time::timeout(Duration::from_secs(2), &mut server)
             .await
@@ -643,5 +656,270 @@ async fn a_replica_whose_apply_fails_halts_while_the_others_go_on() {
         c.group(bad, gid).read_local(|kv| kv.map.get("b").cloned()),
         None
     );
+    c.shutdown().await;
+}
+
+/// A follower whose leader went silent asks for a pre-vote as soon as the leader's lease is
+/// over, in its turn (`failover.rs`), rather than after openraft's random election timeout on
+/// top of the lease. With a lease of 2.5 s and timeouts of 2–2.5 s, openraft alone elects no
+/// earlier than 4.5 s after the last contact; in turn, 2.5 s plus a tick. Off, the same run
+/// takes openraft's time, which shows the measurement can tell the two apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survivors_campaign_in_turn_as_soon_as_the_silent_leaders_lease_is_over() {
+    let gids = [0, 1, 2, 3];
+    let bound = Duration::from_millis(4000);
+    for prompt in [true, false] {
+        let cfg = RaftConfig {
+            heartbeat_ms: 100,
+            election_min_ms: 2000,
+            election_max_ms: 2500,
+            prompt_elections: prompt,
+            ..cfg()
+        };
+        let mut c = Cluster::start(3, &gids, cfg).await;
+        let mut leaders = BTreeMap::new();
+        for gid in gids {
+            leaders.insert(gid, c.wait_leader(gid).await);
+        }
+        let old = leaders[&0];
+        let led: Vec<GroupId> = gids.into_iter().filter(|g| leaders[g] == old).collect();
+        let terms: BTreeMap<GroupId, u64> = led
+            .iter()
+            .map(|&g| (g, c.group(other_than(&c, old), g).status().term))
+            .collect();
+        let started = Instant::now();
+        c.stop(old).await;
+        let mut took = BTreeMap::new();
+        for &gid in &led {
+            let new = c.wait_leader(gid).await;
+            took.insert(gid, started.elapsed());
+            assert_ne!(new, old);
+            // One campaign won it: no split vote, no second round.
+            let term = c.group(new, gid).status().term;
+            if prompt {
+                assert_eq!(term, terms[&gid] + 1, "group {gid}");
+            }
+        }
+        let asked: u64 = c
+            .nodes
+            .values()
+            .map(|n| {
+                let text = n.node.metrics_text().unwrap();
+                text.lines()
+                    .filter(|l| l.starts_with("magnum_raft_prompt_elections_total"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                    .sum::<u64>()
+            })
+            .sum();
+        tracing::info!(prompt, ?took, asked, "failover");
+        for (gid, t) in &took {
+            if prompt {
+                assert!(*t < bound, "group {gid}: new leader after {t:?}");
+            } else {
+                assert!(*t >= bound, "group {gid}: openraft alone elected in {t:?}");
+            }
+        }
+        assert_eq!(asked > 0, prompt, "prompt elections asked: {asked}");
+        c.shutdown().await;
+    }
+}
+
+/// Under a steady stream of writes, a leadership transfer lands on its target (and not on
+/// whoever an election picks after it), every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_transfers_under_writes_land_on_their_target() {
+    let gid = 5;
+    let c = Cluster::start(3, &[gid], cfg()).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let groups: Vec<Group<Kv>> = c.nodes.values().map(|n| n.groups[&gid].clone()).collect();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Whichever replica leads takes it; the others refuse at once.
+                for g in &groups {
+                    if g.status().is_leader
+                        && g.write(format!("w{w}={i}").into_bytes()).await.is_ok()
+                    {
+                        i += 1;
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            i
+        }));
+    }
+    for round in 0..6 {
+        let leader = c.wait_leader(gid).await;
+        let target = other_than(&c, leader);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        within("transfer", c.group(leader, gid).transfer_leader(target))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        let new = loop {
+            let l = c.wait_leader(gid).await;
+            if l != leader {
+                break l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: stayed on {leader}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(new, target, "round {round}: leadership went to {new}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut written = 0;
+    for w in writers {
+        written += w.await.unwrap();
+    }
+    assert!(written > 50, "only {written} writes went through");
+    c.shutdown().await;
+}
+
+/// Waits until every live replica of every group in `gids` is quiet.
+async fn wait_quiet(c: &Cluster, gids: &[GroupId]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let loud: Vec<(NodeId, GroupId)> = c
+            .nodes
+            .iter()
+            .flat_map(|(id, n)| gids.iter().map(move |g| (*id, *g, &n.groups[g])))
+            .filter(|(_, _, g)| !g.is_quiet())
+            .map(|(id, g, _)| (id, g))
+            .collect();
+        if loud.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still awake: {loud:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Idle groups go quiet on every replica (no heartbeats, no election timers), stay led through
+/// many election timeouts, serve linearizable reads, and wake on a write without an election.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_groups_go_quiet_and_wake_on_a_write_without_an_election() {
+    let gids = [0, 1, 2, 3];
+    let c = Cluster::start(3, &gids, cfg()).await;
+    let mut leaders = BTreeMap::new();
+    for gid in gids {
+        let l = c.wait_leader(gid).await;
+        within(
+            "write",
+            c.group(l, gid).write(format!("g{gid}=1").into_bytes()),
+        )
+        .await
+        .unwrap();
+        leaders.insert(gid, l);
+    }
+    wait_quiet(&c, &gids).await;
+    let terms: Vec<u64> = gids
+        .iter()
+        .map(|g| c.group(leaders[g], *g).status().term)
+        .collect();
+    // Three election timeouts (500–1000 ms) with no heartbeat: nobody campaigns.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    wait_quiet(&c, &gids).await;
+    for (i, gid) in gids.iter().enumerate() {
+        let l = leaders[gid];
+        assert_eq!(c.group(l, *gid).status().term, terms[i], "group {gid}");
+        assert!(c.group(l, *gid).status().is_leader, "group {gid}");
+        let v = within(
+            "read",
+            c.group(l, *gid)
+                .read(|kv| kv.map.get(&format!("g{gid}")).cloned()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(v.as_deref(), Some("1"));
+        let v = within(
+            "leased read",
+            c.group(l, *gid)
+                .read_leased(|kv| kv.map.get(&format!("g{gid}")).cloned()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(v.as_deref(), Some("1"));
+        within(
+            "write",
+            c.group(l, *gid).write(format!("g{gid}=2").into_bytes()),
+        )
+        .await
+        .unwrap();
+        assert!(
+            !c.group(l, *gid).is_quiet(),
+            "group {gid} woke for the write"
+        );
+        assert_eq!(
+            c.group(l, *gid).status().term,
+            terms[i],
+            "group {gid}: no election"
+        );
+    }
+    c.shutdown().await;
+}
+
+/// A dead leader of quiet groups is replaced about as fast as one of busy groups: its pings
+/// stop, the survivors orphan its groups after one lease and campaign in turn (lease 2.5 s
+/// here; openraft's timers alone would take ≥ 4.5 s, and quiet ones never fire).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_leader_of_quiet_groups_is_replaced_promptly() {
+    let gids = [0, 1, 2, 3];
+    let cfg = RaftConfig {
+        heartbeat_ms: 100,
+        election_min_ms: 2000,
+        election_max_ms: 2500,
+        ..cfg()
+    };
+    let mut c = Cluster::start(3, &gids, cfg).await;
+    let mut leaders = BTreeMap::new();
+    for gid in gids {
+        leaders.insert(gid, c.wait_leader(gid).await);
+    }
+    wait_quiet(&c, &gids).await;
+    let old = leaders[&0];
+    let led: Vec<GroupId> = gids.into_iter().filter(|g| leaders[g] == old).collect();
+    let started = Instant::now();
+    c.stop(old).await;
+    for &gid in &led {
+        let deadline = Instant::now() + WAIT;
+        let new = loop {
+            let l = c.wait_leader(gid).await;
+            if l != old {
+                break l;
+            }
+            assert!(Instant::now() < deadline, "group {gid}: no new leader");
+        };
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(4000),
+            "group {gid}: new leader after {took:?}"
+        );
+        within("write", c.group(new, gid).write(b"after=1".to_vec()))
+            .await
+            .unwrap();
+    }
+    c.shutdown().await;
+}
+
+/// A transfer to the leader itself (a caller's stale view) changes nothing: the leader keeps
+/// taking writes in the same term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_to_the_leader_itself_is_a_no_op() {
+    let gid = 6;
+    let c = Cluster::start(3, &[gid], cfg()).await;
+    let leader = c.wait_leader(gid).await;
+    let g = c.group(leader, gid);
+    let term = g.status().term;
+    within("transfer", g.transfer_leader(leader)).await.unwrap();
+    within("write", g.write(b"a=1".to_vec())).await.unwrap();
+    assert_eq!(c.wait_leader(gid).await, leader);
+    assert_eq!(g.status().term, term);
     c.shutdown().await;
 }

@@ -62,8 +62,8 @@ fn expected(prefix: &str, value: &str, n: usize) -> BTreeMap<Vec<u8>, Vec<u8>> {
 async fn serve(node: &std::sync::Arc<RaftNode>) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    let router = node.router();
-    tokio::spawn(async move { axum::serve(l, router).await });
+    node.serve(l, tokio_util::sync::CancellationToken::new())
+        .unwrap();
     addr
 }
 

@@ -117,8 +117,31 @@ async fn list_impl(
     }
     let list = Listing::new(q, state.settings.validation.max_limit)?;
     let store = Store::new(&state);
-    let clusters = store.list_clusters(who).await?;
-    let marker = list.find_marker(&clusters, cluster_not_found)?;
+    // In creation order (the default) the shards cut the page: one page travels, not every
+    // cluster. Other orders, and conductors that cannot, get every cluster paged here.
+    let paged = match list.id_order() {
+        Some((desc, limit)) => {
+            let after = match list.marker() {
+                None => None,
+                // A marker is a uuid (`ListQuery::parse`): not visible → "Cluster <m> could
+                // not be found.", as the marker search over every cluster answers.
+                Some(m) => {
+                    let c = store.find_cluster(who, m).await?;
+                    Some((c.cluster.created_at, c.cluster.uuid))
+                }
+            };
+            store.clusters_page(who, after, desc, limit).await?
+        }
+        None => None,
+    };
+    let (clusters, marker) = match paged {
+        Some(rows) => (rows, None),
+        None => {
+            let clusters = store.list_clusters(who).await?;
+            let marker = list.find_marker(&clusters, cluster_not_found)?;
+            (clusters, marker)
+        }
+    };
     let resource = if detail {
         "clusters/detail"
     } else {

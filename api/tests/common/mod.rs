@@ -32,6 +32,8 @@ pub struct MemBackend {
     pub commands: Mutex<Vec<(ShardId, ShardRequest)>>,
     /// The conductor registry `services()` answers.
     pub services: Mutex<Vec<ServiceRecord>>,
+    /// Answer `ClustersPage` as a conductor from before it does (400: undecodable).
+    pub old_conductors: AtomicBool,
 }
 
 impl MemBackend {
@@ -46,6 +48,7 @@ impl MemBackend {
             race_tags: Mutex::new(None),
             commands: Mutex::new(Vec::new()),
             services: Mutex::new(Vec::new()),
+            old_conductors: AtomicBool::new(false),
         }
     }
 
@@ -151,6 +154,13 @@ impl Backend for MemBackend {
     async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError> {
         self.check()?;
         assert!(!self.panic.load(Ordering::SeqCst), "test: query panics");
+        if matches!(q, ShardQuery::ClustersPage { .. })
+            && self.old_conductors.load(Ordering::SeqCst)
+        {
+            return Err(BackendError::Rejected(
+                "malformed envelope: unknown variant".into(),
+            ));
+        }
         Ok(self.shards[shard.0 as usize].lock().unwrap().query(q))
     }
 

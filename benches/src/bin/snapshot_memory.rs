@@ -87,8 +87,8 @@ async fn open(dir: &Path, id: u64) -> (Arc<RaftNode>, Group<ShardLogic>) {
 
 async fn serve(node: &Arc<RaftNode>, listen: &str) {
     let l = tokio::net::TcpListener::bind(listen).await.unwrap();
-    let router = node.router();
-    tokio::spawn(async move { axum::serve(l, router).await });
+    node.serve(l, tokio_util::sync::CancellationToken::new())
+        .unwrap();
 }
 
 async fn wait_leader(g: &Group<ShardLogic>) {

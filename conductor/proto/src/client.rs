@@ -32,6 +32,10 @@ pub enum ClientError {
     /// The command needs a cluster version the operator has not finalized; for the user.
     #[error("{0}")]
     NotYetActive(String),
+    /// The conductor shed the request (too many in flight): retrying at once would only add
+    /// to the load, so the caller is told to come back later.
+    #[error("conductor overloaded: {0}")]
+    Overloaded(String),
 }
 
 #[derive(Default)]
@@ -45,7 +49,7 @@ struct Cache {
 
 #[derive(Clone)]
 pub struct ConductorClient {
-    http: reqwest::Client,
+    http: magnum_net::InternalClient,
     seeds: Arc<Vec<String>>,
     cache: Arc<Mutex<Cache>>,
     deadline: Duration,
@@ -58,9 +62,13 @@ enum Attempt<T> {
 }
 
 impl ConductorClient {
-    /// `seeds`: host:port of conductor service listeners.
-    pub fn new(seeds: Vec<String>, deadline: Duration) -> Result<Self, ClientError> {
-        Self::new_as(seeds, deadline, &wire::Caller::Tool)
+    /// `seeds`: host:port of conductor service listeners; `tls`: this process's certificate.
+    pub fn new(
+        seeds: Vec<String>,
+        deadline: Duration,
+        tls: &magnum_net::Tls,
+    ) -> Result<Self, ClientError> {
+        Self::new_as(seeds, deadline, &wire::Caller::Tool, tls)
     }
 
     /// A client whose calls say who makes them (API nodes: their URL, for `version show`).
@@ -68,24 +76,34 @@ impl ConductorClient {
         seeds: Vec<String>,
         deadline: Duration,
         caller: &wire::Caller,
+        tls: &magnum_net::Tls,
     ) -> Result<Self, ClientError> {
         let mut headers = reqwest::header::HeaderMap::new();
         let value = reqwest::header::HeaderValue::from_str(&caller.header())
             .map_err(|e| ClientError::Rejected(format!("caller header: {e}")))?;
         headers.insert(wire::CALLER_HEADER, value);
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        let http = magnum_net::InternalClient::new(tls, |b| {
+            b.default_headers(headers.clone())
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(30))
+                // Bounded: a burst through one API node opens at most this many idle
+                // connections per conductor.
+                .pool_max_idle_per_host(64)
+        })
+        .map_err(|e| ClientError::Rejected(e.to_string()))?;
         Ok(Self {
             http,
             seeds: Arc::new(seeds),
             cache: Arc::new(Mutex::new(Cache::default())),
             deadline,
         })
+    }
+
+    /// The TLS-configured HTTP client under this one, for direct calls to one conductor
+    /// (digests, per-node views).
+    pub fn http(&self) -> &magnum_net::InternalClient {
+        &self.http
     }
 
     /// Cached topology, fetched on first use.
@@ -106,8 +124,11 @@ impl ConductorClient {
         let mut backoff = Duration::from_millis(50);
         while start.elapsed() < self.deadline {
             for addr in self.candidates() {
-                let url = format!("http://{addr}{}", wire::TOPOLOGY_PATH);
-                match self.http.get(&url).send().await {
+                match self
+                    .http
+                    .send(&addr, wire::TOPOLOGY_PATH, |h, url| h.get(url))
+                    .await
+                {
                     Ok(r) if r.status().is_success() => match r.json::<Topology>().await {
                         // Not bootstrapped yet (or this node has not applied it): no shard count.
                         Ok(t) if t.shards == 0 => last = format!("{addr}: not bootstrapped yet"),
@@ -254,8 +275,13 @@ impl ConductorClient {
             shards: shards.clone(),
             query: q.clone(),
         });
-        let url = format!("http://{addr}{}", wire::MULTI_QUERY_PATH);
-        let answers = match self.http.post(&url).json(&body).send().await {
+        let answers = match self
+            .http
+            .send(&addr, wire::MULTI_QUERY_PATH, |h, url| {
+                h.post(url).json(&body)
+            })
+            .await
+        {
             Ok(r) if r.status().is_success() => r
                 .json::<MultiQueryResult>()
                 .await
@@ -313,12 +339,16 @@ impl ConductorClient {
         path: &str,
         body: &Envelope<&B>,
     ) -> Result<Attempt<T>, ClientError> {
-        let url = format!("http://{addr}{path}");
-        let resp = match self.http.post(&url).json(body).send().await {
+        let resp = match self
+            .http
+            .send(addr, path, |h, url| h.post(url).json(body))
+            .await
+        {
             Ok(r) => r,
             Err(e) => return Ok(Attempt::Retry(format!("{addr}: {e}"))),
         };
         let status = resp.status().as_u16();
+        let shed = status == 503 && resp.headers().contains_key(reqwest::header::RETRY_AFTER);
         if status == wire::NOT_LEADER_STATUS {
             let hint = resp.json::<NotLeader>().await.ok().and_then(|n| n.leader);
             return Ok(Attempt::Redirect(hint.map(|n| n.service)));
@@ -329,11 +359,18 @@ impl ConductorClient {
                 Err(e) => Ok(Attempt::Retry(format!("{addr}: undecodable answer: {e}"))),
             };
         }
-        let text = resp
-            .json::<InternalError>()
-            .await
+        let raw = resp.text().await.unwrap_or_default();
+        let text = serde_json::from_str::<InternalError>(&raw)
             .map(|e| e.error)
-            .unwrap_or_else(|_| format!("HTTP {status}"));
+            .unwrap_or_else(|_| format!("HTTP {status}: {}", raw.trim()));
+        if shed {
+            return Err(ClientError::Overloaded(format!("{addr}: {text}")));
+        }
+        if status == 401 || status == 403 {
+            // No certificate, or one whose role may not make this call: a deployment error
+            // that retrying cannot fix.
+            return Err(ClientError::Rejected(format!("{addr}: {text}")));
+        }
         if status == wire::NOT_YET_ACTIVE_STATUS {
             return Err(ClientError::NotYetActive(text));
         }

@@ -248,6 +248,47 @@ pub enum MetaCommand {
     },
 }
 
+/// What a request from the network may propose: `MetaRequest` has only the variants clients
+/// may send (bootstrap, placement and forgetting stay internal). `Err`: why it is bad input.
+impl TryFrom<MetaRequest> for MetaCommand {
+    type Error = String;
+
+    fn try_from(req: MetaRequest) -> Result<Self, String> {
+        Ok(match req {
+            MetaRequest::Heartbeat {
+                node,
+                host,
+                version,
+                at,
+                feature_version,
+                api_nodes,
+            } => MetaCommand::Heartbeat {
+                node: node.0,
+                host,
+                version,
+                at,
+                feature_version,
+                api_nodes,
+            },
+            MetaRequest::AddNode { id, raft, service } => {
+                if raft.parse::<std::net::SocketAddr>().is_err()
+                    || service.parse::<std::net::SocketAddr>().is_err()
+                {
+                    return Err(format!(
+                        "addresses must be host:port with an IP address, got raft {raft:?} \
+                         and service {service:?}"
+                    ));
+                }
+                MetaCommand::AddNode { id, raft, service }
+            }
+            MetaRequest::SetNodeState { id, state } => MetaCommand::SetNodeState { id, state },
+            MetaRequest::SetClusterVersion { version } => {
+                MetaCommand::SetClusterVersion { version }
+            }
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaResponse {
     Ok(Bootstrap),

@@ -2,6 +2,7 @@
 use crate::federation::Federation;
 use crate::ids::*;
 use crate::model::*;
+use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -15,6 +16,16 @@ pub enum ShardQuery {
     /// Clusters of `project` (all projects when `None`).
     Clusters {
         project: Option<ProjectId>,
+    },
+    /// One page of [`ShardQuery::Clusters`] in list order (`created_at`, then uuid; reversed
+    /// when `desc`): the first `limit` strictly after `after`. A list then ships one page per
+    /// shard instead of every cluster. Conductors from before it answer 400 (they cannot decode
+    /// it); the API then asks `Clusters` and pages itself, so no version gate is needed.
+    ClustersPage {
+        project: Option<ProjectId>,
+        after: Option<(Timestamp, ClusterId)>,
+        desc: bool,
+        limit: u32,
     },
     Cluster {
         id: ClusterId,

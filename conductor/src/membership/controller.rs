@@ -28,7 +28,7 @@ pub struct Controller {
     meta: Group<MetaState>,
     leader: MetaLeader,
     client: ConductorClient,
-    http: reqwest::Client,
+    http: magnum_net::InternalClient,
     transferred: BTreeMap<u64, Instant>,
 }
 
@@ -43,10 +43,7 @@ type StepResult = Result<Step, String>;
 
 impl Controller {
     pub fn new(meta: Group<MetaState>, client: ConductorClient) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(800))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let http = client.http().clone();
         Ok(Self {
             leader: MetaLeader::new(meta.clone()),
             meta,
@@ -251,7 +248,16 @@ impl Controller {
             .filter(|(g, _)| !self.transferred.contains_key(g))
             .map(|(g, (_, l))| (g, l))
             .collect();
-        let Some(t) = placement::next_transfer(nodes, &leaders, &voters) else {
+        // Only nodes that answered just now take leadership: a transfer to a dead node (one
+        // killed a moment ago, before its heartbeat lapsed) left the group without a leader
+        // until an election, after the election that had just replaced it.
+        let answered: BTreeSet<NodeId> = views.iter().map(|t| t.node).collect();
+        let reachable: BTreeMap<NodeId, NodeEntry> = nodes
+            .iter()
+            .filter(|(id, _)| answered.contains(id))
+            .map(|(id, n)| (*id, n.clone()))
+            .collect();
+        let Some(t) = placement::next_transfer(&reachable, &leaders, &voters) else {
             return Ok(Step::Idle);
         };
         if t.group == wire::META_GROUP {
@@ -274,10 +280,10 @@ impl Controller {
 
     async fn topologies(&self, nodes: &BTreeMap<NodeId, NodeEntry>) -> Vec<Topology> {
         let futs = nodes.values().map(|n| {
-            let url = format!("http://{}{}", n.service, wire::TOPOLOGY_PATH);
             let http = self.http.clone();
             async move {
-                match http.get(&url).send().await {
+                let get = |h: &reqwest::Client, url| h.get(url).timeout(Duration::from_millis(800));
+                match http.send(&n.service, wire::TOPOLOGY_PATH, get).await {
                     Ok(r) => r.json::<Topology>().await.ok(),
                     Err(_) => None,
                 }

@@ -13,11 +13,12 @@ pub async fn run(
     seeds: Vec<String>,
     interval: Duration,
     api_nodes: ApiNodes,
+    tls: magnum_net::Tls,
     cancel: CancellationToken,
 ) {
     // One beat must not outlive the next tick.
     let deadline = interval.max(Duration::from_millis(100));
-    let client = match ConductorClient::new(seeds, deadline) {
+    let client = match ConductorClient::new(seeds, deadline, &tls) {
         Ok(c) => c,
         Err(e) => {
             warn!(error = %e, "heartbeat disabled: no client");

@@ -117,17 +117,39 @@ fn key_usage_der(flags: u16) -> Vec<u8> {
     der
 }
 
+/// Whether rcgen can write `oid` back: x509-parser accepts attribute types whose arcs have no
+/// DER encoding (first arc above 2, second arc 40 or more under 0 and 1, fewer than two arcs, or
+/// an arc beyond 64 bits, which `oid_parts` turns into no arcs), and yasna panics writing them.
+fn der_encodable(oid: &[u64]) -> bool {
+    match oid {
+        [first, second, ..] => {
+            *first <= 2 && (*first == 2 || *second < 40) && *second < u64::MAX - 80
+        }
+        _ => false,
+    }
+}
+
 /// The CSR's subject as rcgen needs it.
 fn subject(name: &X509Name) -> Result<DistinguishedName, SignError> {
     let bad = || SignError::BadCsr("Received invalid csr: unsupported subject.".into());
     let mut dn = DistinguishedName::new();
     for attr in name.iter_attributes() {
-        let t = DnType::from_oid(&oid_parts(attr.attr_type()));
+        let oid = oid_parts(attr.attr_type());
+        if !der_encodable(&oid) {
+            return Err(bad());
+        }
+        let t = DnType::from_oid(&oid);
         let data = attr.attr_value().data;
         let text = || std::str::from_utf8(data).map_err(|_| bad());
         let v = match attr.attr_value().header.tag() {
             Tag::PrintableString => {
-                DnValue::PrintableString(text()?.try_into().map_err(|_| bad())?)
+                let p: rcgen::PrintableString = text()?.try_into().map_err(|_| bad())?;
+                // yasna, rcgen's DER writer, panics on '?', which PrintableString allows: such a
+                // value is issued as a UTF8String (the same text).
+                match p.as_str().contains('?') {
+                    true => DnValue::Utf8String(p.as_str().to_string()),
+                    false => DnValue::PrintableString(p),
+                }
             }
             Tag::Ia5String => DnValue::Ia5String(text()?.try_into().map_err(|_| bad())?),
             Tag::Utf8String | Tag::T61String => DnValue::Utf8String(text()?.to_string()),

@@ -210,3 +210,41 @@ fn rows_from_before_rsa_and_sealing_still_sign() {
     let pem = sign_csr(&old, &key(), CaKind::Etcd, &csr).unwrap();
     assert!(openssl_verifies(&old.ca_cert, &pem));
 }
+
+/// fuzz/regressions/csr: x509-parser reads a subject attribute type whose arcs have no DER
+/// encoding (here first arc 5), and rcgen panicked writing it into the certificate. Such a
+/// subject is refused as unsupported.
+#[test]
+fn a_subject_attribute_type_rcgen_cannot_write_is_refused() {
+    // SEQUENCE { SET { SEQUENCE { OID e4 04 03 (arcs 5.28...), UTF8String "x" } } }
+    let name = [
+        0x30, 0x0c, 0x31, 0x0a, 0x30, 0x08, 0x06, 0x03, 0xe4, 0x04, 0x03, 0x0c, 0x01, b'x',
+    ];
+    let (_, name) = X509Name::from_der(&name).unwrap();
+    let err = subject(&name).unwrap_err();
+    assert!(err.to_string().contains("unsupported subject"), "{err}");
+    assert!(der_encodable(&[2, 5, 4, 3]) && der_encodable(&[2, 999]));
+    assert!(!der_encodable(&[5, 28]) && !der_encodable(&[1, 40]) && !der_encodable(&[2]));
+    assert!(!der_encodable(&[]) && !der_encodable(&[2, u64::MAX]));
+}
+
+/// fuzz/regressions/csr: a subject PrintableString with '?' (which PrintableString allows) made
+/// rcgen's DER writer panic; it is issued as a UTF8String of the same text.
+#[test]
+fn a_printable_string_with_a_question_mark_is_issued() {
+    // SEQUENCE { SET { SEQUENCE { OID 2.5.4.3 (CN), PrintableString "a?" } } }
+    let name = [
+        0x30, 0x0d, 0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x03, 0x13, 0x02, b'a', b'?',
+    ];
+    let (_, name) = X509Name::from_der(&name).unwrap();
+    let dn = subject(&name).unwrap();
+    assert_eq!(
+        dn.get(&DnType::CommonName),
+        Some(&DnValue::Utf8String("a?".into()))
+    );
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn;
+    let cert = p.self_signed(&KeyPair::generate().unwrap()).unwrap();
+    let (_, parsed) = X509Certificate::from_der(cert.der()).unwrap();
+    assert_eq!(parsed.subject().to_string(), "CN=a?");
+}

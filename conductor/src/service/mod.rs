@@ -12,6 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use magnum_net::server::allow;
+use magnum_net::Role;
 use magnum_proto::version::Kind;
 use magnum_proto::wire::{
     self, Done, Envelope, GroupDigest, GroupInfo, InternalError, MultiQuery, MultiQueryResult,
@@ -44,18 +46,31 @@ impl ServiceState {
 /// How long a new replica may take to catch up before it is made a voter.
 const CATCH_UP: Duration = Duration::from_secs(20);
 
+/// Who may call what, by the role in the caller's certificate: API nodes send users' requests
+/// (shard commands pass the `ShardCommand::origin` allow-list in `command`), conductors and
+/// operators also change membership and leadership. Raft itself is on its own listener.
+const ANY_NODE: &[Role] = &[Role::Conductor, Role::Api, Role::Operator];
+const CONDUCTOR_OR_OPERATOR: &[Role] = &[Role::Conductor, Role::Operator];
+
 pub fn router(state: Arc<ServiceState>) -> Router {
-    Router::new()
+    let any_node = Router::new()
         .route(wire::TOPOLOGY_PATH, get(topology))
         .route("/internal/v1/shards/{shard}/command", post(command))
         .route("/internal/v1/shards/{shard}/query", post(query))
         .route(wire::MULTI_QUERY_PATH, post(multi_query))
         .route("/internal/v1/shards/{shard}/sign", post(sign))
-        .route(wire::META_COMMAND_PATH, post(meta_command))
         .route(wire::META_QUERY_PATH, post(meta_query))
+        .route("/internal/v1/groups/{group}/digest", get(digest))
+        .route_layer(axum::middleware::from_fn(|r, n| allow(ANY_NODE, r, n)));
+    let membership = Router::new()
+        .route(wire::META_COMMAND_PATH, post(meta_command))
         .route("/internal/v1/groups/{group}/members", post(set_members))
         .route("/internal/v1/groups/{group}/transfer", post(transfer))
-        .route("/internal/v1/groups/{group}/digest", get(digest))
+        .route_layer(axum::middleware::from_fn(|r, n| {
+            allow(CONDUCTOR_OR_OPERATOR, r, n)
+        }));
+    any_node
+        .merge(membership)
         .layer(axum::extract::DefaultBodyLimit::max(
             wire::MAX_INTERNAL_BODY,
         ))
@@ -242,37 +257,7 @@ async fn meta_command(
     State(s): State<Arc<ServiceState>>,
     body: Bytes,
 ) -> Result<Response, SvcError> {
-    // `MetaRequest` has only the variants clients may send (bootstrap stays internal).
-    let cmd = match decode::<MetaRequest>(&body)? {
-        MetaRequest::Heartbeat {
-            node,
-            host,
-            version,
-            at,
-            feature_version,
-            api_nodes,
-        } => MetaCommand::Heartbeat {
-            node: node.0,
-            host,
-            version,
-            at,
-            feature_version,
-            api_nodes,
-        },
-        MetaRequest::AddNode { id, raft, service } => {
-            if raft.parse::<std::net::SocketAddr>().is_err()
-                || service.parse::<std::net::SocketAddr>().is_err()
-            {
-                return Err(SvcError::BadRequest(format!(
-                    "addresses must be host:port with an IP address, got raft {raft:?} and \
-                     service {service:?}"
-                )));
-            }
-            MetaCommand::AddNode { id, raft, service }
-        }
-        MetaRequest::SetNodeState { id, state } => MetaCommand::SetNodeState { id, state },
-        MetaRequest::SetClusterVersion { version } => MetaCommand::SetClusterVersion { version },
-    };
+    let cmd = MetaCommand::try_from(decode::<MetaRequest>(&body)?).map_err(SvcError::BadRequest)?;
     match MetaLeader::new(s.meta().clone()).propose(cmd).await? {
         MetaResponse::Service(rec) => Ok(Json(MetaReply::Service(rec)).into_response()),
         MetaResponse::Node(n) => Ok(Json(MetaReply::Node(n)).into_response()),

@@ -30,6 +30,17 @@ impl ShardState {
                     .filter_map(|c| self.view(c.uuid))
                     .collect(),
             ),
+            ShardQuery::ClustersPage {
+                project,
+                after,
+                desc,
+                limit,
+            } => QueryResult::Clusters(
+                self.clusters_page(project.as_ref(), *after, *desc, *limit)
+                    .into_iter()
+                    .filter_map(|id| self.view(id))
+                    .collect(),
+            ),
             ShardQuery::Cluster { id } => QueryResult::Cluster(self.view(*id).map(|mut v| {
                 v.template_labels = self
                     .rows
@@ -88,6 +99,40 @@ impl ShardState {
                 owner: self.owner(),
             },
         }
+    }
+
+    /// Ids of the first `limit` clusters of `project` (all when `None`) in list order, strictly
+    /// after `after`. Only the keys are scanned and the page selected before any view is
+    /// built: O(clusters) comparisons, O(page) copies.
+    fn clusters_page(
+        &self,
+        project: Option<&ProjectId>,
+        after: Option<(Timestamp, ClusterId)>,
+        desc: bool,
+        limit: u32,
+    ) -> Vec<ClusterId> {
+        let ord = |a: &(Timestamp, ClusterId), b: &(Timestamp, ClusterId)| match desc {
+            false => a.cmp(b),
+            true => b.cmp(a),
+        };
+        let mut keys: Vec<(Timestamp, ClusterId)> = self
+            .rows
+            .clusters()
+            .values()
+            .filter(|c| project.is_none_or(|p| &c.project_id == p))
+            .map(|c| (c.created_at, c.uuid))
+            .filter(|k| after.is_none_or(|a| ord(k, &a) == std::cmp::Ordering::Greater))
+            .collect();
+        let n = usize::try_from(limit).unwrap_or(usize::MAX).min(keys.len());
+        if n == 0 {
+            return Vec::new();
+        }
+        if n < keys.len() {
+            keys.select_nth_unstable_by(n - 1, ord);
+            keys.truncate(n);
+        }
+        keys.sort_unstable_by(ord);
+        keys.into_iter().map(|(_, id)| id).collect()
     }
 
     pub fn view(&self, id: ClusterId) -> Option<ClusterView> {

@@ -468,3 +468,84 @@ fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
     };
     assert!(qs.is_empty());
 }
+
+/// `ClustersPage` returns exactly what sorting every cluster and cutting after the marker
+/// would, in both directions, for every marker and several limits, with equal `created_at`s
+/// (ordered by uuid) and another project's clusters in the shard.
+#[test]
+fn clusters_page_is_the_full_sort_cut_after_the_marker() {
+    let mut s = ShardState::new(ShardId(0), SHARDS);
+    let t = template();
+    s.apply_request(
+        1,
+        &req(ShardCommand::CreateTemplate {
+            template: t.clone(),
+        }),
+    )
+    .unwrap();
+    let mut other = template();
+    other.uuid = Some(TemplateId::new_v4());
+    other.project_id = Some(ProjectId::from("p2"));
+    s.apply_request(
+        2,
+        &req(ShardCommand::CreateTemplate {
+            template: other.clone(),
+        }),
+    )
+    .unwrap();
+    for i in 0..13u64 {
+        let tpl = if i % 4 == 3 { &other } else { &t };
+        let (mut c, ngs, op) = magnum_proto::fixtures::cluster_rows(tpl, &format!("c{i}"), 1, 1);
+        c.created_at = Timestamp(1000 + (i as i64 / 3)); // three share each second
+        s.apply_request(
+            10 + i,
+            &req(ShardCommand::CreateCluster {
+                cluster: c,
+                nodegroups: ngs,
+                operation: op,
+            }),
+        )
+        .unwrap();
+    }
+    let ids = |r: QueryResult| match r {
+        QueryResult::Clusters(v) => v.into_iter().map(|v| v.cluster.uuid).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    for project in [None, Some(project())] {
+        let mut all: Vec<(Timestamp, ClusterId)> = s
+            .clusters()
+            .values()
+            .filter(|c| project.as_ref().is_none_or(|p| &c.project_id == p))
+            .map(|c| (c.created_at, c.uuid))
+            .collect();
+        all.sort();
+        for desc in [false, true] {
+            let order: Vec<_> = match desc {
+                false => all.clone(),
+                true => all.iter().rev().copied().collect(),
+            };
+            let markers = std::iter::once(None).chain(order.iter().copied().map(Some));
+            for after in markers {
+                let rest: Vec<ClusterId> = order
+                    .iter()
+                    .skip_while(|k| after.is_some_and(|a| **k != a))
+                    .skip(usize::from(after.is_some()))
+                    .map(|(_, id)| *id)
+                    .collect();
+                for limit in [0u32, 1, 2, 5, 100] {
+                    let got = ids(s.query(&ShardQuery::ClustersPage {
+                        project: project.clone(),
+                        after,
+                        desc,
+                        limit,
+                    }));
+                    let want: Vec<_> = rest.iter().take(limit as usize).copied().collect();
+                    assert_eq!(
+                        got, want,
+                        "project {project:?} desc {desc} after {after:?} limit {limit}"
+                    );
+                }
+            }
+        }
+    }
+}

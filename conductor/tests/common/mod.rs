@@ -36,6 +36,30 @@ pub struct Cluster3 {
     pub nodes: BTreeMap<u64, Option<Conductor>>,
     pub cfgs: BTreeMap<u64, ConductorConfig>,
     pub _dirs: Vec<tempfile::TempDir>,
+    /// The deployment CA (`ca/`) and the certificates issued so far.
+    pub pki: tempfile::TempDir,
+}
+
+impl Cluster3 {
+    /// A strict-mode certificate of this deployment's CA for `role`/`name` (issued once).
+    pub fn tls(&self, role: magnum_net::Role, name: &str) -> magnum_net::Tls {
+        tls_in(self.pki.path(), role, name)
+    }
+}
+
+/// Like [`Cluster3::tls`], for a deployment's PKI dir.
+pub fn tls_in(pki: &std::path::Path, role: magnum_net::Role, name: &str) -> magnum_net::Tls {
+    use magnum_net::certs;
+    let ca = pki.join("ca");
+    if !ca.join(certs::CA_KEY).exists() {
+        certs::init_ca(&ca).unwrap();
+    }
+    let dir = pki.join(format!("{}-{name}", role.as_str()));
+    if !dir.join(certs::NODE_CERT).exists() {
+        let id = magnum_net::Identity::new(role, name).unwrap();
+        certs::issue(&ca, &dir, &id, &[], 1).unwrap();
+    }
+    magnum_net::Tls::load(&dir, magnum_net::Mode::Strict, role).unwrap()
 }
 
 pub async fn start3<C: Cloud>(cloud: Arc<C>, shards: u32) -> Cluster3 {
@@ -66,6 +90,7 @@ pub async fn start3_beating<C: Cloud>(
         nodes: BTreeMap::new(),
         cfgs: BTreeMap::new(),
         _dirs: vec![],
+        pki: tempfile::tempdir().unwrap(),
     };
     for (id, addr) in &peers {
         let dir = tempfile::tempdir().unwrap();
@@ -82,6 +107,7 @@ pub async fn start3_beating<C: Cloud>(
                 heartbeat_ms: 50,
                 election_min_ms: 300,
                 election_max_ms: 600,
+                tls: c.tls(magnum_net::Role::Conductor, &id.to_string()),
                 ..RaftConfig::default()
             },
             reconciler: LeaderConfig {
@@ -91,6 +117,7 @@ pub async fn start3_beating<C: Cloud>(
             },
             cloud: cloud.clone(),
             heartbeat_interval,
+            max_in_flight: magnum_conductor::node::DEFAULT_MAX_IN_FLIGHT,
         };
         c._dirs.push(dir);
         c.nodes
@@ -114,7 +141,8 @@ pub fn client(c: &Cluster3) -> ConductorClient {
         .values()
         .map(|cfg| cfg.service_listen.to_string())
         .collect();
-    ConductorClient::new(seeds, Duration::from_secs(20)).unwrap()
+    let tls = c.tls(magnum_net::Role::Operator, "tests");
+    ConductorClient::new(seeds, Duration::from_secs(20), &tls).unwrap()
 }
 
 pub fn rows(project: &ProjectId) -> (ClusterTemplate, Cluster, Vec<NodeGroup>, OperationRequest) {

@@ -28,6 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         time_scale,
         state_file,
         heat_url: None,
+        ..Default::default()
     })
     .await?;
     println!("export OS_AUTH_URL={}/identity/v3", sim.base_url());

@@ -9,7 +9,7 @@
 //! | `/identity` (`/identity/v3/...`) | Keystone v3: discovery, `auth/tokens` (password, token, trust scope), `auth/catalog`, projects, domains, users (create, find, show, password PATCH, delete), `OS-TRUST/trusts` (create, list, show, delete) |
 //! | `/heat-api/v1/{project_id}/...` | Heat v1: stacks, resources, events, outputs, simulated engine |
 //! | `/image/v2/...` | Glance image look-ups |
-//! | `/compute/v2.1/...` | Nova flavor and keypair look-ups |
+//! | `/compute/v2.1/...` | Nova flavor and keypair look-ups, quota sets (`os-quota-sets/{project_id}`) |
 //! | `/networking/v2.0/...` | Neutron network and subnet look-ups |
 //! | `/sim/...` | the admin API below (no token) |
 //!
@@ -17,7 +17,7 @@
 //! # async fn demo() -> Result<(), magnum_cloud_sim::SimError> {
 //! use magnum_cloud_sim::{serve, SimConfig};
 //! let sim = serve(SimConfig { listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-//!     container_infra_url: None, time_scale: 0.01, state_file: None, heat_url: None }).await?;
+//!     container_infra_url: None, time_scale: 0.01, ..SimConfig::default() }).await?;
 //! println!("OS_AUTH_URL={}/identity/v3", sim.base_url());
 //! sim.shutdown().await;
 //! # Ok(()) }
@@ -57,7 +57,7 @@
 //! | `POST /sim/heat/engine` `{"legacy_locking":true}` | legacy-engine locking: update of an `*_IN_PROGRESS` stack → 409 `ActionInProgress`, PATCH of a non-COMPLETE stack → 400 (default false = convergence: 202 and a new traversal) |
 //! | `POST /sim/keystone/token_ttl` `{"seconds":N}` | lifetime of tokens issued from now on (default 3600) |
 //! | `GET /sim/keystone/ledger` | created users and trusts, with counters: `{"users":[{id,name,domain_id}],"trusts":[{id,trustor_user_id,trustee_user_id,project_id}],"users_created":{name: n},"trusts_created":{trustee_user_id: n},"password_sets":{user_id: n}}` (`users` lists created users only; counters count accepted calls and survive deletes) |
-//! | `POST /sim/reset` | forget all stacks, tokens, created users and trusts, ledger counters, faults, latency overrides; TTL back to default |
+//! | `POST /sim/reset` | forget all stacks, tokens, created users and trusts, ledger counters, faults, latency overrides, per-project Nova quotas; TTL back to default |
 //! | `GET /sim/k8s/{stack_id}/healthz`, `/sim/k8s/{stack_id}/api/v1/nodes` | simulated Kubernetes API of a cluster's stack (health polling) |
 //! | `POST /sim/k8s/{stack_id}` `{"healthz":..,"not_ready":[..],"reachable":false}` | override those answers |
 //!
@@ -74,6 +74,23 @@
 //!   the next matching resource action fails; the stack reason reads
 //!   `Resource CREATE failed: ResourceInError: resources.<path>: <message>`.
 //!
+//! ## Nova quotas
+//!
+//! Every project has Nova's `instances` and `cores` quotas ([`NovaQuotas`], default 1000 and
+//! 4000, -1 = unlimited; [`serve_with`] sets other defaults). `GET`/`PUT`/`DELETE
+//! /compute/v2.1/os-quota-sets/{project_id}` (`{"quota_set":{"instances":N,"cores":N}}`,
+//! writes admin-only; a limit below what is in use needs `"force":true`), `.../detail`
+//! (`in_use`) and `.../defaults` work as in Nova. Before a stack create or update expands
+//! anything, the `OS::Nova::Server` resources its definition needs (a `ResourceGroup`'s count
+//! times its member's servers, so any count costs the same) are checked against what the
+//! project has left (cores from the seeded flavors, else 1 per server); when they do not fit
+//! the stack fails at once as real Heat does when Nova refuses the first server over quota:
+//! `Resource CREATE failed: Forbidden: resources.kube_minions.resources[1000].resources.kube-minion:
+//! Quota exceeded for instances: Requested 1, but already used 1000 of 1000 instances (HTTP 403)
+//! (Request-ID: req-...)`. A stack with an action running is charged its whole definition;
+//! otherwise the servers that exist in it (so a failed action's never-created servers are
+//! not charged, and a deleted stack frees everything).
+//!
 //! ## Time
 //!
 //! `time_scale` multiplies every simulated latency (defaults: `OS::Nova::Server` create 2 s,
@@ -89,6 +106,7 @@ mod k8s;
 mod keystone;
 mod lookups;
 mod persist;
+mod quota;
 mod util;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -106,6 +124,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use error::SimError;
+pub use quota::{NovaQuotas, DEFAULT_QUOTA_CORES, DEFAULT_QUOTA_INSTANCES};
 
 use crate::util::lock;
 
@@ -125,7 +144,13 @@ pub struct SimConfig {
     /// (`%(tenant_id)s` / `$(project_id)s` are substituted): the conductor then drives that Heat
     /// while cloud-sim still serves Keystone and the look-ups.
     pub heat_url: Option<String>,
+    /// Heat's `max_stacks_per_tenant`: live top-level stacks a project may have.
+    pub max_stacks_per_tenant: usize,
 }
+
+/// Default of [`SimConfig::max_stacks_per_tenant`] (Heat's own default is 100; ours leaves
+/// room for the tests' projects).
+pub const DEFAULT_MAX_STACKS_PER_TENANT: usize = 512;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -135,6 +160,7 @@ impl Default for SimConfig {
             time_scale: 1.0,
             state_file: None,
             heat_url: None,
+            max_stacks_per_tenant: DEFAULT_MAX_STACKS_PER_TENANT,
         }
     }
 }
@@ -211,6 +237,7 @@ pub(crate) struct Sim {
     pub(crate) base_url: String,
     pub(crate) container_infra_url: Option<String>,
     pub(crate) heat_url: Option<String>,
+    pub(crate) max_stacks_per_tenant: usize,
     pub(crate) time_scale: f64,
     pub(crate) keystone: Mutex<keystone::tokens::TokenStore>,
     pub(crate) heat: Mutex<heat::HeatState>,
@@ -219,6 +246,8 @@ pub(crate) struct Sim {
     pub(crate) k8s: Mutex<k8s::K8sState>,
     pub(crate) state_file: Option<PathBuf>,
     pub(crate) persist_notify: Notify,
+    /// Quota limits of projects without their own.
+    pub(crate) nova_defaults: NovaQuotas,
 }
 
 impl Sim {
@@ -245,8 +274,14 @@ pub fn user_id(name: &str) -> String {
     keystone::user_id(name)
 }
 
-/// Start the simulator. Returns once the listener is bound.
+/// Start the simulator with the default Nova quotas. Returns once the listener is bound.
 pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
+    serve_with(cfg, NovaQuotas::default()).await
+}
+
+/// [`serve`] with other default Nova quotas. (Not a [`SimConfig`] field: embedders build
+/// that struct literally.)
+pub async fn serve_with(cfg: SimConfig, quotas: NovaQuotas) -> Result<SimHandle, SimError> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| SimError::Bind {
@@ -283,6 +318,7 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
         base_url: base_url.clone(),
         container_infra_url: cfg.container_infra_url.clone(),
         heat_url: cfg.heat_url.clone(),
+        max_stacks_per_tenant: cfg.max_stacks_per_tenant,
         time_scale,
         keystone: Mutex::new(tokens),
         heat: Mutex::new(heat_state),
@@ -291,6 +327,7 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
         k8s: Mutex::new(k8s::K8sState::default()),
         state_file: cfg.state_file.clone(),
         persist_notify: Notify::new(),
+        nova_defaults: quotas,
     });
     let writer = cfg
         .state_file
@@ -311,7 +348,7 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
             tracing::error!(error = %e, "cloud-sim server failed");
         }
     });
-    tracing::info!(%base_url, time_scale, "cloud-sim listening");
+    tracing::info!(%base_url, time_scale, ?quotas, "cloud-sim listening");
     Ok(SimHandle {
         base_url,
         sim,

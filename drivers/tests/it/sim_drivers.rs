@@ -28,6 +28,7 @@ async fn start() -> Env {
         time_scale: 0.01,
         state_file: None,
         heat_url: None,
+        ..Default::default()
     })
     .await
     .unwrap();

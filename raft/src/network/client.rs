@@ -23,19 +23,19 @@ use crate::storage::snapfile::SnapshotFile;
 use crate::types::{GroupId, NodeAddr, NodeId, ORaftError, Snapshot, TypeConfig, Vote};
 
 /// Builds one HTTP client per process: keep-alive pool shared by all groups and peers.
-pub(crate) fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        // Raft traffic goes straight to peers, never through an HTTP proxy from the env.
-        .no_proxy()
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
+pub(crate) fn http_client(
+    tls: &magnum_net::Tls,
+) -> Result<magnum_net::InternalClient, magnum_net::NetError> {
+    magnum_net::InternalClient::new(tls, |b| {
+        b.tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(60))
+    })
 }
 
 /// openraft network factory of one group.
 pub(crate) struct NetworkFactory {
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: magnum_net::InternalClient,
     pub(crate) self_id: NodeId,
     pub(crate) gid: GroupId,
     pub(crate) metrics: Arc<Metrics>,
@@ -60,7 +60,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
 /// RPC client from this node's replica of `gid` to `target`'s replica.
 pub(crate) struct PeerClient {
-    http: reqwest::Client,
+    http: magnum_net::InternalClient,
     self_id: NodeId,
     target: NodeId,
     gid: GroupId,
@@ -120,8 +120,11 @@ impl PeerClient {
             group: self.gid,
             payload,
         };
-        let body = codec::encode(&env).map_err(|e| CallError::Network(e.to_string()))?;
-        let url = format!("http://{}/raft/v1/{}/{}", self.addr, self.gid, kind.path());
+        let body: axum::body::Bytes = codec::encode(&env)
+            .map_err(|e| CallError::Network(e.to_string()))?
+            .into();
+        let path = format!("/raft/v1/{}/{}", self.gid, kind.path());
+        let url = format!("{}{path}", self.addr);
         let classify = |e: reqwest::Error| {
             if e.is_timeout() {
                 CallError::Timeout(timeout)
@@ -133,11 +136,12 @@ impl PeerClient {
         };
         let resp = self
             .http
-            .post(&url)
-            .timeout(timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(body)
-            .send()
+            .send(&self.addr, &path, |h, url| {
+                h.post(url)
+                    .timeout(timeout)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(body.clone())
+            })
             .await
             .map_err(classify)?;
         let status = resp.status();

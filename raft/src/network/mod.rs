@@ -26,8 +26,13 @@ pub(crate) const PROTO_CURRENT: u16 = 2;
 /// Oldest protocol version this build still accepts (rolling upgrades: N accepts N-1).
 pub(crate) const PROTO_MIN: u16 = 1;
 
-/// Upper bound of one RPC body (a v1 peer sends a whole snapshot in one request).
-pub(crate) const MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
+/// Upper bound of a v1 snapshot body (a v1 peer sends a whole snapshot in one request).
+pub(crate) const MAX_V1_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
+/// Upper bound of an AppendEntries body: openraft sends at most `max_payload_entries` (300)
+/// entries per request, and one entry is bounded by the service's body limit (8 MiB).
+pub(crate) const MAX_APPEND_BYTES: usize = 64 * 1024 * 1024;
+/// Votes and leadership transfers are a few dozen bytes.
+pub(crate) const MAX_SMALL_BYTES: usize = 64 * 1024;
 
 /// Bytes of snapshot file per `snapshot-chunk` request.
 pub(crate) const SNAPSHOT_CHUNK_BYTES: u64 = 8 << 20;
@@ -78,6 +83,18 @@ impl RpcKind {
             RpcKind::Snapshot => "snapshot",
             RpcKind::TransferLeader => "transfer-leader",
             RpcKind::SnapshotChunk => "snapshot-chunk",
+        }
+    }
+
+    /// The largest body a peer may send for this RPC; checked while the body streams in,
+    /// before anything is buffered beyond it.
+    pub(crate) fn max_body(self) -> usize {
+        match self {
+            RpcKind::Append => MAX_APPEND_BYTES,
+            RpcKind::Vote | RpcKind::PreVote | RpcKind::TransferLeader => MAX_SMALL_BYTES,
+            // Chunk data plus its envelope and snapshot meta (membership).
+            RpcKind::SnapshotChunk => SNAPSHOT_CHUNK_BYTES as usize + (1 << 20),
+            RpcKind::Snapshot => MAX_V1_SNAPSHOT_BYTES,
         }
     }
 

@@ -1,32 +1,55 @@
 //! axum routes that feed incoming Raft RPCs to the right group.
+//!
+//! Only conductors speak Raft: the route requires a conductor certificate (or a plain peer on
+//! a listener whose mode trusts the network), and a request must come from the node it names
+//! as its sender (the leader of an append or transfer, the candidate of a vote), so one
+//! conductor's certificate cannot speak for another. Bodies are bounded per RPC kind.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::Body;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Extension, Router};
 use futures::future::BoxFuture;
+use magnum_net::{Peer, Role};
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::raft::{
-    AppendEntriesRequest, TransferLeaderRequest, TransferLeaderResponse, VoteRequest,
+    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
 
 use super::snapshot::Receiver;
-use super::{Envelope, RpcKind, MAX_BODY_BYTES, PROTO_CURRENT, PROTO_MIN};
+use super::{Envelope, RpcKind, PROTO_CURRENT, PROTO_MIN};
 use crate::codec::{self, CodecError};
+use crate::failover::Pulse;
 use crate::group::ORaft;
 use crate::logic::StateMachineLogic;
+use crate::quiesce::{self, Peers, Ping, MAX_PING_BYTES, PING_PATH};
 use crate::registry::{GroupHandle, Registry};
-use crate::types::{GroupId, ORaftError, TypeConfig};
+use crate::types::{GroupId, ORaftError, TypeConfig, Vote};
 
 pub(crate) fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/raft/v1/{gid}/{rpc}", post(handle))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route(PING_PATH, post(ping))
+        .route_layer(axum::middleware::from_fn(|r, n| {
+            magnum_net::server::allow(&[Role::Conductor], r, n)
+        }))
         .with_state(registry)
+}
+
+/// A 200 carrying a bincode body.
+fn octets(bytes: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response()
 }
 
 fn reject(status: StatusCode, msg: String) -> Response {
@@ -37,10 +60,27 @@ fn reject(status: StatusCode, msg: String) -> Response {
 async fn handle(
     State(registry): State<Arc<Registry>>,
     Path((gid, rpc)): Path<(GroupId, String)>,
-    body: Bytes,
+    peer: Option<Extension<Peer>>,
+    body: Body,
 ) -> Response {
     let Some(kind) = RpcKind::from_path(&rpc) else {
         return reject(StatusCode::NOT_FOUND, format!("unknown raft rpc {rpc:?}"));
+    };
+    let sender = match peer {
+        Some(Extension(Peer::Verified(id))) => match id.conductor_id() {
+            Some(n) => Some(n),
+            None => return reject(StatusCode::FORBIDDEN, format!("{id} is not a conductor")),
+        },
+        _ => None,
+    };
+    let body = match axum::body::to_bytes(body, kind.max_body()).await {
+        Ok(b) => b,
+        Err(e) => {
+            return reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("{rpc} body over {} bytes: {e}", kind.max_body()),
+            )
+        }
     };
     let env: Envelope = match codec::decode(&body) {
         Ok(env) => env,
@@ -68,14 +108,37 @@ async fn handle(
             format!("group {gid} is not open on this node"),
         );
     };
-    match group.call(kind, env.payload).await {
-        Ok(bytes) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            bytes,
-        )
-            .into_response(),
+    match group.call(kind, sender, env.payload).await {
+        Ok(bytes) => octets(bytes),
         Err(e) => reject(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// A peer's node-level ping (`quiesce.rs`): alive, and keeps these groups quiet.
+async fn ping(
+    State(registry): State<Arc<Registry>>,
+    peer: Option<Extension<Peer>>,
+    body: Body,
+) -> Response {
+    let body = match axum::body::to_bytes(body, MAX_PING_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return reject(StatusCode::PAYLOAD_TOO_LARGE, format!("ping: {e}")),
+    };
+    let ping: Ping = match codec::decode(&body) {
+        Ok(p) => p,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("bad ping: {e}")),
+    };
+    if let Some(Extension(Peer::Verified(id))) = &peer {
+        if id.conductor_id() != Some(ping.from) {
+            return reject(
+                StatusCode::FORBIDDEN,
+                format!("{id} sent a ping in the name of node {}", ping.from),
+            );
+        }
+    }
+    match codec::encode(&quiesce::on_ping(&registry, &ping)) {
+        Ok(bytes) => octets(bytes),
+        Err(e) => reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -83,16 +146,46 @@ async fn handle(
 pub(crate) struct RaftEndpoint<L: StateMachineLogic> {
     pub(crate) raft: ORaft<L>,
     pub(crate) snapshots: Arc<Receiver>,
+    pub(crate) pulse: Arc<Pulse>,
+    /// The node's view of its peers' pings and the leader lease they stand in for.
+    pub(crate) peers: Arc<Peers>,
+    pub(crate) lease: Duration,
 }
 
 impl<L: StateMachineLogic> GroupHandle for RaftEndpoint<L> {
-    fn call(&self, kind: RpcKind, payload: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+    fn call(
+        &self,
+        kind: RpcKind,
+        sender: Option<u64>,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
         let (raft, snapshots) = (self.raft.clone(), self.snapshots.clone());
-        Box::pin(async move { dispatch(raft, &snapshots, kind, payload).await })
+        let (pulse, peers, lease) = (self.pulse.clone(), self.peers.clone(), self.lease);
+        Box::pin(async move {
+            let pulse_view = (pulse.as_ref(), peers.as_ref(), lease);
+            dispatch(raft, &snapshots, pulse_view, kind, sender, payload).await
+        })
     }
 
     fn raft_metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
         self.raft.metrics().borrow_watched().clone()
+    }
+
+    fn pulse(&self) -> &Pulse {
+        &self.pulse
+    }
+
+    fn set_ticking(&self, on: bool) {
+        self.raft.runtime_config().tick(on);
+    }
+
+    fn campaign(&self) -> BoxFuture<'static, ()> {
+        let raft = self.raft.clone();
+        Box::pin(async move {
+            if let Err(e) = raft.trigger().elect(true).await {
+                tracing::debug!(error = %e, "pre-vote not started");
+            }
+        })
     }
 
     fn shutdown(&self) -> BoxFuture<'static, ()> {
@@ -109,31 +202,79 @@ fn codec_err(e: CodecError) -> String {
     e.to_string()
 }
 
+/// A request must come from the node its vote names (leader or candidate). `None`: a plain
+/// peer, trusted by the listener's mode.
+pub(crate) fn check_sender(sender: Option<u64>, vote: &Vote) -> Result<(), String> {
+    match sender {
+        Some(n) if n != vote.leader_id.node_id => Err(format!(
+            "conductor {n} sent a request in the name of node {}",
+            vote.leader_id.node_id
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn dispatch<L: StateMachineLogic>(
     raft: ORaft<L>,
     snapshots: &Receiver,
+    (pulse, peers, lease): (&Pulse, &Peers, Duration),
     kind: RpcKind,
+    sender: Option<u64>,
     payload: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
     match kind {
         RpcKind::Append => {
             let req: AppendEntriesRequest<TypeConfig> =
                 codec::decode(&payload).map_err(codec_err)?;
-            codec::encode(&raft.append_entries(req).await).map_err(codec_err)
+            check_sender(sender, &req.vote)?;
+            let leader = req.vote.leader_id.node_id;
+            // Entries from a leader wake a quiet group (a quiet leader's read-index rounds
+            // come empty and do not: it would not heartbeat after them).
+            if !req.entries.is_empty() && pulse.quiet.wake() {
+                raft.runtime_config().tick(true);
+            }
+            let res = raft.append_entries(req).await;
+            // Anything but a higher vote means this replica took the sender as its leader.
+            if matches!(&res, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+                pulse.contact.touch(leader);
+            }
+            codec::encode(&res).map_err(codec_err)
         }
-        RpcKind::Vote => {
+        RpcKind::Vote | RpcKind::PreVote => {
             let req: VoteRequest<TypeConfig> = codec::decode(&payload).map_err(codec_err)?;
-            codec::encode(&raft.vote(req).await).map_err(codec_err)
+            check_sender(sender, &req.vote)?;
+            // A quiet group's voters get no heartbeats, so openraft's lease never stops a
+            // candidate there: the leader's pings stand in for it.
+            if !req.leadership_transfer && pulse.quiet.leader_alive(peers, lease) {
+                let vote = raft.metrics().borrow_watched().vote;
+                tracing::debug!(candidate = %req.vote, "vote refused: quiet group's leader is alive");
+                let refused: Result<VoteResponse<TypeConfig>, ORaftError> =
+                    Ok(VoteResponse::new(vote, None, false));
+                return codec::encode(&refused).map_err(codec_err);
+            }
+            let res = match kind {
+                RpcKind::Vote => raft.vote(req).await,
+                _ => raft.pre_vote(req).await,
+            };
+            codec::encode(&res).map_err(codec_err)
         }
-        RpcKind::PreVote => {
-            let req: VoteRequest<TypeConfig> = codec::decode(&payload).map_err(codec_err)?;
-            codec::encode(&raft.pre_vote(req).await).map_err(codec_err)
+        RpcKind::Snapshot | RpcKind::SnapshotChunk => {
+            let res = match kind {
+                RpcKind::Snapshot => snapshots.v1(&raft, sender, &payload).await,
+                _ => snapshots.chunk(&raft, sender, &payload).await,
+            };
+            // A leader streaming a snapshot is alive too (a long install sends no append).
+            if res.is_ok() {
+                if let Some(leader) = raft.metrics().borrow_watched().current_leader {
+                    pulse.contact.touch(leader);
+                }
+            }
+            res
         }
-        RpcKind::Snapshot => snapshots.v1(&raft, &payload).await,
-        RpcKind::SnapshotChunk => snapshots.chunk(&raft, &payload).await,
         RpcKind::TransferLeader => {
             let req: TransferLeaderRequest<TypeConfig> =
                 codec::decode(&payload).map_err(codec_err)?;
+            check_sender(sender, req.from_leader())?;
             let res: Result<TransferLeaderResponse<TypeConfig>, ORaftError> = raft
                 .handle_transfer_leader(req)
                 .await
@@ -154,6 +295,7 @@ mod tests {
         fn call(
             &self,
             _kind: RpcKind,
+            _sender: Option<u64>,
             payload: Vec<u8>,
         ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
             Box::pin(async move { Ok(payload) })
@@ -166,6 +308,16 @@ mod tests {
         fn raft_metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
             unreachable!("not used by these tests")
         }
+
+        fn pulse(&self) -> &Pulse {
+            unreachable!("not used by these tests")
+        }
+
+        fn campaign(&self) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+
+        fn set_ticking(&self, _on: bool) {}
     }
 
     #[tokio::test]
@@ -176,9 +328,15 @@ mod tests {
         assert!(registry.reserve(5)); // still opening
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router(registry)).await;
-        });
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let server = magnum_net::serve(
+            listener,
+            router(registry),
+            Router::new(),
+            magnum_net::Tls::plain(),
+            magnum_net::Limits::default(),
+            cancel.clone(),
+        );
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let post = |path: &str, body: Vec<u8>| {
             let req = http.post(format!("http://{addr}{path}")).body(body);
@@ -246,6 +404,33 @@ mod tests {
         for (path, body, want) in cases {
             assert_eq!(post(path, body).await.status(), want, "{path}");
         }
-        server.abort();
+        // Bodies are bounded per kind: a vote of 1 MiB is refused before it is decoded (413,
+        // or the client's write cut off when the server closes without reading the rest).
+        let big = http
+            .post(format!("http://{addr}/raft/v1/3/vote"))
+            .body(vec![0u8; 1 << 20])
+            .send()
+            .await;
+        assert!(
+            matches!(&big, Ok(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE) || big.is_err(),
+            "{big:?}"
+        );
+        cancel.cancel();
+        let _ = server.task.await;
+    }
+
+    #[test]
+    fn a_request_must_come_from_the_node_it_names() {
+        let vote = Vote::new_committed(7, 1);
+        assert!(check_sender(Some(1), &vote).is_ok());
+        assert!(
+            check_sender(None, &vote).is_ok(),
+            "plain peers: the mode trusts them"
+        );
+        let err = check_sender(Some(2), &vote).unwrap_err();
+        assert!(
+            err.contains("conductor 2") && err.contains("node 1"),
+            "{err}"
+        );
     }
 }

@@ -137,9 +137,11 @@ impl Receiver {
     pub(crate) async fn chunk<L: StateMachineLogic>(
         &self,
         raft: &ORaft<L>,
+        sender: Option<u64>,
         payload: &[u8],
     ) -> Result<Vec<u8>, String> {
         let c: SnapshotChunk = codec::decode(payload).map_err(|e| e.to_string())?;
+        super::server::check_sender(sender, &c.vote)?;
         let mut guard = self.incoming.lock().await;
         if c.offset == 0 {
             if let Some(old) = guard.take() {
@@ -190,9 +192,11 @@ impl Receiver {
     pub(crate) async fn v1<L: StateMachineLogic>(
         &self,
         raft: &ORaft<L>,
+        sender: Option<u64>,
         payload: &[u8],
     ) -> Result<Vec<u8>, String> {
         let req: SnapshotRpc = codec::decode(payload).map_err(|e| e.to_string())?;
+        super::server::check_sender(sender, &req.vote)?;
         let (path, _) = snapfile::write_from_v1_blob(&req.data, &snapfile::tmp_path(&self.dir))
             .map_err(io_msg)?;
         let res = install(raft, req.vote, req.meta, &path).await?;

@@ -90,8 +90,8 @@ async fn learner(dir: &std::path::Path) -> (Arc<RaftNode>, crate::Group<Kv>, Str
     let g = node.open_group(1, Kv::default()).await.unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    let router = node.router();
-    tokio::spawn(async move { axum::serve(l, router).await });
+    node.serve(l, tokio_util::sync::CancellationToken::new())
+        .unwrap();
     (node, g, addr)
 }
 
@@ -217,7 +217,7 @@ async fn sends_a_v1_peer_the_whole_snapshot_in_one_request() {
     let (path, _) = w.finish().unwrap();
     let metrics = Metrics::new().unwrap();
     let mut factory = NetworkFactory {
-        http: reqwest::Client::new(),
+        http: super::client::http_client(&magnum_net::Tls::plain()).unwrap(),
         self_id: 1,
         gid: 1,
         metrics: Arc::new(Metrics::new().unwrap()),

@@ -42,7 +42,8 @@ impl Target {
     }
 
     pub fn magnum(seeds: Vec<String>, shards: Vec<ShardId>) -> Result<Self> {
-        let client = ConductorClient::new(seeds, REQUEST_DEADLINE)?;
+        let tls = operator_tls()?;
+        let client = ConductorClient::new(seeds, REQUEST_DEADLINE, &tls)?;
         Ok(Target::Magnum { client, shards })
     }
 
@@ -238,6 +239,19 @@ pub async fn etcd_version(endpoint: &str) -> Result<String> {
         .json()
         .await?;
     Ok(v["etcdserver"].as_str().unwrap_or("unknown").to_string())
+}
+
+/// The operator certificate of `MAGNUM_TLS_DIR` (local-cluster.sh's openrc sets it) when the
+/// deployment runs mutual TLS; plain otherwise.
+pub fn operator_tls() -> Result<magnum_net::Tls> {
+    Ok(match std::env::var_os("MAGNUM_TLS_DIR") {
+        Some(dir) => magnum_net::Tls::load(
+            std::path::Path::new(&dir),
+            magnum_net::Mode::Strict,
+            magnum_net::Role::Operator,
+        )?,
+        None => magnum_net::Tls::plain(),
+    })
 }
 
 #[cfg(test)]

@@ -65,30 +65,33 @@ pub async fn run(
         {
             outbox = Some(tokio::spawn(deliver_outbox(ctx.clone())));
         }
-        let ops: Vec<Operation> = ctx
-            .group
-            .read_local(|l| l.state.operations().cloned().collect());
         workers.retain(|_, h| !h.is_finished());
-        for op in ops {
+        // Only the operations without a worker, and only their ids: with a thousand queued
+        // operations a full clone (template snapshots included) every scan is real work.
+        let idle: Vec<(ClusterId, OpId, OpKind)> = ctx.group.read_local(|l| {
+            l.state
+                .operations()
+                .filter(|o| !workers.contains_key(&o.cluster))
+                .map(|o| (o.cluster, o.id, o.kind))
+                .collect()
+        });
+        for (cluster, op_id, kind) in idle {
             // One worker per cluster at a time. A superseded operation's worker (e.g. a create
             // when the delete arrives) is never aborted mid-call: a stack POST it already sent
             // could then land after the delete looked for the stack and leave an orphan. It
             // notices the new operation at its next step and exits; only then does the next start.
-            if workers.contains_key(&op.cluster) {
-                continue;
-            }
             let ctx2 = ctx.clone();
-            let span = info_span!("op", cluster = %op.cluster, op = %op.id, kind = ?op.kind, epoch);
+            let span = info_span!("op", %cluster, op = %op_id, ?kind, epoch);
             let handle = tokio::spawn(
                 async move {
-                    match drive(&ctx2, op.cluster, op.id).await {
+                    match drive(&ctx2, cluster, op_id).await {
                         Stop::Done => debug!("worker done"),
                         Stop::Lost(why) => info!(why, "worker stopped"),
                     }
                 }
                 .instrument(span),
             );
-            workers.insert(op.cluster, handle);
+            workers.insert(cluster, handle);
         }
         tokio::select! {
             _ = ctx.cancel.cancelled() => break,

@@ -142,26 +142,31 @@ fn replace_index(v: &Value, var: &str, index: &str) -> Value {
     }
 }
 
+/// The definition of member `name`: `resource_def` with `%index%` substituted.
+pub(crate) fn member_def(spec: &GroupSpec, name: &str) -> Value {
+    let mut def = Map::new();
+    def.insert(
+        "type".into(),
+        spec.resource_def
+            .get("type")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    if let Some(p) = spec.resource_def.get("properties") {
+        def.insert("properties".into(), replace_index(p, &spec.index_var, name));
+    }
+    if let Some(m) = spec.resource_def.get("metadata") {
+        def.insert("metadata".into(), replace_index(m, &spec.index_var, name));
+    }
+    Value::Object(def)
+}
+
 /// The nested stack's template: one resource per member, `%index%` substituted.
 pub(crate) fn template(names: &[String], spec: &GroupSpec) -> Value {
-    let mut resources = Map::new();
-    for n in names {
-        let mut def = Map::new();
-        def.insert(
-            "type".into(),
-            spec.resource_def
-                .get("type")
-                .cloned()
-                .unwrap_or(Value::Null),
-        );
-        if let Some(p) = spec.resource_def.get("properties") {
-            def.insert("properties".into(), replace_index(p, &spec.index_var, n));
-        }
-        if let Some(m) = spec.resource_def.get("metadata") {
-            def.insert("metadata".into(), replace_index(m, &spec.index_var, n));
-        }
-        resources.insert(n.clone(), Value::Object(def));
-    }
+    let resources: Map<String, Value> = names
+        .iter()
+        .map(|n| (n.clone(), member_def(spec, n)))
+        .collect();
     json!({"heat_template_version": "2015-04-30", "resources": resources})
 }
 

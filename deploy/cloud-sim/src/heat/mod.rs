@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
+use crate::quota::{self, Usage};
 use crate::util::Ts;
 
 /// Heat's actions (`heat/engine/stack.py`); resources also use `INIT`.
@@ -166,6 +167,36 @@ pub(crate) struct Resource {
     pub skiplist: Vec<String>,
 }
 
+impl Resource {
+    /// A resource not acted on yet (`INIT_COMPLETE`), the row an action starts from.
+    pub(crate) fn initial(
+        name: &str,
+        rtype: &str,
+        impl_type: &str,
+        kind: ResKind,
+        now: Ts,
+    ) -> Self {
+        Resource {
+            name: name.to_string(),
+            rtype: rtype.to_string(),
+            impl_type: impl_type.to_string(),
+            kind,
+            action: Action::Init,
+            status: Status::Complete,
+            reason: String::new(),
+            physical_id: String::new(),
+            created: now,
+            updated: None,
+            props: Value::Null,
+            fingerprint: String::new(),
+            attrs: Map::new(),
+            nested: None,
+            deps: Vec::new(),
+            skiplist: Vec::new(),
+        }
+    }
+}
+
 /// One event of a stack (a stack or resource transition).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Event {
@@ -212,6 +243,10 @@ pub(crate) struct Stack {
     /// The running/last rollback undoes a create (delete everything) rather than an update.
     #[serde(default)]
     pub rollback_create: bool,
+    /// Root stacks: the Nova quota the running action claimed for its whole definition (only
+    /// charged while the stack is `*_IN_PROGRESS`; afterwards the servers that exist are).
+    #[serde(default)]
+    pub nova_claim: Usage,
 }
 
 /// Heat's `max_events_per_stack`.
@@ -265,6 +300,7 @@ impl Stack {
             pools: BTreeMap::new(),
             traversal: 0,
             rollback_create: false,
+            nova_claim: Usage::default(),
         }
     }
 
@@ -319,6 +355,10 @@ pub(crate) struct HeatState {
     /// Accepted `POST /stacks` per stack name (top-level stacks).
     pub creates_by_name: BTreeMap<String, u64>,
     pub floating_next: u32,
+    /// Nova quota limits set per project (`PUT os-quota-sets`), kept here so that a stack
+    /// action checks and claims them under the same lock as the stacks.
+    #[serde(default)]
+    pub nova_quotas: quota::Overrides,
 }
 
 impl HeatState {

@@ -1,9 +1,11 @@
 //! Glance (`/image`), Nova (`/compute/v2.1`) and Neutron (`/networking`) look-ups, seeded like
-//! devstack plus the images the Magnum drivers expect. Read-only; every call needs a token.
+//! devstack plus the images the Magnum drivers expect, and Nova's quota sets. Read-only but
+//! for the quota sets; every call needs a token.
 
 mod glance;
 mod neutron;
 mod nova;
+mod quota_sets;
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use axum::Router;
 use serde_json::Value;
 
 pub(crate) use self::neutron::{seeded_network, seeded_subnet, NETWORKS};
+pub(crate) use self::nova::flavor_vcpus;
 use crate::keystone;
 use crate::util::parse_query;
 use crate::Sim;
@@ -22,6 +25,7 @@ pub(crate) fn routes() -> Router<Arc<Sim>> {
     Router::new()
         .merge(glance::routes())
         .merge(nova::routes())
+        .merge(quota_sets::routes())
         .merge(neutron::routes())
 }
 

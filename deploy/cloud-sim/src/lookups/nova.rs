@@ -1,4 +1,4 @@
-//! Nova flavor and keypair look-ups.
+//! Nova flavor and keypair look-ups (quota sets are in `quota_sets`).
 
 use std::sync::Arc;
 
@@ -23,6 +23,14 @@ const FLAVORS: &[(&str, &str, u64, u64, u64)] = &[
     ("5", "baremetal", 8192, 4, 80),
     ("6", "m1.nodisk", 2048, 1, 0),
 ];
+
+/// vCPUs of a seeded flavor, by id or name.
+pub(crate) fn flavor_vcpus(id_or_name: &str) -> Option<u64> {
+    FLAVORS
+        .iter()
+        .find(|f| f.0 == id_or_name || f.1 == id_or_name)
+        .map(|f| f.3)
+}
 
 pub(super) fn routes() -> Router<Arc<Sim>> {
     Router::new()

@@ -32,6 +32,7 @@ pub async fn start_with(state_file: Option<PathBuf>, container_infra_url: Option
         time_scale: 0.01,
         state_file,
         heat_url: None,
+        ..Default::default()
     })
     .await
     .expect("serve");

@@ -12,9 +12,6 @@ use crate::heat::engine::{self, Op};
 use crate::heat::{template, views, Action, HeatState, Stack, Status};
 use crate::util::{lock, Ts};
 
-/// Heat's `max_stacks_per_tenant`.
-const MAX_STACKS_PER_TENANT: usize = 512;
-
 fn valid_stack_name(n: &str) -> bool {
     let mut chars = n.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
@@ -85,11 +82,12 @@ pub(super) fn create(req: &Req<'_>) -> Result<Response, SimError> {
             .values()
             .filter(|s| s.project_id == req.tenant && s.parent.is_none() && !s.is_deleted())
             .count();
-        if live >= MAX_STACKS_PER_TENANT {
+        let max = req.sim.max_stacks_per_tenant;
+        if live >= max {
             return Err(SimError::heat(
                 400,
                 "RequestLimitExceeded",
-                format!("You have reached the maximum stacks per tenant, {MAX_STACKS_PER_TENANT}. Please delete some stacks."),
+                format!("You have reached the maximum stacks per tenant, {max}. Please delete some stacks."),
             ));
         }
         let mut stack = Stack {

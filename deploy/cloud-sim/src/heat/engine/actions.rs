@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::converge::converge;
 use super::delete::{delete_resources, delete_stack, resource_names};
 use super::failure::{EResult, EngineError};
+use super::quota;
 use super::{completed, set_stack_status, Op, Run};
 use crate::heat::{Action, HeatState, Status};
 
@@ -28,16 +29,21 @@ async fn run_action(run: Run, action: Action) -> EResult<()> {
             .map(|s| (s.timeout_mins, s.disable_rollback))
             .unwrap_or((None, true))
     })?;
+    // Nova's quota is checked before anything expands: a group of 10^7 servers fails here.
+    let defaults = run.sim.nova_defaults;
+    let admitted = run.write(|st| quota::admit(st, root, action, &defaults))?;
     let scale = run.sim.time_scale;
-    let fut = converge(run.clone(), root, action);
-    let result = if scale > 0.0 {
-        let secs = timeout_mins.unwrap_or(60) as f64 * 60.0 * scale;
-        match tokio::time::timeout(Duration::from_secs_f64(secs), fut).await {
-            Ok(r) => r,
-            Err(_) => Err(EngineError::TimedOut),
+    let result = match admitted {
+        Err(f) => Err(EngineError::Failed(f)),
+        Ok(()) if scale > 0.0 => {
+            let fut = converge(run.clone(), root, action);
+            let secs = timeout_mins.unwrap_or(60) as f64 * 60.0 * scale;
+            match tokio::time::timeout(Duration::from_secs_f64(secs), fut).await {
+                Ok(r) => r,
+                Err(_) => Err(EngineError::TimedOut),
+            }
         }
-    } else {
-        fut.await
+        Ok(()) => converge(run.clone(), root, action).await,
     };
     match result {
         Ok(()) => {
@@ -118,6 +124,11 @@ pub(super) async fn rollback(run: Run, create: bool) -> EResult<()> {
                 }
             }
         }
+        if create {
+            quota::release(st, root);
+        } else {
+            quota::claim(st, root);
+        }
     })?;
     let result = if create {
         let names = run.read(|st| resource_names(st, root))?;
@@ -151,6 +162,7 @@ pub(super) async fn rollback(run: Run, create: bool) -> EResult<()> {
 async fn delete_top(run: Run) -> EResult<()> {
     // A resource that failed to delete leaves the stack DELETE_FAILED (`delete_stack` records
     // it): the action itself still ended.
+    run.write(|st| quota::release(st, run.root))?;
     let _outcome = delete_stack(&run, run.root, true).await?;
     Ok(())
 }

@@ -16,6 +16,7 @@
 //! * `decide` / `prepare`: what to do with one resource, and recording that it started.
 //! * `leaf`: simulated physical resources (latency, injected faults).
 //! * `delete`: removal of resources and nested stacks.
+//! * `quota`: Nova's quota, checked and claimed before a create/update expands anything.
 //! * `tasks`: the set of resource tasks running in parallel.
 
 mod actions;
@@ -25,6 +26,7 @@ mod delete;
 mod failure;
 mod leaf;
 mod prepare;
+mod quota;
 mod tasks;
 
 use std::future::Future;

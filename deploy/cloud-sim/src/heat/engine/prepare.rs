@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::decide::{decide, kind_of};
@@ -63,24 +63,7 @@ pub(super) fn prepare(
     let res = stack
         .resources
         .entry(name.to_string())
-        .or_insert_with(|| Resource {
-            name: name.to_string(),
-            rtype: d.rtype.clone(),
-            impl_type: d.imp.name().to_string(),
-            kind,
-            action: Action::Init,
-            status: Status::Complete,
-            reason: String::new(),
-            physical_id: String::new(),
-            created: now,
-            updated: None,
-            props: Value::Null,
-            fingerprint: String::new(),
-            attrs: Map::new(),
-            nested: None,
-            deps: Vec::new(),
-            skiplist: Vec::new(),
-        });
+        .or_insert_with(|| Resource::initial(name, &d.rtype, d.imp.name(), kind, now));
     res.rtype = d.rtype.clone();
     res.impl_type = d.imp.name().to_string();
     res.kind = kind;

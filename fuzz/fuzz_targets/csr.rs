@@ -1,0 +1,6 @@
+//! See `magnum_fuzz::csr` for what this target feeds and checks.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| magnum_fuzz::csr::run(data));
