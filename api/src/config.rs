@@ -100,6 +100,10 @@ impl Default for ApiConfig {
     }
 }
 
+/// Far above what a project uses (tens), low enough that one project's labels stay in
+/// the tens of MiB.
+pub const DEFAULT_MAX_TEMPLATES_PER_PROJECT: u32 = 200;
+
 /// Knobs of request validation that Magnum reads from its config file.
 #[derive(Clone, Debug)]
 pub struct ValidationSettings {
@@ -122,6 +126,10 @@ pub struct ValidationSettings {
     pub max_node_count: i64,
     /// Largest `master_count` (odd, as upstream requires). Default 7, etcd's largest advised.
     pub max_master_count: i64,
+    /// Most cluster templates one project may own (`--max-templates-per-project`): each
+    /// carries up to 64 KiB of labels, and upstream bounds neither. Checked by the shard's
+    /// apply, so concurrent creates cannot both slip under it.
+    pub max_templates_per_project: u32,
 }
 
 impl Default for ValidationSettings {
@@ -136,6 +144,7 @@ impl Default for ValidationSettings {
             update_attempts: 3,
             max_node_count: 5000,
             max_master_count: 7,
+            max_templates_per_project: DEFAULT_MAX_TEMPLATES_PER_PROJECT,
         }
     }
 }

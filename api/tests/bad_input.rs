@@ -304,3 +304,31 @@ async fn oversized_labels_and_counts_are_refused() {
     }
     assert_eq!(h.backend.command_count(), before, "nothing was committed");
 }
+
+#[tokio::test]
+async fn templates_per_project_are_bounded() {
+    let mut settings = magnum_api::Settings::new("http://keystone.test:5000/v3");
+    settings.validation.max_templates_per_project = 2;
+    let h = harness_with(settings);
+    h.template("member-a", json!({"name": "t1"})).await;
+    h.template("member-a", json!({"name": "t2"})).await;
+    let body = json!({"name": "t3", "coe": "kubernetes", "image_id": "fedora-coreos-40"});
+    let r = h
+        .post("/v1/clustertemplates", "member-a", body.clone())
+        .await;
+    assert_error(&r, 403, "maximum cluster templates per project, 2");
+    assert_eq!(
+        h.backend.all_templates().len(),
+        2,
+        "a refused create writes nothing"
+    );
+    // Per project: another one is not affected.
+    h.template("member-b", json!({"name": "t1"})).await;
+    // Room again after a delete.
+    assert_eq!(
+        h.delete("/v1/clustertemplates/t1", "member-a").await.status,
+        204
+    );
+    let r = h.post("/v1/clustertemplates", "member-a", body).await;
+    assert_eq!(r.status, 201, "{}", r.raw);
+}

@@ -108,7 +108,8 @@ impl ShardLeader {
     }
 
     pub async fn propose(&self, req: impl Into<ShardRequest>) -> Result<CommandOk, ProposeError> {
-        let req = req.into();
+        let mut req = req.into();
+        version::fit_to(&mut req.command, self.active.get());
         self.active.check(Kind::Shard(&req.command))?;
         let payload = serde_json::to_vec(&req).map_err(|e| ProposeError::Codec(e.to_string()))?;
         let bytes = self.group.write(payload).await?;

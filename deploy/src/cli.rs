@@ -257,6 +257,10 @@ pub struct ApiArgs {
     /// that a burst is answered 503 rather than refused at connect.
     #[arg(long, default_value_t = magnum_api::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Most cluster templates one project may own; a create beyond is refused 403 (once the
+    /// cluster version is 2: conductors of older releases do not check it).
+    #[arg(long, default_value_t = magnum_api::config::DEFAULT_MAX_TEMPLATES_PER_PROJECT)]
+    pub max_templates_per_project: u32,
     /// An API node certificate (`--role api`).
     #[command(flatten)]
     pub tls: TlsArgs,

@@ -113,6 +113,10 @@ pub(crate) fn api_config(a: &ApiArgs) -> Result<magnum_api::ApiConfig, DeployErr
         tls: a.tls.load(magnum_net::Role::Api, certs::Legacy::Allowed)?,
         token_cache_ttl: a.token_cache.ttl(),
         invalid_token_cache_ttl: a.token_cache.invalid_ttl(),
+        validation: magnum_api::ValidationSettings {
+            max_templates_per_project: a.max_templates_per_project,
+            ..Default::default()
+        },
         ..magnum_api::ApiConfig::default()
     })
 }

@@ -162,7 +162,7 @@ fn base_shard() -> &'static Shard {
                 node: NodeId(1),
                 epoch: 1,
             },
-            ShardCommand::CreateTemplate { template: t },
+            ShardCommand::CreateTemplate { template: t, max_per_project: None },
             ShardCommand::CreateCluster {
                 cluster: c,
                 nodegroups: ngs,
@@ -395,6 +395,7 @@ pub fn seeds() -> Vec<Seed> {
                     public: true,
                     ..t.clone()
                 },
+                max_per_project: Some(50),
             }),
         ),
         (

@@ -179,7 +179,13 @@ pub(crate) async fn create(
     let shard = store.shard_of(&ctx.who.project()).await?;
     let created = template_of(
         store
-            .submit(shard, ShardCommand::CreateTemplate { template: t })
+            .submit(
+                shard,
+                ShardCommand::CreateTemplate {
+                    template: t,
+                    max_per_project: Some(state.settings.validation.max_templates_per_project),
+                },
+            )
             .await?,
     )?;
     let view = render::template(&created, &ctx.base);

@@ -430,12 +430,16 @@ pub struct Harness {
 }
 
 pub fn harness() -> Harness {
+    harness_with(Settings::new("http://keystone.test:5000/v3"))
+}
+
+pub fn harness_with(settings: Settings) -> Harness {
     let backend = Arc::new(MemBackend::new(SHARDS));
     let state = AppState::new(
         backend.clone(),
         Arc::new(FakeAuth),
         Arc::new(FakeLookups),
-        Settings::new("http://keystone.test:5000/v3"),
+        settings,
     );
     Harness {
         app: router(state),

@@ -134,6 +134,7 @@ async fn prepare(dir: &Path, n: usize, leader_addr: &str) {
         .iter()
         .map(|t| ShardCommand::CreateTemplate {
             template: t.clone(),
+            max_per_project: None,
         })
         .collect();
     propose(&g, cmds).await;

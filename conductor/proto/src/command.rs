@@ -37,6 +37,12 @@ pub enum ShardCommand {
     },
     CreateTemplate {
         template: ClusterTemplate,
+        /// Most templates one project may own (the API node's
+        /// `--max-templates-per-project`); refused beyond it at apply, so every replica
+        /// decides alike. `None`: no bound (entries from before the bound, or an active
+        /// cluster version below 2, whose replicas would not check it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_per_project: Option<u32>,
     },
     /// `template.version` names the version the update was computed from.
     UpdateTemplate {

@@ -79,9 +79,17 @@ pub fn min_version(kind: Kind<'_>) -> u32 {
                 2
             }
         }
+        // Version 1 replicas would not check the bound, and would diverge from those that do.
+        Kind::Shard(S::CreateTemplate {
+            max_per_project: Some(_),
+            ..
+        }) => 2,
         Kind::Shard(
             S::TakeOwnership { .. }
-            | S::CreateTemplate { .. }
+            | S::CreateTemplate {
+                max_per_project: None,
+                ..
+            }
             | S::UpdateTemplate { .. }
             | S::DeleteTemplate { .. }
             | S::DeleteCluster { .. }
@@ -128,6 +136,20 @@ pub fn min_version(kind: Kind<'_>) -> u32 {
     }
 }
 
+/// Writes `cmd` in the shape the active cluster version reads: a field newer than it is left
+/// out (the command then means what it meant before that field), so a client that always sends
+/// the new shape still works until the operator finalizes.
+pub fn fit_to(cmd: &mut ShardCommand, active: u32) {
+    if let ShardCommand::CreateTemplate {
+        max_per_project, ..
+    } = cmd
+    {
+        if active < 2 {
+            *max_per_project = None;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +192,22 @@ mod tests {
         assert_eq!(min_version(Kind::Shard(&rotate(op.clone()))), 2);
         let v1 = op.readable_by_v1(crate::OpKind::RotateCa, id, "s".into());
         assert_eq!(min_version(Kind::Shard(&rotate(v1))), 1);
+    }
+
+    #[test]
+    fn a_template_bound_needs_version_2_and_is_left_out_before() {
+        let mut bounded = ShardCommand::CreateTemplate {
+            template: crate::ClusterTemplate::default(),
+            max_per_project: Some(3),
+        };
+        assert_eq!(min_version(Kind::Shard(&bounded)), 2);
+        fit_to(&mut bounded, 2);
+        assert_eq!(min_version(Kind::Shard(&bounded)), 2, "kept once active");
+        fit_to(&mut bounded, 1);
+        assert_eq!(min_version(Kind::Shard(&bounded)), 1);
+        // The version 1 shape: no field at all on the wire.
+        let json = serde_json::to_string(&bounded).unwrap();
+        assert!(!json.contains("max_per_project"), "{json}");
     }
 
     #[test]

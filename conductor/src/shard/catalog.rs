@@ -4,7 +4,11 @@ use crate::shard::ShardState;
 use magnum_proto::*;
 
 impl ShardState {
-    pub(super) fn create_template(&mut self, t: &ClusterTemplate) -> ShardResponse {
+    pub(super) fn create_template(
+        &mut self,
+        t: &ClusterTemplate,
+        max_per_project: Option<u32>,
+    ) -> ShardResponse {
         let Some(id) = t.uuid else {
             return Err(CommandError::BadRequest(
                 "A cluster template needs a uuid.".into(),
@@ -12,6 +16,17 @@ impl ShardState {
         };
         if self.rows.templates().contains_key(&id) {
             return Err(CommandError::Conflict(messages::template_exists(id)));
+        }
+        if let Some(limit) = max_per_project {
+            let owned = self
+                .rows
+                .templates()
+                .values()
+                .filter(|x| x.project_id == t.project_id)
+                .count() as u64;
+            if owned >= u64::from(limit) {
+                return Err(CommandError::Forbidden(messages::template_limit(limit)));
+            }
         }
         let mut t = t.clone();
         t.version = 0;

@@ -31,6 +31,13 @@ pub fn quota_exceeded(limit: u32) -> String {
     )
 }
 
+/// Worded like [`quota_exceeded`]; upstream has no such bound (see DIFFERENCES.md).
+pub fn template_limit(limit: u32) -> String {
+    format!(
+        "Resource limit exceeded: You have reached the maximum cluster templates per project, {limit}. You may delete a cluster template to make room for a new one."
+    )
+}
+
 pub fn quota_exists(project: &ProjectId, resource: &str) -> String {
     format!("Quota for project {project} already exists for resource {resource}.")
 }

@@ -102,6 +102,7 @@ mod tests {
         };
         let template = ShardCommand::CreateTemplate {
             template: t.clone(),
+            max_per_project: None,
         };
         good.cmd(template).unwrap();
         let create = ShardCommand::CreateCluster {

@@ -33,6 +33,7 @@ impl T {
         };
         x.cmd(ShardCommand::CreateTemplate {
             template: t.clone(),
+            max_per_project: None,
         })
         .unwrap();
         let (mut c, ngs, op) = fixtures::cluster_rows(&t, "k8s", 1, 2);

@@ -41,8 +41,14 @@ fn transitions_queue_cadf_notifications_in_the_same_command() {
     let (c, ngs, op) = magnum_proto::fixtures::cluster_rows(&t, "k8s", 1, 2);
     let (cid, oid) = (c.uuid, op.id);
     let mut s = ShardState::new(ShardId(0), 1);
-    s.apply_request(1, &req(ShardCommand::CreateTemplate { template: t }))
-        .unwrap();
+    s.apply_request(
+        1,
+        &req(ShardCommand::CreateTemplate {
+            template: t,
+            max_per_project: None,
+        }),
+    )
+    .unwrap();
     s.apply_request(
         2,
         &req(ShardCommand::CreateCluster {

@@ -240,6 +240,7 @@ fn changed(x: &mut Replica, id: ClusterId) {
     newer.labels.insert("kube_tag".into(), "v1.28.9".into());
     x.cmd(ShardCommand::CreateTemplate {
         template: newer.clone(),
+        max_per_project: None,
     })
     .unwrap();
     let operation = x.op();
@@ -280,7 +281,11 @@ fn every_change_reaches_the_written_rows() {
         i: 0,
         t: t.clone(),
     };
-    x.cmd(ShardCommand::CreateTemplate { template: t }).unwrap();
+    x.cmd(ShardCommand::CreateTemplate {
+        template: t,
+        max_per_project: None,
+    })
+    .unwrap();
     let id = created_with_a_nodegroup(&mut x);
     changed(&mut x, id);
     let ids: Vec<String> = x.s.outbox().take(2).map(|n| n.id.clone()).collect();

@@ -84,7 +84,10 @@ impl ShardState {
                 self.rows.set_ownership(*epoch, Some(*node));
                 Ok(CommandOk::Owned { epoch: *epoch })
             }
-            ShardCommand::CreateTemplate { template } => self.create_template(template),
+            ShardCommand::CreateTemplate {
+                template,
+                max_per_project,
+            } => self.create_template(template, *max_per_project),
             ShardCommand::UpdateTemplate { template, at } => self.update_template(template, *at),
             ShardCommand::DeleteTemplate { id } => self.delete_template(*id),
             ShardCommand::CreateCluster {

@@ -54,6 +54,7 @@ fn setup() -> (ShardState, ClusterTemplate, ClusterId, OpId) {
         1,
         &req(ShardCommand::CreateTemplate {
             template: t.clone(),
+            max_per_project: None,
         }),
     )
     .unwrap();
@@ -242,11 +243,43 @@ fn duplicate_request_id_applies_once() {
     let mut s = ShardState::new(ShardId(0), SHARDS);
     let r = req(ShardCommand::CreateTemplate {
         template: template(),
+        max_per_project: None,
     });
     let first = s.apply_request(1, &r);
     assert!(first.is_ok());
     // Without dedup this would be a 409 for the duplicate uuid.
     assert_eq!(s.apply_request(2, &r), first);
+}
+
+#[test]
+fn templates_per_project_are_bounded_in_apply() {
+    let mut s = ShardState::new(ShardId(0), SHARDS);
+    let create = |project: &str, limit: Option<u32>| {
+        let mut t = magnum_proto::fixtures::template(&ProjectId::from(project));
+        t.uuid = Some(TemplateId::new_v4());
+        req(ShardCommand::CreateTemplate {
+            template: t,
+            max_per_project: limit,
+        })
+    };
+    s.apply_request(1, &create("p1", Some(2))).unwrap();
+    s.apply_request(2, &create("p1", Some(2))).unwrap();
+    let refused = s.apply_request(3, &create("p1", Some(2)));
+    assert!(
+        matches!(&refused, Err(CommandError::Forbidden(m)) if m.contains("templates per project, 2")),
+        "{refused:?}"
+    );
+    // Per project; and an entry without the bound (written before it existed) has none.
+    s.apply_request(4, &create("p2", Some(2))).unwrap();
+    s.apply_request(5, &create("p1", None)).unwrap();
+    let owned = |p: &str| {
+        s.rows
+            .templates()
+            .values()
+            .filter(|t| t.project_id == Some(ProjectId::from(p)))
+            .count()
+    };
+    assert_eq!((owned("p1"), owned("p2")), (3, 1));
 }
 
 #[test]
@@ -257,6 +290,7 @@ fn quota_is_enforced_in_apply() {
         1,
         &req(ShardCommand::CreateTemplate {
             template: t.clone(),
+            max_per_project: None,
         }),
     )
     .unwrap();
@@ -411,6 +445,7 @@ fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
         1,
         &req(ShardCommand::CreateTemplate {
             template: t.clone(),
+            max_per_project: None,
         }),
     )
     .unwrap();
@@ -480,6 +515,7 @@ fn clusters_page_is_the_full_sort_cut_after_the_marker() {
         1,
         &req(ShardCommand::CreateTemplate {
             template: t.clone(),
+            max_per_project: None,
         }),
     )
     .unwrap();
@@ -490,6 +526,7 @@ fn clusters_page_is_the_full_sort_cut_after_the_marker() {
         2,
         &req(ShardCommand::CreateTemplate {
             template: other.clone(),
+            max_per_project: None,
         }),
     )
     .unwrap();

@@ -21,6 +21,7 @@ impl Shard {
         let t = fixtures::template(&ProjectId::from("p1"));
         x.cmd(ShardCommand::CreateTemplate {
             template: t.clone(),
+            max_per_project: None,
         })
         .unwrap();
         let (c, nodegroups, mut operation) = fixtures::cluster_rows(&t, "k8s", 1, 2);

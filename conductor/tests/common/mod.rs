@@ -159,9 +159,16 @@ pub async fn create_cluster(
 ) -> ClusterId {
     let (t, cluster, nodegroups, operation) = rows(project);
     let id = cluster.uuid;
-    send(cl, shard, ShardCommand::CreateTemplate { template: t })
-        .await
-        .unwrap();
+    send(
+        cl,
+        shard,
+        ShardCommand::CreateTemplate {
+            template: t,
+            max_per_project: None,
+        },
+    )
+    .await
+    .unwrap();
     send(
         cl,
         shard,
