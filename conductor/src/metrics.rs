@@ -1,6 +1,7 @@
 //! `GET /metrics` on the service listener: the Prometheus text of this node's Raft groups
-//! (magnum-raft renders it; this crate only serves it) and the transport's counters
-//! (magnum-net). Served to anyone, without a certificate: nothing in it is secret.
+//! (magnum-raft renders it; this crate only serves it), the transport's counters
+//! (magnum-net) and the sealing-key rotation's progress (`leader/reseal.rs`). Served to anyone, without a certificate: nothing in it is secret.
+use crate::leader::reseal::ResealStatus;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,16 +12,17 @@ use std::sync::Arc;
 
 pub const METRICS_PATH: &str = "/metrics";
 
-pub fn router(node: Arc<RaftNode>) -> Router {
+pub fn router(node: Arc<RaftNode>, reseal: ResealStatus) -> Router {
     Router::new()
         .route(METRICS_PATH, get(metrics))
-        .with_state(node)
+        .with_state((node, reseal))
 }
 
-async fn metrics(State(node): State<Arc<RaftNode>>) -> Response {
+async fn metrics(State((node, reseal)): State<(Arc<RaftNode>, ResealStatus)>) -> Response {
     match node.metrics_text() {
         Ok(mut text) => {
             text.push_str(&magnum_net::metrics::text());
+            text.push_str(&reseal.text());
             (
                 [(header::CONTENT_TYPE, magnum_raft::METRICS_CONTENT_TYPE)],
                 text,

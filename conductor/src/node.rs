@@ -161,7 +161,7 @@ impl Conductor {
             magnum_net::serve(
                 svc_listener,
                 svc_router,
-                crate::metrics::router(node.clone()),
+                crate::metrics::router(node.clone(), cfg.reconciler.reseal.clone()),
                 tls.clone(),
                 magnum_net::Limits::default(),
                 cancel.clone(),

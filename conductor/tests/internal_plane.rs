@@ -236,3 +236,83 @@ async fn identities_decide_what_a_caller_may_do() {
     );
     stop_all(&mut c).await;
 }
+
+/// Sealing-key rotation online: conductors restarted with a new key and the old one as
+/// previous re-seal every private key under the new one (the leader's `reseal` loop, counted
+/// on `/metrics`), after which the old key can go: a CSR is signed with the new key alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotated_sealing_key_reseals_every_private_key() {
+    use magnum_conductor::pki::sealing::CertKey;
+    let _one = one_at_a_time().await;
+    let cloud = Arc::new(FakeCloud::default());
+    let mut c = start3(cloud, 1).await;
+    let cl = client(&c);
+    let project = ProjectId::from("proj-k");
+    let shard = shard_of(&project, cl.shards().await.unwrap());
+    let id = create_cluster(&cl, shard, &project).await;
+    wait_status(&cl, shard, id, Some(ClusterStatus::CREATE_COMPLETE)).await;
+    let old = c.cfgs[&1].reconciler.cert_key.clone();
+    let new = CertKey::from_bytes(&std::array::from_fn(|i| i as u8 * 7 + 1));
+
+    let restart_all = |c: &mut Cluster3, key: CertKey| {
+        for cfg in c.cfgs.values_mut() {
+            cfg.reconciler.cert_key = key.clone();
+        }
+    };
+    stop_all(&mut c).await;
+    restart_all(&mut c, new.clone().with_previous([old]));
+    for n in 1..=3 {
+        restart(&mut c, NodeId(n)).await;
+    }
+    let cl = client(&c);
+    // The leader publishes what it found, then what is left after its proposals: 0.
+    let group = u64::from(shard.0) + 1;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let passes: Vec<_> = c
+            .cfgs
+            .values()
+            .filter_map(|cfg| cfg.reconciler.reseal.get().get(&group).copied())
+            .collect();
+        if passes.iter().any(|p| p.previous == 0 && p.unopenable == 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never re-sealed: {passes:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leader = cl.leader_of(shard).await.unwrap().unwrap();
+    let plain = magnum_net::InternalClient::new(&magnum_net::Tls::plain(), |b| b).unwrap();
+    let svc = c.cfgs[&leader.0].service_listen.to_string();
+    let page = plain
+        .send(&svc, "/metrics", |h, url| h.get(url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!(
+            "magnum_sealed_under_previous_key{{group=\"{group}\"}} 0"
+        )),
+        "{page}"
+    );
+
+    // The old key is gone from every conductor; the CA key still opens.
+    stop_all(&mut c).await;
+    restart_all(&mut c, new);
+    for n in 1..=3 {
+        restart(&mut c, NodeId(n)).await;
+    }
+    let cl = client(&c);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, "me");
+    let req = wire::SignCsr {
+        cluster: id,
+        csr: p.serialize_request(&key).unwrap().pem().unwrap(),
+        ca: CaKind::Kubernetes,
+    };
+    let signed = cl.sign(shard, &req).await.unwrap();
+    assert!(matches!(signed, wire::SignResult::Signed(_)), "{signed:?}");
+    stop_all(&mut c).await;
+}

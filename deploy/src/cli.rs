@@ -348,6 +348,11 @@ pub struct ConductorArgs {
     /// conductor of a deployment needs the same one.
     #[arg(long, env = "MAGNUM_CERT_KEY_FILE")]
     pub cert_key_file: Option<PathBuf>,
+    /// A sealing key being rotated out (repeatable): it opens what it sealed but never seals,
+    /// and the shard leaders re-seal under `--cert-key-file` what only it opens (SECURITY.md,
+    /// "Rotating the sealing key").
+    #[arg(long = "previous-cert-key-file")]
+    pub previous_cert_key_files: Vec<PathBuf>,
     /// Where CADF notifications go: `log`, `file:PATH` (JSON lines) or an http(s) webhook URL.
     #[arg(long, env = "MAGNUM_NOTIFICATION_SINK", default_value = "log")]
     pub notification_sink: String,

@@ -148,7 +148,15 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
                 .into(),
         ));
     };
-    let cert_key = CertKey::from_file(key_file).map_err(|e| DeployError::Args(e.to_string()))?;
+    let load = |f: &std::path::PathBuf| {
+        CertKey::from_file(f).map_err(|e| DeployError::Args(e.to_string()))
+    };
+    let previous = c
+        .previous_cert_key_files
+        .iter()
+        .map(load)
+        .collect::<Result<Vec<_>, _>>()?;
+    let cert_key = load(key_file)?.with_previous(previous);
     let sink: NotifySink = c.notification_sink.parse().map_err(DeployError::Args)?;
     // A data dir from before mutual TLS keeps working in plain mode (loudly) after the binary
     // upgrade; a new one needs a certificate or an explicit `--internal-tls plain`.

@@ -235,6 +235,35 @@ pub enum ShardCommand {
         epoch: u64,
         stacks: BTreeMap<ClusterId, String>,
     },
+    /// Sealing-key rotation: values the shard leader found sealed under a previous key, sealed
+    /// again under its primary one. Each replaces its field only if the field still holds
+    /// `from` (a CA rotation or a new password in between wins; the next pass sees that).
+    Reseal {
+        epoch: u64,
+        secrets: Vec<Resealed>,
+    },
+}
+
+/// One sealed value to replace ([`ShardCommand::Reseal`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resealed {
+    pub cluster: ClusterId,
+    pub field: SealedField,
+    pub from: String,
+    pub to: String,
+}
+
+/// Where the shard holds sealed values: a cluster's private keys, its trustee's password, and
+/// the trustor's token of a create that has not made its trust yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SealedField {
+    CaKey,
+    ClientKey,
+    EtcdCaKey,
+    FrontProxyCaKey,
+    ServiceAccountPrivateKey,
+    TrusteePassword,
+    TrustorToken,
 }
 
 /// Who may propose a shard command ([`ShardCommand::origin`]).
@@ -281,7 +310,8 @@ impl ShardCommand {
             | S::SyncNodeGroupStatus { .. }
             | S::ObserveHealth { .. }
             | S::NotificationsDelivered { .. }
-            | S::RestoreStackIds { .. } => Origin::Leader,
+            | S::RestoreStackIds { .. }
+            | S::Reseal { .. } => Origin::Leader,
         }
     }
 }

@@ -23,8 +23,8 @@ pub mod wire;
 
 pub use client::{ClientError, ConductorClient};
 pub use command::{
-    CommandError, CommandOk, OpEvent, Origin, ShardCommand, ShardRequest, ShardResponse,
-    StackOutputs, CANARY_MAX_KEY, CANARY_MAX_VALUE,
+    CommandError, CommandOk, OpEvent, Origin, Resealed, SealedField, ShardCommand, ShardRequest,
+    ShardResponse, StackOutputs, CANARY_MAX_KEY, CANARY_MAX_VALUE,
 };
 pub use federation::{Federation, FederationChange};
 pub use ids::*;

@@ -110,6 +110,8 @@ pub fn min_version(kind: Kind<'_>) -> u32 {
         ) => 1,
         // Run at finalize; version 1 conductors cannot decode it.
         Kind::Shard(S::RestoreStackIds { .. }) => 2,
+        // Sealing-key rotation; version 1 conductors cannot decode it.
+        Kind::Shard(S::Reseal { .. }) => 2,
         Kind::Meta(
             M::Bootstrap(_)
             | M::Heartbeat { .. }

@@ -1,7 +1,8 @@
 //! What runs on a shard's leader, and only there: the ownership session (`ownership`: commit a
 //! new epoch, then run the rest under it), the operations' reconciler, status sync and health
-//! polling (`sync`), delivery of the notification outbox (`notify`), and the one-time repairs a
-//! finalized cluster version brings (`migrate`). Each fenced by the epoch, each stopped as soon
+//! polling (`sync`), delivery of the notification outbox (`notify`), the one-time repairs a
+//! finalized cluster version brings (`migrate`), and re-sealing under a rotated sealing key
+//! (`reseal`). Each fenced by the epoch, each stopped as soon
 //! as leadership is lost.
 //!
 //! Depends on `shard` (the state it proposes to), `cloud` (Heat and Keystone) and `pki`; nothing
@@ -15,6 +16,7 @@ pub mod migrate;
 pub mod notify;
 pub(crate) mod ownership;
 pub mod reconciler;
+pub mod reseal;
 pub mod sync;
 
 /// How the shard leader's loops pace themselves and where their side effects go.
@@ -34,8 +36,11 @@ pub struct LeaderConfig {
     /// Where a cluster's Kubernetes API is reached, `{stack_id}`/`{cluster_uuid}` substituted
     /// (e.g. cloud-sim's simulated endpoints); `None` uses the cluster's `api_address`.
     pub cluster_api_url: Option<String>,
-    /// Seals the private keys the reconciler generates (`--cert-key-file`).
+    /// Seals the private keys the reconciler generates (`--cert-key-file`), and opens what
+    /// previous keys sealed (`--previous-cert-key-file`).
     pub cert_key: CertKey,
+    /// What the shards this node leads have left to re-seal under the primary key.
+    pub reseal: reseal::ResealStatus,
     /// Where the shard's CADF notifications are delivered.
     pub notifier: Notifier,
 }
@@ -51,6 +56,7 @@ impl Default for LeaderConfig {
             health: Duration::from_secs(60),
             cluster_api_url: None,
             cert_key: CertKey::process_ephemeral(),
+            reseal: Default::default(),
             notifier: Notifier::default(),
         }
     }

@@ -115,6 +115,13 @@ async fn lead(
                         epoch,
                         cancel.clone()
                     ),
+                    crate::leader::reseal::run(
+                        leader.clone(),
+                        rcfg.cert_key.clone(),
+                        rcfg.reseal.clone(),
+                        epoch,
+                        cancel.clone()
+                    ),
                 );
                 return;
             }

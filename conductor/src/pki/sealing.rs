@@ -2,6 +2,10 @@
 //! ChaCha20-Poly1305 under a key from the conductor's configuration (`--cert-key-file`), so the
 //! Raft log, snapshots and the sled data dir carry only ciphertext. Sealing is done by the
 //! reconciler before it proposes (random nonce), never in `apply()`.
+//!
+//! Rotation: a conductor may also hold previous keys (`--previous-cert-key-file`), which open
+//! but never seal; the shard leader re-seals what only they open (`leader/reseal.rs`). The
+//! value carries no key id: AEAD authentication tells which key sealed it.
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -27,19 +31,48 @@ pub enum SealError {
     WrongKey,
 }
 
-/// The 256-bit key; `Debug` never shows it.
+/// The 256-bit key that seals, and the previous ones that only open; `Debug` never shows them.
 #[derive(Clone)]
-pub struct CertKey(Arc<ChaCha20Poly1305>);
+pub struct CertKey {
+    primary: Arc<ChaCha20Poly1305>,
+    previous: Vec<Arc<ChaCha20Poly1305>>,
+}
 
 impl fmt::Debug for CertKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CertKey(<redacted>)")
+        write!(f, "CertKey(<redacted>, {} previous)", self.previous.len())
     }
+}
+
+/// How a sealed value stands against this conductor's keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sealing {
+    /// Sealed under the primary key (or clear PEM from before sealing: left as it is).
+    Current,
+    /// Opens only with a previous key: to be re-sealed.
+    Previous,
+    /// Opens with no key this conductor holds (or is not a sealed value).
+    Unopenable,
 }
 
 impl CertKey {
     pub fn from_bytes(key: &[u8; 32]) -> Self {
-        Self(Arc::new(ChaCha20Poly1305::new(Key::from_slice(key))))
+        Self {
+            primary: Arc::new(ChaCha20Poly1305::new(Key::from_slice(key))),
+            previous: Vec::new(),
+        }
+    }
+
+    /// Adds keys that open values sealed before a rotation; they never seal.
+    pub fn with_previous(mut self, previous: impl IntoIterator<Item = CertKey>) -> Self {
+        self.previous
+            .extend(previous.into_iter().map(|k| k.primary));
+        self
+    }
+
+    /// Whether any previous key is configured (a rotation is in progress on this conductor).
+    pub fn has_previous(&self) -> bool {
+        !self.previous.is_empty()
     }
 
     /// A key file holds 32 bytes as 64 hex digits (whitespace around them ignored). Refused:
@@ -112,12 +145,13 @@ impl CertKey {
         .clone()
     }
 
+    /// Seals under the primary key.
     pub fn seal(&self, plaintext: &str) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         // Encrypting into a Vec only fails for inputs beyond 256 GiB.
         let ct = self
-            .0
+            .primary
             .encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes())
             .unwrap_or_default();
         let mut out = nonce.to_vec();
@@ -125,11 +159,33 @@ impl CertKey {
         format!("{SEALED_V1}{}", B64.encode(out))
     }
 
-    /// Opens a sealed value; a clear PEM key (rows written before sealing) passes through.
+    /// Opens a sealed value with the primary key, else a previous one; a clear PEM key (rows
+    /// written before sealing) passes through.
     pub fn open(&self, value: &str) -> Result<String, SealError> {
+        self.open_with_which(value).map(|(pt, _)| pt)
+    }
+
+    /// What re-sealing `value` needs (see [`Sealing`]).
+    pub fn sealing(&self, value: &str) -> Sealing {
+        match self.open_with_which(value) {
+            Ok((_, Sealing::Previous)) => Sealing::Previous,
+            Ok(_) => Sealing::Current,
+            Err(_) => Sealing::Unopenable,
+        }
+    }
+
+    /// `value` sealed under the primary key, if only a previous key opens it now.
+    pub fn reseal(&self, value: &str) -> Option<String> {
+        match self.open_with_which(value) {
+            Ok((pt, Sealing::Previous)) => Some(self.seal(&pt)),
+            _ => None,
+        }
+    }
+
+    fn open_with_which(&self, value: &str) -> Result<(String, Sealing), SealError> {
         let Some(b64) = value.strip_prefix(SEALED_V1) else {
             if value.starts_with("-----BEGIN") {
-                return Ok(value.to_string());
+                return Ok((value.to_string(), Sealing::Current));
             }
             return Err(SealError::Malformed);
         };
@@ -138,11 +194,19 @@ impl CertKey {
             return Err(SealError::Malformed);
         }
         let (nonce, ct) = raw.split_at(NONCE_LEN);
-        let pt = self
-            .0
-            .decrypt(Nonce::from_slice(nonce), ct)
-            .map_err(|_| SealError::WrongKey)?;
-        String::from_utf8(pt).map_err(|_| SealError::Malformed)
+        let nonce = Nonce::from_slice(nonce);
+        let (pt, which) = match self.primary.decrypt(nonce, ct) {
+            Ok(pt) => (pt, Sealing::Current),
+            Err(_) => self
+                .previous
+                .iter()
+                .find_map(|k| k.decrypt(nonce, ct).ok())
+                .map(|pt| (pt, Sealing::Previous))
+                .ok_or(SealError::WrongKey)?,
+        };
+        String::from_utf8(pt)
+            .map(|s| (s, which))
+            .map_err(|_| SealError::Malformed)
     }
 }
 
@@ -179,6 +243,36 @@ mod tests {
         assert_eq!(other.open(pem).unwrap(), pem);
         assert!(matches!(k.open("garbage"), Err(SealError::Malformed)));
         assert!(matches!(k.open("sealed:v1:!!"), Err(SealError::Malformed)));
+    }
+
+    #[test]
+    fn previous_keys_open_and_never_seal() {
+        let old = CertKey::from_bytes(&[7u8; 32]);
+        let new = CertKey::from_bytes(&[9u8; 32]);
+        let ring = new.clone().with_previous([old.clone()]);
+        assert!(ring.has_previous() && !new.has_previous());
+        let under_old = old.seal("-----BEGIN a");
+        assert_eq!(ring.open(&under_old).unwrap(), "-----BEGIN a");
+        assert_eq!(ring.sealing(&under_old), Sealing::Previous);
+        let resealed = ring.reseal(&under_old).unwrap();
+        assert_eq!(
+            new.open(&resealed).unwrap(),
+            "-----BEGIN a",
+            "sealed under the primary"
+        );
+        assert!(old.open(&resealed).is_err());
+        assert_eq!(ring.sealing(&resealed), Sealing::Current);
+        assert_eq!(ring.reseal(&resealed), None, "nothing to do");
+        assert_eq!(
+            ring.reseal("-----BEGIN clear"),
+            None,
+            "clear PEM is left alone"
+        );
+        let stranger = CertKey::from_bytes(&[5u8; 32]).seal("x");
+        assert_eq!(ring.sealing(&stranger), Sealing::Unopenable);
+        assert_eq!(ring.reseal(&stranger), None);
+        // What a new seal uses: only the primary.
+        assert!(old.open(&ring.seal("y")).is_err());
     }
 
     #[test]

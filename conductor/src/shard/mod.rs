@@ -14,6 +14,7 @@ mod nodegroups;
 mod notify;
 pub mod persist;
 mod queries;
+pub mod reseal;
 mod rotate;
 pub mod rows;
 mod state;

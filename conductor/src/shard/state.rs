@@ -233,6 +233,10 @@ impl ShardState {
                 self.check_epoch(*epoch)?;
                 Ok(self.restore_stack_ids(stacks))
             }
+            ShardCommand::Reseal { epoch, secrets } => {
+                self.check_epoch(*epoch)?;
+                Ok(self.reseal(secrets))
+            }
         }
     }
 
