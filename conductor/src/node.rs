@@ -143,6 +143,7 @@ impl Conductor {
             api_nodes: api_nodes.clone(),
             hosting: hosting.clone(),
             cert_key: cfg.reconciler.cert_key.clone(),
+            cloud: cfg.cloud.clone(),
         });
         let svc_listener = bind(cfg.service_listen).await?;
         let service_addr = svc_listener

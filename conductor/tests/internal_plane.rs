@@ -311,8 +311,75 @@ async fn a_rotated_sealing_key_reseals_every_private_key() {
         cluster: id,
         csr: p.serialize_request(&key).unwrap().pem().unwrap(),
         ca: CaKind::Kubernetes,
+        user_token: None,
     };
     let signed = cl.sign(shard, &req).await.unwrap();
     assert!(matches!(signed, wire::SignResult::Signed(_)), "{signed:?}");
+    stop_all(&mut c).await;
+}
+
+/// The conductor signs a CSR an API node forwards only for the user whose token comes with it,
+/// as Keystone (here the fake cloud) answers for it: the cluster's project, or an admin.
+/// Conductors and operators are trusted without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn csr_signing_rechecks_the_forwarded_user() {
+    use magnum_conductor::cloud::TokenUser;
+    let _one = one_at_a_time().await;
+    let cloud = Arc::new(FakeCloud::default());
+    let user = |project: &str, role: &str| TokenUser {
+        user_id: format!("u-{project}-{role}"),
+        project_id: Some(project.to_string()),
+        roles: vec![role.to_string()],
+    };
+    {
+        let mut tokens = cloud.tokens.lock().unwrap();
+        tokens.insert("owner".into(), user("proj-s", "member"));
+        tokens.insert("other".into(), user("proj-t", "member"));
+        tokens.insert("admin".into(), user("proj-t", "admin"));
+    }
+    let mut c = start3(cloud, 1).await;
+    let operator = client(&c);
+    let project = ProjectId::from("proj-s");
+    let shard = shard_of(&project, operator.shards().await.unwrap());
+    let id = create_cluster(&operator, shard, &project).await;
+    wait_status(&operator, shard, id, Some(ClusterStatus::CREATE_COMPLETE)).await;
+    let seeds = c
+        .cfgs
+        .values()
+        .map(|cfg| cfg.service_listen.to_string())
+        .collect();
+    let api = ConductorClient::new(
+        seeds,
+        Duration::from_secs(20),
+        &c.tls(magnum_net::Role::Api, "api-1"),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, "me");
+    let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+    let req = |token: Option<&str>| wire::SignCsr {
+        cluster: id,
+        csr: csr.clone(),
+        ca: CaKind::Kubernetes,
+        user_token: token.map(|t| wire::UserToken(t.into())),
+    };
+    let cases = [
+        (None, false),
+        (Some("made-up"), false),
+        (Some("other"), false),
+        (Some("owner"), true),
+        (Some("admin"), true),
+    ];
+    for (token, signs) in cases {
+        let r = api.sign(shard, &req(token)).await.unwrap();
+        match (&r, signs) {
+            (wire::SignResult::Signed(_), true) | (wire::SignResult::Forbidden(_), false) => {}
+            _ => panic!("token {token:?}: {r:?}"),
+        }
+    }
+    // An operator is trusted with every shard.
+    let r = operator.sign(shard, &req(None)).await.unwrap();
+    assert!(matches!(r, wire::SignResult::Signed(_)), "{r:?}");
     stop_all(&mut c).await;
 }

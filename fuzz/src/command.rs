@@ -545,6 +545,7 @@ pub fn seeds() -> Vec<Seed> {
                 csr: "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----"
                     .into(),
                 ca: CaKind::FrontProxy,
+                user_token: Some(wire::UserToken("gAAAAA-token".into())),
             }),
         ),
         (

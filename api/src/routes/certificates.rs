@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use magnum_proto::wire::{SignCsr, SignResult};
+use magnum_proto::wire::{SignCsr, SignResult, UserToken};
 use magnum_proto::{CaKind, ClusterView, OpKind, QueryResult, ShardCommand, ShardQuery, Timestamp};
 use serde::Serialize;
 use serde_json::json;
@@ -143,11 +143,13 @@ async fn sign(
         cluster: c.cluster.uuid,
         csr: csr.clone(),
         ca: CaKind::from_param(f.str("ca_cert_type").as_deref()),
+        user_token: Some(UserToken(ctx.who.token.clone())),
     };
     let pem = match state.backend.sign(shard, &req).await? {
         SignResult::Signed(pem) => pem,
         SignResult::NoCertificates => return Err(no_certs(&c)),
         SignResult::BadCsr(m) => return Err(ApiError::BadRequest(m)),
+        SignResult::Forbidden(m) => return Err(ApiError::Forbidden(m)),
     };
     let id = c.cluster.uuid.to_string();
     let view = SignedView {

@@ -43,6 +43,23 @@ pub struct SignCsr {
     /// Which CA signs (`ca_cert_type`).
     #[serde(default)]
     pub ca: CaKind,
+    /// The requesting user's Keystone token, forwarded by the API node: the conductor
+    /// validates it with Keystone itself and signs only for the cluster's own project (or an
+    /// admin), so an API node cannot mint certificates for a project none of whose users it
+    /// has seen. Absent from API nodes before cluster version 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_token: Option<UserToken>,
+}
+
+/// A user's Keystone token in transit; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserToken(pub String);
+
+impl std::fmt::Debug for UserToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserToken(<redacted>)")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +70,10 @@ pub enum SignResult {
     NoCertificates,
     /// The CSR could not be parsed or used; the reason is for the user.
     BadCsr(String),
+    /// The forwarded user token does not let its user sign for this cluster (invalid, or
+    /// scoped to another project without the admin role). Sent only to API nodes that forward
+    /// a token, so only to those that decode it.
+    Forbidden(String),
 }
 
 pub fn command_path(shard: ShardId) -> String {

@@ -14,7 +14,9 @@
 //! to operations whose stack name contains it. A firing point aborts the process: a crash, not
 //! a clean exit. While enabled every site passed is printed as `FAILPOINT-SITE ...` on stderr,
 //! so a test can enumerate the sites each operation kind goes through.
-use crate::cloud::{Cloud, CloudError, StackHandle, StackState, StackUpdate, Target, TrusteeUser};
+use crate::cloud::{
+    Cloud, CloudError, StackHandle, StackState, StackUpdate, Target, TokenUser, TrusteeUser,
+};
 use async_trait::async_trait;
 use magnum_proto::{ClusterView, NodeGroup, OpEvent, OpKind, Operation, ProjectId, Trustor};
 use std::collections::{BTreeMap, HashMap};
@@ -336,6 +338,10 @@ impl Cloud for FailpointCloud {
 
     fn trusts(&self) -> bool {
         self.0.trusts()
+    }
+
+    async fn token_user(&self, token: &str) -> Result<Option<TokenUser>, CloudError> {
+        self.0.token_user(token).await
     }
 
     async fn ensure_trustee(

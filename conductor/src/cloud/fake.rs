@@ -4,6 +4,7 @@
 use crate::cloud::heat_status::DELETE_COMPLETE;
 use crate::cloud::{
     Cloud, CloudError, HeatStatus, StackAction, StackHandle, StackState, StackUpdate, Target,
+    TokenUser,
 };
 use async_trait::async_trait;
 use magnum_drivers::openstack::StackState as Phase;
@@ -40,6 +41,8 @@ pub struct FakeCloud {
     pub param_patches: Mutex<Vec<BTreeMap<String, serde_json::Value>>>,
     /// Stacks deleted, in order.
     pub deleted: Mutex<Vec<String>>,
+    /// The user tokens Keystone knows, and whom they speak for.
+    pub tokens: Mutex<HashMap<String, TokenUser>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -122,6 +125,10 @@ impl FakeCloud {
 
 #[async_trait]
 impl Cloud for FakeCloud {
+    async fn token_user(&self, token: &str) -> Result<Option<TokenUser>, CloudError> {
+        Ok(lock(&self.tokens).get(token).cloned())
+    }
+
     fn stack_name(&self, c: &ClusterView) -> String {
         let uuid = c.cluster.uuid.0.simple().to_string();
         format!("{}-{}", c.cluster.name, &uuid[..12])

@@ -37,6 +37,22 @@ pub struct TrusteeUser {
     pub domain_id: String,
 }
 
+/// Whom a user's Keystone token speaks for, as Keystone answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenUser {
+    pub user_id: String,
+    /// `None` for a token not scoped to a project.
+    pub project_id: Option<String>,
+    pub roles: Vec<String>,
+}
+
+impl TokenUser {
+    /// oslo.policy compares roles case-insensitively.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r.eq_ignore_ascii_case("admin"))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
     /// The stack name is taken by a live stack (Heat 409 StackExists).
@@ -162,6 +178,13 @@ pub trait Cloud: Send + Sync + 'static {
         let _ = (target, stack, parameters, rollback);
         Err(CloudError::Permanent(
             "This cloud cannot update stack parameters.".into(),
+        ))
+    }
+    /// Keystone's answer about a user's token (`GET /v3/auth/tokens` with the service token);
+    /// `None` when Keystone does not know it (expired, revoked, made up).
+    async fn token_user(&self, _token: &str) -> Result<Option<TokenUser>, CloudError> {
+        Err(CloudError::Permanent(
+            "This cloud cannot validate user tokens.".into(),
         ))
     }
     /// Whether clusters get a trustee and a trust (a trustee domain is configured).

@@ -6,6 +6,8 @@ use crate::membership::meta::{MetaCommand, MetaResponse, MetaState};
 use crate::membership::propose::MetaLeader;
 use crate::propose::{ProposeError, ShardLeader};
 use crate::shard::logic::ShardLogic;
+
+mod sign;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -17,7 +19,7 @@ use magnum_net::Role;
 use magnum_proto::version::Kind;
 use magnum_proto::wire::{
     self, Done, Envelope, GroupDigest, GroupInfo, InternalError, MultiQuery, MultiQueryResult,
-    NodeInfo, NotLeader, SetMembers, SignCsr, SignResult, Topology, TransferLeader,
+    NodeInfo, NotLeader, SetMembers, Topology, TransferLeader,
 };
 use magnum_proto::{
     shard, MetaQuery, MetaQueryResult, MetaReply, MetaRequest, NodeId, Origin, ShardCommand,
@@ -35,6 +37,8 @@ pub struct ServiceState {
     pub hosting: Arc<Hosting>,
     /// Opens the sealed CA keys for signing.
     pub cert_key: crate::pki::sealing::CertKey,
+    /// Validates the user tokens API nodes forward with a CSR (Keystone).
+    pub cloud: Arc<dyn crate::cloud::Cloud>,
 }
 
 impl ServiceState {
@@ -58,7 +62,7 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route("/internal/v1/shards/{shard}/command", post(command))
         .route("/internal/v1/shards/{shard}/query", post(query))
         .route(wire::MULTI_QUERY_PATH, post(multi_query))
-        .route("/internal/v1/shards/{shard}/sign", post(sign))
+        .route("/internal/v1/shards/{shard}/sign", post(sign::sign))
         .route(wire::META_QUERY_PATH, post(meta_query))
         .route("/internal/v1/groups/{group}/digest", get(digest))
         .route_layer(axum::middleware::from_fn(|r, n| allow(ANY_NODE, r, n)));
@@ -230,27 +234,6 @@ async fn multi_query(
     });
     let answers = futures::future::join_all(reads).await;
     Ok(Json(MultiQueryResult { answers }).into_response())
-}
-
-/// Signs on the leader, with the CA it read after a linearizability check; the private key never
-/// leaves the conductor.
-async fn sign(
-    State(s): State<Arc<ServiceState>>,
-    Path(shard): Path<u32>,
-    body: Bytes,
-) -> Result<Response, SvcError> {
-    let req: SignCsr = decode(&body)?;
-    let group = shard_group(&s, shard)?;
-    let certs = group.read(|l| l.state.certs(req.cluster).cloned()).await?;
-    let r = match certs {
-        None => SignResult::NoCertificates,
-        Some(c) => match crate::pki::csr::sign_csr(&c, &s.cert_key, req.ca, &req.csr) {
-            Ok(pem) => SignResult::Signed(pem),
-            Err(crate::pki::csr::SignError::BadCsr(m)) => SignResult::BadCsr(m),
-            Err(e) => return Err(SvcError::Unavailable(e.to_string())),
-        },
-    };
-    Ok(Json(r).into_response())
 }
 
 async fn meta_command(

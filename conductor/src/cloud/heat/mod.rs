@@ -1,6 +1,8 @@
 //! `Cloud` on real OpenStack APIs: Keystone service session + Heat, through magnum-drivers. The
 //! conductor acts with its service credentials (admin) on each cluster's project's Heat endpoint.
-use crate::cloud::{Cloud, CloudError, StackHandle, StackState, StackUpdate, Target, TrusteeUser};
+use crate::cloud::{
+    Cloud, CloudError, StackHandle, StackState, StackUpdate, Target, TokenUser, TrusteeUser,
+};
 use async_trait::async_trait;
 use magnum_drivers::openstack::{
     heat_url_for_project, Domain, HeatClient, HttpClient, Interface, KeystoneClient,
@@ -280,6 +282,10 @@ impl Cloud for HeatCloud {
 
     fn trusts(&self) -> bool {
         self.auth.trustee_domain.is_some()
+    }
+
+    async fn token_user(&self, token: &str) -> Result<Option<TokenUser>, CloudError> {
+        self.validate_user_token(token).await
     }
 
     async fn ensure_trustee(

@@ -3,7 +3,7 @@
 //! Every call here finds before it creates, so a repeat after a failover adopts the first
 //! attempt's user and trust.
 use super::{classify, HeatCloud};
-use crate::cloud::{CloudError, TrusteeUser};
+use crate::cloud::{CloudError, TokenUser, TrusteeUser};
 use magnum_drivers::openstack::TokenProvider;
 use magnum_drivers::Error;
 use magnum_proto::{ClusterView, Trustor};
@@ -18,6 +18,23 @@ impl HeatCloud {
         TokenProvider::token(self.session.as_ref())
             .await
             .map_err(classify)
+    }
+
+    /// `GET /v3/auth/tokens` for a user's token, with the service token.
+    pub(super) async fn validate_user_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<TokenUser>, CloudError> {
+        let service = self.service_token().await?;
+        match self.session.keystone().validate(&service, token).await {
+            Ok(t) => Ok(Some(TokenUser {
+                user_id: t.user_id,
+                project_id: t.project_id,
+                roles: t.roles,
+            })),
+            Err(Error::InvalidToken) => Ok(None),
+            Err(e) => Err(classify(e)),
+        }
     }
 
     async fn trustee_domain(&self, token: &str) -> Result<&str, CloudError> {
