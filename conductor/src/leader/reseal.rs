@@ -53,32 +53,29 @@ impl ResealStatus {
 
     /// Prometheus text.
     pub fn text(&self) -> String {
+        type Gauge = (&'static str, &'static str, fn(&Pass) -> usize);
+        const GAUGES: [Gauge; 2] = [
+            (
+                "magnum_sealed_under_previous_key",
+                "Sealed values of a shard this conductor leads that only a previous sealing key opens.",
+                |p| p.previous,
+            ),
+            (
+                "magnum_sealed_unopenable",
+                "Sealed values of a shard this conductor leads that none of its sealing keys opens.",
+                |p| p.unopenable,
+            ),
+        ];
         let mut out = String::new();
         let passes = self.get();
         if passes.is_empty() {
             return out;
         }
-        let _ = writeln!(
-            out,
-            "# HELP magnum_sealed_under_previous_key Sealed values of a shard this conductor leads that only a previous sealing key opens.\n# TYPE magnum_sealed_under_previous_key gauge"
-        );
-        for (g, p) in &passes {
-            let _ = writeln!(
-                out,
-                "magnum_sealed_under_previous_key{{group=\"{g}\"}} {}",
-                p.previous
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP magnum_sealed_unopenable Sealed values of a shard this conductor leads that none of its sealing keys opens.\n# TYPE magnum_sealed_unopenable gauge"
-        );
-        for (g, p) in &passes {
-            let _ = writeln!(
-                out,
-                "magnum_sealed_unopenable{{group=\"{g}\"}} {}",
-                p.unopenable
-            );
+        for (name, help, value) in GAUGES {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (g, p) in &passes {
+                let _ = writeln!(out, "{name}{{group=\"{g}\"}} {}", value(p));
+            }
         }
         out
     }
