@@ -16,6 +16,10 @@ export PEERS_TOOLS=$peers
 if ! command -v curl >/dev/null; then
   apt-get update -qq && apt-get install -y -qq curl >/dev/null
 fi
+# deploy/tests/systemd_units.rs runs `systemd-analyze verify` on deploy/systemd/.
+if ! command -v systemd-analyze >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq systemd >/dev/null
+fi
 echo "== installing the openstack CLI and the real peers (Keystone, Heat, upstream Magnum) =="
 bash "$peers/peers.sh" install all
 # Tests start the peers they need (idempotent `peers.sh up`); stop at exit whatever was not

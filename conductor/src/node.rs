@@ -215,6 +215,20 @@ impl Conductor {
         self.hosting.shard(shard)
     }
 
+    /// SIGTERM: hands every leadership to another voter first (bounded by `HAND_OFF`), so a
+    /// rolling restart costs each shard a transfer instead of an election, then stops.
+    /// Returns the groups it still led when it stopped.
+    pub async fn stop_gracefully(self) -> Vec<u64> {
+        let kept = self.hosting.hand_off(HAND_OFF).await;
+        if kept.is_empty() {
+            info!("handed off every leadership");
+        } else {
+            warn!(groups = ?kept, "still leading after the hand-off deadline; stopping anyway");
+        }
+        self.shutdown().await;
+        kept
+    }
+
     pub async fn shutdown(self) {
         self.cancel.cancel();
         self.hosting.stop_all().await;
@@ -243,6 +257,10 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ConductorError> {
         .await
         .map_err(|e| ConductorError::Listen(addr, e))
 }
+
+/// How long a graceful stop waits for its leaderships to move; a group that does not move by
+/// then (no other voter answers) elects a leader the usual way.
+const HAND_OFF: Duration = Duration::from_secs(5);
 
 /// How long one call of the placement controller may take (a learner catching up included).
 const CONTROLLER_CALL_DEADLINE: Duration = Duration::from_secs(30);

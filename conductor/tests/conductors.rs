@@ -57,6 +57,47 @@ async fn create_and_delete_across_a_leader_shutdown() {
     stop_all(&mut c).await;
 }
 
+/// SIGTERM's path: the stopping conductor hands each leadership to another voter before it
+/// goes (it leads nothing when it stops), the survivors lead every group, and the operation in
+/// flight completes under the new owner with one stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_stop_hands_off_every_leadership() {
+    let _serial = one_at_a_time().await;
+    let cloud = Arc::new(FakeCloud::default());
+    let mut c = start3(cloud.clone(), 2).await;
+    let cl = client(&c);
+    let project = ProjectId::from("proj-g");
+    let shard = shard_of(&project, cl.shards().await.unwrap());
+    let id = create_cluster(&cl, shard, &project).await;
+    let leader = cl.leader_of(shard).await.unwrap().unwrap();
+    let node = c.nodes.get_mut(&leader.0).and_then(Option::take).unwrap();
+    let kept = node.stop_gracefully().await;
+    assert!(kept.is_empty(), "still led {kept:?} when it stopped");
+    // The survivors lead every group (they may learn who a moment after the step-down).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = cl.refresh_topology().await.unwrap();
+        let unled: Vec<_> = t
+            .groups
+            .iter()
+            .filter(|g| g.leader.is_none_or(|l| l == leader))
+            .map(|g| (g.group, g.leader))
+            .collect();
+        if unled.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not led by a survivor: {unled:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_status(&cl, shard, id, Some(ClusterStatus::CREATE_COMPLETE)).await;
+    assert_eq!(*cloud.creates.lock().unwrap(), 1, "one stack create");
+    restart(&mut c, leader).await;
+    stop_all(&mut c).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn node_count_update_patches_the_stack_and_completes() {
     let _serial = one_at_a_time().await;

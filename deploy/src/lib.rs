@@ -203,7 +203,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
 async fn run_conductor(c: ConductorArgs) -> Result<(), DeployError> {
     let conductor = Conductor::start(conductor_config(&c)?).await?;
     shutdown_signal().await;
-    conductor.shutdown().await;
+    conductor.stop_gracefully().await;
     Ok(())
 }
 

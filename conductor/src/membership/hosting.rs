@@ -10,7 +10,9 @@ use crate::shard::logic::ShardLogic;
 use magnum_proto::{NodeEntry, NodeId, NodeState, ShardId};
 use magnum_raft::{Group, NodeAddr, RaftNode};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,8 @@ pub struct Hosting {
     shards: RwLock<BTreeMap<u32, Hosted>>,
     /// One sync at a time (open/close await).
     sync_lock: Mutex<()>,
+    /// Set by [`Self::hand_off`]: this node is stopping and must not win any election.
+    stopping: AtomicBool,
 }
 
 /// What this node should host according to its (possibly lagging) copy of the meta state.
@@ -60,6 +64,7 @@ impl Hosting {
             cancel,
             shards: RwLock::new(BTreeMap::new()),
             sync_lock: Mutex::new(()),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -189,9 +194,48 @@ impl Hosting {
                 self.close(s).await;
             }
         }
-        self.meta.set_elect(w.elect);
+        let elect = w.elect && !self.stopping.load(Ordering::Acquire);
+        self.meta.set_elect(elect);
         for g in self.shards() {
-            g.set_elect(w.elect);
+            g.set_elect(elect);
+        }
+    }
+
+    /// A graceful stop's first step (SIGTERM): hands every leadership this node holds to
+    /// another voter (a transfer, tens of milliseconds, instead of the election its silence
+    /// would cost: lease plus timeout) and keeps it from winning any back. Returns when it
+    /// leads nothing, or at `deadline` with the groups it still leads.
+    pub async fn hand_off(&self, deadline: Duration) -> Vec<u64> {
+        self.stopping.store(true, Ordering::Release);
+        let me = self.node_id;
+        let mut groups: Vec<(u64, Box<dyn Handoff>)> = vec![(0, Box::new(self.meta.clone()))];
+        for g in self.shards() {
+            groups.push((g.id(), Box::new(g)));
+        }
+        for (_, g) in &groups {
+            g.no_elect();
+        }
+        let until = Instant::now() + deadline;
+        loop {
+            let mut leading = Vec::new();
+            for (gid, g) in &groups {
+                let st = g.status();
+                if !st.is_leader {
+                    continue;
+                }
+                leading.push(*gid);
+                // Any other voter; openraft's transfer makes it campaign at once, with the
+                // leader's blessing (no lease to wait out).
+                if let Some(to) = st.voters.iter().find(|v| **v != me) {
+                    if let Err(e) = g.transfer(*to).await {
+                        warn!(group = gid, error = %e, "leadership hand-off failed");
+                    }
+                }
+            }
+            if leading.is_empty() || Instant::now() >= until {
+                return leading;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -202,6 +246,27 @@ impl Hosting {
             h.stop.cancel();
             let _ = h.task.await;
         }
+    }
+}
+
+/// What [`Hosting::hand_off`] needs of a group, whatever its state machine.
+#[async_trait::async_trait]
+trait Handoff: Send + Sync {
+    fn status(&self) -> magnum_raft::GroupStatus;
+    fn no_elect(&self);
+    async fn transfer(&self, to: magnum_raft::NodeId) -> Result<(), magnum_raft::RaftError>;
+}
+
+#[async_trait::async_trait]
+impl<L: magnum_raft::StateMachineLogic> Handoff for Group<L> {
+    fn status(&self) -> magnum_raft::GroupStatus {
+        Group::status(self)
+    }
+    fn no_elect(&self) {
+        self.set_elect(false);
+    }
+    async fn transfer(&self, to: magnum_raft::NodeId) -> Result<(), magnum_raft::RaftError> {
+        self.transfer_leader(to).await
     }
 }
 
