@@ -215,24 +215,31 @@ impl Hosting {
         for (_, g) in &groups {
             g.no_elect();
         }
-        let until = Instant::now() + deadline;
+        let start = Instant::now();
+        let mut asked: BTreeMap<u64, usize> = BTreeMap::new();
         loop {
             let mut leading = Vec::new();
+            // The other voters in turn, a new one every 500 ms: one that is down never
+            // campaigns, and the next may. openraft's transfer makes the target campaign at
+            // once, with the leader's blessing (no lease to wait out).
+            let turn = (start.elapsed().as_millis() / 500) as usize;
             for (gid, g) in &groups {
                 let st = g.status();
                 if !st.is_leader {
                     continue;
                 }
                 leading.push(*gid);
-                // Any other voter; openraft's transfer makes it campaign at once, with the
-                // leader's blessing (no lease to wait out).
-                if let Some(to) = st.voters.iter().find(|v| **v != me) {
+                if asked.insert(*gid, turn) == Some(turn) {
+                    continue;
+                }
+                let others: Vec<u64> = st.voters.iter().copied().filter(|v| *v != me).collect();
+                if let Some(to) = others.get(turn % others.len().max(1)) {
                     if let Err(e) = g.transfer(*to).await {
                         warn!(group = gid, error = %e, "leadership hand-off failed");
                     }
                 }
             }
-            if leading.is_empty() || Instant::now() >= until {
+            if leading.is_empty() || start.elapsed() >= deadline {
                 return leading;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
