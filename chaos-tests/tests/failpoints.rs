@@ -389,12 +389,13 @@ async fn wait_leader(client: &magnum_proto::client::ConductorClient, shard: Shar
 }
 
 /// Waits until every group has a leader, no conductor leads more than its share (what the
-/// placement controller rebalances towards) and the leaders stayed put for a while.
+/// placement controller rebalances towards, one transfer per 300 ms step) and the leaders
+/// stayed put over two polls.
 async fn wait_leaders_settled(client: &magnum_proto::client::ConductorClient) {
     let deadline = Instant::now() + Duration::from_secs(45);
     let mut last: Option<HashMap<u64, NodeId>> = None;
     while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         let Ok(t) = client.refresh_topology().await else {
             continue;
         };

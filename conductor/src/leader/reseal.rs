@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Pause between passes once nothing is left (a value written under a previous key by a
-/// conductor not restarted yet is found by the next pass).
+/// Pause between passes (a value a conductor not restarted yet seals under a previous key
+/// meanwhile is found by the next one).
 const PASS_EVERY: Duration = Duration::from_secs(30);
 /// Clusters read per lock of the shard state: the scan never holds it for long.
 const SCAN_PAGE: usize = 256;
@@ -98,35 +98,38 @@ pub async fn run(
         secrets: Vec::new(),
     }));
     loop {
-        let mut again = false;
         if leader.active().get() >= needs {
-            let (todo, pass) = scan(&leader, &key);
-            status.set(group, Some(pass));
-            match propose(&leader, epoch, todo).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    info!(group, values = n, "re-sealed under the primary sealing key");
-                    // Scan again at once, so the published count reaches 0 without a pause.
-                    again = true;
+            match pass(&leader, &key, epoch).await {
+                Ok((found, resealed)) => {
+                    // What is left: what the pass found, less what it re-sealed (a value a
+                    // conductor not restarted yet seals under a previous key meanwhile is
+                    // found by the next pass).
+                    let left = Pass {
+                        previous: found.previous - resealed,
+                        unopenable: found.unopenable,
+                    };
+                    status.set(group, Some(left));
+                    if resealed > 0 {
+                        info!(
+                            group,
+                            values = resealed,
+                            "re-sealed under the primary sealing key"
+                        );
+                    }
+                    if found.unopenable > 0 {
+                        warn!(
+                            group,
+                            values = found.unopenable,
+                            "sealed values that no configured sealing key opens"
+                        );
+                    }
                 }
                 Err(Stop) => break,
             }
-            if pass.unopenable > 0 {
-                warn!(
-                    group,
-                    values = pass.unopenable,
-                    "sealed values that no configured sealing key opens"
-                );
-            }
         }
-        if !again {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(PASS_EVERY) => {}
-            }
-        }
-        if cancel.is_cancelled() {
-            break;
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(PASS_EVERY) => {}
         }
     }
     status.set(group, None);
@@ -135,31 +138,13 @@ pub async fn run(
 /// Leadership is gone: stop.
 struct Stop;
 
-async fn propose(leader: &ShardLeader, epoch: u64, todo: Vec<Resealed>) -> Result<usize, Stop> {
-    let mut done = 0;
-    for chunk in todo.chunks(BATCH) {
-        let cmd = ShardCommand::Reseal {
-            epoch,
-            secrets: chunk.to_vec(),
-        };
-        match leader.propose(cmd).await {
-            Ok(_) => done += chunk.len(),
-            Err(ProposeError::NotLeader { .. })
-            | Err(ProposeError::Rejected(CommandError::StaleEpoch { .. })) => return Err(Stop),
-            Err(e) => {
-                warn!(error = %e, "re-seal not recorded; the next pass retries");
-                break;
-            }
-        }
-    }
-    Ok(done)
-}
-
-/// Every value of the shard that only a previous key opens, re-sealed; a page of clusters per
-/// read of the state, the crypto outside it.
-fn scan(leader: &ShardLeader, key: &CertKey) -> (Vec<Resealed>, Pass) {
-    let mut todo = Vec::new();
-    let mut pass = Pass::default();
+/// One pass over the shard, a page of clusters at a time: read the page's sealed values (the
+/// state locked only for that), re-seal those only a previous key opens, propose them, go on.
+/// Memory stays one page whatever the shard's size. Returns what it found and how many values
+/// it re-sealed (a failed proposal is left to the next pass).
+async fn pass(leader: &ShardLeader, key: &CertKey, epoch: u64) -> Result<(Pass, usize), Stop> {
+    let mut found = Pass::default();
+    let mut resealed = 0;
     let mut after: Option<ClusterId> = None;
     loop {
         let page: Vec<(ClusterId, Vec<(SealedField, String)>)> = leader.group().read_local(|l| {
@@ -178,17 +163,18 @@ fn scan(leader: &ShardLeader, key: &CertKey) -> (Vec<Resealed>, Pass) {
                 .collect()
         });
         let Some((last, _)) = page.last() else {
-            break;
+            return Ok((found, resealed));
         };
         after = Some(*last);
+        let mut todo = Vec::new();
         for (cluster, values) in page {
             for (field, from) in values {
                 match key.sealing(&from) {
                     Sealing::Current => {}
-                    Sealing::Unopenable => pass.unopenable += 1,
+                    Sealing::Unopenable => found.unopenable += 1,
                     Sealing::Previous => {
                         if let Some(to) = key.reseal(&from) {
-                            pass.previous += 1;
+                            found.previous += 1;
                             todo.push(Resealed {
                                 cluster,
                                 field,
@@ -200,6 +186,17 @@ fn scan(leader: &ShardLeader, key: &CertKey) -> (Vec<Resealed>, Pass) {
                 }
             }
         }
+        for chunk in todo.chunks(BATCH) {
+            let cmd = ShardCommand::Reseal {
+                epoch,
+                secrets: chunk.to_vec(),
+            };
+            match leader.propose(cmd).await {
+                Ok(_) => resealed += chunk.len(),
+                Err(ProposeError::NotLeader { .. })
+                | Err(ProposeError::Rejected(CommandError::StaleEpoch { .. })) => return Err(Stop),
+                Err(e) => warn!(error = %e, "re-seal not recorded; the next pass retries"),
+            }
+        }
     }
-    (todo, pass)
 }
