@@ -215,9 +215,10 @@ impl Conductor {
         self.hosting.shard(shard)
     }
 
-    /// SIGTERM: hands every leadership to another voter first (bounded by `HAND_OFF`), so a
-    /// rolling restart costs each shard a transfer instead of an election, then stops.
-    /// Returns the groups it still led when it stopped.
+    /// A graceful stop: hands every leadership to another voter first (bounded by `HAND_OFF`),
+    /// so a rolling restart would cost each shard a transfer instead of an election, then
+    /// stops. Returns the groups it still led when it stopped. Not on SIGTERM yet (see
+    /// ARCHITECTURE, known gaps).
     pub async fn stop_gracefully(self) -> Vec<u64> {
         let kept = self.hosting.hand_off(HAND_OFF).await;
         if kept.is_empty() {

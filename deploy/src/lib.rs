@@ -203,7 +203,9 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
 async fn run_conductor(c: ConductorArgs) -> Result<(), DeployError> {
     let conductor = Conductor::start(conductor_config(&c)?).await?;
     shutdown_signal().await;
-    conductor.stop_gracefully().await;
+    // Not `stop_gracefully` yet: the failover bench with `--kill-signal TERM` found a
+    // conductor restarted after a hand-off that did not catch up (ARCHITECTURE, known gaps).
+    conductor.shutdown().await;
     Ok(())
 }
 
