@@ -41,8 +41,6 @@ pub struct Kill {
 #[derive(Debug, Serialize)]
 pub struct FailoverResult {
     pub shard: u32,
-    /// `KILL` or `TERM`.
-    pub signal: String,
     pub clients: usize,
     pub kills: Vec<Kill>,
     /// Writes that failed outright (client deadline exceeded) during the whole run.
@@ -58,7 +56,6 @@ pub async fn run(
     shard: ShardId,
     clients: usize,
     kills: usize,
-    signal: &str,
     value: Arc<Value>,
 ) -> Result<FailoverResult> {
     let seeds: Vec<String> = dep.conductors.iter().map(|(_, a)| a.clone()).collect();
@@ -122,7 +119,7 @@ pub async fn run(
         tokio::time::sleep(SETTLE).await;
         for i in 0..kills {
             let victim = leader_of(&http, dep, group).await?;
-            let kill_at = kill(dep, victim, signal).await?;
+            let kill_at = kill(dep, victim).await?;
             let kill_s = kill_at.duration_since(t0).as_secs_f64();
             let waited = Instant::now();
             while latest_issue_us.load(Ordering::Relaxed) as f64 / 1e6 <= kill_s {
@@ -170,7 +167,6 @@ pub async fn run(
     let first_error = lock(&first_error).clone();
     Ok(FailoverResult {
         shard: shard.0,
-        signal: signal.to_string(),
         clients,
         kills: records,
         failed_writes: failed.load(Ordering::Relaxed),
@@ -263,14 +259,8 @@ fn pid_of(dir: &Path, node: u64) -> Result<String> {
         .to_string())
 }
 
-/// Stops conductor `node` with `signal`; returns when the signal was sent (for `TERM`, after
-/// the process exited: the hand-off happens between the two).
-async fn kill(dep: &Deployment, node: u64, signal: &str) -> Result<Instant> {
-    if signal == "TERM" {
-        let at = Instant::now();
-        script(dep, &["stop", "conductor", &node.to_string(), "TERM"]).await?;
-        return Ok(at);
-    }
+/// SIGKILLs conductor `node`; returns when the signal was sent.
+async fn kill(dep: &Deployment, node: u64) -> Result<Instant> {
     let pid = pid_of(&dep.dir, node)?;
     let st = tokio::process::Command::new("kill")
         .args(["-KILL", &pid])
