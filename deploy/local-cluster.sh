@@ -148,7 +148,7 @@ stop_one() {
   pid=$(pid_of "$dir" "$name")
   if alive "$pid"; then
     kill -s "$sig" "$pid" 2>/dev/null || true
-    # 10 s: a conductor hands its leaderships off (at most 5 s) before it stops.
+    # Up to 10 s for a clean stop (every replica closed) before SIGKILL.
     for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
     alive "$pid" && kill -9 "$pid" 2>/dev/null || true
   fi
