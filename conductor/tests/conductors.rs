@@ -218,10 +218,7 @@ async fn ca_pem(cl: &ConductorClient, shard: ShardId, id: ClusterId, kind: CaKin
 }
 
 async fn sign(cl: &ConductorClient, shard: ShardId, id: ClusterId) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(rcgen::DnType::CommonName, "me");
-    let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+    let csr = client_csr();
     let req = wire::SignCsr {
         cluster: id,
         csr,

@@ -304,12 +304,9 @@ async fn a_rotated_sealing_key_reseals_every_private_key() {
         restart(&mut c, NodeId(n)).await;
     }
     let cl = client(&c);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(rcgen::DnType::CommonName, "me");
     let req = wire::SignCsr {
         cluster: id,
-        csr: p.serialize_request(&key).unwrap().pem().unwrap(),
+        csr: client_csr(),
         ca: CaKind::Kubernetes,
         user_token: None,
     };
@@ -354,10 +351,7 @@ async fn csr_signing_rechecks_the_forwarded_user() {
         &c.tls(magnum_net::Role::Api, "api-1"),
     )
     .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(rcgen::DnType::CommonName, "me");
-    let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+    let csr = client_csr();
     let req = |token: Option<&str>| wire::SignCsr {
         cluster: id,
         csr: csr.clone(),

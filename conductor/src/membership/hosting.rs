@@ -8,7 +8,7 @@ use crate::leader::LeaderConfig;
 use crate::membership::meta::MetaState;
 use crate::shard::logic::ShardLogic;
 use magnum_proto::{NodeEntry, NodeId, NodeState, ShardId};
-use magnum_raft::{Group, NodeAddr, RaftNode};
+use magnum_raft::{Group, NodeAddr, RaftNode, StateMachineLogic};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -207,36 +207,25 @@ impl Hosting {
     /// leads nothing, or at `deadline` with the groups it still leads.
     pub async fn hand_off(&self, deadline: Duration) -> Vec<u64> {
         self.stopping.store(true, Ordering::Release);
-        let me = self.node_id;
-        let mut groups: Vec<(u64, Box<dyn Handoff>)> = vec![(0, Box::new(self.meta.clone()))];
-        for g in self.shards() {
-            groups.push((g.id(), Box::new(g)));
-        }
-        for (_, g) in &groups {
-            g.no_elect();
+        let shards = self.shards();
+        self.meta.set_elect(false);
+        for g in &shards {
+            g.set_elect(false);
         }
         let start = Instant::now();
         let mut asked: BTreeMap<u64, usize> = BTreeMap::new();
         loop {
-            let mut leading = Vec::new();
             // The other voters in turn, a new one every 500 ms: one that is down never
             // campaigns, and the next may. openraft's transfer makes the target campaign at
             // once, with the leader's blessing (no lease to wait out).
             let turn = (start.elapsed().as_millis() / 500) as usize;
-            for (gid, g) in &groups {
-                let st = g.status();
-                if !st.is_leader {
-                    continue;
-                }
-                leading.push(*gid);
-                if asked.insert(*gid, turn) == Some(turn) {
-                    continue;
-                }
-                let others: Vec<u64> = st.voters.iter().copied().filter(|v| *v != me).collect();
-                if let Some(to) = others.get(turn % others.len().max(1)) {
-                    if let Err(e) = g.transfer(*to).await {
-                        warn!(group = gid, error = %e, "leadership hand-off failed");
-                    }
+            let mut leading = Vec::new();
+            if self.hand_off_one(&self.meta, turn, &mut asked).await {
+                leading.push(self.meta.id());
+            }
+            for g in &shards {
+                if self.hand_off_one(g, turn, &mut asked).await {
+                    leading.push(g.id());
                 }
             }
             if leading.is_empty() || start.elapsed() >= deadline {
@@ -246,6 +235,34 @@ impl Hosting {
         }
     }
 
+    /// One round of [`Self::hand_off`] for `g`: whether this node still leads it, after asking
+    /// this turn's voter (once per turn) to take over.
+    async fn hand_off_one<L: StateMachineLogic>(
+        &self,
+        g: &Group<L>,
+        turn: usize,
+        asked: &mut BTreeMap<u64, usize>,
+    ) -> bool {
+        let st = g.status();
+        if !st.is_leader {
+            return false;
+        }
+        if asked.insert(g.id(), turn) != Some(turn) {
+            let others: Vec<u64> = st
+                .voters
+                .iter()
+                .copied()
+                .filter(|v| *v != self.node_id)
+                .collect();
+            if let Some(to) = others.get(turn % others.len().max(1)) {
+                if let Err(e) = g.transfer_leader(*to).await {
+                    warn!(group = g.id(), error = %e, "leadership hand-off failed");
+                }
+            }
+        }
+        true
+    }
+
     /// Stops every ownership loop (shutdown).
     pub async fn stop_all(&self) {
         let all: Vec<Hosted> = std::mem::take(&mut *self.write()).into_values().collect();
@@ -253,27 +270,6 @@ impl Hosting {
             h.stop.cancel();
             let _ = h.task.await;
         }
-    }
-}
-
-/// What [`Hosting::hand_off`] needs of a group, whatever its state machine.
-#[async_trait::async_trait]
-trait Handoff: Send + Sync {
-    fn status(&self) -> magnum_raft::GroupStatus;
-    fn no_elect(&self);
-    async fn transfer(&self, to: magnum_raft::NodeId) -> Result<(), magnum_raft::RaftError>;
-}
-
-#[async_trait::async_trait]
-impl<L: magnum_raft::StateMachineLogic> Handoff for Group<L> {
-    fn status(&self) -> magnum_raft::GroupStatus {
-        Group::status(self)
-    }
-    fn no_elect(&self) {
-        self.set_elect(false);
-    }
-    async fn transfer(&self, to: magnum_raft::NodeId) -> Result<(), magnum_raft::RaftError> {
-        self.transfer_leader(to).await
     }
 }
 

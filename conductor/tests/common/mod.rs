@@ -236,3 +236,11 @@ pub async fn wait_status(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A client certificate request (PEM) with a fresh key, as `openstack coe ca sign` sends.
+pub fn client_csr() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, "me");
+    p.serialize_request(&key).unwrap().pem().unwrap()
+}
