@@ -2,7 +2,7 @@
 //! [`magnum_proto::ConductorClient`], which finds leaders, follows "not leader" hints and
 //! retries (with the same request id) within its deadline.
 use async_trait::async_trait;
-use magnum_proto::wire::{SignCsr, SignResult};
+use magnum_proto::wire::{SignCsr, SignResult, UserToken};
 use magnum_proto::{
     ClientError, ConductorClient, QueryResult, ServiceRecord, ShardId, ShardQuery, ShardRequest,
     ShardResponse,
@@ -19,6 +19,9 @@ pub enum BackendError {
     /// The command needs a cluster version not finalized yet: 409 with the conductor's reason.
     #[error("{0}")]
     NotYetActive(String),
+    /// The conductor refused the user (its own check of the forwarded token): 403.
+    #[error("{0}")]
+    UserRefused(String),
     /// The conductor shed the request (too many in flight): 503 with Retry-After.
     #[error("conductor overloaded: {0}")]
     Overloaded(String),
@@ -31,10 +34,13 @@ impl From<ClientError> for BackendError {
             ClientError::Rejected(m) => Self::Rejected(m),
             ClientError::NotYetActive(m) => Self::NotYetActive(m),
             ClientError::Overloaded(m) => Self::Overloaded(m),
+            ClientError::UserRefused(m) => Self::UserRefused(m),
         }
     }
 }
 
+/// Each call is made for a user, whose token goes with it: the conductor validates it itself
+/// and serves only what that user may see and change.
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// Number of data shards (fixed at bootstrap). Fallible because the production client
@@ -43,19 +49,34 @@ pub trait Backend: Send + Sync {
     /// Forward a mutation to the shard's leader; `Ok(Err(_))` is the shard's own rejection.
     async fn command(
         &self,
+        user: &UserToken,
         shard: ShardId,
         req: &ShardRequest,
     ) -> Result<ShardResponse, BackendError>;
     /// Linearizable read on the shard's leader.
-    async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError>;
+    async fn query(
+        &self,
+        user: &UserToken,
+        shard: ShardId,
+        q: &ShardQuery,
+    ) -> Result<QueryResult, BackendError>;
     /// The same linearizable read on every shard, in shard order.
-    async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, BackendError> {
+    async fn query_all(
+        &self,
+        user: &UserToken,
+        q: &ShardQuery,
+    ) -> Result<Vec<QueryResult>, BackendError> {
         let n = self.shards().await?;
-        let futs = (0..n).map(|s| self.query(ShardId(s), q));
+        let futs = (0..n).map(|s| self.query(user, ShardId(s), q));
         futures::future::join_all(futs).await.into_iter().collect()
     }
     /// Sign a CSR with a cluster's CA on the shard's leader.
-    async fn sign(&self, shard: ShardId, req: &SignCsr) -> Result<SignResult, BackendError>;
+    async fn sign(
+        &self,
+        user: &UserToken,
+        shard: ShardId,
+        req: &SignCsr,
+    ) -> Result<SignResult, BackendError>;
     /// The conductor registry (linearizable read on the meta leader). Backends without one
     /// report no conductors.
     async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {
@@ -71,25 +92,40 @@ impl Backend for ConductorClient {
 
     async fn command(
         &self,
+        user: &UserToken,
         shard: ShardId,
         req: &ShardRequest,
     ) -> Result<ShardResponse, BackendError> {
-        Ok(ConductorClient::command(self, shard, req).await?)
+        Ok(self.command_for(Some(user), shard, req).await?)
     }
 
-    async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError> {
-        Ok(ConductorClient::query(self, shard, q).await?)
+    async fn query(
+        &self,
+        user: &UserToken,
+        shard: ShardId,
+        q: &ShardQuery,
+    ) -> Result<QueryResult, BackendError> {
+        Ok(self.query_for(Some(user), shard, q).await?)
     }
 
-    async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, BackendError> {
-        Ok(ConductorClient::query_all(self, q).await?)
+    async fn query_all(
+        &self,
+        user: &UserToken,
+        q: &ShardQuery,
+    ) -> Result<Vec<QueryResult>, BackendError> {
+        Ok(self.query_all_for(Some(user), q).await?)
     }
 
     async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {
         Ok(ConductorClient::services(self).await?)
     }
 
-    async fn sign(&self, shard: ShardId, req: &SignCsr) -> Result<SignResult, BackendError> {
-        Ok(ConductorClient::sign(self, shard, req).await?)
+    async fn sign(
+        &self,
+        user: &UserToken,
+        shard: ShardId,
+        req: &SignCsr,
+    ) -> Result<SignResult, BackendError> {
+        Ok(self.sign_for(Some(user), shard, req).await?)
     }
 }

@@ -242,6 +242,9 @@ impl From<crate::backend::BackendError> for ApiError {
             crate::backend::BackendError::Rejected(m) => Self::Internal(m),
             // A feature of a release the deployment has not finalized: the user's 409.
             crate::backend::BackendError::NotYetActive(m) => Self::Conflict(m),
+            // The conductor's own check of the user refused what the API node let through
+            // (e.g. a token revoked since the API node cached it): the user's 403.
+            crate::backend::BackendError::UserRefused(m) => Self::Forbidden(m),
         }
     }
 }

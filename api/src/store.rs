@@ -8,6 +8,7 @@ use crate::backend::{Backend, BackendError};
 use crate::error::ApiError;
 use crate::homes::ClusterHomes;
 use crate::state::AppState;
+use magnum_proto::wire::{SignCsr, SignResult, UserToken};
 use magnum_proto::{
     shard_of, ClusterId, ClusterTemplate, ClusterView, CommandOk, ProjectId, QueryResult,
     RequestId, ShardCommand, ShardId, ShardQuery, ShardRequest, TemplateId, Timestamp,
@@ -17,6 +18,8 @@ use std::collections::BTreeMap;
 pub struct Store<'a> {
     backend: &'a dyn Backend,
     homes: &'a ClusterHomes,
+    /// Every read and write goes to the conductor for this user, who checks it again there.
+    user: UserToken,
 }
 
 fn unexpected(what: &str, got: &QueryResult) -> ApiError {
@@ -51,10 +54,12 @@ pub fn as_uuid(ident: &str) -> Option<uuid::Uuid> {
 }
 
 impl<'a> Store<'a> {
-    pub fn new(state: &'a AppState) -> Self {
+    /// The store as `who` reaches it: the conductor serves what `who` may see and change.
+    pub fn new(state: &'a AppState, who: &Identity) -> Self {
         Self {
             backend: state.backend.as_ref(),
             homes: &state.homes,
+            user: UserToken(who.token.clone()),
         }
     }
 
@@ -67,12 +72,12 @@ impl<'a> Store<'a> {
     }
 
     pub async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, ApiError> {
-        Ok(self.backend.query(shard, q).await?)
+        Ok(self.backend.query(&self.user, shard, q).await?)
     }
 
     /// The same query on every shard.
     pub async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, ApiError> {
-        Ok(self.backend.query_all(q).await?)
+        Ok(self.backend.query_all(&self.user, q).await?)
     }
 
     async fn templates_everywhere(
@@ -275,9 +280,12 @@ impl<'a> Store<'a> {
         let answers = match &project {
             Some(me) => {
                 let shard = self.shard_of(me).await?;
-                self.backend.query(shard, &q).await.map(|r| vec![r])
+                self.backend
+                    .query(&self.user, shard, &q)
+                    .await
+                    .map(|r| vec![r])
             }
-            None => self.backend.query_all(&q).await,
+            None => self.backend.query_all(&self.user, &q).await,
         };
         let answers = match answers {
             Err(BackendError::Rejected(_)) => return Ok(None),
@@ -347,6 +355,11 @@ impl<'a> Store<'a> {
         }
     }
 
+    /// Signs a CSR with a cluster's CA on the shard leader.
+    pub async fn sign(&self, shard: ShardId, req: &SignCsr) -> Result<SignResult, ApiError> {
+        Ok(self.backend.sign(&self.user, shard, req).await?)
+    }
+
     /// Forwards one mutation with a fresh request id (the client's retries reuse it, so the
     /// shard applies it once) and waits for its commit.
     pub async fn submit(
@@ -359,6 +372,6 @@ impl<'a> Store<'a> {
             command,
         };
         tracing::debug!(shard = shard.0, request_id = ?req.request_id, "forwarding command");
-        Ok(self.backend.command(shard, &req).await??)
+        Ok(self.backend.command(&self.user, shard, &req).await??)
     }
 }

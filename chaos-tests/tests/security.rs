@@ -1,5 +1,6 @@
 //! The internal plane as an attacker on the network sees it, against a real `local-cluster.sh`
-//! deployment with mutual TLS (issue 12): every attack of the security review is refused, the
+//! deployment with mutual TLS (issue 12): every attack of the security review is refused (an API
+//! node's certificate reaches only the projects of the users whose tokens it holds), the
 //! certificates rotate under load without a restart, and a burst of 5,000 concurrent creates is
 //! shed with clean 503s while every Raft group keeps its leader and term.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,8 +13,9 @@ use magnum_chaos_tests::load::Load;
 use magnum_chaos_tests::{Deployment, Options};
 use magnum_net::{InternalClient, Mode, Role, Tls};
 use magnum_proto::{
-    wire, ClientError, ClusterId, ClusterStatus, ConductorClient, MetaRequest, NodeId, NodeState,
-    ShardCommand, ShardId, ShardRequest, Timestamp,
+    shard_of, wire, ClientError, ClusterId, ClusterStatus, ConductorClient, MetaRequest, NodeId,
+    NodeState, ProjectId, QueryResult, ShardCommand, ShardId, ShardQuery, ShardRequest, TemplateId,
+    Timestamp,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -156,6 +158,49 @@ async fn the_internal_plane_refuses_attacks_rotates_and_sheds() {
         Err(ClientError::Rejected(m)) => assert!(m.contains("shard leader's own loops"), "{m}"),
         other => panic!("a forged SyncStatus: {other:?}"),
     }
+
+    // 3b. An API node's certificate and one user's token reach that user's project only: the
+    // conductor validates the token with Keystone itself. Another project's template is out of
+    // reach, by query or by command; a made-up token or none is refused.
+    let (alt, alt_project) = d.login("alt_demo", "alt_demo").await;
+    let demo = wire::UserToken(d.token("demo", "demo").await);
+    let (code, body) = d
+        .call(
+            reqwest::Method::POST,
+            "/clustertemplates",
+            Some(&alt),
+            Some(template_body("alt-only")),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let theirs: TemplateId = serde_json::from_value(body["uuid"].clone()).unwrap();
+    let alt_project = ProjectId(alt_project);
+    let alt_shard = shard_of(&alt_project, as_api.shards().await.unwrap());
+    let ask = ShardQuery::Templates {
+        project: Some(alt_project),
+        include_public: false,
+    };
+    match as_api
+        .query_all_for(Some(&demo), &ask)
+        .await
+        .unwrap()
+        .as_slice()
+    {
+        answers if answers.iter().all(|r| r == &QueryResult::Templates(vec![])) => {}
+        other => panic!("demo read alt_demo's templates: {other:?}"),
+    }
+    let delete = ShardRequest::from(ShardCommand::DeleteTemplate { id: theirs });
+    for token in [
+        Some(demo.clone()),
+        Some(wire::UserToken("made-up".into())),
+        None,
+    ] {
+        let r = as_api.command_for(token.as_ref(), alt_shard, &delete).await;
+        assert!(matches!(r, Err(ClientError::UserRefused(_))), "{r:?}");
+    }
+    let path = format!("/clustertemplates/{}", theirs.0);
+    let (code, _) = d.call(reqwest::Method::GET, &path, Some(&alt), None).await;
+    assert_eq!(code, 200, "the template is still there");
 
     // 4. A conductor's certificate, but Raft bodies over their kind's bound: 413 unread.
     let peer = client_of(&issue(&d, "conductor", "2"));

@@ -223,7 +223,6 @@ async fn sign(cl: &ConductorClient, shard: ShardId, id: ClusterId) -> String {
         cluster: id,
         csr,
         ca: CaKind::Kubernetes,
-        user_token: None,
     };
     match cl.sign(shard, &req).await.unwrap() {
         wire::SignResult::Signed(pem) => pem,

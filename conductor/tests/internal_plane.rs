@@ -308,37 +308,40 @@ async fn a_rotated_sealing_key_reseals_every_private_key() {
         cluster: id,
         csr: client_csr(),
         ca: CaKind::Kubernetes,
-        user_token: None,
     };
     let signed = cl.sign(shard, &req).await.unwrap();
     assert!(matches!(signed, wire::SignResult::Signed(_)), "{signed:?}");
     stop_all(&mut c).await;
 }
 
-/// The conductor signs a CSR an API node forwards only for the user whose token comes with it,
-/// as Keystone (here the fake cloud) answers for it: the cluster's project, or an admin.
-/// Conductors and operators are trusted without one.
+/// An API node acts for the user whose token it forwards, as Keystone (here the fake cloud)
+/// answers for it, and the conductor checks that user itself: a member reads and changes its
+/// own project's rows only, whatever the API node asks; a CSR is signed for the cluster's
+/// project or an admin; no token, a made-up one, or a user's try at an operator's read is
+/// refused. Conductors and operators are trusted without one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn csr_signing_rechecks_the_forwarded_user() {
+async fn forwarded_requests_are_served_for_the_user_only() {
     use magnum_conductor::cloud::TokenUser;
     let _one = one_at_a_time().await;
     let cloud = Arc::new(FakeCloud::default());
-    let user = |project: &str, role: &str| TokenUser {
-        user_id: format!("u-{project}-{role}"),
-        project_id: Some(project.to_string()),
+    let user = |project: Option<&str>, role: &str| TokenUser {
+        user_id: format!("u-{project:?}-{role}"),
+        project_id: project.map(str::to_string),
         roles: vec![role.to_string()],
     };
     {
         let mut tokens = cloud.tokens.lock().unwrap();
-        tokens.insert("owner".into(), user("proj-s", "member"));
-        tokens.insert("other".into(), user("proj-t", "member"));
-        tokens.insert("admin".into(), user("proj-t", "admin"));
+        tokens.insert("owner".into(), user(Some("proj-s"), "member"));
+        tokens.insert("other".into(), user(Some("proj-t"), "member"));
+        tokens.insert("admin".into(), user(Some("proj-t"), "admin"));
+        tokens.insert("unscoped".into(), user(None, "member"));
     }
     let mut c = start3(cloud, 1).await;
     let operator = client(&c);
-    let project = ProjectId::from("proj-s");
-    let shard = shard_of(&project, operator.shards().await.unwrap());
-    let id = create_cluster(&operator, shard, &project).await;
+    let (mine, theirs) = (ProjectId::from("proj-s"), ProjectId::from("proj-t"));
+    let shard = shard_of(&mine, operator.shards().await.unwrap());
+    let id = create_cluster(&operator, shard, &mine).await;
+    let their_id = create_cluster(&operator, shard, &theirs).await;
     wait_status(&operator, shard, id, Some(ClusterStatus::CREATE_COMPLETE)).await;
     let seeds = c
         .cfgs
@@ -351,12 +354,111 @@ async fn csr_signing_rechecks_the_forwarded_user() {
         &c.tls(magnum_net::Role::Api, "api-1"),
     )
     .unwrap();
+    let token = |t: &str| wire::UserToken(t.into());
+    let refused = |r: Result<QueryResult, ClientError>, what: &str| match r {
+        Err(ClientError::UserRefused(_)) => {}
+        other => panic!("{what}: {other:?}"),
+    };
+
+    // Reads: a member's are narrowed to its project, whatever the API node asks.
+    let all = ShardQuery::Clusters { project: None };
+    let ids = |r: Vec<QueryResult>| -> Vec<ClusterId> {
+        r.into_iter()
+            .flat_map(|r| match r {
+                QueryResult::Clusters(v) => {
+                    v.into_iter().map(|v| v.cluster.uuid).collect::<Vec<_>>()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let seen = ids(api
+        .query_all_for(Some(&token("other")), &all)
+        .await
+        .unwrap());
+    assert_eq!(seen, vec![their_id], "a member sees its own project only");
+    let seen = ids(api
+        .query_all_for(Some(&token("admin")), &all)
+        .await
+        .unwrap());
+    assert_eq!(seen.len(), 2, "an admin sees every project");
+    let by_id = ShardQuery::Cluster { id };
+    for (who, visible) in [("other", false), ("owner", true), ("admin", true)] {
+        let r = api.query_for(Some(&token(who)), shard, &by_id).await;
+        assert_eq!(
+            matches!(r, Ok(QueryResult::Cluster(Some(_)))),
+            visible,
+            "{who}: {r:?}"
+        );
+        let ca = ShardQuery::CaCert {
+            id,
+            kind: CaKind::Kubernetes,
+        };
+        let r = api.query_for(Some(&token(who)), shard, &ca).await;
+        assert_eq!(
+            matches!(r, Ok(QueryResult::CaCert(Some(_)))),
+            visible,
+            "{who}: {r:?}"
+        );
+    }
+    refused(api.query_for(None, shard, &all).await, "no token");
+    refused(
+        api.query_for(Some(&token("made-up")), shard, &all).await,
+        "made-up token",
+    );
+    refused(
+        api.query_for(Some(&token("unscoped")), shard, &all).await,
+        "unscoped token",
+    );
+    let ops = ShardQuery::Operations;
+    refused(
+        api.query_for(Some(&token("admin")), shard, &ops).await,
+        "operator read",
+    );
+
+    // Commands: only on the member's own rows; quotas are the admin's.
+    let at = Timestamp::now();
+    let health = |id| {
+        ShardRequest::from(ShardCommand::SetHealth {
+            id,
+            health_status: Some("HEALTHY".into()),
+            health_status_reason: None,
+            at,
+        })
+    };
+    let quota = ShardRequest::from(ShardCommand::CreateQuota {
+        quota: Quota {
+            id: 0,
+            project_id: mine.clone(),
+            resource: "Cluster".into(),
+            hard_limit: 0,
+            created_at: at,
+            updated_at: None,
+        },
+    });
+    let cases = [
+        (None, health(id), false),
+        (Some("other"), health(id), false),
+        (Some("owner"), health(their_id), false),
+        (Some("owner"), quota.clone(), false),
+        (Some("owner"), health(id), true),
+        (Some("admin"), health(id), true),
+        (Some("admin"), quota, true),
+    ];
+    for (who, req, ok) in cases {
+        let r = api.command_for(who.map(token).as_ref(), shard, &req).await;
+        match (&r, ok) {
+            (Ok(Ok(_)), true) | (Err(ClientError::UserRefused(_)), false) => {}
+            _ => panic!("{who:?} {:?}: {r:?}", req.command),
+        }
+    }
+
+    // CSR signing: the cluster's project or an admin.
     let csr = client_csr();
-    let req = |token: Option<&str>| wire::SignCsr {
+    let req = wire::SignCsr {
         cluster: id,
         csr: csr.clone(),
         ca: CaKind::Kubernetes,
-        user_token: token.map(|t| wire::UserToken(t.into())),
     };
     let cases = [
         (None, false),
@@ -365,15 +467,18 @@ async fn csr_signing_rechecks_the_forwarded_user() {
         (Some("owner"), true),
         (Some("admin"), true),
     ];
-    for (token, signs) in cases {
-        let r = api.sign(shard, &req(token)).await.unwrap();
+    for (who, signs) in cases {
+        let r = api
+            .sign_for(who.map(token).as_ref(), shard, &req)
+            .await
+            .unwrap();
         match (&r, signs) {
             (wire::SignResult::Signed(_), true) | (wire::SignResult::Forbidden(_), false) => {}
-            _ => panic!("token {token:?}: {r:?}"),
+            _ => panic!("token {who:?}: {r:?}"),
         }
     }
     // An operator is trusted with every shard.
-    let r = operator.sign(shard, &req(None)).await.unwrap();
+    let r = operator.sign(shard, &req).await.unwrap();
     assert!(matches!(r, wire::SignResult::Signed(_)), "{r:?}");
     stop_all(&mut c).await;
 }

@@ -18,7 +18,7 @@ use magnum_api::routes::{cluster_update, cluster_upgrade, nodegroup_ops};
 use magnum_api::validate::{cluster, fields, template};
 use magnum_api::version::ApiVersion;
 use magnum_api::{AppState, Settings};
-use magnum_proto::wire::{SignCsr, SignResult};
+use magnum_proto::wire::{SignCsr, SignResult, UserToken};
 use magnum_proto::*;
 use serde_json::{json, Value};
 
@@ -63,11 +63,21 @@ impl Backend for Shard {
         Ok(1)
     }
 
-    async fn command(&self, _: ShardId, _: &ShardRequest) -> Result<ShardResponse, BackendError> {
+    async fn command(
+        &self,
+        _: &UserToken,
+        _: ShardId,
+        _: &ShardRequest,
+    ) -> Result<ShardResponse, BackendError> {
         Err(BackendError::Unavailable("fuzz: no commands".into()))
     }
 
-    async fn query(&self, _: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError> {
+    async fn query(
+        &self,
+        _: &UserToken,
+        _: ShardId,
+        q: &ShardQuery,
+    ) -> Result<QueryResult, BackendError> {
         Ok(match q {
             ShardQuery::Templates { .. } => QueryResult::Templates(vec![the_template()]),
             ShardQuery::Clusters { .. } => QueryResult::Clusters(vec![]),
@@ -82,7 +92,12 @@ impl Backend for Shard {
         })
     }
 
-    async fn sign(&self, _: ShardId, _: &SignCsr) -> Result<SignResult, BackendError> {
+    async fn sign(
+        &self,
+        _: &UserToken,
+        _: ShardId,
+        _: &SignCsr,
+    ) -> Result<SignResult, BackendError> {
         Ok(SignResult::NoCertificates)
     }
 }

@@ -162,7 +162,10 @@ fn base_shard() -> &'static Shard {
                 node: NodeId(1),
                 epoch: 1,
             },
-            ShardCommand::CreateTemplate { template: t, max_per_project: None },
+            ShardCommand::CreateTemplate {
+                template: t,
+                max_per_project: None,
+            },
             ShardCommand::CreateCluster {
                 cluster: c,
                 nodegroups: ngs,
@@ -540,13 +543,16 @@ pub fn seeds() -> Vec<Seed> {
         (
             "sign",
             "sign",
-            env(SignCsr {
-                cluster,
-                csr: "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----"
-                    .into(),
-                ca: CaKind::FrontProxy,
-                user_token: Some(wire::UserToken("gAAAAA-token".into())),
-            }),
+            serde_json::to_value(Envelope::for_user(
+                SignCsr {
+                    cluster,
+                    csr: "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----"
+                        .into(),
+                    ca: CaKind::FrontProxy,
+                },
+                Some(wire::UserToken("gAAAAA-token".into())),
+            ))
+            .unwrap_or_else(|e| panic!("{e}")),
         ),
         (
             "meta-heartbeat",

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use magnum_proto::wire::{SignCsr, SignResult, UserToken};
+use magnum_proto::wire::{SignCsr, SignResult};
 use magnum_proto::{CaKind, ClusterView, OpKind, QueryResult, ShardCommand, ShardQuery, Timestamp};
 use serde::Serialize;
 use serde_json::json;
@@ -85,7 +85,7 @@ async fn show(
     Path(ident): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<CaView>, ApiError> {
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let c = store.find_cluster(&ctx.who, &ident).await?;
     enforce_owner(&ctx, Action::CertificateGet, &c)?;
     let kind = CaKind::from_param(
@@ -131,7 +131,7 @@ async fn sign(
     let csr = f
         .str("csr")
         .ok_or_else(|| ApiError::bad_request("Mandatory field missing: csr"))?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     // The cluster is a body field here, so an unknown one is bad input (reference §2.2).
     let c = match store.find_cluster(&ctx.who, &ident).await {
         Err(ApiError::NotFound(m)) => return Err(ApiError::BadRequest(m)),
@@ -143,9 +143,8 @@ async fn sign(
         cluster: c.cluster.uuid,
         csr: csr.clone(),
         ca: CaKind::from_param(f.str("ca_cert_type").as_deref()),
-        user_token: Some(UserToken(ctx.who.token.clone())),
     };
-    let pem = match state.backend.sign(shard, &req).await? {
+    let pem = match store.sign(shard, &req).await? {
         SignResult::Signed(pem) => pem,
         SignResult::NoCertificates => return Err(no_certs(&c)),
         SignResult::BadCsr(m) => return Err(ApiError::BadRequest(m)),
@@ -170,7 +169,7 @@ async fn rotate(
     ctx: Ctx,
     Path(ident): Path<String>,
 ) -> Result<Response, ApiError> {
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let c = store.find_cluster(&ctx.who, &ident).await?;
     let project = c.cluster.project_id.clone();
     policy::enforce(&ctx.who, Action::CertificateRotateCa, Some(&project.0))?;

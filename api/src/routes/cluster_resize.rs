@@ -83,7 +83,7 @@ pub async fn resize(
         ));
     }
     let who = &ctx.who;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let view = store.find_cluster(who, &ident).await?;
     let project = view.cluster.project_id.clone();
     policy::enforce(who, Action::ClusterResize, Some(&project.0))?;

@@ -59,7 +59,7 @@ pub async fn update(
     };
     let body = json_body(&headers, &body, "patch")?;
     let ops = patch::parse(&body, &PATCH_RULES)?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let view = store.find_cluster(who, &ident).await?;
     let project = view.cluster.project_id.clone();
     if who.is_admin() {

@@ -50,7 +50,7 @@ pub async fn upgrade(
     let body = json_body(&headers, &body, "cluster_upgrade_req")?;
     let f = fields::parse_object("cluster_upgrade_req", &body, SPECS)?;
     let who = &ctx.who;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let view = store.find_cluster(who, &ident).await?;
     let project = view.cluster.project_id.clone();
     policy::enforce(who, Action::ClusterUpgrade, Some(&project.0))?;

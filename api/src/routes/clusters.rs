@@ -116,7 +116,7 @@ async fn list_impl(
         policy::enforce(who, all, None)?;
     }
     let list = Listing::new(q, state.settings.validation.max_limit)?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     // In creation order (the default) the shards cut the page: one page travels, not every
     // cluster. Other orders, and conductors that cannot, get every cluster paged here.
     let paged = match list.id_order() {
@@ -203,7 +203,7 @@ pub(crate) async fn show(
     if who.is_admin() {
         policy::enforce(who, Action::ClusterGetOneAllProjects, None)?;
     }
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let mut c = store.find_cluster(who, &ident).await?;
     policy::enforce(who, Action::ClusterGet, Some(&c.cluster.project_id.0))?;
     let labels = match c.template_labels.take() {
@@ -227,7 +227,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let body = json_body(&headers, &body, "cluster")?;
     let new = vc::validate_create(&state, &ctx.who, ctx.version, &body).await?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let shard = store.shard_of(&new.cluster.project_id).await?;
     let id = new.cluster.uuid;
     let ok = store
@@ -264,7 +264,7 @@ pub(crate) async fn remove(
     if who.is_admin() {
         policy::enforce(who, Action::ClusterDeleteAllProjects, None)?;
     }
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let c = store.find_cluster(who, &ident).await?;
     policy::enforce(who, Action::ClusterDelete, Some(&c.cluster.project_id.0))?;
     let shard = store.shard_of(&c.cluster.project_id).await?;

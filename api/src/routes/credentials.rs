@@ -32,7 +32,7 @@ async fn rotate(
             ctx.version
         )));
     }
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let c = store.find_cluster(&ctx.who, &ident).await?;
     let project = c.cluster.project_id.clone();
     policy::enforce(&ctx.who, Action::CredentialRotate, Some(&project.0))?;

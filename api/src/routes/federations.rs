@@ -171,7 +171,7 @@ fn federations_of(r: QueryResult) -> Result<Vec<Federation>, ApiError> {
 
 /// Federations visible to the caller: its project's (one shard), or all for admins.
 async fn visible(state: &AppState, ctx: &Ctx) -> Result<Vec<Federation>, ApiError> {
-    let store = Store::new(state);
+    let store = Store::new(state, &ctx.who);
     if ctx.who.is_admin() {
         let q = ShardQuery::Federations { project: None };
         let mut out = Vec::new();
@@ -322,7 +322,7 @@ async fn create(
     };
     let f = parse_object("federation", &body, FIELDS)?;
     policy::enforce(&ctx.who, Action::FederationCreate, None)?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     // `validate_federation_hostcluster`: the host cluster must exist (and be visible).
     let Some(host) = f.str("hostcluster_id") else {
         return Err(ApiError::bad_request("No hostcluster specified."));
@@ -411,7 +411,7 @@ async fn change_of(
         if as_uuid(&member).is_none() {
             return Err(not_found());
         }
-        let store = Store::new(state);
+        let store = Store::new(state, &ctx.who);
         let c = store.find_cluster(&ctx.who, &member).await?;
         let member = c.cluster.uuid.to_string();
         let is_member = f.member_ids.contains(&member);
@@ -452,7 +452,7 @@ async fn change_of(
     let member_ids = match delta.iter().any(|k| *k == "member_ids") {
         true => {
             let list = member_list(&n["member_ids"])?;
-            Some(visible_members(&Store::new(state), &ctx.who, list).await?)
+            Some(visible_members(&Store::new(state, &ctx.who), &ctx.who, list).await?)
         }
         false => None,
     };
@@ -491,7 +491,7 @@ async fn update(
     let f = find(&state, &ctx, &ident).await?;
     policy::enforce(&ctx.who, Action::FederationUpdate, Some(&f.project_id.0))?;
     let change = change_of(&state, &ctx, &f, &ops).await?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let shard = store.shard_of(&f.project_id).await?;
     let cmd = ShardCommand::UpdateFederation {
         id: f.uuid,
@@ -513,7 +513,7 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let f = find(&state, &ctx, &ident).await?;
     policy::enforce(&ctx.who, Action::FederationDelete, Some(&f.project_id.0))?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let shard = store.shard_of(&f.project_id).await?;
     store
         .submit(shard, ShardCommand::DeleteFederation { id: f.uuid })

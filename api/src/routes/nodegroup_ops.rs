@@ -234,7 +234,7 @@ pub async fn create(
         fields::check_count("node_count", n, state.settings.validation.max_node_count)?;
     }
     let who = &ctx.who;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let view = cluster_of(&state, &ctx, &cluster).await?;
     let project = view.cluster.project_id.clone();
     policy::enforce(who, Action::NodegroupCreate, Some(&project.0))?;
@@ -320,7 +320,7 @@ pub async fn update(
     let body = json_body(&headers, &body, "patch")?;
     let ops = patch::parse(&body, &PATCH_RULES)?;
     let who = &ctx.who;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let view = cluster_of(&state, &ctx, &cluster).await?;
     let project = view.cluster.project_id.clone();
     policy::enforce(who, Action::NodegroupUpdate, Some(&project.0))?;
@@ -367,7 +367,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     gate(&ctx, "delete")?;
     let who = &ctx.who;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let view = cluster_of(&state, &ctx, &cluster).await?;
     let project = view.cluster.project_id.clone();
     policy::enforce(who, Action::NodegroupDelete, Some(&project.0))?;

@@ -232,7 +232,9 @@ pub(crate) async fn cluster_of(
     ctx: &Ctx,
     ident: &str,
 ) -> Result<ClusterView, ApiError> {
-    Store::new(state).find_cluster(&ctx.who, ident).await
+    Store::new(state, &ctx.who)
+        .find_cluster(&ctx.who, ident)
+        .await
 }
 
 impl Row for NodeGroup {

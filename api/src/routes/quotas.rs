@@ -1,5 +1,6 @@
 //! `/v1/quotas` (reference §4.6): rows live in their project's shard, so every write is one
 //! command there and the shard's own cluster-create check sees it atomically.
+use crate::auth::Identity;
 use crate::context::{json_body, Ctx};
 use crate::error::ApiError;
 use crate::lookups::{self, Lookup};
@@ -161,7 +162,7 @@ async fn create(
     }
     policy::enforce(&ctx.who, Action::QuotaCreate, None)?;
     let project = ProjectId(project);
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let shard = store.shard_of(&project).await?;
     let quota = Quota {
         id: 0,
@@ -221,7 +222,7 @@ async fn list(
     };
     policy::enforce(&ctx.who, Action::QuotaGetAll, None)?;
     let list = Listing::new(q, state.settings.validation.max_limit)?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let rows: Vec<Quota> = if ctx.who.is_admin() && all_tenants {
         let mut v = Vec::new();
         for r in store
@@ -250,8 +251,13 @@ async fn list(
     }))
 }
 
-async fn find(state: &AppState, project: &str, resource: &str) -> Result<Option<Quota>, ApiError> {
-    let store = Store::new(state);
+async fn find(
+    state: &AppState,
+    who: &Identity,
+    project: &str,
+    resource: &str,
+) -> Result<Option<Quota>, ApiError> {
+    let store = Store::new(state, who);
     let p = ProjectId(project.to_string());
     let shard = store.shard_of(&p).await?;
     let rows = quotas_of(
@@ -271,7 +277,7 @@ async fn show(
     if !ctx.who.is_admin() && project != ctx.who.project_id {
         return Err(ApiError::Forbidden("Not authorized.".into()));
     }
-    Ok(match find(&state, &project, &resource).await? {
+    Ok(match find(&state, &ctx.who, &project, &resource).await? {
         Some(q) => Json(view(&q)).into_response(),
         // No row: the configured default, without id or timestamps.
         None => Json(json!({
@@ -293,7 +299,7 @@ async fn update(
     let body = json_body(&headers, &body, "quotapatch")?;
     let (_, _, hard_limit) = parse_body(&body)?;
     policy::enforce(&ctx.who, Action::QuotaUpdate, None)?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let p = ProjectId(project.clone());
     let shard = store.shard_of(&p).await?;
     let cmd = ShardCommand::UpdateQuota {
@@ -315,7 +321,7 @@ async fn remove(
     Path((project, resource)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     policy::enforce(&ctx.who, Action::QuotaDelete, None)?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let p = ProjectId(project.clone());
     let shard = store.shard_of(&p).await?;
     let cmd = ShardCommand::DeleteQuota {

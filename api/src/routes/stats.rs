@@ -64,7 +64,7 @@ async fn stats(
         Action::StatsGetAll,
         project.as_ref().map(|p| p.0.as_str()),
     )?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let q = ShardQuery::Stats {
         project: project.clone(),
     };

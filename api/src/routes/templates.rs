@@ -104,7 +104,7 @@ async fn list_impl(
         policy::enforce(who, all, None)?;
     }
     let list = Listing::new(q, state.settings.validation.max_limit)?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let (listed, visible) = store.list_templates(who).await?;
     // A marker may name any template the caller can see, listed or not.
     let marker = list.find_marker(&visible, template_not_found)?;
@@ -148,7 +148,7 @@ pub(crate) async fn show(
     if who.is_admin() {
         policy::enforce(who, Action::TemplateGetOneAllProjects, None)?;
     }
-    let t = Store::new(&state)
+    let t = Store::new(&state, &ctx.who)
         .find_template(who, &ident, who.is_admin())
         .await?;
     if !t.public {
@@ -175,7 +175,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let body = json_body(&headers, &body, "cluster_template")?;
     let t = vt::validate_create(&state, &ctx.who, &body).await?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let shard = store.shard_of(&ctx.who.project()).await?;
     let created = template_of(
         store
@@ -211,7 +211,7 @@ pub(crate) async fn update(
     let who = &ctx.who;
     let body = json_body(&headers, &body, "patch")?;
     let ops = patch::parse(&body, &vt::PATCH_RULES)?;
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let attempts = state.settings.validation.update_attempts.max(1);
     let mut ident = ident;
     let mut attempt = 0;
@@ -262,7 +262,7 @@ pub(crate) async fn remove(
     if who.is_admin() {
         policy::enforce(who, Action::TemplateDeleteAllProjects, None)?;
     }
-    let store = Store::new(&state);
+    let store = Store::new(&state, &ctx.who);
     let t = store.find_template(who, &ident, who.is_admin()).await?;
     let owner = t
         .project_id

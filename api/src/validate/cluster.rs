@@ -133,7 +133,7 @@ pub async fn validate_create(
     // ClusterTemplate.get uses the caller's project scope even for admins (own ∪ public).
     // Not found is 400 up to 1.9 (ct_not_found_to_bad_request) and 404 from 1.10 on, as
     // upstream Magnum 23 answers (chaos-tests/tests/differential.rs).
-    let store = Store::new(state);
+    let store = Store::new(state, who);
     let ct = match store.find_template(who, &ct_ident, false).await {
         Err(ApiError::NotFound(m)) if !version.at_least(1, 10) => {
             return Err(ApiError::BadRequest(m))

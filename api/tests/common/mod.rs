@@ -116,10 +116,15 @@ impl Backend for MemBackend {
 
     async fn command(
         &self,
+        user: &wire::UserToken,
         shard: ShardId,
         req: &ShardRequest,
     ) -> Result<ShardResponse, BackendError> {
         self.check()?;
+        assert!(
+            !user.0.is_empty(),
+            "every forwarded command carries the user's token"
+        );
         assert!(
             req.request_id.is_some(),
             "every forwarded command carries a request id"
@@ -151,8 +156,17 @@ impl Backend for MemBackend {
         Ok(state.apply_request(idx, req))
     }
 
-    async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, BackendError> {
+    async fn query(
+        &self,
+        user: &wire::UserToken,
+        shard: ShardId,
+        q: &ShardQuery,
+    ) -> Result<QueryResult, BackendError> {
         self.check()?;
+        assert!(
+            !user.0.is_empty(),
+            "every forwarded read carries the user's token"
+        );
         assert!(!self.panic.load(Ordering::SeqCst), "test: query panics");
         if matches!(q, ShardQuery::ClustersPage { .. })
             && self.old_conductors.load(Ordering::SeqCst)
@@ -171,6 +185,7 @@ impl Backend for MemBackend {
 
     async fn sign(
         &self,
+        _user: &wire::UserToken,
         shard: ShardId,
         req: &wire::SignCsr,
     ) -> Result<wire::SignResult, BackendError> {

@@ -9,7 +9,7 @@ use crate::meta::{
 use crate::query::{QueryResult, ShardQuery};
 use crate::wire::{
     self, Done, Envelope, InternalError, MultiQuery, MultiQueryResult, NotLeader, SetMembers,
-    SignCsr, SignResult, Topology, TransferLeader,
+    SignCsr, SignResult, Topology, TransferLeader, UserToken,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -36,6 +36,10 @@ pub enum ClientError {
     /// to the load, so the caller is told to come back later.
     #[error("conductor overloaded: {0}")]
     Overloaded(String),
+    /// The conductor refused the user the request was forwarded for
+    /// ([`wire::USER_REFUSED_HEADER`]); the reason is for the user.
+    #[error("{0}")]
+    UserRefused(String),
 }
 
 #[derive(Default)]
@@ -161,13 +165,24 @@ impl ConductorClient {
         shard: ShardId,
         req: &ShardRequest,
     ) -> Result<ShardResponse, ClientError> {
-        self.call(Topology::group_of(shard), &wire::command_path(shard), req)
+        self.command_for(None, shard, req).await
+    }
+
+    /// [`Self::command`] forwarded for `user` ([`Envelope::user`]).
+    pub async fn command_for(
+        &self,
+        user: Option<&UserToken>,
+        shard: ShardId,
+        req: &ShardRequest,
+    ) -> Result<ShardResponse, ClientError> {
+        let group = Topology::group_of(shard);
+        self.call(group, &wire::command_path(shard), req, user)
             .await
     }
 
     /// Forward a meta-group mutation to the meta leader.
     pub async fn meta_command(&self, req: &MetaRequest) -> Result<MetaReply, ClientError> {
-        self.call(wire::META_GROUP, wire::META_COMMAND_PATH, req)
+        self.call(wire::META_GROUP, wire::META_COMMAND_PATH, req, None)
             .await
     }
 
@@ -183,21 +198,27 @@ impl ConductorClient {
 
     /// Reconfigure a group's voters on its leader (the placement controller's step).
     pub async fn set_members(&self, group: u64, req: &SetMembers) -> Result<(), ClientError> {
-        self.call::<_, Done>(group, &wire::members_path(group), req)
+        self.call::<_, Done>(group, &wire::members_path(group), req, None)
             .await
             .map(|_| ())
     }
 
     /// Ask a group's leader to hand leadership to `to`; returns once asked.
     pub async fn transfer_leader(&self, group: u64, to: NodeId) -> Result<(), ClientError> {
-        self.call::<_, Done>(group, &wire::transfer_path(group), &TransferLeader { to })
-            .await
-            .map(|_| ())
+        self.call::<_, Done>(
+            group,
+            &wire::transfer_path(group),
+            &TransferLeader { to },
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Linearizable read on the meta leader.
     pub async fn meta_query(&self, q: &MetaQuery) -> Result<MetaQueryResult, ClientError> {
-        self.call(wire::META_GROUP, wire::META_QUERY_PATH, q).await
+        self.call(wire::META_GROUP, wire::META_QUERY_PATH, q, None)
+            .await
     }
 
     /// The conductor registry, by id.
@@ -212,20 +233,49 @@ impl ConductorClient {
 
     /// Sign a CSR with a cluster's CA, on the shard's leader.
     pub async fn sign(&self, shard: ShardId, req: &SignCsr) -> Result<SignResult, ClientError> {
-        self.call(Topology::group_of(shard), &wire::sign_path(shard), req)
-            .await
+        self.sign_for(None, shard, req).await
+    }
+
+    /// [`Self::sign`] forwarded for `user` ([`Envelope::user`]).
+    pub async fn sign_for(
+        &self,
+        user: Option<&UserToken>,
+        shard: ShardId,
+        req: &SignCsr,
+    ) -> Result<SignResult, ClientError> {
+        let group = Topology::group_of(shard);
+        self.call(group, &wire::sign_path(shard), req, user).await
     }
 
     /// Linearizable read on the shard's leader.
     pub async fn query(&self, shard: ShardId, q: &ShardQuery) -> Result<QueryResult, ClientError> {
-        self.call(Topology::group_of(shard), &wire::query_path(shard), q)
-            .await
+        self.query_for(None, shard, q).await
+    }
+
+    /// [`Self::query`] forwarded for `user` ([`Envelope::user`]).
+    pub async fn query_for(
+        &self,
+        user: Option<&UserToken>,
+        shard: ShardId,
+        q: &ShardQuery,
+    ) -> Result<QueryResult, ClientError> {
+        let group = Topology::group_of(shard);
+        self.call(group, &wire::query_path(shard), q, user).await
     }
 
     /// The same query on every shard, in shard order: one [`wire::MULTI_QUERY_PATH`] request per
     /// conductor that leads some of them (by the cached leaders), then [`Self::query`] for each
     /// shard no batch answered (leader unknown or moved, or a node without the path).
     pub async fn query_all(&self, q: &ShardQuery) -> Result<Vec<QueryResult>, ClientError> {
+        self.query_all_for(None, q).await
+    }
+
+    /// [`Self::query_all`] forwarded for `user` ([`Envelope::user`]).
+    pub async fn query_all_for(
+        &self,
+        user: Option<&UserToken>,
+        q: &ShardQuery,
+    ) -> Result<Vec<QueryResult>, ClientError> {
         let shards = self.shards().await?;
         let mut by_leader: HashMap<String, Vec<ShardId>> = HashMap::new();
         let mut rest = Vec::new();
@@ -240,7 +290,7 @@ impl ConductorClient {
         }
         let batches = by_leader
             .into_iter()
-            .map(|(addr, shards)| self.query_batch(addr, shards, q));
+            .map(|(addr, shards)| self.query_batch(addr, shards, q, user));
         let mut got: Vec<Option<QueryResult>> = vec![None; shards as usize];
         for answers in futures::future::join_all(batches).await {
             for (s, a) in answers {
@@ -252,7 +302,7 @@ impl ConductorClient {
         }
         let singles = rest
             .into_iter()
-            .map(|s| async move { (s, self.query(s, q).await) });
+            .map(|s| async move { (s, self.query_for(user, s, q).await) });
         for (s, r) in futures::future::join_all(singles).await {
             got[s.0 as usize] = Some(r?);
         }
@@ -270,11 +320,13 @@ impl ConductorClient {
         addr: String,
         shards: Vec<ShardId>,
         q: &ShardQuery,
+        user: Option<&UserToken>,
     ) -> Vec<(ShardId, Option<QueryResult>)> {
-        let body = Envelope::new(MultiQuery {
+        let query = MultiQuery {
             shards: shards.clone(),
             query: q.clone(),
-        });
+        };
+        let body = Envelope::for_user(query, user.cloned());
         let answers = match self
             .http
             .send(&addr, wire::MULTI_QUERY_PATH, |h, url| {
@@ -307,9 +359,10 @@ impl ConductorClient {
         group: u64,
         path: &str,
         body: &B,
+        user: Option<&UserToken>,
     ) -> Result<T, ClientError> {
         let start = Instant::now();
-        let envelope = Envelope::new(body);
+        let envelope = Envelope::for_user(body, user.cloned());
         let mut backoff = RETRY_FIRST;
         let mut last = String::new();
         let mut target = self.target_for(group);
@@ -349,6 +402,7 @@ impl ConductorClient {
         };
         let status = resp.status().as_u16();
         let shed = status == 503 && resp.headers().contains_key(reqwest::header::RETRY_AFTER);
+        let refused_user = resp.headers().contains_key(wire::USER_REFUSED_HEADER);
         if status == wire::NOT_LEADER_STATUS {
             let hint = resp.json::<NotLeader>().await.ok().and_then(|n| n.leader);
             return Ok(Attempt::Redirect(hint.map(|n| n.service)));
@@ -365,6 +419,9 @@ impl ConductorClient {
             .unwrap_or_else(|_| format!("HTTP {status}: {}", raw.trim()));
         if shed {
             return Err(ClientError::Overloaded(format!("{addr}: {text}")));
+        }
+        if status == 403 && refused_user {
+            return Err(ClientError::UserRefused(text));
         }
         if status == 401 || status == 403 {
             // No certificate, or one whose role may not make this call: a deployment error

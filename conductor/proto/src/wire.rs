@@ -43,12 +43,6 @@ pub struct SignCsr {
     /// Which CA signs (`ca_cert_type`).
     #[serde(default)]
     pub ca: CaKind,
-    /// The requesting user's Keystone token, forwarded by the API node: the conductor
-    /// validates it with Keystone itself and signs only for the cluster's own project (or an
-    /// admin), so an API node cannot mint certificates for a project none of whose users it
-    /// has seen. Absent from API nodes before cluster version 2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_token: Option<UserToken>,
 }
 
 /// A user's Keystone token in transit; `Debug` never shows it.
@@ -157,10 +151,22 @@ pub const NOT_LEADER_STATUS: u16 = 421;
 /// [`InternalError`] with the message for the user. Retrying cannot help.
 pub const NOT_YET_ACTIVE_STATUS: u16 = 409;
 
+/// Header of a 403 that refuses the user an API node forwards for ([`Envelope::user`]), not
+/// the node: the body is [`InternalError`] with the reason, for the user. A 403 without it
+/// refuses the node's certificate role, a deployment error.
+pub const USER_REFUSED_HEADER: &str = "x-magnum-user-refused";
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Envelope<T> {
     pub proto: u16,
     pub body: T,
+    /// The Keystone token of the user an API node forwards a request for. The conductor
+    /// validates it with Keystone itself and serves that user only: their project's rows (and
+    /// public templates), or everything for an admin. So an API node cannot act for a project
+    /// none of whose users it has seen. Absent from conductors' and operators' own calls, and
+    /// from API nodes before cluster version 2 (conductors before it ignore the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserToken>,
 }
 
 impl<T> Envelope<T> {
@@ -168,6 +174,15 @@ impl<T> Envelope<T> {
         Self {
             proto: PROTO_VERSION,
             body,
+            user: None,
+        }
+    }
+
+    /// `body` sent for `user` (see [`Envelope::user`]).
+    pub fn for_user(body: T, user: Option<UserToken>) -> Self {
+        Self {
+            user,
+            ..Self::new(body)
         }
     }
 

@@ -9,12 +9,21 @@ fn current_and_previous_versions_are_accepted() {
     let previous = PROTO_VERSION.saturating_sub(1).max(1);
     assert!(MIN_PROTO_VERSION <= previous, "N must accept N-1");
     for proto in [PROTO_VERSION, previous] {
-        let e = Envelope { proto, body: () };
+        let e = Envelope {
+            proto,
+            body: (),
+            user: None,
+        };
         assert!(e.version_ok(), "version {proto}");
     }
     for proto in [0, PROTO_VERSION + 1] {
         assert!(
-            !Envelope { proto, body: () }.version_ok(),
+            !Envelope {
+                proto,
+                body: (),
+                user: None
+            }
+            .version_ok(),
             "version {proto}"
         );
     }

@@ -7,15 +7,17 @@ use crate::membership::propose::MetaLeader;
 use crate::propose::{ProposeError, ShardLeader};
 use crate::shard::logic::ShardLogic;
 
+mod caller;
 mod sign;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use caller::Caller;
 use magnum_net::server::allow;
-use magnum_net::Role;
+use magnum_net::{Peer, Role};
 use magnum_proto::version::Kind;
 use magnum_proto::wire::{
     self, Done, Envelope, GroupDigest, GroupInfo, InternalError, MultiQuery, MultiQueryResult,
@@ -93,6 +95,8 @@ enum SvcError {
     /// The command's kind needs a cluster version not yet finalized.
     NotYetActive(String),
     Unavailable(String),
+    /// The user an API node forwards for may not do this ([`Caller`]).
+    UserRefused(String),
 }
 
 /// Everything but a refusal by the state machine, which the caller answers itself.
@@ -137,12 +141,22 @@ impl IntoResponse for SvcError {
                 m,
             ),
             SvcError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            SvcError::UserRefused(m) => {
+                let marker = [(wire::USER_REFUSED_HEADER, "1")];
+                let body = Json(InternalError { error: m });
+                return (StatusCode::FORBIDDEN, marker, body).into_response();
+            }
         };
         (status, Json(InternalError { error: msg })).into_response()
     }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SvcError> {
+    Ok(decode_envelope(body)?.body)
+}
+
+/// The whole envelope, for the routes that serve a forwarded user ([`Envelope::user`]).
+fn decode_envelope<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Envelope<T>, SvcError> {
     let env: Envelope<T> = serde_json::from_slice(body)
         .map_err(|e| SvcError::BadRequest(format!("malformed envelope: {e}")))?;
     if !env.version_ok() {
@@ -153,7 +167,7 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SvcError> {
             wire::PROTO_VERSION
         )));
     }
-    Ok(env.body)
+    Ok(env)
 }
 
 /// This node's replica of `shard`; a shard hosted elsewhere answers "not leader" with a
@@ -171,18 +185,24 @@ fn shard_group(s: &ServiceState, shard: u32) -> Result<Group<ShardLogic>, SvcErr
     Err(SvcError::NotLeader(s.hosting.replica_elsewhere(shard)))
 }
 
+/// The caller a request is served for ([`Caller`]); a missing peer is the anonymous one.
+async fn caller_of(
+    s: &ServiceState,
+    peer: Option<Extension<Peer>>,
+    user: Option<&wire::UserToken>,
+) -> Result<Caller, SvcError> {
+    let peer = peer.map_or(Peer::Anonymous, |Extension(p)| p);
+    Caller::of(s, &peer, user).await
+}
+
 async fn command(
     State(s): State<Arc<ServiceState>>,
+    peer: Option<Extension<Peer>>,
     Path(shard): Path<u32>,
     body: Bytes,
 ) -> Result<Response, SvcError> {
-    let mut req: ShardRequest = decode(&body)?;
-    // The creator's token (for the cluster's trust) enters the log only sealed.
-    if let ShardCommand::CreateCluster { operation, .. } = &mut req.command {
-        if let Some(t) = operation.trustor.as_mut() {
-            t.token = s.cert_key.seal(&t.token);
-        }
-    }
+    let env: Envelope<ShardRequest> = decode_envelope(&body)?;
+    let mut req = env.body;
     // Only what users ask comes from the network (`ShardCommand::origin`, an allow-list):
     // ownership, operation progress, status and health are the shard leader's own business.
     if req.command.origin() != Origin::Client {
@@ -191,10 +211,21 @@ async fn command(
             Kind::Shard(&req.command).name()
         )));
     }
-    let leader = ShardLeader::new(
-        shard_group(&s, shard)?,
-        s.meta().read_local(|m| m.active_version()),
-    );
+    let group = shard_group(&s, shard)?;
+    let caller = caller_of(&s, peer, env.user.as_ref()).await?;
+    if !matches!(caller, Caller::Trusted) {
+        // On the leader's current rows: whose a row is never changes once written.
+        group
+            .read_leased(|l| caller.may_propose(&req.command, l.state.rows()))
+            .await??;
+    }
+    // The creator's token (for the cluster's trust) enters the log only sealed.
+    if let ShardCommand::CreateCluster { operation, .. } = &mut req.command {
+        if let Some(t) = operation.trustor.as_mut() {
+            t.token = s.cert_key.seal(&t.token);
+        }
+    }
+    let leader = ShardLeader::new(group, s.meta().read_local(|m| m.active_version()));
     // The shard's own refusal is a 200 carrying `Err`: the API renders it.
     let answer: ShardResponse = match leader.propose(req).await {
         Ok(ok) => Ok(ok),
@@ -206,12 +237,15 @@ async fn command(
 
 async fn query(
     State(s): State<Arc<ServiceState>>,
+    peer: Option<Extension<Peer>>,
     Path(shard): Path<u32>,
     body: Bytes,
 ) -> Result<Response, SvcError> {
-    let q: ShardQuery = decode(&body)?;
+    let env: Envelope<ShardQuery> = decode_envelope(&body)?;
+    let caller = caller_of(&s, peer, env.user.as_ref()).await?;
+    let q = caller.narrow(&env.body)?;
     let group = shard_group(&s, shard)?;
-    let r = group.read_leased(|l| l.state.query(&q)).await?;
+    let r = group.read_leased(|l| caller.answer(&l.state, &q)).await?;
     Ok(Json(r).into_response())
 }
 
@@ -219,15 +253,19 @@ async fn query(
 /// those alone and follows their leader hints).
 async fn multi_query(
     State(s): State<Arc<ServiceState>>,
+    peer: Option<Extension<Peer>>,
     body: Bytes,
 ) -> Result<Response, SvcError> {
-    let m: MultiQuery = decode(&body)?;
-    let q = &m.query;
+    let env: Envelope<MultiQuery> = decode_envelope(&body)?;
+    let caller = caller_of(&s, peer, env.user.as_ref()).await?;
+    let m = env.body;
+    let q = &caller.narrow(&m.query)?;
+    let caller = &caller;
     let reads = m.shards.iter().map(|shard| {
         let group = s.hosting.shard(shard.0);
         async move {
             match group {
-                Some(g) => g.read_leased(|l| l.state.query(q)).await.ok(),
+                Some(g) => g.read_leased(|l| caller.answer(&l.state, q)).await.ok(),
                 None => None,
             }
         }

@@ -6,7 +6,8 @@ use crate::cloud::{
 use async_trait::async_trait;
 use magnum_drivers::openstack::{
     heat_url_for_project, Domain, HeatClient, HttpClient, Interface, KeystoneClient,
-    PasswordCredentials, ServiceSession, StackRef, TokenProvider, UpdateStack,
+    PasswordCredentials, ServiceSession, StackRef, TokenCache, TokenProvider, TokenValidator,
+    UpdateStack,
 };
 use magnum_drivers::{ClusterSpec, NodeGroupSpec, NodeTaint, OutputOptions};
 use magnum_proto::{ClusterView, NodeGroup, ProjectId, StackOutputs, Trustor};
@@ -32,6 +33,9 @@ pub struct HeatCloud {
     auth: CloudAuth,
     http: HttpClient,
     session: Arc<ServiceSession>,
+    /// Validates the user tokens API nodes forward, caching successes for a minute (as the API
+    /// node does), so reads of one user cost one Keystone call a minute per conductor.
+    users: TokenValidator,
     /// The trustee domain's id, looked up once.
     trustee_domain_id: tokio::sync::OnceCell<String>,
 }
@@ -55,10 +59,12 @@ impl HeatCloud {
             project_name: auth.project.clone(),
             project_domain: Domain::Name(auth.domain.clone()),
         };
+        let session = Arc::new(ServiceSession::new(keystone, creds));
         Ok(Self {
             auth,
             http,
-            session: Arc::new(ServiceSession::new(keystone, creds)),
+            users: TokenValidator::new(session.clone(), TokenCache::default()),
+            session,
             trustee_domain_id: tokio::sync::OnceCell::new(),
         })
     }

@@ -20,17 +20,16 @@ impl HeatCloud {
             .map_err(classify)
     }
 
-    /// `GET /v3/auth/tokens` for a user's token, with the service token.
+    /// `GET /v3/auth/tokens` for a user's token, with the service token (cached).
     pub(super) async fn validate_user_token(
         &self,
         token: &str,
     ) -> Result<Option<TokenUser>, CloudError> {
-        let service = self.service_token().await?;
-        match self.session.keystone().validate(&service, token).await {
+        match self.users.validate(token).await {
             Ok(t) => Ok(Some(TokenUser {
-                user_id: t.user_id,
-                project_id: t.project_id,
-                roles: t.roles,
+                user_id: t.user_id.clone(),
+                project_id: t.project_id.clone(),
+                roles: t.roles.clone(),
             })),
             Err(Error::InvalidToken) => Ok(None),
             Err(e) => Err(classify(e)),
