@@ -11,6 +11,7 @@ use crate::membership::hosting::Hosting;
 use crate::membership::meta::{Bootstrap, MetaCommand, MetaState};
 use crate::membership::placement;
 use crate::membership::propose::MetaLeader;
+use crate::membership::stopping;
 use crate::propose::ProposeError;
 use crate::service::{self, ServiceState};
 use magnum_proto::version::{BASE_VERSION, FEATURE_VERSION};
@@ -76,6 +77,9 @@ pub struct Conductor {
     hosting: Arc<Hosting>,
     pub raft_addr: SocketAddr,
     pub service_addr: SocketAddr,
+    /// Reaches the meta leader wherever it is (the controller's client).
+    client: ConductorClient,
+    data_dir: std::path::PathBuf,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -196,7 +200,14 @@ impl Conductor {
         )));
         let client = ConductorClient::new(seeds, CONTROLLER_CALL_DEADLINE, &tls)
             .map_err(|e| ConductorError::Config(e.to_string()))?;
-        let controller = Controller::new(meta.clone(), client).map_err(ConductorError::Config)?;
+        tasks.push(tokio::spawn(stopping::undrain(
+            client.clone(),
+            cfg.node_id,
+            cfg.data_dir.clone(),
+            cancel.clone(),
+        )));
+        let controller =
+            Controller::new(meta.clone(), client.clone()).map_err(ConductorError::Config)?;
         tasks.push(tokio::spawn(controller.run(cancel.clone())));
         info!(node = cfg.node_id, %raft_addr, %service_addr, "conductor started");
         Ok(Self {
@@ -205,6 +216,8 @@ impl Conductor {
             hosting,
             raft_addr,
             service_addr,
+            client,
+            data_dir: cfg.data_dir.clone(),
             cancel,
             tasks,
         })
@@ -215,11 +228,13 @@ impl Conductor {
         self.hosting.shard(shard)
     }
 
-    /// A graceful stop: hands every leadership to another voter first (bounded by `HAND_OFF`),
-    /// so a rolling restart would cost each shard a transfer instead of an election, then
-    /// stops. Returns the groups it still led when it stopped. Not on SIGTERM yet (see
-    /// ARCHITECTURE, known gaps).
+    /// A graceful stop (SIGTERM): drains the node in the meta group so the placement controller
+    /// gives it no leadership back (lifted when it starts again), hands every leadership to
+    /// another voter (bounded by `HAND_OFF`), so a rolling restart costs each shard a transfer
+    /// instead of an election, then stops. Returns the groups it still led when it stopped.
     pub async fn stop_gracefully(self) -> Vec<u64> {
+        let id = self.node.node_id();
+        stopping::drain(&self.meta, &self.client, id, &self.data_dir).await;
         let kept = self.hosting.hand_off(HAND_OFF).await;
         if kept.is_empty() {
             info!("handed off every leadership");

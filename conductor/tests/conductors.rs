@@ -57,9 +57,10 @@ async fn create_and_delete_across_a_leader_shutdown() {
     stop_all(&mut c).await;
 }
 
-/// SIGTERM's path: the stopping conductor hands each leadership to another voter before it
-/// goes (it leads nothing when it stops), the survivors lead every group, and the operation in
-/// flight completes under the new owner with one stack.
+/// SIGTERM's path: the stopping conductor drains itself and hands each leadership to another
+/// voter before it goes (it leads nothing when it stops), the survivors lead every group, the
+/// operation in flight completes under the new owner with one stack, and the node lifts its
+/// own drain when it starts again (not one the operator asked for).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_graceful_stop_hands_off_every_leadership() {
     let _serial = one_at_a_time().await;
@@ -94,8 +95,36 @@ async fn a_graceful_stop_hands_off_every_leadership() {
     }
     wait_status(&cl, shard, id, Some(ClusterStatus::CREATE_COMPLETE)).await;
     assert_eq!(*cloud.creates.lock().unwrap(), 1, "one stack create");
+    // It stopped drained, so the controller gave it nothing back; started again, it lifts its
+    // own drain.
+    assert_eq!(state_of(&cl, leader).await, NodeState::Draining);
     restart(&mut c, leader).await;
+    wait_state(&cl, leader, NodeState::Active).await;
+    // A drain the operator asked for outlives a graceful stop and a start.
+    let drain = MetaRequest::SetNodeState {
+        id: leader,
+        state: NodeState::Draining,
+    };
+    cl.meta_command(&drain).await.unwrap();
+    let node = c.nodes.get_mut(&leader.0).and_then(Option::take).unwrap();
+    node.stop_gracefully().await;
+    restart(&mut c, leader).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(state_of(&cl, leader).await, NodeState::Draining);
     stop_all(&mut c).await;
+}
+
+async fn state_of(cl: &ConductorClient, node: NodeId) -> NodeState {
+    let p = cl.placement().await.unwrap();
+    p.nodes.iter().find(|n| n.id == node).unwrap().state
+}
+
+async fn wait_state(cl: &ConductorClient, node: NodeId, want: NodeState) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state_of(cl, node).await != want {
+        assert!(Instant::now() < deadline, "node {node:?} never {want:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -203,9 +203,12 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
 async fn run_conductor(c: ConductorArgs) -> Result<(), DeployError> {
     let conductor = Conductor::start(conductor_config(&c)?).await?;
     shutdown_signal().await;
-    // Not `stop_gracefully` yet: the failover bench with `--kill-signal TERM` found a
-    // conductor restarted after a hand-off that did not catch up (ARCHITECTURE, known gaps).
-    conductor.shutdown().await;
+    // SIGTERM (systemd, Kubernetes, `local-cluster.sh stop`): drain, hand leaderships off,
+    // then stop, so a rolling restart costs each shard a transfer instead of an election.
+    let kept = conductor.stop_gracefully().await;
+    if !kept.is_empty() {
+        tracing::warn!(groups = ?kept, "stopped while still leading");
+    }
     Ok(())
 }
 

@@ -212,6 +212,15 @@ impl Hosting {
         for g in &shards {
             g.set_elect(false);
         }
+        // Only to nodes that may lead: not one draining (or stopping, which drains first) or
+        // leaving. With none left (the last node of a full stop) there is no one to hand to.
+        let active: BTreeSet<u64> = self.meta.read_local(|m| {
+            m.nodes
+                .values()
+                .filter(|n| n.state == NodeState::Active && n.id.0 != self.node_id)
+                .map(|n| n.id.0)
+                .collect()
+        });
         let start = Instant::now();
         let mut asked: BTreeMap<u64, usize> = BTreeMap::new();
         loop {
@@ -220,11 +229,14 @@ impl Hosting {
             // once, with the leader's blessing (no lease to wait out).
             let turn = (start.elapsed().as_millis() / 500) as usize;
             let mut leading = Vec::new();
-            if self.hand_off_one(&self.meta, turn, &mut asked).await {
+            if self
+                .hand_off_one(&self.meta, &active, turn, &mut asked)
+                .await
+            {
                 leading.push(self.meta.id());
             }
             for g in &shards {
-                if self.hand_off_one(g, turn, &mut asked).await {
+                if self.hand_off_one(g, &active, turn, &mut asked).await {
                     leading.push(g.id());
                 }
             }
@@ -240,24 +252,25 @@ impl Hosting {
     async fn hand_off_one<L: StateMachineLogic>(
         &self,
         g: &Group<L>,
+        active: &BTreeSet<u64>,
         turn: usize,
         asked: &mut BTreeMap<u64, usize>,
     ) -> bool {
         let st = g.status();
-        if !st.is_leader {
+        let others: Vec<u64> = st
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| active.contains(v))
+            .collect();
+        // No active voter to hand off to: nothing to wait for.
+        if !st.is_leader || others.is_empty() {
             return false;
         }
         if asked.insert(g.id(), turn) != Some(turn) {
-            let others: Vec<u64> = st
-                .voters
-                .iter()
-                .copied()
-                .filter(|v| *v != self.node_id)
-                .collect();
-            if let Some(to) = others.get(turn % others.len().max(1)) {
-                if let Err(e) = g.transfer_leader(*to).await {
-                    warn!(group = g.id(), error = %e, "leadership hand-off failed");
-                }
+            let to = others[turn % others.len()];
+            if let Err(e) = g.transfer_leader(to).await {
+                warn!(group = g.id(), error = %e, "leadership hand-off failed");
             }
         }
         true

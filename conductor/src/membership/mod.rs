@@ -2,7 +2,8 @@
 //! `meta`), the pure placement rules (`placement`), the controller that moves replicas and
 //! leadership one idempotent step at a time (`controller`), the replicas this node hosts and the
 //! ownership loops it runs for them (`hosting`), and this node's registry heartbeat with the
-//! API nodes it heard from (`api_nodes`).
+//! API nodes it heard from (`api_nodes`), and the drain a graceful stop puts on the node and
+//! lifts when it starts again (`stopping`).
 pub mod api_nodes;
 pub(crate) mod controller;
 pub mod heartbeat;
@@ -10,3 +11,4 @@ pub(crate) mod hosting;
 pub mod meta;
 pub mod placement;
 pub mod propose;
+pub(crate) mod stopping;

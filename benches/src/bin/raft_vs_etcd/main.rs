@@ -58,6 +58,10 @@ pub struct Args {
     /// Leader SIGKILLs in the failover phase (0 skips it).
     #[arg(long, default_value_t = 20)]
     kills: usize,
+    /// How the failover phase stops the leader: `KILL` (a crash) or `TERM` (a graceful stop,
+    /// which hands the leaderships off first).
+    #[arg(long, default_value = "KILL", value_parser = ["KILL", "TERM"])]
+    kill_signal: String,
     /// Concurrent writers on the loaded shard during the failover phase.
     #[arg(long, default_value_t = 16)]
     failover_clients: usize,
@@ -143,8 +147,8 @@ async fn main() -> Result<()> {
 
     let fo = if args.kills > 0 {
         eprintln!(
-            "failover: {} SIGKILLs of shard 0's leader under {} writers",
-            args.kills, args.failover_clients
+            "failover: {} SIG{}s of shard 0's leader under {} writers",
+            args.kills, args.kill_signal, args.failover_clients
         );
         let dep = failover::Deployment {
             dir: args.cluster_dir.clone(),
@@ -157,6 +161,7 @@ async fn main() -> Result<()> {
                 ShardId(0),
                 args.failover_clients,
                 args.kills,
+                &args.kill_signal,
                 value.clone(),
             )
             .await?,

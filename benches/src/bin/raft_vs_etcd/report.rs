@@ -362,20 +362,22 @@ impl Report {
         if let Some(f) = &self.failover {
             let t = &self.timeouts;
             s.push_str(&format!(
-                "\nFailover: {} SIGKILLs of shard {}'s leader under {} writers (each killed \
-                 conductor restarted, writes paused until it caught up, then 1 s of load before the next kill). Unavailability window \
+                "\nFailover: {} SIG{}s of shard {}'s leader under {} writers (each stopped \
+                 conductor restarted, writes paused until it caught up, then 1 s of load before the next one). Unavailability window \
                  (last success before → first success after, as clients saw it): p50 {:.0} ms, \
-                 p99 {:.0} ms, max {:.0} ms (nearest rank: below 100 kills p99 is the max) (target p99 ≤ 1000 ms: {}). SIGKILL → first success: \
+                 p99 {:.0} ms, max {:.0} ms (nearest rank: below 100 kills p99 is the max) (target p99 ≤ 1000 ms: {}). SIG{} → first success: \
                  p50 {:.0} ms, p99 {:.0} ms. Failed writes: {}. Timeouts: heartbeat {} ms, \
                  election {}–{} ms (leader lease {} ms), prompt elections {}; client deadline \
                  {} ms, {}.\n",
                 f.window.n,
+                f.run.signal,
                 f.run.shard,
                 f.run.clients,
                 f.window.p50_ms,
                 f.window.p99_ms,
                 f.window.max_ms,
                 verdict(f.window.p99_ms <= 1000.0),
+                f.run.signal,
                 f.kill_to_first_success.p50_ms,
                 f.kill_to_first_success.p99_ms,
                 f.run.failed_writes,
