@@ -252,12 +252,19 @@ impl TokenCache {
 pub struct TokenValidator {
     session: Arc<ServiceSession>,
     cache: TokenCache,
+    /// One gate per token being validated (by its SHA-256): concurrent callers of one uncached
+    /// token wait for the first call's answer instead of each asking Keystone.
+    flights: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl TokenValidator {
     /// Combines a session and a cache.
     pub fn new(session: Arc<ServiceSession>, cache: TokenCache) -> Self {
-        TokenValidator { session, cache }
+        TokenValidator {
+            session,
+            cache,
+            flights: Mutex::default(),
+        }
     }
 
     /// The cached token or Keystone's answer. Errors (including [`Error::InvalidToken`]) are never
@@ -267,9 +274,36 @@ impl TokenValidator {
         if let Some(t) = self.cache.get(subject_token) {
             return Ok(t);
         }
-        let token = Arc::new(self.session.validate(subject_token).await?);
-        self.cache.insert(token.clone());
-        Ok(token)
+        let k = key(subject_token);
+        let gate = self.lock_flights().entry(k).or_default().clone();
+        let answer = {
+            let _turn = gate.lock().await;
+            match self.cache.get(subject_token) {
+                Some(t) => Ok(t),
+                None => self.session.validate(subject_token).await.map(|t| {
+                    let t = Arc::new(t);
+                    self.cache.insert(t.clone());
+                    t
+                }),
+            }
+        };
+        // The last caller out forgets the gate (the map holds one reference, this caller one).
+        let mut flights = self.lock_flights();
+        if flights
+            .get(&k)
+            .is_some_and(|g| Arc::ptr_eq(g, &gate) && Arc::strong_count(g) == 2)
+        {
+            flights.remove(&k);
+        }
+        answer
+    }
+
+    fn lock_flights(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>> {
+        self.flights
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The underlying session.

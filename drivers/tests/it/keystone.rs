@@ -281,6 +281,26 @@ async fn validator_caches_successes_only() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_validations_of_one_token_share_one_call() {
+    let (ks, auth_url) = keystone(3600).await;
+    let session = Arc::new(ServiceSession::new(
+        KeystoneClient::new(mock::http(), &auth_url).unwrap(),
+        creds("secret"),
+    ));
+    let validator = Arc::new(TokenValidator::new(session, TokenCache::default()));
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let v = validator.clone();
+            tokio::spawn(async move { v.validate("user-good").await.unwrap().user_name.clone() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), "alice");
+    }
+    assert_eq!(ks.validations.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn unreachable_keystone_is_transient() {
     let url = format!("{}/identity/v3", mock::closed_port_url().await);
