@@ -241,6 +241,10 @@ pub struct AuthArgs {
 
 #[derive(Args, Debug)]
 pub struct ApiArgs {
+    /// magnum.conf to read first (repeatable; a later file wins, and the command line wins
+    /// over the files). Every key: deploy/magnum.conf.example.
+    #[arg(long = "config-file", value_name = "FILE")]
+    pub config_files: Vec<PathBuf>,
     #[arg(long, default_value = "127.0.0.1:9511")]
     pub listen: SocketAddr,
     /// Base URL for links (default: from the request's Host header).
@@ -307,6 +311,10 @@ impl TokenCacheArgs {
 
 #[derive(Args, Debug)]
 pub struct ConductorArgs {
+    /// magnum.conf to read first (repeatable; a later file wins, and the command line wins
+    /// over the files). Every key: deploy/magnum.conf.example.
+    #[arg(long = "config-file", value_name = "FILE")]
+    pub config_files: Vec<PathBuf>,
     #[arg(long)]
     pub node_id: u64,
     #[arg(long)]

@@ -99,6 +99,7 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
     }
 
     let api_args = crate::cli::ApiArgs {
+        config_files: Vec::new(),
         listen: SocketAddr::new(LOCALHOST, d.api_port),
         public_url: Some(api_url.clone()),
         conductors: peers.values().map(|a| a.service.clone()).collect(),

@@ -7,6 +7,7 @@
 
 mod certs;
 pub mod cli;
+pub mod config_file;
 mod dev;
 mod manage;
 mod manage_version;

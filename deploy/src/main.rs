@@ -2,7 +2,15 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = magnum_deploy::cli::Cli::parse();
+    // magnum.conf first: its keys become flags placed before the command line's own.
+    let argv = match magnum_deploy::config_file::expand(std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("magnum: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let cli = magnum_deploy::cli::Cli::parse_from(argv);
     magnum_deploy::init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
