@@ -144,6 +144,18 @@ pub(crate) fn run(cmd: CertsCommand) -> Result<(), DeployError> {
             let (id, not_after) = certs::describe(&node_dir).map_err(e)?;
             println!("{id}  expires {not_after}");
         }
+        CertsCommand::Local {
+            dir,
+            conductors,
+            sealing_key,
+        } => {
+            local_pki(&dir, &conductors)?;
+            if let Some(key) = sealing_key {
+                magnum_conductor::pki::sealing::CertKey::create_file(&key)
+                    .map_err(|e| DeployError::Args(e.to_string()))?;
+            }
+            println!("PKI in {}", dir.display());
+        }
     }
     Ok(())
 }

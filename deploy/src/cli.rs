@@ -117,6 +117,21 @@ pub enum CertsCommand {
         #[arg(long)]
         node_dir: PathBuf,
     },
+    /// A whole single-site PKI in one directory, each piece made once and kept: the CA (`ca/`),
+    /// one certificate per conductor (`conductor-<id>/`), one for the API nodes (`api/`) and
+    /// one for the operator (`operator/`), and with --sealing-key the conductors' sealing key.
+    /// What `magnum dev` and the Compose deployment start from; the CA key sits beside the
+    /// certificates, so for production issue them with `init` and `issue` instead.
+    Local {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Conductor node ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        conductors: Vec<u64>,
+        /// Also create this sealing key file (256 bits, 0600) if it does not exist.
+        #[arg(long)]
+        sealing_key: Option<PathBuf>,
+    },
 }
 
 /// This process's certificate for the internal plane.
@@ -336,6 +351,11 @@ pub struct ConductorArgs {
     /// Initialize the Raft groups: only on a fresh deployment's first start.
     #[arg(long)]
     pub bootstrap: bool,
+    /// `--bootstrap` when the data dir holds no Raft state yet: one command line for a bootstrap
+    /// node's first start and every restart (Compose, Kubernetes). A node whose disk was lost
+    /// must be removed and added again instead (`magnum manage conductor remove/add`).
+    #[arg(long, conflicts_with = "bootstrap")]
+    pub bootstrap_if_new: bool,
     /// Heat status poll interval.
     #[arg(long, default_value_t = 2000)]
     pub poll_interval_ms: u64,
@@ -448,6 +468,10 @@ pub struct CloudSimArgs {
     /// Heat's `max_stacks_per_tenant`: live top-level stacks one project may have.
     #[arg(long, default_value_t = magnum_cloud_sim::DEFAULT_MAX_STACKS_PER_TENANT)]
     pub max_stacks_per_tenant: usize,
+    /// Base URL the catalog advertises, e.g. http://cloud-sim:5000 on a Compose network
+    /// (default: from --listen).
+    #[arg(long)]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub quotas: NovaQuotaArgs,
 }

@@ -147,6 +147,7 @@ const KEYS: &[Key] = &[
     key("conductor", "shards", Int, Flag("--shards"), CONDUCTOR, "Data shards of a fresh deployment (fixed at bootstrap)."),
     key("conductor", "replicas", Int, Flag("--replicas"), CONDUCTOR, "Replicas per data shard of a fresh deployment (fixed at bootstrap)."),
     key("conductor", "bootstrap", Bool, Switch("--bootstrap"), CONDUCTOR, "Initialize the Raft groups: on a fresh deployment's first node, first start only."),
+    key("conductor", "bootstrap_if_new", Bool, Switch("--bootstrap-if-new"), CONDUCTOR, "Bootstrap when the data dir holds no Raft state yet (one configuration for first start and restarts)."),
     key("conductor", "poll_interval_ms", Int, Flag("--poll-interval-ms"), CONDUCTOR, "Heat status poll interval of an operation."),
     key("conductor", "sync_interval_ms", Int, Flag("--sync-interval-ms"), CONDUCTOR, "Status sync of clusters with no operation; 0 disables it."),
     key("conductor", "stalled_after_secs", Int, Flag("--stalled-after-secs"), CONDUCTOR, "A cluster Heat leaves *_IN_PROGRESS this long with no operation is failed."),

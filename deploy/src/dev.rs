@@ -24,6 +24,7 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
         state_file: Some(d.data_dir.join("cloud-sim.json")),
         heat_url: None,
         max_stacks_per_tenant: magnum_cloud_sim::DEFAULT_MAX_STACKS_PER_TENANT,
+        public_url: None,
         quotas: Default::default(),
     };
     std::fs::create_dir_all(&d.data_dir)?;

@@ -183,7 +183,8 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         peers,
         shards: c.shards,
         replicas: c.replicas,
-        bootstrap: c.bootstrap,
+        // A data dir without Raft state is a first start.
+        bootstrap: c.bootstrap || (c.bootstrap_if_new && !c.data_dir.join("raft").exists()),
         raft,
         reconciler: LeaderConfig {
             poll: Duration::from_millis(c.poll_interval_ms),
@@ -221,6 +222,7 @@ pub(crate) fn sim_config(s: &CloudSimArgs) -> magnum_cloud_sim::SimConfig {
         state_file: s.state_file.clone(),
         heat_url: s.heat_url.clone(),
         max_stacks_per_tenant: s.max_stacks_per_tenant,
+        public_url: s.public_url.clone(),
     }
 }
 

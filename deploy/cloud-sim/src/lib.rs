@@ -146,6 +146,10 @@ pub struct SimConfig {
     pub heat_url: Option<String>,
     /// Heat's `max_stacks_per_tenant`: live top-level stacks a project may have.
     pub max_stacks_per_tenant: usize,
+    /// The base URL the catalog advertises (e.g. `http://cloud-sim:5000` on a Compose network,
+    /// where the listen address says nothing about how others reach it); `None`: from the
+    /// listen address.
+    pub public_url: Option<String>,
 }
 
 /// Default of [`SimConfig::max_stacks_per_tenant`] (Heat's own default is 100; ours leaves
@@ -161,6 +165,7 @@ impl Default for SimConfig {
             state_file: None,
             heat_url: None,
             max_stacks_per_tenant: DEFAULT_MAX_STACKS_PER_TENANT,
+            public_url: None,
         }
     }
 }
@@ -297,7 +302,10 @@ pub async fn serve_with(cfg: SimConfig, quotas: NovaQuotas) -> Result<SimHandle,
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let base_url = format!("http://{}", SocketAddr::new(host, local.port()));
+    let base_url = match &cfg.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => format!("http://{}", SocketAddr::new(host, local.port())),
+    };
     let time_scale = if cfg.time_scale.is_finite() && cfg.time_scale >= 0.0 {
         cfg.time_scale
     } else {
