@@ -400,21 +400,7 @@ impl Deployment {
 
     /// A project-scoped token from cloud-sim's Keystone, and the project's id.
     pub async fn login(&self, user: &str, project: &str) -> (String, String) {
-        let body = serde_json::json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": "secret"}}},
-            "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}});
-        let r = self
-            .http
-            .post(format!("{}/auth/tokens", self.auth_url()))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201, "login as {user} failed");
-        let token = r.headers()["x-subject-token"].to_str().unwrap().to_string();
-        let v: Value = r.json().await.unwrap();
-        let project = v["token"]["project"]["id"].as_str().unwrap().to_string();
-        (token, project)
+        login(&self.http, &self.auth_url(), user, project).await
     }
 
     /// `(status, json body)` of an API call.
@@ -504,6 +490,30 @@ impl Deployment {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// A project-scoped token from the Keystone v3 at `auth_url` (cloud-sim's seeded users, password
+/// `secret`), and the project's id.
+pub async fn login(
+    http: &reqwest::Client,
+    auth_url: &str,
+    user: &str,
+    project: &str,
+) -> (String, String) {
+    let body = serde_json::json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": "secret"}}},
+        "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}});
+    let r = http
+        .post(format!("{auth_url}/auth/tokens"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "login as {user} failed");
+    let token = r.headers()["x-subject-token"].to_str().unwrap().to_string();
+    let v: Value = r.json().await.unwrap();
+    let project = v["token"]["project"]["id"].as_str().unwrap().to_string();
+    (token, project)
 }
 
 /// The last `n` lines of `text`.

@@ -5,7 +5,7 @@
 //! `CREATE_COMPLETE` with exactly one stack create.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use magnum_chaos_tests::repo_root;
+use magnum_chaos_tests::{login, repo_root};
 use magnum_proto::{shard_of, ProjectId};
 use serde_json::{json, Value};
 use std::process::Command;
@@ -119,18 +119,9 @@ async fn compose_deployment_survives_a_conductor_kill_mid_create() {
     let ready = start.elapsed();
 
     // A user of cloud-sim's Keystone, through the published port.
-    let r = http
-        .post(format!("http://127.0.0.1:{KEYSTONE}/identity/v3/auth/tokens"))
-        .json(&json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {"name": "demo", "domain": {"name": "Default"}, "password": "secret"}}},
-            "scope": {"project": {"name": "demo", "domain": {"name": "Default"}}}}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let token = r.headers()["x-subject-token"].to_str().unwrap().to_string();
-    let body: Value = r.json().await.unwrap();
-    let project = ProjectId(body["token"]["project"]["id"].as_str().unwrap().to_string());
+    let auth_url = format!("http://127.0.0.1:{KEYSTONE}/identity/v3");
+    let (token, project) = login(&http, &auth_url, "demo", "demo").await;
+    let project = ProjectId(project);
     let post = |path: &str, body: Value| {
         http.post(format!("{api}{path}"))
             .header("X-Auth-Token", &token)
