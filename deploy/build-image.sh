@@ -28,6 +28,8 @@ fs=$ctx/rootfs
 mkdir -p "$fs/usr/bin" "$fs/etc/ssl/certs" "$fs/etc/magnum" "$fs/tmp" "$ctx/home/pki" "$ctx/home/data"
 chmod 1777 "$fs/tmp"
 cp "$bin" "$fs/usr/bin/magnum"
+# Symbols stay (backtraces name functions); the debug info (most of the file) goes.
+strip --strip-debug "$fs/usr/bin/magnum"
 # The loader and every library, at the paths the binary asks for them.
 for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
   mkdir -p "$fs$(dirname "$lib")"
