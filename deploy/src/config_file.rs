@@ -224,7 +224,9 @@ fn load(path: &Path) -> Result<BTreeMap<(String, String), String>, ConfigError> 
     let mut out = BTreeMap::new();
     for (section, props) in ini.iter() {
         let section = section.unwrap_or("DEFAULT");
-        if !props.is_empty() && !KEYS.iter().any(|k| k.section == section) {
+        // `[DEFAULT]` exists in every oslo.config file: its keys are named one by one.
+        let known = section == "DEFAULT" || KEYS.iter().any(|k| k.section == section);
+        if !props.is_empty() && !known {
             return Err(fail(format!("[{section}]: unknown section")));
         }
         for (name, value) in props.iter() {

@@ -131,6 +131,7 @@ fn bad_files_are_refused_naming_file_section_and_key() {
             "[conductor] node_idd: unknown option",
         ),
         ("[databse]\nconnection = x\n", "[databse]: unknown section"),
+        ("debug = true\n", "[DEFAULT] debug: unknown option"),
         (
             "[conductor]\nnode_id = two\n",
             "[conductor] node_id: expected a non-negative integer, got \"two\"",

@@ -242,9 +242,9 @@ async fn query(
     body: Bytes,
 ) -> Result<Response, SvcError> {
     let env: Envelope<ShardQuery> = decode_envelope(&body)?;
+    let group = shard_group(&s, shard)?;
     let caller = caller_of(&s, peer, env.user.as_ref()).await?;
     let q = caller.narrow(&env.body)?;
-    let group = shard_group(&s, shard)?;
     let r = group.read_leased(|l| caller.answer(&l.state, &q)).await?;
     Ok(Json(r).into_response())
 }
