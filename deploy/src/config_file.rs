@@ -347,9 +347,13 @@ pub fn expand(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {
             set("--listen", Some(&format!("{host}:{port}")));
         }
     }
+    let commands = Commands::new();
     for k in mine.filter(|k| k.required) {
         let Some(flag) = flag_of(k) else { continue };
-        let from_env = env_of(role, flag).is_some_and(|e| std::env::var_os(e).is_some());
+        let from_env = commands
+            .arg(role, flag)
+            .and_then(clap::Arg::get_env)
+            .is_some_and(|e| std::env::var_os(e).is_some());
         if get(k.section, k.name).is_none() && !given(user, flag) && !from_env {
             return Err(ConfigError::Missing(format!(
                 "[{}] {} is required: set it in {} or pass {flag}",
@@ -369,33 +373,36 @@ pub fn expand(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {
     Ok(out)
 }
 
-/// The environment variable clap reads for `flag` of `role`'s command, if any.
-fn env_of(role: Role, flag: &str) -> Option<String> {
-    let arg = command_arg(role, flag)?;
-    arg.get_env().map(|e| e.to_string_lossy().into_owned())
-}
+/// The `api` and `conductor` commands as clap defines them, built once per use: where a key's
+/// flag, its environment variable and its default are looked up.
+struct Commands(clap::Command);
 
-fn command_arg(role: Role, flag: &str) -> Option<clap::Arg> {
-    let name = match role {
-        Role::Api => "api",
-        Role::Conductor => "conductor",
-    };
-    let long = flag.trim_start_matches("--");
-    Cli::command()
-        .find_subcommand(name)?
-        .get_arguments()
-        .find(|a| a.get_long() == Some(long))
-        .cloned()
+impl Commands {
+    fn new() -> Self {
+        Self(Cli::command())
+    }
+
+    fn arg(&self, role: Role, flag: &str) -> Option<&clap::Arg> {
+        let name = match role {
+            Role::Api => "api",
+            Role::Conductor => "conductor",
+        };
+        let long = flag.trim_start_matches("--");
+        self.0
+            .find_subcommand(name)?
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+    }
 }
 
 /// The default of `k` as the example file shows it: clap's, else the table's, else unset.
-fn default_of(k: &Key) -> Option<String> {
+fn default_of(commands: &Commands, k: &Key) -> Option<String> {
     if let Some(d) = k.default {
         return Some(d.to_string());
     }
     let role = *k.roles.first()?;
     let flag = flag_of(k)?;
-    let arg = command_arg(role, flag)?;
+    let arg = commands.arg(role, flag)?;
     let d = arg
         .get_default_values()
         .first()?
@@ -416,6 +423,7 @@ pub fn example() -> String {
          # and the command line wins over the files. Generated from deploy/src/config_file.rs:\n\
          # MAGNUM_BLESS=1 cargo test -p magnum-deploy example_file rewrites it.\n",
     );
+    let commands = Commands::new();
     let mut section = "";
     for k in KEYS {
         if k.section != section {
@@ -429,7 +437,7 @@ pub fn example() -> String {
         };
         let need = if k.required { " Required." } else { "" };
         out.push_str(&format!("# {}{who}{need}\n", k.help));
-        match default_of(k) {
+        match default_of(&commands, k) {
             Some(d) => out.push_str(&format!("#{} = {d}\n", k.name)),
             None => out.push_str(&format!("#{} =\n", k.name)),
         }
