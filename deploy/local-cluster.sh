@@ -23,6 +23,17 @@
 # Mutual TLS: the first `up` makes a CA and one certificate per process under DIR/tls (magnum manage
 # certs), and every internal port runs strict; DIR/openrc points `magnum manage` at the operator's.
 # MAGNUM_TLS=0 at first `up` runs the internal plane in plain HTTP instead (`--internal-tls plain`).
+# Real Keystone: MAGNUM_KEYSTONE=real at first `up` (kept in DIR/keystone.env for later calls)
+# starts Keystone 30 with the peers toolkit (PEERS_TOOLS, default ../shared/tools/peers;
+# PEERS_KEYSTONE_PORT, PEERS_ADMIN_PASSWORD), creates there (idempotently) projects service,
+# demo, alt_demo, users magnum and cloud-sim (admin on service), demo (member on demo), reader
+# (reader on demo), alt_demo (member on alt_demo), all with password `secret`, the trustee domain
+# magnum, and the catalog in region local-cluster-BASE (identity, container-infra -> the API,
+# orchestration/compute/image/network -> cloud-sim); every process authenticates there, cloud-sim
+# validates the services' tokens there, and floating IPs come from MAGNUM_SIM_FLOATING_IP_RANGE
+# (default there 127.24.4.0/24, in sim mode cloud-sim's 172.24.4.0/24). `down` removes the
+# region's endpoints (Keystone itself keeps running); DIR/openrc-{demo,reader,alt_demo} are the
+# test users' credentials.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,7 +47,7 @@ time_scale=${MAGNUM_SIM_TIME_SCALE:-1.0}
 first_nodes=(1 2 3)
 nodes=(1 2 3)
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # Every conductor of DIR: the first three plus any added one.
 load_nodes() {
@@ -103,9 +114,154 @@ peers_args() {
   echo "${a[@]}"
 }
 
+# ---- Keystone: cloud-sim's own (default), or the real one (MAGNUM_KEYSTONE=real, kept in
+# DIR/keystone.env so that later calls on DIR use what `up` chose).
+peers_tools() { echo "${PEERS_TOOLS:-$root/../shared/tools/peers}"; }
+ks_env() { echo "$1/keystone.env"; }
+ks_real() { [ -f "$(ks_env "$1")" ]; }
+# VAR from DIR/keystone.env.
+ks_get() { sed -n "s/^$2=//p" "$(ks_env "$1")"; }
+
+ks_record() {
+  local dir=$1
+  {
+    echo "url=http://$host:${PEERS_KEYSTONE_PORT:-15000}/v3"
+    echo "region=local-cluster-$base"
+    echo "floating=${MAGNUM_SIM_FLOATING_IP_RANGE:-127.24.4.0/24}"
+  } >"$(ks_env "$dir")"
+}
+
+# Keystone 30 from the peers toolkit (installed and started if needed; left running).
+ks_start() {
+  local dir=$1 t verb
+  t=$(peers_tools)
+  mkdir -p "$dir/logs"
+  for verb in install up; do
+    bash "$t/peers.sh" "$verb" keystone >>"$dir/logs/peers.log" 2>&1 || {
+      tail -n 20 "$dir/logs/peers.log" >&2
+      echo "peers.sh $verb keystone failed (PEERS_TOOLS=$t)" >&2
+      return 1
+    }
+  done
+}
+
+# `setup` (idempotent: users, projects, domain, the region's catalog) or `teardown` (the region's
+# endpoints and the region) in the real Keystone, with its admin.
+ks_catalog() {
+  local dir=$1 action=$2
+  KS_URL=$(ks_get "$dir" url) KS_REGION=$(ks_get "$dir" region) KS_ACTION=$action \
+    KS_ADMIN_PASSWORD=${PEERS_ADMIN_PASSWORD:-secret} KS_SIM=http://$host:$(sim_port) \
+    KS_API=http://$host:$(api_port)/v1 python3 - <<'PY'
+import json, os, sys, urllib.error, urllib.request
+
+url, region, action = os.environ["KS_URL"].rstrip("/"), os.environ["KS_REGION"], os.environ["KS_ACTION"]
+sim, api = os.environ["KS_SIM"], os.environ["KS_API"]
+PASSWORD = "secret"
+
+def call(method, path, body=None, token=None, ok=(200, 201, 204)):
+    req = urllib.request.Request(url + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json", "Accept": "application/json"})
+    if token:
+        req.add_header("X-Auth-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            data = r.read()
+            return r.status, r.headers, json.loads(data) if data else {}
+    except urllib.error.HTTPError as e:
+        if e.code in ok:
+            return e.code, e.headers, {}
+        sys.exit("keystone: %s %s -> %s %s" % (method, path, e.code, e.read()[:300]))
+    except OSError as e:
+        sys.exit("keystone: %s %s: %s" % (method, url + path, e))
+
+def login(user, password, project=None):
+    auth = {"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "domain": {"id": "default"}, "password": password}}}}
+    if project:
+        auth["scope"] = {"project": {"name": project, "domain": {"id": "default"}}}
+    status, hdrs, _ = call("POST", "/auth/tokens?nocatalog", {"auth": auth}, ok=(201, 401))
+    return hdrs["X-Subject-Token"] if status == 201 else None
+
+tok = login("admin", os.environ["KS_ADMIN_PASSWORD"], "admin")
+if not tok:
+    sys.exit("keystone: the admin password was refused (PEERS_ADMIN_PASSWORD)")
+
+def one(path, key):
+    items = call("GET", path, token=tok)[2][key]
+    return items[0] if items else None
+
+if action == "teardown":
+    for ep in call("GET", "/endpoints?region_id=" + region, token=tok)[2]["endpoints"]:
+        call("DELETE", "/endpoints/" + ep["id"], token=tok, ok=(204, 404))
+    call("DELETE", "/regions/" + region, token=tok, ok=(204, 404))
+    sys.exit(0)
+
+if call("GET", "/regions/" + region, token=tok, ok=(200, 404))[0] == 404:
+    call("POST", "/regions", {"region": {"id": region, "description": "deploy/local-cluster.sh"}}, token=tok)
+roles = {r["name"]: r["id"] for r in call("GET", "/roles", token=tok)[2]["roles"]}
+
+def project(name):
+    p = one("/projects?domain_id=default&name=" + name, "projects")
+    return p or call("POST", "/projects", {"project": {"name": name, "domain_id": "default"}}, token=tok)[2]["project"]
+
+def user(name, grants):
+    u = one("/users?domain_id=default&name=" + name, "users")
+    if not u:
+        u = call("POST", "/users", {"user": {"name": name, "domain_id": "default", "password": PASSWORD}}, token=tok)[2]["user"]
+    elif not login(name, PASSWORD):
+        # Only when needed: a password change revokes the user's tokens.
+        call("PATCH", "/users/" + u["id"], {"user": {"password": PASSWORD}}, token=tok)
+    for proj, role in grants:
+        call("PUT", "/projects/%s/users/%s/roles/%s" % (proj["id"], u["id"], roles[role]), token=tok)
+
+service, demo, alt = project("service"), project("demo"), project("alt_demo")
+user("magnum", [(service, "admin")])
+user("cloud-sim", [(service, "admin")])
+user("demo", [(demo, "member")])
+user("reader", [(demo, "reader")])
+user("alt_demo", [(alt, "member")])
+if not one("/domains?name=magnum", "domains"):
+    call("POST", "/domains", {"domain": {"name": "magnum", "description": "Magnum cluster trustees"}}, token=tok)
+
+names = {"identity": "keystone", "container-infra": "magnum", "orchestration": "heat",
+         "compute": "nova", "image": "glance", "network": "neutron"}
+catalog = {"identity": url, "container-infra": api,
+           "orchestration": sim + "/heat-api/v1/%(tenant_id)s",
+           "compute": sim + "/compute/v2.1", "image": sim + "/image", "network": sim + "/networking"}
+for stype, target in catalog.items():
+    svc = one("/services?type=" + stype, "services")
+    if not svc:
+        svc = call("POST", "/services", {"service": {"type": stype, "name": names[stype], "enabled": True}}, token=tok)[2]["service"]
+    for iface in ("public", "internal"):
+        ep = one("/endpoints?service_id=%s&interface=%s&region_id=%s" % (svc["id"], iface, region), "endpoints")
+        if not ep:
+            call("POST", "/endpoints", {"endpoint": {"service_id": svc["id"], "interface": iface,
+                                                     "region_id": region, "url": target}}, token=tok)
+        elif ep["url"] != target:
+            call("PATCH", "/endpoints/" + ep["id"], {"endpoint": {"url": target}}, token=tok)
+print("keystone: %s ready in %s (region %s)" % (action, url, region))
+PY
+}
+
 auth_args() {
+  if ks_real "$1"; then
+    echo --auth-url "$(ks_get "$1" url)" --service-user magnum --service-password secret \
+      --service-project service --service-domain Default --region "$(ks_get "$1" region)"
+    return
+  fi
   echo --auth-url "http://$host:$(sim_port)/identity/v3" --service-user magnum --service-password secret \
     --service-project service --service-domain Default
+}
+
+# cloud-sim's flags for the real Keystone (its own Keystone otherwise).
+sim_ks_args() {
+  if ks_real "$1"; then
+    echo --keystone-url "$(ks_get "$1" url)" --keystone-user cloud-sim --keystone-password secret \
+      --keystone-project service --keystone-domain Default --floating-ip-range "$(ks_get "$1" floating)"
+  elif [ -n "${MAGNUM_SIM_FLOATING_IP_RANGE:-}" ]; then
+    echo --floating-ip-range "$MAGNUM_SIM_FLOATING_IP_RANGE"
+  fi
 }
 
 # Writes DIR/ROLE[-ID].cmd: the exact command line, so a stopped process restarts identically.
@@ -114,15 +270,15 @@ write_cmd() {
   local name=$role${id:+-$id}
   case $role in
     cloud-sim)
-      echo "$b cloud-sim --listen $host:$(sim_port) --container-infra-url http://$host:$(api_port)/v1 --time-scale $time_scale --state-file $dir/cloud-sim/state.json ${MAGNUM_SIM_ARGS:-}" ;;
+      echo "$b cloud-sim --listen $host:$(sim_port) --container-infra-url http://$host:$(api_port)/v1 --time-scale $time_scale --state-file $dir/cloud-sim/state.json $(sim_ks_args "$dir") ${MAGNUM_SIM_ARGS:-}" ;;
     conductor)
       local fp=""
       [ "${MAGNUM_FAILPOINT_FILES:-0}" = 1 ] && fp="env MAGNUM_FAILPOINTS=@$dir/conductor-$id.failpoints "
-      echo "$fp$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cert-key-file $dir/cert.key --trustee-domain magnum --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} $(tls_args "$dir" "conductor-$id") ${MAGNUM_RAFT_ARGS:-} $(auth_args)" ;;
+      echo "$fp$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cert-key-file $dir/cert.key --trustee-domain magnum --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} $(tls_args "$dir" "conductor-$id") ${MAGNUM_RAFT_ARGS:-} $(auth_args "$dir")" ;;
     api)
       local c=() n
       for n in "${nodes[@]}"; do c+=(--conductor "$host:$(svc_port "$n")"); done
-      echo "$b api --listen $host:$(api_port) --public-url http://$host:$(api_port) ${c[*]} $(tls_args "$dir" api) $(auth_args)" ;;
+      echo "$b api --listen $host:$(api_port) --public-url http://$host:$(api_port) ${c[*]} $(tls_args "$dir" api) $(auth_args "$dir")" ;;
   esac >"$dir/$name.cmd"
 }
 
@@ -203,24 +359,39 @@ write_json() {
   } >"$dir/cluster.json"
 }
 
-write_openrc() {
-  local dir=$1 c=() n
+# openrc as USER on PROJECT (PASSWORD) against Keystone AUTH_URL in REGION.
+openrc_for() {
+  local dir=$1 user=$2 password=$3 project=$4 auth_url=$5 region=$6 c=() n
   for n in "${nodes[@]}"; do c+=("$host:$(svc_port "$n")"); done
-  cat >"$dir/openrc" <<RC
+  cat <<RC
 export OS_AUTH_TYPE=password
-export OS_AUTH_URL=http://$host:$(sim_port)/identity/v3
+export OS_AUTH_URL=$auth_url
 export OS_IDENTITY_API_VERSION=3
-export OS_USERNAME=admin
-export OS_PASSWORD=secret
-export OS_PROJECT_NAME=admin
+export OS_USERNAME=$user
+export OS_PASSWORD=$password
+export OS_PROJECT_NAME=$project
 export OS_USER_DOMAIN_NAME=Default
 export OS_PROJECT_DOMAIN_NAME=Default
-export OS_REGION_NAME=RegionOne
+export OS_REGION_NAME=$region
 export MAGNUM_CONDUCTORS=$(IFS=,; echo "${c[*]}")
 export MAGNUM_CLOUD_SIM=http://$host:$(sim_port)
 export MAGNUM_API=http://$host:$(api_port)/v1
 RC
-  if tls_on "$dir"; then echo "export MAGNUM_TLS_DIR=$dir/tls/operator" >>"$dir/openrc"; fi
+  if tls_on "$dir"; then echo "export MAGNUM_TLS_DIR=$dir/tls/operator"; fi
+}
+
+write_openrc() {
+  local dir=$1 u p
+  if ks_real "$dir"; then
+    local url region
+    url=$(ks_get "$dir" url); region=$(ks_get "$dir" region)
+    openrc_for "$dir" admin "${PEERS_ADMIN_PASSWORD:-secret}" admin "$url" "$region" >"$dir/openrc"
+    for u in demo:demo reader:demo alt_demo:alt_demo; do
+      openrc_for "$dir" "${u%%:*}" secret "${u##*:}" "$url" "$region" >"$dir/openrc-${u%%:*}"
+    done
+  else
+    openrc_for "$dir" admin secret admin "http://$host:$(sim_port)/identity/v3" RegionOne >"$dir/openrc"
+  fi
 }
 
 cmd=${1:-}; dir=${2:-}
@@ -234,6 +405,17 @@ case $cmd in
     if [ ! -d "$dir/conductor-1" ] && [ "${MAGNUM_TLS:-1}" != 0 ]; then
       mkdir -p "$dir/tls"; ensure_cert "$dir" operator
     fi
+    # Likewise the Keystone: chosen at the first `up`.
+    if [ ! -d "$dir/conductor-1" ] && [ ! -f "$dir/cloud-sim.cmd" ]; then
+      case ${MAGNUM_KEYSTONE:-sim} in
+        real) ks_record "$dir" ;;
+        sim) rm -f "$(ks_env "$dir")" ;;
+        *) echo "MAGNUM_KEYSTONE must be sim or real" >&2; exit 2 ;;
+      esac
+    elif [ "${MAGNUM_KEYSTONE:-}" = real ] && ! ks_real "$dir"; then
+      echo "$dir was first brought up with cloud-sim's Keystone; MAGNUM_KEYSTONE=real needs a new DIR" >&2; exit 2
+    fi
+    if ks_real "$dir"; then ks_start "$dir"; ks_catalog "$dir" setup; fi
     start_one "$dir" cloud-sim
     wait_http "http://$host:$(sim_port)/sim/health" cloud-sim
     for n in "${nodes[@]}"; do
@@ -251,6 +433,8 @@ case $cmd in
     stop_one "$dir" api
     for n in "${nodes[@]}"; do stop_one "$dir" conductor "$n"; done
     stop_one "$dir" cloud-sim
+    # The shared Keystone keeps no endpoint of a stopped deployment.
+    if ks_real "$dir"; then ks_catalog "$dir" teardown || true; fi
     ;;
   status)
     for name in cloud-sim $(printf 'conductor-%s ' "${nodes[@]}") api; do

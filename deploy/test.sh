@@ -46,6 +46,9 @@ cargo build -q -p magnum-deploy
 cargo test --workspace --exclude magnum-chaos-tests 2>&1 | tee -a "$log"
 cargo test -p magnum-raft --features fuzzing --lib fuzzing 2>&1 | tee -a "$log"
 
+echo "== Helm chart: rendered by Helm's engine, every object checked against Kubernetes' schemas =="
+bash deploy/helm/test.sh 2>&1 | grep -v '^ok '
+
 echo "== the previous release, built from git history for the upgrade test =="
 bash deploy/upgrade/build-previous.sh >/dev/null
 

@@ -77,6 +77,10 @@ pub trait Backend: Send + Sync {
         shard: ShardId,
         req: &SignCsr,
     ) -> Result<SignResult, BackendError>;
+    /// Whether the conductors answer now (the readiness probe), not from a cache.
+    async fn ready(&self) -> Result<(), BackendError> {
+        self.shards().await.map(|_| ())
+    }
     /// The conductor registry (linearizable read on the meta leader). Backends without one
     /// report no conductors.
     async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {
@@ -118,6 +122,11 @@ impl Backend for ConductorClient {
 
     async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {
         Ok(ConductorClient::services(self).await?)
+    }
+
+    async fn ready(&self) -> Result<(), BackendError> {
+        self.refresh_topology().await?;
+        Ok(())
     }
 
     async fn sign(

@@ -23,11 +23,18 @@ pub const REQUEST_ID_HEADER: &str = "x-openstack-request-id";
 #[derive(Clone, Debug)]
 pub struct RequestIdent(pub String);
 
+/// Served as they are, with no token and no microversion: the root document and the probes
+/// (upstream serves `/healthcheck` outside its paste pipeline).
+fn outside_v1(path: &str) -> bool {
+    use magnum_proto::wire::{HEALTHCHECK_PATH, READY_PATH};
+    matches!(path, "/" | HEALTHCHECK_PATH | READY_PATH)
+}
+
 /// Pecan's root controller: unknown first segments are routed under `v1`, so bookmark links
 /// (`/clusters/<id>`) work.
 fn rewrite(uri: &Uri) -> Option<Uri> {
     let path = uri.path();
-    if path == "/" || path == "/v1" || path.starts_with("/v1/") || path.starts_with("/v1.") {
+    if outside_v1(path) || path == "/v1" || path.starts_with("/v1/") || path.starts_with("/v1.") {
         return None;
     }
     let pq = match uri.query() {
@@ -131,7 +138,7 @@ fn base_url(state: &AppState, req: &Request) -> String {
 pub async fn v1_gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let base = base_url(&state, &req);
     req.extensions_mut().insert(BaseUrl(base));
-    if req.uri().path() == "/" {
+    if outside_v1(req.uri().path()) {
         return next.run(req).await;
     }
     if !is_public(req.uri().path()) {

@@ -25,6 +25,25 @@ async fn root_document_needs_no_token_and_no_version() {
 }
 
 #[tokio::test]
+async fn probes_need_no_token_and_readiness_follows_the_conductors() {
+    let h = harness();
+    let r = h.req("GET", "/healthcheck").no_version().send().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.raw, "OK");
+    let r = h.req("GET", "/readyz").no_version().send().await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    h.backend
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = h.req("GET", "/readyz").no_version().send().await;
+    assert_eq!(r.status, 503, "{}", r.raw);
+    assert!(r.raw.contains("no conductor answers"), "{}", r.raw);
+    // Liveness does not depend on the conductors: a restart would not bring them back.
+    let r = h.req("GET", "/healthcheck").no_version().send().await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
 async fn v1_document() {
     let h = harness();
     for path in ["/v1", "/v1/"] {

@@ -22,6 +22,37 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl Output {
+    /// Stdout of a command that must have succeeded.
+    pub fn ok(&self, what: &str) -> String {
+        assert_eq!(
+            self.code, 0,
+            "{what} failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stdout.clone()
+    }
+
+    /// The JSON (`-f json`) a successful command printed, after any "Request ... accepted" line.
+    pub fn json(&self, what: &str) -> serde_json::Value {
+        let s = self.ok(what);
+        let s = &s[s.find(['{', '[']).unwrap_or(0)..];
+        serde_json::from_str(s).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {s}"))
+    }
+
+    /// What a refused command printed (stdout and stderr). A refused delete prints "Delete for
+    /// ... failed: ..." and exits 0 (magnumclient goes on with the next name); anything else
+    /// must exit non-zero.
+    pub fn refused(&self, what: &str) -> String {
+        assert!(
+            self.code != 0 || self.stdout.contains(" failed: "),
+            "{what} succeeded but must not:\nstdout: {}",
+            self.stdout
+        );
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
 /// Runs `openstack ARGS` with the deployment's openrc environment.
 pub fn openstack(openrc: &std::path::Path, args: &[&str]) -> Output {
     let bin = openstack_bin();

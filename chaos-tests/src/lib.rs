@@ -62,6 +62,9 @@ pub struct Options {
     pub sim_args: String,
     /// Conductors read failpoints from `DIR/conductor-ID.failpoints` (see `arm_failpoints`).
     pub failpoint_files: bool,
+    /// Run against the real Keystone 30 of the peers toolkit (`MAGNUM_KEYSTONE=real`): the
+    /// users, projects and catalog `local-cluster.sh` sets up there, `DIR/openrc-<user>`.
+    pub real_keystone: bool,
 }
 
 impl Default for Options {
@@ -73,6 +76,7 @@ impl Default for Options {
             raft_args: String::new(),
             sim_args: String::new(),
             failpoint_files: false,
+            real_keystone: false,
         }
     }
 }
@@ -142,11 +146,28 @@ impl Deployment {
 
     /// Like `up`, with another release's `local-cluster.sh` and binary.
     pub fn up_with(name: &str, opts: Options, script: PathBuf, bin: PathBuf) -> Deployment {
+        let d = Self::prepare_with(name, opts, script, bin);
+        d.script(&["up"]);
+        d
+    }
+
+    /// A directory and free ports for a deployment, nothing started: the test fills the
+    /// directory (e.g. restores data dirs into it) before its `script(&["up"])`.
+    pub fn prepare(name: &str, opts: Options) -> Deployment {
+        Self::prepare_with(
+            name,
+            opts,
+            repo_root().join("deploy/local-cluster.sh"),
+            magnum_bin(),
+        )
+    }
+
+    fn prepare_with(name: &str, opts: Options, script: PathBuf, bin: PathBuf) -> Deployment {
         let dir =
             std::env::temp_dir().join(format!("magnum-{name}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let base = pick_port_base();
-        let d = Deployment {
+        Deployment {
             sim: format!("http://127.0.0.1:{base}"),
             api: format!("http://127.0.0.1:{}/v1", base + 11),
             dir: dir.clone(),
@@ -161,9 +182,7 @@ impl Deployment {
             operator: std::sync::Mutex::new(None),
             reloaders: tokio_util::sync::CancellationToken::new(),
             _tmp: Some(TempDir(dir)),
-        };
-        d.script(&["up"]);
-        d
+        }
     }
 
     /// Runs `local-cluster.sh ARGS[0] DIR ARGS[1..]`.
@@ -183,6 +202,14 @@ impl Deployment {
             .env(
                 "MAGNUM_FAILPOINT_FILES",
                 if self.opts.failpoint_files { "1" } else { "0" },
+            )
+            .env(
+                "MAGNUM_KEYSTONE",
+                if self.opts.real_keystone {
+                    "real"
+                } else {
+                    "sim"
+                },
             );
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,openraft=warn,sled=warn");

@@ -9,6 +9,7 @@
 //! `magnum-drivers`).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod backup;
 pub mod cloud;
 pub mod leader;
 pub mod membership;

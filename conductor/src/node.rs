@@ -39,6 +39,9 @@ pub enum ConductorError {
     Config(String),
     #[error("data dir {0}: {1}")]
     DataDir(PathBuf, std::io::Error),
+    /// A backup that cannot be taken or restored, and why.
+    #[error("{0}")]
+    Backup(String),
 }
 
 #[derive(Clone)]
@@ -113,7 +116,7 @@ impl Conductor {
         );
         let mut tasks = Vec::new();
         if cfg.bootstrap {
-            let (nodes, placement) = initial_layout(&cfg);
+            let (nodes, placement) = initial_layout(&cfg.peers, cfg.shards, cfg.replicas);
             let mut mine = Vec::new();
             for (gid, set) in &placement {
                 if set.contains(&NodeId(cfg.node_id)) {
@@ -148,7 +151,10 @@ impl Conductor {
             hosting: hosting.clone(),
             cert_key: cfg.reconciler.cert_key.clone(),
             cloud: cfg.cloud.clone(),
+            data_dir: cfg.data_dir.clone(),
         });
+        // Exports an earlier run left when it stopped mid-stream.
+        let _ = std::fs::remove_dir_all(cfg.data_dir.join(service::EXPORT_DIR));
         let svc_listener = bind(cfg.service_listen).await?;
         let service_addr = svc_listener
             .local_addr()
@@ -166,7 +172,8 @@ impl Conductor {
             magnum_net::serve(
                 svc_listener,
                 svc_router,
-                crate::metrics::router(node.clone(), cfg.reconciler.reseal.clone()),
+                crate::metrics::router(node.clone(), cfg.reconciler.reseal.clone())
+                    .merge(service::health::router(hosting.clone())),
                 tls.clone(),
                 magnum_net::Limits::default(),
                 cancel.clone(),
@@ -283,9 +290,12 @@ const CONTROLLER_CALL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The conductors and replica placement a fresh deployment starts with: the `--peer` list, and
 /// `replicas` of them per shard, spread evenly.
-fn initial_layout(cfg: &ConductorConfig) -> (Vec<NodeEntry>, placement::Placement) {
-    let nodes: BTreeMap<NodeId, NodeEntry> = cfg
-        .peers
+pub(crate) fn initial_layout(
+    peers: &BTreeMap<u64, NodeAddr>,
+    shards: u32,
+    replicas: u32,
+) -> (Vec<NodeEntry>, placement::Placement) {
+    let nodes: BTreeMap<NodeId, NodeEntry> = peers
         .iter()
         .map(|(id, a)| {
             (
@@ -299,12 +309,12 @@ fn initial_layout(cfg: &ConductorConfig) -> (Vec<NodeEntry>, placement::Placemen
             )
         })
         .collect();
-    let groups: Vec<u64> = (1..=u64::from(cfg.shards)).collect();
+    let groups: Vec<u64> = (1..=u64::from(shards)).collect();
     let placement = placement::desired(
         &nodes,
         &placement::Placement::new(),
         &groups,
-        cfg.replicas as usize,
+        replicas as usize,
     );
     (nodes.into_values().collect(), placement)
 }

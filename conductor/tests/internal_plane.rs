@@ -138,6 +138,13 @@ async fn identities_decide_what_a_caller_may_do() {
         status(plain.send(&svc, "/metrics", topology).await).unwrap(),
         200
     );
+    for probe in [wire::HEALTHCHECK_PATH, wire::READY_PATH] {
+        assert_eq!(
+            status(plain.send(&svc, probe, topology).await).unwrap(),
+            200,
+            "{probe}"
+        );
+    }
     assert_eq!(
         status(plain.send(&svc, wire::TOPOLOGY_PATH, topology).await).unwrap(),
         401

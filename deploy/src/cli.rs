@@ -48,6 +48,36 @@ pub enum ManageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Back up every group into a new directory: each from its leader at one applied index,
+    /// then a manifest with checksums. Clients keep working meanwhile.
+    Backup {
+        /// A new or empty directory.
+        out: PathBuf,
+        #[command(flatten)]
+        target: Conductors,
+    },
+    /// Write one initial conductor's data dir from a backup; run it for each initial conductor
+    /// with the same --peer list, then start them (no --bootstrap needed). The whole backup is
+    /// checked before anything is written.
+    Restore {
+        /// The directory `backup` wrote.
+        backup: PathBuf,
+        /// Only check the backup; write nothing.
+        #[arg(long)]
+        check: bool,
+        /// The conductor's --data-dir (must not hold a deployment's data yet).
+        #[arg(long, required_unless_present = "check")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, required_unless_present = "check")]
+        node_id: Option<u64>,
+        /// `ID=RAFT_ADDR@SERVICE_ADDR` of every initial conductor of the new deployment, as
+        /// they will be started; repeat.
+        #[arg(long = "peer", required_unless_present = "check")]
+        peers: Vec<String>,
+        /// Replicas per shard in the new deployment (default: the backed-up deployment's).
+        #[arg(long)]
+        replicas: Option<u32>,
+    },
     /// Change the conductor membership.
     #[command(subcommand)]
     Conductor(ConductorCommand),
@@ -474,6 +504,61 @@ pub struct CloudSimArgs {
     pub public_url: Option<String>,
     #[command(flatten)]
     pub quotas: NovaQuotaArgs,
+    #[command(flatten)]
+    pub keystone: SimKeystoneArgs,
+    /// The `public` network's subnet, where floating IPs come from (IPv4, /8 to /28), e.g.
+    /// 127.24.4.0/24 for addresses on this machine.
+    #[arg(long, default_value = magnum_cloud_sim::DEFAULT_FLOATING_IP_RANGE)]
+    pub floating_ip_range: String,
+}
+
+/// An external Keystone whose tokens cloud-sim's Heat, Nova, Neutron and Glance accept.
+#[derive(Args, Debug, Clone)]
+pub struct SimKeystoneArgs {
+    /// Validate the services' tokens with this Keystone v3 (e.g. http://127.0.0.1:15000/v3),
+    /// as keystonemiddleware does, instead of with cloud-sim's own Keystone.
+    #[arg(long)]
+    pub keystone_url: Option<String>,
+    /// cloud-sim's user there (admin or service role on --keystone-project).
+    #[arg(long, default_value = "cloud-sim")]
+    pub keystone_user: String,
+    #[arg(long, env = "MAGNUM_SIM_KEYSTONE_PASSWORD", default_value = "")]
+    pub keystone_password: String,
+    #[arg(long, default_value = "service")]
+    pub keystone_project: String,
+    /// Domain (name) of that user and project.
+    #[arg(long, default_value = "Default")]
+    pub keystone_domain: String,
+    /// How long a validation is reused (seconds; never past the token's expiry).
+    #[arg(long, default_value_t = magnum_cloud_sim::DEFAULT_TOKEN_CACHE_TTL.as_secs())]
+    pub keystone_cache_secs: u64,
+}
+
+impl Default for SimKeystoneArgs {
+    fn default() -> Self {
+        Self {
+            keystone_url: None,
+            keystone_user: "cloud-sim".into(),
+            keystone_password: String::new(),
+            keystone_project: "service".into(),
+            keystone_domain: "Default".into(),
+            keystone_cache_secs: magnum_cloud_sim::DEFAULT_TOKEN_CACHE_TTL.as_secs(),
+        }
+    }
+}
+
+impl SimKeystoneArgs {
+    pub fn external(&self) -> Option<magnum_cloud_sim::ExternalKeystone> {
+        let url = self.keystone_url.clone()?;
+        Some(magnum_cloud_sim::ExternalKeystone {
+            url,
+            user: self.keystone_user.clone(),
+            password: self.keystone_password.clone(),
+            project: self.keystone_project.clone(),
+            domain: self.keystone_domain.clone(),
+            cache_ttl: std::time::Duration::from_secs(self.keystone_cache_secs),
+        })
+    }
 }
 
 /// The Nova quotas cloud-sim gives every project. A stack needing more servers than its

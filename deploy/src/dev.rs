@@ -26,6 +26,8 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
         max_stacks_per_tenant: magnum_cloud_sim::DEFAULT_MAX_STACKS_PER_TENANT,
         public_url: None,
         quotas: Default::default(),
+        keystone: Default::default(),
+        floating_ip_range: magnum_cloud_sim::DEFAULT_FLOATING_IP_RANGE.into(),
     };
     std::fs::create_dir_all(&d.data_dir)?;
     let sim = magnum_cloud_sim::serve(sim_config(&sim_args))

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config_file;
 mod dev;
 mod manage;
+mod manage_backup;
 mod manage_version;
 mod peers;
 
@@ -61,6 +62,17 @@ pub async fn run(cli: cli::Cli) -> Result<(), DeployError> {
             manage::verify(&target, json).await
         }
         Command::Manage(ManageCommand::Certs(cmd)) => certs::run(cmd),
+        Command::Manage(ManageCommand::Backup { out, target }) => {
+            manage_backup::backup(&target, &out).await
+        }
+        Command::Manage(ManageCommand::Restore {
+            backup,
+            check,
+            data_dir,
+            node_id,
+            peers,
+            replicas,
+        }) => manage_backup::restore(&backup, check, data_dir, node_id, &peers, replicas),
         Command::Manage(ManageCommand::Conductor(cmd)) => manage::conductor(cmd).await,
         Command::Manage(ManageCommand::Version(VersionCommand::Show { target, json })) => {
             manage_version::show(&target, json).await
@@ -114,6 +126,8 @@ pub(crate) fn api_config(a: &ApiArgs) -> Result<magnum_api::ApiConfig, DeployErr
         tls: a.tls.load(magnum_net::Role::Api, certs::Legacy::Allowed)?,
         token_cache_ttl: a.token_cache.ttl(),
         invalid_token_cache_ttl: a.token_cache.invalid_ttl(),
+        // Glance/Nova/Neutron endpoints of this region when the catalog has several.
+        region: a.auth.region.clone(),
         validation: magnum_api::ValidationSettings {
             max_templates_per_project: a.max_templates_per_project,
             ..Default::default()
@@ -223,6 +237,8 @@ pub(crate) fn sim_config(s: &CloudSimArgs) -> magnum_cloud_sim::SimConfig {
         heat_url: s.heat_url.clone(),
         max_stacks_per_tenant: s.max_stacks_per_tenant,
         public_url: s.public_url.clone(),
+        keystone: s.keystone.external(),
+        floating_ip_range: Some(s.floating_ip_range.clone()),
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod key_mode;
 mod material;
 pub mod metrics;
 pub mod server;

@@ -279,24 +279,11 @@ fn load_dir(dir: &Path) -> Result<Loaded, NetError> {
     })
 }
 
-/// A private key readable by others is refused, as ssh does.
+/// A private key readable by others is refused, as ssh does ([`crate::key_mode`]).
 fn check_private(path: &Path) -> Result<(), NetError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| NetError::Io(path.to_path_buf(), e))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(NetError::Pem(
-                path.to_path_buf(),
-                format!(
-                    "mode {:o} lets others read the key; chmod 600 it",
-                    mode & 0o777
-                ),
-            ));
-        }
+    let meta = std::fs::metadata(path).map_err(|e| NetError::Io(path.to_path_buf(), e))?;
+    match crate::key_mode::too_open(&meta) {
+        Some(why) => Err(NetError::Pem(path.to_path_buf(), why)),
+        None => Ok(()),
     }
-    Ok(())
 }

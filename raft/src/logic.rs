@@ -45,6 +45,12 @@ impl WriteSet {
         self.ops.push((key.into(), None));
     }
 
+    /// The changes in order (a later one on the same key wins), for tools that apply
+    /// commands outside a group (`magnum manage restore` builds a meta state this way).
+    pub fn into_ops(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.ops
+    }
+
     pub fn len(&self) -> usize {
         self.ops.len()
     }

@@ -33,6 +33,10 @@ const STARTUP_WAIT: Duration = Duration::from_secs(10);
 /// How long `shutdown` waits for openraft's tasks to release the database.
 const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
+/// The engine's database and the snapshot files, inside a node's data dir.
+pub(crate) const DB_NAME: &str = "raft.sled";
+pub(crate) const SNAP_DIR: &str = "snapshots";
+
 /// This process's Raft node: hosts replicas of any number of groups.
 pub struct RaftNode {
     id: NodeId,
@@ -55,8 +59,8 @@ impl RaftNode {
     pub fn open(node_id: NodeId, data_dir: &Path, cfg: RaftConfig) -> Result<Arc<Self>, RaftError> {
         cfg.validate()?;
         std::fs::create_dir_all(data_dir)?;
-        let engine = SledEngine::open(&data_dir.join("raft.sled"))?;
-        let store = Store::open(Box::new(engine), node_id, data_dir.join("snapshots"))?;
+        let engine = SledEngine::open(&data_dir.join(DB_NAME))?;
+        let store = Store::open(Box::new(engine), node_id, data_dir.join(SNAP_DIR))?;
         let audit = match cfg.vote_audit {
             true => Some(Arc::new(VoteAudit::open(data_dir)?)),
             false => None,

@@ -148,6 +148,25 @@ struct Cluster {
 impl Cluster {
     /// Starts `n` nodes hosting every group in `gids`; every node initializes every group.
     async fn start(n: u64, gids: &[GroupId], cfg: RaftConfig) -> Cluster {
+        let c = Self::start_seeded(n, gids, cfg, |_, _, _| {}).await;
+        for node in c.nodes.values() {
+            for g in node.groups.values() {
+                within("initialize", g.initialize(c.members.clone()))
+                    .await
+                    .unwrap();
+            }
+        }
+        c
+    }
+
+    /// Starts `n` nodes hosting every group in `gids`, each data dir first given to `seed`
+    /// (node id, dir, members); nothing is initialized.
+    async fn start_seeded(
+        n: u64,
+        gids: &[GroupId],
+        cfg: RaftConfig,
+        seed: impl Fn(NodeId, &std::path::Path, &BTreeMap<NodeId, NodeAddr>),
+    ) -> Cluster {
         init_tracing();
         let tmp = tempfile::tempdir().unwrap();
         let mut listeners = BTreeMap::new();
@@ -175,14 +194,8 @@ impl Cluster {
             nodes: BTreeMap::new(),
         };
         for (id, l) in listeners {
+            seed(id, &c.dirs[&id], &c.members);
             c.launch(id, l).await;
-        }
-        for node in c.nodes.values() {
-            for g in node.groups.values() {
-                within("initialize", g.initialize(c.members.clone()))
-                    .await
-                    .unwrap();
-            }
         }
         c
     }
@@ -921,5 +934,92 @@ async fn a_transfer_to_the_leader_itself_is_a_no_op() {
     within("write", g.write(b"a=1".to_vec())).await.unwrap();
     assert_eq!(c.wait_leader(gid).await, leader);
     assert_eq!(g.status().term, term);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cluster_seeded_from_exports_starts_where_the_backup_ends() {
+    use magnum_raft::backup::{self, Seed};
+    let gids = [1, 2];
+    let c = Cluster::start(3, &gids, cfg()).await;
+    let out = tempfile::tempdir().unwrap();
+    let mut exported = BTreeMap::new();
+    for gid in gids {
+        let leader = c.wait_leader(gid).await;
+        for i in 0..10 {
+            within(
+                "write",
+                c.group(leader, gid)
+                    .write(format!("k{i}={gid}-{i}").into_bytes()),
+            )
+            .await
+            .unwrap();
+        }
+        within("barrier", c.group(leader, gid).read(|_| ()))
+            .await
+            .unwrap();
+        let file = out.path().join(format!("g{gid}.pairs"));
+        let e = c.group(leader, gid).export(&file).await.unwrap();
+        assert_eq!(e.pairs, 10);
+        let map = c.group(leader, gid).read_local(|kv| kv.map.clone());
+        exported.insert(gid, (e.applied_index, file, map));
+    }
+    c.shutdown().await;
+
+    // The reader checks the trailer: a truncated copy fails.
+    let (_, file, _) = &exported[&1];
+    let bytes = std::fs::read(file).unwrap();
+    let cut = out.path().join("cut");
+    std::fs::write(&cut, &bytes[..bytes.len() - 3]).unwrap();
+    let read: Result<Vec<_>, _> = backup::read_pairs(&cut).unwrap().collect();
+    assert!(read.is_err(), "a truncated file must not read");
+
+    let seeds = |members: &BTreeMap<NodeId, NodeAddr>| -> Vec<Seed> {
+        exported
+            .iter()
+            .map(|(gid, (applied, file, _))| Seed {
+                group: *gid,
+                members: members.clone(),
+                applied_index: *applied,
+                file: file.clone(),
+            })
+            .collect()
+    };
+    let mut c = Cluster::start_seeded(3, &gids, cfg(), |id, dir, members| {
+        backup::seed_data_dir(dir, id, &seeds(members)).unwrap();
+        // A second restore into the same dir is refused.
+        assert!(backup::seed_data_dir(dir, id, &seeds(members)).is_err());
+    })
+    .await;
+    // Straight from disk: the exported state at the exported index, nothing applied.
+    for (id, n) in &c.nodes {
+        for (gid, g) in &n.groups {
+            let (applied, _, map) = &exported[gid];
+            assert_eq!(&g.read_local(|kv| kv.map.clone()), map, "node {id}");
+            assert_eq!(g.status().last_applied, Some(*applied), "node {id}");
+            assert!(n.probes[gid].applied.lock().unwrap().is_empty());
+        }
+    }
+    for gid in gids {
+        let leader = c.wait_leader(gid).await;
+        let idx = index_of(
+            &within(
+                "write",
+                c.group(leader, gid).write(b"after=restore".to_vec()),
+            )
+            .await
+            .unwrap(),
+        );
+        assert!(idx > exported[&gid].0, "the log goes on after the backup");
+        c.wait_applied(gid, idx).await;
+    }
+    // A seeded node restarts from what it has (the install is finished, not redone).
+    let id = other_than(&c, c.wait_leader(1).await);
+    c.stop(id).await;
+    c.restart(id).await;
+    assert_eq!(
+        c.group(id, 1).read_local(|kv| kv.map.get("after").cloned()),
+        Some("restore".to_string())
+    );
     c.shutdown().await;
 }

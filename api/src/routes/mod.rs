@@ -8,6 +8,7 @@ pub mod cluster_upgrade;
 pub mod clusters;
 pub mod credentials;
 pub mod federations;
+pub mod health;
 pub mod legacy;
 pub mod mservices;
 pub mod nodegroup_ops;
@@ -36,6 +37,11 @@ async fn route_not_found(method: Method) -> ApiError {
 pub fn router(state: AppState) -> Router {
     let inner = Router::new()
         .route("/", get(root::root))
+        .route(
+            magnum_proto::wire::HEALTHCHECK_PATH,
+            get(health::healthcheck),
+        )
+        .route(magnum_proto::wire::READY_PATH, get(health::ready))
         .route("/v1", get(root::v1))
         .route("/v1/", get(root::v1))
         .route("/v1/openapi.json", get(crate::openapi::serve))

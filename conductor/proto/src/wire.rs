@@ -240,6 +240,22 @@ pub fn group_digest_path(group: u64) -> String {
     format!("/internal/v1/groups/{group}/digest")
 }
 
+/// `GET` on a group's leader: its state machine pairs at one applied index, in the backup file
+/// format (`magnum_raft::backup`), for `magnum manage backup`. Operators and conductors only.
+pub fn group_export_path(group: u64) -> String {
+    format!("/internal/v1/groups/{group}/export")
+}
+
+/// Headers of an export: the applied index the pairs reflect, and how many there are.
+pub const EXPORT_APPLIED_HEADER: &str = "x-magnum-applied-index";
+pub const EXPORT_PAIRS_HEADER: &str = "x-magnum-pairs";
+
+/// Probes served to callers without a certificate, on conductors and API nodes alike:
+/// `HEALTHCHECK_PATH` answers 200 `OK` while the process serves requests (upstream Magnum's
+/// oslo.middleware healthcheck), `READY_PATH` 200 only while the node can do its work.
+pub const HEALTHCHECK_PATH: &str = "/healthcheck";
+pub const READY_PATH: &str = "/readyz";
+
 /// SHA-256 (hex) over a replica's state machine pairs in key order, at `applied_index`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupDigest {

@@ -83,19 +83,9 @@ impl CertKey {
             path: path.display().to_string(),
             reason,
         };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .map_err(|e| err(e.to_string()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(err(format!(
-                    "group or others may access it (mode {:o}); `chmod 600` it",
-                    mode & 0o777
-                )));
-            }
+        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        if let Some(why) = magnum_net::key_mode::too_open(&meta) {
+            return Err(err(why));
         }
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let bytes = decode_hex(text.trim()).ok_or_else(|| err("expected 64 hex digits".into()))?;

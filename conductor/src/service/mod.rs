@@ -8,6 +8,9 @@ use crate::propose::{ProposeError, ShardLeader};
 use crate::shard::logic::ShardLogic;
 
 mod caller;
+mod export;
+pub(crate) use export::EXPORT_DIR;
+pub mod health;
 mod sign;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -41,6 +44,8 @@ pub struct ServiceState {
     pub cert_key: crate::pki::sealing::CertKey,
     /// Validates the user tokens API nodes forward with a CSR (Keystone).
     pub cloud: Arc<dyn crate::cloud::Cloud>,
+    /// The node's data dir (exports are staged in it).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl ServiceState {
@@ -72,6 +77,8 @@ pub fn router(state: Arc<ServiceState>) -> Router {
         .route(wire::META_COMMAND_PATH, post(meta_command))
         .route("/internal/v1/groups/{group}/members", post(set_members))
         .route("/internal/v1/groups/{group}/transfer", post(transfer))
+        // A backup holds every project's rows (sealed keys included): not for API nodes.
+        .route("/internal/v1/groups/{group}/export", get(export::export))
         .route_layer(axum::middleware::from_fn(|r, n| {
             allow(CONDUCTOR_OR_OPERATOR, r, n)
         }));

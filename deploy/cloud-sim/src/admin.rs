@@ -222,7 +222,10 @@ async fn reset(State(sim): State<Arc<Sim>>) -> Response {
         rt.latencies.clear();
         rt.legacy_locking = false;
     }
-    *lock(&sim.heat) = HeatState::default();
+    *lock(&sim.heat) = HeatState {
+        networks: sim.networks.clone(),
+        ..HeatState::default()
+    };
     {
         let mut ks = lock(&sim.keystone);
         ks.tokens.clear();

@@ -21,6 +21,12 @@ pub enum SimError {
     /// The state file could not be read, parsed or written.
     #[error("state file {path}: {message}")]
     StateFile { path: PathBuf, message: String },
+    /// A [`crate::SimConfig`] value cannot be used (refused at start).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The external Keystone could not validate a token (keystonemiddleware's 503).
+    #[error("identity unavailable: {message}")]
+    IdentityUnavailable { message: String },
     /// Missing or invalid token (keystonemiddleware's or Keystone's 401).
     #[error("unauthorized: {message}")]
     Unauthorized {
@@ -183,7 +189,7 @@ pub(crate) fn single_version(status: StatusCode, id: &str, href: String) -> Resp
 impl IntoResponse for SimError {
     fn into_response(self) -> Response {
         match self {
-            SimError::Bind { .. } | SimError::StateFile { .. } => {
+            SimError::Bind { .. } | SimError::StateFile { .. } | SimError::Config(_) => {
                 let status = StatusCode::INTERNAL_SERVER_ERROR;
                 json_response(status, &json!({"error": self.to_string()}))
             }
@@ -200,6 +206,15 @@ impl IntoResponse for SimError {
                     resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
                 resp
+            }
+            SimError::IdentityUnavailable { message } => {
+                tracing::warn!(%message, "token validation failed");
+                let status = StatusCode::SERVICE_UNAVAILABLE;
+                json_response(
+                    status,
+                    &json!({"error": {"code": 503, "title": title(status),
+                        "message": "The Keystone service is temporarily unavailable."}}),
+                )
             }
             SimError::Keystone { status, message } => json_response(
                 status,

@@ -41,8 +41,16 @@
 //!   `ubuntu-mesos`, `centos-dcos`, `fedora-ironic`, `cirros-no-distro` (no os_distro).
 //! * Flavors `m1.tiny` (id 1, disk 1), `m1.small` (2, disk 20), `m1.medium` (3, disk 40),
 //!   `m1.large` (4), `baremetal` (5), `m1.nodisk` (6, disk 0). Keypair `default`.
-//! * Networks `public` (router:external, subnet `public-subnet` 172.24.4.0/24) and `private`
-//!   (subnet `private-subnet` 10.0.0.0/24).
+//! * Networks `public` (router:external, subnet `public-subnet` 172.24.4.0/24 or
+//!   [`SimConfig::floating_ip_range`]: floating IPs come from it) and `private` (subnet
+//!   `private-subnet` 10.0.0.0/24).
+//!
+//! ## External Keystone
+//!
+//! With [`SimConfig::keystone`] the services (Heat, Nova, Neutron, Glance) accept the tokens
+//! of that Keystone instead of this one's, validated there as keystonemiddleware does (cached
+//! [`ExternalKeystone::cache_ttl`]; 401 for an unknown token, 503 when Keystone cannot be
+//! asked).
 //!
 //! ## Admin API (`/sim`)
 //!
@@ -124,6 +132,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use error::SimError;
+pub use keystone::remote::{ExternalKeystone, DEFAULT_TOKEN_CACHE_TTL};
+pub use lookups::DEFAULT_FLOATING_IP_RANGE;
 pub use quota::{NovaQuotas, DEFAULT_QUOTA_CORES, DEFAULT_QUOTA_INSTANCES};
 
 use crate::util::lock;
@@ -150,6 +160,13 @@ pub struct SimConfig {
     /// where the listen address says nothing about how others reach it); `None`: from the
     /// listen address.
     pub public_url: Option<String>,
+    /// Heat, Nova, Neutron and Glance accept the tokens of this Keystone (validated there, as
+    /// keystonemiddleware does) instead of those of cloud-sim's own, which then serves only
+    /// callers that ask it directly. Project ids are that Keystone's.
+    pub keystone: Option<ExternalKeystone>,
+    /// The `public` network's subnet, where floating IPs come from (IPv4, /8 to /28); `None`:
+    /// [`DEFAULT_FLOATING_IP_RANGE`].
+    pub floating_ip_range: Option<String>,
 }
 
 /// Default of [`SimConfig::max_stacks_per_tenant`] (Heat's own default is 100; ours leaves
@@ -166,6 +183,8 @@ impl Default for SimConfig {
             heat_url: None,
             max_stacks_per_tenant: DEFAULT_MAX_STACKS_PER_TENANT,
             public_url: None,
+            keystone: None,
+            floating_ip_range: None,
         }
     }
 }
@@ -245,6 +264,10 @@ pub(crate) struct Sim {
     pub(crate) max_stacks_per_tenant: usize,
     pub(crate) time_scale: f64,
     pub(crate) keystone: Mutex<keystone::tokens::TokenStore>,
+    /// How the services check tokens (this Keystone's, or an external one's).
+    pub(crate) token_check: keystone::TokenCheck,
+    /// The seeded Neutron networks (the same `Arc` as in the Heat state).
+    pub(crate) networks: Arc<lookups::SeedNetworks>,
     pub(crate) heat: Mutex<heat::HeatState>,
     pub(crate) runtime: Mutex<heat::Runtime>,
     pub(crate) faults: Mutex<faults::FaultSet>,
@@ -312,6 +335,19 @@ pub async fn serve_with(cfg: SimConfig, quotas: NovaQuotas) -> Result<SimHandle,
         1.0
     };
 
+    let floating = cfg
+        .floating_ip_range
+        .as_deref()
+        .unwrap_or(DEFAULT_FLOATING_IP_RANGE);
+    let networks = Arc::new(lookups::SeedNetworks::new(
+        &util::floating_range(floating).map_err(SimError::Config)?,
+    ));
+    let token_check = match cfg.keystone.clone() {
+        Some(k) => {
+            keystone::TokenCheck::Remote(Box::new(keystone::remote::RemoteKeystone::new(k)?))
+        }
+        None => keystone::TokenCheck::Local,
+    };
     let mut tokens = keystone::tokens::TokenStore::default();
     let mut heat_state = heat::HeatState::default();
     if let Some(path) = &cfg.state_file {
@@ -322,6 +358,7 @@ pub async fn serve_with(cfg: SimConfig, quotas: NovaQuotas) -> Result<SimHandle,
             heat_state = h;
         }
     }
+    heat_state.networks = networks.clone();
     let sim = Arc::new(Sim {
         base_url: base_url.clone(),
         container_infra_url: cfg.container_infra_url.clone(),
@@ -329,6 +366,8 @@ pub async fn serve_with(cfg: SimConfig, quotas: NovaQuotas) -> Result<SimHandle,
         max_stacks_per_tenant: cfg.max_stacks_per_tenant,
         time_scale,
         keystone: Mutex::new(tokens),
+        token_check,
+        networks,
         heat: Mutex::new(heat_state),
         runtime: Mutex::new(heat::Runtime::default()),
         faults: Mutex::new(faults::FaultSet::default()),
@@ -356,7 +395,8 @@ pub async fn serve_with(cfg: SimConfig, quotas: NovaQuotas) -> Result<SimHandle,
             tracing::error!(error = %e, "cloud-sim server failed");
         }
     });
-    tracing::info!(%base_url, time_scale, ?quotas, "cloud-sim listening");
+    let external_keystone = cfg.keystone.as_ref().map(|k| k.url.as_str());
+    tracing::info!(%base_url, time_scale, ?quotas, floating, ?external_keystone, "cloud-sim listening");
     Ok(SimHandle {
         base_url,
         sim,

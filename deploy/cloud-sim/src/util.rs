@@ -221,9 +221,98 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     pi == p.len()
 }
 
+/// `a.b.c.d/p` → (network address, prefix), host bits cleared; IPv4 only.
+pub(crate) fn parse_cidr(cidr: &str) -> Option<(u32, u32)> {
+    let (ip, prefix) = cidr.split_once('/')?;
+    let prefix: u32 = prefix.trim().parse().ok().filter(|p| *p <= 32)?;
+    let octets: Vec<u32> = ip
+        .trim()
+        .split('.')
+        .map(|o| o.parse::<u32>().ok().filter(|x| *x < 256))
+        .collect::<Option<_>>()?;
+    if octets.len() != 4 {
+        return None;
+    }
+    let addr = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3];
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    Some((addr & mask, prefix))
+}
+
+pub(crate) fn fmt_ip(a: u32) -> String {
+    format!(
+        "{}.{}.{}.{}",
+        a >> 24,
+        (a >> 16) & 255,
+        (a >> 8) & 255,
+        a & 255
+    )
+}
+
+/// Host `index` (0-based) of a CIDR, skipping network, gateway (.1) and DHCP (.2) addresses.
+pub(crate) fn host_in(cidr: &str, index: u32, first: u32) -> String {
+    let (base, prefix) = parse_cidr(cidr).unwrap_or((0x0a00_0000, 24));
+    let size: u64 = 1u64 << (32 - prefix.min(30));
+    let usable = (size.saturating_sub(u64::from(first) + 1)).max(1);
+    let host = u64::from(first) + u64::from(index) % usable;
+    fmt_ip(base.wrapping_add(host as u32))
+}
+
+/// The last address before the broadcast address of a CIDR (the end of a Neutron allocation
+/// pool).
+pub(crate) fn last_host(cidr: &str) -> String {
+    let (base, prefix) = parse_cidr(cidr).unwrap_or((0x0a00_0000, 24));
+    let size: u64 = 1u64 << (32 - prefix.min(30));
+    fmt_ip(base.wrapping_add((size - 2) as u32))
+}
+
+/// Floating IPs are handed out from the 11th address on (as in the default 172.24.4.0/24), so
+/// a range needs at least a /28.
+pub(crate) const FLOATING_MIN_PREFIX: u32 = 8;
+pub(crate) const FLOATING_MAX_PREFIX: u32 = 28;
+
+/// A floating IP range as given (`127.24.4.0/24`), normalised to its network address, or why not.
+pub(crate) fn floating_range(cidr: &str) -> Result<String, String> {
+    let (base, prefix) = parse_cidr(cidr)
+        .ok_or_else(|| format!("{cidr:?} is not an IPv4 CIDR such as 172.24.4.0/24"))?;
+    if !(FLOATING_MIN_PREFIX..=FLOATING_MAX_PREFIX).contains(&prefix) {
+        return Err(format!(
+            "{cidr}: the prefix must be /{FLOATING_MIN_PREFIX} to /{FLOATING_MAX_PREFIX}"
+        ));
+    }
+    Ok(format!("{}/{prefix}", fmt_ip(base)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cidr_hosts() {
+        assert_eq!(host_in("10.0.0.0/24", 0, 3), "10.0.0.3");
+        assert_eq!(host_in("10.0.0.0/24", 1, 3), "10.0.0.4");
+        assert_eq!(host_in("192.168.1.0/30", 5, 3), "192.168.1.3");
+        assert_eq!(host_in("bogus", 0, 3), "10.0.0.3");
+        assert_eq!(host_in("172.24.4.0/24", 0, 10), "172.24.4.10");
+        assert_eq!(last_host("172.24.4.0/24"), "172.24.4.254");
+        assert_eq!(last_host("127.24.0.0/16"), "127.24.255.254");
+    }
+
+    #[test]
+    fn floating_ranges() {
+        assert_eq!(
+            floating_range("127.24.4.7/24").as_deref(),
+            Ok("127.24.4.0/24")
+        );
+        assert_eq!(floating_range("10.1.0.0/28").as_deref(), Ok("10.1.0.0/28"));
+        assert!(floating_range("10.1.0.0/29").is_err());
+        assert!(floating_range("10.0.0.0/7").is_err());
+        assert!(floating_range("fd00::/64").is_err());
+        assert!(floating_range("172.24.4.0").is_err());
+    }
 
     #[test]
     fn globs() {

@@ -134,6 +134,11 @@ impl Store {
         }
     }
 
+    /// As [`Self::flush`], for callers outside any runtime (offline tools).
+    pub(crate) fn flush_blocking(&self) -> std::io::Result<()> {
+        self.engine.flush_blocking()
+    }
+
     /// Makes every write issued so far durable (all trees).
     pub(crate) async fn flush(&self) -> std::io::Result<()> {
         self.engine.flush().await

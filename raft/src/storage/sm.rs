@@ -29,7 +29,7 @@ pub(crate) const APP_PREFIX: u8 = 0x01;
 pub(crate) const KEY_LAST_APPLIED: &[u8] = b"\x00last_applied";
 pub(crate) const KEY_MEMBERSHIP: &[u8] = b"\x00membership";
 
-fn app_key(key: &[u8]) -> Vec<u8> {
+pub(crate) fn app_key(key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(APP_PREFIX);
     k.extend_from_slice(key);

@@ -120,6 +120,10 @@ pub(crate) struct PairReader {
 }
 
 impl PairReader {
+    pub(crate) fn from_file(file: File) -> io::Result<Self> {
+        Self::new(file)
+    }
+
     fn new(file: File) -> io::Result<Self> {
         let mut input = BufReader::with_capacity(1 << 20, file);
         let mut magic = [0u8; 8];

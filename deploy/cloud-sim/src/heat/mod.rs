@@ -20,12 +20,14 @@ pub(crate) mod views;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
+use crate::lookups::SeedNetworks;
 use crate::quota::{self, Usage};
 use crate::util::Ts;
 
@@ -359,6 +361,9 @@ pub(crate) struct HeatState {
     /// action checks and claims them under the same lock as the stacks.
     #[serde(default)]
     pub nova_quotas: quota::Overrides,
+    /// The seeded networks (configuration, not state: set at start, kept by a reset).
+    #[serde(skip)]
+    pub networks: Arc<SeedNetworks>,
 }
 
 impl HeatState {

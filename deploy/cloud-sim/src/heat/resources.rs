@@ -5,8 +5,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{Action, HeatState, Resource};
-use crate::lookups;
-use crate::util::{random_alnum, short_id};
+use crate::util::{host_in, random_alnum, short_id};
 
 /// Default simulated latency in seconds (before `time_scale`).
 pub(crate) fn default_latency(rtype: &str, action: Action) -> f64 {
@@ -95,45 +94,6 @@ fn first_fixed_ip(attrs: &Map<String, Value>) -> Option<&Value> {
         .and_then(|f| f.get("ip_address"))
 }
 
-fn parse_cidr(cidr: &str) -> Option<(u32, u32)> {
-    let (ip, prefix) = cidr.split_once('/')?;
-    let prefix: u32 = prefix.trim().parse().ok().filter(|p| *p <= 32)?;
-    let octets: Vec<u32> = ip
-        .trim()
-        .split('.')
-        .map(|o| o.parse::<u32>().ok().filter(|x| *x < 256))
-        .collect::<Option<_>>()?;
-    if octets.len() != 4 {
-        return None;
-    }
-    let addr = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3];
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    };
-    Some((addr & mask, prefix))
-}
-
-fn fmt_ip(a: u32) -> String {
-    format!(
-        "{}.{}.{}.{}",
-        a >> 24,
-        (a >> 16) & 255,
-        (a >> 8) & 255,
-        a & 255
-    )
-}
-
-/// Host `index` (0-based) of a CIDR, skipping network, gateway (.1) and DHCP (.2) addresses.
-fn host_in(cidr: &str, index: u32, first: u32) -> String {
-    let (base, prefix) = parse_cidr(cidr).unwrap_or((0x0a00_0000, 24));
-    let size: u64 = 1u64 << (32 - prefix.min(30));
-    let usable = (size.saturating_sub(u64::from(first) + 1)).max(1);
-    let host = u64::from(first) + u64::from(index) % usable;
-    fmt_ip(base.wrapping_add(host as u32))
-}
-
 const DEFAULT_CIDR: &str = "10.0.0.0/24";
 
 /// Allocate a fixed IP from `cidr` in the root stack's pool.
@@ -149,7 +109,7 @@ fn alloc_fixed(st: &mut HeatState, root: Uuid, cidr: &str) -> String {
 
 /// Allocate a floating IP from the public pool (global).
 fn alloc_floating(st: &mut HeatState) -> String {
-    let ip = host_in("172.24.4.0/24", st.floating_next, 10);
+    let ip = host_in(st.networks.floating_cidr(), st.floating_next, 10);
     st.floating_next = st.floating_next.wrapping_add(1);
     ip
 }
@@ -168,12 +128,12 @@ fn cidr_of_subnet(st: &HeatState, root: Uuid, r: &str) -> Option<String> {
     if let Some(res) = find_physical(st, root, r).filter(|x| x.impl_type == "OS::Neutron::Subnet") {
         return Some(s(res.props.get("cidr")).unwrap_or_else(|| DEFAULT_CIDR.into()));
     }
-    lookups::seeded_subnet(r).map(|n| n.cidr.to_string())
+    st.networks.subnet(r).map(|n| n.cidr.clone())
 }
 
 fn cidr_of_network(st: &HeatState, root: Uuid, r: &str) -> Option<String> {
-    if let Some(n) = lookups::seeded_network(r) {
-        return Some(n.cidr.to_string());
+    if let Some(n) = st.networks.network(r) {
+        return Some(n.cidr.clone());
     }
     st.stacks
         .values()
@@ -353,11 +313,12 @@ pub(crate) fn build(
                 .or_else(|| {
                     network_ref
                         .as_deref()
-                        .and_then(lookups::seeded_network)
+                        .and_then(|r| st.networks.network(r))
                         .map(|n| n.subnet_id.clone())
                 })
                 .unwrap_or_else(|| {
-                    lookups::NETWORKS
+                    st.networks
+                        .all()
                         .iter()
                         .find(|n| !n.external)
                         .map(|n| n.subnet_id.clone())
@@ -425,7 +386,8 @@ pub(crate) fn build(
             let net_key = s(first_net.get("network"))
                 .or_else(|| port.as_ref().and_then(|p| s(p.props.get("network"))))
                 .and_then(|n| {
-                    lookups::seeded_network(&n)
+                    st.networks
+                        .network(&n)
                         .map(|x| x.name.to_string())
                         .or(Some(n))
                 })
@@ -576,14 +538,5 @@ mod tests {
             built.attrs["addresses"]["private"][0]["addr"],
             built.attrs["first_address"]
         );
-    }
-
-    #[test]
-    fn cidr_hosts() {
-        assert_eq!(host_in("10.0.0.0/24", 0, 3), "10.0.0.3");
-        assert_eq!(host_in("10.0.0.0/24", 1, 3), "10.0.0.4");
-        assert_eq!(host_in("192.168.1.0/30", 5, 3), "192.168.1.3");
-        assert_eq!(host_in("bogus", 0, 3), "10.0.0.3");
-        assert_eq!(host_in("172.24.4.0/24", 0, 10), "172.24.4.10");
     }
 }

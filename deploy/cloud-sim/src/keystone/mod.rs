@@ -7,6 +7,7 @@
 
 pub(crate) mod catalog;
 mod directory;
+pub(crate) mod remote;
 pub(crate) mod state;
 pub(crate) mod tokens;
 mod trusts;
@@ -107,6 +108,39 @@ pub(crate) fn require_token(sim: &Sim, headers: &HeaderMap) -> Result<AuthContex
         project_id: rec.project_id.clone(),
         domain_id: user.domain_id,
         trust_id: rec.trust_id.clone(),
+    })
+}
+
+/// Who checks the tokens sent to Heat, Nova, Neutron and Glance: the one seam between
+/// cloud-sim's own Keystone and an external one.
+pub(crate) enum TokenCheck {
+    /// The tokens this simulator's Keystone issued.
+    Local,
+    /// Tokens of an external Keystone, validated there (`SimConfig::keystone`).
+    Remote(Box<remote::RemoteKeystone>),
+}
+
+/// The caller of a service (Heat, Nova, Neutron, Glance) from its `X-Auth-Token`, as
+/// keystonemiddleware in front of it would: 401 without a valid token, 503 when the external
+/// Keystone cannot be asked. cloud-sim's own Keystone API keeps [`require_token`].
+pub(crate) async fn authenticate(sim: &Sim, headers: &HeaderMap) -> Result<AuthContext, SimError> {
+    let remote = match &sim.token_check {
+        TokenCheck::Local => return require_token(sim, headers),
+        TokenCheck::Remote(r) => r,
+    };
+    let unauthorized = || SimError::Unauthorized {
+        identity_uri: remote.www_authenticate_uri().to_string(),
+        message: "The request you have made requires authentication.".to_string(),
+    };
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(unauthorized)?;
+    remote.validate(token).await.map_err(|e| match e {
+        remote::Rejection::Invalid => unauthorized(),
+        remote::Rejection::Unavailable(message) => SimError::IdentityUnavailable { message },
     })
 }
 

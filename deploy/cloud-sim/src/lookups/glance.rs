@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{admin_project, filter_items, SEEDED_AT};
 use crate::error::{json_response, single_version, SimError};
-use crate::keystone::require_token;
+use crate::keystone::authenticate;
 use crate::util::{det_hex, det_uuid};
 use crate::Sim;
 
@@ -81,7 +81,7 @@ async fn list_images(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, SimError> {
-    require_token(&sim, &headers)?;
+    authenticate(&sim, &headers).await?;
     let all = IMAGES.iter().map(|(n, d)| image_json(n, *d)).collect();
     let images = filter_items(all, raw.as_deref());
     Ok(json_response(
@@ -95,7 +95,7 @@ async fn show_image(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, SimError> {
-    require_token(&sim, &headers)?;
+    authenticate(&sim, &headers).await?;
     IMAGES
         .iter()
         .find(|(n, _)| det_uuid("image", n).to_string() == id)

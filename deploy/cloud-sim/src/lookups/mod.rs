@@ -12,7 +12,8 @@ use std::sync::Arc;
 use axum::Router;
 use serde_json::Value;
 
-pub(crate) use self::neutron::{seeded_network, seeded_subnet, NETWORKS};
+pub(crate) use self::neutron::SeedNetworks;
+pub use self::neutron::DEFAULT_FLOATING_IP_RANGE;
 pub(crate) use self::nova::flavor_vcpus;
 use crate::keystone;
 use crate::util::parse_query;

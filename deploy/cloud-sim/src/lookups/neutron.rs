@@ -1,6 +1,6 @@
 //! Neutron network and subnet look-ups.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,54 +11,83 @@ use serde_json::{json, Value};
 
 use super::{admin_project, filter_items, SEEDED_AT};
 use crate::error::{json_response, single_version, SimError};
-use crate::keystone::require_token;
-use crate::util::det_uuid;
+use crate::keystone::authenticate;
+use crate::util::{det_uuid, host_in, last_host};
 use crate::Sim;
 
+/// The `public` network's subnet, where floating IPs come from, unless configured otherwise
+/// ([`crate::SimConfig::floating_ip_range`]).
+pub const DEFAULT_FLOATING_IP_RANGE: &str = "172.24.4.0/24";
+
 /// A seeded Neutron network with its single subnet.
+#[derive(Debug)]
 pub(crate) struct SeedNet {
     pub name: &'static str,
     pub id: String,
     pub external: bool,
     pub subnet_name: &'static str,
     pub subnet_id: String,
-    pub cidr: &'static str,
-    pub gateway: &'static str,
+    pub cidr: String,
+    pub gateway: String,
 }
 
-pub(crate) static NETWORKS: LazyLock<Vec<SeedNet>> = LazyLock::new(|| {
-    vec![
+impl SeedNet {
+    fn new(name: &'static str, external: bool, subnet_name: &'static str, cidr: &str) -> Self {
         SeedNet {
-            name: "public",
-            id: det_uuid("network", "public").to_string(),
-            external: true,
-            subnet_name: "public-subnet",
-            subnet_id: det_uuid("subnet", "public-subnet").to_string(),
-            cidr: "172.24.4.0/24",
-            gateway: "172.24.4.1",
-        },
-        SeedNet {
-            name: "private",
-            id: det_uuid("network", "private").to_string(),
-            external: false,
-            subnet_name: "private-subnet",
-            subnet_id: det_uuid("subnet", "private-subnet").to_string(),
-            cidr: "10.0.0.0/24",
-            gateway: "10.0.0.1",
-        },
-    ]
-});
-
-/// The seeded network named or identified by `r`.
-pub(crate) fn seeded_network(r: &str) -> Option<&'static SeedNet> {
-    NETWORKS.iter().find(|n| n.id == r || n.name == r)
+            name,
+            id: det_uuid("network", name).to_string(),
+            external,
+            subnet_name,
+            subnet_id: det_uuid("subnet", subnet_name).to_string(),
+            cidr: cidr.to_string(),
+            gateway: host_in(cidr, 0, 1),
+        }
+    }
 }
 
-/// The seeded network whose subnet is named or identified by `r`.
-pub(crate) fn seeded_subnet(r: &str) -> Option<&'static SeedNet> {
-    NETWORKS
-        .iter()
-        .find(|n| n.subnet_id == r || n.subnet_name == r)
+/// The seeded networks of one simulator: `public` (router:external; its subnet is the
+/// floating IP range) and `private` (10.0.0.0/24). Ids are the same whatever the range.
+#[derive(Debug)]
+pub(crate) struct SeedNetworks(Vec<SeedNet>);
+
+impl SeedNetworks {
+    /// `floating` must be a normalised range (`util::floating_range`).
+    pub(crate) fn new(floating: &str) -> Self {
+        SeedNetworks(vec![
+            SeedNet::new("public", true, "public-subnet", floating),
+            SeedNet::new("private", false, "private-subnet", "10.0.0.0/24"),
+        ])
+    }
+
+    pub(crate) fn all(&self) -> &[SeedNet] {
+        &self.0
+    }
+
+    /// The seeded network named or identified by `r`.
+    pub(crate) fn network(&self, r: &str) -> Option<&SeedNet> {
+        self.0.iter().find(|n| n.id == r || n.name == r)
+    }
+
+    /// The seeded network whose subnet is named or identified by `r`.
+    pub(crate) fn subnet(&self, r: &str) -> Option<&SeedNet> {
+        self.0
+            .iter()
+            .find(|n| n.subnet_id == r || n.subnet_name == r)
+    }
+
+    /// Where floating IPs are allocated: the external network's subnet.
+    pub(crate) fn floating_cidr(&self) -> &str {
+        self.0
+            .iter()
+            .find(|n| n.external)
+            .map_or(DEFAULT_FLOATING_IP_RANGE, |n| n.cidr.as_str())
+    }
+}
+
+impl Default for SeedNetworks {
+    fn default() -> Self {
+        SeedNetworks::new(DEFAULT_FLOATING_IP_RANGE)
+    }
 }
 
 pub(super) fn routes() -> Router<Arc<Sim>> {
@@ -102,12 +131,10 @@ fn network_json(n: &SeedNet) -> Value {
 }
 
 fn subnet_json(n: &SeedNet) -> Value {
-    let (base, _) = n.cidr.split_once('/').unwrap_or((n.cidr, "24"));
-    let prefix = base.rsplit_once('.').map(|(p, _)| p).unwrap_or(base);
     json!({
         "id": n.subnet_id, "name": n.subnet_name, "network_id": n.id,
         "cidr": n.cidr, "ip_version": 4, "gateway_ip": n.gateway, "enable_dhcp": !n.external,
-        "allocation_pools": [{"start": format!("{prefix}.2"), "end": format!("{prefix}.254")}],
+        "allocation_pools": [{"start": host_in(&n.cidr, 0, 2), "end": last_host(&n.cidr)}],
         "dns_nameservers": [], "host_routes": [], "service_types": [],
         "ipv6_ra_mode": null, "ipv6_address_mode": null, "subnetpool_id": null,
         "project_id": admin_project(), "tenant_id": admin_project(),
@@ -177,8 +204,8 @@ async fn neutron_list<C: NeutronCollection>(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, SimError> {
-    require_token(&sim, &headers)?;
-    let all = NETWORKS.iter().map(C::json).collect();
+    authenticate(&sim, &headers).await?;
+    let all = sim.networks.all().iter().map(C::json).collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({ C::PLURAL: filter_items(all, raw.as_deref()) }),
@@ -190,9 +217,10 @@ async fn neutron_show<C: NeutronCollection>(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, SimError> {
-    require_token(&sim, &headers)?;
+    authenticate(&sim, &headers).await?;
     let id = strip_json(&id);
-    NETWORKS
+    sim.networks
+        .all()
         .iter()
         .find(|n| C::id(n) == id)
         .map(|n| json_response(StatusCode::OK, &json!({ C::MEMBER: C::json(n) })))

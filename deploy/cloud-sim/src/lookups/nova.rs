@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::SEEDED_AT;
 use crate::error::{json_response, SimError};
-use crate::keystone::require_token;
+use crate::keystone::authenticate;
 use crate::Sim;
 
 /// Seeded flavors: (id, name, ram MB, vcpus, disk GB).
@@ -91,7 +91,7 @@ async fn list_flavors(
     State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
 ) -> Result<Response, SimError> {
-    require_token(&sim, &headers)?;
+    authenticate(&sim, &headers).await?;
     let flavors: Vec<Value> = FLAVORS
         .iter()
         .map(|f| json!({"id": f.0, "name": f.1, "description": null, "links": flavor_links(&sim, f.0)}))
@@ -103,7 +103,7 @@ async fn list_flavors_detail(
     State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
 ) -> Result<Response, SimError> {
-    require_token(&sim, &headers)?;
+    authenticate(&sim, &headers).await?;
     let flavors: Vec<Value> = FLAVORS.iter().map(|f| flavor_detail(&sim, f)).collect();
     Ok(json_response(StatusCode::OK, &json!({"flavors": flavors})))
 }
@@ -113,7 +113,7 @@ async fn show_flavor(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, SimError> {
-    require_token(&sim, &headers)?;
+    authenticate(&sim, &headers).await?;
     FLAVORS
         .iter()
         .find(|f| f.0 == id)
@@ -126,7 +126,7 @@ async fn flavor_extra_specs(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, SimError> {
-    require_token(&sim, &headers)?;
+    authenticate(&sim, &headers).await?;
     if FLAVORS.iter().any(|f| f.0 == id) {
         Ok(json_response(StatusCode::OK, &json!({"extra_specs": {}})))
     } else {
@@ -160,7 +160,7 @@ async fn list_keypairs(
     State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
 ) -> Result<Response, SimError> {
-    let caller = require_token(&sim, &headers)?;
+    let caller = authenticate(&sim, &headers).await?;
     let mut kp = keypair_json(&caller.user_id);
     if let Some(o) = kp.as_object_mut() {
         for k in [
@@ -185,7 +185,7 @@ async fn show_keypair(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, SimError> {
-    let caller = require_token(&sim, &headers)?;
+    let caller = authenticate(&sim, &headers).await?;
     if name != "default" {
         return Err(SimError::Nova {
             status: StatusCode::NOT_FOUND,

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{json_response, SimError};
 use crate::heat::HeatState;
-use crate::keystone::{require_token, AuthContext};
+use crate::keystone::{authenticate, AuthContext};
 use crate::quota::{self, Usage, KEYS};
 use crate::util::lock;
 use crate::Sim;
@@ -73,7 +73,7 @@ async fn show(
     headers: HeaderMap,
     Path(project): Path<String>,
 ) -> Result<Response, SimError> {
-    let caller = require_token(&sim, &headers)?;
+    let caller = authenticate(&sim, &headers).await?;
     may_read(&caller, &project)?;
     let mut set = limits_json(&sim, &lock(&sim.heat), &project);
     set.insert("id".into(), json!(project));
@@ -85,7 +85,7 @@ async fn detail(
     headers: HeaderMap,
     Path(project): Path<String>,
 ) -> Result<Response, SimError> {
-    let caller = require_token(&sim, &headers)?;
+    let caller = authenticate(&sim, &headers).await?;
     may_read(&caller, &project)?;
     let st = lock(&sim.heat);
     let used = quota::in_use(&st, &project, None);
@@ -113,7 +113,7 @@ async fn defaults(
     headers: HeaderMap,
     Path(project): Path<String>,
 ) -> Result<Response, SimError> {
-    require_token(&sim, &headers)?;
+    authenticate(&sim, &headers).await?;
     let mut set: Map<String, Value> = KEYS
         .iter()
         .map(|(k, _)| {
@@ -192,7 +192,7 @@ async fn update(
     Path(project): Path<String>,
     body: Bytes,
 ) -> Result<Response, SimError> {
-    let caller = require_token(&sim, &headers)?;
+    let caller = authenticate(&sim, &headers).await?;
     if !caller.is_admin() {
         return Err(policy("update"));
     }
@@ -235,7 +235,7 @@ async fn revert(
     headers: HeaderMap,
     Path(project): Path<String>,
 ) -> Result<Response, SimError> {
-    let caller = require_token(&sim, &headers)?;
+    let caller = authenticate(&sim, &headers).await?;
     if !caller.is_admin() {
         return Err(policy("delete"));
     }

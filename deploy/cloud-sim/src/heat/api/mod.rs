@@ -32,7 +32,7 @@ use serde_json::json;
 
 use super::{views, Action, HeatState, Stack};
 use crate::error::{json_response, single_version, SimError};
-use crate::keystone::{require_token, AuthContext};
+use crate::keystone::{authenticate, AuthContext};
 use crate::util::{lock, parse_query, query_all, query_get};
 use crate::Sim;
 
@@ -68,7 +68,7 @@ async fn dispatch_root(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Response {
-    match authorize(&sim, &headers, &tenant) {
+    match authorize(&sim, &headers, &tenant).await {
         Err(e) => e.into_response(),
         Ok(_) => not_found("The resource could not be found.").into_response(),
     }
@@ -82,7 +82,7 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let auth = match authorize(&sim, &headers, &tenant) {
+    let auth = match authorize(&sim, &headers, &tenant).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
@@ -99,8 +99,8 @@ async fn dispatch(
 }
 
 /// keystonemiddleware (401) and Heat's tenant check (403).
-fn authorize(sim: &Sim, headers: &HeaderMap, tenant: &str) -> Result<AuthContext, SimError> {
-    let auth = require_token(sim, headers)?;
+async fn authorize(sim: &Sim, headers: &HeaderMap, tenant: &str) -> Result<AuthContext, SimError> {
+    let auth = authenticate(sim, headers).await?;
     if auth.project_id.as_deref() != Some(tenant) && !auth.is_admin() {
         return Err(SimError::heat(
             403,
