@@ -235,12 +235,14 @@ async fn acked_writes_survive_repeated_sigkill_and_no_node_votes_twice() {
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let sum = vote_audit::check(&text)
             .unwrap_or_else(|v| panic!("node {n} voted twice or lost a vote: {v:#?}"));
-        // One boot line per group per start: the audit really spans every restart.
+        // At least one boot line per group per start: the audit really spans every restart.
+        // (More is possible: a replica reopened within a process, or a start the test did not
+        // count because the previous process was still exiting; each opens from disk, which
+        // is what the audit checks.)
         let starts = 1 + kills_of.get(&n).copied().unwrap_or(0) + 1;
-        assert_eq!(
-            sum.boots,
-            starts * (SHARDS as usize + 1),
-            "node {n}: {sum:?}"
+        assert!(
+            sum.boots >= starts * (SHARDS as usize + 1),
+            "node {n}: {sum:?}, {starts} starts"
         );
         audits.push((n, sum));
     }

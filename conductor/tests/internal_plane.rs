@@ -189,8 +189,24 @@ async fn identities_decide_what_a_caller_may_do() {
         status(api.send(&raft, "/raft/v1/0/append", append(9)).await).unwrap(),
         403
     );
-    // An operator may change membership but not speak Raft.
+    // A backup export holds every project's rows: not for API nodes.
+    let export = wire::group_export_path(0);
+    assert_eq!(
+        status(api.send(&svc, &export, topology).await).unwrap(),
+        403
+    );
+    assert_eq!(
+        status(plain.send(&svc, &export, topology).await).unwrap(),
+        401
+    );
+    // An operator may change membership and export a group, but not speak Raft.
     let op = as_role(Role::Operator, "o");
+    let exported = op.send(&svc, &export, topology).await.unwrap();
+    assert!(
+        [200, 421].contains(&exported.status().as_u16()),
+        "{}",
+        exported.status()
+    );
     assert_eq!(
         status(op.send(&raft, "/raft/v1/0/vote", append(9)).await).unwrap(),
         403

@@ -12,7 +12,8 @@
 //! `heat:patch`, `keystone:trustee`, `keystone:trust`, `keystone:password`,
 //! `keystone:delete_trustee`: `after` = the call returned, its result not yet recorded). `n` fires on the n-th pass (default 1); `<stack>` limits the point
 //! to operations whose stack name contains it. A firing point aborts the process: a crash, not
-//! a clean exit. While enabled every site passed is printed as `FAILPOINT-SITE ...` on stderr,
+//! a clean exit; prefixed `pause@`, it stops the process instead (SIGSTOP to itself, as a GC
+//! or VM stall would), and a test's SIGCONT lets it go on from that very point. While enabled every site passed is printed as `FAILPOINT-SITE ...` on stderr,
 //! so a test can enumerate the sites each operation kind goes through.
 use crate::cloud::{
     Cloud, CloudError, StackHandle, StackState, StackUpdate, Target, TokenUser, TrusteeUser,
@@ -45,6 +46,8 @@ pub struct Point {
     pub when: When,
     pub nth: u32,
     pub stack: Option<String>,
+    /// `pause@`: stop the process at the site instead of aborting it.
+    pub pause: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -68,7 +71,11 @@ fn parse_one(spec: &str) -> Result<Point, ParseError> {
         spec: spec.to_string(),
         why,
     };
-    let mut parts: Vec<&str> = spec.split(':').collect();
+    let (pause, rest) = match spec.strip_prefix("pause@") {
+        Some(rest) => (true, rest),
+        None => (false, spec),
+    };
+    let mut parts: Vec<&str> = rest.split(':').collect();
     // `heat:<call>` and `keystone:<call>` are one site name with a colon in it.
     let site = if parts.len() > 2 && matches!(parts[1], "heat" | "keystone") {
         let call = parts.remove(2);
@@ -79,7 +86,9 @@ fn parse_one(spec: &str) -> Result<Point, ParseError> {
     } else {
         parts.get(1).copied().unwrap_or_default().to_string()
     };
-    finish(&parts, site, bad)
+    let mut point = finish(&parts, site, bad)?;
+    point.pause = pause;
+    Ok(point)
 }
 
 fn finish(
@@ -121,6 +130,7 @@ fn finish(
         when,
         nth,
         stack,
+        pause: false,
     })
 }
 
@@ -206,7 +216,19 @@ pub fn check(kind: &str, site: &str, when: When, stack: &str) {
             *n += 1;
             *n
         };
-        if n == p.nth {
+        if n == p.nth && p.pause {
+            eprintln!("FAILPOINT paused {kind}:{site}:{} {stack}", when.as_str());
+            // Test-only: the whole process stops here until SIGCONT.
+            let me = std::process::id().to_string();
+            if let Err(e) = std::process::Command::new("kill")
+                .args(["-STOP", &me])
+                .status()
+            {
+                eprintln!("FAILPOINT cannot pause: {e}");
+                std::process::abort();
+            }
+            eprintln!("FAILPOINT resumed {kind}:{site}:{} {stack}", when.as_str());
+        } else if n == p.nth {
             eprintln!("FAILPOINT fired {kind}:{site}:{} {stack}", when.as_str());
             std::process::abort();
         }
@@ -411,6 +433,7 @@ mod tests {
                     when: When::After,
                     nth: 1,
                     stack: None,
+                    pause: false,
                 },
                 Point {
                     kind: Some("update".into()),
@@ -418,12 +441,16 @@ mod tests {
                     when: When::After,
                     nth: 2,
                     stack: Some("fp-07".into()),
+                    pause: false,
                 },
             ]
         );
         let k = parse("delete:keystone:delete_trustee:after:1:fp-09").unwrap();
         assert_eq!(k[0].site, "keystone:delete_trustee");
         assert_eq!(k[0].stack.as_deref(), Some("fp-09"));
+        let paused = parse("pause@create:heat:create:before:1:fp-02").unwrap();
+        assert!(paused[0].pause && paused[0].site == "heat:create");
+        assert!(!k[0].pause);
         let any = parse("*:DeleteFinished:before:3").unwrap();
         assert_eq!(any[0].kind, None);
         assert_eq!(any[0].nth, 3);
