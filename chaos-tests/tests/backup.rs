@@ -14,18 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// `GET path` at the newest microversion (nodegroups and quota lists need it).
+/// `GET path` at the newest microversion (nodegroups and quota lists need it); must be 200.
 async fn get(d: &Deployment, path: &str, token: &str) -> Value {
-    let r = d
-        .http
-        .get(format!("{}{path}", d.api))
-        .header("X-Auth-Token", token)
-        .header("OpenStack-API-Version", "container-infra latest")
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
+    let (status, v) = get_latest(d, token, path).await;
     assert_eq!(status, 200, "GET {path}: {v}");
     v
 }

@@ -51,3 +51,17 @@ pub async fn stacks_named(d: &Deployment, prefix: &str) -> Vec<Value> {
         .filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
         .collect()
 }
+
+/// GET with the latest microversion (nodegroups need ≥ 1.9).
+pub async fn get_latest(d: &Deployment, token: &str, path: &str) -> (u16, Value) {
+    let r = d
+        .http
+        .get(format!("{}{path}", d.api))
+        .header("X-Auth-Token", token)
+        .header("OpenStack-API-Version", "container-infra latest")
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}

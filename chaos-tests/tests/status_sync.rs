@@ -53,20 +53,6 @@ async fn stack_url(d: &Deployment, v: &Value) -> String {
     )
 }
 
-/// GET with the latest microversion (nodegroups need ≥ 1.9).
-async fn get_latest(d: &Deployment, token: &str, path: &str) -> (u16, Value) {
-    let r = d
-        .http
-        .get(format!("{}{path}", d.api))
-        .header("X-Auth-Token", token)
-        .header("OpenStack-API-Version", "container-infra latest")
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Waits until `path` (latest microversion) satisfies `pred`; the last answer.
 async fn wait_latest(
     d: &Deployment,

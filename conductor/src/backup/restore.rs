@@ -223,8 +223,15 @@ pub fn restore(backup: &Checked, target: &Target) -> Result<Restored, ConductorE
             };
         }
     }
-    std::fs::create_dir_all(&target.data_dir)
-        .map_err(|e| fail(format!("{}: {e}", target.data_dir.display())))?;
+    // Owner only from the start, as the conductor keeps it: it holds every project's rows.
+    let dir_err = |e: std::io::Error| fail(format!("{}: {e}", target.data_dir.display()));
+    std::fs::create_dir_all(&target.data_dir).map_err(dir_err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&target.data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(dir_err)?;
+    }
     let meta_file = target.data_dir.join("restore-meta.pairs");
     backup::write_pairs(&meta_file, rows).map_err(|e| fail(format!("meta group: {e}")))?;
     let mut seeds = vec![Seed {
