@@ -52,6 +52,24 @@ pub struct GroupFile {
     pub sha256: String,
 }
 
+/// Hands a backup file's pairs to `logic.load` as they are read (a shard's rows are never all
+/// in memory twice); a file that cannot be read, or whose trailer disagrees, is an error.
+fn load_file(
+    logic: &mut impl magnum_raft::StateMachineLogic,
+    path: &std::path::Path,
+) -> Result<(), String> {
+    let mut failed = None;
+    let mut pairs = magnum_raft::backup::read_pairs(path)
+        .map_err(|e| e.to_string())?
+        .map_while(|p| p.map_err(|e| failed = Some(e)).ok());
+    let loaded = logic.load(&mut pairs);
+    drop(pairs);
+    match failed {
+        Some(e) => Err(e.to_string()),
+        None => loaded,
+    }
+}
+
 fn file_name(group: u64) -> String {
     format!("g{group}.pairs")
 }

@@ -94,7 +94,7 @@ pub fn check(dir: &Path) -> Result<Checked, ConductorError> {
     for g in &m.groups[1..] {
         let shard = ShardId(u32::try_from(g.group - 1).map_err(|e| fail(e.to_string()))?);
         let mut logic = ShardLogic::new(shard, m.shards);
-        load(&mut logic, &dir.join(&g.file)).map_err(|e| {
+        super::load_file(&mut logic, &dir.join(&g.file)).map_err(|e| {
             fail(format!(
                 "group {}: rows this build cannot read: {e}",
                 g.group
@@ -152,17 +152,9 @@ fn check_file(dir: &Path, g: &super::GroupFile) -> Result<(), ConductorError> {
     Ok(())
 }
 
-fn load(logic: &mut impl StateMachineLogic, path: &Path) -> Result<(), String> {
-    let pairs = backup::read_pairs(path)
-        .map_err(|e| e.to_string())?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    logic.load(&mut pairs.into_iter())
-}
-
 fn load_meta(path: &Path) -> Result<MetaState, ConductorError> {
     let mut meta = MetaState::default();
-    load(&mut meta, path)
+    super::load_file(&mut meta, path)
         .map_err(|e| fail(format!("group 0: rows this build cannot read: {e}")))?;
     Ok(meta)
 }

@@ -5,7 +5,6 @@ use crate::node::ConductorError;
 use magnum_proto::version::FEATURE_VERSION;
 use magnum_proto::wire::{group_export_path, EXPORT_APPLIED_HEADER, EXPORT_PAIRS_HEADER};
 use magnum_proto::ConductorClient;
-use magnum_raft::StateMachineLogic;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
@@ -50,12 +49,8 @@ pub async fn take(client: &ConductorClient, out: &Path) -> Result<Manifest, Cond
         groups.push(f);
     }
     let mut meta = MetaState::default();
-    let pairs = magnum_raft::backup::read_pairs(&out.join(file_name(0)))
-        .map_err(|e| io("read", e))?
-        .collect::<Result<Vec<_>, _>>()
+    super::load_file(&mut meta, &out.join(file_name(0)))
         .map_err(|e| fail(format!("meta group file: {e}")))?;
-    meta.load(&mut pairs.into_iter())
-        .map_err(|e| fail(format!("meta group rows: {e}")))?;
     let layout = meta
         .bootstrap
         .clone()
