@@ -47,11 +47,11 @@ status() { "$bin" manage status --json; }
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 
 sleep "$settle"
-before=$(status)
+status > "$out/status-before.json"
 declare -A cpu0
 for n in 1 2 3; do cpu0[$n]=$(cpu "$(cat "$work/conductor-$n.pid")"); done
 sleep "$window"
-after=$(status)
+status > "$out/status-after.json"
 cpus=()
 for n in 1 2 3; do
   c=$(cpu "$(cat "$work/conductor-$n.pid")")
@@ -59,11 +59,12 @@ for n in 1 2 3; do
 done
 
 python3 - "$shards" "$window" "${MAGNUM_RAFT_ARGS:-}" "{$(IFS=,; echo "${cpus[*]}")}" \
-  "$before" "$after" "$ready_s" <<'PY' | tee "$out/idle.json"
+  "$out/status-before.json" "$out/status-after.json" "$ready_s" <<'PY' | tee "$out/idle.json"
 import json, sys
 shards, window, args, cpu, before, after, ready = sys.argv[1:]
 cpu = json.loads(cpu)
-terms = lambda s: {(g["role"]): g["term"] for g in json.loads(s)["groups"]}
+# Status of 256 groups is too long for an argument: read from the files.
+terms = lambda f: {(g["role"]): g["term"] for g in json.load(open(f))["groups"]}
 b, a = terms(before), terms(after)
 moved = sorted(k for k in a if a[k] != b.get(k))
 print(json.dumps({

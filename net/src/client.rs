@@ -11,6 +11,10 @@ use crate::{Mode, NetError, Tls};
 /// How long a peer that answered only plain is spoken to in plain before TLS is tried again.
 const PLAIN_FALLBACK: Duration = Duration::from_secs(30);
 
+/// HTTP/2 liveness pings of an idle or busy connection, and how long an answer may take.
+const H2_PING: Duration = Duration::from_millis(500);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct InternalClient(Transport);
 
@@ -33,7 +37,19 @@ impl InternalClient {
         configure: impl Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
     ) -> Result<Self, NetError> {
         // Internal traffic goes straight to peers, never through a proxy from the environment.
-        let base = || configure(reqwest::Client::builder().no_proxy());
+        // HTTP/2 (negotiated by ALPN, see `material::alpn`) keeps one connection per peer; its
+        // pings close a connection whose peer went silent (paused, partitioned) within
+        // `H2_PING + H2_PING_TIMEOUT`, so the next request dials again instead of waiting on it.
+        let base = || {
+            configure(
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .http2_adaptive_window(true)
+                    .http2_keep_alive_interval(H2_PING)
+                    .http2_keep_alive_timeout(H2_PING_TIMEOUT)
+                    .http2_keep_alive_while_idle(true),
+            )
+        };
         // A `Tls` has client material exactly when its mode is not plain.
         let transport = match tls.client_config() {
             None => Transport::Plain(base().build()?),

@@ -60,6 +60,15 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// HTTP/2 first: every RPC to a peer shares one connection, so a request that times out
+/// resets its stream instead of costing a new TLS handshake (with HTTP/1.1 each in-flight RPC
+/// needs a connection of its own, and under load handshakes that miss the RPC budget are
+/// abandoned and retried without end). A peer that offers no ALPN (an older release) is spoken
+/// to in HTTP/1.1.
+fn alpn() -> Vec<Vec<u8>> {
+    vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+}
+
 impl Tls {
     /// No TLS: every listener accepts anyone on the network.
     pub fn plain() -> Self {
@@ -86,11 +95,12 @@ impl Tls {
         }
         let current: Current = Arc::new(RwLock::new(Arc::new(loaded)));
         let provider = provider();
-        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(Arc::new(CurrentClientVerifier::new(current.clone())))
             .with_cert_resolver(Arc::new(CurrentKey(current.clone())));
-        let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+        server.alpn_protocols = alpn();
+        let mut client = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(ConductorVerifier::new(
@@ -98,6 +108,7 @@ impl Tls {
                 provider,
             )))
             .with_client_cert_resolver(Arc::new(CurrentKey(current.clone())));
+        client.alpn_protocols = alpn();
         let stamp = Mutex::new(stamps(dir));
         Ok(Self {
             mode,

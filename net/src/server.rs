@@ -27,6 +27,9 @@ use crate::{Mode, NetError, Peer, Role, Tls};
 /// First byte of a TLS record carrying a handshake (a ClientHello).
 const TLS_HANDSHAKE: u8 = 0x16;
 
+/// Concurrent requests on one HTTP/2 connection; more wait for a slot at the client.
+const H2_MAX_STREAMS: u32 = 2048;
+
 /// Bounds of one listener.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -186,6 +189,15 @@ async fn serve_connection(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
+    // One HTTP/2 connection carries every group's RPCs from a peer (a few hundred shards each
+    // with a request in flight), and a client that stopped answering pings is dropped.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .adaptive_window(true)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(10)))
+        .keep_alive_timeout(Duration::from_secs(10));
     let conn =
         builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(svc));
     tokio::pin!(conn);

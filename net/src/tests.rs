@@ -302,3 +302,59 @@ async fn slow_headers_and_connection_floods_are_cut_off() {
     assert_eq!(plain_get(&addr, "/who").await, (200, "plain".into()));
     cancel.cancel();
 }
+
+/// Internal TLS negotiates HTTP/2, so every RPC to a peer rides one connection; with a peer of
+/// an older release (no ALPN offered or accepted) both sides fall back to HTTP/1.1.
+#[tokio::test]
+async fn internal_tls_speaks_http2_and_falls_back_to_http1_without_alpn() {
+    let dir = tempfile::tempdir().unwrap();
+    pki(
+        dir.path(),
+        &[(Role::Conductor, "1"), (Role::Conductor, "2")],
+    );
+    let server = node(dir.path(), Role::Conductor, "1", Mode::Strict);
+    let caller = node(dir.path(), Role::Conductor, "2", Mode::Strict);
+    let (addr, cancel) = start(server.clone(), Limits::default()).await;
+    let c = client(&caller);
+    let calls = (0..32).map(|_| c.send(&addr, "/who", |h, url| h.get(url)));
+    for r in futures::future::join_all(calls).await {
+        let r = r.unwrap();
+        assert_eq!(r.version(), http::Version::HTTP_2);
+        assert_eq!(r.text().await.unwrap(), "conductor:2");
+    }
+
+    // An older client: the same certificate, no ALPN.
+    let mut old = caller.client_config().unwrap();
+    old.alpn_protocols.clear();
+    let old = reqwest::Client::builder()
+        .no_proxy()
+        .use_preconfigured_tls(old)
+        .build()
+        .unwrap();
+    let r = old.get(format!("https://{addr}/who")).send().await.unwrap();
+    assert_eq!(r.version(), http::Version::HTTP_11);
+    assert_eq!(r.text().await.unwrap(), "conductor:2");
+    cancel.cancel();
+
+    // An older server: TLS without ALPN, HTTP/1.1 only.
+    let mut cfg = (*server.server_config().unwrap()).clone();
+    cfg.alpn_protocols.clear();
+    let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let tls = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg))
+            .accept(tcp)
+            .await
+            .unwrap();
+        let svc = hyper::service::service_fn(|_req| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(axum::body::Body::from("old")))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+            .await;
+    });
+    let r = c.send(&addr, "/who", |h, url| h.get(url)).await.unwrap();
+    assert_eq!(r.version(), http::Version::HTTP_11);
+    assert_eq!(r.text().await.unwrap(), "old");
+}
