@@ -47,8 +47,9 @@ impl Compose {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `magnum manage status --json` from a one-off container with the operator's certificate.
-    fn status(&self) -> Option<Value> {
+    /// `magnum manage status --json` from a one-off container with the operator's certificate;
+    /// what went wrong otherwise.
+    fn status(&self) -> Result<Value, String> {
         let out = self
             .cmd(&[
                 "run",
@@ -64,8 +65,15 @@ impl Compose {
                 "/var/lib/magnum/pki/tls/operator",
             ])
             .output()
-            .ok()?;
-        serde_json::from_slice(&out.stdout).ok()
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "{e} ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
     }
 }
 
@@ -128,8 +136,8 @@ async fn compose_deployment_survives_a_conductor_kill_mid_create() {
     let ready = start.elapsed();
     // Every group led and every replica placed, within two minutes of the CLI's first answer
     // (a loaded CI machine starts containers slowly).
-    let mut last = None;
-    while !last.as_ref().is_some_and(settled) {
+    let mut last = Err("not asked yet".to_string());
+    while !last.as_ref().is_ok_and(settled) {
         assert!(
             start.elapsed() < ready + Duration::from_secs(120),
             "not settled 120 s after the CLI answered; last status: {last:?}"

@@ -4,13 +4,19 @@
 //! leader creates the stack, and the old one, woken up, sends its stale create. Heat refuses
 //! the second create of the name, the old leader's result is fenced by its stale epoch, and
 //! the cluster has exactly one stack.
+//!
+//! The same pause on the delete path: the old leader stays stopped while the new one completes
+//! the create and the user deletes the cluster; woken, it creates the stack again under the
+//! now free name. Nothing owns that stack: the orphan-stack reaper (`leader/reap.rs`) finds it
+//! under the deleted cluster's tombstone and deletes it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
 use common::*;
 use magnum_chaos_tests::{Deployment, Options};
-use magnum_proto::{shard_of, ProjectId, ShardId};
+use magnum_proto::{shard_of, NodeId, ProjectId, ShardId};
 use reqwest::Method;
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// The state letter of a process (`T` = stopped), from /proc.
@@ -19,81 +25,209 @@ fn proc_state(pid: u32) -> Option<char> {
     stat.rsplit_once(") ")?.1.chars().next()
 }
 
+/// A deployment whose shard leader of the demo project stopped itself right before its Heat
+/// create of cluster `cluster`, and a new leader that completed that create meanwhile.
+struct Paused {
+    d: Deployment,
+    token: String,
+    /// The cluster's id, and the status the new leader gave it.
+    id: String,
+    completed: Value,
+    old: NodeId,
+    shard: ShardId,
+}
+
+impl Paused {
+    async fn new(name: &str, cluster: &str, raft_args: &str) -> Paused {
+        let d = Deployment::up(
+            name,
+            Options {
+                failpoint_files: true,
+                raft_args: raft_args.into(),
+                ..Options::default()
+            },
+        );
+        let (token, project) = d.login("demo", "demo").await;
+        let tpl = create_template(&d, &token, &format!("{cluster}-tpl")).await;
+        let client = d.conductor_client();
+        let shard: ShardId = shard_of(&ProjectId(project), client.shards().await.unwrap());
+        let old = client.leader_of(shard).await.unwrap().expect("a leader");
+        let pid = d.pid(&format!("conductor-{}", old.0)).unwrap();
+        d.arm_failpoints(
+            old.0,
+            &format!("pause@create:heat:create:before:1:{cluster}"),
+        );
+
+        let id = create_cluster(&d, &token, &tpl, cluster, 1).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while proc_state(pid) != Some('T') {
+            assert!(
+                Instant::now() < deadline,
+                "the leader never paused at its Heat create"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        d.disarm_failpoints(old.0);
+        let paused_at = Instant::now();
+
+        // A new leader takes the shard over and creates the stack while the old one sleeps.
+        let (_, completed) = d
+            .wait_cluster(&token, &id, Duration::from_secs(60), |s, v| {
+                s == 200 && v["status"] != "CREATE_IN_PROGRESS"
+            })
+            .await;
+        assert_eq!(completed["status"], "CREATE_COMPLETE", "{completed}");
+        let new = client.leader_of(shard).await.unwrap();
+        assert!(
+            new.is_some() && new != Some(old),
+            "leadership moved: {new:?}"
+        );
+        println!(
+            "new leader {new:?} completed the create {:?} after the pause",
+            paused_at.elapsed()
+        );
+        Paused {
+            d,
+            token,
+            id,
+            completed,
+            old,
+            shard,
+        }
+    }
+
+    /// The old leader wakes up right before its Heat create, now stale.
+    async fn wake(&self) {
+        let name = format!("conductor-{}", self.old.0);
+        self.d.signal("conductor", Some(self.old.0), "CONT");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self
+            .d
+            .log(&name)
+            .contains("FAILPOINT resumed create:heat:create:before")
+        {
+            assert!(Instant::now() < deadline, "the old leader did not resume");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_paused_before_its_heat_create_wakes_up_fenced() {
-    let d = Deployment::up(
-        "pause",
-        Options {
-            failpoint_files: true,
-            ..Options::default()
-        },
-    );
-    let (token, project) = d.login("demo", "demo").await;
-    let tpl = create_template(&d, &token, "pause-tpl").await;
-    let client = d.conductor_client();
-    let shard: ShardId = shard_of(&ProjectId(project), client.shards().await.unwrap());
-    let old = client.leader_of(shard).await.unwrap().expect("a leader");
-    let name = format!("conductor-{}", old.0);
-    let pid = d.pid(&name).unwrap();
-    d.arm_failpoints(old.0, "pause@create:heat:create:before:1:pause-c");
-
-    let id = create_cluster(&d, &token, &tpl, "pause-c", 1).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while proc_state(pid) != Some('T') {
-        assert!(
-            Instant::now() < deadline,
-            "the leader never paused at its Heat create"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    d.disarm_failpoints(old.0);
-    let paused_at = Instant::now();
-
-    // A new leader takes the shard over and creates the stack while the old one sleeps.
-    let (_, v) = d
-        .wait_cluster(&token, &id, Duration::from_secs(60), |s, v| {
-            s == 200 && v["status"] != "CREATE_IN_PROGRESS"
-        })
-        .await;
-    assert_eq!(v["status"], "CREATE_COMPLETE", "{v}");
-    let new = client.leader_of(shard).await.unwrap();
-    assert!(
-        new.is_some() && new != Some(old),
-        "leadership moved: {new:?}"
-    );
-    println!(
-        "new leader {new:?} completed the create {:?} after the pause",
-        paused_at.elapsed()
-    );
-
-    // The old leader wakes up right before its Heat create, now stale.
-    d.signal("conductor", Some(old.0), "CONT");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !d
-        .log(&name)
-        .contains("FAILPOINT resumed create:heat:create:before")
-    {
-        assert!(Instant::now() < deadline, "the old leader did not resume");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let p = Paused::new("pause", "pause-c", "").await;
+    let (d, token, id) = (&p.d, &p.token, &p.id);
+    p.wake().await;
     // Time for its create, its adoption of the existing stack and its fenced commit.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let stacks = stacks_named(&d, "pause-c").await;
+    let stacks = stacks_named(d, "pause-c").await;
     assert_eq!(stacks.len(), 1, "exactly one stack: {stacks:?}");
     assert_eq!(stacks[0]["creates_by_name"], 1, "Heat accepted one create");
     let (s, after) = d
-        .call(Method::GET, &format!("/clusters/{id}"), Some(&token), None)
+        .call(Method::GET, &format!("/clusters/{id}"), Some(token), None)
         .await;
     assert_eq!(s, 200);
     assert_eq!(after["status"], "CREATE_COMPLETE", "{after}");
     assert_eq!(after["stack_id"], stacks[0]["id"], "{after}");
     assert_eq!(
-        after["updated_at"], v["updated_at"],
+        after["updated_at"], p.completed["updated_at"],
         "the stale leader changed nothing"
     );
     // The replicas agree. (The placement controller may hand the old node a leadership back
     // later to balance; it then leads under a new epoch.)
     d.manage(&["verify"]);
     d.down();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_created_by_a_leader_woken_after_the_delete_is_reaped() {
+    // The reaper's first look 2 s after a delete, then at 4, 8, 16 s...
+    let p = Paused::new("pause-reap", "pause-d", "--orphan-stack-grace-secs 2").await;
+    let (d, token, id) = (&p.d, &p.token, &p.id);
+    let (s, _) = d
+        .call(
+            Method::DELETE,
+            &format!("/clusters/{id}"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    d.wait_cluster(token, id, Duration::from_secs(60), |s, _| s == 404)
+        .await;
+    // The delete left its tombstone (the gauge is refreshed each second).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let awake: Vec<u64> = (1..=3).filter(|n| *n != p.old.0).collect();
+    while metric_sum(d, "magnum_deleted_clusters_watched", p.shard, &awake).await != 1.0 {
+        assert!(Instant::now() < deadline, "no tombstone watched");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Woken, the old leader creates the stack again under the deleted cluster's name.
+    p.wake().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let orphan = loop {
+        let live: Vec<Value> = stacks_named(d, "pause-d")
+            .await
+            .into_iter()
+            .filter(|s| s["status"] != "DELETE_COMPLETE")
+            .collect();
+        if let Some(s) = live.first() {
+            break s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stale create never reached Heat"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(orphan["creates_by_name"], 2, "{orphan}");
+    let born = Instant::now();
+
+    // The reaper deletes it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stacks = stacks_named(d, "pause-d").await;
+        if stacks.iter().all(|s| s["status"] == "DELETE_COMPLETE") {
+            assert_eq!(stacks.len(), 2, "{stacks:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the orphan stack was not reaped: {stacks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("orphan stack reaped {:?} after its create", born.elapsed());
+    let reaped = metric_sum(d, "magnum_orphan_stacks_reaped_total", p.shard, &[1, 2, 3]).await;
+    assert_eq!(reaped, 1.0, "one orphan counted");
+    // Nothing else was touched: the cluster is still gone and the replicas agree.
+    let (s, _) = d
+        .call(Method::GET, &format!("/clusters/{id}"), Some(token), None)
+        .await;
+    assert_eq!(s, 404);
+    d.manage(&["verify"]);
+    d.down();
+}
+
+/// The sum over conductors `ids` of `metric{group="<shard's group>"}` from `/metrics`.
+async fn metric_sum(d: &Deployment, metric: &str, shard: ShardId, ids: &[u64]) -> f64 {
+    let label = format!("{metric}{{group=\"{}\"}} ", u64::from(shard.0) + 1);
+    let http = d.internal_http();
+    let mut sum = 0.0;
+    for id in ids {
+        let Ok(r) = http
+            .send(&d.conductor_service(*id), "/metrics", |h, url| h.get(url))
+            .await
+        else {
+            continue;
+        };
+        let text = r.text().await.unwrap_or_default();
+        sum += text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&label))
+            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    sum
 }

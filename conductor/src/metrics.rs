@@ -1,6 +1,8 @@
 //! `GET /metrics` on the service listener: the Prometheus text of this node's Raft groups
 //! (magnum-raft renders it; this crate only serves it), the transport's counters
-//! (magnum-net) and the sealing-key rotation's progress (`leader/reseal.rs`). Served to anyone, without a certificate: nothing in it is secret.
+//! (magnum-net), the sealing-key rotation's progress (`leader/reseal.rs`) and the orphan-stack
+//! reaper's counters (`leader/reap.rs`). Served to anyone, without a certificate: nothing in it is secret.
+use crate::leader::reap::ReapStats;
 use crate::leader::reseal::ResealStatus;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -12,17 +14,20 @@ use std::sync::Arc;
 
 pub const METRICS_PATH: &str = "/metrics";
 
-pub fn router(node: Arc<RaftNode>, reseal: ResealStatus) -> Router {
+type Leaders = (ResealStatus, ReapStats);
+
+pub fn router(node: Arc<RaftNode>, leaders: Leaders) -> Router {
     Router::new()
         .route(METRICS_PATH, get(metrics))
-        .with_state((node, reseal))
+        .with_state((node, leaders))
 }
 
-async fn metrics(State((node, reseal)): State<(Arc<RaftNode>, ResealStatus)>) -> Response {
+async fn metrics(State((node, (reseal, reap))): State<(Arc<RaftNode>, Leaders)>) -> Response {
     match node.metrics_text() {
         Ok(mut text) => {
             text.push_str(&magnum_net::metrics::text());
             text.push_str(&reseal.text());
+            text.push_str(&reap.text());
             (
                 [(header::CONTENT_TYPE, magnum_raft::METRICS_CONTENT_TYPE)],
                 text,

@@ -56,7 +56,10 @@ async fn finalize_waits_for_every_conductor() {
     report(&cl, &c, 2, next).await;
     let set = MetaRequest::SetClusterVersion { version: next };
     match cl.meta_command(&set).await {
-        Err(ClientError::Rejected(m)) => assert!(m.contains("conductor 3 supports 2"), "{m}"),
+        Err(ClientError::Rejected(m)) => assert!(
+            m.contains(&format!("conductor 3 supports {FEATURE_VERSION}")),
+            "{m}"
+        ),
         other => panic!("finalize while conductor 3 lags: {other:?}"),
     }
     assert_eq!(active(&cl).await, FEATURE_VERSION);

@@ -398,6 +398,13 @@ pub struct ConductorArgs {
     /// Health polling of clusters (reference §7.4); 0 disables it.
     #[arg(long, default_value_t = 60_000)]
     pub health_interval_ms: u64,
+    /// The orphan-stack reaper's first look under a deleted cluster's stack names, this long
+    /// after the delete (then at doubling ages); 0 disables the reaper.
+    #[arg(long, default_value_t = 60)]
+    pub orphan_stack_grace_secs: u64,
+    /// How long a deleted cluster's stack names are watched for orphan stacks.
+    #[arg(long, default_value_t = 86_400)]
+    pub orphan_stack_retention_secs: u64,
     /// Where clusters' Kubernetes APIs are reached instead of their `api_address`, with
     /// `{stack_id}` / `{cluster_uuid}` substituted, e.g. cloud-sim's `http://H:P/sim/k8s/{stack_id}`.
     #[arg(long)]

@@ -152,6 +152,8 @@ const KEYS: &[Key] = &[
     key("conductor", "sync_interval_ms", Int, Flag("--sync-interval-ms"), CONDUCTOR, "Status sync of clusters with no operation; 0 disables it."),
     key("conductor", "stalled_after_secs", Int, Flag("--stalled-after-secs"), CONDUCTOR, "A cluster Heat leaves *_IN_PROGRESS this long with no operation is failed."),
     key("conductor", "health_interval_ms", Int, Flag("--health-interval-ms"), CONDUCTOR, "Health polling of clusters; 0 disables it."),
+    key("conductor", "orphan_stack_grace_secs", Int, Flag("--orphan-stack-grace-secs"), CONDUCTOR, "First look for orphan stacks under a deleted cluster's stack names, this long after the delete (then at doubling ages); 0 disables the reaper."),
+    key("conductor", "orphan_stack_retention_secs", Int, Flag("--orphan-stack-retention-secs"), CONDUCTOR, "How long a deleted cluster's stack names are watched for orphan stacks."),
     key("conductor", "cluster_api_url", Text, Flag("--cluster-api-url"), CONDUCTOR, "Where clusters' Kubernetes APIs are reached instead of their api_address ({stack_id}, {cluster_uuid} substituted)."),
     key("conductor", "notification_sink", Text, Flag("--notification-sink"), CONDUCTOR, "Where CADF notifications go: log, file:PATH or an http(s) webhook URL."),
     key("conductor", "max_in_flight", Int, Flag("--max-in-flight"), CONDUCTOR, "Requests the service listener serves at once; more are answered 503."),

@@ -205,6 +205,8 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
             sync: Duration::from_millis(c.sync_interval_ms),
             stalled_after: Duration::from_secs(c.stalled_after_secs),
             health: Duration::from_millis(c.health_interval_ms),
+            reap_grace: Duration::from_secs(c.orphan_stack_grace_secs),
+            reap_retention: Duration::from_secs(c.orphan_stack_retention_secs),
             cluster_api_url: c.cluster_api_url.clone(),
             cert_key,
             notifier: Notifier::new(sink, format!("container-infra.conductor-{}", c.node_id)),

@@ -253,7 +253,7 @@ mod tests {
         let now = Timestamp(1_000_000_000);
         let r = report(
             &pv(&[1, 2, 3]),
-            &[rec(1, 2, now.0), rec(2, 1, now.0)],
+            &[rec(1, FEATURE_VERSION, now.0), rec(2, 1, now.0)],
             1,
             now,
         );
@@ -266,12 +266,13 @@ mod tests {
             r.reason
         );
 
-        let all = [rec(1, 2, now.0), rec(2, 2, now.0), rec(3, 2, now.0)];
+        let f = FEATURE_VERSION;
+        let all = [rec(1, f, now.0), rec(2, f, now.0), rec(3, f, now.0)];
         let r = report(&pv(&[1, 2, 3]), &all, 1, now);
         assert!(r.finalize_possible && r.laggards.is_empty());
-        let r = report(&pv(&[1, 2, 3]), &all, 2, now);
+        let r = report(&pv(&[1, 2, 3]), &all, f, now);
         assert!(!r.finalize_possible);
-        assert_eq!(r.reason, "already at 2");
+        assert_eq!(r.reason, format!("already at {f}"));
 
         // An API node before versions, heard from by conductor 1, blocks finalize.
         let mut all = all;

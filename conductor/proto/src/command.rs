@@ -242,6 +242,19 @@ pub enum ShardCommand {
         epoch: u64,
         secrets: Vec<Resealed>,
     },
+    /// A cluster's stacks are gone and its delete is about to finish: remember their names
+    /// (`Tombstone`) so the reaper can delete any stack a deposed leader creates under them
+    /// later. Proposed by the shard leader before the delete's last step; a repeat replaces the
+    /// row with the same content.
+    RememberDeletedStacks {
+        epoch: u64,
+        tombstone: Tombstone,
+    },
+    /// The reaper's watch over these deleted clusters' stack names has ended (retention).
+    ForgetDeletedStacks {
+        epoch: u64,
+        clusters: Vec<ClusterId>,
+    },
 }
 
 /// One sealed value to replace ([`ShardCommand::Reseal`]).
@@ -311,7 +324,9 @@ impl ShardCommand {
             | S::ObserveHealth { .. }
             | S::NotificationsDelivered { .. }
             | S::RestoreStackIds { .. }
-            | S::Reseal { .. } => Origin::Leader,
+            | S::Reseal { .. }
+            | S::RememberDeletedStacks { .. }
+            | S::ForgetDeletedStacks { .. } => Origin::Leader,
         }
     }
 }

@@ -508,6 +508,19 @@ pub struct Notification {
     pub at: Timestamp,
 }
 
+/// The stacks of a deleted cluster, remembered for the orphan-stack reaper (`leader/reap.rs`):
+/// a leader paused before its stack create can wake after a new leader deleted the cluster and
+/// create the stack again. Only stacks named here, in this project, are ever reaped: the names
+/// are deterministic from the cluster's uuid, so no user's or other deployment's stack matches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub cluster: ClusterId,
+    pub project_id: ProjectId,
+    /// The cluster stack's name, then those of its nodegroups' own stacks.
+    pub stacks: Vec<String>,
+    pub deleted_at: Timestamp,
+}
+
 /// Quota row (only resource `Cluster` exists).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quota {

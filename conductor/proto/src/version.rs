@@ -11,8 +11,9 @@ pub const BASE_VERSION: u32 = 1;
 /// This binary's feature version. 2: `MetaCommand::SetClusterVersion`, the heartbeat's
 /// `feature_version` and API nodes, operation requests without their version 1 fields
 /// (`OperationRequest::legacy`), the `RestoreStackIds` repair, and on-disk data version 3 once
-/// finalized.
-pub const FEATURE_VERSION: u32 = 2;
+/// finalized. 3: the orphan-stack reaper's tombstones (`RememberDeletedStacks`,
+/// `ForgetDeletedStacks`).
+pub const FEATURE_VERSION: u32 = 3;
 
 /// Crate version of this binary (shown beside the feature version).
 pub const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -112,6 +113,8 @@ pub fn min_version(kind: Kind<'_>) -> u32 {
         Kind::Shard(S::RestoreStackIds { .. }) => 2,
         // Sealing-key rotation; version 1 conductors cannot decode it.
         Kind::Shard(S::Reseal { .. }) => 2,
+        // The reaper's tombstones; version 2 conductors cannot decode them.
+        Kind::Shard(S::RememberDeletedStacks { .. } | S::ForgetDeletedStacks { .. }) => 3,
         Kind::Meta(
             M::Bootstrap(_)
             | M::Heartbeat { .. }

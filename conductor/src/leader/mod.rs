@@ -1,8 +1,8 @@
 //! What runs on a shard's leader, and only there: the ownership session (`ownership`: commit a
 //! new epoch, then run the rest under it), the operations' reconciler, status sync and health
 //! polling (`sync`), delivery of the notification outbox (`notify`), the one-time repairs a
-//! finalized cluster version brings (`migrate`), and re-sealing under a rotated sealing key
-//! (`reseal`). Each fenced by the epoch, each stopped as soon
+//! finalized cluster version brings (`migrate`), re-sealing under a rotated sealing key
+//! (`reseal`), and the orphan-stack reaper (`reap`). Each fenced by the epoch, each stopped as soon
 //! as leadership is lost.
 //!
 //! Depends on `shard` (the state it proposes to), `cloud` (Heat and Keystone) and `pki`; nothing
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 pub mod migrate;
 pub mod notify;
 pub(crate) mod ownership;
+pub mod reap;
 pub mod reconciler;
 pub mod reseal;
 pub mod sync;
@@ -43,6 +44,13 @@ pub struct LeaderConfig {
     pub reseal: reseal::ResealStatus,
     /// Where the shard's CADF notifications are delivered.
     pub notifier: Notifier,
+    /// How long after a cluster's delete the reaper first looks for orphan stacks under its
+    /// stack names (`reap.rs`); zero disables the reaper.
+    pub reap_grace: Duration,
+    /// How long a deleted cluster's stack names are watched.
+    pub reap_retention: Duration,
+    /// The reaper's counters, for `/metrics`.
+    pub reap_stats: reap::ReapStats,
 }
 
 impl Default for LeaderConfig {
@@ -58,6 +66,9 @@ impl Default for LeaderConfig {
             cert_key: CertKey::process_ephemeral(),
             reseal: Default::default(),
             notifier: Notifier::default(),
+            reap_grace: Duration::from_secs(60),
+            reap_retention: Duration::from_secs(24 * 3600),
+            reap_stats: Default::default(),
         }
     }
 }

@@ -86,8 +86,8 @@ async fn lead(
         match leader.propose(take).await {
             Ok(CommandOk::Owned { epoch }) => {
                 info!(group = group.id(), epoch, "took ownership");
-                // Operations, status sync, health polling and the version repairs: all only on the
-                // shard leader.
+                // Operations, status sync, health polling, the version repairs, re-sealing and the
+                // orphan-stack reaper: all only on the shard leader.
                 tokio::join!(
                     reconciler::run(
                         leader.clone(),
@@ -120,6 +120,13 @@ async fn lead(
                         rcfg.cert_key.clone(),
                         rcfg.reseal.clone(),
                         epoch,
+                        cancel.clone()
+                    ),
+                    crate::leader::reap::run(
+                        leader.clone(),
+                        cloud.clone(),
+                        epoch,
+                        rcfg.clone(),
                         cancel.clone()
                     ),
                 );

@@ -217,7 +217,9 @@ fn touched(cmd: &ShardCommand, rows: &Rows) -> Touches {
         | S::ObserveHealth { .. }
         | S::NotificationsDelivered { .. }
         | S::RestoreStackIds { .. }
-        | S::Reseal { .. } => return Touches::NoUser,
+        | S::Reseal { .. }
+        | S::RememberDeletedStacks { .. }
+        | S::ForgetDeletedStacks { .. } => return Touches::NoUser,
     };
     Touches::Projects(projects)
 }

@@ -24,6 +24,7 @@ pub fn encode_key(k: &Key) -> Vec<u8> {
         Key::Op(id) => with(b"o/", &id.0),
         Key::Request(id) => with(b"r/", &id.0),
         Key::Federation(id) => with(b"f/", &id.0),
+        Key::Tombstone(id) => with(b"d/", &id.0),
         Key::Notification(id) => {
             let mut v = b"e/".to_vec();
             v.extend_from_slice(id.as_bytes());
@@ -97,6 +98,7 @@ pub fn row(state: &ShardState, k: &Key) -> Result<Option<Vec<u8>>, serde_json::E
         Key::Notification(id) => some(rows.outbox().get(id)),
         Key::Quota(p, r) => some(rows.quotas().get(&(p.clone(), r.clone()))),
         Key::Migration(name) => some(rows.migrated(name).then_some(&true)),
+        Key::Tombstone(id) => some(rows.tombstones().get(id)),
     }
 }
 
@@ -129,6 +131,7 @@ pub fn load(
                 rows.remember_request(RequestId(uuid_after(&k, 2)?), index, resp);
             }
             Some(b"f/") => rows.put_federation(dec(&v)?),
+            Some(b"d/") => rows.put_tombstone(dec(&v)?),
             Some(b"q/") => rows.put_quota(dec(&v)?),
             Some(b"e/") => rows.push_notification(dec(&v)?),
             Some(b"p/") => {

@@ -22,6 +22,8 @@ pub enum Key {
     Notification(String),
     /// A one-time repair that ran (`migrate`).
     Migration(String),
+    /// A deleted cluster's stack names, watched by the reaper.
+    Tombstone(ClusterId),
 }
 
 /// The persisted state of a shard. Reads are plain `&` accessors; writes go through the
@@ -45,6 +47,8 @@ pub struct Rows {
     outbox: BTreeMap<String, Notification>,
     /// One-time repairs done (`migrate`).
     migrations: BTreeSet<String>,
+    /// Deleted clusters whose stack names the reaper watches.
+    tombstones: BTreeMap<ClusterId, Tombstone>,
     /// Keys changed since the last `take_dirty`; not part of the state.
     dirty: BTreeSet<Key>,
 }
@@ -118,6 +122,10 @@ impl Rows {
 
     pub fn outbox(&self) -> &BTreeMap<String, Notification> {
         &self.outbox
+    }
+
+    pub fn tombstones(&self) -> &BTreeMap<ClusterId, Tombstone> {
+        &self.tombstones
     }
 
     pub fn migrated(&self, name: &str) -> bool {
@@ -319,6 +327,18 @@ impl Rows {
         let n = self.outbox.remove(id)?;
         self.mark(Key::Notification(id.to_string()));
         Some(n)
+    }
+
+    pub(crate) fn put_tombstone(&mut self, t: Tombstone) {
+        let id = t.cluster;
+        self.tombstones.insert(id, t);
+        self.mark(Key::Tombstone(id));
+    }
+
+    pub(crate) fn remove_tombstone(&mut self, id: ClusterId) -> Option<Tombstone> {
+        let t = self.tombstones.remove(&id)?;
+        self.mark(Key::Tombstone(id));
+        Some(t)
     }
 
     pub(crate) fn mark_migrated(&mut self, name: &str) {

@@ -300,8 +300,35 @@ fn every_change_reaches_the_written_rows() {
     .unwrap();
     x.adv(id, OpEvent::StackDeleteIntent);
     x.adv(id, OpEvent::DeleteFinished);
+    // The reaper's tombstone, written before the last step; a deposed leader's is refused.
+    let tombstone = Tombstone {
+        cluster: id,
+        project_id: ProjectId::from("p1"),
+        stacks: vec!["x-abc".into(), "x-ng1-def".into()],
+        deleted_at: Timestamp(15),
+    };
+    let stale = x.cmd(ShardCommand::RememberDeletedStacks {
+        epoch: 0,
+        tombstone: tombstone.clone(),
+    });
+    assert!(
+        matches!(stale, Err(CommandError::StaleEpoch { .. })),
+        "{stale:?}"
+    );
+    x.cmd(ShardCommand::RememberDeletedStacks {
+        epoch: 1,
+        tombstone: tombstone.clone(),
+    })
+    .unwrap();
     x.adv(id, OpEvent::TrusteeDeleted);
     assert!(x.s.view(id).is_none());
+    assert_eq!(x.s.rows().tombstones().get(&id), Some(&tombstone));
+    x.cmd(ShardCommand::ForgetDeletedStacks {
+        epoch: 1,
+        clusters: vec![id, ClusterId::new_v4()],
+    })
+    .unwrap();
+    assert!(x.s.rows().tombstones().is_empty());
 
     let project = ProjectId::from("p1");
     let quota = Quota {

@@ -237,6 +237,18 @@ impl ShardState {
                 self.check_epoch(*epoch)?;
                 Ok(self.reseal(secrets))
             }
+            ShardCommand::RememberDeletedStacks { epoch, tombstone } => {
+                self.check_epoch(*epoch)?;
+                self.rows.put_tombstone(tombstone.clone());
+                Ok(CommandOk::Done)
+            }
+            ShardCommand::ForgetDeletedStacks { epoch, clusters } => {
+                self.check_epoch(*epoch)?;
+                for id in clusters {
+                    self.rows.remove_tombstone(*id);
+                }
+                Ok(CommandOk::Done)
+            }
         }
     }
 

@@ -203,7 +203,10 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
             advance(ctx, op, OpEvent::CertsGenerated { certs }).await
         }
         Step::CreateTrustee => trusts::create(ctx, op, view).await,
-        Step::DeleteTrustee => trusts::delete(ctx, op, view).await,
+        Step::DeleteTrustee => {
+            remember_stacks(ctx, view).await?;
+            trusts::delete(ctx, op, view).await
+        }
         Step::RotateTrusteePassword => trusts::rotate(ctx, op, view).await,
         Step::RotateCerts => {
             let name = ca_name(view);
@@ -534,6 +537,34 @@ async fn confirm_leadership(ctx: &Ctx) -> Result<(), StepError> {
         Err(e) => Err(StepError::Stop(Stop::Lost(format!(
             "leadership not confirmed: {e}"
         )))),
+    }
+}
+
+/// The delete's stacks are gone: their names go on the reaper's watch (`leader/reap.rs`) before
+/// the row does, once the cluster version has tombstones. A repeat after a failover finds the
+/// tombstone there.
+async fn remember_stacks(ctx: &Ctx, view: &ClusterView) -> Result<(), StepError> {
+    let id = view.cluster.uuid;
+    if ctx
+        .group
+        .read_local(|l| l.state.rows().tombstones().contains_key(&id))
+    {
+        return Ok(());
+    }
+    let tombstone = crate::leader::reap::tombstone(ctx.cloud.as_ref(), view, Timestamp::now());
+    let cmd = ShardCommand::RememberDeletedStacks {
+        epoch: ctx.epoch,
+        tombstone,
+    };
+    if ctx.leader.active().get() < version::min_version(version::Kind::Shard(&cmd)) {
+        return Ok(());
+    }
+    match ctx.leader.propose(cmd).await {
+        Ok(_) => Ok(()),
+        Err(ProposeError::Rejected(CommandError::StaleEpoch { current })) => Err(StepError::Stop(
+            Stop::Lost(format!("stale epoch, current {current}")),
+        )),
+        Err(e) => Err(StepError::Retry(e.to_string())),
     }
 }
 
