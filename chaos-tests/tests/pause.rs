@@ -16,7 +16,7 @@ use common::*;
 use magnum_chaos_tests::{Deployment, Options};
 use magnum_proto::{shard_of, NodeId, ProjectId, ShardId};
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// The state letter of a process (`T` = stopped), from /proc.
@@ -30,6 +30,7 @@ fn proc_state(pid: u32) -> Option<char> {
 struct Paused {
     d: Deployment,
     token: String,
+    project: String,
     /// The cluster's id, and the status the new leader gave it.
     id: String,
     completed: Value,
@@ -50,7 +51,7 @@ impl Paused {
         let (token, project) = d.login("demo", "demo").await;
         let tpl = create_template(&d, &token, &format!("{cluster}-tpl")).await;
         let client = d.conductor_client();
-        let shard: ShardId = shard_of(&ProjectId(project), client.shards().await.unwrap());
+        let shard: ShardId = shard_of(&ProjectId(project.clone()), client.shards().await.unwrap());
         let old = client.leader_of(shard).await.unwrap().expect("a leader");
         let pid = d.pid(&format!("conductor-{}", old.0)).unwrap();
         d.arm_failpoints(
@@ -89,6 +90,7 @@ impl Paused {
         Paused {
             d,
             token,
+            project,
             id,
             completed,
             old,
@@ -141,8 +143,10 @@ async fn a_leader_paused_before_its_heat_create_wakes_up_fenced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stack_created_by_a_leader_woken_after_the_delete_is_reaped() {
-    // The reaper's first look 2 s after a delete, then at 4, 8, 16 s...
-    let p = Paused::new("pause-reap", "pause-d", "--orphan-stack-grace-secs 2").await;
+    // The reaper's first look 2 s after a delete, then at 4, 8, 16 s; the tombstone goes at the
+    // first look past 10 s that finds every name free.
+    let args = "--orphan-stack-grace-secs 2 --orphan-stack-retention-secs 10";
+    let p = Paused::new("pause-reap", "pause-d", args).await;
     let (d, token, id) = (&p.d, &p.token, &p.id);
     let (s, _) = d
         .call(
@@ -156,23 +160,43 @@ async fn a_stack_created_by_a_leader_woken_after_the_delete_is_reaped() {
     d.wait_cluster(token, id, Duration::from_secs(60), |s, _| s == 404)
         .await;
     // The delete left its tombstone (the gauge is refreshed each second).
-    let deadline = Instant::now() + Duration::from_secs(15);
     let awake: Vec<u64> = (1..=3).filter(|n| *n != p.old.0).collect();
-    while metric_sum(d, "magnum_deleted_clusters_watched", p.shard, &awake).await != 1.0 {
+    let watched = |ids: Vec<u64>| async move {
+        metric_sum(d, "magnum_deleted_clusters_watched", p.shard, &ids).await
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while watched(awake.clone()).await != Some(1.0) {
         assert!(Instant::now() < deadline, "no tombstone watched");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // A stack of the user's own in the same project, named like the cluster's: never touched.
+    let heat = format!("{}/heat-api/v1/{}/stacks", d.sim, p.project);
+    let mine = d
+        .http
+        .post(&heat)
+        .header("X-Auth-Token", token)
+        .json(&json!({
+            "stack_name": "pause-d-mine",
+            "template": {"heat_template_version": "2018-08-31", "resources": {}},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mine.status().as_u16(), 201, "{:?}", mine.text().await);
 
     // Woken, the old leader creates the stack again under the deleted cluster's name.
     p.wake().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let orphan = loop {
-        let live: Vec<Value> = stacks_named(d, "pause-d")
+    let reapable = || async {
+        stacks_named(d, "pause-d")
             .await
             .into_iter()
-            .filter(|s| s["status"] != "DELETE_COMPLETE")
-            .collect();
-        if let Some(s) = live.first() {
+            .filter(|s| s["name"] != "pause-d-mine")
+            .collect::<Vec<Value>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let orphan = loop {
+        let live = reapable().await;
+        if let Some(s) = live.iter().find(|s| s["status"] != "DELETE_COMPLETE") {
             break s.clone();
         }
         assert!(
@@ -187,7 +211,7 @@ async fn a_stack_created_by_a_leader_woken_after_the_delete_is_reaped() {
     // The reaper deletes it.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let stacks = stacks_named(d, "pause-d").await;
+        let stacks = reapable().await;
         if stacks.iter().all(|s| s["status"] == "DELETE_COMPLETE") {
             assert_eq!(stacks.len(), 2, "{stacks:?}");
             break;
@@ -200,8 +224,22 @@ async fn a_stack_created_by_a_leader_woken_after_the_delete_is_reaped() {
     }
     println!("orphan stack reaped {:?} after its create", born.elapsed());
     let reaped = metric_sum(d, "magnum_orphan_stacks_reaped_total", p.shard, &[1, 2, 3]).await;
-    assert_eq!(reaped, 1.0, "one orphan counted");
-    // Nothing else was touched: the cluster is still gone and the replicas agree.
+    assert_eq!(reaped, Some(1.0), "one orphan counted");
+    // After the retention the tombstone goes.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while watched(vec![1, 2, 3]).await != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the tombstone outlived its retention"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Nothing else was touched: the user's stack lives, the cluster is still gone, the replicas
+    // agree.
+    let mine = stacks_named(d, "pause-d-mine").await;
+    assert_eq!(mine.len(), 1);
+    assert_ne!(mine[0]["status"], "DELETE_COMPLETE", "{mine:?}");
+    assert_eq!(mine[0]["status"], "CREATE_COMPLETE", "{mine:?}");
     let (s, _) = d
         .call(Method::GET, &format!("/clusters/{id}"), Some(token), None)
         .await;
@@ -210,11 +248,12 @@ async fn a_stack_created_by_a_leader_woken_after_the_delete_is_reaped() {
     d.down();
 }
 
-/// The sum over conductors `ids` of `metric{group="<shard's group>"}` from `/metrics`.
-async fn metric_sum(d: &Deployment, metric: &str, shard: ShardId, ids: &[u64]) -> f64 {
+/// The sum over conductors `ids` of `metric{group="<shard's group>"}` from `/metrics`; `None`
+/// when none of them shows it.
+async fn metric_sum(d: &Deployment, metric: &str, shard: ShardId, ids: &[u64]) -> Option<f64> {
     let label = format!("{metric}{{group=\"{}\"}} ", u64::from(shard.0) + 1);
     let http = d.internal_http();
-    let mut sum = 0.0;
+    let mut sum = None;
     for id in ids {
         let Ok(r) = http
             .send(&d.conductor_service(*id), "/metrics", |h, url| h.get(url))
@@ -223,11 +262,11 @@ async fn metric_sum(d: &Deployment, metric: &str, shard: ShardId, ids: &[u64]) -
             continue;
         };
         let text = r.text().await.unwrap_or_default();
-        sum += text
-            .lines()
-            .filter_map(|l| l.strip_prefix(&label))
-            .filter_map(|v| v.trim().parse::<f64>().ok())
-            .sum::<f64>();
+        for v in text.lines().filter_map(|l| l.strip_prefix(&label)) {
+            if let Ok(v) = v.trim().parse::<f64>() {
+                *sum.get_or_insert(0.0) += v;
+            }
+        }
     }
     sum
 }
