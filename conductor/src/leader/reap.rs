@@ -168,8 +168,9 @@ impl Reaper<'_> {
             .leader
             .group()
             .read_local(|l| l.state.rows().tombstones().values().cloned().collect());
-        self.next
-            .retain(|id, _| tombstones.iter().any(|t| t.cluster == *id));
+        let ids: HashSet<ClusterId> = tombstones.iter().map(|t| t.cluster).collect();
+        self.next.retain(|id, _| ids.contains(id));
+        self.deleted.retain(|(id, _)| ids.contains(id));
         let now = Timestamp::now();
         let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         let (grace, retention) = (micros(self.cfg.reap_grace), micros(self.cfg.reap_retention));
