@@ -4,6 +4,7 @@
 //! reaper's counters (`leader/reap.rs`). Served to anyone, without a certificate: nothing in it is secret.
 use crate::leader::reap::ReapStats;
 use crate::leader::reseal::ResealStatus;
+use crate::leader::LeaderConfig;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +17,9 @@ pub const METRICS_PATH: &str = "/metrics";
 
 type Leaders = (ResealStatus, ReapStats);
 
-pub fn router(node: Arc<RaftNode>, leaders: Leaders) -> Router {
+/// `leader`: where the shard leaders' loops publish what they count.
+pub fn router(node: Arc<RaftNode>, leader: &LeaderConfig) -> Router {
+    let leaders: Leaders = (leader.reseal.clone(), leader.reap_stats.clone());
     Router::new()
         .route(METRICS_PATH, get(metrics))
         .with_state((node, leaders))

@@ -172,14 +172,8 @@ impl Conductor {
             magnum_net::serve(
                 svc_listener,
                 svc_router,
-                crate::metrics::router(
-                    node.clone(),
-                    (
-                        cfg.reconciler.reseal.clone(),
-                        cfg.reconciler.reap_stats.clone(),
-                    ),
-                )
-                .merge(service::health::router(hosting.clone())),
+                crate::metrics::router(node.clone(), &cfg.reconciler)
+                    .merge(service::health::router(hosting.clone())),
                 tls.clone(),
                 magnum_net::Limits::default(),
                 cancel.clone(),
