@@ -15,6 +15,7 @@ use crate::leader::LeaderConfig;
 use crate::propose::{ProposeError, ShardLeader};
 use magnum_proto::version::{min_version, Kind};
 use magnum_proto::*;
+use magnum_raft::WriteError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -222,10 +223,15 @@ impl Reaper<'_> {
             };
             let Some(stack) = found else { continue };
             clear = false;
-            // Only the current owner deletes (a deposed one would stop here).
+            // Only the current owner deletes (a deposed one stops here; a read that failed
+            // otherwise leaves the stack to the next look).
             match self.leader.group().read(|l| l.state.epoch()).await {
                 Ok(e) if e == self.epoch => {}
-                _ => return Err(Stop),
+                Ok(_) | Err(WriteError::NotLeader { .. }) => return Err(Stop),
+                Err(e) => {
+                    warn!(stack = %name, error = %e, "leadership not confirmed; retried later");
+                    continue;
+                }
             }
             match self.cloud.delete_stack(&t.project_id, &stack).await {
                 Ok(()) => {
