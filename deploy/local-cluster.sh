@@ -34,6 +34,9 @@
 # (default there 127.24.4.0/24, in sim mode cloud-sim's 172.24.4.0/24). `down` removes the
 # region's endpoints (Keystone itself keeps running); DIR/openrc-{demo,reader,alt_demo} are the
 # test users' credentials.
+# Private hosts (chaos-tests/netns.sh): MAGNUM_NETNS=PREFIX and MAGNUM_NETNS_SUBNET=A.B.C at first
+# `up` (kept in DIR/netns.env) run conductor ID in namespace PREFIX-cID at A.B.C.(10+ID); cloud-sim
+# and the API node listen on A.B.C.1, and every call of this script must run in PREFIX-hub.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,7 +50,7 @@ time_scale=${MAGNUM_SIM_TIME_SCALE:-1.0}
 first_nodes=(1 2 3)
 nodes=(1 2 3)
 
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # Every conductor of DIR: the first three plus any added one.
 load_nodes() {
@@ -67,6 +70,17 @@ bin() {
   echo "$b"
 }
 
+# ---- Private hosts: conductor ID's address and the command prefix that runs it in its namespace.
+netns_env() { echo "$1/netns.env"; }
+netns_load() {
+  [ -f "$(netns_env "$1")" ] || return 0
+  # shellcheck disable=SC1090
+  . "$(netns_env "$1")"
+  host=$NETNS_SUBNET.1
+}
+node_host() { if [ -n "${NETNS_PREFIX:-}" ]; then echo "$NETNS_SUBNET.$((10 + $1))"; else echo "$host"; fi; }
+node_exec() { if [ -n "${NETNS_PREFIX:-}" ]; then echo "ip netns exec $NETNS_PREFIX-c$1 "; fi; }
+
 # TLS is on unless this DIR was brought up with MAGNUM_TLS=0 (or by a release before TLS).
 tls_on() { [ -d "$1/tls/ca" ]; }
 
@@ -75,12 +89,13 @@ ensure_cert() {
   local dir=$1 name=$2 role id
   [ -f "$dir/tls/$name/node.crt" ] && return 0
   [ -f "$dir/tls/ca/ca.key" ] || "$(bin)" manage certs init --ca-dir "$dir/tls/ca" >/dev/null
+  local addr=$host
   case $name in
-    conductor-*) role=conductor; id=${name#conductor-} ;;
+    conductor-*) role=conductor; id=${name#conductor-}; addr=$(node_host "$id") ;;
     *) role=$name; id=local ;;
   esac
   "$(bin)" manage certs issue --ca-dir "$dir/tls/ca" --role "$role" --name "$id" \
-    --out "$dir/tls/$name" --host "$host" --host localhost >/dev/null
+    --out "$dir/tls/$name" --host "$addr" --host localhost >/dev/null
 }
 
 # The internal-plane flags of process NAME.
@@ -107,9 +122,9 @@ svc_port() { echo $((base + 200 + $1)); }
 # The bootstrap voters, plus the node itself when it joins later.
 peers_args() {
   local a=() n self=${1:-}
-  for n in "${first_nodes[@]}"; do a+=(--peer "$n=$host:$(raft_port "$n")@$host:$(svc_port "$n")"); done
+  for n in "${first_nodes[@]}"; do a+=(--peer "$n=$(node_host "$n"):$(raft_port "$n")@$(node_host "$n"):$(svc_port "$n")"); done
   if [ -n "$self" ] && [[ " ${first_nodes[*]} " != *" $self "* ]]; then
-    a+=(--peer "$self=$host:$(raft_port "$self")@$host:$(svc_port "$self")")
+    a+=(--peer "$self=$(node_host "$self"):$(raft_port "$self")@$(node_host "$self"):$(svc_port "$self")")
   fi
   echo "${a[@]}"
 }
@@ -274,10 +289,10 @@ write_cmd() {
     conductor)
       local fp=""
       [ "${MAGNUM_FAILPOINT_FILES:-0}" = 1 ] && fp="env MAGNUM_FAILPOINTS=@$dir/conductor-$id.failpoints "
-      echo "$fp$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $host:$(raft_port "$id") --service-listen $host:$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cert-key-file $dir/cert.key --trustee-domain magnum --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} $(tls_args "$dir" "conductor-$id") ${MAGNUM_RAFT_ARGS:-} $(auth_args "$dir")" ;;
+      echo "$(node_exec "$id")$fp$b conductor --node-id $id --data-dir $dir/conductor-$id --raft-listen $(node_host "$id"):$(raft_port "$id") --service-listen $(node_host "$id"):$(svc_port "$id") $(peers_args "$id") --shards $shards --poll-interval-ms $poll_ms --cert-key-file $dir/cert.key --trustee-domain magnum --cluster-api-url http://$host:$(sim_port)/sim/k8s/{stack_id} $(tls_args "$dir" "conductor-$id") ${MAGNUM_RAFT_ARGS:-} $(auth_args "$dir")" ;;
     api)
       local c=() n
-      for n in "${nodes[@]}"; do c+=(--conductor "$host:$(svc_port "$n")"); done
+      for n in "${nodes[@]}"; do c+=(--conductor "$(node_host "$n"):$(svc_port "$n")"); done
       echo "$b api --listen $host:$(api_port) --public-url http://$host:$(api_port) ${c[*]} $(tls_args "$dir" api) $(auth_args "$dir")" ;;
   esac >"$dir/$name.cmd"
 }
@@ -328,7 +343,7 @@ wait_ready() {
     local ok=1
     for n in "${nodes[@]}"; do
       local t
-      t=$(icurl "$dir" "$host:$(svc_port "$n")/internal/v1/topology" 2>/dev/null) || { ok=0; break; }
+      t=$(icurl "$dir" "$(node_host "$n"):$(svc_port "$n")/internal/v1/topology" 2>/dev/null) || { ok=0; break; }
       echo "$t" | grep -q '"leader":null' && { ok=0; break; }
       # The bootstrap record (shard count, placement) is committed too.
       echo "$t" | grep -q '"shards":0,' && { ok=0; break; }
@@ -352,7 +367,7 @@ write_json() {
     entry cloud-sim null "$(pid_of "$dir" cloud-sim)" "{\"http\": \"$host:$(sim_port)\"}"
     for n in "${nodes[@]}"; do
       entry conductor "$n" "$(pid_of "$dir" "conductor-$n")" \
-        "{\"raft\": \"$host:$(raft_port "$n")\", \"service\": \"$host:$(svc_port "$n")\"}"
+        "{\"raft\": \"$(node_host "$n"):$(raft_port "$n")\", \"service\": \"$(node_host "$n"):$(svc_port "$n")\"}"
     done
     entry api null "$(pid_of "$dir" api)" "{\"http\": \"$host:$(api_port)\"}"
     printf '\n], "dir": "%s", "shards": %s, "openrc": "%s/openrc"}\n' "$dir" "$shards" "$dir"
@@ -362,7 +377,7 @@ write_json() {
 # openrc as USER on PROJECT (PASSWORD) against Keystone AUTH_URL in REGION.
 openrc_for() {
   local dir=$1 user=$2 password=$3 project=$4 auth_url=$5 region=$6 c=() n
-  for n in "${nodes[@]}"; do c+=("$host:$(svc_port "$n")"); done
+  for n in "${nodes[@]}"; do c+=("$(node_host "$n"):$(svc_port "$n")"); done
   cat <<RC
 export OS_AUTH_TYPE=password
 export OS_AUTH_URL=$auth_url
@@ -398,6 +413,10 @@ cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || usage
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
 load_nodes "$dir"
+if [ "$cmd" = up ] && [ -n "${MAGNUM_NETNS:-}" ] && [ ! -f "$dir/cloud-sim.cmd" ]; then
+  printf 'NETNS_PREFIX=%s\nNETNS_SUBNET=%s\n' "$MAGNUM_NETNS" "${MAGNUM_NETNS_SUBNET:?MAGNUM_NETNS_SUBNET}" >"$(netns_env "$dir")"
+fi
+netns_load "$dir"
 
 case $cmd in
   up)
@@ -448,11 +467,11 @@ case $cmd in
     [[ " ${first_nodes[*]} " != *" $id "* ]] || { echo "conductor $id is a bootstrap node" >&2; exit 2; }
     [[ " ${nodes[*]} " == *" $id "* ]] || nodes+=("$id")
     start_one "$dir" conductor "$id"
-    for _ in $(seq 1 300); do icurl "$dir" "$host:$(svc_port "$id")/internal/v1/topology" >/dev/null 2>&1 && break; sleep 0.1; done
+    for _ in $(seq 1 300); do icurl "$dir" "$(node_host "$id"):$(svc_port "$id")/internal/v1/topology" >/dev/null 2>&1 && break; sleep 0.1; done
     write_json "$dir"; write_openrc "$dir"
     tls_on "$dir" && export MAGNUM_TLS_DIR=$dir/tls/operator
-    MAGNUM_CONDUCTORS="$host:$(svc_port 1),$host:$(svc_port 2),$host:$(svc_port 3)" \
-      "$(bin)" manage conductor add "$id" --raft "$host:$(raft_port "$id")" --service "$host:$(svc_port "$id")"
+    MAGNUM_CONDUCTORS="$(node_host 1):$(svc_port 1),$(node_host 2):$(svc_port 2),$(node_host 3):$(svc_port 3)" \
+      "$(bin)" manage conductor add "$id" --raft "$(node_host "$id"):$(raft_port "$id")" --service "$(node_host "$id"):$(svc_port "$id")"
     ;;
   stop) stop_one "$dir" "${3:?role}" "${4:-}" "${5:-TERM}"; write_json "$dir" ;;
   *) usage ;;

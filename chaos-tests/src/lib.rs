@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod burst;
+pub mod chaos;
 pub mod differential;
 pub mod load;
 pub mod peers;
@@ -65,6 +66,33 @@ pub struct Options {
     /// Run against the real Keystone 30 of the peers toolkit (`MAGNUM_KEYSTONE=real`): the
     /// users, projects and catalog `local-cluster.sh` sets up there, `DIR/openrc-<user>`.
     pub real_keystone: bool,
+    /// Run each conductor on its own host (`chaos-tests/netns.sh`): the namespaces' prefix and
+    /// subnet. The test itself must run in `PREFIX-hub`, where cloud-sim and the API listen.
+    pub netns: Option<Netns>,
+}
+
+/// Private hosts made by `chaos-tests/netns.sh up PREFIX SUBNET N`.
+#[derive(Clone, Debug)]
+pub struct Netns {
+    pub prefix: String,
+    /// The first three octets, e.g. `10.213.7`.
+    pub subnet: String,
+}
+
+impl Netns {
+    /// cloud-sim's and the API node's address (the hub's bridge).
+    pub fn hub(&self) -> String {
+        format!("{}.1", self.subnet)
+    }
+
+    pub fn conductor(&self, id: u64) -> String {
+        format!("{}.{}", self.subnet, 10 + id)
+    }
+
+    /// The namespace conductor `id` runs in.
+    pub fn namespace(&self, id: u64) -> String {
+        format!("{}-c{id}", self.prefix)
+    }
 }
 
 impl Default for Options {
@@ -77,6 +105,7 @@ impl Default for Options {
             sim_args: String::new(),
             failpoint_files: false,
             real_keystone: false,
+            netns: None,
         }
     }
 }
@@ -167,9 +196,10 @@ impl Deployment {
             std::env::temp_dir().join(format!("magnum-{name}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let base = pick_port_base();
+        let host = opts.netns.as_ref().map_or("127.0.0.1".into(), Netns::hub);
         Deployment {
-            sim: format!("http://127.0.0.1:{base}"),
-            api: format!("http://127.0.0.1:{}/v1", base + 11),
+            sim: format!("http://{host}:{base}"),
+            api: format!("http://{host}:{}/v1", base + 11),
             dir: dir.clone(),
             port_base: base,
             opts,
@@ -198,6 +228,14 @@ impl Deployment {
             .env("MAGNUM_POLL_MS", self.opts.poll_ms.to_string())
             .env("MAGNUM_SIM_TIME_SCALE", self.opts.time_scale.to_string())
             .env("MAGNUM_RAFT_ARGS", &self.opts.raft_args)
+            .env(
+                "MAGNUM_NETNS",
+                self.opts.netns.as_ref().map_or("", |n| n.prefix.as_str()),
+            )
+            .env(
+                "MAGNUM_NETNS_SUBNET",
+                self.opts.netns.as_ref().map_or("", |n| n.subnet.as_str()),
+            )
             .env("MAGNUM_SIM_ARGS", &self.opts.sim_args)
             .env(
                 "MAGNUM_FAILPOINT_FILES",
@@ -375,7 +413,12 @@ impl Deployment {
     }
 
     pub fn conductor_service(&self, id: u64) -> String {
-        format!("127.0.0.1:{}", self.port_base + 200 + id as u16)
+        let host = self
+            .opts
+            .netns
+            .as_ref()
+            .map_or("127.0.0.1".into(), |n| n.conductor(id));
+        format!("{host}:{}", self.port_base + 200 + id as u16)
     }
 
     /// A conductor's data dir (its Raft store is under `raft/`).

@@ -1,0 +1,367 @@
+//! The checkers, run once faults have stopped and the deployment healed: the system settles
+//! (nothing left in progress), a last read of every cluster joins the history, then each check
+//! adds what it saw to the summary and every breach to the violations.
+use super::history::Call;
+use super::linear::{self, Verdict};
+use super::workload::Workload;
+use crate::Deployment;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long clusters may stay `*_IN_PROGRESS` once faults stop (operations retry Heat with
+/// backoff, and a cluster's create at time scale 0.05 takes a few seconds).
+const SETTLE: Duration = Duration::from_secs(180);
+/// How long the reaper has to remove orphan stacks (grace 3 s, then looks at doubling ages).
+const REAP_WAIT: Duration = Duration::from_secs(100);
+
+pub struct Ctx<'a> {
+    pub d: &'a Deployment,
+    pub wl: &'a Workload,
+    pub sink: &'a Path,
+}
+
+/// A cluster as the final listing shows it.
+#[derive(Clone, Debug)]
+struct Final {
+    project: usize,
+    status: String,
+    node_count: u64,
+    stack_id: String,
+}
+
+impl Ctx<'_> {
+    pub async fn run_all(
+        &self,
+        checks: &mut BTreeMap<String, Value>,
+        violations: &mut Vec<String>,
+    ) {
+        let (clusters, stuck) = self.settle().await;
+        checks.insert(
+            "settled".into(),
+            json!({"clusters": clusters.len(), "in_progress_after_s": SETTLE.as_secs(), "stuck": stuck}),
+        );
+        for (name, status) in &stuck {
+            violations.push(format!(
+                "{name} still {status} {}s after faults stopped",
+                SETTLE.as_secs()
+            ));
+        }
+        self.wl.read_all(usize::MAX).await;
+        self.linearizable(checks, violations);
+        self.stacks(&clusters, checks, violations).await;
+        self.notifications(checks, violations);
+        self.replicas(checks, violations).await;
+    }
+
+    /// Lists our clusters per project until none is in progress (or `SETTLE` passes).
+    async fn settle(&self) -> (BTreeMap<String, Final>, Vec<(String, String)>) {
+        let start = Instant::now();
+        loop {
+            let clusters = self.list().await;
+            let stuck: Vec<(String, String)> = clusters
+                .iter()
+                .filter(|(_, c)| c.status.ends_with("_IN_PROGRESS"))
+                .map(|(n, c)| (n.clone(), c.status.clone()))
+                .collect();
+            if stuck.is_empty() || start.elapsed() > SETTLE {
+                return (clusters, stuck);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn list(&self) -> BTreeMap<String, Final> {
+        let mut out = BTreeMap::new();
+        for (p, project) in self.wl.projects().iter().enumerate() {
+            let Ok(r) = self
+                .d
+                .http
+                .get(format!("{}/clusters/detail?limit=1000", self.d.api))
+                .header("X-Auth-Token", &project.token)
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            for c in v["clusters"].as_array().into_iter().flatten() {
+                let Some(name) = c["name"].as_str() else {
+                    continue;
+                };
+                if !name.starts_with(&format!("{}-", self.wl.prefix)) {
+                    continue;
+                }
+                out.insert(
+                    name.to_string(),
+                    Final {
+                        project: p,
+                        status: c["status"].as_str().unwrap_or_default().into(),
+                        node_count: c["node_count"].as_u64().unwrap_or(0),
+                        stack_id: c["stack_id"].as_str().unwrap_or_default().into(),
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    fn linearizable(&self, checks: &mut BTreeMap<String, Value>, violations: &mut Vec<String>) {
+        let ops = self.wl.rec.ops();
+        let mut by_object: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+        for op in &ops {
+            by_object
+                .entry(op.object.as_str())
+                .or_default()
+                .push(op.clone());
+        }
+        let (mut ok, mut unchecked) = (0, Vec::new());
+        for (object, h) in &by_object {
+            match linear::check(h) {
+                Verdict::Linearizable => ok += 1,
+                Verdict::Unchecked => unchecked.push(object.to_string()),
+                Verdict::NotLinearizable(v) => violations.push(format!(
+                    "{object}: not linearizable; {} calls placed, then stuck at {:?}",
+                    v.placed, v.stuck_at
+                )),
+            }
+        }
+        let writes = ops
+            .iter()
+            .filter(|o| o.call != Call::Read && o.outcome == super::history::Outcome::Ok)
+            .count();
+        checks.insert(
+            "linearizable".into(),
+            json!({"objects": by_object.len(), "linearizable": ok, "unchecked": unchecked,
+                   "calls": ops.len(), "acknowledged_writes": writes}),
+        );
+        for o in unchecked {
+            violations.push(format!(
+                "{o}: linearizability search gave up (too many states)"
+            ));
+        }
+    }
+
+    /// One stack create per cluster, no live stack without a cluster once the reaper had its
+    /// time, and every finished cluster's stack carrying its acknowledged worker count.
+    async fn stacks(
+        &self,
+        clusters: &BTreeMap<String, Final>,
+        checks: &mut BTreeMap<String, Value>,
+        violations: &mut Vec<String>,
+    ) {
+        let prefix = format!("{}-", self.wl.prefix);
+        let cluster_of = |stack: &str| stack.rsplit_once('-').map(|(c, _)| c.to_string());
+        let all = self.sim_stacks().await;
+        let mut per_cluster: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (stack, n) in all["creates_by_name"].as_object().into_iter().flatten() {
+            if !stack.starts_with(&prefix) {
+                continue;
+            }
+            if n.as_u64().unwrap_or(0) > 1 {
+                violations.push(format!("stack {stack} created {n} times"));
+            }
+            if let Some(c) = cluster_of(stack) {
+                per_cluster.entry(c).or_default().insert(stack.clone());
+            }
+        }
+        for (c, stacks) in &per_cluster {
+            if stacks.len() > 1 {
+                violations.push(format!(
+                    "cluster {c} has {} stacks: {stacks:?}",
+                    stacks.len()
+                ));
+            }
+        }
+        // Orphans: live stacks of ours whose cluster is gone; the reaper must remove them.
+        let start = Instant::now();
+        let orphans = loop {
+            let all = self.sim_stacks().await;
+            let live = self.list().await;
+            let orphans: Vec<String> = all["stacks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["deleted"] != true && s["status"] != "DELETE_COMPLETE")
+                .filter_map(|s| s["name"].as_str())
+                .filter(|n| n.starts_with(&prefix))
+                .filter(|n| cluster_of(n).is_none_or(|c| !live.contains_key(&c)))
+                .map(str::to_string)
+                .collect();
+            if orphans.is_empty() || start.elapsed() > REAP_WAIT {
+                break orphans;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
+        for o in &orphans {
+            violations.push(format!(
+                "orphan stack {o}: its cluster is gone and it still lives {}s later",
+                REAP_WAIT.as_secs()
+            ));
+        }
+        let orphan_wait_s = start.elapsed().as_secs();
+        // Stale parameters: a finished cluster's stack has the count the API shows.
+        let mut compared = 0;
+        for (name, c) in clusters {
+            if !matches!(c.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
+                continue;
+            }
+            match self.stack_minions(c).await {
+                Some(n) if n == c.node_count => compared += 1,
+                Some(n) => violations.push(format!(
+                    "{name} ({}) shows node_count {} but its stack has number_of_minions {n}",
+                    c.status, c.node_count
+                )),
+                None => violations.push(format!("{name} ({}) has no readable stack", c.status)),
+            }
+        }
+        checks.insert(
+            "stacks".into(),
+            json!({"clusters_with_stacks": per_cluster.len(), "orphans": orphans,
+                   "orphan_wait_s": orphan_wait_s, "parameters_compared": compared}),
+        );
+    }
+
+    async fn sim_stacks(&self) -> Value {
+        match self
+            .d
+            .http
+            .get(format!("{}/sim/heat/stacks", self.d.sim))
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    /// The stack's `number_of_minions`, through cloud-sim's Heat API as the project.
+    async fn stack_minions(&self, c: &Final) -> Option<u64> {
+        let project = &self.wl.projects()[c.project];
+        let all = self.sim_stacks().await;
+        let stack = all["stacks"]
+            .as_array()?
+            .iter()
+            .find(|s| s["id"] == c.stack_id.as_str())?
+            .clone();
+        let url = format!(
+            "{}/heat-api/v1/{}/stacks/{}/{}",
+            self.d.sim,
+            stack["project_id"].as_str()?,
+            stack["name"].as_str()?,
+            c.stack_id
+        );
+        let v: Value = self
+            .d
+            .http
+            .get(url)
+            .header("X-Auth-Token", &project.token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let p = &v["stack"]["parameters"]["number_of_minions"];
+        p.as_u64().or_else(|| p.as_str()?.parse().ok())
+    }
+
+    /// CADF notifications: a key never names two transitions, and each cluster's create and
+    /// delete start and end are notified at most once (its create start exactly once).
+    fn notifications(&self, checks: &mut BTreeMap<String, Value>, violations: &mut Vec<String>) {
+        let text = std::fs::read_to_string(self.sink).unwrap_or_default();
+        let mut by_key: BTreeMap<String, BTreeSet<(String, String, String)>> = BTreeMap::new();
+        let mut lines = 0usize;
+        for line in text.lines() {
+            let Ok(m) = serde_json::from_str::<Value>(line) else {
+                violations.push(format!("notification sink: unreadable line {line:?}"));
+                continue;
+            };
+            lines += 1;
+            let t = (
+                m["payload"]["target"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                m["event_type"].as_str().unwrap_or_default().to_string(),
+                m["payload"]["outcome"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            by_key
+                .entry(m["message_id"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .insert(t);
+        }
+        let mut per_transition: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+        for (key, ts) in &by_key {
+            if ts.len() > 1 {
+                violations.push(format!("notification key {key} names {ts:?}"));
+            }
+            for t in ts {
+                *per_transition.entry(t.clone()).or_default() += 1;
+            }
+        }
+        let targets: BTreeSet<&String> = per_transition.keys().map(|(id, _, _)| id).collect();
+        let once = |id: &String, event: &str, outcome: &str| {
+            per_transition
+                .get(&(id.clone(), event.to_string(), outcome.to_string()))
+                .copied()
+                .unwrap_or(0)
+        };
+        for id in &targets {
+            if once(id, "magnum.cluster.create", "pending") != 1 {
+                violations.push(format!(
+                    "cluster {id}: create start notified {} times",
+                    once(id, "magnum.cluster.create", "pending")
+                ));
+            }
+            for (event, outcome) in [
+                ("magnum.cluster.create", "success"),
+                ("magnum.cluster.create", "failure"),
+                ("magnum.cluster.delete", "success"),
+            ] {
+                if once(id, event, outcome) > 1 {
+                    violations.push(format!(
+                        "cluster {id}: {event} {outcome} notified {} times",
+                        once(id, event, outcome)
+                    ));
+                }
+            }
+        }
+        checks.insert(
+            "notifications".into(),
+            json!({"lines": lines, "keys": by_key.len(), "clusters": targets.len(),
+                   "redelivered": lines.saturating_sub(by_key.len())}),
+        );
+    }
+
+    /// Every replica of every group digests the same state at the same applied index.
+    async fn replicas(&self, checks: &mut BTreeMap<String, Value>, violations: &mut Vec<String>) {
+        let out = tokio::task::block_in_place(|| self.d.manage_output(&["verify", "--json"]));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let groups: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let list = groups.as_array().cloned().unwrap_or_default();
+        // `GroupCheck::passes`: two or more replicas agree and none differs.
+        let passes = |g: &Value| {
+            g["equal"].as_array().is_some_and(|e| e.len() >= 2)
+                && g["differ"].as_array().is_none_or(Vec::is_empty)
+        };
+        let bad: Vec<&Value> = list.iter().filter(|g| !passes(g)).collect();
+        if list.is_empty() {
+            violations.push(format!(
+                "manage verify gave nothing: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        for g in &bad {
+            violations.push(format!("replicas differ or unreachable: {g}"));
+        }
+        checks.insert(
+            "replicas".into(),
+            json!({"groups": list.len(), "ok": list.len() - bad.len()}),
+        );
+    }
+}
