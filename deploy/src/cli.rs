@@ -481,6 +481,7 @@ impl RaftArgs {
             threads: self.raft_threads.unwrap_or(d.threads),
             prompt_elections: !self.no_prompt_elections,
             quiesce: !self.no_quiesce,
+            exit_on_storage_failure: d.exit_on_storage_failure,
         }
     }
 }

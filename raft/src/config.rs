@@ -34,6 +34,13 @@ pub struct RaftConfig {
     /// A group with nothing to replicate stops heartbeating and ticking on every replica, and
     /// one ping per peer pair carries the leaders' liveness instead (`quiesce.rs`).
     pub quiesce: bool,
+    /// A replica whose log or state-machine storage fails to write (disk full, I/O error) ends
+    /// the process (exit status [`crate::EXIT_STORAGE_FAILURE`]) instead of halting alone: the
+    /// supervisor restarts it and, once the disk takes writes again, it catches up. A halted
+    /// replica in a live process would leave its group one failure from unavailable with
+    /// nothing to restart it. An apply that the state machine refuses still halts the group
+    /// only (a restart would fail at the same index).
+    pub exit_on_storage_failure: bool,
 }
 
 impl Default for RaftConfig {
@@ -53,6 +60,7 @@ impl Default for RaftConfig {
             threads: crate::runtime::DEFAULT_RAFT_THREADS,
             prompt_elections: true,
             quiesce: true,
+            exit_on_storage_failure: true,
         }
     }
 }

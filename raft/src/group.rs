@@ -120,12 +120,32 @@ impl<L: StateMachineLogic> Clone for Group<L> {
     }
 }
 
-/// Timing the group handle needs from the node's `RaftConfig`.
+/// What the group handle needs from the node's `RaftConfig`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timing {
     /// Leader lease (openraft: election_timeout_max).
     pub(crate) lease: Duration,
     pub(crate) retry: Duration,
+    pub(crate) exit_on_storage_failure: bool,
+}
+
+/// Exit status of a process whose Raft storage failed (sysexits' EX_IOERR).
+pub const EXIT_STORAGE_FAILURE: i32 = 74;
+
+/// Ends the process if this replica stopped because its storage failed to write, rather than
+/// because the state machine refused an entry (that one records a `Halt` first).
+fn exit_if_storage_failed(gid: GroupId, m: &RaftMetrics<TypeConfig>, record: &OnceLock<Halt>) {
+    if let Err(f @ Fatal::StorageError(_)) = &m.running_state {
+        if record.get().is_none() {
+            tracing::error!(
+                gid,
+                error = %f,
+                "Raft storage failed to write (disk full? I/O error?): exiting so that the \
+                 supervisor restarts this conductor; the group goes on without it meanwhile"
+            );
+            std::process::exit(EXIT_STORAGE_FAILURE);
+        }
+    }
 }
 
 struct Inner<L: StateMachineLogic> {
@@ -172,6 +192,9 @@ impl<L: StateMachineLogic> Group<L> {
         // Ends when the raft core stops and drops its metrics sender.
         let status_task = tokio::spawn(async move {
             while metrics.changed().await.is_ok() {
+                if timing.exit_on_storage_failure {
+                    exit_if_storage_failed(gid, &metrics.borrow_watched(), &record);
+                }
                 let next = status_of(gid, &metrics.borrow_watched(), &record);
                 tx.send_if_modified(|cur| {
                     let changed = *cur != next;

@@ -212,6 +212,7 @@ impl RaftNode {
         let timing = Timing {
             lease: Duration::from_millis(self.cfg.election_max_ms),
             retry: Duration::from_millis((self.cfg.heartbeat_ms / 2).max(1)),
+            exit_on_storage_failure: self.cfg.exit_on_storage_failure,
         };
         Ok(Group::new(
             gid,

@@ -344,10 +344,18 @@ impl Ctx<'_> {
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let groups: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let list = groups.as_array().cloned().unwrap_or_default();
-        // `GroupCheck::passes`: two or more replicas agree and none differs.
+        // Stricter than `manage verify`'s own pass (two agree, none differs): with every
+        // conductor up and no write in flight, every replica answers, at one index, alike.
+        let empty = |g: &Value, k: &str| match &g[k] {
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+            _ => true,
+        };
         let passes = |g: &Value| {
             g["equal"].as_array().is_some_and(|e| e.len() >= 2)
-                && g["differ"].as_array().is_none_or(Vec::is_empty)
+                && ["differ", "other_index", "unreachable", "halted"]
+                    .iter()
+                    .all(|k| empty(g, k))
         };
         let bad: Vec<&Value> = list.iter().filter(|g| !passes(g)).collect();
         if list.is_empty() {

@@ -112,11 +112,14 @@ pub async fn run(cfg: &Config) -> Summary {
     let prefix = format!("c{}", cfg.seed % 100_000);
     let wl = Workload::new(d.api.clone(), rec.clone(), prefix.clone(), projects);
 
+    let mut process = Nemesis::new(d.clone(), shared.clone(), cfg.seed);
+    if let Err(e) = process.own_filesystems().await {
+        panic!("could not give the conductors filesystems of their own: {e}");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..cfg.clients)
         .map(|i| tokio::spawn(wl.clone().client(i, cfg.seed, stop.clone())))
         .collect();
-    let mut process = Nemesis::new(d.clone(), shared.clone(), cfg.seed);
     let mut heat = Nemesis::new(d.clone(), shared.clone(), cfg.seed ^ 1);
     heat.ledger = process.ledger.clone();
     let faults_stop = Arc::new(AtomicBool::new(false));
@@ -226,6 +229,8 @@ pub async fn run(cfg: &Config) -> Summary {
             .arg(cfg.out.join("logs"))
             .status();
     }
+    tokio::task::block_in_place(|| d.down());
+    Nemesis::release_filesystems(&d);
     summary
 }
 

@@ -37,7 +37,7 @@ pub struct Ledger {
 }
 
 /// The process-level fault kinds and how often each is drawn.
-const PROCESS_FAULTS: [(&str, u32); 10] = [
+const PROCESS_FAULTS: [(&str, u32); 11] = [
     ("kill", 14),
     ("pause", 14),
     ("pause_before_heat_call", 6),
@@ -48,7 +48,11 @@ const PROCESS_FAULTS: [(&str, u32); 10] = [
     ("partition_api", 6),
     ("partition_heat", 6),
     ("restart_all", 2),
+    ("disk_full", 6),
 ];
+
+/// Each conductor's data dir is its own filesystem of this size (tmpfs), so one can fill up.
+const DATA_FS: &str = "size=256m";
 
 pub struct Nemesis {
     pub d: Arc<Deployment>,
@@ -106,6 +110,7 @@ impl Nemesis {
                 "pause" => self.pause(hold).await,
                 "pause_before_heat_call" => self.pause_before_heat_call(hold).await,
                 "restart_all" => self.restart_all().await,
+                "disk_full" => self.disk_full(hold).await,
                 partition => self.partition(partition, hold).await,
             };
             self.record(kind, target, start, note);
@@ -287,6 +292,72 @@ impl Nemesis {
         ("every conductor and the API node".into(), String::new())
     }
 
+    /// Moves every conductor's data dir onto a filesystem of its own (stopping and starting
+    /// it), so that `disk_full` can fill one. Only on private hosts: the mounts live in the
+    /// run's own mount namespace and go away with it.
+    pub async fn own_filesystems(&self) -> Result<(), String> {
+        if self.d.opts.netns.is_none() {
+            return Ok(());
+        }
+        for n in CONDUCTORS {
+            let d = self.d.clone();
+            let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
+                let dir = d.conductor_dir(n);
+                let old = dir.with_extension("disk");
+                d.script(&["stop", "conductor", &n.to_string()]);
+                std::fs::rename(&dir, &old).map_err(|e| e.to_string())?;
+                std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+                run(
+                    "mount",
+                    &["-t", "tmpfs", "-o", DATA_FS, "tmpfs", &path(&dir)],
+                )?;
+                run("cp", &["-a", &format!("{}/.", path(&old)), &path(&dir)])?;
+                std::fs::remove_dir_all(&old).map_err(|e| e.to_string())?;
+                d.start("conductor", Some(n));
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            r?;
+            self.await_all_up().await;
+        }
+        Ok(())
+    }
+
+    /// Unmounts what `own_filesystems` mounted (the processes are gone by then).
+    pub fn release_filesystems(d: &Deployment) {
+        if d.opts.netns.is_some() {
+            for n in CONDUCTORS {
+                let _ = run("umount", &["-l", &path(&d.conductor_dir(n))]);
+            }
+        }
+    }
+
+    /// A conductor's filesystem fills up (a ballast file takes every free byte), then frees.
+    async fn disk_full(&mut self, hold: Duration) -> (String, String) {
+        if self.d.opts.netns.is_none() {
+            return (
+                "none".into(),
+                "no private hosts: disk faults skipped".into(),
+            );
+        }
+        let n = self.pick_target().await;
+        let dir = self.d.conductor_dir(n);
+        let ballast = dir.join("ballast");
+        // Zeros until the filesystem refuses (dd's own failure is the point).
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", &format!("of={}", path(&ballast)), "bs=1M"])
+            .output();
+        let size = std::fs::metadata(&ballast).map_or(0, |m| m.len());
+        let note = match size {
+            0 => "no ballast written".to_string(),
+            _ => String::new(),
+        };
+        tokio::time::sleep(hold).await;
+        let _ = std::fs::remove_file(&ballast);
+        (format!("conductor-{n} ({size} bytes taken)"), note)
+    }
+
     /// Network faults on the conductors' own hosts, made with nftables in their namespaces.
     async fn partition(&mut self, kind: &str, hold: Duration) -> (String, String) {
         let Some(ns) = self.d.opts.netns.clone() else {
@@ -363,18 +434,19 @@ impl Nemesis {
         (target, note)
     }
 
-    /// Waits (bounded) until every conductor answers; one that died is started again.
+    /// Waits (bounded) until every conductor answers; one that is not running (killed, or
+    /// exited on its own, as on a full disk) is started again, as its supervisor would.
     pub async fn await_all_up(&self) {
+        let http = self.d.internal_http();
         for n in CONDUCTORS {
-            if pid_of(&self.d, n).is_none() {
-                let d = self.d.clone();
-                blocking(move || d.start("conductor", Some(n))).await;
-            }
-            let up = self.d.internal_http();
             let addr = self.d.conductor_service(n);
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
-                let r = up
+                if pid_of(&self.d, n).is_none() {
+                    let d = self.d.clone();
+                    blocking(move || d.start("conductor", Some(n))).await;
+                }
+                let r = http
                     .send(&addr, magnum_proto::wire::TOPOLOGY_PATH, |h, u| h.get(u))
                     .await;
                 if r.is_ok_and(|r| r.status().is_success()) {
@@ -463,6 +535,25 @@ fn wait_gone(pid: u32) {
             Ok(s) if !s.contains(") Z ") => std::thread::sleep(Duration::from_millis(20)),
             _ => return,
         }
+    }
+}
+
+fn path(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
