@@ -34,7 +34,20 @@ pub struct FaultEvent {
 pub struct Ledger {
     pub events: Vec<FaultEvent>,
     pub by_kind: BTreeMap<String, u64>,
+    /// Writes and linearizable reads sent straight to an isolated conductor once its lease
+    /// ran out.
+    pub minority_probes: u64,
+    /// Their answers: HTTP status, or `no answer` (timed out, connection cut).
+    pub minority_answers: BTreeMap<String, u64>,
+    /// What a fault saw go wrong while it ran (a minority serving).
+    pub violations: Vec<String>,
 }
+
+/// Faults that once broke an invariant, run first in every run, with the seed that found them.
+pub const REGRESSIONS: [(&str, &str); 1] = [(
+    "disk_full_leader",
+    "seed 9 (disk_full drawn often): a shard leader's full disk halted its replica for good while the process lived on",
+)];
 
 /// The process-level fault kinds and how often each is drawn.
 const PROCESS_FAULTS: [(&str, u32); 11] = [
@@ -87,8 +100,17 @@ impl Nemesis {
         });
     }
 
-    /// Runs process-level faults until `stop`.
+    /// Runs the regression faults, then process-level faults drawn at random until `stop`.
     pub async fn run_process_faults(&mut self, stop: Arc<AtomicBool>) {
+        for (kind, _) in REGRESSIONS {
+            let start = self.shared.rec.now();
+            let (target, note) = match kind {
+                "disk_full_leader" => self.disk_full_leader().await,
+                _ => continue,
+            };
+            self.record(kind, target, start, note);
+            self.await_all_up().await;
+        }
         let total: u32 = PROCESS_FAULTS.iter().map(|(_, w)| w).sum();
         while !stop.load(Ordering::SeqCst) {
             let mut roll = self.rng.gen_range(0..total);
@@ -342,20 +364,57 @@ impl Nemesis {
             );
         }
         let n = self.pick_target().await;
-        let dir = self.d.conductor_dir(n);
-        let ballast = dir.join("ballast");
-        // Zeros until the filesystem refuses (dd's own failure is the point).
-        let _ = Command::new("dd")
-            .args(["if=/dev/zero", &format!("of={}", path(&ballast)), "bs=1M"])
-            .output();
-        let size = std::fs::metadata(&ballast).map_or(0, |m| m.len());
-        let note = match size {
-            0 => "no ballast written".to_string(),
-            _ => String::new(),
-        };
+        let (size, note) = fill(&self.d, n);
         tokio::time::sleep(hold).await;
-        let _ = std::fs::remove_file(&ballast);
+        let _ = std::fs::remove_file(self.d.conductor_dir(n).join("ballast"));
         (format!("conductor-{n} ({size} bytes taken)"), note)
+    }
+
+    /// A shard leader's disk fills while a write goes to it: the conductor must exit (its
+    /// supervisor restarts it), not live on with a halted replica (which the replica check at
+    /// the end would find).
+    async fn disk_full_leader(&mut self) -> (String, String) {
+        use magnum_proto::{RequestId, ShardCommand, ShardRequest};
+        if self.d.opts.netns.is_none() {
+            return (
+                "none".into(),
+                "no private hosts: disk faults skipped".into(),
+            );
+        }
+        let shard = ShardId(self.rng.gen_range(0..self.shared.shards));
+        let Ok(Some(NodeId(n))) = self.shared.client.leader_of(shard).await else {
+            return ("none".into(), "no leader found".into());
+        };
+        let pid = pid_of(&self.d, n);
+        let (size, mut note) = fill(&self.d, n);
+        let write = ShardRequest {
+            request_id: Some(RequestId::new_v4()),
+            command: ShardCommand::Canary {
+                key: "disk-full".into(),
+                value: self.shared.rec.now().to_string(),
+            },
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.shared.client.command(shard, &write),
+        )
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pid.is_some() && pid_of(&self.d, n) == pid && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A replica halted in a live process shows in the end check of the replicas.
+        if pid.is_some() && pid_of(&self.d, n) == pid {
+            note = "still running 10 s after its disk filled".into();
+        }
+        let _ = std::fs::remove_file(self.d.conductor_dir(n).join("ballast"));
+        (
+            format!(
+                "conductor-{n}, leader of shard {} ({size} bytes taken)",
+                shard.0
+            ),
+            note,
+        )
     }
 
     /// Network faults on the conductors' own hosts, made with nftables in their namespaces.
@@ -427,11 +486,68 @@ impl Nemesis {
                 note = e;
             }
         }
-        tokio::time::sleep(hold).await;
+        // Past every lease the isolated node held, it must serve neither writes nor reads.
+        let probe_after = Duration::from_millis(1200);
+        if kind == "partition_isolate" && hold > probe_after + Duration::from_millis(500) {
+            tokio::time::sleep(probe_after).await;
+            self.probe_minority(n).await;
+            tokio::time::sleep(hold - probe_after).await;
+        } else {
+            tokio::time::sleep(hold).await;
+        }
         if let Err(e) = nft(&namespace, "flush table inet chaos") {
             note = e;
         }
         (target, note)
+    }
+
+    /// Sends a canary write and a linearizable read of every shard straight to conductor `n`
+    /// (cut from its peers), as a client that reached only the minority would.
+    async fn probe_minority(&self, n: u64) {
+        use magnum_proto::wire::{command_path, query_path};
+        use magnum_proto::{RequestId, ShardCommand, ShardQuery, ShardRequest};
+        let http = self.d.internal_http();
+        let addr = self.d.conductor_service(n);
+        for shard in 0..self.shared.shards {
+            let shard = ShardId(shard);
+            let write = ShardRequest {
+                request_id: Some(RequestId::new_v4()),
+                command: ShardCommand::Canary {
+                    key: format!("minority/{n}"),
+                    value: self.shared.rec.now().to_string(),
+                },
+            };
+            let read = ShardQuery::Canaries {
+                prefix: "minority/".into(),
+            };
+            let timeout = Duration::from_millis(1500);
+            let w = http
+                .send(&addr, &command_path(shard), |h, u| {
+                    h.post(u).json(&write).timeout(timeout)
+                })
+                .await;
+            let r = http
+                .send(&addr, &query_path(shard), |h, u| {
+                    h.post(u).json(&read).timeout(timeout)
+                })
+                .await;
+            let mut l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            l.minority_probes += 2;
+            for (what, res) in [("write", w), ("linearizable read", r)] {
+                let answer = res
+                    .as_ref()
+                    .map_or("no answer".into(), |r| r.status().as_u16().to_string());
+                *l.minority_answers.entry(answer).or_default() += 1;
+                if let Ok(resp) = res {
+                    if resp.status().is_success() {
+                        l.violations.push(format!(
+                            "conductor-{n}, cut from its peers, served a {what} of shard {}",
+                            shard.0
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     /// Waits (bounded) until every conductor answers; one that is not running (killed, or
@@ -536,6 +652,21 @@ fn wait_gone(pid: u32) {
             _ => return,
         }
     }
+}
+
+/// Writes zeros into conductor `n`'s filesystem until it refuses (dd's failure is the point):
+/// the ballast's size, and a note if nothing could be written.
+fn fill(d: &Deployment, n: u64) -> (u64, String) {
+    let ballast = d.conductor_dir(n).join("ballast");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", path(&ballast)), "bs=1M"])
+        .output();
+    let size = std::fs::metadata(&ballast).map_or(0, |m| m.len());
+    let note = match size {
+        0 => "no ballast written".to_string(),
+        _ => String::new(),
+    };
+    (size, note)
 }
 
 fn path(p: &std::path::Path) -> String {
