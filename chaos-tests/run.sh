@@ -2,7 +2,7 @@
 # The chaos suite (chaos-tests/README.md, "The chaos suite"): a seeded, recorded workload under
 # kills, pauses, partitions, restarts and Heat faults, then the checkers.
 #
-#   chaos-tests/run.sh --bounded OUTDIR          the CI run: 6 minutes of faults, ~8 in all
+#   chaos-tests/run.sh --bounded OUTDIR          the CI run: 5 minutes of faults (at least 500), ~6.5 in all
 #   chaos-tests/run.sh --soak MINUTES OUTDIR     as long as asked
 #   chaos-tests/run.sh --seed N --duration-s S OUTDIR    replay a run (the seed a failure printed)
 #   chaos-tests/run.sh --check OUTDIR/history.jsonl      re-check a recorded history

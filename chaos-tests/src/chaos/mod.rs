@@ -39,6 +39,8 @@ pub struct Config {
     pub netns: Option<Netns>,
     /// Mean time between two Heat faults.
     pub heat_period: Duration,
+    /// The run is a violation if fewer faults took effect, or a kind was never drawn.
+    pub min_faults: u64,
 }
 
 /// What the nemesis and the checkers share.
@@ -167,16 +169,20 @@ pub async fn run(cfg: &Config) -> Summary {
 
     let ops = rec.ops();
     let _ = history::write_jsonl(&cfg.out.join("history.jsonl"), &ops);
-    let ledger = process
-        .as_ref()
-        .map(|p| {
-            p.ledger
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .events
-                .clone()
-        })
-        .unwrap_or_default();
+    let (ledger, probes, answers, seen_by_faults) = match &process {
+        Some(p) => {
+            let l = p.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            let a = l.minority_answers.clone();
+            (l.events.clone(), l.minority_probes, a, l.violations.clone())
+        }
+        None => Default::default(),
+    };
+    checks.insert(
+        "minority".into(),
+        json!({"probes": probes, "answers": answers,
+               "served": seen_by_faults.iter().filter(|v| v.contains("served")).count()}),
+    );
+    violations.extend(seen_by_faults);
     let _ = std::fs::write(
         cfg.out.join("faults.json"),
         serde_json::to_string_pretty(&ledger).unwrap_or_default(),
@@ -197,6 +203,22 @@ pub async fn run(cfg: &Config) -> Summary {
         .filter(|(k, _)| !k.starts_with("heat_"))
         .map(|(_, n)| n)
         .sum();
+    let drawn: std::collections::BTreeSet<&str> = ledger.iter().map(|e| e.kind.as_str()).collect();
+    let kinds = nemesis::PROCESS_FAULTS.iter().map(|(k, _)| *k);
+    let missing: Vec<&str> = kinds
+        .chain(Nemesis::HEAT_FAULTS)
+        .filter(|k| !drawn.contains(k))
+        .collect();
+    if !missing.is_empty() {
+        violations.push(format!("fault kinds never injected: {missing:?}"));
+    }
+    if process_faults + heat_fired < cfg.min_faults {
+        violations.push(format!(
+            "only {} faults took effect; the run asks for {}",
+            process_faults + heat_fired,
+            cfg.min_faults
+        ));
+    }
     checks.insert(
         "faults".into(),
         json!({"heat_posted": heat_posted, "heat_fired": heat_fired, "process_level": process_faults,

@@ -50,7 +50,7 @@ pub const REGRESSIONS: [(&str, &str); 1] = [(
 )];
 
 /// The process-level fault kinds and how often each is drawn.
-const PROCESS_FAULTS: [(&str, u32); 11] = [
+pub const PROCESS_FAULTS: [(&str, u32); 11] = [
     ("kill", 14),
     ("pause", 14),
     ("pause_before_heat_call", 6),
@@ -111,20 +111,29 @@ impl Nemesis {
             self.record(kind, target, start, note);
             self.await_all_up().await;
         }
+        // Every kind once, in a seeded order, so that even a short run covers them all; then
+        // drawn by weight.
+        let mut first: Vec<&str> = PROCESS_FAULTS.iter().map(|(k, _)| *k).collect();
+        first.shuffle(&mut self.rng);
         let total: u32 = PROCESS_FAULTS.iter().map(|(_, w)| w).sum();
         while !stop.load(Ordering::SeqCst) {
-            let mut roll = self.rng.gen_range(0..total);
-            let kind = PROCESS_FAULTS
-                .iter()
-                .find(|(_, w)| {
-                    if roll < *w {
-                        true
-                    } else {
-                        roll -= w;
-                        false
-                    }
-                })
-                .map_or("kill", |(k, _)| *k);
+            let kind = match first.pop() {
+                Some(k) => k,
+                None => {
+                    let mut roll = self.rng.gen_range(0..total);
+                    PROCESS_FAULTS
+                        .iter()
+                        .find(|(_, w)| {
+                            if roll < *w {
+                                true
+                            } else {
+                                roll -= w;
+                                false
+                            }
+                        })
+                        .map_or("kill", |(k, _)| *k)
+                }
+            };
             let hold = Duration::from_millis(self.rng.gen_range(600..3500));
             let start = self.shared.rec.now();
             let (target, note) = match kind {
@@ -164,6 +173,15 @@ impl Nemesis {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
     }
+
+    /// The Heat fault kinds `heat_fault` draws from.
+    pub const HEAT_FAULTS: [&'static str; 5] = [
+        "heat_5xx",
+        "heat_409",
+        "heat_lost_response",
+        "heat_slow",
+        "heat_resource_failure",
+    ];
 
     fn heat_fault(&mut self) -> (&'static str, Value) {
         let writes = [
@@ -278,7 +296,7 @@ impl Nemesis {
         .collect::<Vec<_>>()
         .join(",");
         self.d.arm_failpoints(n, &spec);
-        let deadline = Instant::now() + Duration::from_secs(4);
+        let deadline = Instant::now() + Duration::from_secs(6);
         let mut stopped = false;
         while Instant::now() < deadline {
             if pid_of(&self.d, n).and_then(proc_state) == Some('T') {
