@@ -96,6 +96,14 @@ impl RaftConfig {
             // win before it raises its term, so rejoining does not depose a healthy leader (as
             // etcd does by default). Every release speaks the pre-vote RPC (protocol v1).
             enable_pre_vote: Some(true),
+            // A restarted leader wins a new election (standard Raft) instead of resuming its
+            // old term. Resuming is openraft's default and is unsafe here: our state machine
+            // does not flush on apply and the committed id is not persisted (openraft's own
+            // warning), and a leader that crashed before flushing entries its followers already
+            // hold would write different entries under the same (term, index), which followers
+            // keep as matching. The chaos suite saw exactly that after a full disk crashed a
+            // leader: a replica diverged and transitions were applied twice (seed 540609).
+            enable_leader_restore: Some(false),
             ..Default::default()
         };
         let cfg = cfg
@@ -118,6 +126,8 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().is_err());
+        let cfg = RaftConfig::default().to_openraft(1).unwrap();
+        assert_eq!(cfg.enable_leader_restore, Some(false), "see the comment");
         let bad = RaftConfig {
             snapshot_logs_since_last: 0,
             ..Default::default()

@@ -506,6 +506,36 @@ async fn restart_recovers_state_without_replaying() {
     c.shutdown().await;
 }
 
+/// A leader restarted before its followers campaigned does not resume its old term: it may
+/// have lost entries it had sent but not flushed, and would write others under the same
+/// (term, index) (`RaftConfig::to_openraft`, `enable_leader_restore`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_wins_a_new_term_instead_of_resuming_its_old_one() {
+    let gid = 1;
+    let mut c = Cluster::start(3, &[gid], cfg()).await;
+    let leader = c.wait_leader(gid).await;
+    let resp = within("write", c.group(leader, gid).write(b"a=1".to_vec()))
+        .await
+        .unwrap();
+    c.wait_applied(gid, index_of(&resp)).await;
+    let term = c.group(leader, gid).status().term;
+    c.stop(leader).await;
+    c.restart(leader).await;
+    let back = c.group(leader, gid).status();
+    assert!(
+        !(back.is_leader && back.term == term),
+        "node {leader} resumed leading term {term} at restart: {back:?}"
+    );
+    let now = c.wait_leader(gid).await;
+    let st = c.group(now, gid).status();
+    assert!(st.term > term, "led in term {} after a restart of the term-{term} leader", st.term);
+    let resp = within("write", c.group(now, gid).write(b"b=2".to_vec()))
+        .await
+        .unwrap();
+    c.wait_applied(gid, index_of(&resp)).await;
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_follower_catches_up_by_snapshot() {
     let gid = 5;
