@@ -39,7 +39,8 @@ pub struct RaftConfig {
     /// supervisor restarts it and, once the disk takes writes again, it catches up. A halted
     /// replica in a live process would leave its group one failure from unavailable with
     /// nothing to restart it. An apply that the state machine refuses still halts the group
-    /// only (a restart would fail at the same index).
+    /// only (a restart would fail at the same index). A flush that has not returned after 20 s
+    /// (a stalled disk) ends the process the same way.
     pub exit_on_storage_failure: bool,
 }
 

@@ -53,6 +53,10 @@ pub struct RaftNode {
     cancel: CancellationToken,
 }
 
+/// A flush of the Raft store slower than this is a stalled disk (`exit_on_storage_failure`):
+/// far above any healthy fsync, and far below what a stuck node would cost its groups.
+const MAX_SYNC_DURATION: Duration = Duration::from_secs(20);
+
 impl RaftNode {
     /// Opens the node's database under `data_dir` (created if missing). The directory is bound
     /// to `node_id` on first use; opening it with another id fails.
@@ -60,6 +64,9 @@ impl RaftNode {
         cfg.validate()?;
         std::fs::create_dir_all(data_dir)?;
         let engine = SledEngine::open(&data_dir.join(DB_NAME))?;
+        if cfg.exit_on_storage_failure {
+            engine.exit_on_stall(MAX_SYNC_DURATION)?;
+        }
         let store = Store::open(Box::new(engine), node_id, data_dir.join(SNAP_DIR))?;
         let audit = match cfg.vote_audit {
             true => Some(Arc::new(VoteAudit::open(data_dir)?)),

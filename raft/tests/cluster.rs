@@ -528,7 +528,11 @@ async fn a_restarted_leader_wins_a_new_term_instead_of_resuming_its_old_one() {
     );
     let now = c.wait_leader(gid).await;
     let st = c.group(now, gid).status();
-    assert!(st.term > term, "led in term {} after a restart of the term-{term} leader", st.term);
+    assert!(
+        st.term > term,
+        "led in term {} after a restart of the term-{term} leader",
+        st.term
+    );
     let resp = within("write", c.group(now, gid).write(b"b=2".to_vec()))
         .await
         .unwrap();

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 const SETTLE: Duration = Duration::from_secs(180);
 /// How long the reaper has to remove orphan stacks (grace 3 s, then looks at doubling ages).
 const REAP_WAIT: Duration = Duration::from_secs(100);
+/// How long a replica may take to catch up (a conductor restarted at the end by its supervisor).
+const REPLICA_WAIT: Duration = Duration::from_secs(60);
 
 pub struct Ctx<'a> {
     pub d: &'a Deployment,
@@ -338,12 +340,9 @@ impl Ctx<'_> {
         );
     }
 
-    /// Every replica of every group digests the same state at the same applied index.
+    /// Every replica of every group digests the same state at the same applied index. A replica
+    /// behind (restarted late, catching up) gets `REPLICA_WAIT` to get there.
     async fn replicas(&self, checks: &mut BTreeMap<String, Value>, violations: &mut Vec<String>) {
-        let out = tokio::task::block_in_place(|| self.d.manage_output(&["verify", "--json"]));
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let groups: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let list = groups.as_array().cloned().unwrap_or_default();
         // Stricter than `manage verify`'s own pass (two agree, none differs): with every
         // conductor up and no write in flight, every replica answers, at one index, alike.
         let empty = |g: &Value, k: &str| match &g[k] {
@@ -357,12 +356,28 @@ impl Ctx<'_> {
                     .iter()
                     .all(|k| empty(g, k))
         };
+        let start = Instant::now();
+        let (list, stderr) = loop {
+            let out = tokio::task::block_in_place(|| self.d.manage_output(&["verify", "--json"]));
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let list = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default();
+            // A divergence is final; anything else may be a replica still catching up.
+            let diverged = list.iter().any(|g| !empty(g, "differ"));
+            let done = !list.is_empty() && list.iter().all(passes);
+            if done || diverged || start.elapsed() > REPLICA_WAIT {
+                break (
+                    list,
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
         let bad: Vec<&Value> = list.iter().filter(|g| !passes(g)).collect();
         if list.is_empty() {
-            violations.push(format!(
-                "manage verify gave nothing: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            violations.push(format!("manage verify gave nothing: {stderr}"));
         }
         for g in &bad {
             violations.push(format!("replicas differ or unreachable: {g}"));

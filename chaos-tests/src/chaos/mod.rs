@@ -158,6 +158,8 @@ pub async fn run(cfg: &Config) -> Summary {
         let _ = c.await;
     }
 
+    let supervisor_stop = Arc::new(AtomicBool::new(false));
+    let supervisor = tokio::spawn(nemesis::supervise(d.clone(), supervisor_stop.clone()));
     let mut checks = BTreeMap::new();
     let mut violations = Vec::new();
     let ctx = checks::Ctx {
@@ -166,6 +168,8 @@ pub async fn run(cfg: &Config) -> Summary {
         sink: &sink,
     };
     ctx.run_all(&mut checks, &mut violations).await;
+    supervisor_stop.store(true, Ordering::SeqCst);
+    let _ = supervisor.await;
 
     let ops = rec.ops();
     let _ = history::write_jsonl(&cfg.out.join("history.jsonl"), &ops);

@@ -419,13 +419,19 @@ impl Nemesis {
             );
         }
         // The busiest shard: its followers hold entries the leader has not flushed yet.
-        let busiest = self.shared.client.refresh_topology().await.ok().and_then(|t| {
-            t.groups
-                .iter()
-                .filter(|g| g.group != magnum_proto::wire::META_GROUP)
-                .max_by_key(|g| g.last_applied)
-                .map(|g| ShardId(u32::try_from(g.group - 1).unwrap_or(0)))
-        });
+        let busiest = self
+            .shared
+            .client
+            .refresh_topology()
+            .await
+            .ok()
+            .and_then(|t| {
+                t.groups
+                    .iter()
+                    .filter(|g| g.group != magnum_proto::wire::META_GROUP)
+                    .max_by_key(|g| g.last_applied)
+                    .map(|g| ShardId(u32::try_from(g.group - 1).unwrap_or(0)))
+            });
         let shard = busiest.unwrap_or(ShardId(0));
         let Ok(Some(NodeId(n))) = self.shared.client.leader_of(shard).await else {
             return ("none".into(), "no leader found".into());
@@ -641,6 +647,21 @@ impl Nemesis {
             blocking(move || d.start("api", None)).await;
         }
         self.await_all_up().await;
+    }
+}
+
+/// Restarts any conductor that is not running, every half second, until `stop`: what systemd's
+/// `Restart=on-failure` does for a conductor that exits on its own (a full or stalled disk)
+/// while the checks run.
+pub async fn supervise(d: Arc<Deployment>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::SeqCst) {
+        for n in CONDUCTORS {
+            if pid_of(&d, n).is_none() {
+                let d = d.clone();
+                blocking(move || d.start("conductor", Some(n))).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

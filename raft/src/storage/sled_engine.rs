@@ -7,7 +7,8 @@
 use std::io::{self, ErrorKind};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -40,11 +41,21 @@ type FlushWaiter = tokio::sync::oneshot::Sender<Result<(), (ErrorKind, String)>>
 /// keeps sled's own IO pool free (see `flush`).
 struct Flusher {
     tx: std::sync::mpsc::Sender<FlushWaiter>,
+    /// When the running flush began (ms since `clock()`'s origin, plus one); 0 when idle.
+    busy_since: Arc<AtomicU64>,
+}
+
+/// A process-local monotonic clock in ms.
+fn clock() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(ORIGIN.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Flusher {
     fn start(db: sled::Db) -> io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<FlushWaiter>();
+        let busy_since = Arc::new(AtomicU64::new(0));
+        let busy = busy_since.clone();
         std::thread::Builder::new()
             .name("sled-flush".into())
             .spawn(move || {
@@ -52,19 +63,26 @@ impl Flusher {
                 while let Ok(first) = rx.recv() {
                     let mut waiters = vec![first];
                     waiters.extend(rx.try_iter());
+                    busy.store(clock() + 1, Ordering::SeqCst);
                     let res = db.flush().map(|_| ()).map_err(|e| {
                         let e = sled_io(e);
                         (e.kind(), e.to_string())
                     });
+                    busy.store(0, Ordering::SeqCst);
                     for w in waiters {
                         // A waiter that gave up (its future dropped) needs no answer.
                         let _ = w.send(res.clone());
                     }
                 }
             })?;
-        Ok(Self { tx })
+        Ok(Self { tx, busy_since })
     }
 }
+
+/// Disk-stall detection, as CockroachDB's `max_sync_duration`: a flush that has not returned
+/// after `limit` will not (sled 0.34, after its background flush met a full disk, waits on
+/// forever), and a node whose log cannot become durable only holds its groups back.
+const STALL_CHECK: Duration = Duration::from_secs(1);
 
 impl SledEngine {
     /// Opens (or creates) the database at `path`.
@@ -110,6 +128,31 @@ impl SledEngine {
             db,
             io: Arc::new(tokio::sync::RwLock::new(())),
         })
+    }
+
+    /// Ends the process (status [`crate::EXIT_STORAGE_FAILURE`]) once a flush has been running
+    /// longer than `limit`, so that its supervisor restarts it. The watching thread ends with
+    /// the engine.
+    pub(crate) fn exit_on_stall(&self, limit: Duration) -> io::Result<()> {
+        let busy = Arc::downgrade(&self.flusher.busy_since);
+        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        std::thread::Builder::new()
+            .name("sled-stall-watch".into())
+            .spawn(move || loop {
+                std::thread::sleep(STALL_CHECK);
+                let Some(busy) = busy.upgrade() else { return };
+                let since = busy.load(Ordering::SeqCst);
+                let stalled = since != 0 && clock().saturating_sub(since - 1) > limit_ms;
+                if stalled {
+                    tracing::error!(
+                        limit_s = limit.as_secs(),
+                        "disk stall: a flush of the Raft store has not returned in time; \
+                         exiting so that the supervisor restarts this conductor"
+                    );
+                    std::process::exit(crate::EXIT_STORAGE_FAILURE);
+                }
+            })?;
+        Ok(())
     }
 
     fn tree(&self, tree: sled::Tree) -> Arc<dyn KvTree> {
