@@ -555,7 +555,7 @@ impl Nemesis {
     /// Sends a canary write and a linearizable read of every shard straight to conductor `n`
     /// (cut from its peers), as a client that reached only the minority would.
     async fn probe_minority(&self, n: u64) {
-        use magnum_proto::wire::{command_path, query_path};
+        use magnum_proto::wire::{command_path, query_path, Envelope};
         use magnum_proto::{RequestId, ShardCommand, ShardQuery, ShardRequest};
         let http = self.d.internal_http();
         let addr = self.d.conductor_service(n);
@@ -571,6 +571,7 @@ impl Nemesis {
             let read = ShardQuery::Canaries {
                 prefix: "minority/".into(),
             };
+            let (write, read) = (Envelope::new(&write), Envelope::new(&read));
             let timeout = Duration::from_millis(1500);
             let w = http
                 .send(&addr, &command_path(shard), |h, u| {
@@ -590,6 +591,13 @@ impl Nemesis {
                     .map_or("no answer".into(), |r| r.status().as_u16().to_string());
                 *l.minority_answers.entry(answer).or_default() += 1;
                 if let Ok(resp) = res {
+                    // A probe the node could not even parse proves nothing.
+                    if matches!(resp.status().as_u16(), 400 | 404 | 405 | 415 | 422) {
+                        l.violations.push(format!(
+                            "minority probe refused as malformed ({}): the check is broken",
+                            resp.status()
+                        ));
+                    }
                     if resp.status().is_success() {
                         l.violations.push(format!(
                             "conductor-{n}, cut from its peers, served a {what} of shard {}",
