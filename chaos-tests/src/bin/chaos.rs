@@ -5,7 +5,9 @@
 //!   chaos --duration-s S OUTDIR         any length
 //!   chaos --check OUTDIR/history.jsonl  re-check a recorded history offline
 //! Options: --seed N (default: from the clock), --clients N (default 6), --no-netns (conductors
-//! share loopback: no partitions). Exit status 1 on any violation, with the replay command.
+//! share loopback: no partitions nor disk faults), --with-disk-faults (full disks; off while
+//! the divergence they reproduce is open). Exit status 1 on any violation, with the replay
+//! command.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use magnum_chaos_tests::chaos::{self, history, linear, Config};
@@ -21,7 +23,7 @@ const BOUNDED_MIN_FAULTS: u64 = 500;
 const NETNS_ENV: &str = "MAGNUM_CHAOS_NETNS";
 
 fn usage() -> ExitCode {
-    eprintln!("usage: chaos (--bounded OUTDIR | --soak MINUTES OUTDIR | --duration-s S OUTDIR | --check HISTORY) [--seed N] [--clients N] [--no-netns]");
+    eprintln!("usage: chaos (--bounded OUTDIR | --soak MINUTES OUTDIR | --duration-s S OUTDIR | --check HISTORY) [--seed N] [--clients N] [--no-netns] [--with-disk-faults]");
     ExitCode::from(2)
 }
 
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     let mut netns = true;
     let mut mode: Option<(Duration, PathBuf)> = None;
     let mut min_faults = 0;
+    let mut disk_faults = false;
     let mut i = 0;
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
     while i < args.len() {
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
                 i += 1;
             }
             "--no-netns" => netns = false,
+            "--with-disk-faults" => disk_faults = true,
             _ => return usage(),
         }
         i += 1;
@@ -93,10 +97,16 @@ fn main() -> ExitCode {
                 prefix: prefix.into(),
                 subnet: subnet.into(),
             };
-            run(seed, (duration, min_faults), out, clients, Some(ns))
+            run(
+                seed,
+                (duration, min_faults, disk_faults),
+                out,
+                clients,
+                Some(ns),
+            )
         }
         Err(_) if netns => in_namespaces(seed),
-        Err(_) => run(seed, (duration, min_faults), out, clients, None),
+        Err(_) => run(seed, (duration, min_faults, false), out, clients, None),
     }
 }
 
@@ -145,7 +155,7 @@ fn in_namespaces(seed: u64) -> ExitCode {
 
 fn run(
     seed: u64,
-    (duration, min_faults): (Duration, u64),
+    (duration, min_faults, disk_faults): (Duration, u64, bool),
     out: PathBuf,
     clients: usize,
     netns: Option<Netns>,
@@ -158,6 +168,7 @@ fn run(
         netns,
         heat_period: Duration::from_millis(500),
         min_faults,
+        disk_faults,
     };
     println!(
         "chaos: seed {seed}, {}s of faults, {clients} clients, private hosts: {}",

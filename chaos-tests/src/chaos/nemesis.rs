@@ -111,15 +111,18 @@ impl Nemesis {
         // Every kind once, in a seeded order, so that even a short run covers them all; then
         // drawn by weight. `MAGNUM_CHAOS_FAULTS=kill,pause` narrows a run (to bisect a failure).
         let only = std::env::var("MAGNUM_CHAOS_FAULTS").ok();
+        let disk = self.shared.disk_faults;
         let kinds: Vec<(&str, u32)> = PROCESS_FAULTS
             .iter()
             .filter(|(k, _)| only.as_ref().is_none_or(|o| o.split(',').any(|x| x == *k)))
+            .filter(|(k, _)| disk || !k.starts_with("disk_"))
             .copied()
             .collect();
         let mut first: Vec<&str> = kinds.iter().map(|(k, _)| *k).collect();
         first.shuffle(&mut self.rng);
         let total: u32 = kinds.iter().map(|(_, w)| w).sum();
-        let mut regressions_done = only.is_some();
+        // The one regression case is a disk fault.
+        let mut regressions_done = only.is_some() || !disk;
         while !stop.load(Ordering::SeqCst) && total > 0 {
             if first.is_empty() && !regressions_done {
                 // Once every kind ran once, with load on the shards.
