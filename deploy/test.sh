@@ -55,7 +55,7 @@ bash deploy/upgrade/build-previous.sh >/dev/null
 echo "== multi-process tests (one at a time: each starts 5 processes) =="
 cargo test -p magnum-chaos-tests --tests --no-fail-fast -- --test-threads=1 --nocapture 2>&1 | tee -a "$log"
 
-echo "== chaos suite, bounded: a recorded workload under kills, pauses, partitions, full disks, restarts and Heat faults; every checker (chaos-tests/README.md) =="
+echo "== chaos suite, bounded: a recorded workload under kills, pauses, partitions, restarts and Heat faults; every checker (chaos-tests/README.md) =="
 chaos_out=$(mktemp -d)
 bash chaos-tests/run.sh --bounded "$chaos_out" 2>&1 | tail -n 40
 echo "chaos summary: $chaos_out/summary.json"
