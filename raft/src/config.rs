@@ -61,7 +61,9 @@ impl Default for RaftConfig {
             threads: crate::runtime::DEFAULT_RAFT_THREADS,
             prompt_elections: true,
             quiesce: true,
-            exit_on_storage_failure: true,
+            // Off until the failpoints case `create × CreateFinished:after` passes with it on
+            // (with it on, that shard served nothing for 2 minutes after its leader's restart).
+            exit_on_storage_failure: false,
         }
     }
 }
