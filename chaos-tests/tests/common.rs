@@ -3,13 +3,7 @@ use magnum_chaos_tests::Deployment;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-pub fn template_body(name: &str) -> Value {
-    json!({
-        "name": name, "coe": "kubernetes", "image_id": "fedora-coreos-40",
-        "external_network_id": "public", "flavor_id": "m1.small", "master_flavor_id": "m1.small",
-        "keypair_id": "default", "network_driver": "flannel"
-    })
-}
+pub use magnum_chaos_tests::chaos::template_body;
 
 pub async fn create_template(d: &Deployment, token: &str, name: &str) -> String {
     let (s, v) = d

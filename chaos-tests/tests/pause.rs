@@ -13,17 +13,12 @@
 mod common;
 
 use common::*;
+use magnum_chaos_tests::chaos::nemesis::proc_state;
 use magnum_chaos_tests::{Deployment, Options};
 use magnum_proto::{shard_of, NodeId, ProjectId, ShardId};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-/// The state letter of a process (`T` = stopped), from /proc.
-fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.chars().next()
-}
 
 /// A deployment whose shard leader of the demo project stopped itself right before its Heat
 /// create of cluster `cluster`, and a new leader that completed that create meanwhile.

@@ -204,12 +204,13 @@ impl Ctx<'_> {
         }
         let orphan_wait_s = start.elapsed().as_secs();
         // Stale parameters: a finished cluster's stack has the count the API shows.
+        let all = self.sim_stacks().await;
         let mut compared = 0;
         for (name, c) in clusters {
             if !matches!(c.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
                 continue;
             }
-            match self.stack_minions(c).await {
+            match self.stack_minions(&all, c).await {
                 Some(n) if n == c.node_count => compared += 1,
                 Some(n) => violations.push(format!(
                     "{name} ({}) shows node_count {} but its stack has number_of_minions {n}",
@@ -239,9 +240,9 @@ impl Ctx<'_> {
     }
 
     /// The stack's `number_of_minions`, through cloud-sim's Heat API as the project.
-    async fn stack_minions(&self, c: &Final) -> Option<u64> {
+    /// `all` is cloud-sim's stack listing (`sim_stacks`).
+    async fn stack_minions(&self, all: &Value, c: &Final) -> Option<u64> {
         let project = &self.wl.projects()[c.project];
-        let all = self.sim_stacks().await;
         let stack = all["stacks"]
             .as_array()?
             .iter()
