@@ -61,9 +61,7 @@ impl Default for RaftConfig {
             threads: crate::runtime::DEFAULT_RAFT_THREADS,
             prompt_elections: true,
             quiesce: true,
-            // Off until the failpoints case `create × CreateFinished:after` passes with it on
-            // (with it on, that shard served nothing for 2 minutes after its leader's restart).
-            exit_on_storage_failure: false,
+            exit_on_storage_failure: true,
         }
     }
 }
@@ -100,11 +98,12 @@ impl RaftConfig {
             // etcd does by default). Every release speaks the pre-vote RPC (protocol v1).
             enable_pre_vote: Some(true),
             // openraft's default `enable_leader_restore` lets a restarted leader resume its
-            // old term. The chaos suite showed that unsafe here (a leader that crashed before
-            // flushing entries its followers held wrote others under the same (term, index);
-            // a replica diverged, seed 540609 with disk faults). Turning it off is the fix, but
-            // with quiescence a restarted leader of a quiet group then left it leaderless and
-            // unsettled; until that is solved it stays on (chaos-tests/README.md, open bugs).
+            // old term. Unsafe here: a leader that crashed before flushing entries it had sent
+            // to its followers would write others under the same (term, index), and a replica
+            // diverges (the chaos suite, seed 540609 with disk faults). Off, a restarted
+            // leader is a follower until a new term is won; quiet followers wake for that when
+            // its pings stop listing their group (`quiesce::on_ping`).
+            enable_leader_restore: Some(false),
             ..Default::default()
         };
         let cfg = cfg

@@ -25,6 +25,9 @@ pub enum RaftError {
     ShutDown,
     #[error("raft stopped: {0}")]
     Fatal(String),
+    /// Not done now, may be later (a leadership transfer to a node not caught up).
+    #[error("not ready: {0}")]
+    NotReady(String),
 }
 
 impl From<std::io::Error> for RaftError {

@@ -15,7 +15,7 @@
 //! own timer stays as the backstop.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,10 @@ pub(crate) struct Pulse {
     pub(crate) quiet: Quiet,
     /// Set on a draining node (`Group::set_elect(false)`): it must not campaign at all.
     pub(crate) no_elect: AtomicBool,
+    /// The term in which this replica, as leader, asked for a leadership transfer (0: none).
+    /// openraft's leader stops heartbeating once it asked; until the target takes over, or
+    /// the followers time out and elect, the group must not go quiet (`quiesce.rs`).
+    pub(crate) transfer_term: AtomicU64,
 }
 
 /// The leader this replica last accepted an AppendEntries (or heartbeat) from, and when.

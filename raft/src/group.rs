@@ -247,15 +247,8 @@ impl<L: StateMachineLogic> Group<L> {
     pub async fn write(&self, payload: Vec<u8>) -> Result<Vec<u8>, WriteError> {
         let deadline = Instant::now() + self.inner.timing.lease;
         let payload = Payload(payload);
-        if self.inner.slot.pulse.quiet.wake() {
-            // A quiet leader's lease has lapsed: tick again and renew it at once; the retry
-            // below waits for that round.
-            let raft = &self.inner.raft;
-            raft.runtime_config().tick(true);
-            if let Err(e) = raft.trigger().heartbeat().await {
-                return Err(WriteError::Fatal(e.to_string()));
-            }
-        }
+        // A quiet leader's lease has lapsed: the retry below waits for the renewing round.
+        self.wake().await.map_err(WriteError::Fatal)?;
         loop {
             match self.inner.raft.client_write(payload.clone()).await {
                 Ok(resp) => return Ok(resp.data.0),
@@ -444,12 +437,52 @@ impl<L: StateMachineLogic> Group<L> {
         if self.status().node == to {
             return Ok(());
         }
+        // Quiet followers would never time out should the hand-off fail (openraft's leader
+        // stops heartbeating once it asked): wake the group, whose followers wake too.
+        self.wake().await.map_err(RaftError::Fatal)?;
+        // openraft's target takes over only if it holds this leader's vote, which it does once
+        // it took an entry of this term. One that restarted since the election ignores the
+        // request, and the group would wait for an election; refuse instead, and the caller
+        // asks again once the heartbeats woken above brought the target up to date.
+        let m = self.inner.raft.metrics().borrow_watched().clone();
+        let holds_term = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&to))
+            .and_then(|l| l.as_ref())
+            .is_some_and(|l| l.leader_id.term == m.current_term);
+        if !holds_term {
+            return Err(RaftError::NotReady(format!(
+                "node {to} has taken no entry of term {} yet",
+                m.current_term
+            )));
+        }
+        self.inner
+            .slot
+            .pulse
+            .transfer_term
+            .store(m.current_term, Ordering::Relaxed);
         self.inner
             .raft
             .trigger()
             .transfer_leader(to)
             .await
             .map_err(|f| RaftError::Fatal(f.to_string()))
+    }
+
+    /// Brings a quiet group back to ticking; a leader renews its lease at once.
+    async fn wake(&self) -> Result<(), String> {
+        if self.inner.slot.pulse.quiet.wake() {
+            let raft = &self.inner.raft;
+            raft.runtime_config().tick(true);
+            if raft.is_leader() {
+                raft.trigger()
+                    .heartbeat()
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
     }
 
     /// Stops this replica. Peers see it as unreachable.

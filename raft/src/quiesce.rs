@@ -27,6 +27,7 @@
 //! groups with such a voter never go quiet.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -115,11 +116,12 @@ impl Quiet {
         matches!(self.get(), State::Leading { .. } | State::Following { .. })
     }
 
-    /// Follower of a quiet group whose leader pinged within `lease`: votes wait, as openraft's
-    /// lease would make them wait in a group that heartbeats.
-    pub(crate) fn leader_alive(&self, peers: &Peers, lease: Duration) -> bool {
+    /// Follower of a quiet group whose leader pinged within `lease`: votes of other candidates
+    /// wait, as openraft's lease would make them wait in a group that heartbeats. The leader
+    /// itself asking means it leads no more (it restarted).
+    pub(crate) fn leader_alive(&self, peers: &Peers, lease: Duration, candidate: NodeId) -> bool {
         match self.get() {
-            State::Following { leader, .. } => {
+            State::Following { leader, .. } if leader != candidate => {
                 peers.heard(leader).is_some_and(|t| t.elapsed() <= lease)
             }
             _ => false,
@@ -170,10 +172,19 @@ pub(crate) fn on_ping(registry: &Registry, ping: &Ping) -> Pong {
     let listed: BTreeMap<GroupId, u64> = ping.quiet.iter().copied().collect();
     let mut stopped = Vec::new();
     for (gid, group) in registry.open_groups() {
+        let quiet = &group.pulse().quiet;
         let Some(&term) = listed.get(&gid) else {
+            // The leader this replica rests under no longer lists the group: it woke it, or it
+            // restarted and leads it no more. A restarted leader pings as soon as it is up, so
+            // waiting for its pings to stop would wait forever while it cannot win a vote
+            // from followers that still count it alive (`leader_alive`).
+            if matches!(quiet.get(), State::Following { leader, .. } if leader == ping.from)
+                && quiet.wake()
+            {
+                group.set_ticking(true);
+            }
             continue;
         };
-        let quiet = &group.pulse().quiet;
         // Already quiet under this leader and term: only a wake changes that.
         if quiet.get()
             == (State::Following {
@@ -269,7 +280,12 @@ pub(crate) async fn run(
             let reachable = others
                 .iter()
                 .all(|v| registry.peers.answers_within(*v, lease));
-            let can_rest = idle >= QUIET_AFTER && replicated && reachable && !others.is_empty();
+            let transferring = group.pulse().transfer_term.load(Ordering::Relaxed) == term;
+            let can_rest = idle >= QUIET_AFTER
+                && replicated
+                && reachable
+                && !transferring
+                && !others.is_empty();
             let all_stopped = || {
                 others
                     .iter()

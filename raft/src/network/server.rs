@@ -245,7 +245,11 @@ async fn dispatch<L: StateMachineLogic>(
             check_sender(sender, &req.vote)?;
             // A quiet group's voters get no heartbeats, so openraft's lease never stops a
             // candidate there: the leader's pings stand in for it.
-            if !req.leadership_transfer && pulse.quiet.leader_alive(peers, lease) {
+            if !req.leadership_transfer
+                && pulse
+                    .quiet
+                    .leader_alive(peers, lease, req.vote.leader_id.node_id)
+            {
                 let vote = raft.metrics().borrow_watched().vote;
                 tracing::debug!(candidate = %req.vote, "vote refused: quiet group's leader is alive");
                 let refused: Result<VoteResponse<TypeConfig>, ORaftError> =

@@ -84,6 +84,31 @@ impl Flusher {
 /// forever), and a node whose log cannot become durable only holds its groups back.
 const STALL_CHECK: Duration = Duration::from_secs(1);
 
+/// How long the running flush has been watched while this process ran. A process frozen as a
+/// whole (SIGSTOP, a VM stall) stalls its watcher too: the time between two checks counts at
+/// most twice `STALL_CHECK`, so waking from a long pause with a flush in flight is no stall.
+#[derive(Default)]
+struct StallWatch {
+    flush: u64,
+    watched_ms: u64,
+}
+
+impl StallWatch {
+    /// `busy`: the flusher's `busy_since` now; `step_ms`: time since the previous check.
+    fn observe(&mut self, busy: u64, step_ms: u64) -> u64 {
+        if busy == 0 || busy != self.flush {
+            *self = Self {
+                flush: busy,
+                watched_ms: 0,
+            };
+            return 0;
+        }
+        let cap = 2 * u64::try_from(STALL_CHECK.as_millis()).unwrap_or(u64::MAX);
+        self.watched_ms += step_ms.min(cap);
+        self.watched_ms
+    }
+}
+
 impl SledEngine {
     /// Opens (or creates) the database at `path`.
     pub(crate) fn open(path: &Path) -> io::Result<Self> {
@@ -138,18 +163,23 @@ impl SledEngine {
         let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
         std::thread::Builder::new()
             .name("sled-stall-watch".into())
-            .spawn(move || loop {
-                std::thread::sleep(STALL_CHECK);
-                let Some(busy) = busy.upgrade() else { return };
-                let since = busy.load(Ordering::SeqCst);
-                let stalled = since != 0 && clock().saturating_sub(since - 1) > limit_ms;
-                if stalled {
-                    tracing::error!(
-                        limit_s = limit.as_secs(),
-                        "disk stall: a flush of the Raft store has not returned in time; \
+            .spawn(move || {
+                let mut watch = StallWatch::default();
+                let mut last = clock();
+                loop {
+                    std::thread::sleep(STALL_CHECK);
+                    let Some(busy) = busy.upgrade() else { return };
+                    let now = clock();
+                    let stalled = watch.observe(busy.load(Ordering::SeqCst), now - last) > limit_ms;
+                    last = now;
+                    if stalled {
+                        tracing::error!(
+                            limit_s = limit.as_secs(),
+                            "disk stall: a flush of the Raft store has not returned in time; \
                          exiting so that the supervisor restarts this conductor"
-                    );
-                    std::process::exit(crate::EXIT_STORAGE_FAILURE);
+                        );
+                        std::process::exit(crate::EXIT_STORAGE_FAILURE);
+                    }
                 }
             })?;
         Ok(())
@@ -298,6 +328,23 @@ fn is_lock_taken(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stall_counts_only_time_the_process_ran_with_the_same_flush_in_flight() {
+        let mut w = StallWatch::default();
+        assert_eq!(w.observe(0, 1000), 0, "idle");
+        assert_eq!(w.observe(7, 1000), 0, "a flush is first seen");
+        assert_eq!(w.observe(7, 1000), 1000);
+        assert_eq!(w.observe(7, 1100), 2100);
+        // Woken from a 60-s pause with the flush still in flight: two checks' worth at most.
+        assert_eq!(w.observe(7, 60_000), 4100);
+        assert_eq!(w.observe(9, 1000), 0, "the next flush starts from zero");
+        assert_eq!(w.observe(0, 1000), 0, "idle again");
+        let mut w = StallWatch::default();
+        w.observe(3, 0);
+        let watched = (0..25).map(|_| w.observe(3, 1000)).last();
+        assert_eq!(watched, Some(25_000), "a real stall adds up");
+    }
 
     #[tokio::test]
     async fn meets_the_engine_contract() {
