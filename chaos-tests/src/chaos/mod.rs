@@ -41,8 +41,7 @@ pub struct Config {
     pub heat_period: Duration,
     /// The run is a violation if fewer faults took effect, or a kind was never drawn.
     pub min_faults: u64,
-    /// Full disks (`--with-disk-faults`): off by default while the divergence they reproduce
-    /// (a restarted leader resuming its term) is open; see chaos-tests/README.md.
+    /// Full disks (off with `--no-disk-faults`, or without namespaces).
     pub disk_faults: bool,
 }
 
@@ -253,9 +252,9 @@ pub async fn run(cfg: &Config) -> Summary {
             cfg.seed,
             cfg.duration.as_secs(),
             if cfg.disk_faults {
-                " --with-disk-faults"
-            } else {
                 ""
+            } else {
+                " --no-disk-faults"
             }
         ),
         wall_s: began.elapsed().as_secs(),
