@@ -17,6 +17,11 @@ pub enum Call {
     Update {
         node_count: u32,
     },
+    /// `POST /v1/clusters/{name}/actions/resize` of the default worker nodegroup; accepted
+    /// also while an update runs (which it supersedes) or after one failed.
+    Resize {
+        node_count: u32,
+    },
     Delete,
     /// `GET /v1/clusters/{name}`.
     Read,

@@ -9,7 +9,7 @@
 //! The model is a cluster as the API shows it: absent, present with its default worker count,
 //! deleting (`DELETE_*`), gone. Two transitions happen without a client call and are allowed
 //! where the system makes them: a delete finishes (a read sees 404 after `DELETE_*`), and an
-//! update that failed puts the previous count back (reference §6.6): a read may see the count
+//! update or resize that failed puts the previous count back (reference §6.6): a read may see the count
 //! before the last accepted update only together with the status `UPDATE_FAILED`, and after
 //! that never the newer count again.
 use super::history::{Call, Op, Outcome, Seen};
@@ -47,6 +47,13 @@ pub fn step(state: State, call: &Call, seen: Option<&Seen>) -> Option<State> {
             },
         }),
         (Call::Update { .. }, _) => None,
+        // Always an operation, even to the same count; its failure puts back the count it
+        // found, which may be that of the update it superseded.
+        (Call::Resize { node_count: n }, Present { node_count, .. }) => Some(Present {
+            node_count: *n,
+            revert: Some(node_count),
+        }),
+        (Call::Resize { .. }, _) => None,
         (Call::Delete, Present { .. } | Deleting) => Some(Deleting),
         (Call::Delete, _) => None,
         (Call::Read, _) => read(state, seen?),
@@ -384,5 +391,37 @@ mod tests {
         // Back to 5 after the revert was seen: a stale read.
         h.push(op(Call::Read, (8, 9), Outcome::Ok, present(5)));
         assert!(!ok(check(&h)));
+    }
+
+    /// A resize that supersedes a running update and then fails puts back the update's count,
+    /// not the one before it; a resize of a cluster that is not there is no resize.
+    #[test]
+    fn a_failed_resize_puts_back_the_count_it_found() {
+        let mut h = vec![
+            op(Call::Create { node_count: 2 }, (0, 1), Outcome::Ok, None),
+            op(Call::Update { node_count: 5 }, (2, 3), Outcome::Ok, None),
+            op(Call::Resize { node_count: 1 }, (4, 5), Outcome::Ok, None),
+            op(Call::Read, (6, 7), Outcome::Ok, present(1)),
+            op(
+                Call::Read,
+                (8, 9),
+                Outcome::Ok,
+                Some(Seen::present(5, "UPDATE_FAILED")),
+            ),
+        ];
+        assert!(ok(check(&h)));
+        // The count before the update is not what a failed resize puts back.
+        h[4] = op(
+            Call::Read,
+            (8, 9),
+            Outcome::Ok,
+            Some(Seen::present(2, "UPDATE_FAILED")),
+        );
+        assert!(!ok(check(&h)));
+        let nothing = vec![
+            op(Call::Resize { node_count: 1 }, (0, 1), Outcome::Ok, None),
+            op(Call::Read, (2, 3), Outcome::Ok, Some(Seen::Absent)),
+        ];
+        assert!(!ok(check(&nothing)));
     }
 }

@@ -94,9 +94,12 @@ impl Workload {
                 };
                 let count = rng.gen_range(1..=3);
                 self.create(client, p, &name, count).await;
-            } else if roll < 0.4 && !live.is_empty() {
+            } else if roll < 0.32 && !live.is_empty() {
                 let name = pick(&mut rng, &live);
                 self.update(client, p, &name, rng.gen_range(1..=4)).await;
+            } else if roll < 0.4 && !live.is_empty() {
+                let name = pick(&mut rng, &live);
+                self.resize(client, p, &name, rng.gen_range(1..=4)).await;
             } else if roll < 0.41 && !live.is_empty() {
                 let name = pick(&mut rng, &live);
                 self.delete(client, p, &name).await;
@@ -197,6 +200,22 @@ impl Workload {
         .await;
     }
 
+    async fn resize(&self, client: usize, p: usize, name: &str, count: u32) {
+        self.recorded(
+            client,
+            p,
+            name,
+            Call::Resize { node_count: count },
+            (
+                reqwest::Method::POST,
+                format!("/clusters/{name}/actions/resize"),
+                Some(json!({ "node_count": count })),
+            ),
+            202,
+        )
+        .await;
+    }
+
     async fn delete(&self, client: usize, p: usize, name: &str) {
         let out = self
             .recorded(
@@ -277,6 +296,7 @@ pub fn tally(ops: &[Op]) -> BTreeMap<String, BTreeMap<String, u64>> {
         let kind = match op.call {
             Call::Create { .. } => "create",
             Call::Update { .. } => "update",
+            Call::Resize { .. } => "resize",
             Call::Delete => "delete",
             Call::Read => "read",
         };
