@@ -912,24 +912,31 @@ async fn idle_groups_go_quiet_and_wake_on_a_write_without_an_election() {
     c.shutdown().await;
 }
 
-/// A dead leader of quiet groups is replaced about as fast as one of busy groups: its pings
-/// stop, the survivors orphan its groups after one lease and campaign in turn (lease 2.5 s
-/// here; openraft's timers alone would take ≥ 4.5 s, and quiet ones never fire).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_leader_of_quiet_groups_is_replaced_promptly() {
-    let gids = [0, 1, 2, 3];
+/// `gids` on three nodes with a 2.5-s lease (so that prompt failover stands out from
+/// openraft's own timers), once every replica rests; with each group's leader.
+async fn quiet_groups(gids: &[GroupId]) -> (Cluster, BTreeMap<GroupId, NodeId>) {
     let cfg = RaftConfig {
         heartbeat_ms: 100,
         election_min_ms: 2000,
         election_max_ms: 2500,
         ..cfg()
     };
-    let mut c = Cluster::start(3, &gids, cfg).await;
+    let c = Cluster::start(3, gids, cfg).await;
     let mut leaders = BTreeMap::new();
-    for gid in gids {
+    for &gid in gids {
         leaders.insert(gid, c.wait_leader(gid).await);
     }
-    wait_quiet(&c, &gids).await;
+    wait_quiet(&c, gids).await;
+    (c, leaders)
+}
+
+/// A dead leader of quiet groups is replaced about as fast as one of busy groups: its pings
+/// stop, the survivors orphan its groups after one lease and campaign in turn (lease 2.5 s
+/// here; openraft's timers alone would take ≥ 4.5 s, and quiet ones never fire).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_leader_of_quiet_groups_is_replaced_promptly() {
+    let gids = [0, 1, 2, 3];
+    let (mut c, leaders) = quiet_groups(&gids).await;
     let old = leaders[&0];
     let led: Vec<GroupId> = gids.into_iter().filter(|g| leaders[g] == old).collect();
     let started = Instant::now();
@@ -962,25 +969,7 @@ async fn a_dead_leader_of_quiet_groups_is_replaced_promptly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_leader_of_quiet_groups_is_replaced_in_a_new_term() {
     let gids = [0, 1, 2, 3];
-    let cfg = RaftConfig {
-        heartbeat_ms: 100,
-        election_min_ms: 2000,
-        election_max_ms: 2500,
-        ..cfg()
-    };
-    let mut c = Cluster::start(3, &gids, cfg).await;
-    let mut leaders = BTreeMap::new();
-    for gid in gids {
-        let l = c.wait_leader(gid).await;
-        within(
-            "write",
-            c.group(l, gid).write(format!("g{gid}=1").into_bytes()),
-        )
-        .await
-        .unwrap();
-        leaders.insert(gid, l);
-    }
-    wait_quiet(&c, &gids).await;
+    let (mut c, leaders) = quiet_groups(&gids).await;
     let old = leaders[&0];
     let led: Vec<GroupId> = gids.into_iter().filter(|g| leaders[g] == old).collect();
     let terms: BTreeMap<GroupId, u64> = led

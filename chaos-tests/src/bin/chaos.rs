@@ -177,6 +177,20 @@ fn run(
         duration.as_secs(),
         cfg.netns.is_some()
     );
+    if cfg.disk_faults {
+        // Every process of the run (the conductors among them) gets the slow-flush shim,
+        // before any thread exists.
+        match chaos::nemesis::build_slow_sync(&out) {
+            Ok((shim, control)) => {
+                std::env::set_var("LD_PRELOAD", shim);
+                std::env::set_var("MAGNUM_SLOW_SYNC", control);
+            }
+            Err(e) => {
+                eprintln!("chaos: the slow-disk shim (chaos-tests/slowsync.c): {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -22,6 +22,8 @@ use workload::{Project, Workload};
 
 /// Shards of the deployment: more than conductors, so leaders spread over all three.
 const SHARDS: u32 = 4;
+/// `slowsync.c`'s control file in the output dir (`nemesis::build_slow_sync`).
+pub const SLOW_SYNC_CONTROL: &str = "slow-sync";
 /// Projects the clients work in (cloud-sim's seeded users), so the work spans shards.
 const PROJECTS: [(&str, &str); 3] = [
     ("demo", "demo"),
@@ -49,6 +51,8 @@ pub struct Config {
 #[derive(Clone)]
 pub struct Shared {
     pub disk_faults: bool,
+    /// The control file of `slowsync.c` (empty: no flush slowed).
+    pub slow_sync: PathBuf,
     pub rec: Recorder,
     pub client: ConductorClient,
     pub shards: u32,
@@ -93,6 +97,7 @@ pub async fn run(cfg: &Config) -> Summary {
     let rec = Recorder::new(Instant::now());
     let shared = Shared {
         disk_faults: cfg.disk_faults,
+        slow_sync: cfg.out.join(SLOW_SYNC_CONTROL),
         rec: rec.clone(),
         client: d.conductor_client(),
         shards: SHARDS,

@@ -3,6 +3,7 @@
 //! kind has its own code path and its own counter; every fault is logged with when it started
 //! and ended, so a violation can be lined up with what was happening.
 mod disk;
+pub use disk::build_slow_sync;
 mod heat;
 mod net;
 mod procs;
@@ -59,7 +60,7 @@ pub const REGRESSIONS: [(&str, &str); 1] = [(
 )];
 
 /// The process-level fault kinds and how often each is drawn.
-pub const PROCESS_FAULTS: [(&str, u32); 11] = [
+pub const PROCESS_FAULTS: [(&str, u32); 13] = [
     ("kill", 14),
     ("pause", 14),
     ("pause_before_heat_call", 6),
@@ -71,6 +72,8 @@ pub const PROCESS_FAULTS: [(&str, u32); 11] = [
     ("partition_heat", 6),
     ("restart_all", 2),
     ("disk_full", 6),
+    ("disk_slow", 6),
+    ("disk_stall", 2),
 ];
 
 pub struct Nemesis {
@@ -154,6 +157,8 @@ impl Nemesis {
                 "pause_before_heat_call" => self.pause_before_heat_call(hold).await,
                 "restart_all" => self.restart_all().await,
                 "disk_full" => self.disk_full(hold).await,
+                "disk_slow" => self.disk_slow(hold).await,
+                "disk_stall" => self.disk_stall().await,
                 partition => self.partition(partition, hold).await,
             };
             self.record(kind, target, start, note);
@@ -291,6 +296,7 @@ impl Nemesis {
                 let _ = nft(&ns.namespace(n), "flush table inet chaos");
             }
         }
+        self.flushes_back();
         for n in CONDUCTORS {
             self.d.disarm_failpoints(n);
             signal(&self.d, n, "CONT");

@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// How long the stop waits for the meta leader to record the drain.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
+/// How long the stop waits for the meta leader to read and record the drain.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// How often a restarted node asks to be active again until the meta leader records it.
 const UNDRAIN_RETRY: Duration = Duration::from_secs(1);
 
@@ -25,11 +25,19 @@ fn marker(data_dir: &Path) -> PathBuf {
 /// to mark it draining. Best effort within [`DRAIN_DEADLINE`]: the hand-off follows anyway.
 pub async fn drain(meta: &Group<MetaState>, client: &ConductorClient, node: u64, data_dir: &Path) {
     let id = NodeId(node);
-    let (mine, others_active) = meta.read_local(|m| {
-        let others = m.nodes.values().filter(|n| n.id != id);
-        let active = others.filter(|n| n.state == NodeState::Active).count();
-        (m.nodes.get(&id).map(|n| n.state), active)
-    });
+    // The meta leader's view: this replica may not have applied a drain the operator asked
+    // for a moment ago, and taking it for the stop's own would undo it at the next start.
+    let started = tokio::time::Instant::now();
+    let states: Vec<(NodeId, NodeState)> =
+        match tokio::time::timeout(DRAIN_DEADLINE, client.placement()).await {
+            Ok(Ok(p)) => p.nodes.iter().map(|n| (n.id, n.state)).collect(),
+            _ => meta.read_local(|m| m.nodes.values().map(|n| (n.id, n.state)).collect()),
+        };
+    let mine = states.iter().find(|(n, _)| *n == id).map(|(_, s)| *s);
+    let others_active = states
+        .iter()
+        .filter(|(n, s)| *n != id && *s == NodeState::Active)
+        .count();
     if mine != Some(NodeState::Active) {
         return; // drained or leaving by the operator's hand: not ours to undo later
     }
@@ -46,7 +54,8 @@ pub async fn drain(meta: &Group<MetaState>, client: &ConductorClient, node: u64,
         id,
         state: NodeState::Draining,
     };
-    match tokio::time::timeout(DRAIN_DEADLINE, client.meta_command(&req)).await {
+    let left = DRAIN_DEADLINE.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, client.meta_command(&req)).await {
         Ok(Ok(_)) => info!(node, "drained for the stop"),
         Ok(Err(e)) => warn!(node, error = %e, "drain before the stop refused"),
         Err(_) => warn!(node, "drain before the stop timed out"),
