@@ -61,7 +61,16 @@ impl Ctx<'_> {
     async fn settle(&self) -> (BTreeMap<String, Final>, Vec<(String, String)>) {
         let start = Instant::now();
         loop {
-            let clusters = self.list().await;
+            let clusters = match self.list().await {
+                Ok(c) => c,
+                Err(e) if start.elapsed() > SETTLE => {
+                    return (BTreeMap::new(), vec![("(the listing)".into(), e)]);
+                }
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
             let stuck: Vec<(String, String)> = clusters
                 .iter()
                 .filter(|(_, c)| c.status.ends_with("_IN_PROGRESS"))
@@ -74,20 +83,23 @@ impl Ctx<'_> {
         }
     }
 
-    async fn list(&self) -> BTreeMap<String, Final> {
+    /// Every project's clusters of this run; an error if one listing failed (an empty answer
+    /// would pass every cluster off as gone).
+    async fn list(&self) -> Result<BTreeMap<String, Final>, String> {
         let mut out = BTreeMap::new();
         for (p, project) in self.wl.projects().iter().enumerate() {
-            let Ok(r) = self
+            let r = self
                 .d
                 .http
                 .get(format!("{}/clusters/detail?limit=1000", self.d.api))
-                .header("X-Auth-Token", &project.token)
+                .header("X-Auth-Token", project.token())
                 .send()
                 .await
-            else {
-                continue;
-            };
-            let v: Value = r.json().await.unwrap_or(Value::Null);
+                .map_err(|e| format!("{}: {e}", project.name))?;
+            if !r.status().is_success() {
+                return Err(format!("{}: listing answered {}", project.name, r.status()));
+            }
+            let v: Value = r.json().await.map_err(|e| e.to_string())?;
             for c in v["clusters"].as_array().into_iter().flatten() {
                 let Some(name) = c["name"].as_str() else {
                     continue;
@@ -106,7 +118,7 @@ impl Ctx<'_> {
                 );
             }
         }
-        out
+        Ok(out)
     }
 
     fn linearizable(&self, checks: &mut BTreeMap<String, Value>, violations: &mut Vec<String>) {
@@ -180,7 +192,14 @@ impl Ctx<'_> {
         let start = Instant::now();
         let orphans = loop {
             let all = self.sim_stacks().await;
-            let live = self.list().await;
+            let live = match self.list().await {
+                Ok(live) => live,
+                Err(e) if start.elapsed() > REAP_WAIT => break vec![format!("(the listing: {e})")],
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
             let orphans: Vec<String> = all["stacks"]
                 .as_array()
                 .into_iter()
@@ -259,7 +278,7 @@ impl Ctx<'_> {
             .d
             .http
             .get(url)
-            .header("X-Auth-Token", &project.token)
+            .header("X-Auth-Token", project.token())
             .send()
             .await
             .ok()?

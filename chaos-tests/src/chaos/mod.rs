@@ -22,6 +22,8 @@ use workload::{Project, Workload};
 
 /// Shards of the deployment: more than conductors, so leaders spread over all three.
 const SHARDS: u32 = 4;
+/// How often the projects' tokens are re-issued.
+const TOKEN_REFRESH: Duration = Duration::from_secs(15 * 60);
 /// `slowsync.c`'s control file in the output dir (`nemesis::build_slow_sync`).
 pub const SLOW_SYNC_CONTROL: &str = "slow-sync";
 /// Projects the clients work in (cloud-sim's seeded users), so the work spans shards.
@@ -116,10 +118,24 @@ pub async fn run(cfg: &Config) -> Summary {
         assert_eq!(s, 201, "template: {v}");
         projects.push(Project {
             name: project.into(),
-            token,
+            user: user.into(),
+            token: Arc::new(std::sync::Mutex::new(token)),
             template: v["uuid"].as_str().unwrap_or_default().to_string(),
         });
     }
+    // Fresh tokens well before the old ones expire (an hour): a soak outlives them.
+    let refresher = {
+        let (d, projects) = (d.clone(), projects.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(TOKEN_REFRESH).await;
+                for p in &projects {
+                    let t = d.token(&p.user, &p.name).await;
+                    *p.token.lock().unwrap_or_else(|e| e.into_inner()) = t;
+                }
+            }
+        })
+    };
     let prefix = format!("c{}", cfg.seed % 100_000);
     let wl = Workload::new(d.api.clone(), rec.clone(), prefix.clone(), projects);
 
@@ -277,6 +293,7 @@ pub async fn run(cfg: &Config) -> Summary {
             .status();
     }
     tokio::task::block_in_place(|| d.down());
+    refresher.abort();
     Nemesis::release_filesystems(&d);
     summary
 }

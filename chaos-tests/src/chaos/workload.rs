@@ -28,8 +28,16 @@ struct Names {
 #[derive(Clone)]
 pub struct Project {
     pub name: String,
-    pub token: String,
+    pub user: String,
+    /// Re-issued every `TOKEN_REFRESH` (`mod.rs`): a token lives an hour, a soak longer.
+    pub token: Arc<Mutex<String>>,
     pub template: String,
+}
+
+impl Project {
+    pub fn token(&self) -> String {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 #[derive(Clone)]
@@ -121,7 +129,7 @@ impl Workload {
         let mut rq = self
             .http
             .request(method, format!("{}{path}", self.api))
-            .header("X-Auth-Token", &self.projects[p].token)
+            .header("X-Auth-Token", self.projects[p].token())
             .header("OpenStack-API-Version", "container-infra latest");
         if let Some(b) = body {
             rq = rq.json(&b);
