@@ -12,7 +12,9 @@
 //! - **Follower.** Stops its ticker (so it cannot time out and campaign) when its leader's ping
 //!   lists the group at the term it follows. Starts it again on an append that carries entries
 //!   (the woken leader's, or a new leader's first). Empty appends (a quiet leader's read-index
-//!   rounds) do not wake it: the leader would not heartbeat after them. When no ping came from
+//!   rounds) do not wake it: the leader would not heartbeat after them. Nor does it rest on once
+//!   its leader's ping stops listing the group (the leader woke it, or restarted and leads it no
+//!   more: leadership does not survive a restart). When no ping came from
 //!   the leader for a lease, the group is *orphaned*: `failover.rs` sees the leader silent past
 //!   its lease and campaigns in turn at once, so a dead leader of a quiet group is replaced as
 //!   fast as one of a busy group; one lease later the ticker starts too, as the backstop.
