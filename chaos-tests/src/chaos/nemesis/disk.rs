@@ -78,11 +78,8 @@ impl Nemesis {
 
     /// A conductor's filesystem fills up (a ballast file takes every free byte), then frees.
     pub(super) async fn disk_full(&mut self, hold: Duration) -> (String, String) {
-        if self.d.opts.netns.is_none() {
-            return (
-                "none".into(),
-                "no private hosts: disk faults skipped".into(),
-            );
+        if let Some(skipped) = self.no_disks() {
+            return skipped;
         }
         let n = self.pick_target().await;
         let (size, note) = fill(&self.d, n);
@@ -91,13 +88,19 @@ impl Nemesis {
         (format!("conductor-{n} ({size} bytes taken)"), note)
     }
 
-    /// Every flush under conductor `n`'s data dir takes `ms` (0: none slowed).
+    /// Without private hosts the data dirs are not the run's own: no disk fault.
+    fn no_disks(&self) -> Option<(String, String)> {
+        self.d.opts.netns.is_none().then(|| {
+            (
+                "none".into(),
+                "no private hosts: disk faults skipped".into(),
+            )
+        })
+    }
+
+    /// Every flush under conductor `n`'s data dir takes `ms`, until `flushes_back`.
     fn slow_flushes(&self, n: u64, ms: u64) {
-        let line = if ms == 0 {
-            String::new()
-        } else {
-            format!("{}/ {ms}\n", path(&self.d.conductor_dir(n)))
-        };
+        let line = format!("{}/ {ms}\n", path(&self.d.conductor_dir(n)));
         let _ = std::fs::write(&self.shared.slow_sync, line);
     }
 
@@ -109,11 +112,8 @@ impl Nemesis {
     /// A conductor's disk turns slow: each flush (fsync, fdatasync, sync_file_range) under its
     /// data dir takes 0.2–2 s, for the hold.
     pub(super) async fn disk_slow(&mut self, hold: Duration) -> (String, String) {
-        if self.d.opts.netns.is_none() {
-            return (
-                "none".into(),
-                "no private hosts: disk faults skipped".into(),
-            );
+        if let Some(skipped) = self.no_disks() {
+            return skipped;
         }
         let n = self.pick_target().await;
         let ms = self.rng.gen_range(200..2000);
@@ -128,11 +128,8 @@ impl Nemesis {
     /// supervisor to restart it. A conductor still running after 40 s is a violation: it would
     /// hold its groups back for as long as the disk stays stalled.
     pub(super) async fn disk_stall(&mut self) -> (String, String) {
-        if self.d.opts.netns.is_none() {
-            return (
-                "none".into(),
-                "no private hosts: disk faults skipped".into(),
-            );
+        if let Some(skipped) = self.no_disks() {
+            return skipped;
         }
         let shard = ShardId(self.rng.gen_range(0..self.shared.shards));
         let Ok(Some(NodeId(n))) = self.shared.client.leader_of(shard).await else {
@@ -162,11 +159,8 @@ impl Nemesis {
     /// supervisor restarts it), not live on with a halted replica (which the replica check at
     /// the end would find).
     pub(super) async fn disk_full_leader(&mut self) -> (String, String) {
-        if self.d.opts.netns.is_none() {
-            return (
-                "none".into(),
-                "no private hosts: disk faults skipped".into(),
-            );
+        if let Some(skipped) = self.no_disks() {
+            return skipped;
         }
         // The busiest shard: its followers hold entries the leader has not flushed yet.
         let busiest = self
