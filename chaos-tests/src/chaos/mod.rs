@@ -45,7 +45,7 @@ pub struct Config {
     pub heat_period: Duration,
     /// The run is a violation if fewer faults took effect, or a kind was never drawn.
     pub min_faults: u64,
-    /// Full disks (off with `--no-disk-faults`, or without namespaces).
+    /// Full, slow and stalled disks (off with `--no-disk-faults`, or without namespaces).
     pub disk_faults: bool,
 }
 
