@@ -100,6 +100,12 @@ impl Default for ApiConfig {
     }
 }
 
+/// Upstream's `[api] max_limit` default.
+pub const DEFAULT_MAX_LIMIT: u64 = 1000;
+
+/// Upstream's `[cluster_heat] create_timeout` default, in minutes.
+pub const DEFAULT_CREATE_TIMEOUT_MINUTES: i64 = 60;
+
 /// Far above what a project uses (tens), low enough that one project's labels stay in
 /// the tens of MiB.
 pub const DEFAULT_MAX_TEMPLATES_PER_PROJECT: u32 = 200;
@@ -107,8 +113,11 @@ pub const DEFAULT_MAX_TEMPLATES_PER_PROJECT: u32 = 200;
 /// Knobs of request validation that Magnum reads from its config file.
 #[derive(Clone, Debug)]
 pub struct ValidationSettings {
-    /// `[api] max_limit`.
+    /// `[api] max_limit`: the most items one page of a listing holds.
     pub max_limit: usize,
+    /// `[cluster_heat] create_timeout`: minutes a cluster create may take when the request
+    /// names none.
+    pub default_create_timeout: i64,
     /// COE validators (network/volume drivers, server types).
     pub coe_rules: Vec<CoeRules>,
     /// Available cluster drivers.
@@ -135,7 +144,8 @@ pub struct ValidationSettings {
 impl Default for ValidationSettings {
     fn default() -> Self {
         Self {
-            max_limit: 1000,
+            max_limit: DEFAULT_MAX_LIMIT as usize,
+            default_create_timeout: DEFAULT_CREATE_TIMEOUT_MINUTES,
             coe_rules: coe::default_rules(),
             drivers: coe::default_drivers(),
             default_boot_volume_size: 0,

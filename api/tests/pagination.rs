@@ -253,3 +253,42 @@ async fn cluster_pages_in_creation_order_are_the_same_from_old_and_new_conductor
         .await;
     assert_error(&r, 404, &format!("Cluster {theirs} could not be found."));
 }
+
+/// `[api] max_limit` and `[cluster_heat] create_timeout` from magnum.conf: a page never holds
+/// more than max_limit, whatever `limit` asks, and a cluster create that names no timeout gets
+/// the configured one.
+#[tokio::test]
+async fn max_limit_and_the_default_create_timeout_come_from_the_settings() {
+    let mut settings = magnum_api::Settings::new("http://keystone.test:5000/v3");
+    settings.validation.max_limit = 2;
+    settings.validation.default_create_timeout = 25;
+    let h = harness_with(settings);
+    for n in ["a", "b", "c"] {
+        h.template("member-a", json!({"name": n})).await;
+    }
+    let r = h.get("/v1/clustertemplates?limit=50", "member-a").await;
+    assert_eq!(names(&r, "clustertemplates"), vec!["a", "b"], "{}", r.raw);
+    assert!(
+        r.body["next"]
+            .as_str()
+            .is_some_and(|n| n.contains("limit=2")),
+        "{}",
+        r.raw
+    );
+    let r = h.get("/v1/clustertemplates", "member-a").await;
+    assert_eq!(names(&r, "clustertemplates").len(), 2, "{}", r.raw);
+
+    let id = h
+        .cluster("member-a", json!({"name": "k", "cluster_template_id": "a"}))
+        .await;
+    let r = h.get(&format!("/v1/clusters/{id}"), "member-a").await;
+    assert_eq!(r.body["create_timeout"], 25, "{}", r.raw);
+    let id = h
+        .cluster(
+            "member-a",
+            json!({"name": "k2", "cluster_template_id": "a", "create_timeout": 7}),
+        )
+        .await;
+    let r = h.get(&format!("/v1/clusters/{id}"), "member-a").await;
+    assert_eq!(r.body["create_timeout"], 7, "{}", r.raw);
+}

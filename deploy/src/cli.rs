@@ -310,6 +310,16 @@ pub struct ApiArgs {
     /// cluster version is 2: conductors of older releases do not check it).
     #[arg(long, default_value_t = magnum_api::config::DEFAULT_MAX_TEMPLATES_PER_PROJECT)]
     pub max_templates_per_project: u32,
+    /// The most items one page of a listing holds, whatever `limit` asks (upstream's
+    /// `[api] max_limit`).
+    #[arg(long, default_value_t = magnum_api::config::DEFAULT_MAX_LIMIT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_limit: u64,
+    /// Minutes a cluster create may take when the request names no `create_timeout`
+    /// (upstream's `[cluster_heat] create_timeout`).
+    #[arg(long, default_value_t = magnum_api::config::DEFAULT_CREATE_TIMEOUT_MINUTES,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub default_create_timeout: i64,
     /// An API node certificate (`--role api`).
     #[command(flatten)]
     pub tls: TlsArgs,

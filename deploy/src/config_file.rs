@@ -1,6 +1,7 @@
 //! `magnum api|conductor --config-file FILE` (repeatable): magnum.conf in oslo.config's INI
 //! shape, with upstream Magnum's section and option names where the meaning is the same
-//! (`[api] host/port`, `[keystone_authtoken]`, `[trust] trustee_domain_name`) and our own
+//! (`[api] host/port/max_limit`, `[keystone_authtoken]`, `[trust] trustee_domain_name`,
+//! `[cluster_heat] create_timeout`) and our own
 //! sections for the rest (`[conductor]`, `[raft]`, `[internal]`, `[certificates]`).
 //!
 //! Every key maps to one of the command's flags ([`KEYS`]): the files are read first (a later
@@ -126,6 +127,8 @@ const KEYS: &[Key] = &[
     key("api", "max_in_flight", Int, Flag("--max-in-flight"), API, "Requests served at once; more are answered 503 with Retry-After."),
     key("api", "max_connections", Int, Flag("--max-connections"), API, "Open client connections; a new one beyond is closed at once."),
     key("api", "max_templates_per_project", Int, Flag("--max-templates-per-project"), API, "Most cluster templates one project may own (403 beyond)."),
+    key("api", "max_limit", Int, Flag("--max-limit"), API, "The most items one page of a listing holds, whatever `limit` asks (upstream `[api] max_limit`)."),
+    key("cluster_heat", "create_timeout", Int, Flag("--default-create-timeout"), API, "Minutes a cluster create may take when the request names no create_timeout (upstream `[cluster_heat] create_timeout`)."),
     required(key("keystone_authtoken", "auth_url", Text, Flag("--auth-url"), BOTH, "Keystone v3 URL, e.g. http://keystone:5000/v3.")),
     defaults_to(key("keystone_authtoken", "auth_type", OneOf(&["password"]), Nothing, BOTH, "Only `password` (the service user's)."), "password"),
     key("keystone_authtoken", "username", Text, Flag("--service-user"), BOTH, "The service user."),

@@ -110,6 +110,8 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
         max_in_flight: magnum_api::DEFAULT_MAX_IN_FLIGHT,
         max_connections: magnum_api::DEFAULT_MAX_CONNECTIONS,
         max_templates_per_project: magnum_api::config::DEFAULT_MAX_TEMPLATES_PER_PROJECT,
+        max_limit: magnum_api::config::DEFAULT_MAX_LIMIT,
+        default_create_timeout: magnum_api::config::DEFAULT_CREATE_TIMEOUT_MINUTES,
         token_cache: Default::default(),
         tls: crate::cli::TlsArgs {
             tls_dir: Some(tls_dir.join("api")),

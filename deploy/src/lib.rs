@@ -130,6 +130,8 @@ pub(crate) fn api_config(a: &ApiArgs) -> Result<magnum_api::ApiConfig, DeployErr
         region: a.auth.region.clone(),
         validation: magnum_api::ValidationSettings {
             max_templates_per_project: a.max_templates_per_project,
+            max_limit: usize::try_from(a.max_limit).unwrap_or(usize::MAX),
+            default_create_timeout: a.default_create_timeout,
             ..Default::default()
         },
         ..magnum_api::ApiConfig::default()
