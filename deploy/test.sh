@@ -20,7 +20,19 @@ fi
 if ! command -v systemd-analyze >/dev/null; then
   apt-get update -qq && apt-get install -y -qq systemd >/dev/null
 fi
-echo "== installing the openstack CLI and the real peers (Keystone, Heat, upstream Magnum) =="
+# Each step's wall time, printed at the end: the run has a 60-minute budget (README).
+steps=()
+step_name=""
+step_at=$(date +%s)
+step() {
+  local now
+  now=$(date +%s)
+  if [[ -n $step_name ]]; then steps+=("$(printf '%5d s  %s' $((now - step_at)) "$step_name")"); fi
+  step_name=$1
+  step_at=$now
+  [[ -z $1 ]] || echo "== $1 =="
+}
+step "installing the openstack CLI and the real peers (Keystone, Heat, upstream Magnum)"
 bash "$peers/peers.sh" install all
 # Tests start the peers they need (idempotent `peers.sh up`); stop at exit whatever was not
 # already running before this run.
@@ -35,37 +47,40 @@ stop_peers() {
 }
 trap 'stop_peers; rm -f "$log"' EXIT
 
-echo "== fmt and clippy =="
+step "fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 # The decode entry points the fuzz targets use (feature `fuzzing`, off in the workspace build).
 cargo clippy -p magnum-raft --features fuzzing --all-targets -q -- -D warnings
 
-echo "== unit and integration tests =="
+step "unit and integration tests"
 cargo build -q -p magnum-deploy
 cargo test --workspace --exclude magnum-chaos-tests 2>&1 | tee -a "$log"
 cargo test -p magnum-raft --features fuzzing --lib fuzzing 2>&1 | tee -a "$log"
 
-echo "== Helm chart: rendered by Helm's engine, every object checked against Kubernetes' schemas =="
+step "Helm chart: rendered by Helm's engine, every object checked against Kubernetes' schemas"
 bash deploy/helm/test.sh 2>&1 | grep -v '^ok '
 
-echo "== the previous release, built from git history for the upgrade test =="
+step "the previous release, built from git history for the upgrade test"
 bash deploy/upgrade/build-previous.sh >/dev/null
 
-echo "== multi-process tests (one at a time: each starts 5 processes) =="
+step "multi-process tests (one at a time: each starts 5 processes)"
 cargo test -p magnum-chaos-tests --tests --no-fail-fast -- --test-threads=1 --nocapture 2>&1 | tee -a "$log"
 
-echo "== chaos suite, bounded: a recorded workload under kills, pauses, partitions, restarts and Heat faults; every checker (chaos-tests/README.md) =="
+step "chaos suite, bounded: a recorded workload under kills, pauses, partitions, restarts and Heat faults; every checker (chaos-tests/README.md)"
 chaos_out=$(mktemp -d)
 bash chaos-tests/run.sh --bounded "$chaos_out" 2>&1 | tail -n 40
 echo "chaos summary: $chaos_out/summary.json"
 
-echo "== fuzzing: every cargo-fuzz target briefly, and the regression inputs (fuzz/README.md) =="
+step "fuzzing: every cargo-fuzz target briefly, and the regression inputs (fuzz/README.md)"
 MAGNUM_FUZZ_SECONDS=${MAGNUM_FUZZ_SECONDS:-10} bash deploy/fuzz.sh 2>&1 | tail -n 20
 
-echo "== property-based API run (schemathesis: zero 5xx over generated requests) =="
+step "property-based API run (schemathesis: zero 5xx over generated requests)"
 bash deploy/schemathesis.sh 2>&1 | tail -n 25
 
 # One closing line over every test binary above (pipefail already stopped us on a failure).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+step ""
+echo "== wall time per step =="
+printf '%s\n' "${steps[@]}"
