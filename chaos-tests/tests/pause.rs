@@ -9,6 +9,9 @@
 //! the create and the user deletes the cluster; woken, it creates the stack again under the
 //! now free name. Nothing owns that stack: the orphan-stack reaper (`leader/reap.rs`) finds it
 //! under the deleted cluster's tombstone and deletes it.
+//!
+//! And on the update path: the old leader's stale PATCH lands after a newer update; the status
+//! sync's drift repair PATCHes the rows' count back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
@@ -239,6 +242,147 @@ async fn a_stack_created_by_a_leader_woken_after_the_delete_is_reaped() {
         .call(Method::GET, &format!("/clusters/{id}"), Some(token), None)
         .await;
     assert_eq!(s, 404);
+    d.manage(&["verify"]);
+    d.down();
+}
+
+/// The update path: the shard leader stops between its leadership check and its Heat PATCH of
+/// an update to 2 workers; a new leader finishes that update, and the user updates to 3 (done in
+/// Heat). Woken, the old leader sends its stale PATCH, and the stack completes with 2 workers
+/// while the rows say 3. The status sync finds the drift and PATCHes 3 back
+/// (`leader/sync/drift.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_update_patch_from_a_woken_leader_is_patched_back() {
+    let d = Deployment::up(
+        "pause-update",
+        Options {
+            failpoint_files: true,
+            raft_args: "--sync-interval-ms 1000".into(),
+            ..Options::default()
+        },
+    );
+    let (token, project) = d.login("demo", "demo").await;
+    let tpl = create_template(&d, &token, "pause-u-tpl").await;
+    let id = create_cluster(&d, &token, &tpl, "pause-u", 1).await;
+    let done = |n: u64| {
+        move |s: u16, v: &Value| {
+            s == 200
+                && v["node_count"] == n
+                && !v["status"].as_str().unwrap_or("").ends_with("_IN_PROGRESS")
+        }
+    };
+    let (_, v) = d
+        .wait_cluster(&token, &id, Duration::from_secs(60), done(1))
+        .await;
+    assert_eq!(v["status"], "CREATE_COMPLETE", "{v}");
+    let client = d.conductor_client();
+    let shard: ShardId = shard_of(&ProjectId(project.clone()), client.shards().await.unwrap());
+    let old = client.leader_of(shard).await.unwrap().expect("a leader");
+    let pid = d.pid(&format!("conductor-{}", old.0)).unwrap();
+    d.arm_failpoints(old.0, "pause@update:heat:update:before:1:pause-u");
+
+    let update = |n: u32| {
+        let (d, token, id) = (&d, &token, &id);
+        async move {
+            let body = json!([{"op": "replace", "path": "/node_count", "value": n}]);
+            let (s, v) = d
+                .call(
+                    Method::PATCH,
+                    &format!("/clusters/{id}"),
+                    Some(token),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(s, 202, "{v}");
+        }
+    };
+    update(2).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proc_state(pid) != Some('T') {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never paused at its Heat PATCH"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.disarm_failpoints(old.0);
+    // A new leader finishes the update to 2; the user then updates to 3, done in Heat.
+    let (_, v) = d
+        .wait_cluster(&token, &id, Duration::from_secs(60), done(2))
+        .await;
+    assert_eq!(v["status"], "UPDATE_COMPLETE", "{v}");
+    update(3).await;
+    let (_, v) = d
+        .wait_cluster(&token, &id, Duration::from_secs(60), done(3))
+        .await;
+    assert_eq!(v["status"], "UPDATE_COMPLETE", "{v}");
+    let stack_id = v["stack_id"].as_str().unwrap().to_string();
+    let stacks = stacks_named(&d, "pause-u").await;
+    let stack_name = stacks[0]["name"].as_str().unwrap().to_string();
+    let minions = || async {
+        let url = format!(
+            "{}/heat-api/v1/{project}/stacks/{stack_name}/{stack_id}",
+            d.sim
+        );
+        let r = d
+            .http
+            .get(url)
+            .header("X-Auth-Token", &token)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        let p = &v["stack"]["parameters"]["number_of_minions"];
+        let n = p.as_u64().or_else(|| p.as_str()?.parse().ok());
+        (
+            n,
+            v["stack"]["stack_status"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+    };
+    assert_eq!(minions().await.0, Some(3));
+
+    // Woken, the old leader PATCHes 2 into the stack: the stale write lands...
+    d.signal("conductor", Some(old.0), "CONT");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while minions().await.0 != Some(2) {
+        assert!(
+            Instant::now() < deadline,
+            "the stale PATCH never reached Heat"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let landed = Instant::now();
+    // ...and the sync PATCHes the rows' 3 back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (n, status) = minions().await;
+        if n == Some(3) && status == "UPDATE_COMPLETE" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drift was not repaired: {n:?} {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "stale count PATCHed back {:?} after it landed",
+        landed.elapsed()
+    );
+    let repaired = metric_sum(&d, "magnum_stack_drift_repairs_total", shard, &[1, 2, 3]).await;
+    assert!(
+        repaired.is_some_and(|n| n >= 1.0),
+        "repairs counted: {repaired:?}"
+    );
+    let (_, v) = d
+        .wait_cluster(&token, &id, Duration::from_secs(30), done(3))
+        .await;
+    assert_eq!(v["status"], "UPDATE_COMPLETE", "{v}");
+    let stacks = stacks_named(&d, "pause-u").await;
+    assert_eq!(stacks.len(), 1, "one stack: {stacks:?}");
     d.manage(&["verify"]);
     d.down();
 }

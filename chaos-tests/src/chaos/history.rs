@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// What a client asked of one cluster (the object is the cluster's name: each name is created
-/// once per run, so a create whose answer was lost can still be found by it).
+/// What a client asked of one cluster or template (the object is its name: each name is created
+/// once per run, so a create whose answer was lost can still be found by it). For a template,
+/// `node_count` is its `docker_volume_size`; a nodegroup's is its own count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum Call {
@@ -23,8 +24,39 @@ pub enum Call {
         node_count: u32,
     },
     Delete,
-    /// `GET /v1/clusters/{name}`.
+    /// `GET /v1/clusters/{name}` (`/v1/clustertemplates/{name}`).
     Read,
+    /// The delete of a nodegroup's cluster, recorded in the nodegroup's history too (with the
+    /// cluster delete's times and outcome): it takes every nodegroup with it.
+    ClusterDelete,
+    /// The object's entry in its project's `GET /v1/clusters`, or its absence from it: a
+    /// listing is recorded as a read of each name that may exist and of each name listed.
+    List,
+}
+
+impl Call {
+    pub fn is_read(&self) -> bool {
+        matches!(self, Call::Read | Call::List)
+    }
+}
+
+/// What an object is. A template is a register: its `docker_volume_size` stands where a
+/// cluster's worker count does, and it is created, updated and deleted at once (no Heat).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    #[default]
+    Cluster,
+    Template,
+    /// A non-default nodegroup; the object is `<cluster>-<nodegroup>` (also its stack name's
+    /// prefix).
+    NodeGroup,
+}
+
+impl Kind {
+    fn is_cluster(&self) -> bool {
+        *self == Kind::Cluster
+    }
 }
 
 /// What a read saw.
@@ -60,6 +92,8 @@ pub enum Outcome {
 pub struct Op {
     pub client: usize,
     pub object: String,
+    #[serde(default, skip_serializing_if = "Kind::is_cluster")]
+    pub kind: Kind,
     #[serde(flatten)]
     pub call: Call,
     pub invoke_us: u64,

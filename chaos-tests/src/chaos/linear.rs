@@ -12,6 +12,13 @@
 //! update or resize that failed puts the previous count back (reference §6.6): a read may see the count
 //! before the last accepted update only together with the status `UPDATE_FAILED`, and after
 //! that never the newer count again.
+//!
+//! A nodegroup fits it as a cluster does (its resize fails the same way), with one more
+//! transition: its cluster's delete, recorded in its history too, shows it `DELETE_*` then
+//! absent, or leaves it absent if it never existed.
+//!
+//! A template fits the same model as a register: its `docker_volume_size` is the count, and its
+//! reads never show `UPDATE_FAILED` or `DELETE_*`, so neither transition can be taken for it.
 use super::history::{Call, Op, Outcome, Seen};
 use std::collections::HashSet;
 
@@ -56,7 +63,10 @@ pub fn step(state: State, call: &Call, seen: Option<&Seen>) -> Option<State> {
         (Call::Resize { .. }, _) => None,
         (Call::Delete, Present { .. } | Deleting) => Some(Deleting),
         (Call::Delete, _) => None,
-        (Call::Read, _) => read(state, seen?),
+        // Its cluster's delete: whatever the nodegroup's state, it goes (if it ever was).
+        (Call::ClusterDelete, Present { .. } | Deleting) => Some(Deleting),
+        (Call::ClusterDelete, Absent | Gone) => Some(state),
+        (Call::Read | Call::List, _) => read(state, seen?),
     }
 }
 
@@ -262,6 +272,7 @@ mod tests {
         Op {
             client: 0,
             object: "c".into(),
+            kind: Default::default(),
             call,
             invoke_us: t.0,
             complete_us: t.1,
@@ -315,6 +326,74 @@ mod tests {
             }
             other => panic!("not caught: {other:?}"),
         }
+    }
+
+    /// A template as a register (reads show no status), and listings as reads: a listing that
+    /// still shows a template's old size, or a deleted cluster, after the write was answered.
+    #[test]
+    fn stale_template_reads_and_stale_listings_are_caught() {
+        let size = |n| Some(Seen::present(n, ""));
+        let template = vec![
+            op(Call::Create { node_count: 10 }, (0, 1), Outcome::Ok, None),
+            op(Call::Update { node_count: 20 }, (2, 3), Outcome::Ok, None),
+            op(Call::Read, (4, 5), Outcome::Ok, size(20)),
+            op(Call::Delete, (6, 7), Outcome::Ok, None),
+            op(Call::Read, (8, 9), Outcome::Ok, Some(Seen::Absent)),
+        ];
+        assert!(ok(check(&template)));
+        let mut stale = template.clone();
+        stale[2].seen = size(10);
+        assert!(!ok(check(&stale)), "old size after the update");
+        let mut back = template.clone();
+        back.push(op(Call::Read, (10, 11), Outcome::Ok, size(20)));
+        assert!(
+            !ok(check(&back)),
+            "present after the delete and a read of its absence"
+        );
+
+        let listed = vec![
+            op(Call::Create { node_count: 2 }, (0, 1), Outcome::Ok, None),
+            op(Call::List, (2, 3), Outcome::Ok, present(2)),
+            op(Call::Delete, (4, 5), Outcome::Ok, None),
+            op(Call::List, (6, 7), Outcome::Ok, Some(Seen::Absent)),
+        ];
+        assert!(ok(check(&listed)));
+        let mut stale = listed.clone();
+        stale[3].seen = present(2);
+        assert!(!ok(check(&stale)), "listed as it was before the delete");
+    }
+
+    /// A nodegroup goes with its cluster: deleting, then absent; one that never existed stays
+    /// absent; one seen alive after its cluster's delete was answered is caught.
+    #[test]
+    fn a_cluster_delete_takes_its_nodegroups() {
+        let h = vec![
+            op(Call::Create { node_count: 2 }, (0, 1), Outcome::Ok, None),
+            op(Call::Resize { node_count: 3 }, (2, 3), Outcome::Ok, None),
+            op(Call::ClusterDelete, (4, 5), Outcome::Ok, None),
+            op(
+                Call::Read,
+                (6, 7),
+                Outcome::Ok,
+                Some(Seen::present(3, "DELETE_IN_PROGRESS")),
+            ),
+            op(Call::Read, (8, 9), Outcome::Ok, Some(Seen::Absent)),
+        ];
+        assert!(ok(check(&h)));
+        let never = vec![
+            op(
+                Call::Create { node_count: 2 },
+                (0, 1),
+                Outcome::Unknown,
+                None,
+            ),
+            op(Call::ClusterDelete, (4, 5), Outcome::Ok, None),
+            op(Call::Read, (8, 9), Outcome::Ok, Some(Seen::Absent)),
+        ];
+        assert!(ok(check(&never)));
+        let mut alive = h.clone();
+        alive[3].seen = present(3);
+        assert!(!ok(check(&alive)));
     }
 
     #[test]

@@ -189,6 +189,7 @@ impl Cloud for FakeCloud {
             status: st.status,
             reason: None,
             outputs: Some(outputs),
+            parameters: BTreeMap::new(),
         }))
     }
 

@@ -27,6 +27,8 @@ pub struct StackState {
     pub reason: Option<String>,
     /// Mapped outputs, present when the stack was read with outputs.
     pub outputs: Option<StackOutputs>,
+    /// Parameters as Heat reports them (all strings); empty when the cloud reports none.
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// A cluster's trustee user as Keystone has it.

@@ -43,7 +43,8 @@ pub(crate) fn tombstone(cloud: &dyn Cloud, view: &ClusterView, at: Timestamp) ->
     }
 }
 
-/// The reaper's counters and gauge, per shard group, for `/metrics`.
+/// The stack-hygiene counters and gauge (the reaper's, and drift repair's in `sync/drift.rs`),
+/// per shard group, for `/metrics`.
 #[derive(Clone, Debug, Default)]
 pub struct ReapStats(Arc<Mutex<BTreeMap<u64, Counts>>>);
 
@@ -55,10 +56,12 @@ pub struct Counts {
     pub lookups: u64,
     /// Orphan stacks deleted (process lifetime).
     pub reaped: u64,
+    /// Stacks whose worker count was PATCHed back to the rows' (process lifetime).
+    pub drift_repairs: u64,
 }
 
 impl ReapStats {
-    fn update(&self, group: u64, f: impl FnOnce(&mut Counts)) {
+    pub(crate) fn update(&self, group: u64, f: impl FnOnce(&mut Counts)) {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         f(m.entry(group).or_default());
     }
@@ -75,7 +78,7 @@ impl ReapStats {
             return out;
         }
         type Counter = (&'static str, &'static str, fn(&Counts) -> u64);
-        let counters: [Counter; 2] = [
+        let counters: [Counter; 3] = [
             (
                 "magnum_orphan_stacks_reaped_total",
                 "Stacks found alive under a deleted cluster's stack name and deleted by this conductor.",
@@ -85,6 +88,11 @@ impl ReapStats {
                 "magnum_orphan_stack_lookups_total",
                 "Look-ups of deleted clusters' stack names sent to Heat by this conductor.",
                 |c| c.lookups,
+            ),
+            (
+                "magnum_stack_drift_repairs_total",
+                "Finished stacks whose worker count had drifted from the rows (a stale write landed) and was PATCHed back by this conductor.",
+                |c| c.drift_repairs,
             ),
         ];
         for (name, help, value) in counters {

@@ -230,6 +230,7 @@ impl Cloud for HeatCloud {
             status,
             reason,
             outputs,
+            parameters: s.parameters,
         }))
     }
 

@@ -24,13 +24,20 @@
 //! - stack status changed since this leader last saw it and differs from the row's: the row
 //!   takes the stack's status verbatim (outputs re-read for
 //!   `CREATE_COMPLETE`, `CREATE_FAILED`, `UPDATE_COMPLETE`), with Heat's reason on failures;
+//! - a row `*_IN_PROGRESS` whose stack has settled takes the stack's status even at the first
+//!   look: with no operation, nothing else would ever settle it (a resize of one nodegroup
+//!   supersedes the running update of another, whose row it leaves in progress);
 //! - same `*_IN_PROGRESS` for longer than `stalled_after` since the row last changed:
 //!   `<ACTION>_FAILED` "... timed out in the conductor ...".
+//!
+//! A finished stack whose worker count drifted from the rows (a stale PATCH landed) gets the
+//! rows' count PATCHed back (`drift.rs`).
 //!
 //! "Changed since last seen" keeps the conductor's own verdicts: a create failed by the
 //! conductor's deadline, or an update Heat refused (400), leaves the stack in another state on
 //! purpose, and copying that back would undo them. The first look after gaining leadership only
 //! records the stack's status (a change made during the failover is not copied).
+pub mod drift;
 pub mod health;
 
 use crate::cloud::{
@@ -110,7 +117,11 @@ pub fn decide(
     if heat == ClusterStatus::DELETE_IN_PROGRESS {
         return None;
     }
-    if heat != current.status && last_seen.is_some_and(|l| l != s.status) {
+    // A row in progress with no operation has nobody driving it (e.g. the nodegroup whose
+    // update a resize of another nodegroup superseded): a settled stack settles it, first look
+    // or not.
+    let orphaned = current.status.is_in_progress() && !heat.is_in_progress();
+    if heat != current.status && (orphaned || last_seen.is_some_and(|l| l != s.status)) {
         let reason = if heat.is_failed() {
             s.reason.clone()
         } else {
@@ -161,12 +172,14 @@ pub fn decide_nodegroup(
 }
 
 /// What the cluster stack is compared with: with non-default nodegroups the cluster's status is
-/// their aggregate, so the default master's row (which the cluster stack's status goes to).
+/// their aggregate, so a default nodegroup's row (the cluster stack's status goes to both): the
+/// one left in progress if any (its update superseded by a resize of another nodegroup, it has
+/// nobody else to settle it), else the default master's.
 pub fn cluster_current(view: &ClusterView) -> Current<'_> {
-    let master = view
-        .nodegroups
-        .iter()
-        .find(|n| n.is_default && n.is_master())
+    let defaults = || view.nodegroups.iter().filter(|n| n.is_default);
+    let master = defaults()
+        .find(|n| n.status.is_some_and(|s| s.is_in_progress()))
+        .or_else(|| defaults().find(|n| n.is_master()))
         .filter(|_| view.nodegroups.iter().any(|n| !n.is_default));
     match master {
         Some(NodeGroup {
@@ -337,6 +350,9 @@ impl Sync<'_> {
             Some(_) => decide_nodegroup(current, &stack_id, state.as_ref(), last_seen, stalled),
         };
         let Some(d) = decided else {
+            if let Some(s) = &state {
+                self.repair_drift(ng, &handle, current.status, s).await?;
+            }
             return Ok(observed);
         };
         let outputs = if d.with_outputs && self.has_template {

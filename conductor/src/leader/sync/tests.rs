@@ -10,6 +10,7 @@ fn state(status: &str, reason: Option<&str>) -> StackState {
         status: status_of(status).unwrap(),
         reason: reason.map(str::to_string),
         outputs: None,
+        parameters: Default::default(),
     }
 }
 
@@ -49,6 +50,33 @@ fn vanished_stack_fails_the_row_once() {
     let last = seen("UPDATE_COMPLETE");
     assert_eq!(
         decide(cur(UPDATE_COMPLETE), "s1", Some(&deleting), last, false),
+        None
+    );
+}
+
+/// A row left in progress with no operation (its update superseded by a resize of another
+/// nodegroup) is settled by its settled stack at the first look; a finished row is not.
+#[test]
+fn a_row_left_in_progress_takes_its_settled_stack_at_the_first_look() {
+    let done = state("UPDATE_COMPLETE", None);
+    let d = decide_nodegroup(cur(UPDATE_IN_PROGRESS), "n1", Some(&done), None, false).unwrap();
+    assert_eq!(d.status, UPDATE_COMPLETE);
+    assert!(d.with_outputs);
+    let failed = state("UPDATE_FAILED", Some("boom"));
+    let d = decide(cur(UPDATE_IN_PROGRESS), "s1", Some(&failed), None, false).unwrap();
+    assert_eq!(
+        (d.status, d.reason.as_deref()),
+        (UPDATE_FAILED, Some("boom"))
+    );
+    // Still moving: nothing to copy yet.
+    let moving = state("UPDATE_IN_PROGRESS", None);
+    assert_eq!(
+        decide(cur(UPDATE_IN_PROGRESS), "s1", Some(&moving), None, false),
+        None
+    );
+    // A conductor's verdict on a finished row stays at the first look.
+    assert_eq!(
+        decide(cur(CREATE_FAILED), "s1", Some(&done), None, false),
         None
     );
 }
@@ -147,6 +175,15 @@ fn cluster_stack_is_compared_with_the_default_master() {
     view.nodegroups.push(extra);
     let c = cluster_current(&view);
     assert_eq!((c.status, c.reason), (CREATE_COMPLETE, None));
+    // A default worker left in progress (its update superseded by a resize of ng1) is the row
+    // the cluster stack settles.
+    let worker = view
+        .nodegroups
+        .iter_mut()
+        .find(|n| n.is_default && !n.is_master())
+        .unwrap();
+    worker.status = Some(UPDATE_IN_PROGRESS);
+    assert_eq!(cluster_current(&view).status, UPDATE_IN_PROGRESS);
 }
 
 fn sync_ng(x: &mut T, name: &str, status: ClusterStatus, reason: Option<&str>) -> ShardResponse {
