@@ -58,14 +58,7 @@ impl Paused {
         );
 
         let id = create_cluster(&d, &token, &tpl, cluster, 1).await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while proc_state(pid) != Some('T') {
-            assert!(
-                Instant::now() < deadline,
-                "the leader never paused at its Heat create"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_stopped(pid, "its Heat create").await;
         d.disarm_failpoints(old.0);
         let paused_at = Instant::now();
 
@@ -297,14 +290,7 @@ async fn a_stale_update_patch_from_a_woken_leader_is_patched_back() {
         }
     };
     update(2).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while proc_state(pid) != Some('T') {
-        assert!(
-            Instant::now() < deadline,
-            "the leader never paused at its Heat PATCH"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_stopped(pid, "its Heat PATCH").await;
     d.disarm_failpoints(old.0);
     // A new leader finishes the update to 2; the user then updates to 3, done in Heat.
     let (_, v) = d
@@ -385,6 +371,18 @@ async fn a_stale_update_patch_from_a_woken_leader_is_patched_back() {
     assert_eq!(stacks.len(), 1, "one stack: {stacks:?}");
     d.manage(&["verify"]);
     d.down();
+}
+
+/// Waits (30 s at most) until the process stopped itself at its `pause@` failpoint.
+async fn wait_stopped(pid: u32, site: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proc_state(pid) != Some('T') {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never paused at {site}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The sum over conductors `ids` of `metric{group="<shard's group>"}` from `/metrics`; `None`
