@@ -178,29 +178,9 @@ impl Ctx<'_> {
             Some((cluster.to_string(), !ng.is_empty()))
         };
         let cluster_of = |stack: &str| owner(stack).map(|(c, _)| c);
-        let all = self.sim_stacks().await;
-        let mut per_cluster: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (stack, n) in all["creates_by_name"].as_object().into_iter().flatten() {
-            if !stack.starts_with(&prefix) {
-                continue;
-            }
-            if n.as_u64().unwrap_or(0) > 1 {
-                violations.push(format!("stack {stack} created {n} times"));
-            }
-            if let Some((c, false)) = owner(stack) {
-                per_cluster.entry(c).or_default().insert(stack.clone());
-            }
-        }
-        for (c, stacks) in &per_cluster {
-            if stacks.len() > 1 {
-                violations.push(format!(
-                    "cluster {c} has {} stacks: {stacks:?}",
-                    stacks.len()
-                ));
-            }
-        }
         // Nodegroups deleted on their own (maybe): their deletes leave no tombstone, so a stale
-        // create of their stack is a leak the reaper cannot see. Reported, not a violation.
+        // create of their stack (a second create of the name, then a live stack) is a leak the
+        // reaper cannot see. Reported, not a violation.
         let ng_deleted: BTreeSet<String> = self
             .wl
             .rec
@@ -215,7 +195,32 @@ impl Ctx<'_> {
                 .rsplit_once('-')
                 .is_some_and(|(base, _)| ng_deleted.contains(base))
         };
-        let mut leaked_nodegroup_stacks = Vec::new();
+        let mut leaked_nodegroup_stacks = BTreeSet::new();
+        let all = self.sim_stacks().await;
+        let mut per_cluster: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (stack, n) in all["creates_by_name"].as_object().into_iter().flatten() {
+            if !stack.starts_with(&prefix) {
+                continue;
+            }
+            if n.as_u64().unwrap_or(0) > 1 {
+                if untombstoned(stack) {
+                    leaked_nodegroup_stacks.insert(stack.clone());
+                } else {
+                    violations.push(format!("stack {stack} created {n} times"));
+                }
+            }
+            if let Some((c, false)) = owner(stack) {
+                per_cluster.entry(c).or_default().insert(stack.clone());
+            }
+        }
+        for (c, stacks) in &per_cluster {
+            if stacks.len() > 1 {
+                violations.push(format!(
+                    "cluster {c} has {} stacks: {stacks:?}",
+                    stacks.len()
+                ));
+            }
+        }
         // Orphans: live stacks of ours whose cluster is gone; the reaper must remove them.
         let start = Instant::now();
         let orphans = loop {
@@ -241,7 +246,7 @@ impl Ctx<'_> {
             let (gap, orphans): (Vec<String>, Vec<String>) =
                 orphans.into_iter().partition(|o| untombstoned(o));
             if orphans.is_empty() || start.elapsed() > REAP_WAIT {
-                leaked_nodegroup_stacks = gap;
+                leaked_nodegroup_stacks.extend(gap);
                 break orphans;
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
