@@ -6,7 +6,8 @@
 //!   chaos --check OUTDIR/history.jsonl  re-check a recorded history offline
 //! Options: --seed N (default: from the clock), --clients N (default 6), --no-netns (conductors
 //! share loopback: no partitions nor disk faults), --no-disk-faults (no full, slow or stalled
-//! disks: each data dir is then not its own tmpfs, and no process loads `slowsync.c`). Exit status 1 on any violation, with the replay command.
+//! disks: each data dir is then not its own tmpfs, and no process loads `slowsync.c`). Exit
+//! status 1 on any violation, with the replay command.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use magnum_chaos_tests::chaos::{self, history, linear, Config};

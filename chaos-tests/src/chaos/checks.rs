@@ -163,7 +163,8 @@ impl Ctx<'_> {
     /// One stack create per cluster and per nodegroup, no live stack (the cluster's or its
     /// nodegroups') without a cluster once the reaper had its time, and every finished
     /// cluster's stack carrying its acknowledged worker count. (A deleted nodegroup of a live
-    /// cluster leaves no tombstone, so a stale create of its stack is not looked for.)
+    /// cluster leaves no tombstone: a stale create of its stack is reported as leaked, not as a
+    /// violation.)
     async fn stacks(
         &self,
         clusters: &BTreeMap<String, Final>,
@@ -181,14 +182,12 @@ impl Ctx<'_> {
         // Nodegroups deleted on their own (maybe): their deletes leave no tombstone, so a stale
         // create of their stack (a second create of the name, then a live stack) is a leak the
         // reaper cannot see. Reported, not a violation.
-        let ng_deleted: BTreeSet<String> = self
-            .wl
-            .rec
-            .ops()
-            .into_iter()
+        let ops = self.wl.rec.ops();
+        let ng_deleted: BTreeSet<&str> = ops
+            .iter()
             .filter(|o| o.kind == Kind::NodeGroup && o.call == Call::Delete)
             .filter(|o| o.outcome != Outcome::Fail)
-            .map(|o| o.object)
+            .map(|o| o.object.as_str())
             .collect();
         let untombstoned = |stack: &str| {
             stack
@@ -260,7 +259,6 @@ impl Ctx<'_> {
         let orphan_wait_s = start.elapsed().as_secs();
         // Stale parameters: a finished cluster's stack has the count the API shows.
         let all = self.sim_stacks().await;
-        let ops = self.wl.rec.ops();
         let final_reads: BTreeMap<&str, u64> = ops
             .iter()
             .filter(|o| o.call == Call::Read && o.outcome == Outcome::Ok)

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// What a client asked of one cluster or template (the object is its name: each name is created
-/// once per run, so a create whose answer was lost can still be found by it). For a template,
-/// `node_count` is its `docker_volume_size`; a nodegroup's is its own count.
+/// What a client asked of one cluster, template or nodegroup (the object is its name: each name
+/// is created once per run, so a create whose answer was lost can still be found by it). For a
+/// template, `node_count` is its `docker_volume_size`; a nodegroup's is its own count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum Call {

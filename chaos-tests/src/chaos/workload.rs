@@ -166,7 +166,6 @@ impl Workload {
     async fn cluster_call(&self, client: usize, p: usize, rng: &mut StdRng) {
         let roll: f64 = rng.gen();
         let (live, all) = self.snapshot(Kind::Cluster, p);
-        let pick = |rng: &mut StdRng, v: &[String]| v[rng.gen_range(0..v.len())].clone();
         if live.len() < LIVE_PER_PROJECT && (roll < 0.2 || live.is_empty()) {
             let name = self.new_name(Kind::Cluster, p, "");
             if rng.gen_bool(0.4) {
@@ -211,7 +210,6 @@ impl Workload {
                 .collect()
         };
         let (live, all) = self.snapshot(Kind::NodeGroup, p);
-        let pick = |rng: &mut StdRng, v: &[String]| v[rng.gen_range(0..v.len())].clone();
         let count = rng.gen_range(1..=3);
         if live.len() < LIVE_NODEGROUPS && (roll < 0.3 || live.is_empty()) {
             if clusters.is_empty() {
@@ -236,7 +234,6 @@ impl Workload {
     async fn template_call(&self, client: usize, p: usize, rng: &mut StdRng) {
         let roll: f64 = rng.gen();
         let (live, all) = self.snapshot(Kind::Template, p);
-        let pick = |rng: &mut StdRng, v: &[String]| v[rng.gen_range(0..v.len())].clone();
         let size = rng.gen_range(1..=50);
         if live.len() < LIVE_TEMPLATES && (roll < 0.25 || live.is_empty()) {
             let name = self.new_name(Kind::Template, p, "");
@@ -444,8 +441,9 @@ impl Workload {
     }
 
     /// `GET /v1/clusters` of the project, recorded as a read of each cluster it lists and of
-    /// each live name it does not (absent); nodegroup hosts are left out (their count is a sum). Names deleted before are left out unless listed:
-    /// each would add a read to its history at every listing.
+    /// each live name it does not (absent); nodegroup hosts are left out (their count is a
+    /// sum). Names deleted before are left out unless listed: each would add a read to its
+    /// history at every listing.
     async fn list(&self, client: usize, p: usize) {
         let (live, _) = self.snapshot(Kind::Cluster, p);
         let live: Vec<String> = live.into_iter().filter(|c| !self.is_host(p, c)).collect();
@@ -456,12 +454,13 @@ impl Workload {
         let complete_us = self.rec.now();
         // A failed listing saw nothing.
         let Ok((200, v)) = res else { return };
+        let ours = format!("{}-p{p}-", self.prefix);
         let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
         for c in v["clusters"].as_array().into_iter().flatten() {
             let Some(name) = c["name"].as_str() else {
                 continue;
             };
-            if !name.starts_with(&format!("{}-p{p}-", self.prefix)) || self.is_host(p, name) {
+            if !name.starts_with(&ours) || self.is_host(p, name) {
                 continue;
             }
             match seen_of(Kind::Cluster, c) {
@@ -502,6 +501,11 @@ impl Workload {
             }
         }
     }
+}
+
+/// One name of `v`, drawn by `rng` (`v` is not empty).
+fn pick(rng: &mut StdRng, v: &[String]) -> String {
+    v[rng.gen_range(0..v.len())].clone()
 }
 
 /// The API path of one object.

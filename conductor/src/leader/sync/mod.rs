@@ -177,11 +177,11 @@ pub fn decide_nodegroup(
 /// nobody else to settle it), else the default master's.
 pub fn cluster_current(view: &ClusterView) -> Current<'_> {
     let defaults = || view.nodegroups.iter().filter(|n| n.is_default);
-    let master = defaults()
+    let row = defaults()
         .find(|n| n.status.is_some_and(|s| s.is_in_progress()))
         .or_else(|| defaults().find(|n| n.is_master()))
         .filter(|_| view.nodegroups.iter().any(|n| !n.is_default));
-    match master {
+    match row {
         Some(NodeGroup {
             status: Some(status),
             status_reason,
