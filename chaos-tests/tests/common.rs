@@ -59,3 +59,24 @@ pub async fn get_latest(d: &Deployment, token: &str, path: &str) -> (u16, Value)
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(Value::Null))
 }
+
+/// Any call with the latest microversion; the status and JSON body.
+pub async fn call_latest(
+    d: &Deployment,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut rq = d
+        .http
+        .request(method, format!("{}{path}", d.api))
+        .header("X-Auth-Token", token)
+        .header("OpenStack-API-Version", "container-infra latest");
+    if let Some(b) = body {
+        rq = rq.json(&b);
+    }
+    let r = rq.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}

@@ -10,6 +10,10 @@
 //! now free name. Nothing owns that stack: the orphan-stack reaper (`leader/reap.rs`) finds it
 //! under the deleted cluster's tombstone and deletes it.
 //!
+//! The nodegroup path is the same: a nodegroup deleted on its own while the old leader sleeps
+//! before its Heat create of the nodegroup's stack leaves a tombstone of its own (cluster
+//! version 4), and the reaper deletes the stale stack while the cluster lives on.
+//!
 //! And on the update path: the old leader's stale PATCH lands after a newer update; the status
 //! sync's drift repair PATCHes the rows' count back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -234,6 +238,140 @@ async fn a_stack_created_by_a_leader_woken_after_the_delete_is_reaped() {
     let (s, _) = d
         .call(Method::GET, &format!("/clusters/{id}"), Some(token), None)
         .await;
+    assert_eq!(s, 404);
+    d.manage(&["verify"]);
+    d.down();
+}
+
+/// A nodegroup's stack created by a leader woken after the nodegroup's own delete: the reaper
+/// deletes it (the nodegroup's tombstone), and touches nothing of the live cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodegroup_stack_created_by_a_leader_woken_after_its_delete_is_reaped() {
+    let d = Deployment::up(
+        "pause-ng",
+        Options {
+            failpoint_files: true,
+            raft_args: "--orphan-stack-grace-secs 2 --orphan-stack-retention-secs 10".into(),
+            ..Options::default()
+        },
+    );
+    let (token, project) = d.login("demo", "demo").await;
+    let tpl = create_template(&d, &token, "pause-n-tpl").await;
+    let id = create_cluster(&d, &token, &tpl, "pause-n", 1).await;
+    let (_, v) = d
+        .wait_cluster(&token, &id, Duration::from_secs(60), |s, v| {
+            s == 200 && v["status"] != "CREATE_IN_PROGRESS"
+        })
+        .await;
+    assert_eq!(v["status"], "CREATE_COMPLETE", "{v}");
+    let client = d.conductor_client();
+    let shard: ShardId = shard_of(&ProjectId(project.clone()), client.shards().await.unwrap());
+    let old = client.leader_of(shard).await.unwrap().expect("a leader");
+    let pid = d.pid(&format!("conductor-{}", old.0)).unwrap();
+    d.arm_failpoints(
+        old.0,
+        "pause@nodegroupcreate:heat:create_nodegroup:before:1:pause-n",
+    );
+    let ngs = format!("/clusters/{id}/nodegroups");
+    let body = json!({"name": "ng1", "node_count": 1});
+    let (s, v) = call_latest(&d, &token, Method::POST, &ngs, Some(body)).await;
+    assert_eq!(s, 202, "{v}");
+    wait_stopped(pid, "its Heat create of the nodegroup's stack").await;
+    d.disarm_failpoints(old.0);
+
+    // A new leader creates the nodegroup's stack; the user deletes the nodegroup.
+    let ng = format!("{ngs}/ng1");
+    let settled = |want: u16| {
+        let (d, token, ng) = (&d, &token, &ng);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let (s, v) = call_latest(d, token, Method::GET, ng, None).await;
+                let busy = v["status"].as_str().unwrap_or("").ends_with("_IN_PROGRESS");
+                if s == want && !busy {
+                    return v;
+                }
+                assert!(Instant::now() < deadline, "nodegroup: {s} {v}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let v = settled(200).await;
+    assert_eq!(v["status"], "CREATE_COMPLETE", "{v}");
+    let (s, v) = call_latest(&d, &token, Method::DELETE, &ng, None).await;
+    assert_eq!(s, 204, "{v}");
+    settled(404).await;
+    let awake: Vec<u64> = (1..=3).filter(|n| *n != old.0).collect();
+    let watched = |ids: Vec<u64>| {
+        let d = &d;
+        async move { metric_sum(d, "magnum_deleted_clusters_watched", shard, &ids).await }
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while watched(awake.clone()).await != Some(1.0) {
+        assert!(Instant::now() < deadline, "no tombstone watched");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Woken, the old leader creates the nodegroup's stack again.
+    d.signal("conductor", Some(old.0), "CONT");
+    let ng_stacks = || stacks_named(&d, "pause-n-ng1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let orphan = loop {
+        let live = ng_stacks().await;
+        if let Some(s) = live.iter().find(|s| s["status"] != "DELETE_COMPLETE") {
+            break s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stale create never reached Heat"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(orphan["creates_by_name"], 2, "{orphan}");
+    let born = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stacks = ng_stacks().await;
+        if stacks.iter().all(|s| s["status"] == "DELETE_COMPLETE") {
+            assert_eq!(stacks.len(), 2, "{stacks:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodegroup's orphan stack was not reaped: {stacks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "nodegroup orphan stack reaped {:?} after its create",
+        born.elapsed()
+    );
+    let reaped = metric_sum(&d, "magnum_orphan_stacks_reaped_total", shard, &[1, 2, 3]).await;
+    assert_eq!(reaped, Some(1.0), "one orphan counted");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while watched(vec![1, 2, 3]).await != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the tombstone outlived its retention"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The cluster and its own stack are untouched; the nodegroup stays gone.
+    let (s, v) = d
+        .call(Method::GET, &format!("/clusters/{id}"), Some(&token), None)
+        .await;
+    assert_eq!(s, 200);
+    // (A nodegroup's create and delete end as an update of the cluster, as upstream's do.)
+    assert_eq!(v["status"], "UPDATE_COMPLETE", "{v}");
+    let own: Vec<Value> = stacks_named(&d, "pause-n-")
+        .await
+        .into_iter()
+        .filter(|s| !s["name"].as_str().unwrap_or("").starts_with("pause-n-ng1"))
+        .collect();
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(own[0]["status"], "CREATE_COMPLETE", "{own:?}");
+    assert_eq!(own[0]["id"], v["stack_id"], "{own:?}");
+    let (s, _) = call_latest(&d, &token, Method::GET, &ng, None).await;
     assert_eq!(s, 404);
     d.manage(&["verify"]);
     d.down();

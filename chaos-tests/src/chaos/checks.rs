@@ -160,11 +160,10 @@ impl Ctx<'_> {
         }
     }
 
-    /// One stack create per cluster and per nodegroup, no live stack (the cluster's or its
-    /// nodegroups') without a cluster once the reaper had its time, and every finished
-    /// cluster's stack carrying its acknowledged worker count. (A deleted nodegroup of a live
-    /// cluster leaves no tombstone: a stale create of its stack is reported as leaked, not as a
-    /// violation.)
+    /// One stack create per cluster and per nodegroup (a second only after the object's delete:
+    /// a stale create the reaper must then remove), no live stack of a deleted cluster or
+    /// nodegroup once the reaper had its time, and every finished cluster's stack carrying its
+    /// acknowledged worker count.
     async fn stacks(
         &self,
         clusters: &BTreeMap<String, Final>,
@@ -172,44 +171,62 @@ impl Ctx<'_> {
         violations: &mut Vec<String>,
     ) {
         let prefix = format!("{}-", self.wl.prefix);
-        // `<cluster>-<suffix>`, or `<cluster>-ng<n>-<suffix>` for a nodegroup's own stack.
-        let owner = |stack: &str| -> Option<(String, bool)> {
+        // `<cluster>-<suffix>`, or `<cluster>-ng<n>-<suffix>` for a nodegroup's own stack: the
+        // cluster, and the nodegroup's object name if it is one's.
+        let owner = |stack: &str| -> Option<(String, Option<String>)> {
             let (base, _) = stack.rsplit_once('-')?;
             let (cluster, ng) = split_nodegroup(base);
-            Some((cluster.to_string(), !ng.is_empty()))
+            Some((
+                cluster.to_string(),
+                (!ng.is_empty()).then(|| base.to_string()),
+            ))
         };
-        let cluster_of = |stack: &str| owner(stack).map(|(c, _)| c);
-        // Nodegroups deleted on their own (maybe): their deletes leave no tombstone, so a stale
-        // create of their stack (a second create of the name, then a live stack) is a leak the
-        // reaper cannot see. Reported, not a violation.
         let ops = self.wl.rec.ops();
-        let ng_deleted: BTreeSet<&str> = ops
+        // Objects a delete may have reached (their own, or their cluster's).
+        let deleted: BTreeSet<&str> = ops
             .iter()
-            .filter(|o| o.kind == Kind::NodeGroup && o.call == Call::Delete)
+            .filter(|o| matches!(o.call, Call::Delete | Call::ClusterDelete))
             .filter(|o| o.outcome != Outcome::Fail)
             .map(|o| o.object.as_str())
             .collect();
-        let untombstoned = |stack: &str| {
-            stack
-                .rsplit_once('-')
-                .is_some_and(|(base, _)| ng_deleted.contains(base))
-        };
-        let mut leaked_nodegroup_stacks = BTreeSet::new();
+        // Nodegroups the last read found gone (the reads after the faults come last).
+        let mut last_read: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
+        for o in ops.iter().filter(|o| o.kind == Kind::NodeGroup) {
+            if o.call == Call::Read && o.outcome == Outcome::Ok {
+                let gone = o.seen == Some(Seen::Absent);
+                let e = last_read.entry(o.object.as_str()).or_insert((0, gone));
+                if o.complete_us >= e.0 {
+                    *e = (o.complete_us, gone);
+                }
+            }
+        }
+        let ng_gone = |ng: &str| last_read.get(ng).is_some_and(|(_, gone)| *gone);
+        let mut recreated = Vec::new();
         let all = self.sim_stacks().await;
         let mut per_cluster: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (stack, n) in all["creates_by_name"].as_object().into_iter().flatten() {
             if !stack.starts_with(&prefix) {
                 continue;
             }
+            let Some((cluster, ng)) = owner(stack) else {
+                continue;
+            };
             if n.as_u64().unwrap_or(0) > 1 {
-                if untombstoned(stack) {
-                    leaked_nodegroup_stacks.insert(stack.clone());
+                // Heat refuses a live name, so the first was gone by then: a stale create
+                // after a delete is for the reaper; before any delete it is a duplicate.
+                let after_delete = deleted.contains(cluster.as_str())
+                    || ng.as_deref().is_some_and(|ng| deleted.contains(ng));
+                if after_delete {
+                    recreated.push((stack.clone(), n.clone(), cluster.clone(), ng.clone()));
                 } else {
                     violations.push(format!("stack {stack} created {n} times"));
                 }
             }
-            if let Some((c, false)) = owner(stack) {
-                per_cluster.entry(c).or_default().insert(stack.clone());
+            if ng.is_none() {
+                per_cluster
+                    .entry(cluster)
+                    .or_default()
+                    .insert(stack.clone());
             }
         }
         for (c, stacks) in &per_cluster {
@@ -220,13 +237,16 @@ impl Ctx<'_> {
                 ));
             }
         }
-        // Orphans: live stacks of ours whose cluster is gone; the reaper must remove them.
+        // Orphans: live stacks of ours whose cluster or nodegroup is gone; the reaper must
+        // remove them.
         let start = Instant::now();
-        let orphans = loop {
+        let (orphans, live) = loop {
             let all = self.sim_stacks().await;
             let live = match self.list().await {
                 Ok(live) => live,
-                Err(e) if start.elapsed() > REAP_WAIT => break vec![format!("(the listing: {e})")],
+                Err(e) if start.elapsed() > REAP_WAIT => {
+                    break (vec![format!("(the listing: {e})")], None);
+                }
                 Err(_) => {
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     continue;
@@ -239,24 +259,38 @@ impl Ctx<'_> {
                 .filter(|s| s["deleted"] != true && s["status"] != "DELETE_COMPLETE")
                 .filter_map(|s| s["name"].as_str())
                 .filter(|n| n.starts_with(&prefix))
-                .filter(|n| cluster_of(n).is_none_or(|c| !live.contains_key(&c)))
+                .filter(|n| {
+                    owner(n).is_none_or(|(c, ng)| {
+                        !live.contains_key(&c) || ng.as_deref().is_some_and(ng_gone)
+                    })
+                })
                 .map(str::to_string)
                 .collect();
-            let (gap, orphans): (Vec<String>, Vec<String>) =
-                orphans.into_iter().partition(|o| untombstoned(o));
             if orphans.is_empty() || start.elapsed() > REAP_WAIT {
-                leaked_nodegroup_stacks.extend(gap);
-                break orphans;
+                break (orphans, Some(live));
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         };
         for o in &orphans {
             violations.push(format!(
-                "orphan stack {o}: its cluster is gone and it still lives {}s later",
+                "orphan stack {o}: its cluster or nodegroup is gone and it still lives {}s later",
                 REAP_WAIT.as_secs()
             ));
         }
         let orphan_wait_s = start.elapsed().as_secs();
+        // A re-created stack whose cluster and nodegroup live on was no stale create.
+        let mut reaped = Vec::new();
+        for (stack, n, cluster, ng) in recreated {
+            let lives = live.as_ref().is_some_and(|l| l.contains_key(&cluster))
+                && ng.as_deref().is_none_or(|ng| !ng_gone(ng));
+            if lives {
+                violations.push(format!(
+                    "stack {stack} created {n} times and its owner lives"
+                ));
+            } else {
+                reaped.push(stack);
+            }
+        }
         // Stale parameters: a finished cluster's stack has the count the API shows.
         let all = self.sim_stacks().await;
         let final_reads: BTreeMap<&str, u64> = ops
@@ -298,7 +332,7 @@ impl Ctx<'_> {
         checks.insert(
             "stacks".into(),
             json!({"clusters_with_stacks": per_cluster.len(), "orphans": orphans,
-                   "leaked_nodegroup_stacks": leaked_nodegroup_stacks,
+                   "recreated_after_delete": reaped,
                    "orphan_wait_s": orphan_wait_s, "parameters_compared": compared}),
         );
     }

@@ -242,18 +242,22 @@ pub enum ShardCommand {
         epoch: u64,
         secrets: Vec<Resealed>,
     },
-    /// A cluster's stacks are gone and its delete is about to finish: remember their names
-    /// (`Tombstone`) so the reaper can delete any stack a deposed leader creates under them
-    /// later. Proposed by the shard leader before the delete's last step; a repeat replaces the
-    /// row with the same content.
+    /// A cluster's stacks are gone and its delete is about to finish, or a nodegroup's stack
+    /// is gone and its row is about to go: remember their names (`Tombstone`) so the reaper can
+    /// delete any stack a deposed leader creates under them later. Proposed by the shard leader
+    /// before that last step; a repeat replaces the row with the same content.
     RememberDeletedStacks {
         epoch: u64,
         tombstone: Tombstone,
     },
-    /// The reaper's watch over these deleted clusters' stack names has ended (retention).
+    /// The reaper's watch over these deleted clusters' (and nodegroups') stack names has ended
+    /// (retention).
     ForgetDeletedStacks {
         epoch: u64,
         clusters: Vec<ClusterId>,
+        /// Nodegroups' tombstones (cluster version 4; version 3 replicas would not drop them).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nodegroups: Vec<(ClusterId, NodeGroupId)>,
     },
 }
 

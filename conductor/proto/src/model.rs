@@ -508,17 +508,32 @@ pub struct Notification {
     pub at: Timestamp,
 }
 
-/// The stacks of a deleted cluster, remembered for the orphan-stack reaper (`leader/reap.rs`):
-/// a leader paused before its stack create can wake after a new leader deleted the cluster and
-/// create the stack again. Only stacks named here, in this project, are ever reaped: the names
-/// are deterministic from the cluster's uuid, so no user's or other deployment's stack matches.
+/// The stacks of a deleted cluster or nodegroup, remembered for the orphan-stack reaper
+/// (`leader/reap.rs`): a leader paused before its stack create can wake after a new leader
+/// deleted the cluster (or the nodegroup) and create the stack again. Only stacks named here,
+/// in this project, are ever reaped: the names are deterministic from the cluster's or the
+/// nodegroup's uuid, so no user's or other deployment's stack matches.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tombstone {
     pub cluster: ClusterId,
+    /// Set when the tombstone is a nodegroup's (cluster version 4): its own stack is gone, and
+    /// the cluster may live on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodegroup: Option<NodeGroupId>,
     pub project_id: ProjectId,
-    /// The cluster stack's name, then those of its nodegroups' own stacks.
+    /// The cluster stack's name, then those of its nodegroups' own stacks; or the one stack of
+    /// the nodegroup.
     pub stacks: Vec<String>,
     pub deleted_at: Timestamp,
+}
+
+/// A tombstone's key: its cluster, and its nodegroup if it is a nodegroup's.
+pub type TombstoneKey = (ClusterId, Option<NodeGroupId>);
+
+impl Tombstone {
+    pub fn key(&self) -> TombstoneKey {
+        (self.cluster, self.nodegroup)
+    }
 }
 
 /// Quota row (only resource `Cluster` exists).

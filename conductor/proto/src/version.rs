@@ -12,8 +12,9 @@ pub const BASE_VERSION: u32 = 1;
 /// `feature_version` and API nodes, operation requests without their version 1 fields
 /// (`OperationRequest::legacy`), the `RestoreStackIds` repair, and on-disk data version 3 once
 /// finalized. 3: the orphan-stack reaper's tombstones (`RememberDeletedStacks`,
-/// `ForgetDeletedStacks`).
-pub const FEATURE_VERSION: u32 = 3;
+/// `ForgetDeletedStacks`). 4: nodegroups' tombstones (`Tombstone::nodegroup`,
+/// `ForgetDeletedStacks::nodegroups`).
+pub const FEATURE_VERSION: u32 = 4;
 
 /// Crate version of this binary (shown beside the feature version).
 pub const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -113,8 +114,23 @@ pub fn min_version(kind: Kind<'_>) -> u32 {
         Kind::Shard(S::RestoreStackIds { .. }) => 2,
         // Sealing-key rotation; version 1 conductors cannot decode it.
         Kind::Shard(S::Reseal { .. }) => 2,
-        // The reaper's tombstones; version 2 conductors cannot decode them.
-        Kind::Shard(S::RememberDeletedStacks { .. } | S::ForgetDeletedStacks { .. }) => 3,
+        // The reaper's tombstones; version 2 conductors cannot decode them. A nodegroup's:
+        // version 3 replicas would key it by its cluster and never drop it (they ignore the
+        // field), so they would diverge from the rest.
+        Kind::Shard(S::RememberDeletedStacks { tombstone, .. }) => {
+            if tombstone.nodegroup.is_some() {
+                4
+            } else {
+                3
+            }
+        }
+        Kind::Shard(S::ForgetDeletedStacks { nodegroups, .. }) => {
+            if nodegroups.is_empty() {
+                3
+            } else {
+                4
+            }
+        }
         Kind::Meta(
             M::Bootstrap(_)
             | M::Heartbeat { .. }
@@ -213,6 +229,38 @@ mod tests {
         // The version 1 shape: no field at all on the wire.
         let json = serde_json::to_string(&bounded).unwrap();
         assert!(!json.contains("max_per_project"), "{json}");
+    }
+
+    /// A version 3 replica would key a nodegroup's tombstone by its cluster and never drop it.
+    #[test]
+    fn nodegroup_tombstones_need_version_4_and_cluster_ones_3() {
+        let cluster = crate::ClusterId::new_v4();
+        let tombstone = |nodegroup| crate::Tombstone {
+            cluster,
+            nodegroup,
+            project_id: crate::ProjectId::from("p"),
+            stacks: vec!["s".into()],
+            deleted_at: crate::Timestamp(1),
+        };
+        let remember = |nodegroup| ShardCommand::RememberDeletedStacks {
+            epoch: 1,
+            tombstone: tombstone(nodegroup),
+        };
+        let ng = crate::NodeGroupId::new_v4();
+        assert_eq!(min_version(Kind::Shard(&remember(None))), 3);
+        assert_eq!(min_version(Kind::Shard(&remember(Some(ng)))), 4);
+        let forget = |nodegroups| ShardCommand::ForgetDeletedStacks {
+            epoch: 1,
+            clusters: vec![cluster],
+            nodegroups,
+        };
+        assert_eq!(min_version(Kind::Shard(&forget(Vec::new()))), 3);
+        assert_eq!(min_version(Kind::Shard(&forget(vec![(cluster, ng)]))), 4);
+        // The version 3 shapes are unchanged on the wire.
+        let json = serde_json::to_string(&remember(None)).unwrap();
+        assert!(!json.contains("nodegroup"), "{json}");
+        let json = serde_json::to_string(&forget(Vec::new())).unwrap();
+        assert!(!json.contains("nodegroups"), "{json}");
     }
 
     #[test]

@@ -37,8 +37,25 @@ pub(crate) fn tombstone(cloud: &dyn Cloud, view: &ClusterView, at: Timestamp) ->
     );
     Tombstone {
         cluster: view.cluster.uuid,
+        nodegroup: None,
         project_id: view.cluster.project_id.clone(),
         stacks,
+        deleted_at: at,
+    }
+}
+
+/// The tombstone of a nodegroup whose stack is gone and whose row is about to go.
+pub(crate) fn nodegroup_tombstone(
+    cloud: &dyn Cloud,
+    view: &ClusterView,
+    ng: &NodeGroup,
+    at: Timestamp,
+) -> Tombstone {
+    Tombstone {
+        cluster: view.cluster.uuid,
+        nodegroup: Some(ng.uuid),
+        project_id: view.cluster.project_id.clone(),
+        stacks: vec![cloud.nodegroup_stack_name(view, ng)],
         deleted_at: at,
     }
 }
@@ -133,6 +150,7 @@ pub async fn run(
     let needs = min_version(Kind::Shard(&ShardCommand::ForgetDeletedStacks {
         epoch,
         clusters: Vec::new(),
+        nodegroups: Vec::new(),
     }));
     let tick = (cfg.reap_grace / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut reaper = Reaper {
@@ -164,10 +182,10 @@ struct Reaper<'a> {
     cfg: &'a LeaderConfig,
     /// When each tombstone is looked at next (this leadership only: a new leader looks at
     /// every tombstone past its grace once, then backs off again).
-    next: HashMap<ClusterId, Timestamp>,
+    next: HashMap<TombstoneKey, Timestamp>,
     /// Stacks this leader already asked Heat to delete (counted once, deleted again if they
     /// are still there at the next look).
-    deleted: HashSet<(ClusterId, String)>,
+    deleted: HashSet<(TombstoneKey, String)>,
 }
 
 impl Reaper<'_> {
@@ -177,7 +195,7 @@ impl Reaper<'_> {
             .leader
             .group()
             .read_local(|l| l.state.rows().tombstones().values().cloned().collect());
-        let ids: HashSet<ClusterId> = tombstones.iter().map(|t| t.cluster).collect();
+        let ids: HashSet<TombstoneKey> = tombstones.iter().map(Tombstone::key).collect();
         self.next.retain(|id, _| ids.contains(id));
         self.deleted.retain(|(id, _)| ids.contains(id));
         let now = Timestamp::now();
@@ -186,23 +204,34 @@ impl Reaper<'_> {
         let mut expired = Vec::new();
         for t in &tombstones {
             let age = now.0.saturating_sub(t.deleted_at.0);
-            let due = self.next.get(&t.cluster).is_none_or(|at| *at <= now);
+            let due = self.next.get(&t.key()).is_none_or(|at| *at <= now);
             if age < grace || !due {
                 continue;
             }
             let clear = self.look(t).await?;
             if clear && age >= retention {
-                expired.push(t.cluster);
+                expired.push(t.key());
             }
             // Found something: look again soon (it should be gone by then).
             let wait = if clear { age.max(grace) } else { grace };
             self.next
-                .insert(t.cluster, Timestamp(now.0.saturating_add(wait)));
+                .insert(t.key(), Timestamp(now.0.saturating_add(wait)));
         }
         for chunk in expired.chunks(FORGET_BATCH) {
+            let (clusters, nodegroups) =
+                chunk
+                    .iter()
+                    .fold((Vec::new(), Vec::new()), |(mut cs, mut ngs), (c, ng)| {
+                        match ng {
+                            Some(ng) => ngs.push((*c, *ng)),
+                            None => cs.push(*c),
+                        }
+                        (cs, ngs)
+                    });
             let cmd = ShardCommand::ForgetDeletedStacks {
                 epoch: self.epoch,
-                clusters: chunk.to_vec(),
+                clusters,
+                nodegroups,
             };
             match self.leader.propose(cmd).await {
                 Ok(_) => {}
@@ -243,15 +272,16 @@ impl Reaper<'_> {
             }
             match self.cloud.delete_stack(&t.project_id, &stack).await {
                 Ok(()) => {
-                    if self.deleted.insert((t.cluster, name.clone())) {
+                    if self.deleted.insert((t.key(), name.clone())) {
                         self.cfg.reap_stats.update(group, |c| c.reaped += 1);
                         warn!(
                             group,
                             cluster = %t.cluster,
+                            nodegroup = ?t.nodegroup,
                             project = %t.project_id,
                             stack = %name,
                             stack_id = %stack.id,
-                            "orphan stack of a deleted cluster found; deleting it"
+                            "orphan stack of a deleted cluster or nodegroup found; deleting it"
                         );
                     }
                 }

@@ -24,7 +24,14 @@ pub fn encode_key(k: &Key) -> Vec<u8> {
         Key::Op(id) => with(b"o/", &id.0),
         Key::Request(id) => with(b"r/", &id.0),
         Key::Federation(id) => with(b"f/", &id.0),
-        Key::Tombstone(id) => with(b"d/", &id.0),
+        // A nodegroup's after its cluster's (load reads the key from the row).
+        Key::Tombstone((id, ng)) => {
+            let mut v = with(b"d/", &id.0);
+            if let Some(ng) = ng {
+                v.extend_from_slice(ng.0.as_bytes());
+            }
+            v
+        }
         Key::Notification(id) => {
             let mut v = b"e/".to_vec();
             v.extend_from_slice(id.as_bytes());

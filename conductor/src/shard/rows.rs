@@ -22,8 +22,8 @@ pub enum Key {
     Notification(String),
     /// A one-time repair that ran (`migrate`).
     Migration(String),
-    /// A deleted cluster's stack names, watched by the reaper.
-    Tombstone(ClusterId),
+    /// A deleted cluster's (or nodegroup's) stack names, watched by the reaper.
+    Tombstone(TombstoneKey),
 }
 
 /// The persisted state of a shard. Reads are plain `&` accessors; writes go through the
@@ -47,8 +47,8 @@ pub struct Rows {
     outbox: BTreeMap<String, Notification>,
     /// One-time repairs done (`migrate`).
     migrations: BTreeSet<String>,
-    /// Deleted clusters whose stack names the reaper watches.
-    tombstones: BTreeMap<ClusterId, Tombstone>,
+    /// Deleted clusters and nodegroups whose stack names the reaper watches.
+    tombstones: BTreeMap<TombstoneKey, Tombstone>,
     /// Keys changed since the last `take_dirty`; not part of the state.
     dirty: BTreeSet<Key>,
 }
@@ -124,7 +124,7 @@ impl Rows {
         &self.outbox
     }
 
-    pub fn tombstones(&self) -> &BTreeMap<ClusterId, Tombstone> {
+    pub fn tombstones(&self) -> &BTreeMap<TombstoneKey, Tombstone> {
         &self.tombstones
     }
 
@@ -330,14 +330,14 @@ impl Rows {
     }
 
     pub(crate) fn put_tombstone(&mut self, t: Tombstone) {
-        let id = t.cluster;
-        self.tombstones.insert(id, t);
-        self.mark(Key::Tombstone(id));
+        let key = t.key();
+        self.tombstones.insert(key, t);
+        self.mark(Key::Tombstone(key));
     }
 
-    pub(crate) fn remove_tombstone(&mut self, id: ClusterId) -> Option<Tombstone> {
-        let t = self.tombstones.remove(&id)?;
-        self.mark(Key::Tombstone(id));
+    pub(crate) fn remove_tombstone(&mut self, key: TombstoneKey) -> Option<Tombstone> {
+        let t = self.tombstones.remove(&key)?;
+        self.mark(Key::Tombstone(key));
         Some(t)
     }
 

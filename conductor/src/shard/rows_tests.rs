@@ -303,10 +303,23 @@ fn every_change_reaches_the_written_rows() {
     // The reaper's tombstone, written before the last step; a deposed leader's is refused.
     let tombstone = Tombstone {
         cluster: id,
+        nodegroup: None,
         project_id: ProjectId::from("p1"),
         stacks: vec!["x-abc".into(), "x-ng1-def".into()],
         deleted_at: Timestamp(15),
     };
+    // A nodegroup's of the same cluster is a row of its own.
+    let ng = NodeGroupId::new_v4();
+    let ng_tombstone = Tombstone {
+        nodegroup: Some(ng),
+        stacks: vec!["x-ng2-fed".into()],
+        ..tombstone.clone()
+    };
+    x.cmd(ShardCommand::RememberDeletedStacks {
+        epoch: 1,
+        tombstone: ng_tombstone.clone(),
+    })
+    .unwrap();
     let stale = x.cmd(ShardCommand::RememberDeletedStacks {
         epoch: 0,
         tombstone: tombstone.clone(),
@@ -322,10 +335,24 @@ fn every_change_reaches_the_written_rows() {
     .unwrap();
     x.adv(id, OpEvent::TrusteeDeleted);
     assert!(x.s.view(id).is_none());
-    assert_eq!(x.s.rows().tombstones().get(&id), Some(&tombstone));
+    assert_eq!(x.s.rows().tombstones().get(&(id, None)), Some(&tombstone));
+    assert_eq!(
+        x.s.rows().tombstones().get(&(id, Some(ng))),
+        Some(&ng_tombstone)
+    );
+    // The cluster's goes, the nodegroup's stays until it is named.
     x.cmd(ShardCommand::ForgetDeletedStacks {
         epoch: 1,
         clusters: vec![id, ClusterId::new_v4()],
+        nodegroups: Vec::new(),
+    })
+    .unwrap();
+    let left: Vec<_> = x.s.rows().tombstones().keys().copied().collect();
+    assert_eq!(left, vec![(id, Some(ng))]);
+    x.cmd(ShardCommand::ForgetDeletedStacks {
+        epoch: 1,
+        clusters: Vec::new(),
+        nodegroups: vec![(id, ng)],
     })
     .unwrap();
     assert!(x.s.rows().tombstones().is_empty());

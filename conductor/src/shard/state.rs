@@ -242,10 +242,15 @@ impl ShardState {
                 self.rows.put_tombstone(tombstone.clone());
                 Ok(CommandOk::Done)
             }
-            ShardCommand::ForgetDeletedStacks { epoch, clusters } => {
+            ShardCommand::ForgetDeletedStacks {
+                epoch,
+                clusters,
+                nodegroups,
+            } => {
                 self.check_epoch(*epoch)?;
-                for id in clusters {
-                    self.rows.remove_tombstone(*id);
+                let keys = clusters.iter().map(|c| (*c, None));
+                for key in keys.chain(nodegroups.iter().map(|(c, ng)| (*c, Some(*ng)))) {
+                    self.rows.remove_tombstone(key);
                 }
                 Ok(CommandOk::Done)
             }

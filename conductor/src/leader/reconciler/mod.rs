@@ -541,17 +541,22 @@ async fn confirm_leadership(ctx: &Ctx) -> Result<(), StepError> {
 }
 
 /// The delete's stacks are gone: their names go on the reaper's watch (`leader/reap.rs`) before
-/// the row does, once the cluster version has tombstones. A repeat after a failover finds the
-/// tombstone there.
+/// the row does.
 async fn remember_stacks(ctx: &Ctx, view: &ClusterView) -> Result<(), StepError> {
-    let id = view.cluster.uuid;
+    let t = crate::leader::reap::tombstone(ctx.cloud.as_ref(), view, Timestamp::now());
+    remember(ctx, t).await
+}
+
+/// Commits `tombstone` unless it is there already (a repeat after a failover), once the
+/// cluster version has its kind.
+async fn remember(ctx: &Ctx, tombstone: Tombstone) -> Result<(), StepError> {
+    let key = tombstone.key();
     if ctx
         .group
-        .read_local(|l| l.state.rows().tombstones().contains_key(&id))
+        .read_local(|l| l.state.rows().tombstones().contains_key(&key))
     {
         return Ok(());
     }
-    let tombstone = crate::leader::reap::tombstone(ctx.cloud.as_ref(), view, Timestamp::now());
     let cmd = ShardCommand::RememberDeletedStacks {
         epoch: ctx.epoch,
         tombstone,

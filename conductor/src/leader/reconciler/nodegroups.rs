@@ -1,7 +1,8 @@
 //! Steps of nodegroup operations, and the first phase of a cluster delete (the non-default
 //! nodegroups' stacks go before the cluster stack, whose network and security group they use).
-use super::{advance, confirm_leadership, Ctx, Progress, StepError};
+use super::{advance, confirm_leadership, remember, Ctx, Progress, StepError};
 use crate::cloud::{cluster_status, heat_status, CloudError, StackHandle, Target};
+use crate::leader::reap;
 use magnum_proto::*;
 use tracing::info;
 
@@ -133,6 +134,19 @@ async fn delete_one(ctx: &Ctx, t: &Target<'_>, ng: &NodeGroup) -> Result<Deletio
     }
 }
 
+/// `ng`'s stack is gone: its name goes on the reaper's watch (a deposed leader may still create
+/// it), then its row goes.
+async fn gone(
+    ctx: &Ctx,
+    op: &Operation,
+    t: &Target<'_>,
+    ng: &NodeGroup,
+) -> Result<Progress, StepError> {
+    let tombstone = reap::nodegroup_tombstone(ctx.cloud.as_ref(), t.view, ng, Timestamp::now());
+    remember(ctx, tombstone).await?;
+    advance(ctx, op, OpEvent::NodeGroupDeleted { nodegroup: ng.uuid }).await
+}
+
 pub(super) async fn delete_stack(
     ctx: &Ctx,
     op: &Operation,
@@ -147,7 +161,7 @@ pub(super) async fn delete_stack(
     advance(ctx, op, OpEvent::StackDeleteIntent).await?;
     let nodegroup = ng.uuid;
     let event = match delete_one(ctx, t, ng).await? {
-        Deletion::Gone => OpEvent::NodeGroupDeleted { nodegroup },
+        Deletion::Gone => return gone(ctx, op, t, ng).await,
         Deletion::Failed(reason) => failed(reason),
         Deletion::Deleting(stack_id) | Deletion::Requested(stack_id) => {
             OpEvent::NodeGroupStackDeleteRequested {
@@ -170,9 +184,8 @@ pub(super) async fn wait_delete(
         };
         return advance(ctx, op, OpEvent::NodeGroupDeleted { nodegroup }).await;
     };
-    let nodegroup = ng.uuid;
     match delete_one(ctx, t, ng).await? {
-        Deletion::Gone => advance(ctx, op, OpEvent::NodeGroupDeleted { nodegroup }).await,
+        Deletion::Gone => gone(ctx, op, t, ng).await,
         Deletion::Failed(reason) => advance(ctx, op, failed(reason)).await,
         Deletion::Deleting(_) | Deletion::Requested(_) => Ok(Progress::Wait),
     }
@@ -194,7 +207,7 @@ pub(super) async fn delete_extra_nodegroups(
         let nodegroup = ng.uuid;
         match delete_one(ctx, t, ng).await? {
             Deletion::Gone => {
-                advance(ctx, op, OpEvent::NodeGroupDeleted { nodegroup }).await?;
+                gone(ctx, op, t, ng).await?;
             }
             Deletion::Failed(reason) => {
                 let reason = format!("{}: {reason}", ng.name);
