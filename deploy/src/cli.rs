@@ -476,6 +476,10 @@ pub struct RaftArgs {
     /// Keep idle groups heartbeating instead of letting them go quiet (for comparison).
     #[arg(long)]
     pub no_quiesce: bool,
+    /// Send each Raft RPC on its own request instead of batching every group's per peer (for
+    /// comparison).
+    #[arg(long)]
+    pub no_raft_batch: bool,
 }
 
 impl RaftArgs {
@@ -492,6 +496,7 @@ impl RaftArgs {
             prompt_elections: !self.no_prompt_elections,
             quiesce: !self.no_quiesce,
             exit_on_storage_failure: d.exit_on_storage_failure,
+            batch: !self.no_raft_batch,
         }
     }
 }

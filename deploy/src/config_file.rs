@@ -170,6 +170,7 @@ const KEYS: &[Key] = &[
     defaults_to(key("raft", "vote_audit", Bool, Switch("--vote-audit"), CONDUCTOR, "Append every vote change to DATA_DIR/raft/vote-audit.log (crash tests)."), "false"),
     defaults_to(key("raft", "prompt_elections", Bool, Unless("--no-prompt-elections"), CONDUCTOR, "Survivors ask for a pre-vote in turn as soon as a silent leader's lease is over."), "true"),
     defaults_to(key("raft", "quiesce", Bool, Unless("--no-quiesce"), CONDUCTOR, "Idle groups stop heartbeating until their next write."), "true"),
+    defaults_to(key("raft", "batch", Bool, Unless("--no-raft-batch"), CONDUCTOR, "The Raft messages of all groups bound for one peer travel in one request per batch."), "true"),
 ];
 
 /// The flag a key sets, if one.

@@ -9,15 +9,16 @@ use magnum_raft::fuzzing::{decode_reply, decode_rpc, samples};
 
 use crate::Seed;
 
-/// Every RPC of group 3, plus a path whose group differs from the seeds' envelopes and an RPC
-/// this build does not know.
-pub const REQUEST_PATHS: [&str; 8] = [
+/// Every RPC of group 3, the batch route, plus a path whose group differs from the seeds'
+/// envelopes and an RPC this build does not know.
+pub const REQUEST_PATHS: [&str; 9] = [
     "/raft/v1/3/append",
     "/raft/v1/3/vote",
     "/raft/v1/3/pre-vote",
     "/raft/v1/3/snapshot",
     "/raft/v1/3/transfer-leader",
     "/raft/v1/3/snapshot-chunk",
+    "/raft/v1/batch",
     "/raft/v1/4/vote",
     "/raft/v1/3/nope",
 ];

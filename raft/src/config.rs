@@ -42,6 +42,9 @@ pub struct RaftConfig {
     /// only (a restart would fail at the same index). A flush that has not returned after 20 s
     /// (a stalled disk) ends the process the same way.
     pub exit_on_storage_failure: bool,
+    /// The appends, votes and pre-votes of all groups bound for one peer travel in one request
+    /// per batch (`network/batch.rs`); off sends each on its own request.
+    pub batch: bool,
 }
 
 impl Default for RaftConfig {
@@ -62,6 +65,7 @@ impl Default for RaftConfig {
             prompt_elections: true,
             quiesce: true,
             exit_on_storage_failure: true,
+            batch: true,
         }
     }
 }

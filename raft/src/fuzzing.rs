@@ -3,7 +3,7 @@
 //! [`decode_rpc`] runs the decode steps of the Raft RPC server (`network::server::handle` and
 //! `dispatch`, `network::snapshot::Receiver`) on one request, without a live group: route, body
 //! bound, envelope, protocol and group checks, then the openraft request the RPC carries and
-//! its sender check.
+//! its sender check; for `/raft/v1/batch`, the batch and then each item the same way.
 //! [`decode_reply`] runs the client's decode of a peer's answer (`network::client`).
 //! [`samples`] are real encodings of every RPC, the seeds of the corpus. [`write_set_ops`] reads
 //! what an `apply` wrote.
@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec;
+use crate::network::batch::{Batch, BatchItem, BATCH_PATH, MAX_BATCH_BODY, PROTO_BATCH};
 use crate::network::server::check_sender;
 use crate::network::{Envelope, RpcKind, SnapshotChunk, SnapshotRpc, PROTO_CURRENT, PROTO_MIN};
 use crate::types::{GroupId, ORaftError, TypeConfig};
@@ -36,11 +37,39 @@ fn decode_stable<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, Str
     Ok(v)
 }
 
+/// `server::batch`: the batch, then each item as its single route would take it (a refused item
+/// is an answer of its own, not a refused batch).
+fn decode_batch(sender: Option<u64>, body: &[u8]) -> Result<String, String> {
+    if body.len() > MAX_BATCH_BODY {
+        return Err(format!("batch body over {MAX_BATCH_BODY} bytes"));
+    }
+    let batch: Batch = decode_stable(body).map_err(|e| format!("bad batch: {e}"))?;
+    if !(PROTO_BATCH..=PROTO_CURRENT).contains(&batch.proto) {
+        return Err(format!("unsupported raft batch protocol {}", batch.proto));
+    }
+    let mut out = Vec::new();
+    for item in batch.items {
+        let answer = match RpcKind::from_path(&item.rpc) {
+            Some(RpcKind::Append | RpcKind::Vote | RpcKind::PreVote) => {
+                let path = format!("/raft/v1/{}/{}", item.env.group, item.rpc);
+                let body = codec::encode(&item.env).map_err(|e| format!("re-encode: {e}"))?;
+                decode_rpc(&path, sender, &body)
+            }
+            _ => Err(format!("unknown raft rpc {:?} in a batch", item.rpc)),
+        };
+        out.push(format!("{answer:?}"));
+    }
+    Ok(format!("batch [{}]", out.join(", ")))
+}
+
 /// `POST {path}` with `body` to the Raft RPC server, up to the point where the request would be
 /// handed to openraft. `path` is the URL path, `/raft/v1/{gid}/{rpc}`; `sender` the conductor
 /// id of the peer's certificate (`None`: a plain peer). `Ok` names what was decoded (its
 /// `Display`, as openraft logs it); `Err` is the rejection the server answers.
 pub fn decode_rpc(path: &str, sender: Option<u64>, body: &[u8]) -> Result<String, String> {
+    if path == BATCH_PATH {
+        return decode_batch(sender, body);
+    }
     // The route `/raft/v1/{gid}/{rpc}` and axum's `Path<(GroupId, String)>`.
     let rest = path.strip_prefix("/raft/v1/").ok_or("no route")?;
     let (gid, rpc) = rest.split_once('/').ok_or("no route")?;
@@ -244,7 +273,7 @@ pub fn samples() -> (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) {
             }),
         ),
     ];
-    let requests = requests
+    let envelopes: Vec<(RpcKind, Envelope)> = requests
         .into_iter()
         .map(|(kind, payload)| {
             let env = Envelope {
@@ -252,9 +281,26 @@ pub fn samples() -> (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) {
                 group: GID,
                 payload,
             };
-            (format!("/raft/v1/{GID}/{}", kind.path()), enc(&env))
+            (kind, env)
         })
         .collect();
+    // A batch of the appends, votes and pre-votes above, and one item it cannot carry.
+    let batch = Batch {
+        proto: PROTO_BATCH,
+        items: envelopes
+            .iter()
+            .filter(|(k, _)| !matches!(k, RpcKind::Snapshot))
+            .map(|(k, env)| BatchItem {
+                rpc: k.path().to_string(),
+                env: env.clone(),
+            })
+            .collect(),
+    };
+    let mut requests: Vec<(String, Vec<u8>)> = envelopes
+        .iter()
+        .map(|(kind, env)| (format!("/raft/v1/{GID}/{}", kind.path()), enc(env)))
+        .collect();
+    requests.push((BATCH_PATH.to_string(), enc(&batch)));
 
     let replies = vec![
         (
@@ -320,6 +366,13 @@ mod tests {
         for (path, body) in &requests {
             decode_rpc(path, None, body).unwrap();
             decode_rpc(path, Some(1), body).unwrap();
+            if path == BATCH_PATH {
+                // Each item is refused on its own.
+                let out = decode_rpc(path, Some(2), body).unwrap();
+                assert!(out.contains("in the name of node 1"), "{out}");
+                assert!(out.contains("in a batch"), "{out}");
+                continue;
+            }
             assert!(
                 decode_rpc(path, Some(2), body).is_err(),
                 "{path}: sender checked"

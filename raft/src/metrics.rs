@@ -47,6 +47,8 @@ pub(crate) struct Metrics {
     snapshots_sent: IntCounterVec,
     rpc_errors: IntCounterVec,
     prompt_elections: IntCounterVec,
+    batches: IntCounterVec,
+    batched_rpcs: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGaugeVec, prometheus::Error> {
@@ -168,6 +170,18 @@ impl Metrics {
                 "Pre-votes this replica asked for because its leader was silent past its lease.",
                 &["group"],
             )?,
+            batches: counter(
+                &r,
+                "magnum_raft_batches_total",
+                "Batches of Raft RPCs (every group's) sent to a peer in one request.",
+                &["peer"],
+            )?,
+            batched_rpcs: counter(
+                &r,
+                "magnum_raft_batched_rpcs_total",
+                "Raft RPCs sent to a peer inside batches.",
+                &["peer"],
+            )?,
             registry: r,
         })
     }
@@ -190,6 +204,15 @@ impl Metrics {
         self.prompt_elections
             .with_label_values(&[gid.to_string().as_str()])
             .inc();
+    }
+
+    pub(crate) fn batch_sent(&self, peer: NodeId, rpcs: usize) {
+        let l = [peer.to_string()];
+        let l = [l[0].as_str()];
+        self.batches.with_label_values(&l).inc();
+        self.batched_rpcs
+            .with_label_values(&l)
+            .inc_by(u64::try_from(rpcs).unwrap_or(u64::MAX));
     }
 
     pub(crate) fn rpc_error(&self, peer: NodeId, rpc: &str, reason: &str) {

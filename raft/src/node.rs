@@ -15,6 +15,7 @@ use crate::failover;
 use crate::group::{Group, Slot, Timing};
 use crate::logic::StateMachineLogic;
 use crate::metrics::Metrics;
+use crate::network::batch::Batchers;
 use crate::network::client::{http_client, NetworkFactory};
 use crate::network::server::{self, RaftEndpoint};
 use crate::network::snapshot::Receiver;
@@ -51,6 +52,8 @@ pub struct RaftNode {
     rt: RaftRuntime,
     /// Stops the node's background tasks (prompt elections, quiescence).
     cancel: CancellationToken,
+    /// Per-peer batchers of every group's RPCs (`network/batch.rs`), if batching is on.
+    batchers: Option<Arc<Batchers>>,
 }
 
 /// A flush of the Raft store slower than this is a stalled disk (`exit_on_storage_failure`):
@@ -98,7 +101,11 @@ impl RaftNode {
                 cancel.clone(),
             ));
         }
+        let batchers = cfg
+            .batch
+            .then(|| Batchers::new(http.clone(), metrics.clone()));
         Ok(Arc::new(Self {
+            batchers,
             id: node_id,
             cfg,
             store,
@@ -181,6 +188,7 @@ impl RaftNode {
             gid,
             metrics: self.metrics.clone(),
             group_metrics: metrics.clone(),
+            batchers: self.batchers.clone(),
         };
         // openraft parents its RaftCore span on the current one: tag all of it with node + gid.
         let span = tracing::info_span!("raft_group", node = self.id, gid);

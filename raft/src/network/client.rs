@@ -16,11 +16,13 @@ use openraft::{OptionalSend, RPCTypes};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::batch::{classify, Batchers, PeerBatcher, MAX_BATCH_BYTES};
 use super::{Envelope, RpcKind};
 use crate::codec;
 use crate::metrics::{GroupMetrics, Metrics};
 use crate::storage::snapfile::SnapshotFile;
 use crate::types::{GroupId, NodeAddr, NodeId, ORaftError, Snapshot, TypeConfig, Vote};
+use axum::body::Bytes;
 
 /// Builds one HTTP client per process: keep-alive pool shared by all groups and peers.
 pub(crate) fn http_client(
@@ -40,6 +42,8 @@ pub(crate) struct NetworkFactory {
     pub(crate) gid: GroupId,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) group_metrics: GroupMetrics,
+    /// The node's per-peer batchers; `None`: every RPC on its own request.
+    pub(crate) batchers: Option<Arc<Batchers>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -54,6 +58,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.raft.clone(),
             metrics: self.metrics.clone(),
             group_metrics: self.group_metrics.clone(),
+            batcher: self.batchers.as_ref().map(|b| b.peer(target, &node.raft)),
         }
     }
 }
@@ -67,9 +72,11 @@ pub(crate) struct PeerClient {
     addr: String,
     metrics: Arc<Metrics>,
     group_metrics: GroupMetrics,
+    batcher: Option<Arc<PeerBatcher>>,
 }
 
 /// Why a call failed, before it is shaped into openraft's error types.
+#[derive(Clone, Debug)]
 pub(crate) enum CallError {
     /// The peer does not know this RPC (an older version).
     Unsupported(String),
@@ -120,45 +127,22 @@ impl PeerClient {
             group: self.gid,
             payload,
         };
-        let body: axum::body::Bytes = codec::encode(&env)
-            .map_err(|e| CallError::Network(e.to_string()))?
-            .into();
-        let path = format!("/raft/v1/{}/{}", self.gid, kind.path());
-        let url = format!("{}{path}", self.addr);
-        let classify = |e: reqwest::Error| {
-            if e.is_timeout() {
-                CallError::Timeout(timeout)
-            } else if e.is_connect() {
-                CallError::Unreachable(format!("{url}: {e}"))
-            } else {
-                CallError::Network(format!("{url}: {e}"))
+        let batcher = self.batcher.as_ref().filter(|b| {
+            matches!(kind, RpcKind::Append | RpcKind::Vote | RpcKind::PreVote)
+                && env.payload.len() <= MAX_BATCH_BYTES
+                && b.batches()
+        });
+        let bytes = match batcher {
+            Some(b) => b.call(kind, env, timeout).await?,
+            None => {
+                let body = codec::encode(&env).map_err(|e| CallError::Network(e.to_string()))?;
+                post_one(&self.http, &self.addr, self.gid, kind, body.into(), timeout).await?
             }
         };
-        let resp = self
-            .http
-            .send(&self.addr, &path, |h, url| {
-                h.post(url)
-                    .timeout(timeout)
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(body.clone())
-            })
-            .await
-            .map_err(classify)?;
-        let status = resp.status();
-        if !status.is_success() {
-            // 404 is typically the group not opened yet on the peer (startup race).
-            let text = resp.text().await.unwrap_or_default();
-            if status == reqwest::StatusCode::NOT_FOUND && text.starts_with("unknown raft rpc") {
-                return Err(CallError::Unsupported(format!("{url}: {text}")));
-            }
-            return Err(CallError::Unreachable(format!(
-                "{url}: HTTP {status}: {text}"
-            )));
-        }
-        let bytes = resp.bytes().await.map_err(classify)?;
-        let res: Result<Resp, ORaftError> = codec::decode(&bytes)
-            .map_err(|e| CallError::Unreachable(format!("{url}: undecodable response: {e}")))?;
-        res.map_err(|e| CallError::Unreachable(format!("{url}: remote raft: {e}")))
+        let res: Result<Resp, ORaftError> = codec::decode(&bytes).map_err(|e| {
+            CallError::Unreachable(format!("{}: undecodable response: {e}", self.addr))
+        })?;
+        res.map_err(|e| CallError::Unreachable(format!("{}: remote raft: {e}", self.addr)))
     }
 
     fn rpc_error(&self, action: RPCTypes, e: CallError) -> RPCError<TypeConfig> {
@@ -175,6 +159,41 @@ impl PeerClient {
             }),
         }
     }
+}
+
+/// One RPC on its own route (`POST /raft/v1/{gid}/{rpc}`, body the bincode envelope); the
+/// answer's body.
+pub(crate) async fn post_one(
+    http: &magnum_net::InternalClient,
+    addr: &str,
+    gid: GroupId,
+    kind: RpcKind,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Bytes, CallError> {
+    let path = format!("/raft/v1/{gid}/{}", kind.path());
+    let url = format!("{addr}{path}");
+    let resp = http
+        .send(addr, &path, |h, url| {
+            h.post(url)
+                .timeout(timeout)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body.clone())
+        })
+        .await
+        .map_err(|e| classify(&url, timeout, e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        // 404 is typically the group not opened yet on the peer (startup race).
+        let text = resp.text().await.unwrap_or_default();
+        if status == reqwest::StatusCode::NOT_FOUND && text.starts_with("unknown raft rpc") {
+            return Err(CallError::Unsupported(format!("{url}: {text}")));
+        }
+        return Err(CallError::Unreachable(format!(
+            "{url}: HTTP {status}: {text}"
+        )));
+    }
+    resp.bytes().await.map_err(|e| classify(&url, timeout, e))
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {

@@ -10,7 +10,10 @@
 //! version behind understands every message it knows. v1: append, vote, pre-vote, the whole
 //! snapshot in one request, transfer-leader. v2: snapshots stream as chunks (`snapshot-chunk`);
 //! a v2 node still accepts v1 snapshots, and sends one to a peer that does not know chunks.
+//! v3: appends, votes and pre-votes of many groups in one request (`batch.rs`); a v3 node
+//! sends single RPCs to a peer that does not know batches.
 
+pub(crate) mod batch;
 pub(crate) mod client;
 pub(crate) mod server;
 pub(crate) mod snapshot;
@@ -22,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{GroupId, SnapshotMeta, Vote};
 
 /// Protocol version this build speaks.
-pub(crate) const PROTO_CURRENT: u16 = 2;
+pub(crate) const PROTO_CURRENT: u16 = 3;
 /// Oldest protocol version this build still accepts (rolling upgrades: N accepts N-1).
 pub(crate) const PROTO_MIN: u16 = 1;
 
@@ -38,7 +41,7 @@ pub(crate) const MAX_SMALL_BYTES: usize = 64 * 1024;
 pub(crate) const SNAPSHOT_CHUNK_BYTES: u64 = 8 << 20;
 
 /// Versioned wrapper of every Raft RPC request.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Envelope {
     pub(crate) proto: u16,
     pub(crate) group: GroupId,

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Router};
 use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use magnum_net::{Peer, Role};
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::raft::{
@@ -22,6 +23,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
+use super::batch::{Answer, Batch, BATCH_PATH, MAX_BATCH_BODY, PROTO_BATCH};
 use super::snapshot::Receiver;
 use super::{Envelope, RpcKind, PROTO_CURRENT, PROTO_MIN};
 use crate::codec::{self, CodecError};
@@ -34,6 +36,7 @@ use crate::types::{GroupId, ORaftError, TypeConfig, Vote};
 
 pub(crate) fn router(registry: Arc<Registry>) -> Router {
     Router::new()
+        .route(BATCH_PATH, post(batch))
         .route("/raft/v1/{gid}/{rpc}", post(handle))
         .route(PING_PATH, post(ping))
         .route_layer(axum::middleware::from_fn(|r, n| {
@@ -57,6 +60,18 @@ fn reject(status: StatusCode, msg: String) -> Response {
     (status, msg).into_response()
 }
 
+/// The conductor the caller's certificate names (`None`: a plain peer, trusted by the
+/// listener's mode).
+fn sender_of(peer: Option<Extension<Peer>>) -> Result<Option<u64>, String> {
+    match peer {
+        Some(Extension(Peer::Verified(id))) => match id.conductor_id() {
+            Some(n) => Ok(Some(n)),
+            None => Err(format!("{id} is not a conductor")),
+        },
+        _ => Ok(None),
+    }
+}
+
 async fn handle(
     State(registry): State<Arc<Registry>>,
     Path((gid, rpc)): Path<(GroupId, String)>,
@@ -66,12 +81,9 @@ async fn handle(
     let Some(kind) = RpcKind::from_path(&rpc) else {
         return reject(StatusCode::NOT_FOUND, format!("unknown raft rpc {rpc:?}"));
     };
-    let sender = match peer {
-        Some(Extension(Peer::Verified(id))) => match id.conductor_id() {
-            Some(n) => Some(n),
-            None => return reject(StatusCode::FORBIDDEN, format!("{id} is not a conductor")),
-        },
-        _ => None,
+    let sender = match sender_of(peer) {
+        Ok(s) => s,
+        Err(m) => return reject(StatusCode::FORBIDDEN, m),
     };
     let body = match axum::body::to_bytes(body, kind.max_body()).await {
         Ok(b) => b,
@@ -86,32 +98,111 @@ async fn handle(
         Ok(env) => env,
         Err(e) => return reject(StatusCode::BAD_REQUEST, format!("bad envelope: {e}")),
     };
-    if !(PROTO_MIN..=PROTO_CURRENT).contains(&env.proto) {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "unsupported raft protocol {} (accept {PROTO_MIN}..={PROTO_CURRENT})",
-                env.proto
-            ),
-        );
-    }
     if env.group != gid {
         return reject(
             StatusCode::BAD_REQUEST,
             format!("envelope group {} != path group {gid}", env.group),
         );
     }
-    // Unknown and not-yet-opened groups look the same from here; the client backs off.
-    let Some(group) = registry.get(gid) else {
-        return reject(
-            StatusCode::NOT_FOUND,
-            format!("group {gid} is not open on this node"),
-        );
-    };
-    match group.call(kind, sender, env.payload).await {
+    match serve(&registry, kind, sender, env).await {
         Ok(bytes) => octets(bytes),
-        Err(e) => reject(StatusCode::BAD_REQUEST, e),
+        Err((status, msg)) => reject(status, msg),
     }
+}
+
+/// One RPC, on its own route or in a batch: its envelope's version, its group, then the group.
+async fn serve(
+    registry: &Registry,
+    kind: RpcKind,
+    sender: Option<u64>,
+    env: Envelope,
+) -> Result<Vec<u8>, (StatusCode, String)> {
+    if !(PROTO_MIN..=PROTO_CURRENT).contains(&env.proto) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unsupported raft protocol {} (accept {PROTO_MIN}..={PROTO_CURRENT})",
+                env.proto
+            ),
+        ));
+    }
+    // Unknown and not-yet-opened groups look the same from here; the client backs off.
+    let Some(group) = registry.get(env.group) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("group {} is not open on this node", env.group),
+        ));
+    };
+    group
+        .call(kind, sender, env.payload)
+        .await
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))
+}
+
+/// A batch of appends, votes and pre-votes of many groups (`batch.rs`): served concurrently,
+/// each answer streamed as a frame as soon as it is ready.
+async fn batch(
+    State(registry): State<Arc<Registry>>,
+    peer: Option<Extension<Peer>>,
+    body: Body,
+) -> Response {
+    let sender = match sender_of(peer) {
+        Ok(s) => s,
+        Err(m) => return reject(StatusCode::FORBIDDEN, m),
+    };
+    let body = match axum::body::to_bytes(body, MAX_BATCH_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("batch body over {MAX_BATCH_BODY} bytes: {e}"),
+            )
+        }
+    };
+    let batch: Batch = match codec::decode(&body) {
+        Ok(b) => b,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("bad batch: {e}")),
+    };
+    if !(PROTO_BATCH..=PROTO_CURRENT).contains(&batch.proto) {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unsupported raft batch protocol {} (accept {PROTO_BATCH}..={PROTO_CURRENT})",
+                batch.proto
+            ),
+        );
+    }
+    let answers: FuturesUnordered<_> = batch
+        .items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let registry = registry.clone();
+            async move {
+                let result = match RpcKind::from_path(&item.rpc) {
+                    // Snapshots stream on their own route.
+                    Some(kind @ (RpcKind::Append | RpcKind::Vote | RpcKind::PreVote)) => {
+                        serve(&registry, kind, sender, item.env).await
+                    }
+                    _ => Err((
+                        StatusCode::NOT_FOUND,
+                        format!("unknown raft rpc {:?} in a batch", item.rpc),
+                    )),
+                };
+                let answer = Answer {
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    result: result.map_err(|(s, m)| (s.as_u16(), m)),
+                };
+                answer.frame().map_err(std::io::Error::other)
+            }
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(answers),
+    )
+        .into_response()
 }
 
 /// A peer's node-level ping (`quiesce.rs`): alive, and keeps these groups quiet.
@@ -290,10 +381,14 @@ async fn dispatch<L: StateMachineLogic>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::batch::{take_frames, Batchers};
+    use super::super::client::CallError;
     use super::*;
 
-    /// Answers every RPC with its payload.
+    /// Answers every RPC with its payload; a payload starting with `SLOW` after 2 s.
     struct Echo;
+
+    const SLOW: u8 = 0xee;
 
     impl GroupHandle for Echo {
         fn call(
@@ -302,7 +397,12 @@ mod tests {
             _sender: Option<u64>,
             payload: Vec<u8>,
         ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
-            Box::pin(async move { Ok(payload) })
+            Box::pin(async move {
+                if payload.first() == Some(&SLOW) {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Ok(payload)
+            })
         }
 
         fn shutdown(&self) -> BoxFuture<'static, ()> {
@@ -421,6 +521,142 @@ mod tests {
         );
         cancel.cancel();
         let _ = server.task.await;
+    }
+
+    /// A listener serving `router` on a free port; its address and stop handle.
+    async fn listen(router: Router) -> (String, tokio_util::sync::CancellationToken) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        magnum_net::serve(
+            listener,
+            router,
+            Router::new(),
+            magnum_net::Tls::plain(),
+            magnum_net::Limits::default(),
+            cancel.clone(),
+        );
+        (addr, cancel)
+    }
+
+    fn env(group: GroupId, payload: Vec<u8>) -> Envelope {
+        Envelope {
+            proto: 1,
+            group,
+            payload,
+        }
+    }
+
+    fn batchers() -> (Arc<Batchers>, Arc<crate::metrics::Metrics>) {
+        let http = super::super::client::http_client(&magnum_net::Tls::plain()).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new().unwrap());
+        (Batchers::new(http, metrics.clone()), metrics)
+    }
+
+    /// Many groups' RPCs to one peer go in few requests, each caller gets its own answer, a
+    /// slow group delays no other, and what a single route refuses is refused alike.
+    #[tokio::test]
+    async fn batches_coalesce_groups_and_answer_each_as_it_is_ready() {
+        let registry = Arc::new(Registry::default());
+        for g in 1..=64 {
+            assert!(registry.reserve(g));
+            registry.publish(g, Arc::new(Echo));
+        }
+        let (addr, cancel) = listen(router(registry)).await;
+        let (b, metrics) = batchers();
+        let peer = b.peer(2, &addr);
+        let t = Duration::from_secs(5);
+
+        let slow = peer.call(RpcKind::Append, env(7, vec![SLOW, 7]), t);
+        let calls = (1..=64u64).map(|g| {
+            let peer = peer.clone();
+            async move {
+                let started = std::time::Instant::now();
+                let kind = [RpcKind::Append, RpcKind::Vote, RpcKind::PreVote][g as usize % 3];
+                let got = peer.call(kind, env(g, vec![g as u8; 3]), t).await;
+                (g, got.ok(), started.elapsed())
+            }
+        });
+        let (slow, fast) = tokio::join!(slow, futures::future::join_all(calls));
+        for (g, got, took) in fast {
+            assert_eq!(got.as_deref(), Some(&[g as u8; 3][..]), "group {g}");
+            assert!(took < Duration::from_secs(1), "group {g} waited {took:?}");
+        }
+        assert_eq!(slow.unwrap().as_ref(), &[SLOW, 7]);
+        let text = metrics.render(&[]).unwrap();
+        let count = |name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert_eq!(count("magnum_raft_batched_rpcs_total"), 65.0, "{text}");
+        let batches = count("magnum_raft_batches_total");
+        assert!(batches < 65.0 / 4.0, "65 RPCs in {batches} batches");
+
+        // Refused items: a group not open here, an RPC a batch cannot carry, a bad version.
+        let not_open = peer.call(RpcKind::Vote, env(99, vec![1]), t).await;
+        assert!(
+            matches!(&not_open, Err(CallError::Unreachable(m)) if m.contains("404") && m.contains("not open")),
+            "{not_open:?}"
+        );
+        let snapshot = peer.call(RpcKind::SnapshotChunk, env(1, vec![1]), t).await;
+        assert!(
+            matches!(snapshot, Err(CallError::Unsupported(_))),
+            "{snapshot:?}"
+        );
+        let mut future = env(1, vec![1]);
+        future.proto = PROTO_CURRENT + 1;
+        let refused = peer.call(RpcKind::Vote, future, t).await;
+        assert!(
+            matches!(&refused, Err(CallError::Unreachable(m)) if m.contains("400")),
+            "{refused:?}"
+        );
+        assert!(peer.batches());
+        cancel.cancel();
+    }
+
+    /// A peer of an older release has no batch route: its RPCs go one by one, nothing lost.
+    #[tokio::test]
+    async fn a_peer_without_batches_gets_single_rpcs() {
+        let registry = Arc::new(Registry::default());
+        assert!(registry.reserve(3));
+        registry.publish(3, Arc::new(Echo));
+        let old = Router::new()
+            .route("/raft/v1/{gid}/{rpc}", post(handle))
+            .with_state(registry);
+        let (addr, cancel) = listen(old).await;
+        let (b, _) = batchers();
+        let peer = b.peer(2, &addr);
+        let t = Duration::from_secs(5);
+        let got = peer.call(RpcKind::Vote, env(3, vec![4, 5]), t).await;
+        assert_eq!(got.unwrap().as_ref(), &[4, 5]);
+        assert!(!peer.batches(), "the peer is sent single RPCs for a while");
+        let got = peer.call(RpcKind::Append, env(3, vec![6]), t).await;
+        assert_eq!(got.unwrap().as_ref(), &[6]);
+        cancel.cancel();
+    }
+
+    #[test]
+    fn frames_are_taken_whole() {
+        let a = Answer {
+            index: 3,
+            result: Ok(vec![1, 2, 3]),
+        };
+        let b = Answer {
+            index: 4,
+            result: Err((404, "not open".into())),
+        };
+        let mut buf = [a.frame().unwrap(), b.frame().unwrap()].concat();
+        let mut tail = buf.split_off(buf.len() - 2);
+        let got = take_frames(&mut buf).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].index, 3);
+        buf.append(&mut tail);
+        let got = take_frames(&mut buf).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].result, Err((404, "not open".to_string())));
+        assert!(buf.is_empty());
+        let mut junk = vec![3, 0, 0, 0, 0xff, 0xff, 0xff];
+        assert!(take_frames(&mut junk).is_err());
     }
 
     #[test]

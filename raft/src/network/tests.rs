@@ -15,7 +15,7 @@ use openraft::raft::SnapshotResponse;
 use openraft::{Membership, Vote as OVote};
 
 use super::client::NetworkFactory;
-use super::{Envelope, SnapshotChunk, SnapshotRpc, PROTO_CURRENT};
+use super::{Envelope, SnapshotChunk, SnapshotRpc};
 use crate::codec;
 use crate::logic::{StateMachineLogic, WriteSet};
 use crate::metrics::Metrics;
@@ -222,6 +222,7 @@ async fn sends_a_v1_peer_the_whole_snapshot_in_one_request() {
         gid: 1,
         metrics: Arc::new(Metrics::new().unwrap()),
         group_metrics: metrics.group(1),
+        batchers: None,
     };
     let peer = factory
         .new_client(
@@ -242,7 +243,7 @@ async fn sends_a_v1_peer_the_whole_snapshot_in_one_request() {
     assert_eq!(seen.len(), 2, "one refused chunk, one whole snapshot");
     assert_eq!(
         (seen[0].0.as_str(), seen[0].1),
-        ("snapshot-chunk", PROTO_CURRENT)
+        ("snapshot-chunk", super::RpcKind::SnapshotChunk.since())
     );
     assert_eq!((seen[1].0.as_str(), seen[1].1), ("snapshot", 1));
     assert_eq!(seen[1].2, pairs());
