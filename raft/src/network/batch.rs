@@ -25,7 +25,7 @@ use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::client::{post_one, CallError};
+use super::client::{post_one, refused, CallError};
 use super::{Envelope, RpcKind};
 use crate::codec;
 use crate::metrics::Metrics;
@@ -345,15 +345,9 @@ impl PeerBatcher {
 
 /// An item's answer as the single route would have given it.
 fn single_answer(url: &str, result: Result<Vec<u8>, (u16, String)>) -> Result<Bytes, CallError> {
-    match result {
-        Ok(b) => Ok(b.into()),
-        Err((404, text)) if text.starts_with("unknown raft rpc") => {
-            Err(CallError::Unsupported(format!("{url}: {text}")))
-        }
-        Err((status, text)) => Err(CallError::Unreachable(format!(
-            "{url}: HTTP {status}: {text}"
-        ))),
-    }
+    result
+        .map(Bytes::from)
+        .map_err(|(status, text)| refused(url, status, text))
 }
 
 /// A caller waiting for its answer, and its timeout; `None` once answered.

@@ -184,16 +184,20 @@ pub(crate) async fn post_one(
         .map_err(|e| classify(&url, timeout, e))?;
     let status = resp.status();
     if !status.is_success() {
-        // 404 is typically the group not opened yet on the peer (startup race).
         let text = resp.text().await.unwrap_or_default();
-        if status == reqwest::StatusCode::NOT_FOUND && text.starts_with("unknown raft rpc") {
-            return Err(CallError::Unsupported(format!("{url}: {text}")));
-        }
-        return Err(CallError::Unreachable(format!(
-            "{url}: HTTP {status}: {text}"
-        )));
+        return Err(refused(&url, status.as_u16(), text));
     }
     resp.bytes().await.map_err(|e| classify(&url, timeout, e))
+}
+
+/// A peer's refusal of one RPC (its route's status and text, or a batch item's).
+pub(crate) fn refused(url: &str, status: u16, text: String) -> CallError {
+    // A 404 is typically the group not opened yet on the peer (startup race), or an RPC an
+    // older peer does not know.
+    if status == 404 && text.starts_with("unknown raft rpc") {
+        return CallError::Unsupported(format!("{url}: {text}"));
+    }
+    CallError::Unreachable(format!("{url}: HTTP {status}: {text}"))
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
