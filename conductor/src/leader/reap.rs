@@ -218,20 +218,17 @@ impl Reaper<'_> {
                 .insert(t.key(), Timestamp(now.0.saturating_add(wait)));
         }
         for chunk in expired.chunks(FORGET_BATCH) {
-            let (clusters, nodegroups) =
-                chunk
-                    .iter()
-                    .fold((Vec::new(), Vec::new()), |(mut cs, mut ngs), (c, ng)| {
-                        match ng {
-                            Some(ng) => ngs.push((*c, *ng)),
-                            None => cs.push(*c),
-                        }
-                        (cs, ngs)
-                    });
             let cmd = ShardCommand::ForgetDeletedStacks {
                 epoch: self.epoch,
-                clusters,
-                nodegroups,
+                clusters: chunk
+                    .iter()
+                    .filter(|(_, ng)| ng.is_none())
+                    .map(|(c, _)| *c)
+                    .collect(),
+                nodegroups: chunk
+                    .iter()
+                    .filter_map(|(c, ng)| ng.map(|ng| (*c, ng)))
+                    .collect(),
             };
             match self.leader.propose(cmd).await {
                 Ok(_) => {}
