@@ -449,6 +449,27 @@ impl Deployment {
         }
     }
 
+    /// The sum over the first three conductors of the `/metrics` samples whose line starts with
+    /// `series` (a name, or a name and the start of its labels); a conductor that does not
+    /// answer adds nothing.
+    pub async fn metric_sum(&self, series: &str) -> f64 {
+        let http = self.internal_http();
+        let mut sum = 0.0;
+        for id in 1..=3 {
+            let addr = self.conductor_service(id);
+            let Ok(r) = http.send(&addr, "/metrics", |h, url| h.get(url)).await else {
+                continue;
+            };
+            let text = r.text().await.unwrap_or_default();
+            sum += text
+                .lines()
+                .filter(|l| l.starts_with(series))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+        sum
+    }
+
     pub fn conductor_client(&self) -> ConductorClient {
         let seeds = (1..=3).map(|i| self.conductor_service(i)).collect();
         ConductorClient::new(seeds, Duration::from_secs(20), &self.operator_tls()).unwrap()

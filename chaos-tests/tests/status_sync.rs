@@ -261,4 +261,22 @@ async fn finished_clusters_follow_their_stacks_and_health() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, again) = get_latest(&d, &token, &ng_path).await;
     assert_eq!(again["updated_at"], ng["updated_at"], "{again}");
+
+    // cloud-sim lets an admin list across projects: the looks above went through shared
+    // listings (cloud/feed.rs), never refused.
+    let lists = d
+        .metric_sum("magnum_heat_stack_lists_total{outcome=\"ok\"}")
+        .await;
+    let listed = d
+        .metric_sum("magnum_heat_stack_looks_total{result=\"listed\"}")
+        .await;
+    let refused = d
+        .metric_sum("magnum_heat_stack_lists_total{outcome=\"refused\"}")
+        .await;
+    println!("MEASURE status sync: {lists} listings answered {listed} looks, {refused} refused");
+    assert!(
+        lists > 0.0 && listed > 0.0,
+        "{lists} listings, {listed} looks listed"
+    );
+    assert_eq!(refused, 0.0);
 }

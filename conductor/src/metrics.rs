@@ -1,7 +1,8 @@
 //! `GET /metrics` on the service listener: the Prometheus text of this node's Raft groups
 //! (magnum-raft renders it; this crate only serves it), the transport's counters
-//! (magnum-net), the sealing-key rotation's progress (`leader/reseal.rs`) and the orphan-stack
-//! reaper's counters (`leader/reap.rs`). Served to anyone, without a certificate: nothing in it is secret.
+//! (magnum-net), the sealing-key rotation's progress (`leader/reseal.rs`), the orphan-stack
+//! reaper's counters (`leader/reap.rs`) and the batched stack looks' (`cloud/feed.rs`). Served
+//! to anyone, without a certificate: nothing in it is secret.
 use crate::leader::reap::ReapStats;
 use crate::leader::reseal::ResealStatus;
 use crate::leader::LeaderConfig;
@@ -31,6 +32,7 @@ async fn metrics(State((node, (reseal, reap))): State<(Arc<RaftNode>, Leaders)>)
             text.push_str(&magnum_net::metrics::text());
             text.push_str(&reseal.text());
             text.push_str(&reap.text());
+            text.push_str(&crate::cloud::feed::metrics_text());
             (
                 [(header::CONTENT_TYPE, magnum_raft::METRICS_CONTENT_TYPE)],
                 text,

@@ -402,6 +402,10 @@ pub struct ConductorArgs {
     /// Status sync of clusters with no operation (reference §7.5); 0 disables it.
     #[arg(long, default_value_t = 10_000)]
     pub sync_interval_ms: u64,
+    /// How often status sync looks at a finished cluster's stack that nothing moved lately
+    /// (its rows unchanged this long); 0: every sync round.
+    #[arg(long, default_value_t = 900)]
+    pub idle_sync_interval_secs: u64,
     /// A cluster Heat leaves `*_IN_PROGRESS` this long (no operation) is failed by the conductor.
     #[arg(long, default_value_t = 3600)]
     pub stalled_after_secs: u64,

@@ -153,6 +153,7 @@ const KEYS: &[Key] = &[
     key("conductor", "bootstrap_if_new", Bool, Switch("--bootstrap-if-new"), CONDUCTOR, "Bootstrap when the data dir holds no Raft state yet (one configuration for first start and restarts)."),
     key("conductor", "poll_interval_ms", Int, Flag("--poll-interval-ms"), CONDUCTOR, "Heat status poll interval of an operation."),
     key("conductor", "sync_interval_ms", Int, Flag("--sync-interval-ms"), CONDUCTOR, "Status sync of clusters with no operation; 0 disables it."),
+    key("conductor", "idle_sync_interval_secs", Int, Flag("--idle-sync-interval-secs"), CONDUCTOR, "How often status sync looks at a finished cluster's stack that nothing moved lately; 0: every sync round."),
     key("conductor", "stalled_after_secs", Int, Flag("--stalled-after-secs"), CONDUCTOR, "A cluster Heat leaves *_IN_PROGRESS this long with no operation is failed."),
     key("conductor", "health_interval_ms", Int, Flag("--health-interval-ms"), CONDUCTOR, "Health polling of clusters; 0 disables it."),
     key("conductor", "orphan_stack_grace_secs", Int, Flag("--orphan-stack-grace-secs"), CONDUCTOR, "First look for orphan stacks under a deleted cluster's stack names, this long after the delete (then at doubling ages); 0 disables the reaper."),

@@ -205,6 +205,7 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
         reconciler: LeaderConfig {
             poll: Duration::from_millis(c.poll_interval_ms),
             sync: Duration::from_millis(c.sync_interval_ms),
+            idle_sync: Duration::from_secs(c.idle_sync_interval_secs),
             stalled_after: Duration::from_secs(c.stalled_after_secs),
             health: Duration::from_millis(c.health_interval_ms),
             reap_grace: Duration::from_secs(c.orphan_stack_grace_secs),

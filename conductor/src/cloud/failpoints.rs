@@ -16,7 +16,7 @@
 //! or VM stall would), and a test's SIGCONT lets it go on from that very point. While enabled every site passed is printed as `FAILPOINT-SITE ...` on stderr,
 //! so a test can enumerate the sites each operation kind goes through.
 use crate::cloud::{
-    Cloud, CloudError, StackHandle, StackState, StackUpdate, Target, TokenUser, TrusteeUser,
+    Cloud, CloudError, Look, StackHandle, StackState, StackUpdate, Target, TokenUser, TrusteeUser,
 };
 use async_trait::async_trait;
 use magnum_proto::{ClusterView, NodeGroup, OpEvent, OpKind, Operation, ProjectId, Trustor};
@@ -297,6 +297,10 @@ impl Cloud for FailpointCloud {
         with_outputs: bool,
     ) -> Result<Option<StackState>, CloudError> {
         self.0.get_stack(target, stack, with_outputs).await
+    }
+
+    async fn look_stack(&self, project: &ProjectId, stack: &StackHandle) -> Look {
+        self.0.look_stack(project, stack).await
     }
 
     /// The trait passes no operation here: the site's kind is `delete`, the only kind that

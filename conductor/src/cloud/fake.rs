@@ -3,8 +3,8 @@
 //! counters record what reached the cloud.
 use crate::cloud::heat_status::DELETE_COMPLETE;
 use crate::cloud::{
-    Cloud, CloudError, HeatStatus, StackAction, StackHandle, StackState, StackUpdate, Target,
-    TokenUser,
+    Cloud, CloudError, Glance, HeatStatus, Look, StackAction, StackHandle, StackState, StackUpdate,
+    Target, TokenUser,
 };
 use async_trait::async_trait;
 use magnum_drivers::openstack::StackState as Phase;
@@ -164,6 +164,25 @@ impl Cloud for FakeCloud {
             }))
     }
 
+    /// As a listing would: live stacks only, status but no outputs.
+    async fn look_stack(&self, _project: &ProjectId, h: &StackHandle) -> Look {
+        let mut s = lock(&self.stacks);
+        let Some(st) = s.get_mut(&h.name).filter(|st| st.id == h.id) else {
+            return Look::NotListed;
+        };
+        if st.status.is_in_progress() && Instant::now() >= st.ready {
+            st.status.state = Phase::Complete;
+        }
+        if st.status == DELETE_COMPLETE {
+            return Look::NotListed;
+        }
+        Look::Listed(Glance {
+            status: st.status,
+            reason: None,
+            updated: None,
+        })
+    }
+
     async fn get_stack(
         &self,
         target: &Target<'_>,
@@ -190,6 +209,7 @@ impl Cloud for FakeCloud {
             reason: None,
             outputs: Some(outputs),
             parameters: BTreeMap::new(),
+            updated: None,
         }))
     }
 

@@ -3,6 +3,7 @@
 pub mod failpoints;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
+pub mod feed;
 pub mod heat;
 mod target;
 
@@ -29,6 +30,41 @@ pub struct StackState {
     pub outputs: Option<StackOutputs>,
     /// Parameters as Heat reports them (all strings); empty when the cloud reports none.
     pub parameters: BTreeMap<String, String>,
+    /// Heat's `updated_time`: when the stack's last update started; `None` while never updated.
+    pub updated: Option<String>,
+}
+
+/// A stack as a listing shows it: no outputs, no parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Glance {
+    pub status: HeatStatus,
+    pub reason: Option<String>,
+    /// Heat's `updated_time`, as in [`StackState::updated`].
+    pub updated: Option<String>,
+}
+
+impl Glance {
+    /// The stack state this glance tells (no outputs, no parameters).
+    pub fn state(&self) -> StackState {
+        StackState {
+            status: self.status,
+            reason: self.reason.clone(),
+            outputs: None,
+            parameters: BTreeMap::new(),
+            updated: self.updated.clone(),
+        }
+    }
+}
+
+/// What a batched look at one stack found ([`Cloud::look_stack`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Look {
+    /// The listing shows it.
+    Listed(Glance),
+    /// The listing does not show it: deleted, or hidden from listings; only a GET says which.
+    NotListed,
+    /// Not looked at in a batch (no listing across projects here, or the listing failed): GET it.
+    Unbatched,
 }
 
 /// A cluster's trustee user as Keystone has it.
@@ -145,6 +181,13 @@ pub trait Cloud: Send + Sync + 'static {
         project: &ProjectId,
         stack: &StackHandle,
     ) -> Result<(), CloudError>;
+    /// One stack's status out of a listing shared with every other look made meanwhile
+    /// (`feed.rs`): what pollers ask first, so that a stack still moving or unchanged costs no
+    /// GET of its own. Never fails: anything but a listing that shows the stack says "GET it".
+    async fn look_stack(&self, project: &ProjectId, stack: &StackHandle) -> Look {
+        let _ = (project, stack);
+        Look::Unbatched
+    }
     /// Deterministic stack name of a non-default nodegroup.
     fn nodegroup_stack_name(&self, cluster: &ClusterView, ng: &NodeGroup) -> String {
         magnum_drivers::nodegroup_stack_name(&cluster.cluster.name, &ng.name, ng.uuid.0)

@@ -30,6 +30,9 @@ pub struct LeaderConfig {
     pub max_backoff: Duration,
     /// Status sync of clusters with no operation (`sync.rs`; Magnum: 10 s).
     pub sync: Duration,
+    /// How often sync looks at a finished cluster's stack that nothing moved lately (rows
+    /// unchanged this long, stack settled); zero: every round. Upstream never does.
+    pub idle_sync: Duration,
     /// A cluster left `*_IN_PROGRESS` by Heat (no operation) this long is failed by the conductor.
     pub stalled_after: Duration,
     /// Health polling (`health.rs`; Magnum: 60 s). Zero disables it.
@@ -60,6 +63,7 @@ impl Default for LeaderConfig {
             scan: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             sync: Duration::from_secs(10),
+            idle_sync: Duration::from_secs(900),
             stalled_after: Duration::from_secs(3600),
             health: Duration::from_secs(60),
             cluster_api_url: None,

@@ -153,9 +153,17 @@ pub struct StackSummary {
     /// `creation_time`.
     #[serde(default)]
     pub creation_time: Option<String>,
+    /// `updated_time`: when the last update started (`None` while never updated).
+    #[serde(default)]
+    pub updated_time: Option<String>,
 }
 
 impl StackSummary {
+    /// The parsed status, or `None` for a status string Heat never sends.
+    pub fn heat_status(&self) -> Option<HeatStatus> {
+        status_of(&self.status)
+    }
+
     /// The canonical reference.
     pub fn stack_ref(&self) -> StackRef {
         StackRef {
@@ -359,7 +367,20 @@ impl From<RawStack> for Stack {
 #[derive(Deserialize)]
 struct ListEnvelope {
     stacks: Vec<StackSummary>,
+    /// `[{"rel": "next", "href": ...}]` when the page was full.
+    #[serde(default)]
+    links: Vec<Link>,
 }
+
+#[derive(Deserialize)]
+struct Link {
+    rel: String,
+}
+
+/// Pages one [`HeatClient::list_stacks_by_id`] call follows at most: Heat caps a page at
+/// `max_stacks_per_page` (100 by default), so a batch of `ids` needs `ids / 100` pages; more
+/// than this is a misbehaving server.
+const MAX_LIST_PAGES: usize = 64;
 
 /// Client of one project's Heat endpoint.
 #[derive(Clone)]
@@ -544,6 +565,58 @@ impl HeatClient {
         }
         let list: ListEnvelope = http::read_json(SERVICE, response).await?;
         Ok(list.stacks)
+    }
+
+    /// `GET /stacks?id=..&id=..[&global_tenant=true]`: the live stacks among `ids` (summary
+    /// fields, no outputs or parameters), following Heat's `next` links. With `global_tenant`
+    /// the stacks of every project (admin, and Heat's `stacks:global_index` policy, which denies
+    /// it by default: 403 [`Error::Forbidden`]); without it, the token's project's only.
+    #[tracing::instrument(name = "heat.list_stacks_by_id", skip_all, fields(ids = ids.len()))]
+    pub async fn list_stacks_by_id(
+        &self,
+        ids: &[String],
+        global_tenant: bool,
+    ) -> HeatResult<Vec<StackSummary>> {
+        let mut url = self.url(&["stacks"])?;
+        {
+            let mut q = url.query_pairs_mut();
+            for id in ids {
+                q.append_pair("id", id);
+            }
+            if global_tenant {
+                q.append_pair("global_tenant", "true");
+            }
+            q.append_pair("limit", &ids.len().to_string());
+        }
+        let mut found = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let response = self
+                .call(|| self.http.request(Method::GET, url.clone()))
+                .await?;
+            if !response.status().is_success() {
+                return Err(http::error_from_response(SERVICE, response).await);
+            }
+            let page: ListEnvelope = http::read_json(SERVICE, response).await?;
+            let last = page.stacks.last().map(|s| s.id.clone());
+            found.extend(page.stacks);
+            // Heat's link drops the filters; the next page is this query from the last stack.
+            let (Some(last), true) = (last, page.links.iter().any(|l| l.rel == "next")) else {
+                return Ok(found);
+            };
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != "marker")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url.query_pairs_mut()
+                .clear()
+                .extend_pairs(pairs)
+                .append_pair("marker", &last);
+        }
+        Err(Error::InvalidResponse(format!(
+            "heat: more than {MAX_LIST_PAGES} pages listing {} stacks",
+            ids.len()
+        )))
     }
 }
 

@@ -517,3 +517,101 @@ async fn a_401_refreshes_the_token_once() {
         Error::Unauthorized("Authentication required".into())
     );
 }
+
+/// Heat's listing by id: repeated `id` filters, a page of at most 2 (a Heat with a low
+/// `max_stacks_per_page`) whose `next` link drops the filters, and 403 on `global_tenant` when
+/// `refuse_global` (Heat's default policy for `stacks:global_index`).
+async fn paged_list(
+    State((stacks, refuse_global, calls)): State<(Arc<Vec<MockStack>>, bool, Arc<AtomicUsize>)>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Response {
+    calls.fetch_add(1, Ordering::SeqCst);
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    if get("global_tenant").as_deref() == Some("true") && refuse_global {
+        let body = envelope(
+            403,
+            "Forbidden",
+            "Forbidden",
+            "You are not authorized to use global_index.",
+        );
+        return (StatusCode::FORBIDDEN, Json(body)).into_response();
+    }
+    let ids: Vec<&String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "id")
+        .map(|(_, v)| v)
+        .collect();
+    let limit = get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(usize::MAX)
+        .min(2);
+    let mut items: Vec<&MockStack> = stacks.iter().filter(|s| ids.contains(&&s.id)).collect();
+    if let Some(m) = get("marker") {
+        let at = items.iter().position(|s| s.id == m).unwrap();
+        items.drain(..=at);
+    }
+    items.truncate(limit);
+    let mut body = json!({"stacks": items.iter().map(|s| json!({
+        "id": s.id, "stack_name": s.name, "stack_status": s.status,
+        "stack_status_reason": "", "updated_time": "2026-12-06T10:00:00Z"})).collect::<Vec<_>>()});
+    if items.len() == limit {
+        body["links"] = json!([{"rel": "next", "href": format!("/stacks?limit={limit}&marker={}", items[limit - 1].id)}]);
+    }
+    Json(body).into_response()
+}
+
+#[tokio::test]
+async fn list_by_id_follows_pages_and_reports_a_refused_global_listing() {
+    let stacks: Vec<MockStack> = (0..5)
+        .map(|i| MockStack {
+            id: format!("id-{i}"),
+            name: format!("s{i}"),
+            status: "UPDATE_COMPLETE".into(),
+            parameters: BTreeMap::new(),
+            deleted: false,
+        })
+        .collect();
+    for refuse in [false, true] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let router = Router::new()
+            .route("/heat-api/v1/{project}/stacks", get(paged_list))
+            .with_state((Arc::new(stacks.clone()), refuse, calls.clone()));
+        let base = mock::serve(router).await;
+        let url = Url::parse(&format!("{base}/heat-api/v1/proj-id")).unwrap();
+        let heat = HeatClient::new(mock::http(), url, Arc::new(StaticToken::new("good")));
+        let ids: Vec<String> = ["id-0", "id-2", "id-3", "id-4", "gone"]
+            .map(String::from)
+            .into();
+        let listed = heat.list_stacks_by_id(&ids, true).await;
+        if refuse {
+            assert!(matches!(listed, Err(Error::Forbidden(_))), "{listed:?}");
+            continue;
+        }
+        let listed = listed.unwrap();
+        let got: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(got, ["id-0", "id-2", "id-3", "id-4"]);
+        assert_eq!(
+            listed[0].updated_time.as_deref(),
+            Some("2026-12-06T10:00:00Z")
+        );
+        // Pages of 2: [0, 2], [3, 4], then an empty one after the full second page.
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Without global_tenant the project's own listing is asked the same way.
+        assert_eq!(
+            heat.list_stacks_by_id(&ids[..1], false)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}

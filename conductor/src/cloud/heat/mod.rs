@@ -1,7 +1,9 @@
 //! `Cloud` on real OpenStack APIs: Keystone service session + Heat, through magnum-drivers. The
 //! conductor acts with its service credentials (admin) on each cluster's project's Heat endpoint.
 use crate::cloud::{
-    Cloud, CloudError, StackHandle, StackState, StackUpdate, Target, TokenUser, TrusteeUser,
+    feed::{Feed, Lister},
+    Cloud, CloudError, Glance, Look, StackHandle, StackState, StackUpdate, Target, TokenUser,
+    TrusteeUser,
 };
 use async_trait::async_trait;
 use magnum_drivers::openstack::{
@@ -11,8 +13,8 @@ use magnum_drivers::openstack::{
 };
 use magnum_drivers::{ClusterSpec, NodeGroupSpec, NodeTaint, OutputOptions};
 use magnum_proto::{ClusterView, NodeGroup, ProjectId, StackOutputs, Trustor};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
 
 mod trusts;
 
@@ -31,13 +33,67 @@ pub struct CloudAuth {
 
 pub struct HeatCloud {
     auth: CloudAuth,
-    http: HttpClient,
     session: Arc<ServiceSession>,
     /// Validates the user tokens API nodes forward, caching successes for a minute (as the API
     /// node does), so reads of one user cost one Keystone call a minute per conductor.
     users: TokenValidator,
     /// The trustee domain's id, looked up once.
     trustee_domain_id: tokio::sync::OnceCell<String>,
+    access: HeatAccess,
+    /// Batched status looks (`feed.rs`), started on the first look (inside the runtime).
+    feed: OnceLock<Feed>,
+}
+
+/// What reaching a project's Heat takes; shared with the feed's listings.
+#[derive(Clone)]
+struct HeatAccess {
+    http: HttpClient,
+    session: Arc<ServiceSession>,
+    region: Option<String>,
+}
+
+impl HeatAccess {
+    async fn heat(&self, project: &ProjectId) -> Result<HeatClient, CloudError> {
+        let endpoint = self
+            .session
+            .endpoint("orchestration", Interface::Public, self.region.as_deref())
+            .await
+            .map_err(classify)?;
+        let url = heat_url_for_project(&endpoint, &project.0).map_err(classify)?;
+        let tokens: Arc<dyn TokenProvider> = self.session.clone();
+        Ok(HeatClient::new(self.http.clone(), url, tokens))
+    }
+}
+
+/// Heat's admin listing across projects, filtered by id. Heat denies it unless its policy
+/// allows `stacks:global_index` to the conductor's user: `Ok(None)`.
+#[async_trait]
+impl Lister for HeatAccess {
+    async fn list(
+        &self,
+        project: &ProjectId,
+        ids: &[String],
+    ) -> Result<Option<HashMap<String, Glance>>, CloudError> {
+        let heat = self.heat(project).await?;
+        let stacks = match heat.list_stacks_by_id(ids, true).await {
+            Ok(s) => s,
+            Err(magnum_drivers::Error::Forbidden(_)) => return Ok(None),
+            Err(e) => return Err(classify(e)),
+        };
+        Ok(Some(
+            stacks
+                .into_iter()
+                .filter_map(|s| {
+                    let glance = Glance {
+                        status: s.heat_status()?,
+                        reason: Some(s.status_reason).filter(|r| !r.is_empty()),
+                        updated: s.updated_time,
+                    };
+                    Some((s.id, glance))
+                })
+                .collect(),
+        ))
+    }
 }
 
 fn classify(e: magnum_drivers::Error) -> CloudError {
@@ -60,28 +116,23 @@ impl HeatCloud {
             project_domain: Domain::Name(auth.domain.clone()),
         };
         let session = Arc::new(ServiceSession::new(keystone, creds));
+        let access = HeatAccess {
+            http,
+            session: session.clone(),
+            region: auth.region.clone(),
+        };
         Ok(Self {
             auth,
-            http,
             users: TokenValidator::new(session.clone(), TokenCache::default()),
             session,
             trustee_domain_id: tokio::sync::OnceCell::new(),
+            access,
+            feed: OnceLock::new(),
         })
     }
 
     async fn heat(&self, project: &ProjectId) -> Result<HeatClient, CloudError> {
-        let endpoint = self
-            .session
-            .endpoint(
-                "orchestration",
-                Interface::Public,
-                self.auth.region.as_deref(),
-            )
-            .await
-            .map_err(classify)?;
-        let url = heat_url_for_project(&endpoint, &project.0).map_err(classify)?;
-        let tokens: Arc<dyn TokenProvider> = self.session.clone();
-        Ok(HeatClient::new(self.http.clone(), url, tokens))
+        self.access.heat(project).await
     }
 
     /// The target's spec with this cloud's endpoints.
@@ -231,7 +282,15 @@ impl Cloud for HeatCloud {
             reason,
             outputs,
             parameters: s.parameters,
+            updated: s.updated_time,
         }))
+    }
+
+    async fn look_stack(&self, project: &ProjectId, stack: &StackHandle) -> Look {
+        let feed = self
+            .feed
+            .get_or_init(|| Feed::spawn(Arc::new(self.access.clone())));
+        feed.look(project, stack).await
     }
 
     async fn delete_stack(

@@ -3,8 +3,8 @@
 //! ownership epoch, so a deposed leader's late report is rejected by `apply()`.
 use crate::cloud::failpoints::{self, When};
 use crate::cloud::{
-    cluster_status, heat_status, Cloud, CloudError, ScaleSpec, StackHandle, StackUpdate, Target,
-    UpgradeSpec,
+    cluster_status, heat_status, Cloud, CloudError, Look, ScaleSpec, StackHandle, StackUpdate,
+    Target, UpgradeSpec,
 };
 use crate::leader::LeaderConfig;
 use crate::pki::{certs, cpu};
@@ -256,6 +256,9 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                 name: ctx.cloud.stack_name(view),
                 id: stack_id.clone(),
             };
+            if still_moving(ctx, project, &handle).await {
+                return Ok(Progress::Wait);
+            }
             match ctx.cloud.get_stack(&target, &handle, true).await? {
                 None => {
                     let reason = format!("Stack with id {stack_id} not found in Heat.");
@@ -321,6 +324,9 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                     .map_or_else(|| ctx.cloud.stack_name(view), |h| h.name),
                 id: stack_id.clone(),
             };
+            if still_moving(ctx, project, &handle).await {
+                return Ok(Progress::Wait);
+            }
             let state = ctx.cloud.get_stack(&target, &handle, true).await?;
             let (status, reason, outputs) = match state {
                 None => (
@@ -379,6 +385,9 @@ async fn step(ctx: &Ctx, op: &Operation, view: &ClusterView) -> Result<Progress,
                 name: ctx.cloud.stack_name(view),
                 id: stack_id.clone(),
             };
+            if still_moving(ctx, project, &handle).await {
+                return Ok(Progress::Wait);
+            }
             match ctx.cloud.get_stack(&target, &handle, false).await? {
                 None => advance(ctx, op, OpEvent::DeleteFinished).await,
                 Some(s) if s.status == heat_status::DELETE_COMPLETE => {
@@ -530,6 +539,12 @@ pub(crate) fn ca_name(view: &ClusterView) -> String {
 }
 
 /// Read-index check right before an external mutation: still the leader, still our epoch.
+/// A listing shared with the other pollers (`cloud/feed.rs`) shows the stack still moving: no
+/// GET of its own (with outputs, the costly read for Heat) until it settles.
+async fn still_moving(ctx: &Ctx, project: &ProjectId, stack: &StackHandle) -> bool {
+    matches!(ctx.cloud.look_stack(project, stack).await, Look::Listed(g) if g.status.is_in_progress())
+}
+
 async fn confirm_leadership(ctx: &Ctx) -> Result<(), StepError> {
     match ctx.group.read(|l| l.state.epoch()).await {
         Ok(e) if e == ctx.epoch => Ok(()),

@@ -72,6 +72,9 @@ pub(super) async fn wait_create(
         name: ctx.cloud.nodegroup_stack_name(view, ng),
         id: stack_id.to_string(),
     };
+    if super::still_moving(ctx, t.project(), &handle).await {
+        return Ok(Progress::Wait);
+    }
     let state = ctx.cloud.get_stack(t, &handle, true).await?;
     let event = match state {
         None => OpEvent::NodeGroupCreateFinished {

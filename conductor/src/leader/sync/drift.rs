@@ -156,6 +156,7 @@ mod tests {
             reason: None,
             outputs: None,
             parameters: BTreeMap::new(),
+            updated: None,
         };
         assert!(finished(
             ClusterStatus::UPDATE_COMPLETE,

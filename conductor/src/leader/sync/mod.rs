@@ -41,7 +41,7 @@ pub mod drift;
 pub mod health;
 
 use crate::cloud::{
-    cluster_status, heat_status, Cloud, HeatStatus, StackHandle, StackState, Target,
+    cluster_status, heat_status, Cloud, HeatStatus, Look, StackHandle, StackState, Target,
 };
 use crate::leader::{pause, LeaderConfig};
 use crate::propose::{ProposeError, ShardLeader};
@@ -50,6 +50,7 @@ use magnum_proto::*;
 use magnum_raft::Group;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -87,13 +88,16 @@ fn is_gone(stack: Option<&StackState>) -> bool {
 }
 
 /// The §7.5 mapping for a row with no operation. `stack` is `None` when Heat answered 404;
-/// `stalled` says the row has not changed for `stalled_after`.
+/// `stalled` says the row has not changed for `stalled_after`; `changed_unseen`, for a first
+/// look (`last_seen` `None`), that the stack's last update started after the row was last
+/// written (a change nobody copied: made in Heat while the shard changed leaders).
 pub fn decide(
     current: Current<'_>,
     stack_id: &str,
     stack: Option<&StackState>,
     last_seen: Option<HeatStatus>,
     stalled: bool,
+    changed_unseen: bool,
 ) -> Option<Decision> {
     if is_gone(stack) {
         let reason = format!("Stack with id {stack_id} not found in Heat.");
@@ -121,7 +125,13 @@ pub fn decide(
     // update a resize of another nodegroup superseded): a settled stack settles it, first look
     // or not.
     let orphaned = current.status.is_in_progress() && !heat.is_in_progress();
-    if heat != current.status && (orphaned || last_seen.is_some_and(|l| l != s.status)) {
+    // A first look copies only a settled change made after the row: one still moving may be
+    // what a conductor's verdict (a deadline) left behind on purpose.
+    let changed = match last_seen {
+        Some(l) => l != s.status,
+        None => changed_unseen && !heat.is_in_progress(),
+    };
+    if heat != current.status && (orphaned || changed) {
         let reason = if heat.is_failed() {
             s.reason.clone()
         } else {
@@ -160,6 +170,7 @@ pub fn decide_nodegroup(
     stack: Option<&StackState>,
     last_seen: Option<HeatStatus>,
     stalled: bool,
+    changed_unseen: bool,
 ) -> Option<Decision> {
     if is_gone(stack) && current.status == ClusterStatus::DELETE_IN_PROGRESS {
         return Some(Decision {
@@ -168,7 +179,7 @@ pub fn decide_nodegroup(
             with_outputs: false,
         });
     }
-    decide(current, stack_id, stack, last_seen, stalled)
+    decide(current, stack_id, stack, last_seen, stalled, changed_unseen)
 }
 
 /// What the cluster stack is compared with: with non-default nodegroups the cluster's status is
@@ -221,6 +232,71 @@ fn own_stacks(view: &ClusterView) -> impl Iterator<Item = &NodeGroup> {
         .filter(|n| !n.is_default && n.stack_id.is_some() && n.status.is_some())
 }
 
+/// What this leader last saw of one stack (in memory: rebuilt by each new leader).
+struct Seen {
+    /// `None`: gone from Heat.
+    status: Option<HeatStatus>,
+    updated: Option<String>,
+    /// When an idle stack is looked at next.
+    next: Instant,
+}
+
+/// How much Heat's clock and ours may disagree when a stack's update time is compared with a
+/// row's (NTP keeps them far closer; a wrong call costs one GET or one copy, never a loss).
+const CLOCK_SKEW_US: i64 = 60_000_000;
+
+/// Whether `updated` (Heat's `updated_time`, when the stack's last update started) is after the
+/// row was last written at `since`, less the skew. A stack never updated was not;
+/// `None`: Heat's time could not be read.
+fn updated_after(updated: Option<&str>, since: Timestamp) -> Option<bool> {
+    use ::time::format_description::well_known::Rfc3339;
+    use ::time::{OffsetDateTime, PrimitiveDateTime};
+    let Some(u) = updated else {
+        return Some(false);
+    };
+    // Heat writes `2016-04-19T08:22:01Z`; some versions drop the zone (UTC all the same).
+    let at = OffsetDateTime::parse(u, &Rfc3339)
+        .or_else(|_| {
+            let naive = ::time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+            );
+            PrimitiveDateTime::parse(u, &naive).map(PrimitiveDateTime::assume_utc)
+        })
+        .ok()?;
+    let us = i64::try_from(at.unix_timestamp_nanos() / 1000).ok()?;
+    Some(us > since.0.saturating_sub(CLOCK_SKEW_US))
+}
+
+/// Whether a stack is looked at this round. Moving stacks, rows in progress, rows written
+/// within `idle` (a stale write from a paused leader may still land) and first looks are
+/// looked at every round; the others once per `idle` (zero: every round).
+fn due(
+    st: &StackToSync<'_>,
+    seen: Option<&Seen>,
+    now: Instant,
+    wall: Timestamp,
+    idle: Duration,
+) -> bool {
+    let Some(seen) = seen else {
+        return true;
+    };
+    let idle_us = i64::try_from(idle.as_micros()).unwrap_or(i64::MAX);
+    idle.is_zero()
+        || st.current.status.is_in_progress()
+        || seen.status.is_some_and(|s| s.is_in_progress())
+        || wall.0.saturating_sub(st.since.0) < idle_us
+        || now >= seen.next
+}
+
+/// A fixed fraction in [0, 1) per stack: spreads the idle looks a new leader schedules after
+/// its first round over the whole period instead of repeating that round's burst.
+fn phase(stack_id: &str) -> f64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    stack_id.hash(&mut h);
+    (h.finish() % 10_000) as f64 / 10_000.0
+}
+
 /// Runs until `cancel` fires (leadership lost).
 pub async fn run(
     leader: ShardLeader,
@@ -232,8 +308,7 @@ pub async fn run(
     if cfg.sync.is_zero() {
         return;
     }
-    // Last stack status seen per stack (in memory: rebuilt by each new leader).
-    let mut seen: HashMap<StackKey, HeatStatus> = HashMap::new();
+    let mut seen: HashMap<StackKey, Seen> = HashMap::new();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -245,40 +320,76 @@ pub async fn run(
                 v.cluster.uuid == *id && ng.is_none_or(|ng| own_stacks(v).any(|n| n.uuid == ng))
             })
         });
-        for (view, template) in list {
-            if cancel.is_cancelled() {
-                return;
-            }
-            let id = view.cluster.uuid;
-            let span = info_span!("sync", cluster = %id, epoch);
-            let sync = Sync {
+        let syncs: Vec<Sync<'_>> = list
+            .iter()
+            .map(|(view, template)| Sync {
                 leader: &leader,
                 cloud: cloud.as_ref(),
                 epoch,
                 cfg: &cfg,
-                target: match &template {
-                    Some(t) => Target::new(t, &view, None),
-                    None => Target::status_only(&view),
+                target: match template {
+                    Some(t) => Target::new(t, view, None),
+                    None => Target::status_only(view),
                 },
                 has_template: template.is_some(),
-            };
-            let mut keys = vec![(id, None)];
-            keys.extend(own_stacks(&view).map(|n| (id, Some(n.uuid))));
-            for key in keys {
-                let last = seen.get(&key).copied();
-                match sync.one(key.1, last).instrument(span.clone()).await {
-                    Ok(Some(status)) => {
-                        seen.insert(key, status);
-                    }
-                    Ok(None) => {
-                        seen.remove(&key);
-                    }
-                    Err(e) if e == "stale" => return,
-                    Err(e) => warn!(error = %e, "status sync failed, next round retries"),
+            })
+            .collect();
+        let (now, wall) = (Instant::now(), Timestamp::now());
+        let due: Vec<(&Sync<'_>, StackToSync<'_>)> = syncs
+            .iter()
+            .flat_map(|s| s.stacks().into_iter().map(move |st| (s, st)))
+            .filter(|(s, st)| {
+                let key = (s.target.view.cluster.uuid, st.ng);
+                due(st, seen.get(&key), now, wall, cfg.idle_sync)
+            })
+            .collect();
+        // All at once, so that the feed lists them together.
+        let looks = futures::future::join_all(
+            due.iter()
+                .map(|(s, st)| cloud.look_stack(&s.target.view.cluster.project_id, &st.handle)),
+        )
+        .await;
+        for ((sync, st), look) in due.into_iter().zip(looks) {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let key = (sync.target.view.cluster.uuid, st.ng);
+            let span = info_span!("sync", cluster = %key.0, epoch);
+            let last = seen.get(&key);
+            let first = last.is_none();
+            match sync.one(&st, last, look).instrument(span).await {
+                Ok(observed) => {
+                    let wait = match first {
+                        true => cfg.idle_sync.mul_f64(phase(&st.handle.id)),
+                        false => cfg.idle_sync,
+                    };
+                    let (status, updated) =
+                        observed.map_or((None, None), |s| (Some(s.status), s.updated));
+                    seen.insert(
+                        key,
+                        Seen {
+                            status,
+                            updated,
+                            next: now + wait,
+                        },
+                    );
                 }
+                Err(e) if e == "stale" => return,
+                Err(e) => warn!(error = %e, "status sync failed, next round retries"),
             }
         }
     }
+}
+
+/// One stack a round may look at.
+struct StackToSync<'a> {
+    /// `None`: the cluster stack.
+    ng: Option<NodeGroupId>,
+    handle: StackHandle,
+    /// The row it is compared with.
+    current: Current<'a>,
+    /// When that row last changed.
+    since: Timestamp,
 }
 
 /// One cluster's round.
@@ -293,76 +404,105 @@ struct Sync<'a> {
     has_template: bool,
 }
 
-impl Sync<'_> {
-    /// Syncs the cluster stack (`ng` = `None`) or that nodegroup's; the stack status observed.
-    /// Each write works from the view read at the round's start: a nodegroup write proposed
-    /// after the cluster stack's re-aggregates in `apply()` from the rows it then has.
-    async fn one(
-        &self,
-        ng: Option<NodeGroupId>,
-        last_seen: Option<HeatStatus>,
-    ) -> Result<Option<HeatStatus>, String> {
-        let view = self.target.view;
-        let (stack_id, name, current, since) = match ng {
-            None => {
-                let Some(stack_id) = view.cluster.stack_id.clone() else {
-                    return Ok(None);
-                };
-                let c = &view.cluster;
-                let since = c.updated_at.unwrap_or(c.created_at);
-                (
-                    stack_id,
-                    self.cloud.stack_name(view),
-                    cluster_current(view),
-                    since,
-                )
-            }
-            Some(ng) => {
-                let Some(n) = own_stacks(view).find(|n| n.uuid == ng) else {
-                    return Ok(None);
-                };
-                let (Some(stack_id), Some(status)) = (n.stack_id.clone(), n.status) else {
-                    return Ok(None);
-                };
-                let current = Current {
+impl<'a> Sync<'a> {
+    /// The cluster stack, then each non-default nodegroup's own.
+    fn stacks(&self) -> Vec<StackToSync<'a>> {
+        let view: &'a ClusterView = self.target.view;
+        let c = &view.cluster;
+        let mut out = Vec::new();
+        if let Some(id) = &c.stack_id {
+            out.push(StackToSync {
+                ng: None,
+                handle: StackHandle {
+                    name: self.cloud.stack_name(view),
+                    id: id.clone(),
+                },
+                current: cluster_current(view),
+                since: c.updated_at.unwrap_or(c.created_at),
+            });
+        }
+        for n in own_stacks(view) {
+            let (Some(id), Some(status)) = (&n.stack_id, n.status) else {
+                continue;
+            };
+            out.push(StackToSync {
+                ng: Some(n.uuid),
+                handle: StackHandle {
+                    name: self.cloud.nodegroup_stack_name(view, n),
+                    id: id.clone(),
+                },
+                current: Current {
                     status,
                     reason: n.status_reason.as_deref(),
-                };
-                let name = self.cloud.nodegroup_stack_name(view, n);
-                (
-                    stack_id,
-                    name,
-                    current,
-                    n.updated_at.unwrap_or(n.created_at),
-                )
-            }
+                },
+                since: n.updated_at.unwrap_or(n.created_at),
+            });
+        }
+        out
+    }
+
+    /// Syncs one stack from what `look` found (a GET when the listing did not show it); the
+    /// stack as observed, `None` when Heat no longer has it. Each write works from the view
+    /// read at the round's start: a nodegroup write proposed after the cluster stack's
+    /// re-aggregates in `apply()` from the rows it then has.
+    async fn one(
+        &self,
+        st: &StackToSync<'_>,
+        seen: Option<&Seen>,
+        look: Look,
+    ) -> Result<Option<StackState>, String> {
+        let view = self.target.view;
+        let (handle, current) = (&st.handle, st.current);
+        let (mut state, listed) = match look {
+            Look::Listed(g) => (Some(g.state()), true),
+            Look::NotListed | Look::Unbatched => (self.get(handle, false).await?, false),
         };
-        let handle = StackHandle {
-            name,
-            id: stack_id.clone(),
-        };
-        let state = self.get(&handle, false).await?;
         let stalled_us = i64::try_from(self.cfg.stalled_after.as_micros()).unwrap_or(i64::MAX);
-        let stalled = Timestamp::now().0.saturating_sub(since.0) > stalled_us;
-        let observed = state.as_ref().map(|s| s.status);
-        let decided = match ng {
-            None => decide(current, &stack_id, state.as_ref(), last_seen, stalled),
-            Some(_) => decide_nodegroup(current, &stack_id, state.as_ref(), last_seen, stalled),
+        let stalled = Timestamp::now().0.saturating_sub(st.since.0) > stalled_us;
+        let after_row = state
+            .as_ref()
+            .and_then(|s| updated_after(s.updated.as_deref(), st.since));
+        let changed_unseen = seen.is_none() && after_row == Some(true);
+        let last = seen.and_then(|s| s.status);
+        let stack = state.as_ref();
+        let decided = match st.ng {
+            None => decide(current, &handle.id, stack, last, stalled, changed_unseen),
+            Some(_) => decide_nodegroup(current, &handle.id, stack, last, stalled, changed_unseen),
         };
         let Some(d) = decided else {
             if let Some(s) = &state {
-                self.repair_drift(ng, &handle, current.status, s).await?;
+                // Drift comes from a stale PATCH: a listed stack is read with its parameters
+                // when one may have landed since the last look (its update time or status
+                // moved; Heat's time has whole seconds, so two PATCHes can share one), and after
+                // every look while an update is recent (the stale one may come from a leader
+                // paused through it).
+                let moved = match seen {
+                    Some(seen) => {
+                        seen.updated != s.updated
+                            || seen.status != Some(s.status)
+                            || self.updated_lately(st)
+                    }
+                    None => after_row != Some(false),
+                };
+                if listed && moved {
+                    state = self.get(handle, false).await?;
+                }
+                if !listed || moved {
+                    if let Some(s) = &state {
+                        self.repair_drift(st.ng, handle, current.status, s).await?;
+                    }
+                }
             }
-            return Ok(observed);
+            return Ok(state);
         };
         let outputs = if d.with_outputs && self.has_template {
-            self.get(&handle, true).await?.and_then(|s| s.outputs)
+            self.get(handle, true).await?.and_then(|s| s.outputs)
         } else {
             None
         };
-        info!(nodegroup = ?ng, from = %current.status.as_str(), to = %d.status.as_str(), reason = ?d.reason, "status sync");
+        info!(nodegroup = ?st.ng, from = %current.status.as_str(), to = %d.status.as_str(), reason = ?d.reason, "status sync");
         let (cluster, epoch, at) = (view.cluster.uuid, self.epoch, Timestamp::now());
-        let cmd = match ng {
+        let cmd = match st.ng {
             None => ShardCommand::SyncStatus {
                 epoch,
                 cluster,
@@ -381,7 +521,14 @@ impl Sync<'_> {
                 at,
             },
         };
-        propose(self.leader, cmd).await.map(|()| observed)
+        propose(self.leader, cmd).await.map(|()| state)
+    }
+
+    /// The row is an update's result and was written within the idle period.
+    fn updated_lately(&self, st: &StackToSync<'_>) -> bool {
+        let idle_us = i64::try_from(self.cfg.idle_sync.as_micros()).unwrap_or(i64::MAX);
+        st.current.status.as_str().starts_with("UPDATE_")
+            && Timestamp::now().0.saturating_sub(st.since.0) < idle_us
     }
 
     async fn get(
