@@ -9,6 +9,9 @@
 # not into the checked-in corpus.
 #   MAGNUM_FUZZ_SECONDS=600 deploy/fuzz.sh            a longer run of every target
 #   MAGNUM_FUZZ_TARGETS="csr json_patch" deploy/fuzz.sh   some targets only
+#   MAGNUM_FUZZ_PROFILE=dev deploy/fuzz.sh            unoptimised build (CI's smoke run: the
+#                                                     build, not the few seconds of fuzzing,
+#                                                     is what costs there)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root/fuzz"
@@ -31,11 +34,16 @@ fi
 targets=${MAGNUM_FUZZ_TARGETS:-$(cargo +"$toolchain" fuzz list)}
 started=$(date +%s)
 echo "== building the fuzz targets: $(echo $targets) =="
-cargo +"$toolchain" fuzz build --target-dir "$target_dir"
+case ${MAGNUM_FUZZ_PROFILE:-release} in
+  release) profile_flag=(); profile_dir=release ;;
+  dev) profile_flag=(--dev); profile_dir=debug ;;
+  *) echo "fuzz: MAGNUM_FUZZ_PROFILE is release or dev" >&2; exit 2 ;;
+esac
+cargo +"$toolchain" fuzz build "${profile_flag[@]}" --target-dir "$target_dir"
 built=$(date +%s)
 echo "   built in $((built - started)) s"
 
-bin_dir=$target_dir/x86_64-unknown-linux-gnu/release
+bin_dir=$target_dir/x86_64-unknown-linux-gnu/$profile_dir
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # Bounds of one input: 10 s and 2 GiB (the conductor's own bodies are at most 8 MiB).
