@@ -3,7 +3,8 @@
 # cloud-sim + 3 conductors + 1 API node on 127.0.0.1.
 #
 #   deploy/local-cluster.sh up DIR        start (bootstraps on first start), write DIR/cluster.json + DIR/openrc
-#   deploy/local-cluster.sh down DIR      stop every process listed in DIR/cluster.json
+#   deploy/local-cluster.sh down DIR      stop every process listed in DIR/cluster.json, all at
+#                                         once (MAGNUM_STOP_SIGNAL=KILL: no graceful stop)
 #   deploy/local-cluster.sh status DIR    running/stopped per process
 #   deploy/local-cluster.sh start DIR ROLE [ID]   (re)start one process, e.g. `start DIR conductor 2`
 #   deploy/local-cluster.sh stop DIR ROLE [ID] [SIGNAL]   stop one (default SIGTERM; KILL for a crash)
@@ -50,7 +51,7 @@ time_scale=${MAGNUM_SIM_TIME_SCALE:-1.0}
 first_nodes=(1 2 3)
 nodes=(1 2 3)
 
-usage() { sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # Every conductor of DIR: the first three plus any added one.
 load_nodes() {
@@ -326,6 +327,32 @@ stop_one() {
   rm -f "$dir/$name.pid"
 }
 
+# Stops several processes at once: SIGTERM (MAGNUM_STOP_SIGNAL) to all, up to 10 s for them
+# together, then SIGKILL.
+# A conductor's graceful stop hands its leaderships to its peers; when the peers stop too that
+# is moot, and stopping one after another waits out each one's hand-off in turn.
+stop_all() {
+  local dir=$1 name pid pids=() names=()
+  shift
+  for name in "$@"; do
+    pid=$(pid_of "$dir" "$name")
+    if alive "$pid"; then
+      kill -s "${MAGNUM_STOP_SIGNAL:-TERM}" "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+    names+=("$name")
+  done
+  for _ in $(seq 1 100); do
+    local left=0
+    for pid in "${pids[@]}"; do alive "$pid" && left=1; done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do alive "$pid" && kill -9 "$pid" 2>/dev/null; done
+  for name in "${names[@]}"; do rm -f "$dir/$name.pid"; done
+  return 0
+}
+
 wait_http() {
   local url=$1 what=$2
   for _ in $(seq 1 300); do
@@ -449,9 +476,7 @@ case $cmd in
     echo "up: $dir/cluster.json; source $dir/openrc"
     ;;
   down)
-    stop_one "$dir" api
-    for n in "${nodes[@]}"; do stop_one "$dir" conductor "$n"; done
-    stop_one "$dir" cloud-sim
+    stop_all "$dir" api $(printf 'conductor-%s ' "${nodes[@]}") cloud-sim
     # The shared Keystone keeps no endpoint of a stopped deployment.
     if ks_real "$dir"; then ks_catalog "$dir" teardown || true; fi
     ;;

@@ -620,6 +620,8 @@ impl Drop for Deployment {
             .arg(&self.script)
             .arg("down")
             .arg(&self.dir)
+            // Thrown away: a graceful stop (drain, hand-off, close) would only cost seconds.
+            .env("MAGNUM_STOP_SIGNAL", "KILL")
             .env("MAGNUM_BIN", &self.bin)
             .env("MAGNUM_PORT_BASE", self.port_base.to_string())
             .output();
