@@ -599,8 +599,11 @@ impl HeatClient {
             let page: ListEnvelope = http::read_json(SERVICE, response).await?;
             let last = page.stacks.last().map(|s| s.id.clone());
             found.extend(page.stacks);
-            // Heat's link drops the filters; the next page is this query from the last stack.
-            let (Some(last), true) = (last, page.links.iter().any(|l| l.rel == "next")) else {
+            // A full page has a `next` link even when nothing follows: with every id found there
+            // is nothing to ask. Heat's link drops the filters; the next page is this query from
+            // the last stack.
+            let more = page.links.iter().any(|l| l.rel == "next") && found.len() < ids.len();
+            let (Some(last), true) = (last, more) else {
                 return Ok(found);
             };
             let pairs: Vec<(String, String)> = url

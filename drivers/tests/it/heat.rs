@@ -605,6 +605,11 @@ async fn list_by_id_follows_pages_and_reports_a_refused_global_listing() {
         );
         // Pages of 2: [0, 2], [3, 4], then an empty one after the full second page.
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Every id found on a full page: no page after it.
+        let calls_before = calls.load(Ordering::SeqCst);
+        let all: Vec<String> = ["id-0", "id-1"].map(String::from).into();
+        assert_eq!(heat.list_stacks_by_id(&all, true).await.unwrap().len(), 2);
+        assert_eq!(calls.load(Ordering::SeqCst), calls_before + 1);
         // Without global_tenant the project's own listing is asked the same way.
         assert_eq!(
             heat.list_stacks_by_id(&ids[..1], false)
