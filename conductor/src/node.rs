@@ -255,9 +255,12 @@ impl Conductor {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         self.hosting.stop_all().await;
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
-        }
+        // Together: a task stuck on a dead peer's timeout delays the others by nothing.
+        let tasks = self
+            .tasks
+            .into_iter()
+            .map(|t| tokio::time::timeout(Duration::from_secs(2), t));
+        futures::future::join_all(tasks).await;
         self.node.shutdown().await;
     }
 }
