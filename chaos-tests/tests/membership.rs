@@ -227,3 +227,54 @@ async fn rolling_restart_with_drain_loses_no_request() {
     );
     d.down();
 }
+
+/// A full stop at once (`systemctl stop` on every conductor together, or `local-cluster.sh
+/// down`): each conductor drains itself if it sees another still active, so often every node
+/// ends drained (a race: up to 3 rounds are tried to get there). Started again, meta must still
+/// elect a leader so that each can lift its own drain, and every shard must get a leader (`up`
+/// waits for that and fails after 60 s; before the fix it never came when all three drained).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stop_at_once_starts_again() {
+    let d = Deployment::up(
+        "full-stop",
+        Options {
+            shards: SHARDS,
+            ..Options::default()
+        },
+    );
+    let lines = |needle: &str| -> usize {
+        (1..=3)
+            .map(|n| d.log(&format!("conductor-{n}")).matches(needle).count())
+            .sum()
+    };
+    for round in 1..=3 {
+        let (drained_before, lifted_before) = (
+            lines("drained for the stop"),
+            lines("the stop's drain is over"),
+        );
+        tokio::task::block_in_place(|| d.down());
+        let drained = lines("drained for the stop") - drained_before;
+        let start = Instant::now();
+        tokio::task::block_in_place(|| d.script(&["up"]));
+        let up = start.elapsed();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lines("the stop's drain is over") - lifted_before < drained {
+            assert!(
+                Instant::now() < deadline,
+                "a drain the stop made is not lifted"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let status = settled(&d).await;
+        for n in status["nodes"].as_array().unwrap() {
+            assert_eq!(n["state"], "active", "{status:#}");
+        }
+        println!(
+            "MEASURE full stop, round {round}: {drained} of 3 drained themselves; every group led again {:.1} s after the start, drains lifted",
+            up.as_secs_f64()
+        );
+        if drained == 3 {
+            break;
+        }
+    }
+}

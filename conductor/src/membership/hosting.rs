@@ -194,8 +194,12 @@ impl Hosting {
                 self.close(s).await;
             }
         }
-        let elect = w.elect && !self.stopping.load(Ordering::Acquire);
-        self.meta.set_elect(elect);
+        let stopping = self.stopping.load(Ordering::Acquire);
+        // Meta elects whatever the drain: a drain keeps shard leaderships away, and lifting one
+        // takes a meta leader. Every node of a full stop may have drained (each saw the others
+        // still active); with meta unelectable too, none could ever lift its drain.
+        self.meta.set_elect(!stopping);
+        let elect = w.elect && !stopping;
         for g in self.shards() {
             g.set_elect(elect);
         }
