@@ -233,6 +233,7 @@ async fn reset(State(sim): State<Arc<Sim>>) -> Response {
         ks.ident = IdentityState::default();
     }
     lock(&sim.faults).clear();
+    lock(&sim.requests).clear();
     sim.changed();
     tracing::info!("simulator reset");
     StatusCode::NO_CONTENT.into_response()

@@ -64,8 +64,9 @@
 //! | `GET /sim/heat/faults` / `DELETE /sim/heat/faults` | list / clear all faults |
 //! | `POST /sim/heat/engine` `{"legacy_locking":true}` | legacy-engine locking: update of an `*_IN_PROGRESS` stack → 409 `ActionInProgress`, PATCH of a non-COMPLETE stack → 400 (default false = convergence: 202 and a new traversal) |
 //! | `POST /sim/keystone/token_ttl` `{"seconds":N}` | lifetime of tokens issued from now on (default 3600) |
+//! | `GET /sim/requests` | requests received per `METHOD service /path/template?query&keys` (ids and names as `{}`, query values dropped; `/sim/k8s/...` counted, the rest of `/sim` not): `{"requests":{"GET heat-api /v1/{}/stacks?global_tenant&id": n, ...}}` |
 //! | `GET /sim/keystone/ledger` | created users and trusts, with counters: `{"users":[{id,name,domain_id}],"trusts":[{id,trustor_user_id,trustee_user_id,project_id}],"users_created":{name: n},"trusts_created":{trustee_user_id: n},"password_sets":{user_id: n}}` (`users` lists created users only; counters count accepted calls and survive deletes) |
-//! | `POST /sim/reset` | forget all stacks, tokens, created users and trusts, ledger counters, faults, latency overrides, per-project Nova quotas; TTL back to default |
+//! | `POST /sim/reset` | forget all stacks, tokens, created users and trusts, ledger counters, request counts, faults, latency overrides, per-project Nova quotas; TTL back to default |
 //! | `GET /sim/k8s/{stack_id}/healthz`, `/sim/k8s/{stack_id}/api/v1/nodes` | simulated Kubernetes API of a cluster's stack (health polling) |
 //! | `POST /sim/k8s/{stack_id}` `{"healthz":..,"not_ready":[..],"reachable":false}` | override those answers |
 //!
@@ -115,6 +116,7 @@ mod keystone;
 mod lookups;
 mod persist;
 mod quota;
+mod requests;
 mod util;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -272,6 +274,7 @@ pub(crate) struct Sim {
     pub(crate) runtime: Mutex<heat::Runtime>,
     pub(crate) faults: Mutex<faults::FaultSet>,
     pub(crate) k8s: Mutex<k8s::K8sState>,
+    pub(crate) requests: Mutex<requests::Requests>,
     pub(crate) state_file: Option<PathBuf>,
     pub(crate) persist_notify: Notify,
     /// Quota limits of projects without their own.
@@ -372,6 +375,7 @@ pub async fn serve_with(cfg: SimConfig, quotas: NovaQuotas) -> Result<SimHandle,
         runtime: Mutex::new(heat::Runtime::default()),
         faults: Mutex::new(faults::FaultSet::default()),
         k8s: Mutex::new(k8s::K8sState::default()),
+        requests: Mutex::new(requests::Requests::default()),
         state_file: cfg.state_file.clone(),
         persist_notify: Notify::new(),
         nova_defaults: quotas,
@@ -413,10 +417,15 @@ fn router(sim: Arc<Sim>) -> Router {
         .merge(lookups::routes())
         .merge(admin::routes())
         .merge(k8s::routes())
+        .merge(requests::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             sim.clone(),
             faults::middleware,
+        ))
+        .layer(middleware::from_fn_with_state(
+            sim.clone(),
+            requests::middleware,
         ))
         .layer(middleware::from_fn(request_context))
         .with_state(sim)

@@ -7,4 +7,5 @@ mod faults;
 mod heat;
 mod keystone;
 mod lookups;
+mod requests;
 mod trusts;
