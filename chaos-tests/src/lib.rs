@@ -591,6 +591,18 @@ pub async fn login(
     user: &str,
     project: &str,
 ) -> (String, String) {
+    try_login(http, auth_url, user, project)
+        .await
+        .unwrap_or_else(|| panic!("login as {user} on {project} failed"))
+}
+
+/// [`login`], or `None` when Keystone refuses it (e.g. no role on that project).
+pub async fn try_login(
+    http: &reqwest::Client,
+    auth_url: &str,
+    user: &str,
+    project: &str,
+) -> Option<(String, String)> {
     let body = serde_json::json!({"auth": {
         "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": "secret"}}},
         "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}});
@@ -599,12 +611,18 @@ pub async fn login(
         .json(&body)
         .send()
         .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201, "login as {user} failed");
-    let token = r.headers()["x-subject-token"].to_str().unwrap().to_string();
-    let v: Value = r.json().await.unwrap();
-    let project = v["token"]["project"]["id"].as_str().unwrap().to_string();
-    (token, project)
+        .ok()?;
+    if r.status().as_u16() != 201 {
+        return None;
+    }
+    let token = r
+        .headers()
+        .get("x-subject-token")?
+        .to_str()
+        .ok()?
+        .to_string();
+    let v: Value = r.json().await.ok()?;
+    Some((token, v["token"]["project"]["id"].as_str()?.to_string()))
 }
 
 /// The last `n` lines of `text`.

@@ -36,7 +36,7 @@ use clap::Parser;
 use futures::FutureExt;
 use magnum_chaos_tests::burst::quantile;
 use magnum_chaos_tests::chaos::template_body;
-use magnum_chaos_tests::{Deployment, Options};
+use magnum_chaos_tests::{try_login, Deployment, Options};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -164,37 +164,9 @@ struct Answer {
     retry_after: Option<u64>,
 }
 
-async fn login(
-    http: &reqwest::Client,
-    auth_url: &str,
-    user: &str,
-    project: &str,
-) -> Option<(String, String)> {
-    let body = json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": "secret"}}},
-        "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}});
-    let r = http
-        .post(format!("{auth_url}/auth/tokens"))
-        .json(&body)
-        .send()
-        .await
-        .ok()?;
-    if r.status().as_u16() != 201 {
-        return None;
-    }
-    let token = r
-        .headers()
-        .get("x-subject-token")?
-        .to_str()
-        .ok()?
-        .to_string();
-    let v: Value = r.json().await.ok()?;
-    Some((token, v["token"]["project"]["id"].as_str()?.to_string()))
-}
-
 impl Api {
     async fn tenant(&self, user: &str, project: &str) -> Option<Tenant> {
-        let (token, project_id) = login(&self.http, &self.auth_url, user, project).await?;
+        let (token, project_id) = try_login(&self.http, &self.auth_url, user, project).await?;
         Some(Tenant {
             user: user.into(),
             project: project.into(),
@@ -239,7 +211,7 @@ impl Api {
             let ms = start.elapsed().as_secs_f64() * 1e3;
             if status == 401 && attempt == 0 {
                 if let Some((fresh, _)) =
-                    login(&self.http, &self.auth_url, &t.user, &t.project).await
+                    try_login(&self.http, &self.auth_url, &t.user, &t.project).await
                 {
                     *t.token.lock().unwrap() = fresh;
                     continue;
