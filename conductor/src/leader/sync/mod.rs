@@ -315,11 +315,15 @@ pub async fn run(
             _ = tokio::time::sleep(cfg.sync) => {}
         }
         let list = candidates(leader.group());
-        seen.retain(|(id, ng), _| {
-            list.iter().any(|(v, _)| {
-                v.cluster.uuid == *id && ng.is_none_or(|ng| own_stacks(v).any(|n| n.uuid == ng))
+        // One pass over the list, not one per remembered stack (thousands of each per shard).
+        let live: std::collections::HashSet<StackKey> = list
+            .iter()
+            .flat_map(|(v, _)| {
+                let id = v.cluster.uuid;
+                std::iter::once((id, None)).chain(own_stacks(v).map(move |n| (id, Some(n.uuid))))
             })
-        });
+            .collect();
+        seen.retain(|key, _| live.contains(key));
         let syncs: Vec<Sync<'_>> = list
             .iter()
             .map(|(view, template)| Sync {
