@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 const SETTLE: Duration = Duration::from_secs(180);
 /// How long the reaper has to remove orphan stacks (grace 3 s, then looks at doubling ages).
 const REAP_WAIT: Duration = Duration::from_secs(100);
+/// How long a stale count PATCHed into a finished cluster's stack may stand once the checks
+/// begin: status sync puts the rows' count back within about two rounds (10 s each) of seeing
+/// it, and a leader paused until the heal may land its PATCH just before.
+const DRIFT_WAIT: Duration = Duration::from_secs(60);
 /// How long a replica may take to catch up (a conductor restarted at the end by its supervisor).
 const REPLICA_WAIT: Duration = Duration::from_secs(60);
 
@@ -22,6 +26,15 @@ pub struct Ctx<'a> {
     pub d: &'a Deployment,
     pub wl: &'a Workload,
     pub sink: &'a Path,
+}
+
+/// What one comparison of counts found.
+#[derive(Clone, Default)]
+struct Counts {
+    compared: usize,
+    /// name → (status, node_count shown, the stack's number_of_minions).
+    mismatched: BTreeMap<String, (String, u64, u64)>,
+    unreadable: Vec<String>,
 }
 
 /// A cluster as the final listing shows it.
@@ -291,8 +304,10 @@ impl Ctx<'_> {
                 reaped.push(stack);
             }
         }
-        // Stale parameters: a finished cluster's stack has the count the API shows.
-        let all = self.sim_stacks().await;
+        // Stale parameters: a finished cluster's stack has the count the API shows. A stale
+        // PATCH from a leader paused until the heal may land just before the check; status
+        // sync PATCHes the count back within a few rounds, so a mismatch counts once it has
+        // outlived `DRIFT_WAIT`.
         let final_reads: BTreeMap<&str, u64> = ops
             .iter()
             .filter(|o| o.call == Call::Read && o.outcome == Outcome::Ok)
@@ -303,7 +318,45 @@ impl Ctx<'_> {
                 _ => None,
             })
             .collect();
-        let mut compared = 0;
+        let start = Instant::now();
+        let first = self.compare_counts(clusters, &final_reads).await;
+        let mut last = first.clone();
+        while !last.mismatched.is_empty() && start.elapsed() < DRIFT_WAIT {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            last = self.compare_counts(clusters, &final_reads).await;
+        }
+        let repaired_late: Vec<&String> = first
+            .mismatched
+            .keys()
+            .filter(|n| !last.mismatched.contains_key(*n))
+            .collect();
+        let compared = last.compared;
+        violations.extend(last.unreadable.iter().cloned());
+        for (name, (status, shown, has)) in &last.mismatched {
+            violations.push(format!(
+                "{name} ({status}) shows node_count {shown} but its stack has number_of_minions \
+                 {has}, still {}s into the checks",
+                DRIFT_WAIT.as_secs()
+            ));
+        }
+        checks.insert(
+            "stacks".into(),
+            json!({"clusters_with_stacks": per_cluster.len(), "orphans": orphans,
+                   "recreated_after_delete": reaped,
+                   "orphan_wait_s": orphan_wait_s, "parameters_compared": compared,
+                   "parameters_repaired_during_checks": repaired_late,
+                   "parameters_wait_s": start.elapsed().as_secs()}),
+        );
+    }
+
+    /// One comparison of every finished cluster's count with its stack's.
+    async fn compare_counts(
+        &self,
+        clusters: &BTreeMap<String, Final>,
+        final_reads: &BTreeMap<&str, u64>,
+    ) -> Counts {
+        let all = self.sim_stacks().await;
+        let mut out = Counts::default();
         for (name, c) in clusters {
             if !matches!(c.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
                 continue;
@@ -315,26 +368,21 @@ impl Ctx<'_> {
                 false => Some(c.node_count),
             };
             match (self.stack_minions(&all, c).await, want) {
-                (Some(n), Some(w)) if n == w => compared += 1,
-                (Some(n), Some(w)) => violations.push(format!(
-                    "{name} ({}) shows node_count {w} but its stack has number_of_minions {n}",
-                    c.status
-                )),
-                (Some(_), None) => violations.push(format!(
+                (Some(n), Some(w)) if n == w => out.compared += 1,
+                (Some(n), Some(w)) => {
+                    out.mismatched
+                        .insert(name.clone(), (c.status.clone(), w, n));
+                }
+                (Some(_), None) => out.unreadable.push(format!(
                     "{name} ({}): its default worker was never read",
                     c.status
                 )),
-                (None, _) => {
-                    violations.push(format!("{name} ({}) has no readable stack", c.status))
-                }
+                (None, _) => out
+                    .unreadable
+                    .push(format!("{name} ({}) has no readable stack", c.status)),
             }
         }
-        checks.insert(
-            "stacks".into(),
-            json!({"clusters_with_stacks": per_cluster.len(), "orphans": orphans,
-                   "recreated_after_delete": reaped,
-                   "orphan_wait_s": orphan_wait_s, "parameters_compared": compared}),
-        );
+        out
     }
 
     async fn sim_stacks(&self) -> Value {
