@@ -484,6 +484,10 @@ pub struct RaftArgs {
     /// comparison).
     #[arg(long)]
     pub no_raft_batch: bool,
+    /// Storage engine of a new data dir: `sled`, or `wal` (memory plus a write-ahead log with
+    /// group commit). A data dir that holds Raft data keeps the engine it was written with.
+    #[arg(long, default_value = "sled")]
+    pub raft_engine: magnum_raft::Engine,
 }
 
 impl RaftArgs {
@@ -501,6 +505,7 @@ impl RaftArgs {
             quiesce: !self.no_quiesce,
             exit_on_storage_failure: d.exit_on_storage_failure,
             batch: !self.no_raft_batch,
+            engine: self.raft_engine,
         }
     }
 }

@@ -17,10 +17,10 @@ use openraft::impls::leader_id_adv::LeaderId;
 use openraft::Membership;
 
 use crate::codec;
+use crate::config::Engine;
 use crate::error::RaftError;
 use crate::group::Group;
 use crate::logic::StateMachineLogic;
-use crate::storage::sled_engine::SledEngine;
 use crate::storage::snapfile::{self, PairReader, PairWriter};
 use crate::storage::snapshot::SnapshotRef;
 use crate::storage::{meta_keys, sm, Store};
@@ -101,21 +101,21 @@ pub struct Seed {
 /// file. Refuses a dir that already holds Raft data. The pairs are written as a snapshot
 /// install that the first open finishes (`storage::snapshot::resume_install`), so a crash
 /// part-way leaves an install that is redone, never half a state.
-pub fn seed_data_dir(data_dir: &Path, node_id: NodeId, seeds: &[Seed]) -> Result<(), RaftError> {
-    let db = data_dir.join(crate::node::DB_NAME);
-    if db.exists() {
+pub fn seed_data_dir(
+    data_dir: &Path,
+    node_id: NodeId,
+    engine: Engine,
+    seeds: &[Seed],
+) -> Result<(), RaftError> {
+    if crate::storage::holds_data(data_dir) {
         return Err(RaftError::Config(format!(
             "{} already holds Raft data; restore writes fresh data dirs only",
             data_dir.display()
         )));
     }
     std::fs::create_dir_all(data_dir)?;
-    let engine = SledEngine::open(&db)?;
-    let store = Store::open(
-        Box::new(engine),
-        node_id,
-        data_dir.join(crate::node::SNAP_DIR),
-    )?;
+    let engine = crate::storage::open_engine(data_dir, engine)?;
+    let store = Store::open(engine, node_id, data_dir.join(crate::node::SNAP_DIR))?;
     for seed in seeds {
         seed_group(&store, seed)?;
     }

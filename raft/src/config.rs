@@ -45,6 +45,30 @@ pub struct RaftConfig {
     /// The appends, votes and pre-votes of all groups bound for one peer travel in one request
     /// per batch (`network/batch.rs`); off sends each on its own request.
     pub batch: bool,
+    /// The storage engine of a new data dir (one that holds Raft data keeps the engine it
+    /// was written with).
+    pub engine: Engine,
+}
+
+/// A data dir's storage engine (`storage/`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// sled 0.34 (`storage/sled_engine.rs`), in `raft.sled/`.
+    #[default]
+    Sled,
+    /// Memory plus a write-ahead log with group commit (`storage/wal_engine.rs`), in `raft.wal/`.
+    Wal,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sled" => Ok(Self::Sled),
+            "wal" => Ok(Self::Wal),
+            other => Err(format!("unknown storage engine {other:?} (sled, wal)")),
+        }
+    }
 }
 
 impl Default for RaftConfig {
@@ -66,6 +90,7 @@ impl Default for RaftConfig {
             quiesce: true,
             exit_on_storage_failure: true,
             batch: true,
+            engine: Engine::default(),
         }
     }
 }

@@ -34,7 +34,7 @@ mod storage;
 mod types;
 pub mod vote_audit;
 
-pub use config::RaftConfig;
+pub use config::{Engine, RaftConfig};
 pub use error::{RaftError, WriteError};
 pub use group::{Group, GroupStatus, Halt, LogStats, EXIT_STORAGE_FAILURE};
 pub use logic::{StateMachineLogic, WriteSet};

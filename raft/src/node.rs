@@ -23,7 +23,6 @@ use crate::quiesce;
 use crate::registry::Registry;
 use crate::runtime::RaftRuntime;
 use crate::storage::log::LogStore;
-use crate::storage::sled_engine::SledEngine;
 use crate::storage::sm::SmStore;
 use crate::storage::Store;
 use crate::types::{GroupId, NodeId};
@@ -35,7 +34,6 @@ const STARTUP_WAIT: Duration = Duration::from_secs(10);
 const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// The engine's database and the snapshot files, inside a node's data dir.
-pub(crate) const DB_NAME: &str = "raft.sled";
 pub(crate) const SNAP_DIR: &str = "snapshots";
 
 /// This process's Raft node: hosts replicas of any number of groups.
@@ -66,11 +64,11 @@ impl RaftNode {
     pub fn open(node_id: NodeId, data_dir: &Path, cfg: RaftConfig) -> Result<Arc<Self>, RaftError> {
         cfg.validate()?;
         std::fs::create_dir_all(data_dir)?;
-        let engine = SledEngine::open(&data_dir.join(DB_NAME))?;
+        let engine = crate::storage::open_engine(data_dir, cfg.engine)?;
         if cfg.exit_on_storage_failure {
             engine.exit_on_stall(MAX_SYNC_DURATION)?;
         }
-        let store = Store::open(Box::new(engine), node_id, data_dir.join(SNAP_DIR))?;
+        let store = Store::open(engine, node_id, data_dir.join(SNAP_DIR))?;
         let audit = match cfg.vote_audit {
             true => Some(Arc::new(VoteAudit::open(data_dir)?)),
             false => None,

@@ -1128,9 +1128,12 @@ async fn a_new_cluster_seeded_from_exports_starts_where_the_backup_ends() {
             .collect()
     };
     let mut c = Cluster::start_seeded(3, &gids, cfg(), |id, dir, members| {
-        backup::seed_data_dir(dir, id, &seeds(members)).unwrap();
+        backup::seed_data_dir(dir, id, magnum_raft::Engine::default(), &seeds(members)).unwrap();
         // A second restore into the same dir is refused.
-        assert!(backup::seed_data_dir(dir, id, &seeds(members)).is_err());
+        assert!(
+            backup::seed_data_dir(dir, id, magnum_raft::Engine::default(), &seeds(members))
+                .is_err()
+        );
     })
     .await;
     // Straight from disk: the exported state at the exported index, nothing applied.

@@ -247,7 +247,13 @@ pub fn restore(backup: &Checked, target: &Target) -> Result<Restored, ConductorE
             file: backup.dir.join(&g.file),
         });
     }
-    let seeded = backup::seed_data_dir(&raft_dir, target.node_id, &seeds);
+    // A restored dir starts on the default engine; a conductor keeps what it finds.
+    let seeded = backup::seed_data_dir(
+        &raft_dir,
+        target.node_id,
+        magnum_raft::Engine::default(),
+        &seeds,
+    );
     let _ = std::fs::remove_file(&meta_file);
     seeded?;
     Ok(Restored {

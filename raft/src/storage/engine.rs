@@ -39,6 +39,9 @@ pub(crate) trait KvEngine: Send + Sync + 'static {
     /// Blocking [`KvEngine::flush`], for synchronous callers outside the async runtime
     /// (startup only).
     fn flush_blocking(&self) -> io::Result<()>;
+
+    /// Ends the process once a flush has been running longer than `limit` (`stall.rs`).
+    fn exit_on_stall(&self, limit: std::time::Duration) -> io::Result<()>;
 }
 
 /// One named keyspace of a [`KvEngine`]; handles are cheap to share.

@@ -1,6 +1,7 @@
 //! Persistent storage of the groups, written against the narrow [`engine::KvEngine`] trait so
 //! the engine can be replaced without touching the log store (`log.rs`) or the state machine
-//! (`sm.rs`). The only implementation is sled (`sled_engine.rs`), which alone knows sled.
+//! (`sm.rs`). Two engines: sled (`sled_engine.rs`, which alone knows sled) and memory plus a
+//! write-ahead log (`wal_engine.rs`); [`open_engine`] picks one per data dir.
 //!
 //! Layout (DataVersion 2, see `upgrade.rs`): one engine (database) per process, its root tree
 //! holding the data version and node id; per group three trees:
@@ -18,19 +19,60 @@ pub(crate) mod sled_engine;
 pub(crate) mod sm;
 pub(crate) mod snapfile;
 pub(crate) mod snapshot;
+pub(crate) mod stall;
 #[cfg(test)]
 mod tests;
 pub(crate) mod upgrade;
+pub(crate) mod wal_engine;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use self::engine::{KvEngine, KvTree};
 use crate::codec;
+use crate::config::Engine;
 use crate::error::RaftError;
 use crate::types::{GroupId, NodeId};
 
 const KEY_NODE_ID: &[u8] = b"magnum-raft/node_id";
+
+/// Where each engine keeps its files in a data dir.
+pub(crate) const SLED_DIR: &str = "raft.sled";
+pub(crate) const WAL_DIR: &str = "raft.wal";
+
+/// Whether `data_dir` already holds Raft data (of either engine).
+pub(crate) fn holds_data(data_dir: &Path) -> bool {
+    data_dir.join(SLED_DIR).exists() || data_dir.join(WAL_DIR).exists()
+}
+
+/// Opens the engine of `data_dir`: the one its Raft data was written with, or `preferred` for
+/// a new data dir. An engine is never switched under existing data (that takes a replica
+/// replaced through membership, which starts from an empty dir).
+pub(crate) fn open_engine(
+    data_dir: &Path,
+    preferred: Engine,
+) -> std::io::Result<Box<dyn KvEngine>> {
+    let sled = data_dir.join(SLED_DIR);
+    let wal = data_dir.join(WAL_DIR);
+    let engine = match (sled.exists(), wal.exists()) {
+        (true, true) => {
+            return Err(std::io::Error::other(format!(
+                "{} holds Raft data of two engines ({SLED_DIR} and {WAL_DIR}); keep one",
+                data_dir.display()
+            )))
+        }
+        (true, false) => Engine::Sled,
+        (false, true) => Engine::Wal,
+        (false, false) => preferred,
+    };
+    if engine != preferred {
+        tracing::warn!(found = ?engine, configured = ?preferred, "the data dir keeps the storage engine it was written with");
+    }
+    Ok(match engine {
+        Engine::Sled => Box::new(sled_engine::SledEngine::open(&sled)?),
+        Engine::Wal => Box::new(wal_engine::WalEngine::open(&wal)?),
+    })
+}
 
 /// Keys of the per-group meta tree.
 pub(crate) mod meta_keys {

@@ -7,13 +7,13 @@
 use std::io::{self, ErrorKind};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
 use super::engine::{BatchOp, KvEngine, KvIter, KvPair, KvTree, WriteBatch};
+use super::stall;
 
 /// How long `open` waits for a previous instance to release the db lock.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -41,20 +41,13 @@ type FlushWaiter = tokio::sync::oneshot::Sender<Result<(), (ErrorKind, String)>>
 /// keeps sled's own IO pool free (see `flush`).
 struct Flusher {
     tx: std::sync::mpsc::Sender<FlushWaiter>,
-    /// When the running flush began (ms since `clock()`'s origin, plus one); 0 when idle.
-    busy_since: Arc<AtomicU64>,
-}
-
-/// A process-local monotonic clock in ms.
-fn clock() -> u64 {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    u64::try_from(ORIGIN.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+    busy_since: stall::Busy,
 }
 
 impl Flusher {
     fn start(db: sled::Db) -> io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<FlushWaiter>();
-        let busy_since = Arc::new(AtomicU64::new(0));
+        let busy_since = stall::Busy::default();
         let busy = busy_since.clone();
         std::thread::Builder::new()
             .name("sled-flush".into())
@@ -63,12 +56,12 @@ impl Flusher {
                 while let Ok(first) = rx.recv() {
                     let mut waiters = vec![first];
                     waiters.extend(rx.try_iter());
-                    busy.store(clock() + 1, Ordering::SeqCst);
+                    let running = stall::Running::start(&busy);
                     let res = db.flush().map(|_| ()).map_err(|e| {
                         let e = sled_io(e);
                         (e.kind(), e.to_string())
                     });
-                    busy.store(0, Ordering::SeqCst);
+                    drop(running);
                     for w in waiters {
                         // A waiter that gave up (its future dropped) needs no answer.
                         let _ = w.send(res.clone());
@@ -76,36 +69,6 @@ impl Flusher {
                 }
             })?;
         Ok(Self { tx, busy_since })
-    }
-}
-
-/// Disk-stall detection, as CockroachDB's `max_sync_duration`: a flush that has not returned
-/// after `limit` will not (sled 0.34, after its background flush met a full disk, waits on
-/// forever), and a node whose log cannot become durable only holds its groups back.
-const STALL_CHECK: Duration = Duration::from_secs(1);
-
-/// How long the running flush has been watched while this process ran. A process frozen as a
-/// whole (SIGSTOP, a VM stall) stalls its watcher too: the time between two checks counts at
-/// most twice `STALL_CHECK`, so waking from a long pause with a flush in flight is no stall.
-#[derive(Default)]
-struct StallWatch {
-    flush: u64,
-    watched_ms: u64,
-}
-
-impl StallWatch {
-    /// `busy`: the flusher's `busy_since` now; `step_ms`: time since the previous check.
-    fn observe(&mut self, busy: u64, step_ms: u64) -> u64 {
-        if busy == 0 || busy != self.flush {
-            *self = Self {
-                flush: busy,
-                watched_ms: 0,
-            };
-            return 0;
-        }
-        let cap = 2 * u64::try_from(STALL_CHECK.as_millis()).unwrap_or(u64::MAX);
-        self.watched_ms += step_ms.min(cap);
-        self.watched_ms
     }
 }
 
@@ -153,36 +116,6 @@ impl SledEngine {
             db,
             io: Arc::new(tokio::sync::RwLock::new(())),
         })
-    }
-
-    /// Ends the process (status [`crate::EXIT_STORAGE_FAILURE`]) once a flush has been running
-    /// longer than `limit`, so that its supervisor restarts it. The watching thread ends with
-    /// the engine.
-    pub(crate) fn exit_on_stall(&self, limit: Duration) -> io::Result<()> {
-        let busy = Arc::downgrade(&self.flusher.busy_since);
-        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-        std::thread::Builder::new()
-            .name("sled-stall-watch".into())
-            .spawn(move || {
-                let mut watch = StallWatch::default();
-                let mut last = clock();
-                loop {
-                    std::thread::sleep(STALL_CHECK);
-                    let Some(busy) = busy.upgrade() else { return };
-                    let now = clock();
-                    let stalled = watch.observe(busy.load(Ordering::SeqCst), now - last) > limit_ms;
-                    last = now;
-                    if stalled {
-                        tracing::error!(
-                            limit_s = limit.as_secs(),
-                            "disk stall: a flush of the Raft store has not returned in time; \
-                         exiting so that the supervisor restarts this conductor"
-                        );
-                        std::process::exit(crate::EXIT_STORAGE_FAILURE);
-                    }
-                }
-            })?;
-        Ok(())
     }
 
     fn tree(&self, tree: sled::Tree) -> Arc<dyn KvTree> {
@@ -237,6 +170,10 @@ impl KvEngine for SledEngine {
                 Err(_) => Err(io::Error::other("flush thread stopped")),
             }
         })
+    }
+
+    fn exit_on_stall(&self, limit: Duration) -> io::Result<()> {
+        stall::exit_on_stall(&self.flusher.busy_since, limit)
     }
 
     fn flush_blocking(&self) -> io::Result<()> {
@@ -328,23 +265,6 @@ fn is_lock_taken(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_stall_counts_only_time_the_process_ran_with_the_same_flush_in_flight() {
-        let mut w = StallWatch::default();
-        assert_eq!(w.observe(0, 1000), 0, "idle");
-        assert_eq!(w.observe(7, 1000), 0, "a flush is first seen");
-        assert_eq!(w.observe(7, 1000), 1000);
-        assert_eq!(w.observe(7, 1100), 2100);
-        // Woken from a 60-s pause with the flush still in flight: two checks' worth at most.
-        assert_eq!(w.observe(7, 60_000), 4100);
-        assert_eq!(w.observe(9, 1000), 0, "the next flush starts from zero");
-        assert_eq!(w.observe(0, 1000), 0, "idle again");
-        let mut w = StallWatch::default();
-        w.observe(3, 0);
-        let watched = (0..25).map(|_| w.observe(3, 1000)).last();
-        assert_eq!(watched, Some(25_000), "a real stall adds up");
-    }
 
     #[tokio::test]
     async fn meets_the_engine_contract() {

@@ -16,6 +16,7 @@ use openraft::{Membership, RaftSnapshotBuilder, StorageError};
 use super::log::LogStore;
 use super::sled_engine::SledEngine;
 use super::sm::SmStore;
+use super::wal_engine::WalEngine;
 use super::Store;
 use crate::logic::{StateMachineLogic, WriteSet};
 use crate::metrics::{GroupMetrics, Metrics};
@@ -100,6 +101,17 @@ async fn openraft_storage_suite() {
     let dir = tempfile::tempdir().unwrap();
     let builder = Builder {
         store: temporary_store(1, dir.path()),
+        next_gid: AtomicU64::new(0),
+    };
+    Suite::test_all(builder).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_on_the_wal_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Box::new(WalEngine::open(&dir.path().join("wal")).unwrap());
+    let builder = Builder {
+        store: Store::open(engine, 1, dir.path().join("snapshots")).unwrap(),
         next_gid: AtomicU64::new(0),
     };
     Suite::test_all(builder).await.unwrap();

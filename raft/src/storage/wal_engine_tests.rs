@@ -1,0 +1,250 @@
+//! The wal engine against the engine contract, and its recovery rules: flushed writes survive,
+//! a torn tail is cut to a prefix of the writes, damage elsewhere is refused, checkpoints keep
+//! every tree and let old segments go.
+
+use super::*;
+use crate::storage::engine::check_contract;
+
+fn put(tree: &Arc<dyn KvTree>, k: u32, v: &[u8]) {
+    futures::executor::block_on(tree.apply_batch(WriteBatch {
+        ops: vec![BatchOp::Put(k.to_be_bytes().to_vec(), v.to_vec())],
+    }))
+    .unwrap();
+}
+
+fn keys(tree: &Arc<dyn KvTree>) -> Vec<u32> {
+    tree.range(Bound::Unbounded, Bound::Unbounded)
+        .map(|kv| {
+            let (k, _) = kv.unwrap();
+            u32::from_be_bytes([k[0], k[1], k[2], k[3]])
+        })
+        .collect()
+}
+
+fn segments(dir: &Path) -> Vec<u64> {
+    numbered(dir, "seg-", ".wal").unwrap()
+}
+
+#[tokio::test]
+async fn meets_the_engine_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = WalEngine::open(dir.path()).unwrap();
+    check_contract(&engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_flushes_all_answer_and_everything_flushed_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Arc::new(WalEngine::open(dir.path()).unwrap());
+        let trees: Vec<Arc<dyn KvTree>> = (0..4)
+            .map(|g| engine.open_tree(&format!("g{g}/log")).unwrap())
+            .collect();
+        let mut tasks = Vec::new();
+        for i in 0..256u32 {
+            let (engine, t) = (engine.clone(), trees[i as usize % 4].clone());
+            tasks.push(tokio::spawn(async move {
+                let mut b = WriteBatch::default();
+                b.put(i.to_be_bytes(), *b"v");
+                b.put((i + 1000).to_be_bytes(), *b"w");
+                t.apply_batch(b).await.unwrap();
+                engine.flush().await.unwrap();
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+    let engine = WalEngine::open(dir.path()).unwrap();
+    let mut names = engine.tree_names().unwrap();
+    names.sort();
+    assert_eq!(names, ["__root__", "g0/log", "g1/log", "g2/log", "g3/log"]);
+    for g in 0..4u32 {
+        let t = engine.open_tree(&format!("g{g}/log")).unwrap();
+        let want: Vec<u32> = (0..256)
+            .filter(|i| i % 4 == g)
+            .chain((0..256).filter(|i| i % 4 == g).map(|i| i + 1000))
+            .collect();
+        assert_eq!(keys(&t), want);
+    }
+}
+
+#[test]
+fn a_torn_tail_is_cut_to_a_prefix_of_the_writes_at_every_length() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = WalEngine::open(dir.path()).unwrap();
+        let t = engine.open_tree("t").unwrap();
+        for k in 0..20u32 {
+            put(&t, k, &[7; 100]);
+        }
+        engine.flush_blocking().unwrap();
+    }
+    let seg = segment_path(dir.path(), *segments(dir.path()).last().unwrap());
+    let whole = fs::read(&seg).unwrap();
+    // Every length a crash could leave, record boundaries and mid-record alike.
+    for len in (0..=whole.len()).step_by(13).chain([whole.len() - 1]) {
+        let copy = tempfile::tempdir().unwrap();
+        for f in fs::read_dir(dir.path()).unwrap() {
+            let f = f.unwrap().path();
+            if f.file_name().unwrap() != "LOCK" {
+                fs::copy(&f, copy.path().join(f.file_name().unwrap())).unwrap();
+            }
+        }
+        let torn = segment_path(copy.path(), *segments(dir.path()).last().unwrap());
+        fs::write(&torn, &whole[..len]).unwrap();
+        let engine = WalEngine::open(copy.path()).unwrap();
+        let got = match engine.tree_names().unwrap().contains(&"t".to_string()) {
+            true => keys(&engine.open_tree("t").unwrap()),
+            false => Vec::new(),
+        };
+        let n = got.len() as u32;
+        assert_eq!(got, (0..n).collect::<Vec<_>>(), "a prefix at length {len}");
+        // The engine goes on writing after the cut, and that survives the next open.
+        let t = engine.open_tree("t").unwrap();
+        put(&t, 999, b"after");
+        engine.flush_blocking().unwrap();
+        drop(engine);
+        let engine = WalEngine::open(copy.path()).unwrap();
+        let again = keys(&engine.open_tree("t").unwrap());
+        assert_eq!(again.len() as u32, n + 1, "length {len}");
+        assert_eq!(again.last(), Some(&999));
+    }
+}
+
+#[test]
+fn damage_before_the_last_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..2u32 {
+        let engine = WalEngine::open(dir.path()).unwrap();
+        put(&engine.open_tree("t").unwrap(), round, b"v");
+        engine.flush_blocking().unwrap();
+    }
+    // Three segments now: two written, one fresh. Flip a byte in the first.
+    let first = segment_path(dir.path(), segments(dir.path())[0]);
+    let mut bytes = fs::read(&first).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&first, bytes).unwrap();
+    let err = WalEngine::open(dir.path()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
+    assert!(err.to_string().contains("damaged"), "{err}");
+}
+
+#[test]
+fn a_missing_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3u32 {
+        let engine = WalEngine::open(dir.path()).unwrap();
+        put(&engine.open_tree("t").unwrap(), round, b"v");
+        engine.flush_blocking().unwrap();
+    }
+    fs::remove_file(segment_path(dir.path(), segments(dir.path())[1])).unwrap();
+    let err = WalEngine::open(dir.path()).err().unwrap();
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn checkpoints_keep_every_tree_and_let_old_segments_go() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = WalEngine::open_with(dir.path(), 4096).unwrap();
+        let keep = engine.open_tree("keep").unwrap();
+        let gone = engine.open_tree("gone").unwrap();
+        put(&gone, 1, b"x");
+        for k in 0..200u32 {
+            put(&keep, k, &[1; 64]);
+            if k % 10 == 0 {
+                let mut b = WriteBatch::default();
+                b.delete(k.saturating_sub(5).to_be_bytes());
+                futures::executor::block_on(keep.apply_batch(b)).unwrap();
+            }
+            engine.flush_blocking().unwrap();
+            if k == 100 {
+                engine.drop_tree("gone").unwrap();
+                // A stale handle of a dropped tree is refused, not logged.
+                assert!(gone.insert(b"k", b"v").is_err());
+            }
+        }
+        // Let the last checkpoint finish.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while engine.log.checkpointing.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ckpts = numbered(dir.path(), "ckpt-", "").unwrap();
+        assert_eq!(ckpts.len(), 1, "older checkpoints are removed");
+        assert!(
+            segments(dir.path()).iter().all(|s| *s >= ckpts[0]),
+            "segments a checkpoint covers are removed"
+        );
+    }
+    let engine = WalEngine::open_with(dir.path(), 4096).unwrap();
+    let mut names = engine.tree_names().unwrap();
+    names.sort();
+    assert_eq!(names, ["__root__", "keep"]);
+    let want: Vec<u32> = (0..200)
+        .filter(|k| !(0..200).step_by(10).any(|d: u32| d.saturating_sub(5) == *k))
+        .collect();
+    assert_eq!(keys(&engine.open_tree("keep").unwrap()), want);
+    // Tree ids go on after the highest recovered one.
+    let fresh = engine.open_tree("fresh").unwrap();
+    put(&fresh, 5, b"y");
+    engine.flush_blocking().unwrap();
+    drop((fresh, engine));
+    let engine = WalEngine::open(dir.path()).unwrap();
+    assert_eq!(keys(&engine.open_tree("fresh").unwrap()), [5]);
+    assert_eq!(keys(&engine.open_tree("keep").unwrap()), want);
+}
+
+#[test]
+fn open_waits_for_the_previous_holder_of_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = WalEngine::open(dir.path()).unwrap();
+    first.root().insert(b"k", b"v").unwrap();
+    first.flush_blocking().unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(first);
+    });
+    let second = WalEngine::open(dir.path()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(second.root().get(b"k").unwrap(), Some(b"v".to_vec()));
+}
+
+#[test]
+fn records_round_trip_and_garbage_is_refused() {
+    let ops = vec![
+        BatchOp::Put(b"k".to_vec(), b"v".to_vec()),
+        BatchOp::Delete(Vec::new()),
+        BatchOp::Put(Vec::new(), vec![0; 300]),
+    ];
+    assert_eq!(
+        decode(&encode_batch(7, &ops)).unwrap(),
+        Record::Batch(7, ops)
+    );
+    assert_eq!(
+        decode(&encode_create(3, "g3/sm")).unwrap(),
+        Record::Create(3, "g3/sm".into())
+    );
+    assert_eq!(decode(&encode_drop(9)).unwrap(), Record::Drop(9));
+    for bad in [
+        &[][..],
+        &[9],
+        &[TAG_BATCH, 1, 0, 0, 0, 5, 0, 0, 0],
+        &[TAG_DROP, 1],
+    ] {
+        assert!(decode(bad).is_err(), "{bad:?}");
+    }
+    let mut trailing = encode_drop(1);
+    trailing.push(0);
+    assert!(decode(&trailing).is_err());
+    // A frame whose length runs past the end, or whose checksum fails, ends the good ones.
+    let mut buf = Vec::new();
+    frame(&encode_drop(1), &mut buf);
+    let good = buf.len();
+    frame(&encode_drop(2), &mut buf);
+    let n = buf.len();
+    buf[n - 1] ^= 1;
+    assert_eq!(read_frames(&buf).1, good);
+    assert_eq!(read_frames(&buf[..good + 3]).1, good);
+}
