@@ -484,9 +484,9 @@ pub struct RaftArgs {
     /// comparison).
     #[arg(long)]
     pub no_raft_batch: bool,
-    /// Storage engine of a new data dir: `sled`, or `wal` (memory plus a write-ahead log with
-    /// group commit). A data dir that holds Raft data keeps the engine it was written with.
-    #[arg(long, default_value = "sled")]
+    /// Storage engine of a new data dir: `wal` (memory plus a write-ahead log with group
+    /// commit) or `sled`. A data dir that holds Raft data keeps the engine it was written with.
+    #[arg(long, default_value = "wal")]
     pub raft_engine: magnum_raft::Engine,
 }
 
