@@ -44,6 +44,8 @@ use super::stall;
 const ROOT: &str = "__root__";
 /// Log bytes after which a checkpoint starts (and the segments before it can go).
 const CHECKPOINT_AFTER: u64 = 64 * 1024 * 1024;
+/// About how many bytes of a tree a checkpoint copies at a time (under the tree's read lock).
+const CHECKPOINT_CHUNK: usize = 1 << 20;
 /// A record longer than this is a corrupt length, not a record (the largest real ones are
 /// snapshot-install batches of a few MiB).
 const MAX_RECORD: u32 = 1 << 30;
@@ -119,6 +121,7 @@ pub(crate) struct WalEngine {
     busy: stall::Busy,
     /// Log bytes after which a checkpoint starts.
     checkpoint_after: u64,
+    checkpoint_chunk: usize,
     /// The `LOCK` file, locked while this engine lives.
     _lock: File,
 }
@@ -156,6 +159,27 @@ impl MemTree {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         apply_ops(&mut map, ops);
         Ok(())
+    }
+}
+
+impl MemTree {
+    /// Up to about `max_bytes` of pairs after `after` (from the first without), as puts.
+    fn chunk_after(&self, after: Option<&[u8]>, max_bytes: usize) -> Vec<BatchOp> {
+        let map = self.read();
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        let mut size = 0;
+        let mut out = Vec::new();
+        for (k, v) in map.range::<[u8], _>((lower, Bound::Unbounded)) {
+            if size >= max_bytes {
+                break;
+            }
+            size += k.len() + v.len() + 8;
+            out.push(BatchOp::Put(k.clone(), v.clone()));
+        }
+        out
     }
 }
 
@@ -441,40 +465,48 @@ fn load_checkpoint(path: &Path, into: &mut Recovered) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes the trees' state as checkpoint `n`, then removes what it makes redundant.
-fn write_checkpoint(dir: &Path, n: u64, trees: Vec<(u32, String, Map)>) -> io::Result<()> {
+/// Writes checkpoint `n` from the trees as they are now, then removes what it makes redundant.
+/// `flush` makes every write so far durable (through the flush thread).
+///
+/// The checkpoint is fuzzy: each tree is copied `chunk` bytes at a time, so no copy of the whole
+/// state is ever held and a writer waits at most for one chunk, and each key holds its value at
+/// some instant after the segment `n` began. That is enough because recovery replays segment
+/// `n` on from its start and every write is a blind put or delete: a key written since is set
+/// by its last write again, a key not written since had the same value throughout. And because a
+/// chunk may hold half of a batch that no segment has yet, the checkpoint is renamed into place
+/// only after a flush: every write it holds is then in the segments replayed after it.
+fn write_checkpoint(
+    dir: &Path,
+    n: u64,
+    trees: Vec<(String, Arc<MemTree>)>,
+    chunk: usize,
+    flush: impl Fn() -> io::Result<()>,
+) -> io::Result<()> {
     let tmp = dir.join(format!("ckpt-{n:016x}.tmp"));
     {
         let mut w = io::BufWriter::new(File::create(&tmp)?);
         let mut buf = Vec::new();
-        for (id, name, map) in trees {
+        let mut put = |record: &[u8], w: &mut io::BufWriter<File>| {
             buf.clear();
-            frame(&encode_create(id, &name), &mut buf);
-            w.write_all(&buf)?;
-            // Batches of about 1 MiB: records stay small and the file streams.
-            let mut ops = Vec::new();
-            let mut size = 0;
-            for (k, v) in map {
-                size += k.len() + v.len();
-                ops.push(BatchOp::Put(k, v));
-                if size >= 1 << 20 {
-                    buf.clear();
-                    frame(&encode_batch(id, &ops), &mut buf);
-                    w.write_all(&buf)?;
-                    (ops, size) = (Vec::new(), 0);
-                }
-            }
-            if !ops.is_empty() {
-                buf.clear();
-                frame(&encode_batch(id, &ops), &mut buf);
-                w.write_all(&buf)?;
+            frame(record, &mut buf);
+            w.write_all(&buf)
+        };
+        for (name, tree) in trees {
+            put(&encode_create(tree.id, &name), &mut w)?;
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let ops = tree.chunk_after(after.as_deref(), chunk);
+                let Some(BatchOp::Put(last, _)) = ops.last() else {
+                    break;
+                };
+                after = Some(last.clone());
+                put(&encode_batch(tree.id, &ops), &mut w)?;
             }
         }
-        buf.clear();
-        frame(&[TAG_END], &mut buf);
-        w.write_all(&buf)?;
+        put(&[TAG_END], &mut w)?;
         w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
+    flush()?;
     fs::rename(&tmp, checkpoint_path(dir, n))?;
     sync_dir(dir)?;
     for old in numbered(dir, "seg-", ".wal")?
@@ -620,11 +652,11 @@ impl Writer {
 impl WalEngine {
     /// Opens (or creates) the engine in `dir`.
     pub(crate) fn open(dir: &Path) -> io::Result<Self> {
-        Self::open_with(dir, CHECKPOINT_AFTER)
+        Self::open_with(dir, CHECKPOINT_AFTER, CHECKPOINT_CHUNK)
     }
 
-    /// [`Self::open`] with another checkpoint threshold (tests).
-    pub(crate) fn open_with(dir: &Path, checkpoint_after: u64) -> io::Result<Self> {
+    /// [`Self::open`] with another checkpoint threshold and chunk size (tests).
+    pub(crate) fn open_with(dir: &Path, checkpoint_after: u64, chunk: usize) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         let lock = lock_dir(dir)?;
         let (rec, last, bytes) = recover(dir)?;
@@ -668,6 +700,7 @@ impl WalEngine {
             flusher: tx,
             busy,
             checkpoint_after,
+            checkpoint_chunk: chunk,
             _lock: lock,
         };
         // The root tree exists from the start, in every checkpoint and every replay.
@@ -686,58 +719,22 @@ impl WalEngine {
             .map_err(|_| io::Error::other("flush thread stopped"))
     }
 
-    /// Starts a checkpoint when the log has grown past [`CHECKPOINT_AFTER`] since the last:
-    /// the log moves on to a new segment and the trees are copied, both under the log's lock
-    /// (so the copy holds exactly the writes before the new segment), then a thread writes the
-    /// copy and removes the segments it covers.
+    /// Starts a checkpoint on a thread of its own when the log has grown past the threshold
+    /// since the last.
     fn maybe_checkpoint(&self) {
         if self.log.checkpointing.load(Ordering::SeqCst)
             || self.log.lock().since_checkpoint < self.checkpoint_after
         {
             return;
         }
-        // Trees before the log, as everywhere.
-        let trees = self.trees();
-        let mut log = self.log.lock();
-        if log.since_checkpoint < self.checkpoint_after
-            || self.log.checkpointing.swap(true, Ordering::SeqCst)
-        {
+        let Some(ckpt) = self.begin_checkpoint(false) else {
             return;
-        }
-        let n = log.next_segment;
-        log.next_segment += 1;
-        log.since_checkpoint = 0;
-        log.pending.push(Chunk::Rotate(n));
-        let copy: Vec<(u32, String, Map)> = trees
-            .iter()
-            .map(|(name, t)| (t.id, name.clone(), t.read().clone()))
-            .collect();
-        drop(log);
-        drop(trees);
-        let (dir, flusher, state, again) = (
-            self.dir.clone(),
-            self.flusher.clone(),
-            self.log.clone(),
-            self.checkpoint_after,
-        );
+        };
+        let (state, again) = (self.log.clone(), self.checkpoint_after);
         let spawned = std::thread::Builder::new()
             .name("raft-wal-checkpoint".into())
             .spawn(move || {
-                // The rotation is written (and the segments before it synced) first, so that
-                // nothing the checkpoint covers is still on its way to a segment it removes.
-                let (done, wait) = mpsc::sync_channel(1);
-                let rotated = flusher
-                    .send(Box::new(move |r| {
-                        let _ = done.send(r);
-                    }))
-                    .ok()
-                    .and_then(|()| wait.recv().ok());
-                let res = match rotated {
-                    Some(Ok(())) => write_checkpoint(&dir, n, copy),
-                    Some(Err((kind, msg))) => Err(io::Error::new(kind, msg)),
-                    None => Err(io::Error::other("flush thread stopped")),
-                };
-                if let Err(e) = res {
+                if let Err(e) = ckpt.run() {
                     tracing::warn!(error = %e, "Raft log checkpoint failed; the next flush past the threshold tries again");
                     state.lock().since_checkpoint = again;
                 }
@@ -746,6 +743,61 @@ impl WalEngine {
         if spawned.is_err() {
             self.log.checkpointing.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// Moves the log on to a new segment `n` (unless a checkpoint runs, or, without `force`,
+    /// the log has not grown past the threshold) and returns what writes checkpoint `n`.
+    fn begin_checkpoint(&self, force: bool) -> Option<Checkpoint> {
+        // Trees before the log, as everywhere.
+        let trees = self.trees();
+        let mut log = self.log.lock();
+        if (!force && log.since_checkpoint < self.checkpoint_after)
+            || self.log.checkpointing.swap(true, Ordering::SeqCst)
+        {
+            return None;
+        }
+        let n = log.next_segment;
+        log.next_segment += 1;
+        log.since_checkpoint = 0;
+        log.pending.push(Chunk::Rotate(n));
+        Some(Checkpoint {
+            n,
+            trees: trees.iter().map(|(n, t)| (n.clone(), t.clone())).collect(),
+            dir: self.dir.clone(),
+            flusher: self.flusher.clone(),
+            chunk: self.checkpoint_chunk,
+        })
+    }
+}
+
+/// A checkpoint begun by [`WalEngine::begin_checkpoint`].
+struct Checkpoint {
+    n: u64,
+    trees: Vec<(String, Arc<MemTree>)>,
+    dir: PathBuf,
+    flusher: mpsc::Sender<Waiter>,
+    chunk: usize,
+}
+
+impl Checkpoint {
+    fn run(self) -> io::Result<()> {
+        let flusher = self.flusher;
+        let flush = || {
+            let (done, wait) = mpsc::sync_channel(1);
+            flusher
+                .send(Box::new(move |r| {
+                    let _ = done.send(r);
+                }))
+                .map_err(|_| io::Error::other("flush thread stopped"))?;
+            match wait.recv() {
+                Ok(r) => r.map_err(|(kind, msg)| io::Error::new(kind, msg)),
+                Err(_) => Err(io::Error::other("flush thread stopped")),
+            }
+        };
+        // The rotation is written (and the segments before it synced) first, so that nothing
+        // the checkpoint covers is still on its way to a segment it removes.
+        flush()?;
+        write_checkpoint(&self.dir, self.n, self.trees, self.chunk, flush)
     }
 }
 

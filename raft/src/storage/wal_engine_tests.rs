@@ -148,7 +148,7 @@ fn a_missing_segment_is_refused() {
 fn checkpoints_keep_every_tree_and_let_old_segments_go() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let engine = WalEngine::open_with(dir.path(), 4096).unwrap();
+        let engine = WalEngine::open_with(dir.path(), 4096, 256).unwrap();
         let keep = engine.open_tree("keep").unwrap();
         let gone = engine.open_tree("gone").unwrap();
         put(&gone, 1, b"x");
@@ -178,7 +178,7 @@ fn checkpoints_keep_every_tree_and_let_old_segments_go() {
             "segments a checkpoint covers are removed"
         );
     }
-    let engine = WalEngine::open_with(dir.path(), 4096).unwrap();
+    let engine = WalEngine::open_with(dir.path(), 4096, 256).unwrap();
     let mut names = engine.tree_names().unwrap();
     names.sort();
     assert_eq!(names, ["__root__", "keep"]);
@@ -247,4 +247,122 @@ fn records_round_trip_and_garbage_is_refused() {
     buf[n - 1] ^= 1;
     assert_eq!(read_frames(&buf).1, good);
     assert_eq!(read_frames(&buf[..good + 3]).1, good);
+}
+
+/// Batches written while fuzzy checkpoints copy the tree a few pairs at a time, then a crash
+/// (the engine dropped with writes never flushed): what recovery finds is exactly the state
+/// after some batch, never part of one.
+#[test]
+fn checkpoints_taken_under_writes_recover_whole_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = {
+        let engine = Arc::new(WalEngine::open_with(dir.path(), 2048, 64).unwrap());
+        let t = engine.open_tree("t").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    engine.flush_blocking().unwrap();
+                }
+            })
+        };
+        // "a" and "z" bracket every other key, so a chunk boundary falls between them.
+        let mut last = 0u32;
+        for i in 1..=3000u32 {
+            let mut b = WriteBatch::default();
+            b.put(*b"a", i.to_be_bytes());
+            b.put(format!("m{:02}", i % 50).into_bytes(), i.to_be_bytes());
+            b.put(*b"z", i.to_be_bytes());
+            futures::executor::block_on(t.apply_batch(b)).unwrap();
+            last = i;
+        }
+        stop.store(true, Ordering::SeqCst);
+        flusher.join().unwrap();
+        engine.flush_blocking().unwrap();
+        // More batches that no flush makes durable: the "crash" may lose them, whole.
+        for i in 3001..=3100u32 {
+            let mut b = WriteBatch::default();
+            b.put(*b"a", i.to_be_bytes());
+            b.put(*b"z", i.to_be_bytes());
+            futures::executor::block_on(t.apply_batch(b)).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while engine.log.checkpointing.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!numbered(dir.path(), "ckpt-", "").unwrap().is_empty());
+        last
+    };
+    let engine = WalEngine::open(dir.path()).unwrap();
+    let t = engine.open_tree("t").unwrap();
+    let get = |k: &[u8]| u32::from_be_bytes(t.get(k).unwrap().unwrap().try_into().unwrap());
+    let a = get(b"a");
+    assert_eq!(a, get(b"z"), "a batch recovered whole");
+    assert!(a >= last, "every flushed batch survives ({a} < {last})");
+    for r in 0..50u32 {
+        // The last batch up to 3000 with this residue (3001.. wrote no m key).
+        let want = (1..=a.min(3000)).rev().find(|i| i % 50 == r).unwrap();
+        assert_eq!(get(format!("m{r:02}").as_bytes()), want, "m{r:02}");
+    }
+}
+
+/// A checkpoint copying a tree while batches land in it unflushed, then a crash right after
+/// the checkpoint: its chunks hold halves of batches no segment had yet, and recovery must
+/// still find whole batches (the checkpoint goes into place only after a flush).
+#[test]
+fn a_checkpoint_never_leaves_half_a_batch() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let engine = Arc::new(WalEngine::open_with(dir.path(), u64::MAX, 16).unwrap());
+            let t = engine.open_tree("t").unwrap();
+            for k in 0..200u32 {
+                put(&t, k, b"pad");
+            }
+            engine.flush_blocking().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let written = Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let writer = {
+                let (t, stop, written) = (t.clone(), stop.clone(), written.clone());
+                std::thread::spawn(move || {
+                    let mut i = 0u32;
+                    while !stop.load(Ordering::SeqCst) {
+                        i += 1;
+                        written.store(i, Ordering::SeqCst);
+                        // Keys of their own: no later write repairs a half batch.
+                        let mut b = WriteBatch::default();
+                        b.put([&[0x10u8][..], &i.to_be_bytes()].concat(), *b"a");
+                        b.put([&[0xf0u8][..], &i.to_be_bytes()].concat(), *b"z");
+                        futures::executor::block_on(t.apply_batch(b)).unwrap();
+                    }
+                })
+            };
+            while written.load(Ordering::SeqCst) < 10 {
+                std::thread::yield_now();
+            }
+            let ckpt = engine.begin_checkpoint(true).unwrap();
+            ckpt.run().unwrap();
+            stop.store(true, Ordering::SeqCst);
+            writer.join().unwrap();
+        }
+        let engine = WalEngine::open(dir.path()).unwrap();
+        let t = engine.open_tree("t").unwrap();
+        let side = |tag: u8| -> Vec<Vec<u8>> {
+            t.scan_prefix(&[tag])
+                .map(|kv| kv.unwrap().0[1..].to_vec())
+                .collect()
+        };
+        let (a, z) = (side(0x10), side(0xf0));
+        assert!(
+            a.len() >= 10,
+            "the batches flushed before the checkpoint survive"
+        );
+        assert!(
+            a == z,
+            "half batches: {} firsts, {} seconds",
+            a.len(),
+            z.len()
+        );
+    }
 }
