@@ -92,9 +92,9 @@ impl Log {
 }
 
 impl LogState {
-    fn append(&mut self, record: &[u8]) {
-        let mut framed = Vec::with_capacity(record.len() + 8);
-        frame(record, &mut framed);
+    /// Appends a record framed by [`framed`] (done before taking the lock, which this keeps
+    /// to a copy).
+    fn append(&mut self, framed: Vec<u8>) {
         self.since_checkpoint += framed.len() as u64;
         match self.pending.last_mut() {
             Some(Chunk::Bytes(b)) => b.extend_from_slice(&framed),
@@ -104,11 +104,27 @@ impl LogState {
 }
 
 fn frame(record: &[u8], out: &mut Vec<u8>) {
-    // Records are bounded by what a batch holds; `MAX_RECORD` refuses the rest on read.
+    // `framed` refuses records past `MAX_RECORD`; a checkpoint's are smaller by construction.
     let len = u32::try_from(record.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
     out.extend_from_slice(record);
+}
+
+/// `record` with its frame, or an error if it is too long to read back.
+fn framed(record: &[u8]) -> io::Result<Vec<u8>> {
+    if record.len() > MAX_RECORD as usize {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "a write of {} bytes is past the log's record limit",
+                record.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(record.len() + 8);
+    frame(record, &mut out);
+    Ok(out)
 }
 
 /// The process's engine: its trees, its log, and the thread that writes the log.
@@ -150,12 +166,12 @@ impl MemTree {
     }
 
     fn write_batch(&self, ops: Vec<BatchOp>) -> io::Result<()> {
-        let record = encode_batch(self.id, &ops);
+        let record = framed(&encode_batch(self.id, &ops))?;
         let mut log = self.log.lock();
         if self.dropped.load(Ordering::SeqCst) {
             return Err(io::Error::other("write to a dropped tree"));
         }
-        log.append(&record);
+        log.append(record);
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         apply_ops(&mut map, ops);
         Ok(())
@@ -604,6 +620,8 @@ struct Writer {
     busy: stall::Busy,
     /// The first failure: nothing is written after it.
     failed: Option<(ErrorKind, String)>,
+    /// Bytes written since the last fdatasync.
+    dirty: bool,
 }
 
 impl Writer {
@@ -638,14 +656,23 @@ impl Writer {
     fn write(&mut self, chunks: Vec<Chunk>) -> io::Result<()> {
         for chunk in chunks {
             match chunk {
-                Chunk::Bytes(b) => self.file.write_all(&b)?,
+                Chunk::Bytes(b) => {
+                    self.file.write_all(&b)?;
+                    self.dirty = true;
+                }
                 Chunk::Rotate(n) => {
                     self.file.sync_data()?;
                     self.file = create_segment(&self.dir, n)?;
+                    self.dirty = false;
                 }
             }
         }
-        self.file.sync_data()
+        // A flush with nothing new (a vote saved twice, a group with nothing appended) costs
+        // no fdatasync.
+        if std::mem::take(&mut self.dirty) {
+            self.file.sync_data()?;
+        }
+        Ok(())
     }
 }
 
@@ -688,6 +715,7 @@ impl WalEngine {
             log: log.clone(),
             busy: busy.clone(),
             failed: None,
+            dirty: false,
         };
         std::thread::Builder::new()
             .name("raft-wal".into())
@@ -830,7 +858,8 @@ impl KvEngine for WalEngine {
             id
         };
         let tree = MemTree::new(id, Map::new(), self.log.clone());
-        self.log.lock().append(&encode_create(id, name));
+        let record = framed(&encode_create(id, name))?;
+        self.log.lock().append(record);
         trees.insert(name.to_string(), tree.clone());
         Ok(tree)
     }
@@ -846,9 +875,10 @@ impl KvEngine for WalEngine {
         let Some(tree) = trees.remove(name) else {
             return Ok(());
         };
+        let record = framed(&encode_drop(tree.id))?;
         let mut log = self.log.lock();
         tree.dropped.store(true, Ordering::SeqCst);
-        log.append(&encode_drop(tree.id));
+        log.append(record);
         Ok(())
     }
 
