@@ -542,6 +542,10 @@ pub struct CloudSimArgs {
     /// 127.24.4.0/24 for addresses on this machine.
     #[arg(long, default_value = magnum_cloud_sim::DEFAULT_FLOATING_IP_RANGE)]
     pub floating_ip_range: String,
+    /// Also seed projects bench-00000 .. bench-{N-1} in Keystone, the admin user holding
+    /// admin, member and reader on each (for the scale benchmark; 0 = none).
+    #[arg(long, default_value_t = 0)]
+    pub bench_projects: usize,
 }
 
 /// An external Keystone whose tokens cloud-sim's Heat, Nova, Neutron and Glance accept.

@@ -28,6 +28,7 @@ pub async fn run(d: DevArgs) -> Result<(), DeployError> {
         quotas: Default::default(),
         keystone: Default::default(),
         floating_ip_range: magnum_cloud_sim::DEFAULT_FLOATING_IP_RANGE.into(),
+        bench_projects: 0,
     };
     std::fs::create_dir_all(&d.data_dir)?;
     let sim = magnum_cloud_sim::serve(sim_config(&sim_args))

@@ -244,6 +244,7 @@ pub(crate) fn sim_config(s: &CloudSimArgs) -> magnum_cloud_sim::SimConfig {
         public_url: s.public_url.clone(),
         keystone: s.keystone.external(),
         floating_ip_range: Some(s.floating_ip_range.clone()),
+        bench_projects: s.bench_projects,
     }
 }
 

@@ -15,9 +15,11 @@
 //! conductors after the bench's own `--idle-sync-interval-secs`.
 //!
 //! Projects: cloud-sim's Keystone has a fixed directory (projects `demo`, `alt_demo`, `admin`,
-//! `service`, no project create), so at most those four hold clusters, however large
-//! `--projects` is; the report says how many were used and on which shards they live. Any
-//! further project the `admin` user holds a role on (`GET /v3/auth/projects`) is used too.
+//! `service`, no project create); with `--projects` N > 4 the bench starts it with
+//! `--bench-projects N-4`, which seeds `bench-00000` .. on each of which the `admin` user holds
+//! admin, member and reader, so the four plus those hold clusters. Any further project the
+//! `admin` user holds a role on (`GET /v3/auth/projects`) is used, up to `--projects` in all;
+//! the report says how many were used and on which shards they live.
 //!
 //! Idle Heat load: conductors look at an idle cluster's stack once per
 //! `--idle-sync-interval-secs` (900 by default) once its row is older than that. The bench
@@ -51,7 +53,7 @@ struct Args {
     /// Clusters to seed.
     #[arg(long, default_value_t = 100_000)]
     clusters: usize,
-    /// Projects to spread them over (cloud-sim offers 4, see above).
+    /// Projects to spread them over (cloud-sim's 4, then `bench-NNNNN` ones, see above).
     #[arg(long, default_value_t = 5000)]
     projects: usize,
     /// Image of the seeded clusters' template: `fedora-coreos-40` (driver k8s_fedora_coreos_v1,
@@ -771,7 +773,13 @@ async fn main() {
     if let Ok(extra) = std::env::var("MAGNUM_RAFT_ARGS") {
         raft_args = format!("{raft_args} {extra}").trim().to_string();
     }
-    let per_project = a.clusters.div_ceil(a.projects.clamp(1, SEEDED.len())) + a.in_progress;
+    // cloud-sim seeds the projects past its own four (all the admin's, found by `setup`).
+    let bench_projects = a.projects.saturating_sub(SEEDED.len());
+    let per_project = a.clusters.div_ceil(a.projects.max(1)) + a.in_progress;
+    let mut sim_args = format!("--max-stacks-per-tenant {}", per_project + 100);
+    if bench_projects > 0 {
+        sim_args = format!("{sim_args} --bench-projects {bench_projects}");
+    }
     let d = Deployment::up(
         "bench-scale",
         Options {
@@ -779,7 +787,7 @@ async fn main() {
             poll_ms: a.poll_ms,
             time_scale: a.time_scale,
             raft_args: raft_args.clone(),
-            sim_args: format!("--max-stacks-per-tenant {}", per_project + 100),
+            sim_args,
             ..Options::default()
         },
     );
@@ -860,9 +868,11 @@ impl<'a> Bench<'a> {
             .json::<Value>()
             .await
             .unwrap_or(Value::Null);
+        // A set: with bench projects the admin holds thousands.
+        let mut seen: HashSet<String> = pairs.iter().map(|(_, p)| p.clone()).collect();
         for p in mine["projects"].as_array().into_iter().flatten() {
             let name = p["name"].as_str().unwrap_or_default().to_string();
-            if !pairs.iter().any(|(_, q)| *q == name) {
+            if seen.insert(name.clone()) {
                 pairs.push(("admin".into(), name));
             }
         }

@@ -31,6 +31,8 @@
 //! * Users (password `secret`, id = `sha256("user:" + name)`[..32], [`user_id`]): `admin`
 //!   (admin, member, reader on `admin`), `demo` (member, reader on `demo`), `alt_demo` (member
 //!   on `alt_demo`), `reader` (reader on `demo`), `magnum` (admin on `service`).
+//! * With [`SimConfig::bench_projects`] N > 0, also projects `bench-00000` .. `bench-{N-1}`
+//!   (ids as above), with `admin` holding admin, member and reader on each.
 //! * Roles `admin`, `member`, `reader` (admin implies member implies reader, expanded in
 //!   trust-scoped tokens as Keystone does). Region `RegionOne`.
 //! * Users created with `POST /v3/users` (admin only) live in either domain, hold no role
@@ -169,6 +171,11 @@ pub struct SimConfig {
     /// The `public` network's subnet, where floating IPs come from (IPv4, /8 to /28); `None`:
     /// [`DEFAULT_FLOATING_IP_RANGE`].
     pub floating_ip_range: Option<String>,
+    /// Also seed projects `bench-00000` .. `bench-{N-1}` in the default domain, on each of which
+    /// the user `admin` holds `admin`, `member` and `reader` (the scale benchmark spreads
+    /// clusters over thousands of projects). 0: the devstack directory only. The directory is
+    /// process-wide: every simulator of one process must ask for the same number.
+    pub bench_projects: usize,
 }
 
 /// Default of [`SimConfig::max_stacks_per_tenant`] (Heat's own default is 100; ours leaves
@@ -187,6 +194,7 @@ impl Default for SimConfig {
             public_url: None,
             keystone: None,
             floating_ip_range: None,
+            bench_projects: 0,
         }
     }
 }
@@ -313,6 +321,8 @@ pub async fn serve(cfg: SimConfig) -> Result<SimHandle, SimError> {
 /// [`serve`] with other default Nova quotas. (Not a [`SimConfig`] field: embedders build
 /// that struct literally.)
 pub async fn serve_with(cfg: SimConfig, quotas: NovaQuotas) -> Result<SimHandle, SimError> {
+    // First: everything below (state load included) reads the directory.
+    keystone::init_directory(cfg.bench_projects).map_err(SimError::Config)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| SimError::Bind {

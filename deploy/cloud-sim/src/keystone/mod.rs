@@ -23,7 +23,9 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-pub(crate) use self::directory::{project_id, user_id, Project, DIRECTORY, DOMAIN_ID, DOMAIN_NAME};
+pub(crate) use self::directory::{
+    init as init_directory, project_id, user_id, Project, DIRECTORY, DOMAIN_ID, DOMAIN_NAME,
+};
 use crate::error::{json_response, SimError};
 use crate::util::{lock, parse_query, query_flag, query_get};
 use crate::Sim;
@@ -349,11 +351,12 @@ async fn list_projects(
     let q = parse_query(raw.as_deref());
     let name = query_get(&q, "name");
     let domain = query_get(&q, "domain_id");
-    let projects = DIRECTORY
-        .projects
-        .iter()
-        .filter(|p| name.is_none_or(|n| n == p.name))
-        .filter(|_| domain.is_none_or(|d| d == DOMAIN_ID));
+    // By name through the index: the directory may hold thousands of bench projects.
+    let named: Box<dyn Iterator<Item = &Project>> = match name {
+        Some(n) => Box::new(DIRECTORY.project_by_name(n).into_iter()),
+        None => Box::new(DIRECTORY.projects.iter()),
+    };
+    let projects = named.filter(|_| domain.is_none_or(|d| d == DOMAIN_ID));
     Ok(projects_page(&sim, projects, "/identity/v3/projects"))
 }
 
