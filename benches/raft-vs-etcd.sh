@@ -12,6 +12,7 @@
 # MAGNUM_RAFT_ARGS (e.g. "--election-min-ms 300 --election-max-ms 450") reaches the conductors;
 # the report states the timeouts in force. Takes about 6 minutes on 2 cores (plus the build).
 # The conductors run mutual TLS as deployed; MAGNUM_TLS=0 measures them in plain HTTP.
+# SHARDS (default 16) is the deployment's shard count: "all shards" spreads writes over them.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -78,7 +79,7 @@ for _ in $(seq 1 100); do
 done
 
 # Conductors with their default Raft timing unless MAGNUM_RAFT_ARGS says otherwise.
-MAGNUM_BIN="$root/target/release/magnum" MAGNUM_PORT_BASE=$base MAGNUM_SHARDS=16 \
+MAGNUM_BIN="$root/target/release/magnum" MAGNUM_PORT_BASE=$base MAGNUM_SHARDS=${SHARDS:-16} \
   "$root/deploy/local-cluster.sh" up "$work/magnum" >/dev/null
 
 # The conductors run mutual TLS unless MAGNUM_TLS=0: the bench connects as the operator.
