@@ -443,6 +443,11 @@ pub struct ConductorArgs {
     /// Requests the service listener serves at once; more are answered 503 + Retry-After.
     #[arg(long, default_value_t = magnum_conductor::node::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
+    /// INSECURE, benchmarks only (the scale bench's `--reuse-cert-keys`): cluster certificate
+    /// keys are taken in turn from this file of PKCS#8 RSA-2048 PEMs instead of generated, so
+    /// clusters share CA keys. Hidden, and not a magnum.conf key: no deployment should set it.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub insecure_bench_key_pool: Option<PathBuf>,
     /// A conductor certificate (`--role conductor --name <node id>`).
     #[command(flatten)]
     pub tls: TlsArgs,

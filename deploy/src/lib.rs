@@ -221,8 +221,30 @@ pub(crate) fn conductor_config(c: &ConductorArgs) -> Result<ConductorConfig, Dep
     })
 }
 
+/// `--insecure-bench-key-pool FILE`: every cluster key from then on comes from FILE's keys.
+fn use_bench_key_pool(file: &std::path::Path) -> Result<usize, DeployError> {
+    use magnum_conductor::pki::certs::{read_bench_key_file, reuse_keys_for_benchmarks, CertError};
+    let bad = |e: CertError| {
+        DeployError::Args(format!("--insecure-bench-key-pool {}: {e}", file.display()))
+    };
+    let pems = read_bench_key_file(file).map_err(bad)?;
+    let n = pems.len();
+    reuse_keys_for_benchmarks(pems).map_err(bad)?;
+    Ok(n)
+}
+
 async fn run_conductor(c: ConductorArgs) -> Result<(), DeployError> {
-    let conductor = Conductor::start(conductor_config(&c)?).await?;
+    let config = conductor_config(&c)?;
+    if let Some(file) = &c.insecure_bench_key_pool {
+        let keys = use_bench_key_pool(file)?;
+        tracing::warn!(
+            keys,
+            "INSECURE: cluster certificate keys are reused from {} instead of generated; \
+             clusters share CA private keys. For benchmarks only",
+            file.display()
+        );
+    }
+    let conductor = Conductor::start(config).await?;
     shutdown_signal().await;
     // SIGTERM (systemd, Kubernetes, `local-cluster.sh stop`): drain, hand leaderships off,
     // then stop, so a rolling restart costs each shard a transfer instead of an election.
@@ -256,4 +278,80 @@ async fn run_cloud_sim(s: CloudSimArgs) -> Result<(), DeployError> {
     shutdown_signal().await;
     sim.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    fn conductor(extra: &[&str]) -> ConductorArgs {
+        let mut argv = vec![
+            "magnum",
+            "conductor",
+            "--node-id",
+            "1",
+            "--data-dir",
+            "/tmp/x",
+            "--raft-listen",
+            "127.0.0.1:1",
+            "--service-listen",
+            "127.0.0.1:2",
+            "--peer",
+            "1=127.0.0.1:1@127.0.0.1:2",
+            "--auth-url",
+            "http://127.0.0.1:5000/v3",
+            "--service-password",
+            "p",
+        ];
+        argv.extend(extra);
+        match cli::Cli::try_parse_from(argv).unwrap().command {
+            Command::Conductor(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_bench_key_pool_flag_parses_and_is_hidden() {
+        assert_eq!(conductor(&[]).insecure_bench_key_pool, None);
+        let c = conductor(&["--insecure-bench-key-pool", "/k.pem"]);
+        assert_eq!(
+            c.insecure_bench_key_pool,
+            Some(std::path::PathBuf::from("/k.pem"))
+        );
+        let mut cmd = cli::Cli::command();
+        let help = cmd
+            .find_subcommand_mut("conductor")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("insecure-bench-key-pool"), "{help}");
+    }
+
+    /// Only refusals here: a pool that took would hold for every test of this process.
+    #[test]
+    fn a_missing_or_bad_key_pool_file_is_a_clear_error() {
+        let e = use_bench_key_pool(std::path::Path::new("/nonexistent/pool.pem")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("--insecure-bench-key-pool /nonexistent/pool.pem"),
+            "{msg}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no keys here\n").unwrap();
+        assert!(use_bench_key_pool(&empty)
+            .unwrap_err()
+            .to_string()
+            .contains("no keys"));
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let msg = use_bench_key_pool(&bad).unwrap_err().to_string();
+        assert!(msg.contains("key 0"), "{msg}");
+        assert_eq!(magnum_conductor::pki::certs::bench_key_pool_size(), None);
+    }
 }

@@ -32,6 +32,13 @@
 //! clusters: 249 against 45 MiB RSS), so seed 100,000 with `--image heat-test`. Seeding is
 //! bound by the conductors' CPU (about 0.3 CPU s per create, mostly the four RSA keys of
 //! each cluster): 100,000 creates take some 5 to 7 hours on 2 cores.
+//!
+//! Certificate keys: with `--reuse-cert-keys N` (e.g. 16) the bench generates N RSA-2048 keys
+//! once, into a file in the output dir (removed at exit), and starts the conductors with
+//! `--insecure-bench-key-pool FILE`: every cluster's CA and client keys are then taken from
+//! those N in turn instead of generated. INSECURE (clusters share CA keys), for benchmarks
+//! only; the report says so ("cluster certificates: keys reused from a pool of N"), and its
+//! creates per second and CPU per create then leave out key generation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use clap::Parser;
@@ -102,6 +109,10 @@ struct Args {
     /// hand-off done before the next), `together` (SIGTERM to all at once) or `kill` (SIGKILL).
     #[arg(long, value_enum, default_value_t = Stop::OneByOne)]
     restart_stop: Stop,
+    /// Cluster certificate keys from a pool of this many pre-generated ones (0: off, every
+    /// create generates its four). INSECURE, benchmarks only: clusters share CA keys.
+    #[arg(long, default_value_t = 0)]
+    reuse_cert_keys: usize,
     /// Write results.md, results.json and logs/ here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -770,6 +781,12 @@ async fn main() {
     if a.idle_sync_interval_secs > 0 {
         raft_args = format!("--idle-sync-interval-secs {}", a.idle_sync_interval_secs);
     }
+    let key_file = (a.reuse_cert_keys > 0).then(|| bench_key_file(&a));
+    if let Some(f) = &key_file {
+        raft_args = format!("{raft_args} --insecure-bench-key-pool {}", f.display())
+            .trim()
+            .to_string();
+    }
     if let Ok(extra) = std::env::var("MAGNUM_RAFT_ARGS") {
         raft_args = format!("{raft_args} {extra}").trim().to_string();
     }
@@ -807,8 +824,44 @@ async fn main() {
     }
     // Thrown away (Deployment's drop: `local-cluster.sh down`, SIGKILL).
     drop(d);
+    // Private keys have no place among results that may be committed.
+    if let Some(f) = &key_file {
+        let _ = std::fs::remove_file(f);
+    }
     if let Err(p) = outcome {
         std::panic::resume_unwind(p);
+    }
+}
+
+/// `--reuse-cert-keys N`: N keys generated once, in `--out` (else the temp dir), for the
+/// conductors' `--insecure-bench-key-pool`; an absolute path without spaces, as
+/// MAGNUM_RAFT_ARGS is split on whitespace and the conductors run elsewhere.
+fn bench_key_file(a: &Args) -> PathBuf {
+    let dir = a.out.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = std::path::absolute(dir.join(format!("bench-cert-keys-{}.pem", std::process::id())))
+        .unwrap();
+    assert!(
+        !file.to_string_lossy().contains(char::is_whitespace),
+        "--reuse-cert-keys: the key file's path {} has whitespace",
+        file.display()
+    );
+    let t = Instant::now();
+    magnum_conductor::pki::certs::write_bench_key_file(&file, a.reuse_cert_keys).unwrap();
+    println!(
+        "scale: {} cluster certificate keys in {} ({:.1} s); INSECURE, clusters share them",
+        a.reuse_cert_keys,
+        file.display(),
+        t.elapsed().as_secs_f64()
+    );
+    file
+}
+
+/// How the report names where cluster certificate keys came from.
+fn cert_keys(a: &Args) -> String {
+    match a.reuse_cert_keys {
+        0 => "generated, four RSA-2048 keys per create".into(),
+        n => format!("keys reused from a pool of {n} (benchmark only)"),
     }
 }
 
@@ -1031,6 +1084,7 @@ impl<'a> Bench<'a> {
             sus.map_or("-".into(), |r| format!("{r:.2}")),
             "",
         );
+        rep.row("cluster certificates", cert_keys(a), "");
         rep.row(
             "CPU s per create, 3 conductors",
             format!("{:.3} ({conductors:.1} s in all)", conductors / n),
@@ -1573,6 +1627,7 @@ impl<'a> Bench<'a> {
         let header = format!(
             "# Scale: {} clusters\n\n`{command}`\n\n{cores} cores; {} shards, {} clients (at most {} clusters unfinished), image {}, cloud-sim time \
              scale {}, conductor Heat poll {} ms, conductor flags `{raft_args}`, binary {}.\n\n\
+             Cluster certificates: {}.{}\n\n\
              Idle Heat rates were measured with idle sync every {interval} s over {:.0} s; \"scaled\" \
              multiplies them by {interval}/{DEFAULT_IDLE_SYNC_SECS}, the default. The looks scale \
              exactly; a listing carries up to 100 looks, so with fewer due per sync round the \
@@ -1585,6 +1640,12 @@ impl<'a> Bench<'a> {
             a.time_scale,
             a.poll_ms,
             self.d.bin.display(),
+            cert_keys(a),
+            match a.reuse_cert_keys {
+                0 => "",
+                _ => " Creates per second and CPU per create therefore leave out RSA key \
+                      generation (about 0.3 CPU s of a create otherwise).",
+            },
             idle.secs
         );
         let md = self.rep.markdown(&header);
@@ -1596,6 +1657,11 @@ impl<'a> Bench<'a> {
         j.insert("command".into(), json!(command));
         j.insert("args".into(), json!(format!("{a:?}")));
         j.insert("raft_args".into(), json!(raft_args));
+        j.insert(
+            "cert_key_pool".into(),
+            json!((a.reuse_cert_keys > 0).then_some(a.reuse_cert_keys)),
+        );
+        j.insert("cluster_certificates".into(), json!(cert_keys(a)));
         j.insert("cores".into(), json!(cores));
         let text = serde_json::to_string_pretty(&Value::Object(j)).unwrap();
         std::fs::write(out.join("results.json"), text).unwrap();
