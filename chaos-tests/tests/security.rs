@@ -404,6 +404,14 @@ async fn burst(d: &Deployment, n: usize) {
         *by_status.entry(s).or_default() += 1;
         match s {
             201 => {}
+            // Past the project's template quota (200): the burst got that far, and the
+            // refusal is Magnum's.
+            403 => assert!(
+                body["errors"][0]["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("maximum cluster templates per project")),
+                "burst: HTTP 403: {body}"
+            ),
             503 => {
                 assert!(retry_after, "a 503 without Retry-After");
                 assert!(
