@@ -4,12 +4,14 @@
 //! therefore share one `write` and one `fdatasync` per flush (group commit), with no IO pool
 //! woken per write and no page cache of trees: what made sled cost ~40% of a conductor's CPU
 //! under all-shards writes (`benches/results/profile-all-shards-64.md`). The log grows until a
-//! checkpoint (every tree written whole to one file) lets the segments before it go.
+//! checkpoint (every tree written to one file, `write_checkpoint`) lets the segments before it
+//! go.
 //!
 //! Files in the engine's dir:
 //! - `seg-{n:016x}.wal`: records, each `[payload length u32 LE][crc32 u32 LE][payload]`;
-//! - `ckpt-{n:016x}`: the same records making up every tree as of the start of segment `n`,
-//!   ended by an end record, written to `.tmp` and renamed into place;
+//! - `ckpt-{n:016x}`: the same records making up every tree, each pair as of some instant after
+//!   segment `n` began (replaying segment `n` on makes it exact), ended by an end record,
+//!   written to `.tmp` and renamed into place;
 //! - `LOCK`: held (flock) while a process has the engine open.
 //!
 //! The rules, each with its reason:
@@ -19,9 +21,10 @@
 //!   after the call: every write that returned before the call is in it (the trait's contract);
 //! - a segment is synced whole before the next one gets a byte, so only the last segment can
 //!   end in a torn record; recovery cuts it there, and anywhere else a bad record is corruption;
-//! - a checkpoint is renamed into place only once complete and synced, and only then are the
-//!   segments it covers removed: at every instant some checkpoint plus the segments after it
-//!   hold every flushed write;
+//! - a checkpoint is renamed into place only once complete and synced and once a flush made
+//!   every write it copied durable, and only then are the segments before it removed: at every
+//!   instant some checkpoint plus the segments after it hold every flushed write and nothing
+//!   that a crash could lose half of;
 //! - after a failed write or sync nothing more is written and every later flush fails: what the
 //!   page cache holds after a failed fsync is unknown, so the node exits on the storage failure
 //!   (`group.rs`) and recovery reads what the disk has.
