@@ -761,13 +761,15 @@ impl WalEngine {
         let Some(ckpt) = self.begin_checkpoint(false) else {
             return;
         };
-        let (state, again) = (self.log.clone(), self.checkpoint_after);
+        let state = self.log.clone();
         let spawned = std::thread::Builder::new()
             .name("raft-wal-checkpoint".into())
             .spawn(move || {
                 if let Err(e) = ckpt.run() {
-                    tracing::warn!(error = %e, "Raft log checkpoint failed; the next flush past the threshold tries again");
-                    state.lock().since_checkpoint = again;
+                    // Tried again once the log has grown by the threshold once more, not at
+                    // the next flush: a failing disk would otherwise be retried thousands of
+                    // times a second, each time with a new segment.
+                    tracing::warn!(error = %e, "Raft log checkpoint failed; the segments stay until one succeeds");
                 }
                 state.checkpointing.store(false, Ordering::SeqCst);
             });
