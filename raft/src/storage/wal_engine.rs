@@ -30,18 +30,24 @@
 //!   (`group.rs`) and recovery reads what the disk has.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, ErrorKind, Write};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 
 use super::engine::{BatchOp, KvEngine, KvIter, KvPair, KvTree, WriteBatch};
 use super::stall;
+
+mod files;
+mod record;
+
+use self::files::*;
+use self::record::*;
 
 /// The root tree's name (it always exists, with id 0).
 const ROOT: &str = "__root__";
@@ -49,16 +55,6 @@ const ROOT: &str = "__root__";
 const CHECKPOINT_AFTER: u64 = 64 * 1024 * 1024;
 /// About how many bytes of a tree a checkpoint copies at a time (under the tree's read lock).
 const CHECKPOINT_CHUNK: usize = 1 << 20;
-/// A record longer than this is a corrupt length, not a record (the largest real ones are
-/// snapshot-install batches of a few MiB).
-const MAX_RECORD: u32 = 1 << 30;
-/// How long `open` waits for a previous instance to release the lock.
-const LOCK_WAIT: Duration = Duration::from_secs(30);
-
-const TAG_CREATE: u8 = 1;
-const TAG_DROP: u8 = 2;
-const TAG_BATCH: u8 = 3;
-const TAG_END: u8 = 4;
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 type FlushResult = Result<(), (ErrorKind, String)>;
@@ -104,30 +100,6 @@ impl LogState {
             _ => self.pending.push(Chunk::Bytes(framed)),
         }
     }
-}
-
-fn frame(record: &[u8], out: &mut Vec<u8>) {
-    // `framed` refuses records past `MAX_RECORD`; a checkpoint's are smaller by construction.
-    let len = u32::try_from(record.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
-    out.extend_from_slice(record);
-}
-
-/// `record` with its frame, or an error if it is too long to read back.
-fn framed(record: &[u8]) -> io::Result<Vec<u8>> {
-    if record.len() > MAX_RECORD as usize {
-        return Err(io::Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "a write of {} bytes is past the log's record limit",
-                record.len()
-            ),
-        ));
-    }
-    let mut out = Vec::with_capacity(record.len() + 8);
-    frame(record, &mut out);
-    Ok(out)
 }
 
 /// The process's engine: its trees, its log, and the thread that writes the log.
@@ -213,403 +185,6 @@ fn apply_ops(map: &mut Map, ops: Vec<BatchOp>) {
             }
         }
     }
-}
-
-fn corrupt(msg: impl Into<String>) -> io::Error {
-    io::Error::new(ErrorKind::InvalidData, msg.into())
-}
-
-// --- Records -------------------------------------------------------------------------------
-
-fn put_u32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_u32(out, u32::try_from(b.len()).unwrap_or(u32::MAX));
-    out.extend_from_slice(b);
-}
-
-fn encode_create(id: u32, name: &str) -> Vec<u8> {
-    let mut out = vec![TAG_CREATE];
-    put_u32(&mut out, id);
-    put_bytes(&mut out, name.as_bytes());
-    out
-}
-
-fn encode_drop(id: u32) -> Vec<u8> {
-    let mut out = vec![TAG_DROP];
-    put_u32(&mut out, id);
-    out
-}
-
-fn encode_batch(id: u32, ops: &[BatchOp]) -> Vec<u8> {
-    let size: usize = ops
-        .iter()
-        .map(|op| match op {
-            BatchOp::Put(k, v) => 9 + k.len() + v.len(),
-            BatchOp::Delete(k) => 5 + k.len(),
-        })
-        .sum();
-    let mut out = Vec::with_capacity(9 + size);
-    out.push(TAG_BATCH);
-    put_u32(&mut out, id);
-    put_u32(&mut out, u32::try_from(ops.len()).unwrap_or(u32::MAX));
-    for op in ops {
-        match op {
-            BatchOp::Put(k, v) => {
-                out.push(0);
-                put_bytes(&mut out, k);
-                put_bytes(&mut out, v);
-            }
-            BatchOp::Delete(k) => {
-                out.push(1);
-                put_bytes(&mut out, k);
-            }
-        }
-    }
-    out
-}
-
-/// One decoded record.
-#[derive(Debug, PartialEq)]
-enum Record {
-    Create(u32, String),
-    Drop(u32),
-    Batch(u32, Vec<BatchOp>),
-    End,
-}
-
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
-        if self.0.len() < n {
-            return Err(corrupt("record shorter than its fields"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> io::Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> io::Result<u32> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn bytes(&mut self) -> io::Result<Vec<u8>> {
-        let n = self.u32()? as usize;
-        Ok(self.take(n)?.to_vec())
-    }
-}
-
-fn decode(payload: &[u8]) -> io::Result<Record> {
-    let mut c = Cursor(payload);
-    let record = match c.u8()? {
-        TAG_CREATE => {
-            let id = c.u32()?;
-            let name = String::from_utf8(c.bytes()?).map_err(|_| corrupt("tree name not UTF-8"))?;
-            Record::Create(id, name)
-        }
-        TAG_DROP => Record::Drop(c.u32()?),
-        TAG_BATCH => {
-            let id = c.u32()?;
-            let n = c.u32()?;
-            let mut ops = Vec::new();
-            for _ in 0..n {
-                ops.push(match c.u8()? {
-                    0 => BatchOp::Put(c.bytes()?, c.bytes()?),
-                    1 => BatchOp::Delete(c.bytes()?),
-                    t => return Err(corrupt(format!("unknown batch op {t}"))),
-                });
-            }
-            Record::Batch(id, ops)
-        }
-        TAG_END => Record::End,
-        t => return Err(corrupt(format!("unknown record tag {t}"))),
-    };
-    if !c.0.is_empty() {
-        return Err(corrupt("bytes after a record's fields"));
-    }
-    Ok(record)
-}
-
-/// The records of `buf` up to the first frame that is torn or fails its checksum, and the
-/// offset where the good ones end.
-fn read_frames(buf: &[u8]) -> (Vec<&[u8]>, usize) {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while buf.len() - at >= 8 {
-        let len = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
-        let crc = u32::from_le_bytes([buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]]);
-        let end = at + 8 + len as usize;
-        if len > MAX_RECORD || end > buf.len() {
-            break;
-        }
-        let payload = &buf[at + 8..end];
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        out.push(payload);
-        at = end;
-    }
-    (out, at)
-}
-
-// --- Files ---------------------------------------------------------------------------------
-
-fn segment_path(dir: &Path, n: u64) -> PathBuf {
-    dir.join(format!("seg-{n:016x}.wal"))
-}
-
-fn checkpoint_path(dir: &Path, n: u64) -> PathBuf {
-    dir.join(format!("ckpt-{n:016x}"))
-}
-
-/// The numbered files of `dir` whose names are `{prefix}{n:016x}{suffix}`, ascending.
-fn numbered(dir: &Path, prefix: &str, suffix: &str) -> io::Result<Vec<u64>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(hex) = name
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_suffix(suffix))
-        else {
-            continue;
-        };
-        if let Ok(n) = u64::from_str_radix(hex, 16) {
-            out.push(n);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn create_segment(dir: &Path, n: u64) -> io::Result<File> {
-    let f = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(segment_path(dir, n))?;
-    sync_dir(dir)?;
-    Ok(f)
-}
-
-fn lock_dir(dir: &Path) -> io::Result<File> {
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("LOCK"))?;
-    // A previous instance may still be exiting (a thread in an fsync keeps its files open):
-    // a supervisor that restarts at once must wait for it, not fail.
-    let deadline = Instant::now() + LOCK_WAIT;
-    let mut warned = false;
-    loop {
-        match f.try_lock() {
-            Ok(()) => return Ok(f),
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                if !warned {
-                    tracing::warn!(path = %dir.display(), "data dir locked by a previous instance; waiting for it to exit");
-                    warned = true;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(io::Error::new(
-                    ErrorKind::WouldBlock,
-                    format!("{} is locked by another process", dir.display()),
-                ))
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(e),
-        }
-    }
-}
-
-/// The trees as recovery rebuilds them.
-#[derive(Default)]
-struct Recovered {
-    names: HashMap<u32, String>,
-    maps: HashMap<u32, Map>,
-}
-
-impl Recovered {
-    fn apply(&mut self, record: Record) -> io::Result<()> {
-        match record {
-            Record::Create(id, name) => {
-                self.names.insert(id, name);
-                self.maps.entry(id).or_default();
-            }
-            Record::Drop(id) => {
-                self.names.remove(&id);
-                self.maps.remove(&id);
-            }
-            Record::Batch(id, ops) => {
-                let map = self
-                    .maps
-                    .get_mut(&id)
-                    .ok_or_else(|| corrupt(format!("a write to unknown tree {id}")))?;
-                apply_ops(map, ops);
-            }
-            Record::End => return Err(corrupt("an end record inside a log segment")),
-        }
-        Ok(())
-    }
-}
-
-fn read_file(path: &Path) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    File::open(path)?.read_to_end(&mut buf)?;
-    Ok(buf)
-}
-
-fn load_checkpoint(path: &Path, into: &mut Recovered) -> io::Result<()> {
-    let buf = read_file(path)?;
-    let (frames, end) = read_frames(&buf);
-    let complete = end == buf.len() && frames.last().is_some_and(|f| f == &[TAG_END]);
-    if !complete {
-        return Err(corrupt(format!("{} is damaged", path.display())));
-    }
-    for f in &frames[..frames.len() - 1] {
-        into.apply(decode(f)?)?;
-    }
-    Ok(())
-}
-
-/// Writes checkpoint `n` from the trees as they are now, then removes what it makes redundant.
-/// `flush` makes every write so far durable (through the flush thread).
-///
-/// The checkpoint is fuzzy: each tree is copied `chunk` bytes at a time, so no copy of the whole
-/// state is ever held and a writer waits at most for one chunk, and each key holds its value at
-/// some instant after the segment `n` began. That is enough because recovery replays segment
-/// `n` on from its start and every write is a blind put or delete: a key written since is set
-/// by its last write again, a key not written since had the same value throughout. And because a
-/// chunk may hold half of a batch that no segment has yet, the checkpoint is renamed into place
-/// only after a flush: every write it holds is then in the segments replayed after it.
-fn write_checkpoint(
-    dir: &Path,
-    n: u64,
-    trees: Vec<(String, Arc<MemTree>)>,
-    chunk: usize,
-    flush: impl Fn() -> io::Result<()>,
-) -> io::Result<()> {
-    let tmp = dir.join(format!("ckpt-{n:016x}.tmp"));
-    {
-        let mut w = io::BufWriter::new(File::create(&tmp)?);
-        let mut buf = Vec::new();
-        let mut put = |record: &[u8], w: &mut io::BufWriter<File>| {
-            buf.clear();
-            frame(record, &mut buf);
-            w.write_all(&buf)
-        };
-        for (name, tree) in trees {
-            put(&encode_create(tree.id, &name), &mut w)?;
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let ops = tree.chunk_after(after.as_deref(), chunk);
-                let Some(BatchOp::Put(last, _)) = ops.last() else {
-                    break;
-                };
-                after = Some(last.clone());
-                put(&encode_batch(tree.id, &ops), &mut w)?;
-            }
-        }
-        put(&[TAG_END], &mut w)?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    }
-    flush()?;
-    fs::rename(&tmp, checkpoint_path(dir, n))?;
-    sync_dir(dir)?;
-    for old in numbered(dir, "seg-", ".wal")?
-        .into_iter()
-        .filter(|s| *s < n)
-    {
-        fs::remove_file(segment_path(dir, old))?;
-    }
-    for old in numbered(dir, "ckpt-", "")?.into_iter().filter(|c| *c < n) {
-        fs::remove_file(checkpoint_path(dir, old))?;
-    }
-    Ok(())
-}
-
-/// Rebuilds the trees from the newest checkpoint and the segments after it, cuts a torn tail,
-/// and removes what a crash left behind. Returns the trees, the last segment number and the
-/// log bytes since the checkpoint.
-fn recover(dir: &Path) -> io::Result<(Recovered, u64, u64)> {
-    for tmp in fs::read_dir(dir)? {
-        let path = tmp?.path();
-        if path.extension().is_some_and(|e| e == "tmp") {
-            fs::remove_file(path)?;
-        }
-    }
-    let mut rec = Recovered::default();
-    rec.names.insert(0, ROOT.to_string());
-    rec.maps.insert(0, Map::new());
-    let checkpoints = numbered(dir, "ckpt-", "")?;
-    let base = match checkpoints.last() {
-        Some(&n) => {
-            rec = Recovered::default();
-            load_checkpoint(&checkpoint_path(dir, n), &mut rec)?;
-            n
-        }
-        None => 1,
-    };
-    let segments: Vec<u64> = numbered(dir, "seg-", ".wal")?
-        .into_iter()
-        .filter(|s| *s >= base)
-        .collect();
-    for (i, s) in segments.iter().enumerate() {
-        if *s != base + i as u64 {
-            return Err(corrupt(format!(
-                "log segment {:016x} missing (found {s:016x})",
-                base + i as u64
-            )));
-        }
-    }
-    if !checkpoints.is_empty() && segments.is_empty() {
-        return Err(corrupt(format!("log segment {base:016x} missing")));
-    }
-    let mut bytes = 0;
-    for (i, s) in segments.iter().enumerate() {
-        let path = segment_path(dir, *s);
-        let buf = read_file(&path)?;
-        let (frames, end) = read_frames(&buf);
-        for f in frames {
-            rec.apply(decode(f)?)?;
-        }
-        if end < buf.len() {
-            if i + 1 < segments.len() {
-                return Err(corrupt(format!(
-                    "{} is damaged at byte {end}",
-                    path.display()
-                )));
-            }
-            tracing::warn!(segment = %path.display(), at = end, dropped = buf.len() - end, "cutting a torn tail off the Raft log (a write that was never flushed)");
-            let f = OpenOptions::new().write(true).open(&path)?;
-            f.set_len(end as u64)?;
-            f.sync_all()?;
-        }
-        bytes += end as u64;
-    }
-    for old in numbered(dir, "seg-", ".wal")?
-        .into_iter()
-        .filter(|s| *s < base)
-    {
-        fs::remove_file(segment_path(dir, old))?;
-    }
-    for old in checkpoints.iter().filter(|c| **c < base) {
-        fs::remove_file(checkpoint_path(dir, *old))?;
-    }
-    let last = segments.last().copied().unwrap_or(base - 1);
-    Ok((rec, last, bytes))
 }
 
 // --- The flush thread ----------------------------------------------------------------------
@@ -965,5 +540,4 @@ impl KvTree for MemTree {
 }
 
 #[cfg(test)]
-#[path = "wal_engine_tests.rs"]
 mod tests;

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::storage::engine::check_contract;
+use std::time::Instant;
 
 fn put(tree: &Arc<dyn KvTree>, k: u32, v: &[u8]) {
     futures::executor::block_on(tree.apply_batch(WriteBatch {
