@@ -390,18 +390,7 @@ struct Checkpoint {
 impl Checkpoint {
     fn run(self) -> io::Result<()> {
         let flusher = self.flusher;
-        let flush = || {
-            let (done, wait) = mpsc::sync_channel(1);
-            flusher
-                .send(Box::new(move |r| {
-                    let _ = done.send(r);
-                }))
-                .map_err(|_| io::Error::other("flush thread stopped"))?;
-            match wait.recv() {
-                Ok(r) => r.map_err(|(kind, msg)| io::Error::new(kind, msg)),
-                Err(_) => Err(io::Error::other("flush thread stopped")),
-            }
-        };
+        let flush = || flush_waiting(&flusher);
         // The rotation is written (and the segments before it synced) first, so that nothing
         // the checkpoint covers is still on its way to a segment it removes.
         flush()?;
@@ -482,14 +471,22 @@ impl KvEngine for WalEngine {
     }
 
     fn flush_blocking(&self) -> io::Result<()> {
-        let (done, wait) = mpsc::sync_channel(1);
-        self.queue(Box::new(move |r| {
+        self.maybe_checkpoint();
+        flush_waiting(&self.flusher)
+    }
+}
+
+/// Queues a flush on the flush thread and blocks until it answers.
+fn flush_waiting(flusher: &mpsc::Sender<Waiter>) -> io::Result<()> {
+    let (done, wait) = mpsc::sync_channel(1);
+    flusher
+        .send(Box::new(move |r| {
             let _ = done.send(r);
-        }))?;
-        match wait.recv() {
-            Ok(res) => res.map_err(|(kind, msg)| io::Error::new(kind, msg)),
-            Err(_) => Err(io::Error::other("flush thread stopped")),
-        }
+        }))
+        .map_err(|_| io::Error::other("flush thread stopped"))?;
+    match wait.recv() {
+        Ok(res) => res.map_err(|(kind, msg)| io::Error::new(kind, msg)),
+        Err(_) => Err(io::Error::other("flush thread stopped")),
     }
 }
 
