@@ -39,7 +39,26 @@ case ${MAGNUM_FUZZ_PROFILE:-release} in
   dev) profile_flag=(--dev); profile_dir=debug ;;
   *) echo "fuzz: MAGNUM_FUZZ_PROFILE is release or dev" >&2; exit 2 ;;
 esac
-cargo +"$toolchain" fuzz build "${profile_flag[@]}" --target-dir "$target_dir"
+# The cache outlives the clone and keeps every stale artifact of earlier sources and lock files:
+# past a bound it starts again, so it cannot fill the disk over many runs.
+cache_limit_mib=${MAGNUM_FUZZ_CACHE_LIMIT_MIB:-12288}
+if [ -d "$target_dir" ] && (($(du -sm "$target_dir" | cut -f1) > cache_limit_mib)); then
+  echo "   the build cache $target_dir is over $cache_limit_mib MiB: removed"
+  rm -rf "$target_dir"
+fi
+build_log=$(mktemp)
+# No incremental state (never reused by these one-shot builds, about 1 GiB) and line tables only
+# (what sanitizer reports need): half the disk of a default dev build.
+if ! CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
+  cargo +"$toolchain" fuzz build "${profile_flag[@]}" --target-dir "$target_dir" >"$build_log" 2>&1; then
+  # The whole diagnosis, not the last lines of a backtrace.
+  grep -E -B2 -A12 "^error|error:|fatal|No space|Killed|signal" "$build_log" | head -n 80 || tail -n 80 "$build_log"
+  df -h "$target_dir" /tmp || true
+  echo "fuzz: building the targets failed (log above)" >&2
+  rm -f "$build_log"
+  exit 1
+fi
+rm -f "$build_log"
 built=$(date +%s)
 echo "   built in $((built - started)) s"
 

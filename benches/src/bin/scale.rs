@@ -889,6 +889,7 @@ async fn run(d: &Deployment, a: &Args, command: &str, raft_args: &str) {
         b.in_progress(&idle).await;
     }
     b.restart().await;
+    b.replace(seeded).await;
     b.write(command, raft_args, &idle);
 }
 
@@ -1613,6 +1614,59 @@ impl<'a> Bench<'a> {
             "restart".into(),
             json!({"stop_s": stop_s, "first_list_s": first_list, "first_stats_s": first_stats,
                 "memory_after": after}),
+        );
+    }
+
+    /// A conductor replaced by one on an empty disk, in the runbook's order that never leaves a
+    /// group with fewer than three replicas: conductor 4 is added and caught up (the deployment
+    /// settled: every group has its voters, each within the lag bound), then conductor 3 is
+    /// removed (its replicas move, most of them to 4). Conductor 4's VmHWM is its peak while
+    /// receiving every snapshot.
+    async fn replace(&mut self, seeded: usize) {
+        let d = self.d;
+        let t = Instant::now();
+        tokio::task::block_in_place(|| d.add_conductor(4));
+        let add_s = t.elapsed().as_secs_f64();
+        let after_add = d.pid("conductor-4").and_then(memory_mib);
+        let t = Instant::now();
+        tokio::task::block_in_place(|| d.manage(&["conductor", "remove", "3"]));
+        let remove_s = t.elapsed().as_secs_f64();
+        let after_remove = d.pid("conductor-4").and_then(memory_mib);
+        let disk = du_mib(&d.conductor_dir(4));
+        // What the replacement holds answers: the admin's count of every cluster.
+        let r = self
+            .api
+            .call(&self.admin, Method::GET, "/stats", None)
+            .await;
+        let clusters = r.body["clusters"].as_u64();
+        let hwm = after_remove.map_or(0.0, |m| m.1);
+        self.rep.row(
+            "replacement: conductor 4 (empty disk) added → deployment settled",
+            format!(
+                "{add_s:.1} s; VmHWM {}",
+                after_add.map_or("?".into(), |m| mib(m.1))
+            ),
+            "",
+        );
+        self.rep.row(
+            "replacement: conductor 3 removed → its replicas moved",
+            format!(
+                "{remove_s:.1} s; conductor 4 VmRSS / VmHWM {} / {}, data dir {}",
+                after_remove.map_or("?".into(), |m| mib(m.0)),
+                mib(hwm),
+                mib(disk)
+            ),
+            format!("VmHWM < 1024 MiB: {}", met(hwm > 0.0 && hwm < 1024.0)),
+        );
+        self.rep.row(
+            "replacement: stats after it (clusters)",
+            clusters.map_or("no answer".into(), |c| c.to_string()),
+            format!("= {seeded}: {}", yes(clusters == Some(seeded as u64))),
+        );
+        self.rep.json.insert(
+            "replacement".into(),
+            json!({"add_s": add_s, "remove_s": remove_s, "after_add": after_add,
+                "after_remove": after_remove, "data_dir_mib": disk, "stats_clusters": clusters}),
         );
     }
 
