@@ -194,6 +194,44 @@ async fn add_drain_remove_under_load_loses_no_request() {
     d.down();
 }
 
+/// A conductor replaced in an idle deployment (the lost-disk runbook: add the new one, remove
+/// the old one). Every group is quiet by then and its leader's lease has lapsed; openraft
+/// refuses membership changes until the group wakes, and the first add waited forever on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conductor_is_replaced_in_an_idle_deployment() {
+    let d = Deployment::up(
+        "membership-idle",
+        Options {
+            shards: SHARDS,
+            ..Options::default()
+        },
+    );
+    // Idle for longer than quiescence (2 s) plus a lease.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let t = Instant::now();
+    tokio::task::block_in_place(|| d.add_conductor(4));
+    let add = t.elapsed();
+    assert_spread(&settled(&d).await, &[1, 2, 3, 4]);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let t = Instant::now();
+    tokio::task::block_in_place(|| d.manage(&["conductor", "remove", "3"]));
+    let remove = t.elapsed();
+    let st = settled(&d).await;
+    assert_spread(&st, &[1, 2, 4]);
+    assert!(node(&st, 3).is_none());
+    // The manage commands wait up to 300 s; a healthy change takes seconds.
+    assert!(
+        add < Duration::from_secs(60) && remove < Duration::from_secs(60),
+        "add {add:?}, remove {remove:?}"
+    );
+    println!(
+        "MEASURE idle replacement: add node 4 {:.1} s, remove node 3 {:.1} s",
+        add.as_secs_f64(),
+        remove.as_secs_f64()
+    );
+    d.down();
+}
+
 /// Design §6: a rolling restart (drain, stop, start, undrain each conductor in turn) under
 /// client load costs no failed request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

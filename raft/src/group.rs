@@ -248,17 +248,31 @@ impl<L: StateMachineLogic> Group<L> {
     /// quorum is gone): callers wrap it in a timeout and treat expiry as `Unknown`.
     #[tracing::instrument(level = "debug", skip_all, fields(gid = self.inner.gid, bytes = payload.len()))]
     pub async fn write(&self, payload: Vec<u8>) -> Result<Vec<u8>, WriteError> {
-        let deadline = Instant::now() + self.inner.timing.lease;
         let payload = Payload(payload);
-        // A quiet leader's lease has lapsed: the retry below waits for the renewing round,
-        // which `wake` starts at once and which takes a round trip, so the wait starts at
-        // 1 ms and doubles up to `retry` (a fixed `retry` made every first write to a quiet
-        // shard wait 50 ms: 256 shards, 1 client, p50 54 ms).
+        let raft = &self.inner.raft;
+        self.propose(|| raft.client_write(payload.clone()))
+            .await
+            .map(|resp| resp.data.0)
+    }
+
+    /// Runs `proposal` (a client write or a membership change) on this replica, waking its
+    /// group first. openraft refuses every proposal of a leader whose lease lapsed, and a quiet
+    /// leader's has: `wake` starts the renewing round at once, which takes a round trip, so
+    /// the retry starts at 1 ms and doubles up to `retry` (a fixed `retry` made every first
+    /// write to a quiet shard wait 50 ms: 256 shards, 1 client, p50 54 ms). Membership changes
+    /// come here too: a conductor added to an idle deployment waited forever on the first
+    /// quiet group, whose refusals nothing woke.
+    async fn propose<T, F, Fut>(&self, proposal: F) -> Result<T, WriteError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ORaftError<ClientWriteError<TypeConfig>>>>,
+    {
+        let deadline = Instant::now() + self.inner.timing.lease;
         self.wake().await.map_err(WriteError::Fatal)?;
         let mut step = LEASE_RETRY_FIRST;
         loop {
-            match self.inner.raft.client_write(payload.clone()).await {
-                Ok(resp) => return Ok(resp.data.0),
+            match proposal().await {
+                Ok(v) => return Ok(v),
                 // Not proposed, so retrying cannot duplicate it.
                 Err(ORaftError::APIError(ClientWriteError::ForwardToLeader(f)))
                     if f.reason == ForwardReason::LeaseExpired
@@ -386,12 +400,10 @@ impl<L: StateMachineLogic> Group<L> {
         addr: NodeAddr,
         blocking: bool,
     ) -> Result<(), WriteError> {
-        self.inner
-            .raft
-            .add_learner(id, addr, blocking)
+        let raft = &self.inner.raft;
+        self.propose(|| raft.add_learner(id, addr.clone(), blocking))
             .await
             .map(|_| ())
-            .map_err(|e| self.write_error(e))
     }
 
     /// Leader only: makes `voters` the voter set (joint consensus). With `retain`, removed
@@ -401,23 +413,21 @@ impl<L: StateMachineLogic> Group<L> {
         voters: BTreeSet<NodeId>,
         retain: bool,
     ) -> Result<(), WriteError> {
-        self.inner
-            .raft
-            .change_membership(voters, retain)
+        let raft = &self.inner.raft;
+        self.propose(|| raft.change_membership(voters.clone(), retain))
             .await
             .map(|_| ())
-            .map_err(|e| self.write_error(e))
     }
 
     /// Leader only: removes `ids` (which must not be voters) from the membership, e.g. learners
     /// of a node that leaves the deployment.
     pub async fn remove_nodes(&self, ids: BTreeSet<NodeId>) -> Result<(), WriteError> {
-        self.inner
-            .raft
-            .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.write_error(e))
+        let raft = &self.inner.raft;
+        self.propose(|| {
+            raft.change_membership(openraft::ChangeMembers::RemoveNodes(ids.clone()), false)
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Whether this replica may start an election when it misses the leader's heartbeats.

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -928,6 +928,42 @@ async fn quiet_groups(gids: &[GroupId]) -> (Cluster, BTreeMap<GroupId, NodeId>) 
     }
     wait_quiet(&c, gids).await;
     (c, leaders)
+}
+
+/// Membership changes on a quiet group land: its leader's lease has lapsed, so openraft refuses
+/// them until the group is woken (a conductor added to an idle deployment waited forever on the
+/// first quiet group). A learner joins one quiet group, which goes quiet again with it, and
+/// then becomes a voter in place of node 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_group_takes_a_learner_and_a_new_voter() {
+    let gid = 0;
+    let (mut c, leaders) = quiet_groups(&[gid]).await;
+    let leader = leaders[&gid];
+    // Until its lease (2.5 s) runs out, a quiet leader still takes proposals.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    c.add_node(4).await;
+    let g = c.group(leader, gid).clone();
+    within("add learner", g.add_learner(4, c.members[&4].clone(), true))
+        .await
+        .unwrap();
+    // Quiet again (the learner is no voter: the leader does not wait on it).
+    let deadline = Instant::now() + WAIT;
+    while !g.is_quiet() {
+        assert!(
+            Instant::now() < deadline,
+            "the group did not go quiet again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let victim = [1, 2, 3].into_iter().find(|n| *n != leader).unwrap();
+    let voters: BTreeSet<NodeId> = [1, 2, 3, 4].into_iter().filter(|n| *n != victim).collect();
+    within("new voters", g.change_membership(voters.clone(), false))
+        .await
+        .unwrap();
+    assert_eq!(g.status().voters, voters);
+    within("write", g.write(b"after=1".to_vec())).await.unwrap();
+    c.shutdown().await;
 }
 
 /// A dead leader of quiet groups is replaced about as fast as one of busy groups: its pings

@@ -21,6 +21,9 @@ use tracing::{debug, info, warn};
 
 /// Pause between steps.
 const STEP: Duration = Duration::from_millis(300);
+/// How long a placement step may keep failing before it is logged as a warning (and then at
+/// most this often).
+const STUCK_WARN: Duration = Duration::from_secs(30);
 /// A group whose leadership was just handed over is left alone this long (the election).
 const TRANSFER_COOLDOWN: Duration = Duration::from_secs(3);
 
@@ -54,6 +57,10 @@ impl Controller {
     }
 
     pub async fn run(mut self, cancel: CancellationToken) {
+        // A step that keeps failing is worth an operator's eye (a membership change that never
+        // lands); one that fails now and then is not.
+        let mut failing_since: Option<Instant> = None;
+        let mut warned = Instant::now();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -63,9 +70,20 @@ impl Controller {
                 continue;
             }
             match self.step().await {
-                Ok(Step::Idle) => {}
-                Ok(Step::Changed(what)) => info!(%what, "placement step"),
-                Err(e) => debug!(error = %e, "placement step failed; retrying"),
+                Ok(Step::Idle) => failing_since = None,
+                Ok(Step::Changed(what)) => {
+                    failing_since = None;
+                    info!(%what, "placement step");
+                }
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= STUCK_WARN && warned.elapsed() >= STUCK_WARN {
+                        warned = Instant::now();
+                        warn!(error = %e, failing_for_s = since.elapsed().as_secs(), "placement step keeps failing; retrying");
+                    } else {
+                        debug!(error = %e, "placement step failed; retrying");
+                    }
+                }
             }
         }
     }
