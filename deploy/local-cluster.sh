@@ -15,7 +15,8 @@
 # MAGNUM_READY_TIMEOUT_S (how long `up` waits for every group to have a leader, default 60),
 # MAGNUM_SIM_TIME_SCALE (cloud-sim latency multiplier, default 1.0), MAGNUM_RAFT_ARGS (extra conductor
 # flags, e.g. "--election-min-ms 400 --election-max-ms 800"), MAGNUM_SIM_ARGS (extra cloud-sim flags, e.g.
-# "--heat-url http://127.0.0.1:18004/v1/admin" to drive a real Heat), RUST_LOG.
+# "--heat-url http://127.0.0.1:18004/v1/admin" to drive a real Heat), MAGNUM_SIM_STATE (0: cloud-sim
+# without a state file, see sim_state_args), RUST_LOG.
 # Failpoints (conductor/src/failpoints.rs): MAGNUM_FAILPOINTS reaches the processes this call starts,
 # e.g. `MAGNUM_FAILPOINTS=create:StackCreated:after local-cluster.sh start DIR conductor 2` arms only
 # conductor 2 (a later plain `start` runs it without). MAGNUM_FAILPOINT_FILES=1 at first `up` makes
@@ -280,13 +281,20 @@ sim_ks_args() {
   fi
 }
 
+# cloud-sim keeps its state in one JSON file, rewritten after changes: what lets it restart,
+# but a cost that grows with every stack. MAGNUM_SIM_STATE=0 at first `up` keeps it in memory
+# only (the scale bench: 100,000 stacks, cloud-sim never restarted).
+sim_state_args() {
+  [ "${MAGNUM_SIM_STATE:-1}" = 0 ] || echo "--state-file $1/cloud-sim/state.json"
+}
+
 # Writes DIR/ROLE[-ID].cmd: the exact command line, so a stopped process restarts identically.
 write_cmd() {
   local dir=$1 role=$2 id=${3:-} b; b=$(bin)
   local name=$role${id:+-$id}
   case $role in
     cloud-sim)
-      echo "$b cloud-sim --listen $host:$(sim_port) --container-infra-url http://$host:$(api_port)/v1 --time-scale $time_scale --state-file $dir/cloud-sim/state.json $(sim_ks_args "$dir") ${MAGNUM_SIM_ARGS:-}" ;;
+      echo "$b cloud-sim --listen $host:$(sim_port) --container-infra-url http://$host:$(api_port)/v1 --time-scale $time_scale $(sim_state_args "$dir") $(sim_ks_args "$dir") ${MAGNUM_SIM_ARGS:-}" ;;
     conductor)
       local fp=""
       [ "${MAGNUM_FAILPOINT_FILES:-0}" = 1 ] && fp="env MAGNUM_FAILPOINTS=@$dir/conductor-$id.failpoints "
