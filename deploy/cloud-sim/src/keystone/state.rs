@@ -139,10 +139,27 @@ impl IdentityState {
             .map(created)
     }
 
-    /// Every user (seeded first), as `GET /v3/users` lists them.
-    pub(crate) fn all_users(&self) -> Vec<Principal> {
-        let mut all: Vec<Principal> = DIRECTORY.users.iter().map(seeded).collect();
-        all.extend(self.users.values().map(created));
+    /// The users `GET /v3/users` lists (seeded first), with its `name` and `domain_id`
+    /// filters applied before anything is copied: the conductors look trustees up by name, one
+    /// per cluster, among as many users.
+    pub(crate) fn users_matching(
+        &self,
+        name: Option<&str>,
+        domain: Option<&str>,
+    ) -> Vec<Principal> {
+        let keep = |n: &str, d: &str| name.is_none_or(|x| x == n) && domain.is_none_or(|x| x == d);
+        let mut all: Vec<Principal> = DIRECTORY
+            .users
+            .iter()
+            .filter(|u| keep(u.name, DOMAIN_ID))
+            .map(seeded)
+            .collect();
+        all.extend(
+            self.users
+                .values()
+                .filter(|u| keep(&u.name, &u.domain_id))
+                .map(created),
+        );
         all
     }
 

@@ -121,10 +121,8 @@ async fn list_users(
         let store = lock(&sim.keystone);
         store
             .ident
-            .all_users()
+            .users_matching(name, domain)
             .iter()
-            .filter(|u| name.is_none_or(|n| n == u.name))
-            .filter(|u| domain.is_none_or(|d| d == u.domain_id))
             .map(|u| {
                 let options = store.ident.users.get(&u.id).map(|d| &d.options);
                 user_json(&sim, u, options)
