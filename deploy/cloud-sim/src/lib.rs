@@ -371,6 +371,7 @@ pub async fn serve_with(cfg: SimConfig, quotas: NovaQuotas) -> Result<SimHandle,
             heat_state = h;
         }
     }
+    heat_state.reindex();
     heat_state.networks = networks.clone();
     let sim = Arc::new(Sim {
         base_url: base_url.clone(),

@@ -155,16 +155,16 @@ fn servers_of(s: &Stack) -> Usage {
 /// nothing a failed or cancelled action never created stays charged.
 pub(crate) fn in_use(st: &HeatState, project: &str, except: Option<Uuid>) -> Usage {
     let roots: Vec<&Stack> = st
-        .stacks
-        .values()
-        .filter(|s| s.parent.is_none() && !s.is_deleted() && s.project_id == project)
+        .of_project(project)
+        .filter(|s| s.parent.is_none() && !s.is_deleted())
         .filter(|s| Some(s.id) != except)
         .collect();
-    // Servers only of this project's trees: every stack's resources were walked on every
-    // create, which made seeding 100,000 stacks quadratic.
+    // Servers only of this project's trees (nested stacks belong to their root's project):
+    // every stack's resources were walked on every create, which made seeding 100,000 stacks
+    // quadratic.
     let ours: BTreeSet<Uuid> = roots.iter().map(|s| s.id).collect();
     let mut existing: BTreeMap<Uuid, Usage> = BTreeMap::new();
-    for s in st.stacks.values() {
+    for s in st.of_project(project) {
         if !ours.contains(&s.root) || s.is_deleted() {
             continue;
         }

@@ -922,3 +922,54 @@ async fn state_file_survives_restart() {
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
 }
+
+/// `GET /stacks?id=…` lists exactly the asked stacks (the conductors' status feed asks up to
+/// 100 at a time): several ids, an unknown one, one in upper case (Heat compares the text) and
+/// one of another project (not listed without `global_tenant`).
+#[tokio::test]
+async fn list_by_id_lists_the_asked_stacks_only() {
+    let sim = start().await;
+    let (tok, _) = sim.login("demo", "demo").await;
+    let heat = sim.heat("demo");
+    let mut ids = Vec::new();
+    for name in ["by-id-a", "by-id-b", "by-id-c"] {
+        let url = sim.create_stack(&tok, "demo", cluster_body(name, 1)).await;
+        ids.push(url.rsplit('/').next().unwrap().to_string());
+    }
+    let (alt_tok, _) = sim.login("alt_demo", "alt_demo").await;
+    let alt_url = sim
+        .create_stack(&alt_tok, "alt_demo", cluster_body("by-id-alt", 1))
+        .await;
+    let alt = alt_url.rsplit('/').next().unwrap().to_string();
+    let listed = |q: String| {
+        let (sim, tok, heat) = (&sim, tok.clone(), heat.clone());
+        async move {
+            let r = sim
+                .call(Method::GET, &format!("{heat}/stacks?{q}"), &tok, None)
+                .await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let v: Value = r.json().await.unwrap();
+            let mut got: Vec<String> = v["stacks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_string())
+                .collect();
+            got.sort();
+            got
+        }
+    };
+    let mut want = vec![ids[0].clone(), ids[2].clone()];
+    want.sort();
+    let q = format!(
+        "id={}&id={}&id={}&id=nonsense&id={}&id={alt}",
+        ids[0],
+        ids[2],
+        uuid::Uuid::new_v4(),
+        ids[1].to_uppercase()
+    );
+    assert_eq!(listed(q).await, want);
+    assert_eq!(listed(format!("id={}", ids[1])).await, vec![ids[1].clone()]);
+    assert_eq!(listed("id=nonsense".into()).await, Vec::<String>::new());
+    assert_eq!(listed(String::new()).await.len(), 3);
+}

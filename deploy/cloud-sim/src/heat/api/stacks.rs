@@ -78,9 +78,8 @@ pub(super) fn create(req: &Req<'_>) -> Result<Response, SimError> {
             return Err(stack_exists(&name));
         }
         let live = st
-            .stacks
-            .values()
-            .filter(|s| s.project_id == req.tenant && s.parent.is_none() && !s.is_deleted())
+            .of_project(req.tenant)
+            .filter(|s| s.parent.is_none() && !s.is_deleted())
             .count();
         let max = req.sim.max_stacks_per_tenant;
         if live >= max {
@@ -105,7 +104,7 @@ pub(super) fn create(req: &Req<'_>) -> Result<Response, SimError> {
             )
         };
         stack.set_status(Action::Create, Status::InProgress, "Stack CREATE started");
-        st.stacks.insert(id, stack);
+        st.insert_stack(stack);
         *st.creates_by_name.entry(name.clone()).or_insert(0) += 1;
     }
     req.sim.changed();

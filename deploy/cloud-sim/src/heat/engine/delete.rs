@@ -33,7 +33,7 @@ pub(super) async fn delete_stack(
             run.write(|st| {
                 if purge_nested {
                     // Like Heat's purge of a deleted stack's nested stacks: only the root stays.
-                    st.stacks.retain(|sid, s| s.root != id || *sid == id);
+                    st.purge_nested(id);
                 }
                 if let Some(s) = st.stacks.get_mut(&id) {
                     s.resources.clear();

@@ -165,6 +165,6 @@ fn nested_stack(
         )
     };
     ns.set_status(Action::Create, Status::InProgress, "Stack CREATE started");
-    st.stacks.insert(id, ns);
+    st.insert_stack(ns);
     Ok((id, Action::Create))
 }
