@@ -371,13 +371,17 @@ pub(crate) struct HeatState {
     pub(crate) by_project: HashMap<String, BTreeSet<Uuid>>,
 }
 
+fn index(by_project: &mut HashMap<String, BTreeSet<Uuid>>, s: &Stack) {
+    by_project
+        .entry(s.project_id.clone())
+        .or_default()
+        .insert(s.id);
+}
+
 impl HeatState {
     /// Adds (or replaces) a stack.
     pub(crate) fn insert_stack(&mut self, s: Stack) {
-        self.by_project
-            .entry(s.project_id.clone())
-            .or_default()
-            .insert(s.id);
+        index(&mut self.by_project, &s);
         self.stacks.insert(s.id, s);
     }
 
@@ -401,10 +405,7 @@ impl HeatState {
     pub(crate) fn reindex(&mut self) {
         self.by_project.clear();
         for s in self.stacks.values() {
-            self.by_project
-                .entry(s.project_id.clone())
-                .or_default()
-                .insert(s.id);
+            index(&mut self.by_project, s);
         }
     }
 
