@@ -345,11 +345,15 @@ async fn follower_down_for_10k_commands_catches_up_by_snapshot() {
     );
     let rows = lg
         .read(|l| {
-            l.state.query(&ShardQuery::Canaries {
-                prefix: "s/".into(),
-            })
+            l.state.query(
+                &ShardQuery::Canaries {
+                    prefix: "s/".into(),
+                },
+                &magnum_raft::NoStoredRows,
+            )
         })
         .await
+        .unwrap()
         .unwrap();
     assert!(matches!(&rows, QueryResult::Canaries(m) if m.len() == COMMANDS));
     assert!(want == got, "follower state differs from the leader's");

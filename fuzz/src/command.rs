@@ -27,7 +27,7 @@ use magnum_conductor::shard::{persist, ShardLogic};
 use magnum_proto::version::{min_version, Kind, FEATURE_VERSION};
 use magnum_proto::wire::{Envelope, MultiQuery, SetMembers, SignCsr, TransferLeader};
 use magnum_proto::*;
-use magnum_raft::{StateMachineLogic, WriteSet};
+use magnum_raft::{NoStoredRows, StateMachineLogic, WriteSet};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
@@ -123,7 +123,7 @@ struct Shard {
 /// build decoded must never do that.
 fn apply_to(logic: &mut ShardLogic, kv: &mut BTreeMap<Vec<u8>, Vec<u8>>, index: u64, p: &[u8]) {
     let mut ws = WriteSet::new();
-    if let Err(e) = logic.apply(index, p, &mut ws) {
+    if let Err(e) = logic.apply(index, p, &mut ws, &*kv) {
         panic!(
             "the entry halts the shard: {e}\nentry: {}",
             String::from_utf8_lossy(p)
@@ -221,7 +221,7 @@ fn command(mut req: ShardRequest) {
     if req.request_id.is_some() {
         let before = logic.state.clone();
         let mut ws = WriteSet::new();
-        let _ = logic.apply(base.next_index + 1, &payload, &mut ws);
+        let _ = logic.apply(base.next_index + 1, &payload, &mut ws, &kv);
         assert_eq!(
             format!("{:?}", before.rows()),
             format!("{:?}", logic.state.rows()),
@@ -244,7 +244,6 @@ fn command(mut req: ShardRequest) {
     );
     assert_eq!(a.clusters(), b.clusters(), "clusters differ after reload");
     assert_eq!(a.all_nodegroups(), b.all_nodegroups(), "nodegroups differ");
-    assert_eq!(a.certs(), b.certs(), "certs differ after reload");
     assert_eq!(a.trustees(), b.trustees(), "trustees differ after reload");
     assert_eq!(
         a.operations(),
@@ -277,7 +276,7 @@ fn meta_command(req: MetaRequest) {
 
     let (mut meta, mut kv) = base_meta();
     let mut ws = WriteSet::new();
-    if let Err(e) = meta.apply(10, &payload, &mut ws) {
+    if let Err(e) = meta.apply(10, &payload, &mut ws, &NoStoredRows) {
         panic!("the entry halts the meta group: {e}\nentry: {cmd:?}");
     }
     for (k, v) in magnum_raft::fuzzing::write_set_ops(&ws) {
@@ -329,7 +328,7 @@ fn base_meta() -> (MetaState, BTreeMap<Vec<u8>, Vec<u8>>) {
     for (i, cmd) in setup.iter().enumerate() {
         let p = serde_json::to_vec(cmd).unwrap_or_else(|e| panic!("{e}"));
         let mut ws = WriteSet::new();
-        let r = meta.apply(i as u64 + 1, &p, &mut ws);
+        let r = meta.apply(i as u64 + 1, &p, &mut ws, &NoStoredRows);
         assert!(r.is_ok(), "meta setup: {r:?}");
         for (k, v) in magnum_raft::fuzzing::write_set_ops(&ws) {
             match v {

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::error::{RaftError, WriteError};
 use crate::failover::Pulse;
-use crate::logic::StateMachineLogic;
+use crate::logic::{StateMachineLogic, StoredRows};
 use crate::metrics::{GroupMetrics, SnapshotCounts};
 use crate::registry::Registry;
 use crate::storage::sm::{read_lock, SmHandles, SmStore, TreeReader};
@@ -339,6 +339,11 @@ impl<L: StateMachineLogic> Group<L> {
     /// Reads this replica's state as applied so far, without any leadership check.
     pub fn read_local<R>(&self, f: impl FnOnce(&L) -> R) -> R {
         f(&read_lock(&self.inner.logic))
+    }
+
+    /// This replica's persisted app rows, for the rows its logic keeps on disk only.
+    pub fn stored(&self) -> impl StoredRows + Send + Sync + 'static {
+        self.inner.tree.clone()
     }
 
     /// Runs `f` over this replica's persisted state machine (the app's pairs, in key order) and

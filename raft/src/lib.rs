@@ -37,7 +37,7 @@ pub mod vote_audit;
 pub use config::{Engine, RaftConfig};
 pub use error::{RaftError, WriteError};
 pub use group::{Group, GroupStatus, Halt, LogStats, EXIT_STORAGE_FAILURE};
-pub use logic::{StateMachineLogic, WriteSet};
+pub use logic::{NoStoredRows, StateMachineLogic, StoredRows, WriteSet};
 pub use metrics::{SnapshotCounts, METRICS_CONTENT_TYPE};
 pub use node::RaftNode;
 pub use runtime::DEFAULT_RAFT_THREADS;

@@ -1,5 +1,7 @@
 //! The application's side of a group: deterministic state machine logic.
 
+use std::collections::BTreeMap;
+
 /// Deterministic application logic of one group. No clock, no randomness, no I/O: every replica
 /// must reach the same state from the same entries. Timestamps and ids travel in the payload.
 pub trait StateMachineLogic: Send + Sync + 'static {
@@ -8,7 +10,8 @@ pub trait StateMachineLogic: Send + Sync + 'static {
     fn load(&mut self, kv: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String>;
 
     /// Apply one normal log entry's payload; return the response bytes; record the keys to
-    /// persist. The writes are stored atomically with the entry's index as `last_applied`, so
+    /// persist. `stored` reads the rows persisted so far (earlier entries of the same batch
+    /// included), for rows the logic keeps on disk only. The writes are stored atomically with the entry's index as `last_applied`, so
     /// after a restart an entry is never applied twice. Values are stored as given: version
     /// them yourself if their format may change.
     ///
@@ -20,7 +23,35 @@ pub trait StateMachineLogic: Send + Sync + 'static {
         index: u64,
         payload: &[u8],
         writes: &mut WriteSet,
+        stored: &dyn StoredRows,
     ) -> Result<Vec<u8>, String>;
+}
+
+/// Read access to a group's persisted app rows, for state a logic does not keep in memory
+/// (large rows that are rarely read: a replica's memory then holds what its reads need, not
+/// everything it stores). Deterministic inside `apply`: the rows there are exactly what the
+/// entries before it wrote. Outside `apply` (`Group::stored`) they may trail the in-memory
+/// state by the batch being written, never more: an answered write is on the tree.
+pub trait StoredRows {
+    /// The value last written under `key`, `None` if none is. `Err` is an I/O failure, which
+    /// inside `apply` must fail the apply (a replica that read nothing would diverge).
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// Rows held in a map, as tools and tests keep what `apply` wrote.
+impl StoredRows for BTreeMap<Vec<u8>, Vec<u8>> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(BTreeMap::get(self, key).cloned())
+    }
+}
+
+/// No rows at all: a logic that keeps everything in memory never reads.
+pub struct NoStoredRows;
+
+impl StoredRows for NoStoredRows {
+    fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
 }
 
 /// Key/value changes produced by one `apply`, persisted in the same atomic batch as the group's

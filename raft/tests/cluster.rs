@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use magnum_raft::{
     Group, GroupId, GroupStatus, NodeAddr, NodeId, RaftConfig, RaftError, RaftNode,
-    StateMachineLogic, WriteError, WriteSet,
+    StateMachineLogic, StoredRows, WriteError, WriteSet,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -62,6 +62,7 @@ impl StateMachineLogic for Kv {
         index: u64,
         payload: &[u8],
         writes: &mut WriteSet,
+        _stored: &dyn StoredRows,
     ) -> Result<Vec<u8>, String> {
         if self.probe.refuse.lock().unwrap().as_deref() == Some(payload) {
             return Err(format!(

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use magnum_raft::{NodeAddr, RaftConfig, RaftNode, StateMachineLogic, WriteSet};
+use magnum_raft::{NodeAddr, RaftConfig, RaftNode, StateMachineLogic, StoredRows, WriteSet};
 
 /// `k=v` puts (the fixture's logic).
 #[derive(Default)]
@@ -25,6 +25,7 @@ impl StateMachineLogic for Kv {
         _index: u64,
         payload: &[u8],
         writes: &mut WriteSet,
+        _stored: &dyn StoredRows,
     ) -> Result<Vec<u8>, String> {
         if let Some(pos) = payload.iter().position(|b| *b == b'=') {
             let (k, v) = (&payload[..pos], &payload[pos + 1..]);

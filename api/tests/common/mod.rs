@@ -7,8 +7,10 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use magnum_api::*;
+use magnum_conductor::shard::persist;
 use magnum_conductor::ShardState;
 use magnum_proto::*;
+use magnum_raft::NoStoredRows;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,7 +62,7 @@ impl MemBackend {
         self.shards
             .iter()
             .flat_map(|s| {
-                match s.lock().unwrap().query(&ShardQuery::Templates {
+                match s.lock().unwrap().ask(&ShardQuery::Templates {
                     project: None,
                     include_public: true,
                 }) {
@@ -78,7 +80,7 @@ impl MemBackend {
                 match s
                     .lock()
                     .unwrap()
-                    .query(&ShardQuery::Clusters { project: None })
+                    .ask(&ShardQuery::Clusters { project: None })
                 {
                     QueryResult::Clusters(c) => c,
                     _ => vec![],
@@ -91,7 +93,7 @@ impl MemBackend {
         match self.shards[shard as usize]
             .lock()
             .unwrap()
-            .query(&ShardQuery::Operations)
+            .ask(&ShardQuery::Operations)
         {
             QueryResult::Operations(o) => o,
             _ => vec![],
@@ -133,7 +135,7 @@ impl Backend for MemBackend {
         let mut state = self.shards[shard.0 as usize].lock().unwrap();
         if let ShardCommand::UpdateTemplate { template, at } = &req.command {
             if let Some(tags) = self.race_tags.lock().unwrap().take() {
-                let QueryResult::Templates(all) = state.query(&ShardQuery::Templates {
+                let QueryResult::Templates(all) = state.ask(&ShardQuery::Templates {
                     project: None,
                     include_public: true,
                 }) else {
@@ -149,11 +151,11 @@ impl Backend for MemBackend {
                     },
                 };
                 let idx = self.index.fetch_add(1, Ordering::SeqCst);
-                assert!(state.apply_request(idx, &racer).is_ok());
+                assert!(state.run(idx, &racer).is_ok());
             }
         }
         let idx = self.index.fetch_add(1, Ordering::SeqCst);
-        Ok(state.apply_request(idx, req))
+        Ok(state.run(idx, req))
     }
 
     async fn query(
@@ -175,7 +177,7 @@ impl Backend for MemBackend {
                 "malformed envelope: unknown variant".into(),
             ));
         }
-        Ok(self.shards[shard.0 as usize].lock().unwrap().query(q))
+        Ok(self.shards[shard.0 as usize].lock().unwrap().ask(q))
     }
 
     async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {
@@ -190,11 +192,10 @@ impl Backend for MemBackend {
         req: &wire::SignCsr,
     ) -> Result<wire::SignResult, BackendError> {
         self.check()?;
-        let certs = self.shards[shard.0 as usize]
-            .lock()
-            .unwrap()
-            .certs(req.cluster)
-            .cloned();
+        let state = self.shards[shard.0 as usize].lock().unwrap();
+        let certs = persist::certs(state.rows(), &NoStoredRows, req.cluster)
+            .expect("no stored rows are read");
+        drop(state);
         Ok(match certs {
             None => wire::SignResult::NoCertificates,
             Some(c) => match magnum_conductor::pki::csr::sign_csr(
@@ -247,7 +248,7 @@ impl MemBackend {
                     at: Timestamp(2),
                 },
             };
-            s.apply_request(i, &adv).unwrap();
+            s.run(i, &adv).unwrap();
         }
     }
 
@@ -269,7 +270,7 @@ impl MemBackend {
                     at: Timestamp(3),
                 },
             };
-            s.apply_request(i, &adv).unwrap();
+            s.run(i, &adv).unwrap();
         }
     }
 
@@ -295,7 +296,7 @@ impl MemBackend {
                 epoch,
             },
         };
-        s.apply_request(i, &own).unwrap();
+        s.run(i, &own).unwrap();
         let op = s.operation(cluster).unwrap().id;
         let adv = ShardRequest {
             request_id: None,
@@ -309,7 +310,7 @@ impl MemBackend {
                 at: Timestamp(1),
             },
         };
-        s.apply_request(i + 1, &adv).unwrap();
+        s.run(i + 1, &adv).unwrap();
         certs
     }
 }
@@ -632,4 +633,23 @@ pub fn assert_nothing_persisted(h: &Harness, commands_before: usize) {
         commands_before,
         "a rejected request forwarded a command"
     );
+}
+
+/// The conductor's state kept in memory only: with no disk, the rows it would store stay in it
+/// as not yet written (nothing calls `take_dirty`), and its reads find them there.
+trait InMemory {
+    fn run(&mut self, index: u64, req: &ShardRequest) -> ShardResponse;
+    fn ask(&self, q: &ShardQuery) -> QueryResult;
+}
+
+impl InMemory for ShardState {
+    fn run(&mut self, index: u64, req: &ShardRequest) -> ShardResponse {
+        self.apply_request(index, req, &NoStoredRows)
+            .expect("no stored rows are read")
+    }
+
+    fn ask(&self, q: &ShardQuery) -> QueryResult {
+        self.query(q, &NoStoredRows)
+            .expect("no stored rows are read")
+    }
 }

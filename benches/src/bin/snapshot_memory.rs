@@ -238,11 +238,7 @@ async fn learner(dir: &Path, listen: &str) {
         proc_status("VmHWM:"),
         proc_status("VmRSS:"),
     );
-    // Counted after the peak was read: the query copies every cluster.
-    let clusters = match g.read_local(|l| l.state.query(&ShardQuery::Clusters { project: None })) {
-        QueryResult::Clusters(v) => v.len(),
-        _ => 0,
-    };
+    let clusters = g.read_local(|l| l.state.clusters().len());
     result(serde_json::json!({
         "phase": "install", "ms": ms, "rss_before": before, "peak": peak, "rss_after": after,
         "clusters": clusters,

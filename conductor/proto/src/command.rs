@@ -283,6 +283,13 @@ pub enum SealedField {
     TrustorToken,
 }
 
+impl SealedField {
+    /// Whether the value is a key of the cluster's certificates (`ClusterCerts`).
+    pub fn is_certificate(self) -> bool {
+        !matches!(self, Self::TrusteePassword | Self::TrustorToken)
+    }
+}
+
 /// Who may propose a shard command ([`ShardCommand::origin`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {

@@ -6,7 +6,7 @@ use crate::shard::logic::ShardLogic;
 use magnum_proto::version::FEATURE_VERSION;
 use magnum_proto::{NodeId, ShardId};
 use magnum_raft::backup::{self, Seed};
-use magnum_raft::{NodeAddr, StateMachineLogic, WriteSet};
+use magnum_raft::{NoStoredRows, NodeAddr, StateMachineLogic, WriteSet};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -206,7 +206,7 @@ pub fn restore(backup: &Checked, target: &Target) -> Result<Restored, ConductorE
     for (i, cmd) in commands.iter().enumerate() {
         let payload = serde_json::to_vec(cmd).map_err(|e| fail(e.to_string()))?;
         let mut ws = WriteSet::new();
-        meta.apply(i as u64 + 1, &payload, &mut ws)
+        meta.apply(i as u64 + 1, &payload, &mut ws, &NoStoredRows)
             .map_err(|e| fail(format!("building the meta group: {e}")))?;
         for (k, v) in ws.into_ops() {
             match v {

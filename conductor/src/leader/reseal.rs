@@ -6,7 +6,8 @@
 //! every shard, the previous key can go.
 use crate::pki::sealing::{CertKey, Sealing};
 use crate::propose::{ProposeError, ShardLeader};
-use crate::shard::reseal::sealed_values;
+use crate::shard::persist::stored_certs;
+use crate::shard::reseal::{sealed_cert_values, sealed_row_values};
 use magnum_proto::version::{min_version, Kind};
 use magnum_proto::*;
 use std::collections::BTreeMap;
@@ -24,6 +25,13 @@ const PASS_EVERY: Duration = Duration::from_secs(30);
 const SCAN_PAGE: usize = 256;
 /// Values per proposal: sealed RSA keys are ~2–3 KiB each.
 const BATCH: usize = 64;
+
+fn owned(values: Vec<(SealedField, &str)>) -> Vec<(SealedField, String)> {
+    values
+        .into_iter()
+        .map(|(f, v)| (f, v.to_string()))
+        .collect()
+}
 
 /// What each shard this node leads has left to re-seal, for `/metrics`.
 #[derive(Clone, Debug, Default)]
@@ -147,25 +155,32 @@ async fn pass(leader: &ShardLeader, key: &CertKey, epoch: u64) -> Result<(Pass, 
     let mut resealed = 0;
     let mut after: Option<ClusterId> = None;
     loop {
-        let page: Vec<(ClusterId, Vec<(SealedField, String)>)> = leader.group().read_local(|l| {
-            let rows = l.state.rows();
-            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-            rows.clusters()
-                .range((from, Bound::Unbounded))
-                .take(SCAN_PAGE)
-                .map(|(id, _)| {
-                    let values = sealed_values(rows, *id)
-                        .into_iter()
-                        .map(|(f, v)| (f, v.to_string()))
-                        .collect();
-                    (*id, values)
-                })
-                .collect()
-        });
+        // Rows in memory under the lock, certificates (stored rows) read after it.
+        let mut page: Vec<(ClusterId, Vec<(SealedField, String)>)> =
+            leader.group().read_local(|l| {
+                let rows = l.state.rows();
+                let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+                rows.clusters()
+                    .range((from, Bound::Unbounded))
+                    .take(SCAN_PAGE)
+                    .map(|(id, _)| (*id, owned(sealed_row_values(rows, *id))))
+                    .collect()
+            });
         let Some((last, _)) = page.last() else {
             return Ok((found, resealed));
         };
         after = Some(*last);
+        let stored = leader.group().stored();
+        for (cluster, values) in &mut page {
+            match stored_certs(&stored, *cluster) {
+                Ok(c) => values.extend(owned(sealed_cert_values(c.as_ref()))),
+                // Counted as unopenable: the previous key must not look safe to drop.
+                Err(e) => {
+                    found.unopenable += 1;
+                    warn!(%cluster, error = %e, "certificates unreadable; not re-sealed");
+                }
+            }
+        }
         let mut todo = Vec::new();
         for (cluster, values) in page {
             for (field, from) in values {

@@ -8,7 +8,7 @@ use magnum_proto::meta::{recent_api_nodes, ApiNodeSeen, CONDUCTOR_BINARY};
 pub use magnum_proto::meta::{Bootstrap, MetaCommand, MetaResponse, DEFAULT_REPLICAS};
 use magnum_proto::version::BASE_VERSION;
 use magnum_proto::{NodeEntry, NodeId, NodeState, PlacementView, ServiceRecord, Timestamp};
-use magnum_raft::{StateMachineLogic, WriteSet};
+use magnum_raft::{StateMachineLogic, StoredRows, WriteSet};
 use std::collections::{BTreeMap, BTreeSet};
 
 const BOOTSTRAP_KEY: &[u8] = b"bootstrap";
@@ -337,6 +337,7 @@ impl StateMachineLogic for MetaState {
         _index: u64,
         payload: &[u8],
         writes: &mut WriteSet,
+        _stored: &dyn StoredRows,
     ) -> Result<Vec<u8>, String> {
         let cmd = serde_json::from_slice::<MetaCommand>(payload).map_err(|e| {
             format!("meta: undecodable command (written by a newer conductor?): {e}")

@@ -1,7 +1,7 @@
 use super::*;
 use crate::propose::ActiveVersion;
 use magnum_proto::{NodeId, NodeState};
-use magnum_raft::{NodeAddr, RaftConfig, RaftNode};
+use magnum_raft::{NoStoredRows, NodeAddr, RaftConfig, RaftNode};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ fn beat_v(node: u64, host: &str, at: i64, feature_version: u32) -> Vec<u8> {
 
 fn apply(m: &mut MetaState, payload: &[u8]) -> (MetaResponse, usize) {
     let mut w = WriteSet::new();
-    let out = m.apply(1, payload, &mut w).unwrap();
+    let out = m.apply(1, payload, &mut w, &NoStoredRows).unwrap();
     (serde_json::from_slice(&out).unwrap(), w.len())
 }
 
@@ -71,12 +71,15 @@ fn apply_is_deterministic() {
     for p in [beat(1, "h1", 10), beat(3, "h3", 11), beat(1, "h1", 12)] {
         let mut wa = WriteSet::new();
         let mut wb = WriteSet::new();
-        assert_eq!(a.apply(1, &p, &mut wa), b.apply(1, &p, &mut wb));
+        assert_eq!(
+            a.apply(1, &p, &mut wa, &NoStoredRows),
+            b.apply(1, &p, &mut wb, &NoStoredRows)
+        );
     }
     assert_eq!(a.services, b.services);
     let mut w = WriteSet::new();
     let err = a
-        .apply(4, b"nonsense", &mut w)
+        .apply(4, b"nonsense", &mut w, &NoStoredRows)
         .expect_err("halts the group");
     assert!(err.contains("undecodable command"), "{err}");
     assert!(w.is_empty());
@@ -257,12 +260,14 @@ fn a_row_that_cannot_be_encoded_fails_the_apply() {
     let mut m = MetaState::default();
     let mut w = WriteSet::new();
     crate::shard::persist::FAIL_ENCODING.set(true);
-    let r = m.apply(1, &add(1), &mut w);
+    let r = m.apply(1, &add(1), &mut w, &NoStoredRows);
     crate::shard::persist::FAIL_ENCODING.set(false);
     let err = r.expect_err("the apply fails");
     assert!(err.contains("cannot be encoded"), "{err}");
     // The failure does not stick to the next command.
-    assert!(m.apply(2, &beat(1, "h", 1), &mut WriteSet::new()).is_ok());
+    assert!(m
+        .apply(2, &beat(1, "h", 1), &mut WriteSet::new(), &NoStoredRows)
+        .is_ok());
 }
 
 fn set_version(version: u32) -> Vec<u8> {

@@ -12,6 +12,7 @@ use crate::shard::ShardState;
 use magnum_net::{Peer, Role};
 use magnum_proto::wire::UserToken;
 use magnum_proto::{ProjectId, QueryResult, ShardCommand, ShardQuery};
+use magnum_raft::StoredRows;
 
 pub(super) enum Caller {
     /// A conductor or operator certificate; a network the operator chose to trust (plain or
@@ -112,12 +113,17 @@ impl Caller {
 
     /// What of `q`'s answer the caller may see, for the reads by id that [`Self::narrow`]
     /// cannot scope: another project's cluster is as absent as a missing one.
-    pub(super) fn answer(&self, st: &ShardState, q: &ShardQuery) -> QueryResult {
-        let r = st.query(q);
+    pub(super) fn answer(
+        &self,
+        st: &ShardState,
+        stored: &dyn StoredRows,
+        q: &ShardQuery,
+    ) -> Result<QueryResult, String> {
+        let r = st.query(q, stored)?;
         if !matches!(self, Self::Member(_)) {
-            return r;
+            return Ok(r);
         }
-        match (q, r) {
+        Ok(match (q, r) {
             (_, QueryResult::Cluster(Some(v))) if !self.sees(&v.cluster.project_id) => {
                 QueryResult::Cluster(None)
             }
@@ -134,7 +140,7 @@ impl Caller {
                 QueryResult::CaCert(None)
             }
             (_, r) => r,
-        }
+        })
     }
 
     /// Whether the caller may propose `cmd`: every project it writes or whose row it changes

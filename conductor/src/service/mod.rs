@@ -252,7 +252,11 @@ async fn query(
     let group = shard_group(&s, shard)?;
     let caller = caller_of(&s, peer, env.user.as_ref()).await?;
     let q = caller.narrow(&env.body)?;
-    let r = group.read_leased(|l| caller.answer(&l.state, &q)).await?;
+    let stored = group.stored();
+    let r = group
+        .read_leased(|l| caller.answer(&l.state, &stored, &q))
+        .await?
+        .map_err(|e| SvcError::Unavailable(format!("shard {shard}: {e}")))?;
     Ok(Json(r).into_response())
 }
 
@@ -272,7 +276,12 @@ async fn multi_query(
         let group = s.hosting.shard(shard.0);
         async move {
             match group {
-                Some(g) => g.read_leased(|l| caller.answer(&l.state, q)).await.ok(),
+                // A shard this cannot answer is left to the client to ask alone.
+                Some(g) => {
+                    let stored = g.stored();
+                    let r = g.read_leased(|l| caller.answer(&l.state, &stored, q)).await;
+                    r.ok().and_then(Result::ok)
+                }
                 None => None,
             }
         }

@@ -3,6 +3,7 @@
 //! CSR away), so it is served only for a caller who sees the cluster's project (`Caller`):
 //! the API node's word for who asks is not taken.
 use super::{caller_of, decode_envelope, shard_group, ServiceState, SvcError};
+use crate::shard::persist::stored_certs;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -27,13 +28,14 @@ pub(super) async fn sign(
     };
     let req = env.body;
     let group = shard_group(&s, shard)?;
-    let (certs, project) = group
+    let project = group
         .read(|l| {
-            let st = &l.state;
-            let project = st.rows().cluster(req.cluster).map(|c| c.project_id.clone());
-            (st.certs(req.cluster).cloned(), project)
+            let rows = l.state.rows();
+            rows.cluster(req.cluster).map(|c| c.project_id.clone())
         })
         .await?;
+    let certs = stored_certs(&group.stored(), req.cluster)
+        .map_err(|e| SvcError::Unavailable(format!("shard {shard}: {e}")))?;
     let (Some(c), Some(project)) = (certs, project) else {
         return Ok(Json(SignResult::NoCertificates).into_response());
     };

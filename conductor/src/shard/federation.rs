@@ -101,6 +101,7 @@ impl ShardState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use magnum_raft::NoStoredRows;
     use std::collections::BTreeMap;
 
     fn fed(project: &str) -> Federation {
@@ -119,7 +120,7 @@ mod tests {
     }
 
     fn apply(s: &mut ShardState, i: u64, command: ShardCommand) -> ShardResponse {
-        s.apply_request(
+        s.apply(
             i,
             &ShardRequest {
                 request_id: Some(RequestId::new_v4()),
@@ -182,7 +183,9 @@ mod tests {
             apply(&mut s, 7, bad_props),
             Err(CommandError::BadRequest(_))
         ));
-        let QueryResult::Federations(all) = s.query(&ShardQuery::Federations { project: None })
+        let QueryResult::Federations(all) = s
+            .query(&ShardQuery::Federations { project: None }, &NoStoredRows)
+            .unwrap()
         else {
             panic!()
         };
@@ -207,19 +210,10 @@ mod tests {
             },
         )
         .unwrap();
-        let keys = s.take_dirty();
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = keys
-            .iter()
-            .filter_map(|k| {
-                Some((
-                    crate::shard::persist::encode_key(k),
-                    crate::shard::persist::row(&s, k).unwrap()?,
-                ))
-            })
-            .collect();
-        let mut t = ShardState::new(ShardId(0), 1);
-        crate::shard::persist::load(&mut t, &mut rows.into_iter()).unwrap();
-        let QueryResult::Federations(all) = t.query(&ShardQuery::Federations { project: None })
+        let t = crate::shard::persist::reload(&mut s);
+        let QueryResult::Federations(all) = t
+            .query(&ShardQuery::Federations { project: None }, &NoStoredRows)
+            .unwrap()
         else {
             panic!()
         };

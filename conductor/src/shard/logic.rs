@@ -2,7 +2,7 @@
 use crate::shard::persist;
 use crate::shard::ShardState;
 use magnum_proto::{ShardId, ShardRequest, ShardResponse};
-use magnum_raft::{StateMachineLogic, WriteSet};
+use magnum_raft::{StateMachineLogic, StoredRows, WriteSet};
 
 #[derive(Debug)]
 pub struct ShardLogic {
@@ -22,8 +22,9 @@ impl StateMachineLogic for ShardLogic {
         persist::load(&mut self.state, kv)
     }
 
-    /// Writes every row the command changed. A row that cannot be encoded fails the apply (the
-    /// store then stops the group): writing the rest would persist a state no replica has.
+    /// Writes every row the command changed. A row that cannot be encoded, or a stored row the
+    /// command reads that cannot be read, fails the apply (the store then stops the group):
+    /// writing the rest would persist a state no replica has.
     ///
     /// An entry this build cannot decode fails the apply too: it is a command of a newer
     /// version, which newer replicas apply, so skipping it here would diverge. Every proposer
@@ -33,6 +34,7 @@ impl StateMachineLogic for ShardLogic {
         index: u64,
         payload: &[u8],
         writes: &mut WriteSet,
+        stored: &dyn StoredRows,
     ) -> Result<Vec<u8>, String> {
         let req = serde_json::from_slice::<ShardRequest>(payload).map_err(|e| {
             format!(
@@ -40,15 +42,11 @@ impl StateMachineLogic for ShardLogic {
                 self.state.shard
             )
         })?;
-        let resp: ShardResponse = self.state.apply_request(index, &req);
-        for k in self.state.take_dirty() {
-            let key = persist::encode_key(&k);
-            let row = persist::row(&self.state, &k).map_err(|e| {
-                format!(
-                    "shard {}: row {k:?} cannot be encoded: {e}",
-                    self.state.shard
-                )
-            })?;
+        let resp: ShardResponse = self
+            .state
+            .apply_request(index, &req, stored)
+            .map_err(|e| format!("shard {}: stored rows unreadable: {e}", self.state.shard))?;
+        for (key, row) in persist::take_writes(&mut self.state)? {
             match row {
                 Some(v) => writes.put(key, v),
                 None => writes.delete(key),
@@ -62,6 +60,7 @@ impl StateMachineLogic for ShardLogic {
 mod tests {
     use super::*;
     use magnum_proto::{RequestId, ShardCommand};
+    use magnum_raft::NoStoredRows;
 
     fn canary(key: &str) -> Vec<u8> {
         let req = ShardRequest {
@@ -78,12 +77,12 @@ mod tests {
     fn a_row_that_cannot_be_encoded_fails_the_apply() {
         let mut l = ShardLogic::new(ShardId(0), 1);
         let mut ws = WriteSet::new();
-        assert!(l.apply(1, &canary("a"), &mut ws).is_ok());
+        assert!(l.apply(1, &canary("a"), &mut ws, &NoStoredRows).is_ok());
         assert_eq!(ws.len(), 2, "the canary and the request id");
 
         persist::FAIL_ENCODING.set(true);
         let mut ws = WriteSet::new();
-        let r = l.apply(2, &canary("b"), &mut ws);
+        let r = l.apply(2, &canary("b"), &mut ws, &NoStoredRows);
         persist::FAIL_ENCODING.set(false);
         let err = r.expect_err("the apply fails");
         assert!(err.contains("cannot be encoded"), "{err}");
@@ -94,7 +93,9 @@ mod tests {
         let mut l = ShardLogic::new(ShardId(0), 1);
         let mut ws = WriteSet::new();
         let future = br#"{"request_id":null,"command":{"SomeNewKind":{}}}"#;
-        let err = l.apply(1, future, &mut ws).expect_err("the apply fails");
+        let err = l
+            .apply(1, future, &mut ws, &NoStoredRows)
+            .expect_err("the apply fails");
         assert!(err.contains("undecodable command"), "{err}");
         assert!(ws.is_empty());
         assert!(l.state.take_dirty().is_empty());

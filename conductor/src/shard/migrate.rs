@@ -9,7 +9,12 @@ use std::collections::BTreeMap;
 pub const STACK_IDS_RESTORED: &str = "stack_ids_restored";
 
 impl ShardState {
-    pub(super) fn restore_stack_ids(&mut self, stacks: &BTreeMap<ClusterId, String>) -> CommandOk {
+    /// `answers`: every remembered answer, read from the stored rows.
+    pub(super) fn restore_stack_ids(
+        &mut self,
+        stacks: &BTreeMap<ClusterId, String>,
+        answers: BTreeMap<RequestId, (u64, ShardResponse)>,
+    ) -> CommandOk {
         if self.rows.migrated(STACK_IDS_RESTORED) {
             return CommandOk::Done;
         }
@@ -32,15 +37,16 @@ impl ShardState {
             .iter()
             .map(|(id, c)| (*id, c.stack_id.clone()))
             .collect();
-        self.rows.patch_answers(|resp| {
-            if let Ok(CommandOk::Cluster(view)) = resp {
+        for (id, (index, mut resp)) in answers {
+            if let Ok(CommandOk::Cluster(view)) = &mut resp {
                 let stack = now.get(&view.cluster.uuid).cloned().flatten();
                 view.cluster.stack_id = stack.clone();
                 for n in view.nodegroups.iter_mut().filter(|n| n.is_default) {
                     n.stack_id = stack.clone();
                 }
             }
-        });
+            self.rows.remember_request(id, index, resp);
+        }
         self.rows.mark_migrated(STACK_IDS_RESTORED);
         CommandOk::Done
     }
@@ -67,7 +73,7 @@ mod tests {
                 request_id: Some(id),
                 command,
             };
-            let resp = self.s.apply_request(self.i, &req);
+            let resp = self.s.apply_request(self.i, &req, &self.disk).unwrap();
             crate::shard::rows_tests::write_dirty(&mut self.s, &mut self.disk);
             resp
         }

@@ -93,7 +93,7 @@ impl T {
 
     pub(crate) fn cmd(&mut self, c: ShardCommand) -> ShardResponse {
         self.i += 1;
-        self.s.apply_request(self.i, &req(c))
+        self.s.apply(self.i, &req(c))
     }
 
     fn adv_at(&mut self, epoch: u64, op: OpId, event: OpEvent) -> ShardResponse {
@@ -416,18 +416,7 @@ fn nodegroup_rows_and_operations_reload() {
     let mut x = T::new();
     x.finish_create();
     x.create_ng(x.new_ng("ng1", 1, 0, None)).unwrap();
-    let dirty = x.s.take_dirty();
-    let mut kv: Vec<(Vec<u8>, Vec<u8>)> = dirty
-        .iter()
-        .filter_map(|k| {
-            persist::row(&x.s, k)
-                .unwrap()
-                .map(|v| (persist::encode_key(k), v))
-        })
-        .collect();
-    kv.sort();
-    let mut loaded = ShardState::new(ShardId(0), 1);
-    persist::load(&mut loaded, &mut kv.into_iter()).unwrap();
+    let loaded = persist::reload(&mut x.s);
     assert_eq!(loaded.view(x.c), x.s.view(x.c));
     assert_eq!(loaded.operation(x.c), x.s.operation(x.c));
 }

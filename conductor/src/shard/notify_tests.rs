@@ -20,7 +20,7 @@ fn adv(s: &mut ShardState, i: u64, c: ClusterId, op: OpId, event: OpEvent) {
             at: Timestamp(9),
         },
     };
-    s.apply_request(i, &r).unwrap();
+    s.apply(i, &r).unwrap();
 }
 
 fn kinds(s: &ShardState) -> Vec<(String, String)> {
@@ -41,7 +41,7 @@ fn transitions_queue_cadf_notifications_in_the_same_command() {
     let (c, ngs, op) = magnum_proto::fixtures::cluster_rows(&t, "k8s", 1, 2);
     let (cid, oid) = (c.uuid, op.id);
     let mut s = ShardState::new(ShardId(0), 1);
-    s.apply_request(
+    s.apply(
         1,
         &req(ShardCommand::CreateTemplate {
             template: t,
@@ -49,7 +49,7 @@ fn transitions_queue_cadf_notifications_in_the_same_command() {
         }),
     )
     .unwrap();
-    s.apply_request(
+    s.apply(
         2,
         &req(ShardCommand::CreateCluster {
             cluster: c,
@@ -58,7 +58,7 @@ fn transitions_queue_cadf_notifications_in_the_same_command() {
         }),
     )
     .unwrap();
-    s.apply_request(
+    s.apply(
         3,
         &req(ShardCommand::TakeOwnership {
             node: NodeId(1),
@@ -143,7 +143,7 @@ fn transitions_queue_cadf_notifications_in_the_same_command() {
     );
 
     let del = OpId::new_v4();
-    s.apply_request(
+    s.apply(
         8,
         &req(ShardCommand::DeleteCluster {
             id: cid,
@@ -167,25 +167,15 @@ fn transitions_queue_cadf_notifications_in_the_same_command() {
     );
 
     // The outbox is persisted like any row, and delivery (current epoch only) empties it.
-    let dirty = s.take_dirty();
-    let kv: Vec<(Vec<u8>, Vec<u8>)> = dirty
-        .iter()
-        .filter_map(|k| {
-            persist::row(&s, k)
-                .unwrap()
-                .map(|v| (persist::encode_key(k), v))
-        })
-        .collect();
-    let mut loaded = ShardState::new(ShardId(0), 1);
-    persist::load(&mut loaded, &mut kv.into_iter()).unwrap();
+    let loaded = persist::reload(&mut s);
     assert_eq!(kinds(&loaded), kinds(&s));
     let ids: Vec<String> = s.outbox().map(|n| n.id.clone()).collect();
     let stale = ShardCommand::NotificationsDelivered {
         epoch: 0,
         ids: ids.clone(),
     };
-    assert!(s.apply_request(11, &req(stale)).is_err());
+    assert!(s.apply(11, &req(stale)).is_err());
     let ok = ShardCommand::NotificationsDelivered { epoch: 1, ids };
-    s.apply_request(12, &req(ok)).unwrap();
+    s.apply(12, &req(ok)).unwrap();
     assert_eq!(s.outbox().count(), 0);
 }

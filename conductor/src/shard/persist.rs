@@ -1,7 +1,9 @@
 //! Row ⇄ key/value encoding of a shard's state for the Raft state machine store. Values are JSON
 //! behind a one-byte format tag so that a later `DataVersion` can migrate them row by row.
-use crate::shard::{Key, ShardState};
+use crate::shard::rows::Dirty;
+use crate::shard::{Key, Rows, ShardState};
 use magnum_proto::*;
+use magnum_raft::StoredRows;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
@@ -85,27 +87,81 @@ pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
-/// The current value of a key, `None` when the row is gone, or why it cannot be encoded.
-pub fn row(state: &ShardState, k: &Key) -> Result<Option<Vec<u8>>, serde_json::Error> {
+/// A row's key and its new value (`None`: deleted).
+pub type RowWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// The rows the last command changed, as the store writes them, and the state forgets the
+/// stored rows' values. A row that cannot be encoded is an error.
+pub fn take_writes(state: &mut ShardState) -> Result<Vec<RowWrite>, String> {
+    let dirty = state.take_dirty();
+    let rows = state.rows();
+    let mut out = Vec::with_capacity(dirty.keys.len());
+    for k in &dirty.keys {
+        let v = row(rows, &dirty, k)
+            .map_err(|e| format!("shard {}: row {k:?} cannot be encoded: {e}", state.shard))?;
+        out.push((encode_key(k), v));
+    }
+    Ok(out)
+}
+
+/// The current value of a key, `None` when the row is gone.
+fn row(rows: &Rows, dirty: &Dirty, k: &Key) -> Result<Option<Vec<u8>>, serde_json::Error> {
     fn some<T: Serialize>(v: Option<&T>) -> Result<Option<Vec<u8>>, serde_json::Error> {
         v.map(enc).transpose()
     }
-    let rows = state.rows();
     match k {
         Key::Ownership => enc(&(rows.epoch(), rows.owner())).map(Some),
         Key::Template(id) => some(rows.templates().get(id)),
         Key::Cluster(id) => some(rows.clusters().get(id)),
         Key::NodeGroups(id) => some(rows.all_nodegroups().get(id)),
-        Key::Certs(id) => some(rows.certs().get(id)),
+        Key::Certs(id) => some(dirty.certs.get(id).and_then(Option::as_ref)),
         Key::Trustee(id) => some(rows.trustees().get(id)),
         Key::Op(id) => some(rows.operations().get(id)),
-        Key::Request(id) => some(rows.requests().get(id)),
+        Key::Request(id) => some(dirty.answers.get(id)),
         Key::Federation(id) => some(rows.federations().get(id)),
         Key::Canary(name) => some(rows.canaries().get(name)),
         Key::Notification(id) => some(rows.outbox().get(id)),
         Key::Quota(p, r) => some(rows.quotas().get(&(p.clone(), r.clone()))),
         Key::Migration(name) => some(rows.migrated(name).then_some(&true)),
         Key::Tombstone(id) => some(rows.tombstones().get(id)),
+    }
+}
+
+/// A stored row's value as the store holds it.
+fn stored<T: DeserializeOwned>(stored: &dyn StoredRows, k: &Key) -> Result<Option<T>, String> {
+    match stored.get(&encode_key(k))? {
+        Some(v) => dec(&v).map(Some).map_err(|e| format!("row {k:?}: {e}")),
+        None => Ok(None),
+    }
+}
+
+/// The cluster's certificates as the state sees them: its change not yet written first (the
+/// command being applied, or every command of a state kept in memory only), then the store.
+pub fn certs(
+    rows: &Rows,
+    from: &dyn StoredRows,
+    id: ClusterId,
+) -> Result<Option<ClusterCerts>, String> {
+    match rows.unwritten_certs(id) {
+        Some(c) => Ok(c.cloned()),
+        None => stored_certs(from, id),
+    }
+}
+
+/// The cluster's certificates as stored, for readers outside the state machine.
+pub fn stored_certs(from: &dyn StoredRows, id: ClusterId) -> Result<Option<ClusterCerts>, String> {
+    stored(from, &Key::Certs(id))
+}
+
+/// The answer remembered for a request (stored rows), with the index of its first apply.
+pub(crate) fn answer(
+    rows: &Rows,
+    from: &dyn StoredRows,
+    id: RequestId,
+) -> Result<Option<(u64, ShardResponse)>, String> {
+    match rows.unwritten_answer(id) {
+        Some(a) => Ok(Some(a.clone())),
+        None => stored(from, &Key::Request(id)),
     }
 }
 
@@ -130,12 +186,14 @@ pub fn load(
             Some(b"t/") => rows.put_template(TemplateId(uuid_after(&k, 2)?), dec(&v)?),
             Some(b"c/") => rows.insert_cluster(dec(&v)?),
             Some(b"n/") => rows.put_nodegroups(ClusterId(uuid_after(&k, 2)?), dec(&v)?),
-            Some(b"k/") => rows.put_certs(ClusterId(uuid_after(&k, 2)?), dec(&v)?),
+            // Certificates stay on disk: the readers read them there (`certs`).
+            Some(b"k/") => {}
             Some(b"u/") => rows.put_trustee(ClusterId(uuid_after(&k, 2)?), dec(&v)?),
             Some(b"o/") => rows.put_operation(dec(&v)?),
+            // The answer stays on disk; its index is read, the rest skipped unparsed.
             Some(b"r/") => {
-                let (index, resp) = dec(&v)?;
-                rows.remember_request(RequestId(uuid_after(&k, 2)?), index, resp);
+                let (index, _): (u64, serde::de::IgnoredAny) = dec(&v)?;
+                rows.load_request(RequestId(uuid_after(&k, 2)?), index);
             }
             Some(b"f/") => rows.put_federation(dec(&v)?),
             Some(b"d/") => rows.put_tombstone(dec(&v)?),
@@ -156,4 +214,19 @@ pub fn load(
     }
     state.take_dirty();
     Ok(())
+}
+
+/// Test hook: the rows written since the last take, loaded into a fresh state (a replica
+/// restarted from them).
+#[cfg(test)]
+pub(crate) fn reload(state: &mut ShardState) -> ShardState {
+    let mut kv: Vec<(Vec<u8>, Vec<u8>)> = take_writes(state)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
+    kv.sort();
+    let mut loaded = ShardState::new(state.shard, state.shards);
+    load(&mut loaded, &mut kv.into_iter()).unwrap();
+    loaded
 }

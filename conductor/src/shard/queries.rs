@@ -1,11 +1,14 @@
 //! Reads of a shard's state: the queries API nodes forward, and the views the leader's loops use.
-use crate::shard::ShardState;
+use crate::shard::{persist, ShardState};
 use magnum_proto::*;
+use magnum_raft::StoredRows;
 use std::collections::BTreeMap;
 
 impl ShardState {
-    pub fn query(&self, q: &ShardQuery) -> QueryResult {
-        match q {
+    /// The answer to `q`; `stored` holds the rows kept on disk only (certificates), and `Err`
+    /// says they could not be read.
+    pub fn query(&self, q: &ShardQuery, stored: &dyn StoredRows) -> Result<QueryResult, String> {
+        Ok(match q {
             ShardQuery::Templates {
                 project,
                 include_public,
@@ -57,9 +60,9 @@ impl ShardState {
                     .filter_map(|c| self.view(c.uuid))
                     .collect(),
             ),
-            ShardQuery::CaCert { id, kind } => {
-                QueryResult::CaCert(self.certs(*id).map(|c| c.ca(*kind).0.to_string()))
-            }
+            ShardQuery::CaCert { id, kind } => QueryResult::CaCert(
+                persist::certs(&self.rows, stored, *id)?.map(|c| c.ca(*kind).0.to_string()),
+            ),
             ShardQuery::Operations => QueryResult::Operations(self.operations().cloned().collect()),
             ShardQuery::Quotas { project } => QueryResult::Quotas(
                 self.rows
@@ -98,7 +101,7 @@ impl ShardState {
                 epoch: self.epoch(),
                 owner: self.owner(),
             },
-        }
+        })
     }
 
     /// Ids of the first `limit` clusters of `project` (all when `None`) in list order, strictly
@@ -152,10 +155,6 @@ impl ShardState {
 
     pub fn operation(&self, id: ClusterId) -> Option<&Operation> {
         self.rows.operation(id)
-    }
-
-    pub fn certs(&self, id: ClusterId) -> Option<&ClusterCerts> {
-        self.rows.certs().get(&id)
     }
 
     /// The cluster's trustee, password sealed.

@@ -2,6 +2,11 @@
 //! the key it touched and `logic` writes exactly those keys after the command: a change that
 //! forgot its key would vanish on restart and make replicas disagree, so no code outside this
 //! file can write a map or the dirty set.
+//!
+//! Two kinds of rows live on disk only ("stored"): certificates (most of a cluster's bytes, read
+//! when a CSR is signed, a CA shown or a stack given its keys) and the answers remembered for
+//! dedup (read only when a request repeats). Memory holds what the reads need: the id → index
+//! of each remembered request, and a stored row only from its change until `persist` writes it.
 use magnum_proto::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,12 +40,15 @@ pub struct Rows {
     templates: BTreeMap<TemplateId, ClusterTemplate>,
     clusters: BTreeMap<ClusterId, Cluster>,
     nodegroups: BTreeMap<ClusterId, Vec<NodeGroup>>,
-    certs: BTreeMap<ClusterId, ClusterCerts>,
+    /// Certificates changed by the command being applied, until written (`None`: deleted).
+    unwritten_certs: BTreeMap<ClusterId, Option<ClusterCerts>>,
     trustees: BTreeMap<ClusterId, TrusteeRecord>,
     ops: BTreeMap<ClusterId, Operation>,
     quotas: BTreeMap<(ProjectId, String), Quota>,
-    /// Request id → (log index of its first apply, its answer): the dedup table.
-    requests: BTreeMap<RequestId, (u64, ShardResponse)>,
+    /// Request id → log index of its first apply: the dedup table (answers are stored rows).
+    requests: BTreeMap<RequestId, u64>,
+    /// Answers remembered by the command being applied, until written.
+    unwritten_answers: BTreeMap<RequestId, (u64, ShardResponse)>,
     canaries: BTreeMap<String, String>,
     federations: BTreeMap<FederationId, Federation>,
     /// CADF notifications not yet delivered (`notify`).
@@ -88,8 +96,10 @@ impl Rows {
         self.nodegroups(id).iter().find(|n| n.uuid == ng)
     }
 
-    pub fn certs(&self) -> &BTreeMap<ClusterId, ClusterCerts> {
-        &self.certs
+    /// Certificates changed by the command being applied and not yet written: `Some(None)`
+    /// when deleted, `None` when the stored row is current.
+    pub(crate) fn unwritten_certs(&self, id: ClusterId) -> Option<Option<&ClusterCerts>> {
+        self.unwritten_certs.get(&id).map(Option::as_ref)
     }
 
     pub fn trustees(&self) -> &BTreeMap<ClusterId, TrusteeRecord> {
@@ -108,8 +118,14 @@ impl Rows {
         &self.quotas
     }
 
-    pub fn requests(&self) -> &BTreeMap<RequestId, (u64, ShardResponse)> {
+    /// Remembered request ids and the log index each was first applied at.
+    pub fn requests(&self) -> &BTreeMap<RequestId, u64> {
         &self.requests
+    }
+
+    /// The answer remembered by the command being applied and not yet written.
+    pub(crate) fn unwritten_answer(&self, id: RequestId) -> Option<&(u64, ShardResponse)> {
+        self.unwritten_answers.get(&id)
     }
 
     pub fn canaries(&self) -> &BTreeMap<String, String> {
@@ -139,9 +155,14 @@ impl Rows {
         self.dirty.insert(k);
     }
 
-    /// The keys changed since the last call; `logic` persists them after each command.
-    pub(crate) fn take_dirty(&mut self) -> BTreeSet<Key> {
-        std::mem::take(&mut self.dirty)
+    /// The keys changed since the last call with the stored rows' new values (`persist`
+    /// writes them after each command), which memory then forgets.
+    pub(crate) fn take_dirty(&mut self) -> Dirty {
+        Dirty {
+            keys: std::mem::take(&mut self.dirty),
+            certs: std::mem::take(&mut self.unwritten_certs),
+            answers: std::mem::take(&mut self.unwritten_answers),
+        }
     }
 
     pub(crate) fn set_ownership(&mut self, epoch: u64, owner: Option<NodeId>) {
@@ -192,7 +213,7 @@ impl Rows {
     pub(crate) fn remove_cluster(&mut self, id: ClusterId) {
         self.clusters.remove(&id);
         self.nodegroups.remove(&id);
-        self.certs.remove(&id);
+        self.unwritten_certs.insert(id, None);
         self.trustees.remove(&id);
         self.ops.remove(&id);
         for k in [
@@ -239,7 +260,7 @@ impl Rows {
     }
 
     pub(crate) fn put_certs(&mut self, id: ClusterId, certs: ClusterCerts) {
-        self.certs.insert(id, certs);
+        self.unwritten_certs.insert(id, Some(certs));
         self.mark(Key::Certs(id));
     }
 
@@ -282,8 +303,14 @@ impl Rows {
     }
 
     pub(crate) fn remember_request(&mut self, id: RequestId, index: u64, resp: ShardResponse) {
-        self.requests.insert(id, (index, resp));
+        self.requests.insert(id, index);
+        self.unwritten_answers.insert(id, (index, resp));
         self.mark(Key::Request(id));
+    }
+
+    /// A stored request's index, when loading: its answer stays on disk.
+    pub(crate) fn load_request(&mut self, id: RequestId, index: u64) {
+        self.requests.insert(id, index);
     }
 
     /// Forgets the requests whose first apply's index is `stale`.
@@ -291,11 +318,12 @@ impl Rows {
         let old: Vec<RequestId> = self
             .requests
             .iter()
-            .filter(|(_, (i, _))| stale(*i))
+            .filter(|(_, i)| stale(**i))
             .map(|(k, _)| *k)
             .collect();
         for k in old {
             self.requests.remove(&k);
+            self.unwritten_answers.remove(&k);
             self.mark(Key::Request(k));
         }
     }
@@ -345,15 +373,19 @@ impl Rows {
         self.migrations.insert(name.to_string());
         self.mark(Key::Migration(name.to_string()));
     }
+}
 
-    /// Rewrites every remembered answer with `f` (all of them are written again).
-    pub(crate) fn patch_answers(&mut self, mut f: impl FnMut(&mut ShardResponse)) {
-        let ids: Vec<RequestId> = self.requests.keys().copied().collect();
-        for (_, resp) in self.requests.values_mut() {
-            f(resp);
-        }
-        for id in ids {
-            self.mark(Key::Request(id));
-        }
+/// What one command changed: the keys to write, and the new values of the stored rows among
+/// them (a dirty stored key without one is deleted).
+#[derive(Debug, Default)]
+pub struct Dirty {
+    pub keys: BTreeSet<Key>,
+    pub certs: BTreeMap<ClusterId, Option<ClusterCerts>>,
+    pub answers: BTreeMap<RequestId, (u64, ShardResponse)>,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 }

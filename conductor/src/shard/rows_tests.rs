@@ -2,7 +2,7 @@
 //! life (create, nodegroups, update, rotation, upgrade, delete, the small rows), a replica
 //! rebuilt from the written rows equals the one that applied it.
 use crate::shard::persist;
-use crate::shard::ShardState;
+use crate::shard::{Key, ShardState};
 use magnum_proto::fixtures::{self, certs};
 use magnum_proto::*;
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ impl Replica {
             request_id: Some(RequestId::new_v4()),
             command,
         };
-        let resp = self.s.apply_request(self.i, &req);
+        let resp = self.s.apply_request(self.i, &req, &self.disk).unwrap();
         write_dirty(&mut self.s, &mut self.disk);
         let mut loaded = ShardState::new(self.s.shard, self.s.shards);
         persist::load(&mut loaded, &mut self.disk.clone().into_iter()).unwrap();
@@ -68,9 +68,8 @@ impl Replica {
 
 /// What `logic` does after each command: the changed rows to the store.
 pub(super) fn write_dirty(s: &mut ShardState, disk: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
-    for k in s.take_dirty() {
-        let key = persist::encode_key(&k);
-        match persist::row(s, &k).unwrap() {
+    for (key, v) in persist::take_writes(s).unwrap() {
+        match v {
             Some(v) => disk.insert(key, v),
             None => disk.remove(&key),
         };
@@ -391,4 +390,64 @@ fn every_change_reaches_the_written_rows() {
     })
     .unwrap();
     assert!(!x.disk.is_empty());
+}
+
+/// Certificates and remembered answers live on disk only: memory forgets them once written,
+/// the readers and a repeated request read them there (also after a restart), and a missing
+/// answer fails the apply rather than applying the request again.
+#[test]
+fn stored_rows_are_read_from_disk_and_leave_memory() {
+    let t = fixtures::template(&ProjectId::from("p1"));
+    let mut x = Replica {
+        s: ShardState::new(ShardId(0), 1),
+        disk: BTreeMap::new(),
+        i: 0,
+        t: t.clone(),
+    };
+    let rid = RequestId::new_v4();
+    let create = ShardRequest {
+        request_id: Some(rid),
+        command: ShardCommand::CreateTemplate {
+            template: t,
+            max_per_project: None,
+        },
+    };
+    x.i += 1;
+    let first = x.s.apply_request(x.i, &create, &x.disk).unwrap();
+    assert!(first.is_ok());
+    write_dirty(&mut x.s, &mut x.disk);
+    assert_eq!(
+        x.s.rows().unwritten_answer(rid),
+        None,
+        "written, then forgotten"
+    );
+    let id = created_with_a_nodegroup(&mut x);
+    assert_eq!(x.s.rows().unwritten_certs(id), None);
+    assert_eq!(persist::stored_certs(&x.disk, id).unwrap(), Some(certs()));
+
+    // The repeat answers from disk, on this replica and on one restarted from the disk.
+    let mut restarted = ShardState::new(ShardId(0), 1);
+    persist::load(&mut restarted, &mut x.disk.clone().into_iter()).unwrap();
+    for s in [&mut x.s, &mut restarted] {
+        assert_eq!(s.apply_request(100, &create, &x.disk), Ok(first.clone()));
+        assert!(s.take_dirty().is_empty(), "a repeat changes nothing");
+    }
+    let mut lost = x.disk.clone();
+    lost.remove(&persist::encode_key(&Key::Request(rid)));
+    let err = x.s.apply_request(101, &create, &lost).unwrap_err();
+    assert!(err.contains("missing"), "{err}");
+
+    // Deleting the cluster deletes its certificates' row.
+    x.cmd(ShardCommand::DeleteCluster {
+        id,
+        op: OpId::new_v4(),
+        at: Timestamp(15),
+        deadline: Timestamp(99),
+    })
+    .unwrap();
+    x.adv(id, OpEvent::StackDeleteIntent);
+    x.adv(id, OpEvent::DeleteFinished);
+    x.adv(id, OpEvent::TrusteeDeleted);
+    assert!(x.s.rows().cluster(id).is_none());
+    assert_eq!(persist::stored_certs(&x.disk, id).unwrap(), None);
 }

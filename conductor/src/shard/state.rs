@@ -2,12 +2,22 @@
 //! active operation of each cluster, the ownership epoch and the request dedup table. No clock,
 //! no randomness, no I/O: timestamps and ids travel inside the commands. This file dispatches
 //! commands; each concern lives in its own file (`catalog`, `clusters`, `advance`, `update`, …).
-use crate::shard::rows::{Key, Rows};
+use crate::shard::migrate::STACK_IDS_RESTORED;
+use crate::shard::persist;
+use crate::shard::rows::{Dirty, Rows};
 use magnum_proto::*;
-use std::collections::BTreeSet;
+use magnum_raft::StoredRows;
+use std::collections::BTreeMap;
 
 /// How many log indexes a request id is remembered for dedup.
 const DEDUP_WINDOW: u64 = 100_000;
+
+/// Stored rows a command reads (`ShardState::fetch`).
+#[derive(Default)]
+pub(super) struct Fetched {
+    pub certs: BTreeMap<ClusterId, ClusterCerts>,
+    pub answers: BTreeMap<RequestId, (u64, ShardResponse)>,
+}
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ShardState {
@@ -44,15 +54,25 @@ impl ShardState {
     }
 
     /// Apply one forwarded request; a repeated request id returns the first answer unchanged.
-    pub fn apply_request(&mut self, index: u64, req: &ShardRequest) -> ShardResponse {
+    /// `stored` holds the rows kept on disk only (`rows`); `Err` is a failure to read them,
+    /// which must fail the apply: this replica can no longer answer as the others do.
+    pub fn apply_request(
+        &mut self,
+        index: u64,
+        req: &ShardRequest,
+        stored: &dyn StoredRows,
+    ) -> Result<ShardResponse, String> {
         if let Some(id) = req.request_id {
-            if let Some((_, resp)) = self.rows.requests().get(&id) {
-                return resp.clone();
+            if self.rows.requests().contains_key(&id) {
+                let answer = persist::answer(&self.rows, stored, id)?;
+                let (_, resp) = answer.ok_or_else(|| format!("answer of request {id} missing"))?;
+                return Ok(resp);
             }
         }
         self.apply_index = index;
         self.emitted = 0;
-        let resp = self.apply_command(index, &req.command);
+        let fetched = self.fetch(&req.command, stored)?;
+        let resp = self.apply_command(index, &req.command, fetched);
         (self.apply_index, self.emitted) = (0, 0);
         if let Some(id) = req.request_id {
             self.rows.remember_request(id, index, resp.clone());
@@ -60,7 +80,22 @@ impl ShardState {
         if index.is_multiple_of(1024) {
             self.rows.forget_requests(|i| i + DEDUP_WINDOW < index);
         }
-        resp
+        Ok(resp)
+    }
+
+    /// `apply_request` with no stored rows but those of earlier commands not yet taken
+    /// (`take_dirty`): for tests that keep no disk.
+    #[cfg(test)]
+    pub(crate) fn apply(&mut self, index: u64, req: &ShardRequest) -> ShardResponse {
+        self.apply_request(index, req, &magnum_raft::NoStoredRows)
+            .expect("no stored rows are read")
+    }
+
+    /// `query` for tests that keep no disk.
+    #[cfg(test)]
+    pub(crate) fn ask(&self, q: &ShardQuery) -> QueryResult {
+        self.query(q, &magnum_raft::NoStoredRows)
+            .expect("no stored rows are read")
     }
 
     /// Commands of the shard leader are fenced by the ownership epoch they were made under.
@@ -73,7 +108,30 @@ impl ShardState {
         Ok(())
     }
 
-    fn apply_command(&mut self, index: u64, cmd: &ShardCommand) -> ShardResponse {
+    /// The stored rows `cmd` reads, read before it runs so that running it stays pure.
+    fn fetch(&self, cmd: &ShardCommand, stored: &dyn StoredRows) -> Result<Fetched, String> {
+        let mut f = Fetched::default();
+        match cmd {
+            ShardCommand::Reseal { secrets, .. } => {
+                for s in secrets.iter().filter(|s| s.field.is_certificate()) {
+                    if let Some(c) = persist::certs(&self.rows, stored, s.cluster)? {
+                        f.certs.insert(s.cluster, c);
+                    }
+                }
+            }
+            ShardCommand::RestoreStackIds { .. } if !self.rows.migrated(STACK_IDS_RESTORED) => {
+                for id in self.rows.requests().keys() {
+                    if let Some(a) = persist::answer(&self.rows, stored, *id)? {
+                        f.answers.insert(*id, a);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(f)
+    }
+
+    fn apply_command(&mut self, index: u64, cmd: &ShardCommand, fetched: Fetched) -> ShardResponse {
         match cmd {
             ShardCommand::TakeOwnership { node, epoch } => {
                 if *epoch <= self.epoch() {
@@ -231,11 +289,11 @@ impl ShardState {
             }
             ShardCommand::RestoreStackIds { epoch, stacks } => {
                 self.check_epoch(*epoch)?;
-                Ok(self.restore_stack_ids(stacks))
+                Ok(self.restore_stack_ids(stacks, fetched.answers))
             }
             ShardCommand::Reseal { epoch, secrets } => {
                 self.check_epoch(*epoch)?;
-                Ok(self.reseal(secrets))
+                Ok(self.reseal(secrets, fetched.certs))
             }
             ShardCommand::RememberDeletedStacks { epoch, tombstone } => {
                 self.check_epoch(*epoch)?;
@@ -266,7 +324,7 @@ impl ShardState {
             .saturating_add(slot.min(15))
     }
 
-    pub(crate) fn take_dirty(&mut self) -> BTreeSet<Key> {
+    pub(crate) fn take_dirty(&mut self) -> Dirty {
         self.rows.take_dirty()
     }
 }

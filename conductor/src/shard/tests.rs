@@ -32,7 +32,7 @@ fn advance(
     op: OpId,
     event: OpEvent,
 ) -> ShardResponse {
-    s.apply_request(
+    s.apply(
         i,
         &ShardRequest {
             request_id: None,
@@ -50,7 +50,7 @@ fn advance(
 fn setup() -> (ShardState, ClusterTemplate, ClusterId, OpId) {
     let mut s = ShardState::new(ShardId(0), SHARDS);
     let t = template();
-    s.apply_request(
+    s.apply(
         1,
         &req(ShardCommand::CreateTemplate {
             template: t.clone(),
@@ -60,7 +60,7 @@ fn setup() -> (ShardState, ClusterTemplate, ClusterId, OpId) {
     .unwrap();
     let (c, ngs, op) = cluster(&t);
     let (cid, oid) = (c.uuid, op.id);
-    s.apply_request(
+    s.apply(
         2,
         &req(ShardCommand::CreateCluster {
             cluster: c,
@@ -69,7 +69,7 @@ fn setup() -> (ShardState, ClusterTemplate, ClusterId, OpId) {
         }),
     )
     .unwrap();
-    s.apply_request(
+    s.apply(
         3,
         &req(ShardCommand::TakeOwnership {
             node: NodeId(1),
@@ -149,7 +149,7 @@ fn stale_epoch_and_stale_operation_are_rejected() {
         ),
         Err(CommandError::StaleEpoch { current: 1 })
     );
-    s.apply_request(
+    s.apply(
         5,
         &req(ShardCommand::TakeOwnership {
             node: NodeId(2),
@@ -164,7 +164,7 @@ fn stale_epoch_and_stale_operation_are_rejected() {
     ));
     // A lower epoch can't take ownership back.
     assert!(s
-        .apply_request(
+        .apply(
             7,
             &req(ShardCommand::TakeOwnership {
                 node: NodeId(1),
@@ -206,7 +206,7 @@ fn delete_supersedes_create_and_removes_everything() {
         at: Timestamp(3),
         deadline: Timestamp(9),
     };
-    s.apply_request(4, &req(cmd)).unwrap();
+    s.apply(4, &req(cmd)).unwrap();
     assert_eq!(
         s.view(c).unwrap().cluster.status,
         ClusterStatus::DELETE_IN_PROGRESS
@@ -217,7 +217,7 @@ fn delete_supersedes_create_and_removes_everything() {
         id: t.uuid.unwrap(),
     };
     assert!(matches!(
-        s.apply_request(5, &req(del_t.clone())),
+        s.apply(5, &req(del_t.clone())),
         Err(CommandError::BadRequest(_))
     ));
     advance(
@@ -235,7 +235,7 @@ fn delete_supersedes_create_and_removes_everything() {
     assert_eq!(s.operation(c).unwrap().step, Step::DeleteTrustee);
     advance(&mut s, 8, 1, c, del, OpEvent::TrusteeDeleted).unwrap();
     assert!(s.view(c).is_none());
-    s.apply_request(9, &req(del_t)).unwrap();
+    s.apply(9, &req(del_t)).unwrap();
 }
 
 #[test]
@@ -245,10 +245,10 @@ fn duplicate_request_id_applies_once() {
         template: template(),
         max_per_project: None,
     });
-    let first = s.apply_request(1, &r);
+    let first = s.apply(1, &r);
     assert!(first.is_ok());
     // Without dedup this would be a 409 for the duplicate uuid.
-    assert_eq!(s.apply_request(2, &r), first);
+    assert_eq!(s.apply(2, &r), first);
 }
 
 #[test]
@@ -262,16 +262,16 @@ fn templates_per_project_are_bounded_in_apply() {
             max_per_project: limit,
         })
     };
-    s.apply_request(1, &create("p1", Some(2))).unwrap();
-    s.apply_request(2, &create("p1", Some(2))).unwrap();
-    let refused = s.apply_request(3, &create("p1", Some(2)));
+    s.apply(1, &create("p1", Some(2))).unwrap();
+    s.apply(2, &create("p1", Some(2))).unwrap();
+    let refused = s.apply(3, &create("p1", Some(2)));
     assert!(
         matches!(&refused, Err(CommandError::Forbidden(m)) if m.contains("templates per project, 2")),
         "{refused:?}"
     );
     // Per project; and an entry without the bound (written before it existed) has none.
-    s.apply_request(4, &create("p2", Some(2))).unwrap();
-    s.apply_request(5, &create("p1", None)).unwrap();
+    s.apply(4, &create("p2", Some(2))).unwrap();
+    s.apply(5, &create("p1", None)).unwrap();
     let owned = |p: &str| {
         s.rows
             .templates()
@@ -286,7 +286,7 @@ fn templates_per_project_are_bounded_in_apply() {
 fn quota_is_enforced_in_apply() {
     let mut s = ShardState::new(ShardId(0), SHARDS);
     let t = template();
-    s.apply_request(
+    s.apply(
         1,
         &req(ShardCommand::CreateTemplate {
             template: t.clone(),
@@ -296,7 +296,7 @@ fn quota_is_enforced_in_apply() {
     .unwrap();
     for i in 0..DEFAULT_CLUSTER_QUOTA {
         let (c, ngs, op) = cluster(&t);
-        s.apply_request(
+        s.apply(
             10 + u64::from(i),
             &req(ShardCommand::CreateCluster {
                 cluster: c,
@@ -307,7 +307,7 @@ fn quota_is_enforced_in_apply() {
         .unwrap();
     }
     let (c, ngs, op) = cluster(&t);
-    let r = s.apply_request(
+    let r = s.apply(
         100,
         &req(ShardCommand::CreateCluster {
             cluster: c,
@@ -323,7 +323,7 @@ fn quota_is_enforced_in_apply() {
 #[test]
 fn in_use_template_updates_follow_the_rules() {
     let (mut s, t, _, _) = setup();
-    let current = |s: &ShardState| match s.query(&ShardQuery::Templates {
+    let current = |s: &ShardState| match s.ask(&ShardQuery::Templates {
         project: None,
         include_public: true,
     }) {
@@ -332,7 +332,7 @@ fn in_use_template_updates_follow_the_rules() {
     };
     let mut rename = current(&s);
     rename.name = Some("renamed".into());
-    s.apply_request(
+    s.apply(
         4,
         &req(ShardCommand::UpdateTemplate {
             template: rename,
@@ -342,7 +342,7 @@ fn in_use_template_updates_follow_the_rules() {
     .unwrap();
     let mut image = current(&s);
     image.image_id = Some("other".into());
-    let r = s.apply_request(
+    let r = s.apply(
         5,
         &req(ShardCommand::UpdateTemplate {
             template: image,
@@ -353,7 +353,7 @@ fn in_use_template_updates_follow_the_rules() {
     // A stale version is a conflict, not a silent overwrite.
     let mut stale = t.clone();
     stale.name = Some("stale".into());
-    let r = s.apply_request(
+    let r = s.apply(
         6,
         &req(ShardCommand::UpdateTemplate {
             template: stale,
@@ -375,19 +375,8 @@ fn persisted_rows_reload_to_the_same_state() {
         OpEvent::CertsGenerated { certs: certs() },
     )
     .unwrap();
-    s.apply_request(5, &req(canary("probe/a", "1"))).unwrap();
-    let dirty = s.take_dirty();
-    let mut kv: Vec<(Vec<u8>, Vec<u8>)> = dirty
-        .iter()
-        .filter_map(|k| {
-            persist::row(&s, k)
-                .unwrap()
-                .map(|v| (persist::encode_key(k), v))
-        })
-        .collect();
-    kv.sort();
-    let mut loaded = ShardState::new(ShardId(0), SHARDS);
-    persist::load(&mut loaded, &mut kv.into_iter()).unwrap();
+    s.apply(5, &req(canary("probe/a", "1"))).unwrap();
+    let loaded = persist::reload(&mut s);
     assert_eq!(loaded, s);
 }
 
@@ -405,9 +394,9 @@ fn canaries_overwrite_are_bounded_and_listed_by_prefix() {
         .into_iter()
         .enumerate()
     {
-        s.apply_request(i as u64 + 1, &req(canary(k, v))).unwrap();
+        s.apply(i as u64 + 1, &req(canary(k, v))).unwrap();
     }
-    let QueryResult::Canaries(rows) = s.query(&ShardQuery::Canaries {
+    let QueryResult::Canaries(rows) = s.ask(&ShardQuery::Canaries {
         prefix: "a/".into(),
     }) else {
         panic!("wrong result")
@@ -419,11 +408,11 @@ fn canaries_overwrite_are_bounded_and_listed_by_prefix() {
     );
     let long = "k".repeat(CANARY_MAX_KEY + 1);
     for bad in [canary("", "v"), canary(&long, "v")] {
-        let r = s.apply_request(9, &req(bad));
+        let r = s.apply(9, &req(bad));
         assert!(matches!(r, Err(CommandError::BadRequest(_))), "{r:?}");
     }
     let big = "v".repeat(CANARY_MAX_VALUE + 1);
-    assert!(s.apply_request(10, &req(canary("k", &big))).is_err());
+    assert!(s.apply(10, &req(canary("k", &big))).is_err());
 }
 
 fn quota(limit: u32) -> Quota {
@@ -441,7 +430,7 @@ fn quota(limit: u32) -> Quota {
 fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
     let mut s = ShardState::new(ShardId(0), SHARDS);
     let t = template();
-    s.apply_request(
+    s.apply(
         1,
         &req(ShardCommand::CreateTemplate {
             template: t.clone(),
@@ -449,13 +438,12 @@ fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
         }),
     )
     .unwrap();
-    let Ok(CommandOk::Quota(q)) =
-        s.apply_request(7, &req(ShardCommand::CreateQuota { quota: quota(1) }))
+    let Ok(CommandOk::Quota(q)) = s.apply(7, &req(ShardCommand::CreateQuota { quota: quota(1) }))
     else {
         panic!("quota not created")
     };
     assert_eq!(q.id, 7 * u64::from(SHARDS) * 16);
-    let dup = s.apply_request(8, &req(ShardCommand::CreateQuota { quota: quota(5) }));
+    let dup = s.apply(8, &req(ShardCommand::CreateQuota { quota: quota(5) }));
     assert!(matches!(dup, Err(CommandError::Conflict(_))), "{dup:?}");
     let (c, ngs, op) = cluster(&t);
     let create = |c: Cluster| ShardCommand::CreateCluster {
@@ -463,10 +451,10 @@ fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
         nodegroups: ngs.clone(),
         operation: op.clone(),
     };
-    s.apply_request(9, &req(create(c.clone()))).unwrap();
+    s.apply(9, &req(create(c.clone()))).unwrap();
     let (mut c2, _, _) = cluster(&t);
     c2.name = "second".into();
-    let over = s.apply_request(10, &req(create(c2.clone())));
+    let over = s.apply(10, &req(create(c2.clone())));
     assert!(matches!(over, Err(CommandError::Forbidden(_))), "{over:?}");
     let up = ShardCommand::UpdateQuota {
         project_id: project(),
@@ -474,15 +462,15 @@ fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
         hard_limit: 2,
         at: Timestamp(3),
     };
-    let Ok(CommandOk::Quota(q)) = s.apply_request(11, &req(up)) else {
+    let Ok(CommandOk::Quota(q)) = s.apply(11, &req(up)) else {
         panic!("not updated")
     };
     assert_eq!(
         (q.hard_limit, q.updated_at, q.id),
         (2, Some(Timestamp(3)), 7 * 16)
     );
-    s.apply_request(12, &req(create(c2))).unwrap();
-    let QueryResult::Stats { clusters, nodes } = s.query(&ShardQuery::Stats {
+    s.apply(12, &req(create(c2))).unwrap();
+    let QueryResult::Stats { clusters, nodes } = s.ask(&ShardQuery::Stats {
         project: Some(project()),
     }) else {
         panic!()
@@ -493,12 +481,12 @@ fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
         project_id: project(),
         resource: "Cluster".into(),
     };
-    s.apply_request(13, &req(del.clone())).unwrap();
+    s.apply(13, &req(del.clone())).unwrap();
     assert!(matches!(
-        s.apply_request(14, &req(del)),
+        s.apply(14, &req(del)),
         Err(CommandError::NotFound(_))
     ));
-    let QueryResult::Quotas(qs) = s.query(&ShardQuery::Quotas { project: None }) else {
+    let QueryResult::Quotas(qs) = s.ask(&ShardQuery::Quotas { project: None }) else {
         panic!()
     };
     assert!(qs.is_empty());
@@ -511,7 +499,7 @@ fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
 fn clusters_page_is_the_full_sort_cut_after_the_marker() {
     let mut s = ShardState::new(ShardId(0), SHARDS);
     let t = template();
-    s.apply_request(
+    s.apply(
         1,
         &req(ShardCommand::CreateTemplate {
             template: t.clone(),
@@ -522,7 +510,7 @@ fn clusters_page_is_the_full_sort_cut_after_the_marker() {
     let mut other = template();
     other.uuid = Some(TemplateId::new_v4());
     other.project_id = Some(ProjectId::from("p2"));
-    s.apply_request(
+    s.apply(
         2,
         &req(ShardCommand::CreateTemplate {
             template: other.clone(),
@@ -534,7 +522,7 @@ fn clusters_page_is_the_full_sort_cut_after_the_marker() {
         let tpl = if i % 4 == 3 { &other } else { &t };
         let (mut c, ngs, op) = magnum_proto::fixtures::cluster_rows(tpl, &format!("c{i}"), 1, 1);
         c.created_at = Timestamp(1000 + (i as i64 / 3)); // three share each second
-        s.apply_request(
+        s.apply(
             10 + i,
             &req(ShardCommand::CreateCluster {
                 cluster: c,
@@ -570,7 +558,7 @@ fn clusters_page_is_the_full_sort_cut_after_the_marker() {
                     .map(|(_, id)| *id)
                     .collect();
                 for limit in [0u32, 1, 2, 5, 100] {
-                    let got = ids(s.query(&ShardQuery::ClustersPage {
+                    let got = ids(s.ask(&ShardQuery::ClustersPage {
                         project: project.clone(),
                         after,
                         desc,

@@ -53,7 +53,7 @@ impl Shard {
             request_id: Some(RequestId::new_v4()),
             command,
         };
-        self.s.apply_request(self.i, &req)
+        self.s.apply(self.i, &req)
     }
 
     fn op(&self) -> Operation {
@@ -117,18 +117,7 @@ fn the_trustee_is_made_before_the_stack_and_the_token_dropped_with_it() {
     assert!(x.op().trustor.is_none(), "the token leaves the state");
     assert_eq!(x.s.trustee(x.c), Some(&trustee("sealed:v1:pw1")));
     // The record is persisted and reloads; queries never carry it.
-    let dirty = x.s.take_dirty();
-    let mut kv: Vec<(Vec<u8>, Vec<u8>)> = dirty
-        .iter()
-        .filter_map(|k| {
-            persist::row(&x.s, k)
-                .unwrap()
-                .map(|v| (persist::encode_key(k), v))
-        })
-        .collect();
-    kv.sort();
-    let mut loaded = ShardState::new(ShardId(0), 1);
-    persist::load(&mut loaded, &mut kv.into_iter()).unwrap();
+    let loaded = persist::reload(&mut x.s);
     assert_eq!(loaded.trustee(x.c), x.s.trustee(x.c));
     assert_eq!(x.s.view(x.c).unwrap().trustee, None);
 }

@@ -17,7 +17,7 @@ use openraft::{Membership, Vote as OVote};
 use super::client::NetworkFactory;
 use super::{Envelope, SnapshotChunk, SnapshotRpc};
 use crate::codec;
-use crate::logic::{StateMachineLogic, WriteSet};
+use crate::logic::{StateMachineLogic, StoredRows, WriteSet};
 use crate::metrics::Metrics;
 use crate::storage::snapfile::{PairWriter, SnapshotFile};
 use crate::types::{
@@ -34,7 +34,13 @@ impl StateMachineLogic for Kv {
         Ok(())
     }
 
-    fn apply(&mut self, _: u64, _: &[u8], _: &mut WriteSet) -> Result<Vec<u8>, String> {
+    fn apply(
+        &mut self,
+        _: u64,
+        _: &[u8],
+        _: &mut WriteSet,
+        _: &dyn StoredRows,
+    ) -> Result<Vec<u8>, String> {
         Ok(Vec::new())
     }
 }

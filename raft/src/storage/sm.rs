@@ -11,14 +11,14 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 
-use super::engine::{KvTree, WriteBatch};
+use super::engine::{BatchOp, KvTree, WriteBatch};
 use super::snapfile::{self, SnapshotFile};
 use super::snapshot::{self, SmSnapshotBuilder, SnapshotSlot};
 use super::{GroupTrees, Store};
 use crate::codec;
 use crate::error::RaftError;
 use crate::group::Halt;
-use crate::logic::{StateMachineLogic, WriteSet};
+use crate::logic::{StateMachineLogic, StoredRows, WriteSet};
 use crate::metrics::GroupMetrics;
 use crate::types::{
     GroupId, LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
@@ -153,6 +153,28 @@ impl<L: StateMachineLogic> SmStore<L> {
     }
 }
 
+/// The app rows as `apply` sees them: the batch being built (earlier entries of this `apply`
+/// call) over the tree.
+struct Pending<'a> {
+    batch: &'a WriteBatch,
+    sm: &'a dyn KvTree,
+}
+
+impl StoredRows for Pending<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let key = app_key(key);
+        let latest = self.batch.ops.iter().rev().find_map(|op| match op {
+            BatchOp::Put(k, v) if *k == key => Some(Some(v.clone())),
+            BatchOp::Delete(k) if *k == key => Some(None),
+            _ => None,
+        });
+        match latest {
+            Some(v) => Ok(v),
+            None => self.sm.get(&key).map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// Shared parts of an [`SmStore`]: the app's state, the halt record, the tree reader.
 pub(crate) struct SmHandles<L> {
     pub(crate) logic: Arc<RwLock<L>>,
@@ -165,6 +187,13 @@ pub(crate) struct SmHandles<L> {
 pub(crate) struct TreeReader {
     sm: Arc<dyn KvTree>,
     lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The app rows as last written (see [`StoredRows`] for how far they may trail the logic).
+impl StoredRows for TreeReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        self.sm.get(&app_key(key)).map_err(|e| e.to_string())
+    }
 }
 
 impl TreeReader {
@@ -230,7 +259,11 @@ impl<L: StateMachineLogic> RaftStateMachine<TypeConfig> for SmStore<L> {
                     EntryPayload::Blank => Vec::new(),
                     EntryPayload::Normal(p) => {
                         let mut ws = WriteSet::new();
-                        let r = match logic.apply(log_id.index(), &p.0, &mut ws) {
+                        let stored = Pending {
+                            batch: &batch,
+                            sm: &*self.sm,
+                        };
+                        let r = match logic.apply(log_id.index(), &p.0, &mut ws, &stored) {
                             Ok(r) => r,
                             // Fail-stop: nothing of this batch is written, `last_applied` stays
                             // behind, and openraft stops the group on the storage error.

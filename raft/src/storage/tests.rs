@@ -18,16 +18,18 @@ use super::sled_engine::SledEngine;
 use super::sm::SmStore;
 use super::wal_engine::WalEngine;
 use super::Store;
-use crate::logic::{StateMachineLogic, WriteSet};
+use crate::logic::{StateMachineLogic, StoredRows, WriteSet};
 use crate::metrics::{GroupMetrics, Metrics};
 use crate::types::{Entry, LogId, NodeAddr, Payload, TypeConfig};
 
-/// `k=v` puts, `-k` deletes, `!` fails; records every applied index.
+/// `k=v` puts, `-k` deletes, `?k` reads `k` from the stored rows, `!` fails; records every
+/// applied index and what each read saw.
 #[derive(Default)]
 struct Kv {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
     applied: Vec<u64>,
     loads: usize,
+    reads: Vec<Option<Vec<u8>>>,
 }
 
 impl StateMachineLogic for Kv {
@@ -42,10 +44,15 @@ impl StateMachineLogic for Kv {
         index: u64,
         payload: &[u8],
         writes: &mut WriteSet,
+        stored: &dyn StoredRows,
     ) -> Result<Vec<u8>, String> {
         self.applied.push(index);
         if payload == b"!" {
             return Err("cannot persist".into());
+        }
+        if let Some(k) = payload.strip_prefix(b"?") {
+            self.reads.push(stored.get(k)?);
+            return Ok(index.to_be_bytes().to_vec());
         }
         if let Some(k) = payload.strip_prefix(b"-") {
             self.map.remove(k);
@@ -215,6 +222,39 @@ async fn write_set_and_last_applied_are_persisted_together() {
             found: 7
         })
     ));
+}
+
+/// A read in `apply` sees what every earlier entry wrote: those on the tree and those of the
+/// same batch, not yet on it (a later write of a key wins, a delete hides it).
+#[tokio::test]
+async fn apply_reads_the_rows_of_earlier_entries_in_and_before_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = temporary_store(1, dir.path());
+    let trees = store.group_trees(1).unwrap();
+    let mut sm = SmStore::open(store.clone(), 1, &trees, Kv::default(), metrics(1))
+        .await
+        .unwrap();
+    apply(&mut sm, vec![normal(1, "a=1"), normal(2, "b=1")]).await;
+    apply(
+        &mut sm,
+        vec![
+            normal(3, "?a"),
+            normal(4, "a=2"),
+            normal(5, "?a"),
+            normal(6, "-a"),
+            normal(7, "?a"),
+            normal(8, "?b"),
+            normal(9, "?z"),
+        ],
+    )
+    .await;
+    let reads = sm.handles().logic.read().unwrap().reads.clone();
+    let v = |s: &str| Some(s.as_bytes().to_vec());
+    assert_eq!(reads, vec![v("1"), v("2"), None, v("1"), None]);
+    // Outside apply the rows are the tree's.
+    let rows = sm.handles().tree;
+    assert_eq!(rows.get(b"a").unwrap(), None);
+    assert_eq!(rows.get(b"b").unwrap(), v("1"));
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use crate::leader::LeaderConfig;
 use crate::pki::{certs, cpu};
 use crate::propose::{ProposeError, ShardLeader};
 use crate::shard::logic::ShardLogic;
+use crate::shard::persist::stored_certs;
 use magnum_proto::*;
 use magnum_raft::Group;
 use std::collections::{BTreeMap, HashMap};
@@ -506,9 +507,7 @@ fn stack_parameters(
     if op.kind != OpKind::RotateCa {
         return Ok(None);
     }
-    let certs = ctx
-        .group
-        .read_local(|l| l.state.certs(view.cluster.uuid).cloned());
+    let certs = stored_certs(&ctx.group.stored(), view.cluster.uuid).map_err(StepError::Retry)?;
     let (Some(public), Some(sealed)) = certs
         .map(|c| (c.service_account_key, c.service_account_private_key))
         .unwrap_or_default()
