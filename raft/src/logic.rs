@@ -9,6 +9,13 @@ pub trait StateMachineLogic: Send + Sync + 'static {
     /// install). The pairs are exactly what earlier `apply` calls put into their [`WriteSet`]s.
     fn load(&mut self, kv: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String>;
 
+    /// Key prefixes of rows `load` has no use for (rows the logic only reads through
+    /// [`StoredRows`]): a replica's startup leaves them unread, so the engine pages in only
+    /// what memory keeps. A snapshot install still passes every pair.
+    fn stored_only(&self) -> &[&[u8]] {
+        &[]
+    }
+
     /// Apply one normal log entry's payload; return the response bytes; record the keys to
     /// persist. `stored` reads the rows persisted so far (earlier entries of the same batch
     /// included), for rows the logic keeps on disk only. The writes are stored atomically with the entry's index as `last_applied`, so

@@ -22,6 +22,11 @@ impl StateMachineLogic for ShardLogic {
         persist::load(&mut self.state, kv)
     }
 
+    /// Certificates: most of a shard's bytes, never kept in memory (`rows.rs`).
+    fn stored_only(&self) -> &[&[u8]] {
+        &[persist::CERTS_PREFIX]
+    }
+
     /// Writes every row the command changed. A row that cannot be encoded, or a stored row the
     /// command reads that cannot be read, fails the apply (the store then stops the group):
     /// writing the rest would persist a state no replica has.

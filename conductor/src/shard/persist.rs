@@ -9,6 +9,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 const FORMAT_JSON_V1: u8 = 1;
+/// The keys of certificate rows (`Key::Certs`).
+pub const CERTS_PREFIX: &[u8] = b"k/";
 
 pub fn encode_key(k: &Key) -> Vec<u8> {
     fn with(prefix: &[u8], id: &Uuid) -> Vec<u8> {
@@ -21,7 +23,7 @@ pub fn encode_key(k: &Key) -> Vec<u8> {
         Key::Template(id) => with(b"t/", &id.0),
         Key::Cluster(id) => with(b"c/", &id.0),
         Key::NodeGroups(id) => with(b"n/", &id.0),
-        Key::Certs(id) => with(b"k/", &id.0),
+        Key::Certs(id) => with(CERTS_PREFIX, &id.0),
         Key::Trustee(id) => with(b"u/", &id.0),
         Key::Op(id) => with(b"o/", &id.0),
         Key::Request(id) => with(b"r/", &id.0),

@@ -86,6 +86,19 @@ fn trustee() -> TrusteeRecord {
     }
 }
 
+/// A cluster delete up to its stack gone (the trustee's delete is the last step left).
+fn stack_deleted(x: &mut Replica, id: ClusterId) {
+    x.cmd(ShardCommand::DeleteCluster {
+        id,
+        op: OpId::new_v4(),
+        at: Timestamp(15),
+        deadline: Timestamp(99),
+    })
+    .unwrap();
+    x.adv(id, OpEvent::StackDeleteIntent);
+    x.adv(id, OpEvent::DeleteFinished);
+}
+
 /// Cluster create to CREATE_COMPLETE, then a nodegroup's create and delete.
 fn created_with_a_nodegroup(x: &mut Replica) -> ClusterId {
     let (c, ngs, mut op) = fixtures::cluster_rows(&x.t, "k8s", 1, 2);
@@ -290,15 +303,7 @@ fn every_change_reaches_the_written_rows() {
     let ids: Vec<String> = x.s.outbox().take(2).map(|n| n.id.clone()).collect();
     x.cmd(ShardCommand::NotificationsDelivered { epoch: 1, ids })
         .unwrap();
-    x.cmd(ShardCommand::DeleteCluster {
-        id,
-        op: OpId::new_v4(),
-        at: Timestamp(15),
-        deadline: Timestamp(99),
-    })
-    .unwrap();
-    x.adv(id, OpEvent::StackDeleteIntent);
-    x.adv(id, OpEvent::DeleteFinished);
+    stack_deleted(&mut x, id);
     // The reaper's tombstone, written before the last step; a deposed leader's is refused.
     let tombstone = Tombstone {
         cluster: id,
@@ -438,15 +443,7 @@ fn stored_rows_are_read_from_disk_and_leave_memory() {
     assert!(err.contains("missing"), "{err}");
 
     // Deleting the cluster deletes its certificates' row.
-    x.cmd(ShardCommand::DeleteCluster {
-        id,
-        op: OpId::new_v4(),
-        at: Timestamp(15),
-        deadline: Timestamp(99),
-    })
-    .unwrap();
-    x.adv(id, OpEvent::StackDeleteIntent);
-    x.adv(id, OpEvent::DeleteFinished);
+    stack_deleted(&mut x, id);
     x.adv(id, OpEvent::TrusteeDeleted);
     assert!(x.s.rows().cluster(id).is_none());
     assert_eq!(persist::stored_certs(&x.disk, id).unwrap(), None);

@@ -3,6 +3,7 @@
 //! atomic `WriteBatch` per `apply` call. Snapshots are files (`snapshot.rs`, `snapfile.rs`).
 
 use std::io;
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -94,6 +95,43 @@ pub(crate) fn load_from<L: StateMachineLogic>(
     }
 }
 
+/// The app pairs of `sm` in key order, the keys under the app prefixes `skip` left unread.
+fn app_pairs<'a>(
+    sm: &'a dyn KvTree,
+    skip: &[Vec<u8>],
+) -> impl Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>> + 'a {
+    let mut skip: Vec<&Vec<u8>> = skip.iter().collect();
+    skip.sort();
+    let mut ranges = Vec::new();
+    let mut from: Option<Vec<u8>> = Some(vec![APP_PREFIX]);
+    for p in skip {
+        let Some(lower) = from.take() else { break };
+        let start = app_key(p);
+        if lower < start {
+            ranges.push(sm.range(Bound::Included(&lower), Bound::Excluded(&start)));
+        }
+        // Past every key that starts with `p` (none when `p` is all 0xFF: nothing after it).
+        from = successor(&start).map(|after| after.max(lower));
+    }
+    if let Some(lower) = from {
+        let end = [APP_PREFIX + 1];
+        ranges.push(sm.range(Bound::Included(&lower), Bound::Excluded(&end)));
+    }
+    ranges.into_iter().flatten()
+}
+
+/// The least key greater than every key starting with `prefix`, if any.
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut k = prefix.to_vec();
+    while let Some(last) = k.pop() {
+        if last < u8::MAX {
+            k.push(last + 1);
+            return Some(k);
+        }
+    }
+    None
+}
+
 impl<L: StateMachineLogic> SmStore<L> {
     /// Finishes a snapshot install a crash interrupted, reads the persisted state and hands the
     /// app keys to `logic.load`.
@@ -118,7 +156,8 @@ impl<L: StateMachineLogic> SmStore<L> {
             Some(v) => codec::decode_record(&v).map_err(storage)?,
             None => StoredMembership::default(),
         };
-        load_from(&mut logic, trees.sm.scan_prefix(&[APP_PREFIX]))
+        let skip: Vec<Vec<u8>> = logic.stored_only().iter().map(|p| p.to_vec()).collect();
+        load_from(&mut logic, app_pairs(&*trees.sm, &skip))
             .map_err(|e| RaftError::Load(e.to_string()))?;
         Ok(Self {
             store,

@@ -30,6 +30,8 @@ struct Kv {
     applied: Vec<u64>,
     loads: usize,
     reads: Vec<Option<Vec<u8>>>,
+    /// What `stored_only` answers.
+    skip: Vec<&'static [u8]>,
 }
 
 impl StateMachineLogic for Kv {
@@ -37,6 +39,10 @@ impl StateMachineLogic for Kv {
         self.map = kv.collect();
         self.loads += 1;
         Ok(())
+    }
+
+    fn stored_only(&self) -> &[&[u8]] {
+        &self.skip
     }
 
     fn apply(
@@ -255,6 +261,54 @@ async fn apply_reads_the_rows_of_earlier_entries_in_and_before_its_batch() {
     let rows = sm.handles().tree;
     assert_eq!(rows.get(b"a").unwrap(), None);
     assert_eq!(rows.get(b"b").unwrap(), v("1"));
+}
+
+/// Startup loads every app pair but those under the logic's stored-only prefixes, which stay
+/// readable through the stored rows.
+#[tokio::test]
+async fn startup_leaves_the_stored_only_rows_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let writes = ["a=1", "k/1=x", "k/2=y", "k0=2", "kz=3", "\u{ff}\u{ff}=4"];
+    {
+        let store = open_store(&path, 1).unwrap();
+        let trees = store.group_trees(1).unwrap();
+        let mut sm = SmStore::open(store.clone(), 1, &trees, Kv::default(), metrics(1))
+            .await
+            .unwrap();
+        let entries = (1..).zip(writes).map(|(i, w)| normal(i, w)).collect();
+        apply(&mut sm, entries).await;
+    }
+    let cases: [(&[&'static [u8]], &[&str]); 4] = [
+        (&[], &["a", "k/1", "k/2", "k0", "kz", "\u{ff}\u{ff}"]),
+        (&[b"k/"], &["a", "k0", "kz", "\u{ff}\u{ff}"]),
+        (&[b"k", b"k/"], &["a", "\u{ff}\u{ff}"]),
+        (&["\u{ff}".as_bytes(), b"a"], &["k/1", "k/2", "k0", "kz"]),
+    ];
+    for (skip, want) in cases {
+        let store = open_store(&path, 1).unwrap();
+        let trees = store.group_trees(1).unwrap();
+        let kv = Kv {
+            skip: skip.to_vec(),
+            ..Kv::default()
+        };
+        let sm = SmStore::open(store.clone(), 1, &trees, kv, metrics(1))
+            .await
+            .unwrap();
+        let loaded: Vec<Vec<u8>> = sm
+            .handles()
+            .logic
+            .read()
+            .unwrap()
+            .map
+            .keys()
+            .cloned()
+            .collect();
+        let want: Vec<Vec<u8>> = want.iter().map(|k| k.as_bytes().to_vec()).collect();
+        assert_eq!(loaded, want, "skipping {skip:?}");
+        assert_eq!(sm.handles().tree.get(b"k/2").unwrap(), Some(b"y".to_vec()));
+        drop((sm, trees, store));
+    }
 }
 
 #[tokio::test]
