@@ -18,9 +18,9 @@ pub trait StateMachineLogic: Send + Sync + 'static {
 
     /// Apply one normal log entry's payload; return the response bytes; record the keys to
     /// persist. `stored` reads the rows persisted so far (earlier entries of the same batch
-    /// included), for rows the logic keeps on disk only. The writes are stored atomically with the entry's index as `last_applied`, so
-    /// after a restart an entry is never applied twice. Values are stored as given: version
-    /// them yourself if their format may change.
+    /// included), for rows the logic keeps on disk only. The writes are stored atomically with
+    /// the entry's index as `last_applied`, so after a restart an entry is never applied twice.
+    /// Values are stored as given: version them yourself if their format may change.
     ///
     /// `Err` means the state can no longer be persisted faithfully (e.g. a row failed to
     /// encode): the store writes nothing of that batch and stops the group (fail-stop), since

@@ -26,6 +26,7 @@ const SCAN_PAGE: usize = 256;
 /// Values per proposal: sealed RSA keys are ~2–3 KiB each.
 const BATCH: usize = 64;
 
+/// Sealed values copied out of the state (read under its lock, checked after it).
 fn owned(values: Vec<(SealedField, &str)>) -> Vec<(SealedField, String)> {
     values
         .into_iter()

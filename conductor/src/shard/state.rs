@@ -69,9 +69,9 @@ impl ShardState {
                 return Ok(resp);
             }
         }
+        let fetched = self.fetch(&req.command, stored)?;
         self.apply_index = index;
         self.emitted = 0;
-        let fetched = self.fetch(&req.command, stored)?;
         let resp = self.apply_command(index, &req.command, fetched);
         (self.apply_index, self.emitted) = (0, 0);
         if let Some(id) = req.request_id {
@@ -108,18 +108,21 @@ impl ShardState {
         Ok(())
     }
 
-    /// The stored rows `cmd` reads, read before it runs so that running it stays pure.
+    /// The stored rows `cmd` reads, read before it runs so that running it stays pure (none
+    /// for a command its epoch refuses).
     fn fetch(&self, cmd: &ShardCommand, stored: &dyn StoredRows) -> Result<Fetched, String> {
         let mut f = Fetched::default();
         match cmd {
-            ShardCommand::Reseal { secrets, .. } => {
+            ShardCommand::Reseal { epoch, secrets } if *epoch == self.epoch() => {
                 for s in secrets.iter().filter(|s| s.field.is_certificate()) {
                     if let Some(c) = persist::certs(&self.rows, stored, s.cluster)? {
                         f.certs.insert(s.cluster, c);
                     }
                 }
             }
-            ShardCommand::RestoreStackIds { .. } if !self.rows.migrated(STACK_IDS_RESTORED) => {
+            ShardCommand::RestoreStackIds { epoch, .. }
+                if *epoch == self.epoch() && !self.rows.migrated(STACK_IDS_RESTORED) =>
+            {
                 for id in self.rows.requests().keys() {
                     if let Some(a) = persist::answer(&self.rows, stored, *id)? {
                         f.answers.insert(*id, a);

@@ -102,20 +102,19 @@ fn app_pairs<'a>(
 ) -> impl Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>> + 'a {
     let mut skip: Vec<&Vec<u8>> = skip.iter().collect();
     skip.sort();
+    let end = vec![APP_PREFIX + 1];
     let mut ranges = Vec::new();
-    let mut from: Option<Vec<u8>> = Some(vec![APP_PREFIX]);
+    let mut from = vec![APP_PREFIX];
     for p in skip {
-        let Some(lower) = from.take() else { break };
         let start = app_key(p);
-        if lower < start {
-            ranges.push(sm.range(Bound::Included(&lower), Bound::Excluded(&start)));
+        if from < start {
+            ranges.push(sm.range(Bound::Included(&from), Bound::Excluded(&start)));
         }
-        // Past every key that starts with `p` (none when `p` is all 0xFF: nothing after it).
-        from = successor(&start).map(|after| after.max(lower));
+        // Past every key that starts with `p` (an app key always has a successor).
+        from = successor(&start).unwrap_or_else(|| end.clone()).max(from);
     }
-    if let Some(lower) = from {
-        let end = [APP_PREFIX + 1];
-        ranges.push(sm.range(Bound::Included(&lower), Bound::Excluded(&end)));
+    if from < end {
+        ranges.push(sm.range(Bound::Included(&from), Bound::Excluded(&end)));
     }
     ranges.into_iter().flatten()
 }
