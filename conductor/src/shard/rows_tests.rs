@@ -16,6 +16,16 @@ struct Replica {
 }
 
 impl Replica {
+    /// A replica of shard 0 of 1 with nothing applied; `t` is the template its clusters use.
+    fn new(t: ClusterTemplate) -> Self {
+        Self {
+            s: ShardState::new(ShardId(0), 1),
+            disk: BTreeMap::new(),
+            i: 0,
+            t,
+        }
+    }
+
     fn cmd(&mut self, command: ShardCommand) -> ShardResponse {
         self.i += 1;
         let req = ShardRequest {
@@ -287,12 +297,7 @@ fn changed(x: &mut Replica, id: ClusterId) {
 #[test]
 fn every_change_reaches_the_written_rows() {
     let t = fixtures::template(&ProjectId::from("p1"));
-    let mut x = Replica {
-        s: ShardState::new(ShardId(0), 1),
-        disk: BTreeMap::new(),
-        i: 0,
-        t: t.clone(),
-    };
+    let mut x = Replica::new(t.clone());
     x.cmd(ShardCommand::CreateTemplate {
         template: t,
         max_per_project: None,
@@ -403,12 +408,7 @@ fn every_change_reaches_the_written_rows() {
 #[test]
 fn stored_rows_are_read_from_disk_and_leave_memory() {
     let t = fixtures::template(&ProjectId::from("p1"));
-    let mut x = Replica {
-        s: ShardState::new(ShardId(0), 1),
-        disk: BTreeMap::new(),
-        i: 0,
-        t: t.clone(),
-    };
+    let mut x = Replica::new(t.clone());
     let rid = RequestId::new_v4();
     let create = ShardRequest {
         request_id: Some(rid),
