@@ -155,6 +155,7 @@ async fn pass(leader: &ShardLeader, key: &CertKey, epoch: u64) -> Result<(Pass, 
     let mut found = Pass::default();
     let mut resealed = 0;
     let mut after: Option<ClusterId> = None;
+    let stored = leader.group().stored();
     loop {
         // Rows in memory under the lock, certificates (stored rows) read after it.
         let mut page: Vec<(ClusterId, Vec<(SealedField, String)>)> =
@@ -171,7 +172,6 @@ async fn pass(leader: &ShardLeader, key: &CertKey, epoch: u64) -> Result<(Pass, 
             return Ok((found, resealed));
         };
         after = Some(*last);
-        let stored = leader.group().stored();
         for (cluster, values) in &mut page {
             match stored_certs(&stored, *cluster) {
                 Ok(c) => values.extend(owned(sealed_cert_values(c.as_ref()))),

@@ -82,6 +82,15 @@ fn temporary_store(node_id: u64, dir: &Path) -> Arc<Store> {
     Store::open(engine, node_id, dir.join("snapshots")).unwrap()
 }
 
+/// Group 1's state machine, empty, on a temporary store under `dir`.
+async fn temporary_sm(dir: &Path) -> SmStore<Kv> {
+    let store = temporary_store(1, dir);
+    let trees = store.group_trees(1).unwrap();
+    SmStore::open(store, 1, &trees, Kv::default(), metrics(1))
+        .await
+        .unwrap()
+}
+
 fn open_store(path: &Path, node_id: u64) -> Result<Arc<Store>, crate::error::RaftError> {
     let snaps = path.with_extension("snapshots");
     Store::open(Box::new(SledEngine::open(path)?), node_id, snaps)
@@ -235,11 +244,7 @@ async fn write_set_and_last_applied_are_persisted_together() {
 #[tokio::test]
 async fn apply_reads_the_rows_of_earlier_entries_in_and_before_its_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let store = temporary_store(1, dir.path());
-    let trees = store.group_trees(1).unwrap();
-    let mut sm = SmStore::open(store.clone(), 1, &trees, Kv::default(), metrics(1))
-        .await
-        .unwrap();
+    let mut sm = temporary_sm(dir.path()).await;
     apply(&mut sm, vec![normal(1, "a=1"), normal(2, "b=1")]).await;
     apply(
         &mut sm,
@@ -314,11 +319,7 @@ async fn startup_leaves_the_stored_only_rows_unread() {
 #[tokio::test]
 async fn a_failed_apply_writes_nothing_of_its_batch_and_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store = temporary_store(1, dir.path());
-    let trees = store.group_trees(1).unwrap();
-    let mut sm = SmStore::open(store.clone(), 1, &trees, Kv::default(), metrics(1))
-        .await
-        .unwrap();
+    let mut sm = temporary_sm(dir.path()).await;
     apply(&mut sm, vec![normal(1, "a=1")]).await;
     let stream = futures::stream::iter(
         [normal(2, "b=2"), normal(3, "!"), normal(4, "c=3")]
@@ -328,7 +329,7 @@ async fn a_failed_apply_writes_nothing_of_its_batch_and_is_an_error() {
     assert!(sm.apply(stream).await.is_err());
     // `last_applied` stays, and no write of the batch (not even the entry before) is stored.
     assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1)));
-    let app: Vec<Vec<u8>> = trees
+    let app: Vec<Vec<u8>> = sm
         .sm
         .range(Bound::Unbounded, Bound::Unbounded)
         .map(|kv| kv.unwrap().0)
