@@ -33,6 +33,22 @@ fn templates_of(r: QueryResult) -> Result<Vec<ClusterTemplate>, ApiError> {
     }
 }
 
+/// A conductor that cannot decode a query (an older release: 400) as `None`.
+fn rejected_as_none<T>(r: Result<T, BackendError>) -> Result<Option<T>, ApiError> {
+    match r {
+        Err(BackendError::Rejected(_)) => Ok(None),
+        other => Ok(Some(other?)),
+    }
+}
+
+/// Sorts in list order: `created_at`, then uuid (reversed when `desc`).
+fn sort_listed<T>(rows: &mut [T], key: impl Fn(&T) -> (Timestamp, ClusterId), desc: bool) {
+    rows.sort_by(|a, b| match desc {
+        false => key(a).cmp(&key(b)),
+        true => key(b).cmp(&key(a)),
+    });
+}
+
 fn clusters_of(r: QueryResult) -> Result<Vec<ClusterView>, ApiError> {
     match r {
         QueryResult::Clusters(c) => Ok(c),
@@ -260,9 +276,11 @@ impl<'a> Store<'a> {
     }
 
     /// One page of the clusters visible to `who` in creation order (reversed when `desc`),
-    /// strictly after `after`: each shard cuts its page (`ShardQuery::ClustersPage`), the pages
-    /// merge here. `None` when a conductor predates that query (it answers 400, e.g. during a
-    /// rolling upgrade): the caller then pages [`Self::list_clusters`] itself.
+    /// strictly after `after`. A project's page is cut by its shard; the admin's is merged from
+    /// every shard's keys first ([`Self::page_by_keys`]), else from every shard's page of views
+    /// (`ShardQuery::ClustersPage`). `None` when a conductor predates `ClustersPage` (it
+    /// answers 400, e.g. during a rolling upgrade): the caller then pages
+    /// [`Self::list_clusters`] itself.
     pub async fn clusters_page(
         &self,
         who: &Identity,
@@ -271,11 +289,17 @@ impl<'a> Store<'a> {
         limit: usize,
     ) -> Result<Option<Vec<ClusterView>>, ApiError> {
         let project = (!who.is_admin()).then(|| who.project());
+        let limit32 = u32::try_from(limit).unwrap_or(u32::MAX);
+        if project.is_none() {
+            if let Some(rows) = self.page_by_keys(after, desc, limit32).await? {
+                return Ok(Some(rows));
+            }
+        }
         let q = ShardQuery::ClustersPage {
             project: project.clone(),
             after,
             desc,
-            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            limit: limit32,
         };
         let answers = match &project {
             Some(me) => {
@@ -287,21 +311,65 @@ impl<'a> Store<'a> {
             }
             None => self.backend.query_all(&self.user, &q).await,
         };
-        let answers = match answers {
-            Err(BackendError::Rejected(_)) => return Ok(None),
-            other => other?,
+        let Some(answers) = rejected_as_none(answers)? else {
+            return Ok(None);
         };
         let mut rows = Vec::new();
         for r in answers {
             rows.extend(clusters_of(r)?);
         }
         rows.retain(|c| project.as_ref().is_none_or(|p| &c.cluster.project_id == p));
-        let key = |c: &ClusterView| (c.cluster.created_at, c.cluster.uuid);
-        rows.sort_by(|a, b| match desc {
-            false => key(a).cmp(&key(b)),
-            true => key(b).cmp(&key(a)),
-        });
+        sort_listed(&mut rows, |c| (c.cluster.created_at, c.cluster.uuid), desc);
         rows.truncate(limit);
+        Ok(Some(rows))
+    }
+
+    /// Every cluster's page in two rounds: each shard's first `limit` keys, then the views of
+    /// the merged page only, so one page of views is built and shipped instead of one per
+    /// shard. `None` when a conductor cannot answer these queries (an older release: 400) or
+    /// a cluster of the page went away between the rounds: a short page would read as the end
+    /// of the list, so the caller asks again in one round.
+    async fn page_by_keys(
+        &self,
+        after: Option<(Timestamp, ClusterId)>,
+        desc: bool,
+        limit: u32,
+    ) -> Result<Option<Vec<ClusterView>>, ApiError> {
+        let q = ShardQuery::ClusterKeysPage {
+            project: None,
+            after,
+            desc,
+            limit,
+        };
+        let Some(answers) = rejected_as_none(self.backend.query_all(&self.user, &q).await)? else {
+            return Ok(None);
+        };
+        let mut keys = Vec::new();
+        for r in answers {
+            match r {
+                QueryResult::ClusterKeys(k) => keys.extend(k),
+                other => return Err(unexpected("cluster keys", &other)),
+            }
+        }
+        sort_listed(&mut keys, |k| *k, desc);
+        keys.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        if keys.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let q = ShardQuery::ClustersById {
+            ids: keys.iter().map(|(_, id)| *id).collect(),
+        };
+        let Some(answers) = rejected_as_none(self.backend.query_all(&self.user, &q).await)? else {
+            return Ok(None);
+        };
+        let mut rows = Vec::with_capacity(keys.len());
+        for r in answers {
+            rows.extend(clusters_of(r)?);
+        }
+        if rows.len() != keys.len() {
+            return Ok(None);
+        }
+        sort_listed(&mut rows, |c| (c.cluster.created_at, c.cluster.uuid), desc);
         Ok(Some(rows))
     }
 

@@ -3,6 +3,7 @@
 mod common;
 use common::*;
 use serde_json::json;
+use std::sync::atomic::Ordering::SeqCst;
 
 fn names(r: &Resp, key: &str) -> Vec<String> {
     r.body[key]
@@ -180,9 +181,11 @@ async fn pagination_errors() {
     assert_eq!(r.status, 200);
 }
 
-/// Pages in creation order are cut by the shards (`ClustersPage`); against conductors that
-/// predate that query the API pages every cluster itself. Both walk the same pages, in both
-/// directions, for a member (one shard) and for an admin (every shard merged).
+/// Pages in creation order are cut by the shards (an admin's keys first: `ClusterKeysPage`
+/// then `ClustersById`; else `ClustersPage`); against conductors that predate those queries
+/// the API falls back to the older ones, down to paging every cluster itself. All walk the
+/// same pages, in both directions, for a member (one shard) and for an admin (every shard
+/// merged).
 #[tokio::test]
 async fn cluster_pages_in_creation_order_are_the_same_from_old_and_new_conductors() {
     let h = harness();
@@ -226,25 +229,28 @@ async fn cluster_pages_in_creation_order_are_the_same_from_old_and_new_conductor
             "/v1/clusters",
         ] {
             let detail = first.contains("detail");
-            h.backend
-                .old_conductors
-                .store(false, std::sync::atomic::Ordering::SeqCst);
-            let new = walk(&h, token, first, detail).await;
-            h.backend
-                .old_conductors
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            let old = walk(&h, token, first, detail).await;
-            assert_eq!(new, old, "{token} {first}");
+            let walk_as = |release: u8, lose: bool| {
+                h.backend.old_conductors.store(release, SeqCst);
+                h.backend.lose_between_rounds.store(lose, SeqCst);
+                walk(&h, token, first, detail)
+            };
+            let new = walk_as(0, false).await;
             assert_eq!(
                 new.iter().map(Vec::len).sum::<usize>(),
                 total,
                 "{token} {first}: {new:?}"
             );
+            // A cluster gone between the keys and the views: asked again in one round, no
+            // short page (which would end the walk early).
+            assert_eq!(walk_as(0, true).await, new, "{token} {first}: lost");
+            for release in [1, 2] {
+                let old = walk_as(release, false).await;
+                assert_eq!(old, new, "{token} {first}: release {release}");
+            }
         }
     }
-    h.backend
-        .old_conductors
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    h.backend.old_conductors.store(0, SeqCst);
+    h.backend.lose_between_rounds.store(false, SeqCst);
     // A marker from another project is not visible: the same 404 as before.
     let r = h.get("/v1/clusters?limit=1", "member-b").await;
     let theirs = r.body["clusters"][0]["uuid"].as_str().unwrap().to_string();

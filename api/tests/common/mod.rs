@@ -12,7 +12,7 @@ use magnum_conductor::ShardState;
 use magnum_proto::*;
 use magnum_raft::NoStoredRows;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
 
@@ -34,8 +34,13 @@ pub struct MemBackend {
     pub commands: Mutex<Vec<(ShardId, ShardRequest)>>,
     /// The conductor registry `services()` answers.
     pub services: Mutex<Vec<ServiceRecord>>,
-    /// Answer `ClustersPage` as a conductor from before it does (400: undecodable).
-    pub old_conductors: AtomicBool,
+    /// How old the conductors act: 1 answers the keys-first list queries (`ClusterKeysPage`,
+    /// `ClustersById`) as a release from before them does (400: undecodable), 2 `ClustersPage`
+    /// too; 0 is this release.
+    pub old_conductors: AtomicU8,
+    /// When set, `ClustersById` leaves out one cluster it holds, as if it was deleted between
+    /// the rounds of a keys-first list.
+    pub lose_between_rounds: AtomicBool,
 }
 
 impl MemBackend {
@@ -50,7 +55,8 @@ impl MemBackend {
             race_tags: Mutex::new(None),
             commands: Mutex::new(Vec::new()),
             services: Mutex::new(Vec::new()),
-            old_conductors: AtomicBool::new(false),
+            old_conductors: AtomicU8::new(0),
+            lose_between_rounds: AtomicBool::new(false),
         }
     }
 
@@ -170,14 +176,23 @@ impl Backend for MemBackend {
             "every forwarded read carries the user's token"
         );
         assert!(!self.panic.load(Ordering::SeqCst), "test: query panics");
-        if matches!(q, ShardQuery::ClustersPage { .. })
-            && self.old_conductors.load(Ordering::SeqCst)
-        {
+        let newer_than = match q {
+            ShardQuery::ClusterKeysPage { .. } | ShardQuery::ClustersById { .. } => 1,
+            ShardQuery::ClustersPage { .. } => 2,
+            _ => u8::MAX,
+        };
+        if self.old_conductors.load(Ordering::SeqCst) >= newer_than {
             return Err(BackendError::Rejected(
                 "malformed envelope: unknown variant".into(),
             ));
         }
-        Ok(self.shards[shard.0 as usize].lock().unwrap().ask(q))
+        let mut r = self.shards[shard.0 as usize].lock().unwrap().ask(q);
+        if let (ShardQuery::ClustersById { .. }, QueryResult::Clusters(views)) = (q, &mut r) {
+            if !views.is_empty() && self.lose_between_rounds.load(Ordering::SeqCst) {
+                views.remove(0);
+            }
+        }
+        Ok(r)
     }
 
     async fn services(&self) -> Result<Vec<ServiceRecord>, BackendError> {

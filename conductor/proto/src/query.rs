@@ -27,6 +27,20 @@ pub enum ShardQuery {
         desc: bool,
         limit: u32,
     },
+    /// The keys (`created_at`, uuid) of [`ShardQuery::ClustersPage`]'s page, without views. A
+    /// list over every shard merges their keys first and then asks [`ShardQuery::ClustersById`]
+    /// for its page only, so one page of views is built and shipped instead of one per shard.
+    /// Conductors from before it answer 400; the API then asks `ClustersPage`.
+    ClusterKeysPage {
+        project: Option<ProjectId>,
+        after: Option<(Timestamp, ClusterId)>,
+        desc: bool,
+        limit: u32,
+    },
+    /// The views of those of `ids` this shard holds, in `ids`' order.
+    ClustersById {
+        ids: Vec<ClusterId>,
+    },
     Cluster {
         id: ClusterId,
     },
@@ -67,12 +81,20 @@ pub enum ShardQuery {
 pub enum QueryResult {
     Templates(Vec<ClusterTemplate>),
     Clusters(Vec<ClusterView>),
+    /// List keys (`created_at`, uuid) in list order ([`ShardQuery::ClusterKeysPage`]).
+    ClusterKeys(Vec<(Timestamp, ClusterId)>),
     Cluster(Option<Box<ClusterView>>),
     CaCert(Option<String>),
     Operations(Vec<Operation>),
-    Ownership { epoch: u64, owner: Option<NodeId> },
+    Ownership {
+        epoch: u64,
+        owner: Option<NodeId>,
+    },
     Canaries(std::collections::BTreeMap<String, String>),
     Quotas(Vec<Quota>),
-    Stats { clusters: u64, nodes: u64 },
+    Stats {
+        clusters: u64,
+        nodes: u64,
+    },
     Federations(Vec<Federation>),
 }

@@ -104,6 +104,14 @@ impl Caller {
                 desc,
                 limit,
             },
+            Q::ClusterKeysPage {
+                after, desc, limit, ..
+            } => Q::ClusterKeysPage {
+                project: mine,
+                after,
+                desc,
+                limit,
+            },
             Q::Quotas { .. } => Q::Quotas { project: mine },
             Q::Stats { .. } => Q::Stats { project: mine },
             Q::Federations { .. } => Q::Federations { project: mine },

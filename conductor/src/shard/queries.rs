@@ -41,9 +41,23 @@ impl ShardState {
             } => QueryResult::Clusters(
                 self.clusters_page(project.as_ref(), *after, *desc, *limit)
                     .into_iter()
-                    .filter_map(|id| self.view(id))
+                    .filter_map(|(_, id)| self.view(id))
                     .collect(),
             ),
+            ShardQuery::ClusterKeysPage {
+                project,
+                after,
+                desc,
+                limit,
+            } => QueryResult::ClusterKeys(self.clusters_page(
+                project.as_ref(),
+                *after,
+                *desc,
+                *limit,
+            )),
+            ShardQuery::ClustersById { ids } => {
+                QueryResult::Clusters(ids.iter().filter_map(|id| self.view(*id)).collect())
+            }
             ShardQuery::Cluster { id } => QueryResult::Cluster(self.view(*id).map(|mut v| {
                 v.template_labels = self
                     .rows
@@ -104,7 +118,7 @@ impl ShardState {
         })
     }
 
-    /// Ids of the first `limit` clusters of `project` (all when `None`) in list order, strictly
+    /// Keys of the first `limit` clusters of `project` (all when `None`) in list order, strictly
     /// after `after`. Only the keys are scanned and the page selected before any view is
     /// built: O(clusters) comparisons, O(page) copies.
     fn clusters_page(
@@ -113,7 +127,7 @@ impl ShardState {
         after: Option<(Timestamp, ClusterId)>,
         desc: bool,
         limit: u32,
-    ) -> Vec<ClusterId> {
+    ) -> Vec<(Timestamp, ClusterId)> {
         let ord = |a: &(Timestamp, ClusterId), b: &(Timestamp, ClusterId)| match desc {
             false => a.cmp(b),
             true => b.cmp(a),
@@ -135,7 +149,7 @@ impl ShardState {
             keys.truncate(n);
         }
         keys.sort_unstable_by(ord);
-        keys.into_iter().map(|(_, id)| id).collect()
+        keys
     }
 
     pub fn view(&self, id: ClusterId) -> Option<ClusterView> {

@@ -492,9 +492,10 @@ fn quotas_are_unique_per_resource_and_limit_cluster_creates() {
     assert!(qs.is_empty());
 }
 
-/// `ClustersPage` returns exactly what sorting every cluster and cutting after the marker
-/// would, in both directions, for every marker and several limits, with equal `created_at`s
-/// (ordered by uuid) and another project's clusters in the shard.
+/// `ClustersPage` (and `ClusterKeysPage` then `ClustersById`) return exactly what sorting
+/// every cluster and cutting after the marker would, in both directions, for every marker and
+/// several limits, with equal `created_at`s (ordered by uuid) and another project's clusters
+/// in the shard.
 #[test]
 fn clusters_page_is_the_full_sort_cut_after_the_marker() {
     let mut s = ShardState::new(ShardId(0), SHARDS);
@@ -569,6 +570,22 @@ fn clusters_page_is_the_full_sort_cut_after_the_marker() {
                         got, want,
                         "project {project:?} desc {desc} after {after:?} limit {limit}"
                     );
+                    // The keys-first pair answers the same page.
+                    let QueryResult::ClusterKeys(keys) = s.ask(&ShardQuery::ClusterKeysPage {
+                        project: project.clone(),
+                        after,
+                        desc,
+                        limit,
+                    }) else {
+                        panic!()
+                    };
+                    let key_ids: Vec<_> = keys.iter().map(|(_, id)| *id).collect();
+                    assert_eq!(key_ids, want, "keys: desc {desc} after {after:?} {limit}");
+                    assert!(keys.iter().all(|k| all.contains(k)));
+                    let mut asked = key_ids;
+                    asked.insert(0, ClusterId::new_v4()); // not in this shard: skipped
+                    let by_id = ids(s.ask(&ShardQuery::ClustersById { ids: asked }));
+                    assert_eq!(by_id, want);
                 }
             }
         }
