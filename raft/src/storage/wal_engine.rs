@@ -1,6 +1,7 @@
-//! [`KvEngine`] as memory plus a write-ahead log ("wal"). Every tree lives in memory; every
-//! write is appended, framed and checksummed, to an in-memory buffer that a flush writes to the
-//! log file and fdatasyncs on one thread of its own. The appends of every group of the node
+//! [`KvEngine`] as memory plus a write-ahead log ("wal"). Every tree lives in memory, its large
+//! values only until a checkpoint holds them (`value.rs`); every write is appended, framed and
+//! checksummed, to an in-memory buffer that a flush writes to the log file and fdatasyncs on
+//! one thread of its own. The appends of every group of the node
 //! therefore share one `write` and one `fdatasync` per flush (group commit), with no IO pool
 //! woken per write and no page cache of trees: what made sled cost ~40% of a conductor's CPU
 //! under all-shards writes (`benches/results/profile-all-shards-64.md`). The log grows until a
@@ -45,9 +46,11 @@ use super::stall;
 
 mod files;
 mod record;
+mod value;
 
 use self::files::*;
 use self::record::*;
+use self::value::*;
 
 /// The root tree's name (it always exists, with id 0).
 const ROOT: &str = "__root__";
@@ -56,7 +59,7 @@ const CHECKPOINT_AFTER: u64 = 64 * 1024 * 1024;
 /// About how many bytes of a tree a checkpoint copies at a time (under the tree's read lock).
 const CHECKPOINT_CHUNK: usize = 1 << 20;
 
-type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+type Map = BTreeMap<Vec<u8>, Val>;
 type FlushResult = Result<(), (ErrorKind, String)>;
 type Waiter = Box<dyn FnOnce(FlushResult) + Send>;
 
@@ -154,8 +157,8 @@ impl MemTree {
 }
 
 impl MemTree {
-    /// Up to about `max_bytes` of pairs after `after` (from the first without), as puts.
-    fn chunk_after(&self, after: Option<&[u8]>, max_bytes: usize) -> Vec<BatchOp> {
+    /// Up to about `max_bytes` of pairs after `after` (from the first without).
+    fn chunk_after(&self, after: Option<&[u8]>, max_bytes: usize) -> Vec<(Vec<u8>, Val)> {
         let map = self.read();
         let lower = match after {
             Some(k) => Bound::Excluded(k),
@@ -168,9 +171,41 @@ impl MemTree {
                 break;
             }
             size += k.len() + v.len() + 8;
-            out.push(BatchOp::Put(k.clone(), v.clone()));
+            out.push((k.clone(), v.clone()));
         }
         out
+    }
+
+    /// Points the values a checkpoint spilled at their records, each only if the tree still
+    /// holds the value the checkpoint copied (`value.rs`).
+    fn swing(&self, spilled: Vec<(Vec<u8>, Val, Arc<Spill>)>) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        for (k, copied, to) in spilled {
+            if let Some(v) = map.get_mut(&k) {
+                if v.same(&copied) {
+                    *v = Val::Spilled(to);
+                }
+            }
+        }
+    }
+
+    /// The pairs in `range`, copied out under the read lock (a reader never holds writers back
+    /// for longer) and read from their files after it.
+    fn pairs<'a>(&self, range: impl Iterator<Item = (&'a Vec<u8>, &'a Val)>) -> KvIter<'static> {
+        let vals: Vec<(Vec<u8>, Val)> = range.map(|(k, v)| (k.clone(), v.clone())).collect();
+        Box::new(vals.into_iter().map(|(k, v)| {
+            let bytes = v.into_bytes(&k)?;
+            Ok((k, bytes))
+        }))
+    }
+
+    /// How many values are spilled (tests).
+    #[cfg(test)]
+    fn spilled(&self) -> usize {
+        self.read()
+            .values()
+            .filter(|v| matches!(v, Val::Spilled(_)))
+            .count()
     }
 }
 
@@ -178,7 +213,7 @@ fn apply_ops(map: &mut Map, ops: Vec<BatchOp>) {
     for op in ops {
         match op {
             BatchOp::Put(k, v) => {
-                map.insert(k, v);
+                map.insert(k, Val::new(v));
             }
             BatchOp::Delete(k) => {
                 map.remove(&k);
@@ -492,7 +527,8 @@ fn flush_waiting(flusher: &mpsc::Sender<Waiter>) -> io::Result<()> {
 
 impl KvTree for MemTree {
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
-        Ok(self.read().get(key).cloned())
+        let v = self.read().get(key).cloned();
+        v.map(|v| v.bytes(key)).transpose()
     }
 
     fn insert(&self, key: &[u8], value: &[u8]) -> io::Result<()> {
@@ -500,30 +536,21 @@ impl KvTree for MemTree {
     }
 
     fn range<'a>(&'a self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> KvIter<'a> {
-        // Copied out under the read lock: a reader never holds writers back for longer.
-        let pairs: Vec<io::Result<KvPair>> = self
-            .read()
-            .range::<[u8], _>((lower, upper))
-            .map(|(k, v)| Ok((k.clone(), v.clone())))
-            .collect();
-        Box::new(pairs.into_iter())
+        self.pairs(self.read().range::<[u8], _>((lower, upper)))
     }
 
     fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> KvIter<'a> {
-        let pairs: Vec<io::Result<KvPair>> = self
-            .read()
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| Ok((k.clone(), v.clone())))
-            .collect();
-        Box::new(pairs.into_iter())
+        self.pairs(
+            self.read()
+                .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix)),
+        )
     }
 
     fn last(&self) -> io::Result<Option<KvPair>> {
-        Ok(self
-            .read()
-            .last_key_value()
-            .map(|(k, v)| (k.clone(), v.clone())))
+        self.pairs(self.read().last_key_value().into_iter())
+            .next()
+            .transpose()
     }
 
     fn apply_batch(&self, batch: WriteBatch) -> BoxFuture<'_, io::Result<()>> {

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, BufReader, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::record::*;
+use super::value::*;
 use super::{apply_ops, Map, MemTree, ROOT};
 use crate::storage::engine::BatchOp;
 
@@ -95,6 +96,12 @@ pub(super) struct Recovered {
 }
 
 impl Recovered {
+    fn map(&mut self, id: u32) -> io::Result<&mut Map> {
+        self.maps
+            .get_mut(&id)
+            .ok_or_else(|| corrupt(format!("a write to unknown tree {id}")))
+    }
+
     fn apply(&mut self, record: Record) -> io::Result<()> {
         match record {
             Record::Create(id, name) => {
@@ -105,13 +112,7 @@ impl Recovered {
                 self.names.remove(&id);
                 self.maps.remove(&id);
             }
-            Record::Batch(id, ops) => {
-                let map = self
-                    .maps
-                    .get_mut(&id)
-                    .ok_or_else(|| corrupt(format!("a write to unknown tree {id}")))?;
-                apply_ops(map, ops);
-            }
+            Record::Batch(id, ops) => apply_ops(self.map(id)?, ops),
             Record::End => return Err(corrupt("an end record inside a log segment")),
         }
         Ok(())
@@ -124,18 +125,52 @@ pub(super) fn read_file(path: &Path) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Reads checkpoint `path` into `into`, one record at a time (never the whole file at once),
+/// leaving its large values in the file (`value.rs`).
 pub(super) fn load_checkpoint(path: &Path, into: &mut Recovered) -> io::Result<()> {
-    let buf = read_file(path)?;
-    let (frames, end) = read_frames(&buf);
-    let complete = end == buf.len() && frames.last().is_some_and(|f| f == &[TAG_END]);
-    if !complete {
-        return Err(corrupt(format!("{} is damaged", path.display())));
+    let damaged = || corrupt(format!("{} is damaged", path.display()));
+    let file = Arc::new(File::open(path)?);
+    let mut r = BufReader::with_capacity(1 << 20, file.as_ref());
+    let (mut at, mut payload) = (0u64, Vec::new());
+    loop {
+        let mut head = [0u8; 8];
+        r.read_exact(&mut head).map_err(|_| damaged())?;
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if len > MAX_RECORD {
+            return Err(damaged());
+        }
+        payload.resize(len as usize, 0);
+        r.read_exact(&mut payload).map_err(|_| damaged())?;
+        if crc32fast::hash(&payload) != crc {
+            return Err(damaged());
+        }
+        let frame_len = 8 + payload.len();
+        match decode(&payload)? {
+            Record::End => {
+                // Nothing may follow the end record.
+                return match r.read(&mut head)? {
+                    0 => Ok(()),
+                    _ => Err(damaged()),
+                };
+            }
+            Record::Batch(id, ops) => match spilled_in(&ops, &file, at, frame_len) {
+                Some(v) => {
+                    if let [BatchOp::Put(k, _)] = &ops[..] {
+                        into.map(id)?.insert(k.clone(), v);
+                    }
+                }
+                None => apply_ops(into.map(id)?, ops),
+            },
+            other => into.apply(other)?,
+        }
+        at += frame_len as u64;
     }
-    for f in &frames[..frames.len() - 1] {
-        into.apply(decode(f)?)?;
-    }
-    Ok(())
 }
+
+/// A large value a checkpoint wrote as a record of its own: its tree, its key, the value it
+/// copied, and the record's offset and length in the checkpoint.
+type Written = (Arc<MemTree>, Vec<u8>, Val, u64, usize);
 
 /// Writes checkpoint `n` from the trees as they are now, then removes what it makes redundant.
 /// `flush` makes every write so far durable (through the flush thread).
@@ -147,6 +182,9 @@ pub(super) fn load_checkpoint(path: &Path, into: &mut Recovered) -> io::Result<(
 /// by its last write again, a key not written since had the same value throughout. And because a
 /// chunk may hold half of a batch that no segment has yet, the checkpoint is renamed into place
 /// only after a flush: every write it holds is then in the segments replayed after it.
+///
+/// Each large value goes in a record of its own, and once the checkpoint is in place the trees
+/// point at those records instead of holding the values (`value.rs`).
 pub(super) fn write_checkpoint(
     dir: &Path,
     n: u64,
@@ -155,32 +193,51 @@ pub(super) fn write_checkpoint(
     flush: impl Fn() -> io::Result<()>,
 ) -> io::Result<()> {
     let tmp = dir.join(format!("ckpt-{n:016x}.tmp"));
+    let mut spills: Vec<Written> = Vec::new();
     {
         let mut w = io::BufWriter::new(File::create(&tmp)?);
-        let mut buf = Vec::new();
+        let (mut buf, mut at) = (Vec::new(), 0u64);
         let mut put = |record: &[u8], w: &mut io::BufWriter<File>| {
             buf.clear();
             frame(record, &mut buf);
-            w.write_all(&buf)
+            w.write_all(&buf)?;
+            let start = at;
+            at += buf.len() as u64;
+            Ok::<_, io::Error>((start, buf.len()))
         };
         for (name, tree) in trees {
             put(&encode_create(tree.id, &name), &mut w)?;
             let mut after: Option<Vec<u8>> = None;
             loop {
-                let ops = tree.chunk_after(after.as_deref(), chunk);
-                let Some(BatchOp::Put(last, _)) = ops.last() else {
+                let pairs = tree.chunk_after(after.as_deref(), chunk);
+                let Some((last, _)) = pairs.last() else {
                     break;
                 };
                 after = Some(last.clone());
-                put(&encode_batch(tree.id, &ops), &mut w)?;
+                let mut small = Vec::new();
+                for (k, v) in pairs {
+                    if !v.spills() {
+                        let bytes = v.into_bytes(&k)?;
+                        small.push(BatchOp::Put(k, bytes));
+                        continue;
+                    }
+                    let op = BatchOp::Put(k.clone(), v.bytes(&k)?);
+                    let (start, len) = put(&encode_batch(tree.id, &[op]), &mut w)?;
+                    spills.push((tree.clone(), k, v, start, len));
+                }
+                if !small.is_empty() {
+                    put(&encode_batch(tree.id, &small), &mut w)?;
+                }
             }
         }
         put(&[TAG_END], &mut w)?;
         w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
     flush()?;
-    fs::rename(&tmp, checkpoint_path(dir, n))?;
+    let path = checkpoint_path(dir, n);
+    fs::rename(&tmp, &path)?;
     sync_dir(dir)?;
+    swing(&path, spills)?;
     for old in numbered(dir, "seg-", ".wal")?
         .into_iter()
         .filter(|s| *s < n)
@@ -189,6 +246,23 @@ pub(super) fn write_checkpoint(
     }
     for old in numbered(dir, "ckpt-", "")?.into_iter().filter(|c| *c < n) {
         fs::remove_file(checkpoint_path(dir, old))?;
+    }
+    Ok(())
+}
+
+/// Points the values checkpoint `path` holds as records of their own at those records.
+fn swing(path: &Path, spills: Vec<Written>) -> io::Result<()> {
+    let file = Arc::new(File::open(path)?);
+    // One write lock per run of a tree's values, not one per value.
+    let mut run: Vec<(Vec<u8>, Val, Arc<Spill>)> = Vec::new();
+    let mut spills = spills.into_iter().peekable();
+    while let Some((tree, k, v, at, len)) = spills.next() {
+        let len = u32::try_from(len).map_err(|_| corrupt("a spilled record past 4 GiB"))?;
+        run.push((k, v, Spill::new(file.clone(), at, len)));
+        let same_tree = spills.peek().is_some_and(|(t, ..)| Arc::ptr_eq(t, &tree));
+        if run.len() >= 1024 || !same_tree {
+            tree.swing(std::mem::take(&mut run));
+        }
     }
     Ok(())
 }

@@ -339,7 +339,8 @@ fn a_checkpoint_never_leaves_half_a_batch() {
                     }
                 })
             };
-            while written.load(Ordering::SeqCst) < 10 {
+            // The writer counts a batch before it applies it: at 11, ten are applied.
+            while written.load(Ordering::SeqCst) < 11 {
                 std::thread::yield_now();
             }
             let ckpt = engine.begin_checkpoint(true).unwrap();
@@ -366,4 +367,163 @@ fn a_checkpoint_never_leaves_half_a_batch() {
             z.len()
         );
     }
+}
+
+/// A value of `n` bytes that differs by `k` and `round` throughout.
+fn large(k: u32, round: u8, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(k) as u8 ^ round)
+        .collect()
+}
+
+fn checkpoint(engine: &WalEngine) {
+    engine.begin_checkpoint(true).unwrap().run().unwrap();
+    engine.log.checkpointing.store(false, Ordering::SeqCst);
+}
+
+fn mem_tree(engine: &WalEngine, name: &str) -> Arc<MemTree> {
+    engine.trees().get(name).unwrap().clone()
+}
+
+/// Large values leave memory at a checkpoint and read back the same through every read, before
+/// and after a reopen, over a second checkpoint that copies them from the first (removed) one,
+/// and with some overwritten or deleted in between. Small values stay in memory.
+#[test]
+fn large_values_are_spilled_by_a_checkpoint_and_read_back_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = |k: u32| {
+        if k.is_multiple_of(4) {
+            100
+        } else {
+            SPILL_AT + k as usize * 37
+        }
+    };
+    let mut want: BTreeMap<u32, Vec<u8>> = (0..40).map(|k| (k, large(k, 0, size(k)))).collect();
+    let check = |engine: &WalEngine, want: &BTreeMap<u32, Vec<u8>>| {
+        let t = engine.open_tree("t").unwrap();
+        for (k, v) in want {
+            assert_eq!(
+                t.get(&k.to_be_bytes()).unwrap().as_ref(),
+                Some(v),
+                "get {k}"
+            );
+        }
+        let all: BTreeMap<u32, Vec<u8>> = t
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                (u32::from_be_bytes(k.try_into().unwrap()), v)
+            })
+            .collect();
+        assert_eq!(&all, want, "range");
+        assert_eq!(t.scan_prefix(&[0, 0, 0]).count(), want.len(), "scan_prefix");
+        let (k, v) = t.last().unwrap().unwrap();
+        assert_eq!(
+            Some(&v),
+            want.get(&u32::from_be_bytes(k.try_into().unwrap()))
+        );
+    };
+    let spills =
+        |want: &BTreeMap<u32, Vec<u8>>| want.values().filter(|v| v.len() >= SPILL_AT).count();
+    {
+        let engine = WalEngine::open_with(dir.path(), u64::MAX, 4096).unwrap();
+        let t = engine.open_tree("t").unwrap();
+        for (k, v) in &want {
+            put(&t, *k, v);
+        }
+        engine.flush_blocking().unwrap();
+        assert_eq!(
+            mem_tree(&engine, "t").spilled(),
+            0,
+            "in memory until a checkpoint"
+        );
+        checkpoint(&engine);
+        assert_eq!(mem_tree(&engine, "t").spilled(), spills(&want));
+        check(&engine, &want);
+        // Overwrites (small ↔ large) and deletes, then a checkpoint that copies the rest from
+        // the first one, which it removes.
+        for k in (1..40).step_by(3) {
+            let v = large(k, 1, size(k + 1));
+            put(&t, k, &v);
+            want.insert(k, v);
+        }
+        let mut b = WriteBatch::default();
+        b.delete(5u32.to_be_bytes());
+        futures::executor::block_on(t.apply_batch(b)).unwrap();
+        want.remove(&5);
+        engine.flush_blocking().unwrap();
+        check(&engine, &want);
+        checkpoint(&engine);
+        assert_eq!(numbered(dir.path(), "ckpt-", "").unwrap().len(), 1);
+        assert_eq!(mem_tree(&engine, "t").spilled(), spills(&want));
+        check(&engine, &want);
+    }
+    let engine = WalEngine::open(dir.path()).unwrap();
+    assert_eq!(
+        mem_tree(&engine, "t").spilled(),
+        spills(&want),
+        "a reopen leaves them in the checkpoint"
+    );
+    check(&engine, &want);
+}
+
+/// A value overwritten after the checkpoint copied it keeps the new value: the swing sees it
+/// is no longer the value copied.
+#[test]
+fn a_write_racing_a_checkpoint_is_not_swung_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = WalEngine::open_with(dir.path(), u64::MAX, 4096).unwrap();
+    let t = engine.open_tree("t").unwrap();
+    let mt = mem_tree(&engine, "t");
+    let (old, new) = (large(1, 0, 2 * SPILL_AT), large(1, 1, 2 * SPILL_AT));
+    put(&t, 1, &old);
+    put(&t, 2, &old);
+    let copied = |k: u32| mt.read().get(&k.to_be_bytes()[..]).unwrap().clone();
+    let (c1, c2) = (copied(1), copied(2));
+    put(&t, 1, &new);
+    let file = Arc::new(File::open(dir.path().join("LOCK")).unwrap());
+    mt.swing(vec![
+        (
+            1u32.to_be_bytes().to_vec(),
+            c1,
+            Spill::new(file.clone(), 0, 8),
+        ),
+        (2u32.to_be_bytes().to_vec(), c2, Spill::new(file, 0, 8)),
+    ]);
+    assert_eq!(
+        t.get(&1u32.to_be_bytes()).unwrap(),
+        Some(new),
+        "the later write wins"
+    );
+    assert_eq!(mt.spilled(), 1, "the untouched value is swung");
+}
+
+/// A spilled record damaged on disk is a read error, never other bytes, and the checkpoint
+/// holding it is refused at the next open.
+#[test]
+fn a_damaged_spill_is_an_error() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let v = large(7, 0, 3 * SPILL_AT);
+    {
+        let engine = WalEngine::open_with(dir.path(), u64::MAX, 4096).unwrap();
+        let t = engine.open_tree("t").unwrap();
+        put(&t, 7, &v);
+        engine.flush_blocking().unwrap();
+        checkpoint(&engine);
+        assert_eq!(t.get(&7u32.to_be_bytes()).unwrap(), Some(v.clone()));
+        let ckpt = checkpoint_path(dir.path(), numbered(dir.path(), "ckpt-", "").unwrap()[0]);
+        let bytes = fs::read(&ckpt).unwrap();
+        let at = bytes.windows(64).position(|w| w == &v[1000..1064]).unwrap();
+        let f = fs::OpenOptions::new().write(true).open(&ckpt).unwrap();
+        f.write_all_at(&[bytes[at] ^ 0xff], at as u64).unwrap();
+        f.sync_all().unwrap();
+        let err = t.get(&7u32.to_be_bytes()).unwrap_err();
+        assert!(err.to_string().contains("damaged"), "{err}");
+        assert!(t
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .any(|kv| kv.is_err()));
+    }
+    let err = WalEngine::open(dir.path()).err().unwrap();
+    assert!(err.to_string().contains("damaged"), "{err}");
 }
