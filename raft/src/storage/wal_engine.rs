@@ -178,7 +178,7 @@ impl MemTree {
 
     /// Points the values a checkpoint spilled at their records, each only if the tree still
     /// holds the value the checkpoint copied (`value.rs`).
-    fn swing(&self, spilled: Vec<(Vec<u8>, Val, Arc<Spill>)>) {
+    fn swing(&self, spilled: Vec<(Vec<u8>, Val, Spill)>) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         for (k, copied, to) in spilled {
             if let Some(v) = map.get_mut(&k) {

@@ -254,7 +254,7 @@ pub(super) fn write_checkpoint(
 fn swing(path: &Path, spills: Vec<Written>) -> io::Result<()> {
     let file = Arc::new(File::open(path)?);
     // One write lock per run of a tree's values, not one per value.
-    let mut run: Vec<(Vec<u8>, Val, Arc<Spill>)> = Vec::new();
+    let mut run: Vec<(Vec<u8>, Val, Spill)> = Vec::new();
     let mut spills = spills.into_iter().peekable();
     while let Some((tree, k, v, at, len)) = spills.next() {
         let len = u32::try_from(len).map_err(|_| corrupt("a spilled record past 4 GiB"))?;

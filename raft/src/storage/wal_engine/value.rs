@@ -8,8 +8,8 @@
 //! - a spill is a whole record (length, crc32, a batch of this one put), so a read checks the
 //!   checksum and the key: a damaged or misplaced record is an error, never some other bytes;
 //! - a tree's value is swung to its spill only while it is still the value the checkpoint
-//!   copied (the same allocation, which the checkpoint holds, so it cannot be reused): a write
-//!   that raced the checkpoint always wins;
+//!   copied (the same allocation or the same record, which the checkpoint holds, so neither
+//!   can be reused): a write that raced the checkpoint always wins;
 //! - every spill holds its file open: a checkpoint replaced, and so unlinked, stays readable
 //!   until the last value pointing into it is swung or overwritten.
 
@@ -21,8 +21,10 @@ use std::sync::Arc;
 use super::record::*;
 use crate::storage::engine::BatchOp;
 
-/// Values of at least this many bytes are spilled by a checkpoint.
-pub(super) const SPILL_AT: usize = 1024;
+/// Values of at least this many bytes are spilled by a checkpoint: a shard's cluster and
+/// nodegroup rows, certificates and remembered answers, not its small bookkeeping rows. A
+/// spilled value costs 32 bytes of memory and a `pread` from the page cache when read.
+pub(super) const SPILL_AT: usize = 512;
 
 #[derive(Clone, Debug)]
 pub(super) enum Val {
@@ -30,11 +32,12 @@ pub(super) enum Val {
     /// Large, in memory until the next checkpoint (shared, so that the checkpoint can tell it
     /// is still the same value when it swings it).
     Large(Arc<Vec<u8>>),
-    Spilled(Arc<Spill>),
+    Spilled(Spill),
 }
 
-/// Where a spilled value's record is: `len` bytes (frame included) at `at` in `file`.
-#[derive(Debug)]
+/// Where a spilled value's record is: `len` bytes (frame included) at `at` in `file`. No two
+/// values share one while the file is open, which is what makes it an identity.
+#[derive(Clone, Debug)]
 pub(super) struct Spill {
     file: Arc<File>,
     at: u64,
@@ -86,15 +89,15 @@ impl Val {
     pub(super) fn same(&self, other: &Val) -> bool {
         match (self, other) {
             (Val::Large(a), Val::Large(b)) => Arc::ptr_eq(a, b),
-            (Val::Spilled(a), Val::Spilled(b)) => Arc::ptr_eq(a, b),
+            (Val::Spilled(a), Val::Spilled(b)) => Arc::ptr_eq(&a.file, &b.file) && a.at == b.at,
             _ => false,
         }
     }
 }
 
 impl Spill {
-    pub(super) fn new(file: Arc<File>, at: u64, len: u32) -> Arc<Self> {
-        Arc::new(Self { file, at, len })
+    pub(super) fn new(file: Arc<File>, at: u64, len: u32) -> Self {
+        Self { file, at, len }
     }
 
     fn read(&self, key: &[u8]) -> io::Result<Vec<u8>> {
