@@ -130,6 +130,7 @@ pub(super) fn read_file(path: &Path) -> io::Result<Vec<u8>> {
 pub(super) fn load_checkpoint(path: &Path, into: &mut Recovered) -> io::Result<()> {
     let damaged = || corrupt(format!("{} is damaged", path.display()));
     let file = Arc::new(File::open(path)?);
+    let size = file.metadata()?.len();
     let mut r = BufReader::with_capacity(1 << 20, file.as_ref());
     let (mut at, mut payload) = (0u64, Vec::new());
     loop {
@@ -137,7 +138,8 @@ pub(super) fn load_checkpoint(path: &Path, into: &mut Recovered) -> io::Result<(
         r.read_exact(&mut head).map_err(|_| damaged())?;
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if len > MAX_RECORD {
+        // A damaged length must not allocate past what the file holds.
+        if len > MAX_RECORD || at + 8 + u64::from(len) > size {
             return Err(damaged());
         }
         payload.resize(len as usize, 0);
