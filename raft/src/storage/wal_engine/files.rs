@@ -156,13 +156,11 @@ pub(super) fn load_checkpoint(path: &Path, into: &mut Recovered) -> io::Result<(
                     _ => Err(damaged()),
                 };
             }
-            Record::Batch(id, ops) => match spilled_in(&ops, &file, at, frame_len) {
-                Some(v) => {
-                    if let [BatchOp::Put(k, _)] = &ops[..] {
-                        into.map(id)?.insert(k.clone(), v);
-                    }
+            Record::Batch(id, ops) => match spilled_in(ops, &file, at, frame_len) {
+                Ok((k, v)) => {
+                    into.map(id)?.insert(k, v);
                 }
-                None => apply_ops(into.map(id)?, ops),
+                Err(ops) => apply_ops(into.map(id)?, ops),
             },
             other => into.apply(other)?,
         }

@@ -129,15 +129,23 @@ impl Spill {
     }
 }
 
-/// The value a checkpoint record recovers: a batch of one large put is left in the checkpoint
-/// file (`file`, the record `len` bytes at `at`), anything else is read into memory.
-pub(super) fn spilled_in(ops: &[BatchOp], file: &Arc<File>, at: u64, len: usize) -> Option<Val> {
-    match ops {
-        [BatchOp::Put(_, v)] if v.len() >= SPILL_AT => Some(Val::Spilled(Spill::new(
-            file.clone(),
-            at,
-            u32::try_from(len).ok()?,
-        ))),
-        _ => None,
+/// What a checkpoint's batch record recovers: a batch of one large put is left in the
+/// checkpoint file (`file`, the record `len` bytes at `at`) and comes back as its key and
+/// spill; any other batch comes back as it is, to be read into memory.
+pub(super) fn spilled_in(
+    ops: Vec<BatchOp>,
+    file: &Arc<File>,
+    at: u64,
+    len: usize,
+) -> Result<(Vec<u8>, Val), Vec<BatchOp>> {
+    let Ok(len) = u32::try_from(len) else {
+        return Err(ops);
+    };
+    match <[BatchOp; 1]>::try_from(ops) {
+        Ok([BatchOp::Put(k, v)]) if v.len() >= SPILL_AT => {
+            Ok((k, Val::Spilled(Spill::new(file.clone(), at, len))))
+        }
+        Ok([op]) => Err(vec![op]),
+        Err(ops) => Err(ops),
     }
 }
