@@ -16,6 +16,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Where cargo builds (honours CARGO_TARGET_DIR, so that a second worktree can be benched).
+bin=${CARGO_TARGET_DIR:-$root/target}/release
 out=$root/target/bench/raft-vs-etcd
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then out=$1; shift; fi
 base=${BENCH_PORT_BASE:-31500}
@@ -46,7 +48,7 @@ etcd_pids=()
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  MAGNUM_BIN="$root/target/release/magnum" "$root/deploy/local-cluster.sh" down "$work/magnum" >/dev/null 2>&1 || true
+  MAGNUM_BIN="$bin/magnum" "$root/deploy/local-cluster.sh" down "$work/magnum" >/dev/null 2>&1 || true
   for p in "${etcd_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${etcd_pids[@]}"; do
     for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -79,13 +81,13 @@ for _ in $(seq 1 100); do
 done
 
 # Conductors with their default Raft timing unless MAGNUM_RAFT_ARGS says otherwise.
-MAGNUM_BIN="$root/target/release/magnum" MAGNUM_PORT_BASE=$base MAGNUM_SHARDS=${SHARDS:-16} \
+MAGNUM_BIN="$bin/magnum" MAGNUM_PORT_BASE=$base MAGNUM_SHARDS=${SHARDS:-16} \
   "$root/deploy/local-cluster.sh" up "$work/magnum" >/dev/null
 
 # The conductors run mutual TLS unless MAGNUM_TLS=0: the bench connects as the operator.
 [ -d "$work/magnum/tls/operator" ] && export MAGNUM_TLS_DIR=$work/magnum/tls/operator
 endpoints=$(IFS=,; echo "${clients[*]}")
-"$root/target/release/raft_vs_etcd" \
+"$bin/raft_vs_etcd" \
   --out "$out" --cluster-dir "$work/magnum" --cluster-script "$root/deploy/local-cluster.sh" \
   --etcd "$endpoints" --font "$font" \
   --machine "${BENCH_MACHINE:-$(nproc) cores, shared with other builds}" \

@@ -489,6 +489,10 @@ pub struct RaftArgs {
     /// comparison).
     #[arg(long)]
     pub no_raft_batch: bool,
+    /// Send each batch of Raft RPCs as its own request instead of as a frame of one long-lived
+    /// stream per peer (for comparison).
+    #[arg(long)]
+    pub no_raft_stream: bool,
     /// Storage engine of a new data dir: `wal` (memory plus a write-ahead log with group
     /// commit) or `sled`. A data dir that holds Raft data keeps the engine it was written with.
     #[arg(long, default_value = "wal")]
@@ -510,6 +514,7 @@ impl RaftArgs {
             quiesce: !self.no_quiesce,
             exit_on_storage_failure: d.exit_on_storage_failure,
             batch: !self.no_raft_batch,
+            stream: !self.no_raft_stream,
             engine: self.raft_engine,
         }
     }

@@ -172,6 +172,7 @@ const KEYS: &[Key] = &[
     defaults_to(key("raft", "prompt_elections", Bool, Unless("--no-prompt-elections"), CONDUCTOR, "Survivors ask for a pre-vote in turn as soon as a silent leader's lease is over."), "true"),
     defaults_to(key("raft", "quiesce", Bool, Unless("--no-quiesce"), CONDUCTOR, "Idle groups stop heartbeating until their next write."), "true"),
     defaults_to(key("raft", "batch", Bool, Unless("--no-raft-batch"), CONDUCTOR, "The Raft messages of all groups bound for one peer travel in one request per batch."), "true"),
+    defaults_to(key("raft", "stream", Bool, Unless("--no-raft-stream"), CONDUCTOR, "The batches bound for one peer travel as frames of one long-lived request instead of a request each."), "true"),
     defaults_to(key("raft", "engine", Text, Flag("--raft-engine"), CONDUCTOR, "Storage engine of a new data dir: wal (memory plus a write-ahead log with group commit) or sled; a dir with Raft data keeps its own."), "wal"),
 ];
 

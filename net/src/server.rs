@@ -194,7 +194,8 @@ async fn serve_connection(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .adaptive_window(true)
+        .initial_stream_window_size(crate::client::H2_STREAM_WINDOW)
+        .initial_connection_window_size(crate::client::H2_CONN_WINDOW)
         .max_concurrent_streams(H2_MAX_STREAMS)
         .keep_alive_interval(Some(Duration::from_secs(10)))
         .keep_alive_timeout(Duration::from_secs(10));

@@ -45,6 +45,9 @@ pub struct RaftConfig {
     /// The appends, votes and pre-votes of all groups bound for one peer travel in one request
     /// per batch (`network/batch.rs`); off sends each on its own request.
     pub batch: bool,
+    /// The batches bound for one peer travel on one long-lived request (`network/stream.rs`)
+    /// instead of a request each; only with `batch`.
+    pub stream: bool,
     /// The storage engine of a new data dir (one that holds Raft data keeps the engine it
     /// was written with).
     pub engine: Engine,
@@ -93,6 +96,7 @@ impl Default for RaftConfig {
             quiesce: true,
             exit_on_storage_failure: true,
             batch: true,
+            stream: true,
             engine: Engine::default(),
         }
     }

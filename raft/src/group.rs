@@ -107,6 +107,51 @@ fn status_of(gid: GroupId, m: &RaftMetrics<TypeConfig>, halt: &OnceLock<Halt>) -
     }
 }
 
+/// Brings `cur` up to `m`; true if anything changed. openraft publishes its metrics on every
+/// turn of a group's loop, several per write, most of them changing nothing here: this
+/// compares in place and allocates only for a status that changed.
+fn refresh(cur: &mut GroupStatus, m: &RaftMetrics<TypeConfig>, halt: &OnceLock<Halt>) -> bool {
+    let membership = m.membership_config.membership();
+    let same = cur.node == m.id
+        && cur.term == m.current_term
+        && cur.leader == m.current_leader
+        && cur.is_leader == (m.state == ServerState::Leader)
+        && cur.last_applied == m.last_applied.as_ref().map(|l| l.index())
+        && cur.last_log == m.last_log_index
+        && cur.committed == m.local_committed.as_ref().map(|l| l.index())
+        && cur.halted == halt_of(m, halt)
+        && membership.voter_ids().eq(cur.voters.iter().copied())
+        && membership
+            .nodes()
+            .map(|(id, n)| (*id, n))
+            .eq(cur.members.iter().map(|(id, n)| (*id, n)));
+    if !same {
+        *cur = status_of(cur.group, m, halt);
+    }
+    !same
+}
+
+/// A replica's role in its group: what changes on elections, leader changes and halts, not
+/// on every write ([`Group::watch_role`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRole {
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub is_leader: bool,
+    pub halted: Option<Halt>,
+}
+
+impl GroupRole {
+    fn of(st: &GroupStatus) -> Self {
+        Self {
+            term: st.term,
+            leader: st.leader,
+            is_leader: st.is_leader,
+            halted: st.halted.clone(),
+        }
+    }
+}
+
 /// Handle of this node's replica of one group. Cheap to clone.
 pub struct Group<L: StateMachineLogic> {
     inner: Arc<Inner<L>>,
@@ -158,6 +203,7 @@ struct Inner<L: StateMachineLogic> {
     logic: Arc<RwLock<L>>,
     slot: Slot,
     status: watch::Receiver<GroupStatus>,
+    role: watch::Receiver<GroupRole>,
     status_task: tokio::task::JoinHandle<()>,
     metrics: GroupMetrics,
     halt: Arc<OnceLock<Halt>>,
@@ -179,7 +225,10 @@ impl<L: StateMachineLogic> Drop for Inner<L> {
 }
 
 impl<L: StateMachineLogic> Group<L> {
+    /// `rt` runs the task that follows openraft's metrics: the Raft runtime, where the group's
+    /// core publishes them, so that a turn of its loop wakes no thread of another runtime.
     pub(crate) fn new(
+        rt: &tokio::runtime::Handle,
         gid: GroupId,
         timing: Timing,
         raft: ORaft<L>,
@@ -191,21 +240,33 @@ impl<L: StateMachineLogic> Group<L> {
         let mut metrics = raft.metrics();
         let initial = status_of(gid, &metrics.borrow_watched(), &halt);
         let record = halt.clone();
-        let (tx, rx) = watch::channel(initial);
-        // Ends when the raft core stops and drops its metrics sender.
-        let status_task = tokio::spawn(async move {
+        let (tx, rx) = watch::channel(initial.clone());
+        let (role_tx, role) = watch::channel(GroupRole::of(&initial));
+        // Ends when the raft core stops and drops its metrics sender. openraft's guard is
+        // dropped before the status is published (the core takes that lock for writing on
+        // every turn): with it held across the publish, a write after failover stalled
+        // (`leader_failover_keeps_writing`).
+        let status_task = rt.spawn(async move {
+            let mut last = initial;
             while metrics.changed().await.is_ok() {
-                if timing.exit_on_storage_failure {
-                    exit_if_storage_failed(gid, &metrics.borrow_watched(), &record);
-                }
-                let next = status_of(gid, &metrics.borrow_watched(), &record);
-                tx.send_if_modified(|cur| {
-                    let changed = *cur != next;
-                    if changed {
-                        *cur = next;
+                let changed = {
+                    let m = metrics.borrow_watched();
+                    if timing.exit_on_storage_failure {
+                        exit_if_storage_failed(gid, &m, &record);
                     }
-                    changed
-                });
+                    refresh(&mut last, &m, &record)
+                };
+                if changed {
+                    tx.send_replace(last.clone());
+                    let next = GroupRole::of(&last);
+                    role_tx.send_if_modified(|cur| {
+                        let changed = *cur != next;
+                        if changed {
+                            *cur = next;
+                        }
+                        changed
+                    });
+                }
             }
         });
         Self {
@@ -216,6 +277,7 @@ impl<L: StateMachineLogic> Group<L> {
                 logic,
                 slot,
                 status: rx,
+                role,
                 status_task,
                 metrics: counters,
                 halt,
@@ -371,6 +433,12 @@ impl<L: StateMachineLogic> Group<L> {
     /// Changes whenever leader, term, applied/last log index or membership change.
     pub fn watch(&self) -> watch::Receiver<GroupStatus> {
         self.inner.status.clone()
+    }
+
+    /// Changes only when term, leader, leadership or halt change: for a follower of the role
+    /// (a shard's owner), which `watch` would wake on every write.
+    pub fn watch_role(&self) -> watch::Receiver<GroupRole> {
+        self.inner.role.clone()
     }
 
     pub fn log_stats(&self) -> LogStats {

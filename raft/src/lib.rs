@@ -36,7 +36,7 @@ pub mod vote_audit;
 
 pub use config::{Engine, RaftConfig};
 pub use error::{RaftError, WriteError};
-pub use group::{Group, GroupStatus, Halt, LogStats, EXIT_STORAGE_FAILURE};
+pub use group::{Group, GroupRole, GroupStatus, Halt, LogStats, EXIT_STORAGE_FAILURE};
 pub use logic::{NoStoredRows, StateMachineLogic, StoredRows, WriteSet};
 pub use metrics::{SnapshotCounts, METRICS_CONTENT_TYPE};
 pub use node::RaftNode;

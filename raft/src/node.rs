@@ -101,7 +101,7 @@ impl RaftNode {
         }
         let batchers = cfg
             .batch
-            .then(|| Batchers::new(http.clone(), metrics.clone()));
+            .then(|| Batchers::new(http.clone(), metrics.clone(), cfg.stream));
         Ok(Arc::new(Self {
             batchers,
             id: node_id,
@@ -228,6 +228,7 @@ impl RaftNode {
             exit_on_storage_failure: self.cfg.exit_on_storage_failure,
         };
         Ok(Group::new(
+            self.rt.handle(),
             gid,
             timing,
             raft,

@@ -49,6 +49,9 @@ pub(crate) struct Registry {
     next_instance: AtomicU64,
     /// What this node heard from its peers' pings (`quiesce.rs`).
     pub(crate) peers: Arc<Peers>,
+    /// Cancelled by `drain` (node shutdown): ends the peers' streams (`network/stream.rs`),
+    /// which would otherwise hold the listener's graceful shutdown open.
+    pub(crate) closed: tokio_util::sync::CancellationToken,
 }
 
 impl Registry {
@@ -109,6 +112,7 @@ impl Registry {
     }
 
     pub(crate) fn drain(&self) -> Vec<Arc<dyn GroupHandle>> {
+        self.closed.cancel();
         let mut groups = self.groups.write().unwrap_or_else(PoisonError::into_inner);
         groups
             .drain()

@@ -29,7 +29,7 @@ impl RaftRuntime {
         Ok(Self { rt: Some(rt) })
     }
 
-    fn handle(&self) -> &Handle {
+    pub(crate) fn handle(&self) -> &Handle {
         match &self.rt {
             Some(rt) => rt.handle(),
             None => unreachable!("the runtime is taken only in drop"),

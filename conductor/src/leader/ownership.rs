@@ -24,7 +24,8 @@ pub(crate) async fn ownership_loop(
     cancel: CancellationToken,
 ) {
     let leader = ShardLeader::new(group.clone(), active);
-    let mut rx = group.watch();
+    // The role, not the status: the status changes on every write to the shard.
+    let mut rx = group.watch_role();
     let mut session: Option<(u64, CancellationToken, JoinHandle<()>)> = None;
     loop {
         let st = rx.borrow_and_update().clone();

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::client::{post_one, refused, CallError};
-use super::{Envelope, RpcKind};
+use super::stream::{OpenError, Outbound, Outgoing};
+use super::{take_frames, Envelope, RpcKind};
 use crate::codec;
 use crate::metrics::Metrics;
 use crate::types::NodeId;
@@ -68,33 +69,6 @@ pub(crate) struct Answer {
     pub(crate) result: Result<Vec<u8>, (u16, String)>,
 }
 
-impl Answer {
-    pub(crate) fn frame(&self) -> Result<Bytes, codec::CodecError> {
-        let body = codec::encode(self)?;
-        let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-        let mut out = Vec::with_capacity(body.len() + 4);
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&body);
-        Ok(out.into())
-    }
-}
-
-/// Takes the complete frames off the front of `buf`.
-pub(crate) fn take_frames(buf: &mut Vec<u8>) -> Result<Vec<Answer>, String> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(len) = buf.get(at..at + 4) {
-        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let Some(body) = buf.get(at + 4..at + 4 + len) else {
-            break;
-        };
-        out.push(codec::decode(body).map_err(|e| format!("bad batch frame: {e}"))?);
-        at += 4 + len;
-    }
-    buf.drain(..at);
-    Ok(out)
-}
-
 /// An RPC waiting for its batch.
 struct Item {
     wire: BatchItem,
@@ -106,14 +80,21 @@ struct Item {
 pub(crate) struct Batchers {
     http: magnum_net::InternalClient,
     metrics: Arc<Metrics>,
+    /// Batches go on one stream per peer (`stream.rs`) where the peer has it.
+    stream: bool,
     peers: Mutex<HashMap<String, Arc<PeerBatcher>>>,
 }
 
 impl Batchers {
-    pub(crate) fn new(http: magnum_net::InternalClient, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub(crate) fn new(
+        http: magnum_net::InternalClient,
+        metrics: Arc<Metrics>,
+        stream: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             http,
             metrics,
+            stream,
             peers: Mutex::default(),
         })
     }
@@ -132,6 +113,8 @@ impl Batchers {
             metrics: self.metrics.clone(),
             tx,
             single_until: Mutex::new(None),
+            stream: self.stream,
+            no_stream_until: Mutex::new(None),
         });
         tokio::spawn(b.clone().run(rx));
         peers.insert(addr.to_string(), b.clone());
@@ -147,16 +130,26 @@ pub(crate) struct PeerBatcher {
     tx: mpsc::UnboundedSender<Item>,
     /// Until when the peer gets single RPCs (it answered 404 to a batch: an older release).
     single_until: Mutex<Option<Instant>>,
+    stream: bool,
+    /// Until when batches go as requests (the peer answered 404 to a stream).
+    no_stream_until: Mutex<Option<Instant>>,
+}
+
+/// False until `until` (set when a peer refused a route) has passed.
+fn lapsed(until: &Mutex<Option<Instant>>) -> bool {
+    let until = until.lock().unwrap_or_else(PoisonError::into_inner);
+    until.is_none_or(|t| t <= Instant::now())
 }
 
 impl PeerBatcher {
     /// False while the peer is known not to take batches.
     pub(crate) fn batches(&self) -> bool {
-        let until = self
-            .single_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        until.is_none_or(|t| t <= Instant::now())
+        lapsed(&self.single_until)
+    }
+
+    /// Whether the next batch goes on the stream.
+    pub(crate) fn streams(&self) -> bool {
+        self.stream && lapsed(&self.no_stream_until)
     }
 
     /// Sends `env` (an RPC of kind `kind`) in the next batch; its answer body, as the single
@@ -192,6 +185,7 @@ impl PeerBatcher {
     async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Item>) {
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut carry: Option<Item> = None;
+        let mut stream: Option<Outbound> = None;
         loop {
             let first = match carry.take() {
                 Some(i) => i,
@@ -200,8 +194,13 @@ impl PeerBatcher {
                     None => return,
                 },
             };
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
+            // A stream takes a batch at once; requests wait for a sending slot.
+            let slot = match self.streams() {
+                true => None,
+                false => match slots.clone().acquire_owned().await {
+                    Ok(slot) => Some(slot),
+                    Err(_) => return,
+                },
             };
             tokio::task::yield_now().await;
             let mut bytes = first.wire.env.payload.len();
@@ -221,9 +220,73 @@ impl PeerBatcher {
             if items.is_empty() {
                 continue;
             }
+            let (items, slot) = match slot {
+                Some(slot) => (items, slot),
+                None => match self.on_stream(&mut stream, items).await {
+                    None => continue,
+                    Some(items) => match slots.clone().acquire_owned().await {
+                        Ok(slot) => (items, slot),
+                        Err(_) => return,
+                    },
+                },
+            };
             let this = self.clone();
             tokio::spawn(async move { this.send(items, slot).await });
         }
+    }
+
+    /// Sends `items` on the peer's stream, opened first if there is none; hands them back if
+    /// the peer has no stream route (an older release), for a batch request.
+    async fn on_stream(
+        &self,
+        stream: &mut Option<Outbound>,
+        items: Vec<Item>,
+    ) -> Option<Vec<Item>> {
+        if !stream.as_ref().is_some_and(Outbound::is_open) {
+            *stream = None;
+            let timeout = items.iter().map(|i| i.timeout).max().unwrap_or_default();
+            match Outbound::open(&self.http, &self.addr, timeout).await {
+                Ok(s) => *stream = Some(s),
+                Err(OpenError::Unsupported) => {
+                    tracing::info!(
+                        peer = self.target,
+                        "peer has no Raft stream; batch requests"
+                    );
+                    *self
+                        .no_stream_until
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) =
+                        Some(Instant::now() + SINGLE_FOR);
+                    return Some(items);
+                }
+                Err(OpenError::Failed(e)) => {
+                    for i in items {
+                        let _ = i.reply.send(Err(e.clone()));
+                    }
+                    return None;
+                }
+            }
+        }
+        let s = stream.as_mut()?;
+        self.metrics.batch_sent(self.target, items.len());
+        let out = items
+            .into_iter()
+            .map(|i| Outgoing {
+                item: i.wire,
+                timeout: i.timeout,
+                reply: i.reply,
+            })
+            .collect();
+        // Ended since `is_open`: these were not sent; openraft retries them.
+        if let Err(back) = s.send(out) {
+            for o in back {
+                let _ = o.reply.send(Err(CallError::Network(format!(
+                    "{}: raft stream ended",
+                    self.addr
+                ))));
+            }
+        }
+        None
     }
 
     async fn send(&self, items: Vec<Item>, slot: tokio::sync::OwnedSemaphorePermit) {
@@ -297,7 +360,7 @@ impl PeerBatcher {
                 Ok(None) => break,
                 Err(e) => return answer_all(&mut waiting, classify(&url, timeout, e)),
             }
-            let answers = match take_frames(&mut buf) {
+            let answers = match take_frames::<Answer>(&mut buf, MAX_BATCH_BODY) {
                 Ok(a) => a,
                 Err(e) => return answer_all(&mut waiting, CallError::Unreachable(e)),
             };
@@ -344,7 +407,10 @@ impl PeerBatcher {
 }
 
 /// An item's answer as the single route would have given it.
-fn single_answer(url: &str, result: Result<Vec<u8>, (u16, String)>) -> Result<Bytes, CallError> {
+pub(crate) fn single_answer(
+    url: &str,
+    result: Result<Vec<u8>, (u16, String)>,
+) -> Result<Bytes, CallError> {
     result
         .map(Bytes::from)
         .map_err(|(status, text)| refused(url, status, text))

@@ -11,21 +11,26 @@
 //! snapshot in one request, transfer-leader. v2: snapshots stream as chunks (`snapshot-chunk`);
 //! a v2 node still accepts v1 snapshots, and sends one to a peer that does not know chunks.
 //! v3: appends, votes and pre-votes of many groups in one request (`batch.rs`); a v3 node
-//! sends single RPCs to a peer that does not know batches.
+//! sends single RPCs to a peer that does not know batches. v4: the batches to a peer travel
+//! as frames of one long-lived request (`stream.rs`); a v4 node sends batch requests to a
+//! peer that does not know streams.
 
 pub(crate) mod batch;
 pub(crate) mod client;
 pub(crate) mod server;
 pub(crate) mod snapshot;
+pub(crate) mod stream;
 #[cfg(test)]
 mod tests;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::codec;
 use crate::types::{GroupId, SnapshotMeta, Vote};
 
 /// Protocol version this build speaks.
-pub(crate) const PROTO_CURRENT: u16 = 3;
+pub(crate) const PROTO_CURRENT: u16 = 4;
 /// Oldest protocol version this build still accepts (rolling upgrades: N accepts N-1).
 pub(crate) const PROTO_MIN: u16 = 1;
 
@@ -121,4 +126,37 @@ impl RpcKind {
         .into_iter()
         .find(|k| k.path() == s)
     }
+}
+
+/// A frame of a batch's or a stream's body: `[u32 LE length][bincode(v)]`.
+pub(crate) fn frame<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, codec::CodecError> {
+    let body = codec::encode(v)?;
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Takes the complete frames off the front of `buf`; a frame declared longer than `max` is an
+/// error before it is buffered.
+pub(crate) fn take_frames<T: DeserializeOwned>(
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(len) = buf.get(at..at + 4) {
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if len > max {
+            return Err(format!("frame of {len} bytes, over {max}"));
+        }
+        let Some(body) = buf.get(at + 4..at + 4 + len) else {
+            break;
+        };
+        out.push(codec::decode(body).map_err(|e| format!("bad frame: {e}"))?);
+        at += 4 + len;
+    }
+    buf.drain(..at);
+    Ok(out)
 }

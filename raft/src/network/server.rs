@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,8 @@ use openraft::raft::{
 
 use super::batch::{Answer, Batch, BATCH_PATH, MAX_BATCH_BODY, PROTO_BATCH};
 use super::snapshot::Receiver;
-use super::{Envelope, RpcKind, PROTO_CURRENT, PROTO_MIN};
+use super::stream::STREAM_PATH;
+use super::{frame, Envelope, RpcKind, PROTO_CURRENT, PROTO_MIN};
 use crate::codec::{self, CodecError};
 use crate::failover::Pulse;
 use crate::group::ORaft;
@@ -37,6 +38,7 @@ use crate::types::{GroupId, ORaftError, TypeConfig, Vote};
 pub(crate) fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route(BATCH_PATH, post(batch))
+        .route(STREAM_PATH, post(stream))
         .route("/raft/v1/{gid}/{rpc}", post(handle))
         .route(PING_PATH, post(ping))
         .route_layer(axum::middleware::from_fn(|r, n| {
@@ -110,8 +112,9 @@ async fn handle(
     }
 }
 
-/// One RPC, on its own route or in a batch: its envelope's version, its group, then the group.
-async fn serve(
+/// One RPC, on its own route, in a batch or on a stream: its envelope's version, its group,
+/// then the group.
+pub(super) async fn serve(
     registry: &Registry,
     kind: RpcKind,
     sender: Option<u64>,
@@ -193,7 +196,9 @@ async fn batch(
                     index: u32::try_from(index).unwrap_or(u32::MAX),
                     result: result.map_err(|(s, m)| (s.as_u16(), m)),
                 };
-                answer.frame().map_err(std::io::Error::other)
+                frame(&answer)
+                    .map(Bytes::from)
+                    .map_err(std::io::Error::other)
             }
         })
         .collect();
@@ -203,6 +208,18 @@ async fn batch(
         Body::from_stream(answers),
     )
         .into_response()
+}
+
+/// A peer's stream of batches (`stream.rs`), open until it ends its request.
+async fn stream(
+    State(registry): State<Arc<Registry>>,
+    peer: Option<Extension<Peer>>,
+    body: Body,
+) -> Response {
+    match sender_of(peer) {
+        Ok(sender) => super::stream::serve(registry, sender, body),
+        Err(m) => reject(StatusCode::FORBIDDEN, m),
+    }
 }
 
 /// A peer's node-level ping (`quiesce.rs`): alive, and keeps these groups quiet.
@@ -380,297 +397,5 @@ async fn dispatch<L: StateMachineLogic>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::batch::{take_frames, Batchers};
-    use super::super::client::CallError;
-    use super::*;
-
-    /// Answers every RPC with its payload; a payload starting with `SLOW` after 2 s.
-    struct Echo;
-
-    const SLOW: u8 = 0xee;
-
-    impl GroupHandle for Echo {
-        fn call(
-            &self,
-            _kind: RpcKind,
-            _sender: Option<u64>,
-            payload: Vec<u8>,
-        ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
-            Box::pin(async move {
-                if payload.first() == Some(&SLOW) {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-                Ok(payload)
-            })
-        }
-
-        fn shutdown(&self) -> BoxFuture<'static, ()> {
-            Box::pin(async {})
-        }
-
-        fn raft_metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
-            unreachable!("not used by these tests")
-        }
-
-        fn pulse(&self) -> &Pulse {
-            unreachable!("not used by these tests")
-        }
-
-        fn campaign(&self) -> BoxFuture<'static, ()> {
-            Box::pin(async {})
-        }
-
-        fn set_ticking(&self, _on: bool) {}
-    }
-
-    #[tokio::test]
-    async fn envelope_version_group_and_routing_are_checked() {
-        let registry = Arc::new(Registry::default());
-        assert!(registry.reserve(3));
-        registry.publish(3, Arc::new(Echo));
-        assert!(registry.reserve(5)); // still opening
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let server = magnum_net::serve(
-            listener,
-            router(registry),
-            Router::new(),
-            magnum_net::Tls::plain(),
-            magnum_net::Limits::default(),
-            cancel.clone(),
-        );
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let post = |path: &str, body: Vec<u8>| {
-            let req = http.post(format!("http://{addr}{path}")).body(body);
-            async move { req.send().await.unwrap() }
-        };
-        let env = |proto: u16, group: GroupId| {
-            codec::encode(&Envelope {
-                proto,
-                group,
-                payload: vec![1, 2, 3],
-            })
-            .unwrap()
-        };
-
-        // The current version and the one before it (rolling upgrades) are both served.
-        for proto in [PROTO_CURRENT, PROTO_CURRENT - 1] {
-            let ok = post("/raft/v1/3/vote", env(proto, 3)).await;
-            assert_eq!(ok.status(), StatusCode::OK, "protocol {proto}");
-            assert_eq!(ok.bytes().await.unwrap().as_ref(), &[1, 2, 3]);
-        }
-        const { assert!(PROTO_MIN < PROTO_CURRENT) };
-
-        let cases = [
-            (
-                "/raft/v1/3/vote",
-                vec![0xff, 0xff, 0xff],
-                StatusCode::BAD_REQUEST,
-            ),
-            (
-                "/raft/v1/3/vote",
-                env(PROTO_MIN - 1, 3),
-                StatusCode::BAD_REQUEST,
-            ),
-            (
-                "/raft/v1/3/vote",
-                env(PROTO_CURRENT + 1, 3),
-                StatusCode::BAD_REQUEST,
-            ),
-            (
-                "/raft/v1/3/vote",
-                env(PROTO_CURRENT, 4),
-                StatusCode::BAD_REQUEST,
-            ),
-            (
-                "/raft/v1/4/vote",
-                env(PROTO_CURRENT, 4),
-                StatusCode::NOT_FOUND,
-            ),
-            (
-                "/raft/v1/5/append",
-                env(PROTO_CURRENT, 5),
-                StatusCode::NOT_FOUND,
-            ),
-            (
-                "/raft/v1/3/nope",
-                env(PROTO_CURRENT, 3),
-                StatusCode::NOT_FOUND,
-            ),
-            (
-                "/raft/v1/x/vote",
-                env(PROTO_CURRENT, 3),
-                StatusCode::BAD_REQUEST,
-            ),
-        ];
-        for (path, body, want) in cases {
-            assert_eq!(post(path, body).await.status(), want, "{path}");
-        }
-        // Bodies are bounded per kind: a vote of 1 MiB is refused before it is decoded (413,
-        // or the client's write cut off when the server closes without reading the rest).
-        let big = http
-            .post(format!("http://{addr}/raft/v1/3/vote"))
-            .body(vec![0u8; 1 << 20])
-            .send()
-            .await;
-        assert!(
-            matches!(&big, Ok(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE) || big.is_err(),
-            "{big:?}"
-        );
-        cancel.cancel();
-        let _ = server.task.await;
-    }
-
-    /// A listener serving `router` on a free port; its address and stop handle.
-    async fn listen(router: Router) -> (String, tokio_util::sync::CancellationToken) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let cancel = tokio_util::sync::CancellationToken::new();
-        magnum_net::serve(
-            listener,
-            router,
-            Router::new(),
-            magnum_net::Tls::plain(),
-            magnum_net::Limits::default(),
-            cancel.clone(),
-        );
-        (addr, cancel)
-    }
-
-    fn env(group: GroupId, payload: Vec<u8>) -> Envelope {
-        Envelope {
-            proto: 1,
-            group,
-            payload,
-        }
-    }
-
-    fn batchers() -> (Arc<Batchers>, Arc<crate::metrics::Metrics>) {
-        let http = super::super::client::http_client(&magnum_net::Tls::plain()).unwrap();
-        let metrics = Arc::new(crate::metrics::Metrics::new().unwrap());
-        (Batchers::new(http, metrics.clone()), metrics)
-    }
-
-    /// Many groups' RPCs to one peer go in few requests, each caller gets its own answer, a
-    /// slow group delays no other, and what a single route refuses is refused alike.
-    #[tokio::test]
-    async fn batches_coalesce_groups_and_answer_each_as_it_is_ready() {
-        let registry = Arc::new(Registry::default());
-        for g in 1..=64 {
-            assert!(registry.reserve(g));
-            registry.publish(g, Arc::new(Echo));
-        }
-        let (addr, cancel) = listen(router(registry)).await;
-        let (b, metrics) = batchers();
-        let peer = b.peer(2, &addr);
-        let t = Duration::from_secs(5);
-
-        let slow = peer.call(RpcKind::Append, env(7, vec![SLOW, 7]), t);
-        let calls = (1..=64u64).map(|g| {
-            let peer = peer.clone();
-            async move {
-                let started = std::time::Instant::now();
-                let kind = [RpcKind::Append, RpcKind::Vote, RpcKind::PreVote][g as usize % 3];
-                let got = peer.call(kind, env(g, vec![g as u8; 3]), t).await;
-                (g, got.ok(), started.elapsed())
-            }
-        });
-        let (slow, fast) = tokio::join!(slow, futures::future::join_all(calls));
-        for (g, got, took) in fast {
-            assert_eq!(got.as_deref(), Some(&[g as u8; 3][..]), "group {g}");
-            assert!(took < Duration::from_secs(1), "group {g} waited {took:?}");
-        }
-        assert_eq!(slow.unwrap().as_ref(), &[SLOW, 7]);
-        let text = metrics.render(&[]).unwrap();
-        let count = |name: &str| -> f64 {
-            let line = text.lines().find(|l| l.starts_with(name)).unwrap();
-            line.rsplit(' ').next().unwrap().parse().unwrap()
-        };
-        assert_eq!(count("magnum_raft_batched_rpcs_total"), 65.0, "{text}");
-        let batches = count("magnum_raft_batches_total");
-        assert!(batches < 65.0 / 4.0, "65 RPCs in {batches} batches");
-
-        // Refused items: a group not open here, an RPC a batch cannot carry, a bad version.
-        let not_open = peer.call(RpcKind::Vote, env(99, vec![1]), t).await;
-        assert!(
-            matches!(&not_open, Err(CallError::Unreachable(m)) if m.contains("404") && m.contains("not open")),
-            "{not_open:?}"
-        );
-        let snapshot = peer.call(RpcKind::SnapshotChunk, env(1, vec![1]), t).await;
-        assert!(
-            matches!(snapshot, Err(CallError::Unsupported(_))),
-            "{snapshot:?}"
-        );
-        let mut future = env(1, vec![1]);
-        future.proto = PROTO_CURRENT + 1;
-        let refused = peer.call(RpcKind::Vote, future, t).await;
-        assert!(
-            matches!(&refused, Err(CallError::Unreachable(m)) if m.contains("400")),
-            "{refused:?}"
-        );
-        assert!(peer.batches());
-        cancel.cancel();
-    }
-
-    /// A peer of an older release has no batch route: its RPCs go one by one, nothing lost.
-    #[tokio::test]
-    async fn a_peer_without_batches_gets_single_rpcs() {
-        let registry = Arc::new(Registry::default());
-        assert!(registry.reserve(3));
-        registry.publish(3, Arc::new(Echo));
-        let old = Router::new()
-            .route("/raft/v1/{gid}/{rpc}", post(handle))
-            .with_state(registry);
-        let (addr, cancel) = listen(old).await;
-        let (b, _) = batchers();
-        let peer = b.peer(2, &addr);
-        let t = Duration::from_secs(5);
-        let got = peer.call(RpcKind::Vote, env(3, vec![4, 5]), t).await;
-        assert_eq!(got.unwrap().as_ref(), &[4, 5]);
-        assert!(!peer.batches(), "the peer is sent single RPCs for a while");
-        let got = peer.call(RpcKind::Append, env(3, vec![6]), t).await;
-        assert_eq!(got.unwrap().as_ref(), &[6]);
-        cancel.cancel();
-    }
-
-    #[test]
-    fn frames_are_taken_whole() {
-        let a = Answer {
-            index: 3,
-            result: Ok(vec![1, 2, 3]),
-        };
-        let b = Answer {
-            index: 4,
-            result: Err((404, "not open".into())),
-        };
-        let mut buf = [a.frame().unwrap(), b.frame().unwrap()].concat();
-        let mut tail = buf.split_off(buf.len() - 2);
-        let got = take_frames(&mut buf).unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].index, 3);
-        buf.append(&mut tail);
-        let got = take_frames(&mut buf).unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].result, Err((404, "not open".to_string())));
-        assert!(buf.is_empty());
-        let mut junk = vec![3, 0, 0, 0, 0xff, 0xff, 0xff];
-        assert!(take_frames(&mut junk).is_err());
-    }
-
-    #[test]
-    fn a_request_must_come_from_the_node_it_names() {
-        let vote = Vote::new_committed(7, 1);
-        assert!(check_sender(Some(1), &vote).is_ok());
-        assert!(
-            check_sender(None, &vote).is_ok(),
-            "plain peers: the mode trusts them"
-        );
-        let err = check_sender(Some(2), &vote).unwrap_err();
-        assert!(
-            err.contains("conductor 2") && err.contains("node 1"),
-            "{err}"
-        );
-    }
-}
+#[path = "server_tests.rs"]
+mod tests;
