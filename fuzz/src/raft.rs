@@ -9,9 +9,9 @@ use magnum_raft::fuzzing::{decode_reply, decode_rpc, samples};
 
 use crate::Seed;
 
-/// Every RPC of group 3, the batch route, plus a path whose group differs from the seeds'
+/// Every RPC of group 3, the batch and stream routes, plus a path whose group differs from the seeds'
 /// envelopes and an RPC this build does not know.
-pub const REQUEST_PATHS: [&str; 9] = [
+pub const REQUEST_PATHS: [&str; 10] = [
     "/raft/v1/3/append",
     "/raft/v1/3/vote",
     "/raft/v1/3/pre-vote",
@@ -21,6 +21,7 @@ pub const REQUEST_PATHS: [&str; 9] = [
     "/raft/v1/batch",
     "/raft/v1/4/vote",
     "/raft/v1/3/nope",
+    "/raft/v1/stream",
 ];
 
 pub const REPLY_RPCS: [&str; 6] = [

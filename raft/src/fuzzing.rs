@@ -3,7 +3,8 @@
 //! [`decode_rpc`] runs the decode steps of the Raft RPC server (`network::server::handle` and
 //! `dispatch`, `network::snapshot::Receiver`) on one request, without a live group: route, body
 //! bound, envelope, protocol and group checks, then the openraft request the RPC carries and
-//! its sender check; for `/raft/v1/batch`, the batch and then each item the same way.
+//! its sender check; for `/raft/v1/batch`, the batch and then each item the same way; for
+//! `/raft/v1/stream`, the body's frames, each a batch of items taken the same way.
 //! [`decode_reply`] runs the client's decode of a peer's answer (`network::client`).
 //! [`samples`] are real encodings of every RPC, the seeds of the corpus. [`write_set_ops`] reads
 //! what an `apply` wrote.
@@ -21,6 +22,7 @@ use serde::Serialize;
 use crate::codec;
 use crate::network::batch::{Batch, BatchItem, BATCH_PATH, MAX_BATCH_BODY, PROTO_BATCH};
 use crate::network::server::check_sender;
+use crate::network::stream::{StreamBatch, StreamItem, PROTO_STREAM, STREAM_PATH};
 use crate::network::{Envelope, RpcKind, SnapshotChunk, SnapshotRpc, PROTO_CURRENT, PROTO_MIN};
 use crate::types::{GroupId, ORaftError, TypeConfig};
 
@@ -47,19 +49,49 @@ fn decode_batch(sender: Option<u64>, body: &[u8]) -> Result<String, String> {
     if !(PROTO_BATCH..=PROTO_CURRENT).contains(&batch.proto) {
         return Err(format!("unsupported raft batch protocol {}", batch.proto));
     }
+    let items = batch.items.into_iter().map(|i| decode_item(sender, i));
+    Ok(format!(
+        "batch [{}]",
+        items.collect::<Result<Vec<_>, _>>()?.join(", ")
+    ))
+}
+
+/// One item of a batch or a stream, as its single route would take it.
+fn decode_item(sender: Option<u64>, item: BatchItem) -> Result<String, String> {
+    let answer = match RpcKind::from_path(&item.rpc) {
+        Some(RpcKind::Append | RpcKind::Vote | RpcKind::PreVote) => {
+            let path = format!("/raft/v1/{}/{}", item.env.group, item.rpc);
+            let body = codec::encode(&item.env).map_err(|e| format!("re-encode: {e}"))?;
+            decode_rpc(&path, sender, &body)
+        }
+        _ => Err(format!("unknown raft rpc {:?} in a batch", item.rpc)),
+    };
+    Ok(format!("{answer:?}"))
+}
+
+/// `stream::serve_items`: the body's complete frames (a frame over the bound ends the stream),
+/// each a batch whose items are answered one by one (a frame of another protocol answers each
+/// item 400).
+fn decode_stream(sender: Option<u64>, body: &[u8]) -> Result<String, String> {
+    let mut buf = body.to_vec();
+    let batches: Vec<StreamBatch> = crate::network::take_frames(&mut buf, MAX_BATCH_BODY)?;
     let mut out = Vec::new();
-    for item in batch.items {
-        let answer = match RpcKind::from_path(&item.rpc) {
-            Some(RpcKind::Append | RpcKind::Vote | RpcKind::PreVote) => {
-                let path = format!("/raft/v1/{}/{}", item.env.group, item.rpc);
-                let body = codec::encode(&item.env).map_err(|e| format!("re-encode: {e}"))?;
-                decode_rpc(&path, sender, &body)
-            }
-            _ => Err(format!("unknown raft rpc {:?} in a batch", item.rpc)),
-        };
-        out.push(format!("{answer:?}"));
+    for b in batches {
+        let once = codec::encode(&b).map_err(|e| format!("re-encode: {e}"))?;
+        let b: StreamBatch = decode_stable(&once)?;
+        for StreamItem { id, item, .. } in b.items {
+            let answer = match (PROTO_STREAM..=PROTO_CURRENT).contains(&b.proto) {
+                true => decode_item(sender, item)?,
+                false => format!("unsupported raft stream protocol {}", b.proto),
+            };
+            out.push(format!("{id}: {answer}"));
+        }
     }
-    Ok(format!("batch [{}]", out.join(", ")))
+    Ok(format!(
+        "stream [{}] ({} bytes left)",
+        out.join(", "),
+        buf.len()
+    ))
 }
 
 /// `POST {path}` with `body` to the Raft RPC server, up to the point where the request would be
@@ -69,6 +101,9 @@ fn decode_batch(sender: Option<u64>, body: &[u8]) -> Result<String, String> {
 pub fn decode_rpc(path: &str, sender: Option<u64>, body: &[u8]) -> Result<String, String> {
     if path == BATCH_PATH {
         return decode_batch(sender, body);
+    }
+    if path == STREAM_PATH {
+        return decode_stream(sender, body);
     }
     // The route `/raft/v1/{gid}/{rpc}` and axum's `Path<(GroupId, String)>`.
     let rest = path.strip_prefix("/raft/v1/").ok_or("no route")?;
@@ -300,7 +335,28 @@ pub fn samples() -> (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) {
         .iter()
         .map(|(kind, env)| (format!("/raft/v1/{GID}/{}", kind.path()), enc(env)))
         .collect();
+    // The same items as two frames of a stream.
+    let items: Vec<StreamItem> = (1..)
+        .zip(&batch.items)
+        .map(|(id, item)| StreamItem {
+            id,
+            timeout_ms: 75,
+            item: item.clone(),
+        })
+        .collect();
+    let (first, second) = items.split_at(items.len() / 2);
+    let frames: Vec<u8> = [first, second]
+        .into_iter()
+        .flat_map(|items| {
+            let b = StreamBatch {
+                proto: PROTO_STREAM,
+                items: items.to_vec(),
+            };
+            crate::network::frame(&b).unwrap_or_default()
+        })
+        .collect();
     requests.push((BATCH_PATH.to_string(), enc(&batch)));
+    requests.push((STREAM_PATH.to_string(), frames));
 
     let replies = vec![
         (
@@ -366,7 +422,7 @@ mod tests {
         for (path, body) in &requests {
             decode_rpc(path, None, body).unwrap();
             decode_rpc(path, Some(1), body).unwrap();
-            if path == BATCH_PATH {
+            if path == BATCH_PATH || path == STREAM_PATH {
                 // Each item is refused on its own.
                 let out = decode_rpc(path, Some(2), body).unwrap();
                 assert!(out.contains("in the name of node 1"), "{out}");
@@ -385,5 +441,13 @@ mod tests {
         assert!(decode_rpc(&path.replace("/3/", "/4/"), None, body).is_err());
         assert!(decode_rpc("/raft/v1/3/nope", None, body).is_err());
         assert!(decode_rpc(path, None, &body[..body.len() - 1]).is_err());
+        // A stream's torn last frame waits for its rest; a frame over the bound ends it.
+        let (_, stream) = requests.iter().find(|(p, _)| p == STREAM_PATH).unwrap();
+        let torn = decode_rpc(STREAM_PATH, None, &stream[..stream.len() - 1]).unwrap();
+        assert!(
+            torn.contains("bytes left") && !torn.contains("(0 bytes left)"),
+            "{torn}"
+        );
+        assert!(decode_rpc(STREAM_PATH, None, &[0xff, 0xff, 0xff, 0xff]).is_err());
     }
 }

@@ -48,7 +48,7 @@ const IN_FLIGHT: usize = 2;
 const SINGLE_FOR: Duration = Duration::from_secs(30);
 
 /// One RPC of a batch: the v1/v2 route's name and the envelope that route would carry.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct BatchItem {
     pub(crate) rpc: String,
     pub(crate) env: Envelope,

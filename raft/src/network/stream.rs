@@ -55,7 +55,7 @@ pub(crate) struct StreamBatch {
     pub(crate) items: Vec<StreamItem>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct StreamItem {
     pub(crate) id: u64,
     /// The caller's timeout: the peer stops serving the item after it.
