@@ -10,6 +10,16 @@ struct Echo;
 
 const SLOW: u8 = 0xee;
 
+/// A registry with an [`Echo`] open as each of `gids`.
+fn echoes(gids: impl IntoIterator<Item = GroupId>) -> Arc<Registry> {
+    let registry = Arc::new(Registry::default());
+    for g in gids {
+        assert!(registry.reserve(g));
+        registry.publish(g, Arc::new(Echo));
+    }
+    registry
+}
+
 impl GroupHandle for Echo {
     fn call(
         &self,
@@ -46,9 +56,7 @@ impl GroupHandle for Echo {
 
 #[tokio::test]
 async fn envelope_version_group_and_routing_are_checked() {
-    let registry = Arc::new(Registry::default());
-    assert!(registry.reserve(3));
-    registry.publish(3, Arc::new(Echo));
+    let registry = echoes([3]);
     assert!(registry.reserve(5)); // still opening
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -187,11 +195,7 @@ async fn a_stream_coalesces_groups_and_answers_each_as_it_is_ready() {
 /// caller gets its own answer, a slow group delays no other, and what a single route refuses
 /// is refused alike.
 async fn coalesce_and_answer_each(stream: bool) {
-    let registry = Arc::new(Registry::default());
-    for g in 1..=64 {
-        assert!(registry.reserve(g));
-        registry.publish(g, Arc::new(Echo));
-    }
+    let registry = echoes(1..=64);
     let (addr, cancel) = listen(router(registry)).await;
     let (b, metrics) = batchers(stream);
     let peer = b.peer(2, &addr);
@@ -248,9 +252,7 @@ async fn coalesce_and_answer_each(stream: bool) {
 /// A peer of an older release has no batch route: its RPCs go one by one, nothing lost.
 #[tokio::test]
 async fn a_peer_without_batches_gets_single_rpcs() {
-    let registry = Arc::new(Registry::default());
-    assert!(registry.reserve(3));
-    registry.publish(3, Arc::new(Echo));
+    let registry = echoes([3]);
     let old = Router::new()
         .route("/raft/v1/{gid}/{rpc}", post(handle))
         .with_state(registry);
@@ -270,9 +272,7 @@ async fn a_peer_without_batches_gets_single_rpcs() {
 /// A peer of release v3 has batches but no stream: batches go as requests, nothing lost.
 #[tokio::test]
 async fn a_peer_without_streams_gets_batch_requests() {
-    let registry = Arc::new(Registry::default());
-    assert!(registry.reserve(3));
-    registry.publish(3, Arc::new(Echo));
+    let registry = echoes([3]);
     let v3 = Router::new()
         .route(BATCH_PATH, post(batch))
         .route("/raft/v1/{gid}/{rpc}", post(handle))
@@ -299,9 +299,7 @@ async fn a_peer_without_streams_gets_batch_requests() {
 #[tokio::test]
 async fn a_broken_stream_fails_its_calls_and_the_next_call_reopens() {
     let serve_on = |addr: Option<String>| async move {
-        let registry = Arc::new(Registry::default());
-        assert!(registry.reserve(3));
-        registry.publish(3, Arc::new(Echo));
+        let registry = echoes([3]);
         let listener = tokio::net::TcpListener::bind(addr.as_deref().unwrap_or("127.0.0.1:0"))
             .await
             .unwrap();
@@ -359,9 +357,7 @@ async fn a_broken_stream_fails_its_calls_and_the_next_call_reopens() {
 async fn a_stream_item_is_served_within_its_timeout_and_version() {
     use super::super::batch::BatchItem;
     use super::super::stream::{serve_item, StreamItem, PROTO_STREAM};
-    let registry = Arc::new(Registry::default());
-    assert!(registry.reserve(3));
-    registry.publish(3, Arc::new(Echo));
+    let registry = echoes([3]);
     let item = |rpc: &str, payload: Vec<u8>, timeout_ms: u64| StreamItem {
         id: 9,
         timeout_ms,
