@@ -618,6 +618,9 @@ async fn learner_joins_then_leadership_is_transferred() {
     within("promote", g.change_membership([1, 2, 3, 4].into(), false))
         .await
         .unwrap();
+    // The change is committed once 3 of the 4 have it: the new node may still be catching up.
+    let applied = g.status().last_applied.unwrap();
+    c.wait_applied(gid, applied).await;
     let st = c.group(4, gid).status();
     assert_eq!(st.members, c.members);
     assert_eq!(
