@@ -13,7 +13,7 @@ use magnum_proto::{
     shard_of, ClusterId, ClusterTemplate, ClusterView, CommandOk, ProjectId, QueryResult,
     RequestId, ShardCommand, ShardId, ShardQuery, ShardRequest, TemplateId, Timestamp,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub struct Store<'a> {
     backend: &'a dyn Backend,
@@ -324,53 +324,78 @@ impl<'a> Store<'a> {
         Ok(Some(rows))
     }
 
-    /// Every cluster's page in two rounds: each shard's first `limit` keys, then the views of
-    /// the merged page only, so one page of views is built and shipped instead of one per
-    /// shard. `None` when a conductor cannot answer these queries (an older release: 400) or
-    /// a cluster of the page went away between the rounds: a short page would read as the end
-    /// of the list, so the caller asks again in one round.
+    /// Every cluster's page from each shard's first `limit` keys and the views of the first
+    /// few of them (twice a fair share, and two more): the merged page usually finds all its
+    /// views there. The rest are asked by id of the shards that hold them, so one page of
+    /// views is built and shipped instead of one per shard. `None` when a conductor cannot
+    /// answer these queries (an older release: 400) or a cluster of the page went away
+    /// between the rounds: a short page would read as the end of the list, so the caller
+    /// asks again in one round.
     async fn page_by_keys(
         &self,
         after: Option<(Timestamp, ClusterId)>,
         desc: bool,
         limit: u32,
     ) -> Result<Option<Vec<ClusterView>>, ApiError> {
+        let views = limit
+            .div_ceil(self.shards().await?.max(1))
+            .saturating_mul(2)
+            + 2;
         let q = ShardQuery::ClusterKeysPage {
             project: None,
             after,
             desc,
             limit,
+            views,
         };
         let Some(answers) = rejected_as_none(self.backend.query_all(&self.user, &q).await)? else {
             return Ok(None);
         };
         let mut keys = Vec::new();
-        for r in answers {
-            match r {
-                QueryResult::ClusterKeys(k) => keys.extend(k),
+        let mut found: HashMap<ClusterId, ClusterView> = HashMap::new();
+        for (shard, r) in (0..).map(ShardId).zip(answers) {
+            let k = match r {
+                // A conductor from before `views`: keys only.
+                QueryResult::ClusterKeys(k) => k,
+                QueryResult::ClusterKeysAndViews { keys, views } => {
+                    found.extend(views.into_iter().map(|v| (v.cluster.uuid, v)));
+                    keys
+                }
                 other => return Err(unexpected("cluster keys", &other)),
+            };
+            keys.extend(k.into_iter().map(|k| (k, shard)));
+        }
+        sort_listed(&mut keys, |(k, _)| *k, desc);
+        keys.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        // The page's last cluster is the next page's marker: its look-up then asks one shard,
+        // which the uuid says already unless it was made before it could.
+        if let Some(&((_, id), shard)) = keys.last() {
+            if id.shard_hint() != Some(shard) {
+                self.homes.remember(id, shard);
             }
         }
-        sort_listed(&mut keys, |k| *k, desc);
-        keys.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        if keys.is_empty() {
-            return Ok(Some(Vec::new()));
+        let mut missing: BTreeMap<ShardId, Vec<ClusterId>> = BTreeMap::new();
+        for &((_, id), shard) in &keys {
+            if !found.contains_key(&id) {
+                missing.entry(shard).or_default().push(id);
+            }
         }
-        let q = ShardQuery::ClustersById {
-            ids: keys.iter().map(|(_, id)| *id).collect(),
-        };
-        let Some(answers) = rejected_as_none(self.backend.query_all(&self.user, &q).await)? else {
-            return Ok(None);
-        };
-        let mut rows = Vec::with_capacity(keys.len());
-        for r in answers {
-            rows.extend(clusters_of(r)?);
+        let asked = missing.into_iter().map(|(shard, ids)| async move {
+            rejected_as_none(
+                self.backend
+                    .query(&self.user, shard, &ShardQuery::ClustersById { ids })
+                    .await,
+            )
+        });
+        for answer in futures::future::join_all(asked).await {
+            let Some(r) = answer? else {
+                return Ok(None);
+            };
+            found.extend(clusters_of(r)?.into_iter().map(|v| (v.cluster.uuid, v)));
         }
-        if rows.len() != keys.len() {
-            return Ok(None);
-        }
-        sort_listed(&mut rows, |c| (c.cluster.created_at, c.cluster.uuid), desc);
-        Ok(Some(rows))
+        let rows: Option<Vec<ClusterView>> =
+            keys.iter().map(|((_, id), _)| found.remove(id)).collect();
+        Ok(rows)
     }
 
     /// A cluster by uuid or name; 404 when not visible, 409 when the name is ambiguous.
@@ -378,34 +403,15 @@ impl<'a> Store<'a> {
         let me = who.project();
         if let Some(id) = as_uuid(ident) {
             let id = ClusterId(id);
-            let q = ShardQuery::Cluster { id };
-            let home = if who.is_admin() {
-                self.homes.get(id)
+            let found = if who.is_admin() {
+                self.cluster_anywhere(id).await?
             } else {
-                Some(self.shard_of(&me).await?)
+                let shard = self.shard_of(&me).await?;
+                self.cluster_in(shard, id)
+                    .await?
+                    .filter(|v| v.cluster.project_id == me)
             };
-            let results = match home {
-                Some(shard) => vec![(shard, self.query(shard, &q).await?)],
-                None => (0..).map(ShardId).zip(self.query_all(&q).await?).collect(),
-            };
-            for (shard, r) in results {
-                match r {
-                    QueryResult::Cluster(Some(v))
-                        if who.is_admin() || v.cluster.project_id == me =>
-                    {
-                        if who.is_admin() {
-                            self.homes.remember(id, shard);
-                        }
-                        return Ok(*v);
-                    }
-                    QueryResult::Cluster(_) => {}
-                    other => return Err(unexpected("cluster", &other)),
-                }
-            }
-            if who.is_admin() {
-                self.homes.forget(id);
-            }
-            return Err(cluster_not_found(ident));
+            return found.ok_or_else(|| cluster_not_found(ident));
         }
         let mut found: Vec<ClusterView> = self
             .list_clusters(who)
@@ -421,6 +427,48 @@ impl<'a> Store<'a> {
                     .into(),
             )),
         }
+    }
+
+    async fn cluster_in(
+        &self,
+        shard: ShardId,
+        id: ClusterId,
+    ) -> Result<Option<ClusterView>, ApiError> {
+        match self.query(shard, &ShardQuery::Cluster { id }).await? {
+            QueryResult::Cluster(v) => Ok(v.map(|v| *v)),
+            other => Err(unexpected("cluster", &other)),
+        }
+    }
+
+    /// An admin's look-up by uuid alone: the shard remembered from an earlier look-up (whose
+    /// "no such cluster" is final), else the shard the uuid names (`ClusterId::shard_hint`;
+    /// checked, a uuid made elsewhere may carry one by chance), else every shard.
+    async fn cluster_anywhere(&self, id: ClusterId) -> Result<Option<ClusterView>, ApiError> {
+        if let Some(shard) = self.homes.get(id) {
+            let v = self.cluster_in(shard, id).await?;
+            if v.is_none() {
+                self.homes.forget(id);
+            }
+            return Ok(v);
+        }
+        let shards = self.shards().await?;
+        if let Some(shard) = id.shard_hint().filter(|s| s.0 < shards) {
+            if let Some(v) = self.cluster_in(shard, id).await? {
+                return Ok(Some(v));
+            }
+        }
+        let q = ShardQuery::Cluster { id };
+        for (shard, r) in (0..).map(ShardId).zip(self.query_all(&q).await?) {
+            match r {
+                QueryResult::Cluster(Some(v)) => {
+                    self.homes.remember(id, shard);
+                    return Ok(Some(*v));
+                }
+                QueryResult::Cluster(None) => {}
+                other => return Err(unexpected("cluster", &other)),
+            }
+        }
+        Ok(None)
     }
 
     /// Signs a CSR with a cluster's CA on the shard leader.

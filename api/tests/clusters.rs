@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 use common::*;
-use magnum_proto::{OpKind, Step};
+use magnum_proto::{OpKind, ShardId, Step};
 use serde_json::{json, Value};
 
 async fn with_template(h: &Harness) -> Value {
@@ -310,8 +310,17 @@ async fn list_detail_and_tenancy() {
     // Admin sees both projects, merged across shards.
     let r = h.get("/v1/clusters", "admin-token").await;
     assert_eq!(r.body["clusters"].as_array().unwrap().len(), 2);
+    // Its uuid names its shard (project B's, 1 of 4): the admin's look-up asks that one.
+    let lookups = || h.backend.cluster_lookups.lock().unwrap().clone();
+    let before = lookups().len();
     let r = h.get(&format!("/v1/clusters/{b}"), "admin-token").await;
     assert_eq!(r.status, 200);
+    assert_eq!(lookups()[before..], [ShardId(1)]);
+    // A uuid naming a shard that does not hold it: that shard, then every shard, then 404.
+    let stray = format!("{}4d470003", &b[..28]);
+    let r = h.get(&format!("/v1/clusters/{stray}"), "admin-token").await;
+    assert_error(&r, 404, &format!("Cluster {stray} could not be found."));
+    assert_eq!(lookups()[before + 1..], [3, 0, 1, 2, 3].map(ShardId));
 
     // Project B can neither see nor delete project A's cluster.
     let before = h.backend.command_count();

@@ -237,10 +237,10 @@ pub async fn validate_create(
     };
 
     let now = Timestamp::now();
-    let id = ClusterId::new_v4();
+    let project = who.project();
+    let id = ClusterId::in_shard(Store::new(state, who).shard_of(&project).await?);
     let name = nonempty(f.str("name")).unwrap_or_else(|| names::random_name("cluster"));
     let create_timeout = f.int("create_timeout").unwrap_or(v.default_create_timeout);
-    let project = who.project();
     let Some(ct_id) = ct.uuid else {
         return Err(ApiError::Internal("template without uuid".into()));
     };

@@ -34,13 +34,16 @@ pub struct MemBackend {
     pub commands: Mutex<Vec<(ShardId, ShardRequest)>>,
     /// The conductor registry `services()` answers.
     pub services: Mutex<Vec<ServiceRecord>>,
-    /// How old the conductors act: 1 answers the keys-first list queries (`ClusterKeysPage`,
-    /// `ClustersById`) as a release from before them does (400: undecodable), 2 `ClustersPage`
-    /// too; 0 is this release.
+    /// How old the conductors act: 1 ignores `ClusterKeysPage`'s `views` (keys only), 2
+    /// answers the keys-first list queries (`ClusterKeysPage`, `ClustersById`) as a release
+    /// from before them does (400: undecodable), 3 `ClustersPage` too; 0 is this release.
     pub old_conductors: AtomicU8,
     /// When set, `ClustersById` leaves out one cluster it holds, as if it was deleted between
-    /// the rounds of a keys-first list.
+    /// the rounds of a keys-first list, and `ClusterKeysPage` one view (so that its cluster is
+    /// asked by id).
     pub lose_between_rounds: AtomicBool,
+    /// The shard of every `ShardQuery::Cluster` asked (a look-up by uuid).
+    pub cluster_lookups: Mutex<Vec<ShardId>>,
 }
 
 impl MemBackend {
@@ -57,6 +60,7 @@ impl MemBackend {
             services: Mutex::new(Vec::new()),
             old_conductors: AtomicU8::new(0),
             lose_between_rounds: AtomicBool::new(false),
+            cluster_lookups: Mutex::new(Vec::new()),
         }
     }
 
@@ -177,18 +181,35 @@ impl Backend for MemBackend {
         );
         assert!(!self.panic.load(Ordering::SeqCst), "test: query panics");
         let newer_than = match q {
-            ShardQuery::ClusterKeysPage { .. } | ShardQuery::ClustersById { .. } => 1,
-            ShardQuery::ClustersPage { .. } => 2,
+            ShardQuery::ClusterKeysPage { .. } | ShardQuery::ClustersById { .. } => 2,
+            ShardQuery::ClustersPage { .. } => 3,
             _ => u8::MAX,
         };
-        if self.old_conductors.load(Ordering::SeqCst) >= newer_than {
+        let release = self.old_conductors.load(Ordering::SeqCst);
+        if release >= newer_than {
             return Err(BackendError::Rejected(
                 "malformed envelope: unknown variant".into(),
             ));
         }
+        let mut q = q.clone();
+        if let ShardQuery::ClusterKeysPage { views, .. } = &mut q {
+            if release == 1 {
+                *views = 0;
+            }
+        }
+        let q = &q;
+        if let ShardQuery::Cluster { .. } = q {
+            self.cluster_lookups.lock().unwrap().push(shard);
+        }
         let mut r = self.shards[shard.0 as usize].lock().unwrap().ask(q);
-        if let (ShardQuery::ClustersById { .. }, QueryResult::Clusters(views)) = (q, &mut r) {
-            if !views.is_empty() && self.lose_between_rounds.load(Ordering::SeqCst) {
+        if let QueryResult::Clusters(views) | QueryResult::ClusterKeysAndViews { views, .. } =
+            &mut r
+        {
+            let keys_first = matches!(
+                q,
+                ShardQuery::ClustersById { .. } | ShardQuery::ClusterKeysPage { .. }
+            );
+            if keys_first && !views.is_empty() && self.lose_between_rounds.load(Ordering::SeqCst) {
                 views.remove(0);
             }
         }

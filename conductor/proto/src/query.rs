@@ -36,6 +36,11 @@ pub enum ShardQuery {
         after: Option<(Timestamp, ClusterId)>,
         desc: bool,
         limit: u32,
+        /// Also the views of the first `views` keys ([`QueryResult::ClusterKeysAndViews`]):
+        /// a shard's share of a merged page is usually among them, so the page needs no
+        /// second round. Conductors from before it ignore the field and answer keys only.
+        #[serde(default)]
+        views: u32,
     },
     /// The views of those of `ids` this shard holds, in `ids`' order.
     ClustersById {
@@ -83,6 +88,11 @@ pub enum QueryResult {
     Clusters(Vec<ClusterView>),
     /// List keys (`created_at`, uuid) in list order ([`ShardQuery::ClusterKeysPage`]).
     ClusterKeys(Vec<(Timestamp, ClusterId)>),
+    /// [`QueryResult::ClusterKeys`] and the views of the first of them, in the same order.
+    ClusterKeysAndViews {
+        keys: Vec<(Timestamp, ClusterId)>,
+        views: Vec<ClusterView>,
+    },
     Cluster(Option<Box<ClusterView>>),
     CaCert(Option<String>),
     Operations(Vec<Operation>),

@@ -105,12 +105,17 @@ impl Caller {
                 limit,
             },
             Q::ClusterKeysPage {
-                after, desc, limit, ..
+                after,
+                desc,
+                limit,
+                views,
+                ..
             } => Q::ClusterKeysPage {
                 project: mine,
                 after,
                 desc,
                 limit,
+                views,
             },
             Q::Quotas { .. } => Q::Quotas { project: mine },
             Q::Stats { .. } => Q::Stats { project: mine },
@@ -138,6 +143,10 @@ impl Caller {
             (_, QueryResult::Clusters(mut v)) => {
                 v.retain(|c| self.sees(&c.cluster.project_id));
                 QueryResult::Clusters(v)
+            }
+            (_, QueryResult::ClusterKeysAndViews { keys, mut views }) => {
+                views.retain(|c| self.sees(&c.cluster.project_id));
+                QueryResult::ClusterKeysAndViews { keys, views }
             }
             (ShardQuery::CaCert { id, .. }, QueryResult::CaCert(Some(_)))
                 if !st

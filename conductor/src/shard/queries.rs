@@ -49,12 +49,17 @@ impl ShardState {
                 after,
                 desc,
                 limit,
-            } => QueryResult::ClusterKeys(self.clusters_page(
-                project.as_ref(),
-                *after,
-                *desc,
-                *limit,
-            )),
+                views,
+            } => {
+                let keys = self.clusters_page(project.as_ref(), *after, *desc, *limit);
+                match usize::try_from(*views).unwrap_or(usize::MAX) {
+                    0 => QueryResult::ClusterKeys(keys),
+                    n => QueryResult::ClusterKeysAndViews {
+                        views: keys.iter().take(n).filter_map(|k| self.view(k.1)).collect(),
+                        keys,
+                    },
+                }
+            }
             ShardQuery::ClustersById { ids } => {
                 QueryResult::Clusters(ids.iter().filter_map(|id| self.view(*id)).collect())
             }
@@ -128,28 +133,8 @@ impl ShardState {
         desc: bool,
         limit: u32,
     ) -> Vec<(Timestamp, ClusterId)> {
-        let ord = |a: &(Timestamp, ClusterId), b: &(Timestamp, ClusterId)| match desc {
-            false => a.cmp(b),
-            true => b.cmp(a),
-        };
-        let mut keys: Vec<(Timestamp, ClusterId)> = self
-            .rows
-            .clusters()
-            .values()
-            .filter(|c| project.is_none_or(|p| &c.project_id == p))
-            .map(|c| (c.created_at, c.uuid))
-            .filter(|k| after.is_none_or(|a| ord(k, &a) == std::cmp::Ordering::Greater))
-            .collect();
-        let n = usize::try_from(limit).unwrap_or(usize::MAX).min(keys.len());
-        if n == 0 {
-            return Vec::new();
-        }
-        if n < keys.len() {
-            keys.select_nth_unstable_by(n - 1, ord);
-            keys.truncate(n);
-        }
-        keys.sort_unstable_by(ord);
-        keys
+        let n = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.rows.listed(project, after, desc).take(n).collect()
     }
 
     pub fn view(&self, id: ClusterId) -> Option<ClusterView> {

@@ -9,6 +9,8 @@
 //! of each remembered request, and a stored row only from its change until `persist` writes it.
 use magnum_proto::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::ops::Bound;
 
 /// A row key; `persist` turns it into bytes.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,6 +33,20 @@ pub enum Key {
     Tombstone(TombstoneKey),
 }
 
+/// A cluster's place in a list: `created_at`, then uuid.
+pub type ListKey = (Timestamp, ClusterId);
+
+fn project_key(p: &ProjectId) -> u64 {
+    // SipHash with fixed keys: the same on every replica and restart (it is never persisted).
+    let mut h = std::hash::DefaultHasher::new();
+    p.hash(&mut h);
+    h.finish()
+}
+
+fn list_key(c: &Cluster) -> ListKey {
+    (c.created_at, c.uuid)
+}
+
 /// The persisted state of a shard. Reads are plain `&` accessors; writes go through the
 /// mutators below, which mark their row for `take_dirty`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -39,6 +55,12 @@ pub struct Rows {
     owner: Option<NodeId>,
     templates: BTreeMap<TemplateId, ClusterTemplate>,
     clusters: BTreeMap<ClusterId, Cluster>,
+    /// The clusters in list order, so that a page is a range walk rather than a sort of the
+    /// shard under its read lock: all of them, and per project by the project id's hash
+    /// (`project_key`; a walk checks the row's project, so a collision costs a skip only).
+    /// Derived from `clusters`: a row's `created_at` and project never change.
+    listed: BTreeSet<ListKey>,
+    listed_by_project: BTreeSet<(u64, ListKey)>,
     nodegroups: BTreeMap<ClusterId, Vec<NodeGroup>>,
     /// Certificates changed by the command being applied, until written (`None`: deleted).
     unwritten_certs: BTreeMap<ClusterId, Option<ClusterCerts>>,
@@ -81,6 +103,42 @@ impl Rows {
 
     pub fn cluster(&self, id: ClusterId) -> Option<&Cluster> {
         self.clusters.get(&id)
+    }
+
+    /// The clusters after `after` in list order (before it when `desc`), of `project` or all.
+    pub fn listed<'a>(
+        &'a self,
+        project: Option<&'a ProjectId>,
+        after: Option<ListKey>,
+        desc: bool,
+    ) -> Box<dyn Iterator<Item = ListKey> + 'a> {
+        let open = |k: Option<ListKey>| k.map_or(Bound::Unbounded, Bound::Excluded);
+        let (lo, hi) = match desc {
+            false => (open(after), Bound::Unbounded),
+            true => (Bound::Unbounded, open(after)),
+        };
+        let Some(p) = project else {
+            let r = self.listed.range((lo, hi)).copied();
+            return if desc { Box::new(r.rev()) } else { Box::new(r) };
+        };
+        let h = project_key(p);
+        let first = (Timestamp(i64::MIN), ClusterId(uuid::Uuid::nil()));
+        let last = (Timestamp(i64::MAX), ClusterId(uuid::Uuid::max()));
+        let within = |b: Bound<ListKey>, edge: ListKey| match b {
+            Bound::Unbounded => Bound::Included((h, edge)),
+            Bound::Excluded(k) => Bound::Excluded((h, k)),
+            Bound::Included(k) => Bound::Included((h, k)),
+        };
+        let r = self
+            .listed_by_project
+            .range((within(lo, first), within(hi, last)))
+            .map(|(_, k)| *k);
+        let mine = move |k: &ListKey| self.clusters.get(&k.1).is_some_and(|c| &c.project_id == p);
+        if desc {
+            Box::new(r.rev().filter(mine))
+        } else {
+            Box::new(r.filter(mine))
+        }
     }
 
     pub fn all_nodegroups(&self) -> &BTreeMap<ClusterId, Vec<NodeGroup>> {
@@ -183,8 +241,19 @@ impl Rows {
 
     pub(crate) fn insert_cluster(&mut self, c: Cluster) {
         let id = c.uuid;
-        self.clusters.insert(id, c);
+        let keys = (project_key(&c.project_id), list_key(&c));
+        if let Some(old) = self.clusters.insert(id, c) {
+            self.unlist(&old);
+        }
+        self.listed.insert(keys.1);
+        self.listed_by_project.insert(keys);
         self.mark(Key::Cluster(id));
+    }
+
+    fn unlist(&mut self, c: &Cluster) {
+        self.listed.remove(&list_key(c));
+        self.listed_by_project
+            .remove(&(project_key(&c.project_id), list_key(c)));
     }
 
     /// The cluster row, marked changed.
@@ -211,7 +280,9 @@ impl Rows {
 
     /// Drops the cluster and every row it owns.
     pub(crate) fn remove_cluster(&mut self, id: ClusterId) {
-        self.clusters.remove(&id);
+        if let Some(old) = self.clusters.remove(&id) {
+            self.unlist(&old);
+        }
         self.nodegroups.remove(&id);
         self.unwritten_certs.insert(id, None);
         self.trustees.remove(&id);

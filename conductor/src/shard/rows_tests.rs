@@ -448,3 +448,54 @@ fn stored_rows_are_read_from_disk_and_leave_memory() {
     assert!(x.s.rows().cluster(id).is_none());
     assert_eq!(persist::stored_certs(&x.disk, id).unwrap(), None);
 }
+
+/// The list index walks what sorting the clusters would give: after an upsert of a row (its
+/// keys unchanged) and a removal, per project and for all, both ways, from every marker.
+#[test]
+fn listed_is_the_sorted_cut_after_upsert_and_removal() {
+    let t = fixtures::template(&ProjectId::from("p0"));
+    let mut rows = crate::shard::Rows::default();
+    let mut ids = Vec::new();
+    for i in 0..9i64 {
+        let (mut c, _, _) = fixtures::cluster_rows(&t, &format!("c{i}"), 1, 1);
+        c.created_at = Timestamp(100 + i / 2); // pairs share a second
+        c.project_id = ProjectId(format!("p{}", i % 3));
+        ids.push(c.uuid);
+        rows.insert_cluster(c);
+    }
+    let mut again = rows.cluster(ids[4]).unwrap().clone();
+    again.status = ClusterStatus::CREATE_COMPLETE;
+    rows.insert_cluster(again);
+    rows.remove_cluster(ids[7]);
+    for project in [
+        None,
+        Some(ProjectId::from("p1")),
+        Some(ProjectId::from("p9")),
+    ] {
+        let mut all: Vec<_> = rows
+            .clusters()
+            .values()
+            .filter(|c| project.as_ref().is_none_or(|p| &c.project_id == p))
+            .map(|c| (c.created_at, c.uuid))
+            .collect();
+        all.sort();
+        for desc in [false, true] {
+            let order: Vec<_> = match desc {
+                false => all.clone(),
+                true => all.iter().rev().copied().collect(),
+            };
+            for (i, after) in std::iter::once(None)
+                .chain(order.iter().copied().map(Some))
+                .enumerate()
+            {
+                let got: Vec<_> = rows.listed(project.as_ref(), after, desc).collect();
+                assert_eq!(
+                    got,
+                    order[i.min(order.len())..],
+                    "{project:?} {desc} {after:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(rows.listed(None, None, false).count(), 8);
+}

@@ -571,17 +571,27 @@ fn clusters_page_is_the_full_sort_cut_after_the_marker() {
                         "project {project:?} desc {desc} after {after:?} limit {limit}"
                     );
                     // The keys-first pair answers the same page.
-                    let QueryResult::ClusterKeys(keys) = s.ask(&ShardQuery::ClusterKeysPage {
+                    let keys_page = |views| ShardQuery::ClusterKeysPage {
                         project: project.clone(),
                         after,
                         desc,
                         limit,
-                    }) else {
+                        views,
+                    };
+                    let QueryResult::ClusterKeys(keys) = s.ask(&keys_page(0)) else {
                         panic!()
                     };
                     let key_ids: Vec<_> = keys.iter().map(|(_, id)| *id).collect();
                     assert_eq!(key_ids, want, "keys: desc {desc} after {after:?} {limit}");
                     assert!(keys.iter().all(|k| all.contains(k)));
+                    // With the views of the first two: the same keys, and those views.
+                    let QueryResult::ClusterKeysAndViews { keys: k2, views } = s.ask(&keys_page(2))
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(k2, keys);
+                    let view_ids: Vec<_> = views.iter().map(|v| v.cluster.uuid).collect();
+                    assert_eq!(view_ids, want.iter().take(2).copied().collect::<Vec<_>>());
                     let mut asked = key_ids;
                     asked.insert(0, ClusterId::new_v4()); // not in this shard: skipped
                     let by_id = ids(s.ask(&ShardQuery::ClustersById { ids: asked }));
