@@ -885,6 +885,7 @@ async fn run(d: &Deployment, a: &Args, command: &str, raft_args: &str) {
     b.verify_stacks(seeded).await;
     b.memory();
     let idle = b.idle(seeded, seeded_at).await;
+    b.settled_listing(seeded).await;
     if a.in_progress > 0 {
         b.in_progress(&idle).await;
     }
@@ -1141,22 +1142,16 @@ impl<'a> Bench<'a> {
     }
 
     /// Read latencies at this size.
-    async fn reads(&mut self, seeded: usize) {
+    /// The admin's listing of everything, page by page: each page's latency and the count
+    /// checked against `seeded`, reported under `key` (`what` tells the rows apart). Returns
+    /// every listed (uuid, name).
+    async fn admin_listing(
+        &mut self,
+        seeded: usize,
+        key: &str,
+        what: &str,
+    ) -> Vec<(String, String)> {
         let (a, api, admin) = (self.a, &self.api, &self.admin);
-        let mut list = Lat::default();
-        for _ in 0..a.list_samples {
-            let t = &self.tenants[0];
-            list.push(&api.call(t, Method::GET, "/clusters?limit=50", None).await);
-        }
-        let what = format!(
-            "GET /v1/clusters?limit=50 as {} (one project, {} clusters)",
-            self.tenants[0].user,
-            self.per_project()
-        );
-        self.rep
-            .lat("list_project", &what, &list.done(), Some(20.0));
-
-        // The admin's listing of everything, page by page.
         let (mut pages, mut all, mut seen) = (Lat::default(), Vec::new(), HashSet::new());
         let listing = Instant::now();
         let mut listing_ok = true;
@@ -1184,14 +1179,15 @@ impl<'a> Bench<'a> {
         }
         let listing_s = listing.elapsed().as_secs_f64();
         let pages = pages.done();
-        let what = format!(
-            "admin listing, GET /v1/clusters?limit={}&marker=… per page",
+        let row = format!(
+            "admin listing{what}, GET /v1/clusters?limit={}&marker=… per page",
             a.page_size
         );
-        self.rep.lat("list_admin_page", &what, &pages, Some(20.0));
+        self.rep
+            .lat(&format!("{key}_page"), &row, &pages, Some(20.0));
         let count_ok = listing_ok && all.len() == seeded && seen.len() == all.len();
         self.rep.row(
-            "admin listing of everything: pages, time, clusters (distinct)",
+            format!("admin listing{what} of everything: pages, time, clusters (distinct)"),
             format!(
                 "{} pages, {listing_s:.1} s, {} ({})",
                 pages.ms.len() + pages.failed,
@@ -1201,10 +1197,38 @@ impl<'a> Bench<'a> {
             format!("count = {seeded}: {}", yes(count_ok)),
         );
         self.rep.json.insert(
-            "list_admin_all".into(),
+            format!("{key}_all"),
             json!({"pages": pages.ms.len(), "seconds": listing_s, "clusters": all.len(),
                 "distinct": seen.len(), "expected": seeded, "ok": count_ok}),
         );
+        all
+    }
+
+    /// The admin's listing again once the deployment has settled (after the idle window: no
+    /// create finishing, no first health polls writing), apart from the one right after the
+    /// seeding.
+    async fn settled_listing(&mut self, seeded: usize) {
+        self.admin_listing(seeded, "list_admin_settled", " after the idle window")
+            .await;
+    }
+
+    async fn reads(&mut self, seeded: usize) {
+        let (a, api) = (self.a, &self.api);
+        let mut list = Lat::default();
+        for _ in 0..a.list_samples {
+            let t = &self.tenants[0];
+            list.push(&api.call(t, Method::GET, "/clusters?limit=50", None).await);
+        }
+        let what = format!(
+            "GET /v1/clusters?limit=50 as {} (one project, {} clusters)",
+            self.tenants[0].user,
+            self.per_project()
+        );
+        self.rep
+            .lat("list_project", &what, &list.done(), Some(20.0));
+
+        let all = self.admin_listing(seeded, "list_admin", "").await;
+        let (a, api, admin) = (self.a, &self.api, &self.admin);
 
         // Shows of random clusters, as their project and as the admin; their nodegroups.
         let projects = self.tenants.len();

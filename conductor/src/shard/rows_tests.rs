@@ -467,35 +467,42 @@ fn listed_is_the_sorted_cut_after_upsert_and_removal() {
     again.status = ClusterStatus::CREATE_COMPLETE;
     rows.insert_cluster(again);
     rows.remove_cluster(ids[7]);
-    for project in [
-        None,
-        Some(ProjectId::from("p1")),
-        Some(ProjectId::from("p9")),
-    ] {
-        let mut all: Vec<_> = rows
-            .clusters()
-            .values()
-            .filter(|c| project.as_ref().is_none_or(|p| &c.project_id == p))
-            .map(|c| (c.created_at, c.uuid))
-            .collect();
-        all.sort();
-        for desc in [false, true] {
-            let order: Vec<_> = match desc {
-                false => all.clone(),
-                true => all.iter().rev().copied().collect(),
-            };
-            for (i, after) in std::iter::once(None)
-                .chain(order.iter().copied().map(Some))
-                .enumerate()
-            {
-                let got: Vec<_> = rows.listed(project.as_ref(), after, desc).collect();
-                assert_eq!(
-                    got,
-                    order[i.min(order.len())..],
-                    "{project:?} {desc} {after:?}"
-                );
-            }
+    for project in [None, Some("p1"), Some("p9")].map(|p| p.map(ProjectId::from)) {
+        for (desc, after, rest) in list_cuts(&rows, project.as_ref()) {
+            let got: Vec<_> = rows.listed(project.as_ref(), after, desc).collect();
+            assert_eq!(got, rest, "{project:?} {desc} {after:?}");
         }
     }
     assert_eq!(rows.listed(None, None, false).count(), 8);
+}
+
+/// Every cut of `project`'s clusters (all when `None`) in list order, as sorting them gives it:
+/// (desc, marker, the keys after the marker), for no marker and each key as the marker.
+pub(super) fn list_cuts(
+    rows: &crate::shard::Rows,
+    project: Option<&ProjectId>,
+) -> Vec<(
+    bool,
+    Option<crate::shard::rows::ListKey>,
+    Vec<crate::shard::rows::ListKey>,
+)> {
+    let mut all: Vec<_> = rows
+        .clusters()
+        .values()
+        .filter(|c| project.is_none_or(|p| &c.project_id == p))
+        .map(|c| (c.created_at, c.uuid))
+        .collect();
+    all.sort();
+    let mut cuts = Vec::new();
+    for desc in [false, true] {
+        let order: Vec<_> = match desc {
+            false => all.clone(),
+            true => all.iter().rev().copied().collect(),
+        };
+        cuts.push((desc, None, order.clone()));
+        for (i, k) in order.iter().enumerate() {
+            cuts.push((desc, Some(*k), order[i + 1..].to_vec()));
+        }
+    }
+    cuts
 }

@@ -538,65 +538,45 @@ fn clusters_page_is_the_full_sort_cut_after_the_marker() {
         other => panic!("{other:?}"),
     };
     for project in [None, Some(project())] {
-        let mut all: Vec<(Timestamp, ClusterId)> = s
-            .clusters()
-            .values()
-            .filter(|c| project.as_ref().is_none_or(|p| &c.project_id == p))
-            .map(|c| (c.created_at, c.uuid))
-            .collect();
-        all.sort();
-        for desc in [false, true] {
-            let order: Vec<_> = match desc {
-                false => all.clone(),
-                true => all.iter().rev().copied().collect(),
-            };
-            let markers = std::iter::once(None).chain(order.iter().copied().map(Some));
-            for after in markers {
-                let rest: Vec<ClusterId> = order
-                    .iter()
-                    .skip_while(|k| after.is_some_and(|a| **k != a))
-                    .skip(usize::from(after.is_some()))
-                    .map(|(_, id)| *id)
-                    .collect();
-                for limit in [0u32, 1, 2, 5, 100] {
-                    let got = ids(s.ask(&ShardQuery::ClustersPage {
-                        project: project.clone(),
-                        after,
-                        desc,
-                        limit,
-                    }));
-                    let want: Vec<_> = rest.iter().take(limit as usize).copied().collect();
-                    assert_eq!(
-                        got, want,
-                        "project {project:?} desc {desc} after {after:?} limit {limit}"
-                    );
-                    // The keys-first pair answers the same page.
-                    let keys_page = |views| ShardQuery::ClusterKeysPage {
-                        project: project.clone(),
-                        after,
-                        desc,
-                        limit,
-                        views,
-                    };
-                    let QueryResult::ClusterKeys(keys) = s.ask(&keys_page(0)) else {
-                        panic!()
-                    };
-                    let key_ids: Vec<_> = keys.iter().map(|(_, id)| *id).collect();
-                    assert_eq!(key_ids, want, "keys: desc {desc} after {after:?} {limit}");
-                    assert!(keys.iter().all(|k| all.contains(k)));
-                    // With the views of the first two: the same keys, and those views.
-                    let QueryResult::ClusterKeysAndViews { keys: k2, views } = s.ask(&keys_page(2))
-                    else {
-                        panic!()
-                    };
-                    assert_eq!(k2, keys);
-                    let view_ids: Vec<_> = views.iter().map(|v| v.cluster.uuid).collect();
-                    assert_eq!(view_ids, want.iter().take(2).copied().collect::<Vec<_>>());
-                    let mut asked = key_ids;
-                    asked.insert(0, ClusterId::new_v4()); // not in this shard: skipped
-                    let by_id = ids(s.ask(&ShardQuery::ClustersById { ids: asked }));
-                    assert_eq!(by_id, want);
-                }
+        for (desc, after, rest) in super::rows_tests::list_cuts(s.rows(), project.as_ref()) {
+            for limit in [0u32, 1, 2, 5, 100] {
+                let got = ids(s.ask(&ShardQuery::ClustersPage {
+                    project: project.clone(),
+                    after,
+                    desc,
+                    limit,
+                }));
+                let want: Vec<_> = rest.iter().take(limit as usize).map(|k| k.1).collect();
+                assert_eq!(
+                    got, want,
+                    "project {project:?} desc {desc} after {after:?} limit {limit}"
+                );
+                // The keys-first pair answers the same page.
+                let keys_page = |views| ShardQuery::ClusterKeysPage {
+                    project: project.clone(),
+                    after,
+                    desc,
+                    limit,
+                    views,
+                };
+                let QueryResult::ClusterKeys(keys) = s.ask(&keys_page(0)) else {
+                    panic!()
+                };
+                let key_ids: Vec<_> = keys.iter().map(|(_, id)| *id).collect();
+                assert_eq!(key_ids, want, "keys: desc {desc} after {after:?} {limit}");
+                assert!(keys.iter().all(|k| rest.contains(k)));
+                // With the views of the first two: the same keys, and those views.
+                let QueryResult::ClusterKeysAndViews { keys: k2, views } = s.ask(&keys_page(2))
+                else {
+                    panic!()
+                };
+                assert_eq!(k2, keys);
+                let view_ids: Vec<_> = views.iter().map(|v| v.cluster.uuid).collect();
+                assert_eq!(view_ids, want.iter().take(2).copied().collect::<Vec<_>>());
+                let mut asked = key_ids;
+                asked.insert(0, ClusterId::new_v4()); // not in this shard: skipped
+                let by_id = ids(s.ask(&ShardQuery::ClustersById { ids: asked }));
+                assert_eq!(by_id, want);
             }
         }
     }
