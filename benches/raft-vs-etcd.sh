@@ -11,7 +11,8 @@
 # BENCH_PORT_BASE..+263 (default 31500) and stops all of it on exit, failure included.
 # MAGNUM_RAFT_ARGS (e.g. "--election-min-ms 300 --election-max-ms 450") reaches the conductors;
 # the report states the timeouts in force. Takes about 6 minutes on 2 cores (plus the build).
-# The conductors run mutual TLS as deployed; MAGNUM_TLS=0 measures them in plain HTTP.
+# The conductors run mutual TLS as deployed, and etcd does too (between members and to its
+# clients); MAGNUM_TLS=0 measures both in plain HTTP, ETCD_TLS=0 etcd alone.
 # SHARDS (default 16) is the deployment's shard count: "all shards" spreads writes over them.
 set -euo pipefail
 
@@ -61,22 +62,43 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# etcd: 3 members, default timing (heartbeat 100 ms, election 1000 ms), fsync on.
+# etcd: 3 members, default timing (heartbeat 100 ms, election 1000 ms), fsync on. Like the
+# conductors, it runs mutual TLS between members and to its clients (its own CA, certificates
+# made by `magnum manage certs`), unless MAGNUM_TLS=0 or ETCD_TLS=0.
+etcd_tls=${ETCD_TLS:-${MAGNUM_TLS:-1}}
+scheme=http etcd_tls_args=() bench_etcd_args=() curl_tls=()
+if [ "$etcd_tls" != 0 ]; then
+  scheme=https
+  etls=$work/etcd-tls
+  "$bin/magnum" manage certs init --ca-dir "$etls/ca" >/dev/null
+  for n in e1 e2 e3 client; do
+    role=conductor; [ "$n" = client ] && role=operator
+    "$bin/magnum" manage certs issue --ca-dir "$etls/ca" --role "$role" --name "etcd-$n" \
+      --out "$etls/$n" --host "$host" --host localhost >/dev/null
+  done
+  bench_etcd_args=(--etcd-tls-dir "$etls/client")
+  curl_tls=(--cacert "$etls/client/ca.crt" --cert "$etls/client/node.crt" --key "$etls/client/node.key")
+fi
 cluster="" clients=()
 for i in 1 2 3; do
-  cluster+="${cluster:+,}e$i=http://$host:$((etcd_base + 10 + i))"
-  clients+=("http://$host:$((etcd_base + i))")
+  cluster+="${cluster:+,}e$i=$scheme://$host:$((etcd_base + 10 + i))"
+  clients+=("$scheme://$host:$((etcd_base + i))")
 done
 for i in 1 2 3; do
+  if [ "$etcd_tls" != 0 ]; then
+    d=$etls/e$i
+    etcd_tls_args=(--cert-file "$d/node.crt" --key-file "$d/node.key" --trusted-ca-file "$d/ca.crt" --client-cert-auth
+      --peer-cert-file "$d/node.crt" --peer-key-file "$d/node.key" --peer-trusted-ca-file "$d/ca.crt" --peer-client-cert-auth)
+  fi
   etcd --name "e$i" --data-dir "$work/etcd-$i" \
-    --listen-client-urls "http://$host:$((etcd_base + i))" --advertise-client-urls "http://$host:$((etcd_base + i))" \
-    --listen-peer-urls "http://$host:$((etcd_base + 10 + i))" --initial-advertise-peer-urls "http://$host:$((etcd_base + 10 + i))" \
+    --listen-client-urls "$scheme://$host:$((etcd_base + i))" --advertise-client-urls "$scheme://$host:$((etcd_base + i))" \
+    --listen-peer-urls "$scheme://$host:$((etcd_base + 10 + i))" --initial-advertise-peer-urls "$scheme://$host:$((etcd_base + 10 + i))" \
     --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token magnum-bench \
-    --logger zap --log-outputs stderr >"$out/logs/etcd-$i.log" 2>&1 &
+    "${etcd_tls_args[@]}" --logger zap --log-outputs stderr >"$out/logs/etcd-$i.log" 2>&1 &
   etcd_pids+=($!)
 done
 for _ in $(seq 1 100); do
-  curl -fsS "${clients[0]}/health" 2>/dev/null | grep -q '"health":"true"' && break
+  curl -fsS "${curl_tls[@]}" "${clients[0]}/health" 2>/dev/null | grep -q '"health":"true"' && break
   sleep 0.2
 done
 
@@ -89,6 +111,6 @@ MAGNUM_BIN="$bin/magnum" MAGNUM_PORT_BASE=$base MAGNUM_SHARDS=${SHARDS:-16} \
 endpoints=$(IFS=,; echo "${clients[*]}")
 "$bin/raft_vs_etcd" \
   --out "$out" --cluster-dir "$work/magnum" --cluster-script "$root/deploy/local-cluster.sh" \
-  --etcd "$endpoints" --font "$font" \
+  --etcd "$endpoints" "${bench_etcd_args[@]}" --font "$font" \
   --machine "${BENCH_MACHINE:-$(nproc) cores, shared with other builds}" \
-  --command "benches/raft-vs-etcd.sh${*:+ $*}" "$@"
+  --command "${MAGNUM_TLS:+MAGNUM_TLS=$MAGNUM_TLS }${ETCD_TLS:+ETCD_TLS=$ETCD_TLS }benches/raft-vs-etcd.sh${*:+ $*}" "$@"

@@ -154,13 +154,22 @@ const PROCS: &[&str] = &[
     "cloud-sim",
 ];
 
-/// A user logged in to one project; the token is renewed on a 401 (runs outlive tokens).
+/// A user logged in to one project. Runs outlive tokens (an hour, as Keystone's default), so
+/// the token is renewed once older than [`TOKEN_RENEW_AFTER`], as keystoneauth renews one near
+/// its expiry, and again on a 401. A create carries its token to the conductor, which makes
+/// the cluster's trust with it when the create's turn comes: a token accepted minutes before
+/// it expired fails that create ("the requesting user's token is no longer valid").
 struct Tenant {
     user: String,
     project: String,
     project_id: String,
     token: Mutex<String>,
+    issued: Mutex<Instant>,
 }
+
+/// Well inside the hour a token lives, so that a create queued behind a thousand others still
+/// holds a valid one when its trust is made.
+const TOKEN_RENEW_AFTER: Duration = Duration::from_secs(40 * 60);
 
 #[derive(Clone)]
 struct Api {
@@ -185,7 +194,19 @@ impl Api {
             project: project.into(),
             project_id,
             token: Mutex::new(token),
+            issued: Mutex::new(Instant::now()),
         })
+    }
+
+    /// Logs `t` in again; false (the old token kept) when Keystone did not answer.
+    async fn renew(&self, t: &Tenant) -> bool {
+        let Some((fresh, _)) = try_login(&self.http, &self.auth_url, &t.user, &t.project).await
+        else {
+            return false;
+        };
+        *t.token.lock().unwrap() = fresh;
+        *t.issued.lock().unwrap() = Instant::now();
+        true
     }
 
     /// One API call as `t` (`path` below `/v1`), with the latest microversion when `latest`.
@@ -197,6 +218,10 @@ impl Api {
         body: Option<&Value>,
         latest: bool,
     ) -> Answer {
+        let issued = *t.issued.lock().unwrap();
+        if issued.elapsed() > TOKEN_RENEW_AFTER {
+            self.renew(t).await;
+        }
         for attempt in 0..2 {
             let token = t.token.lock().unwrap().clone();
             let mut rq = self
@@ -222,13 +247,8 @@ impl Api {
                 Err(_) => (0, None, String::new()),
             };
             let ms = start.elapsed().as_secs_f64() * 1e3;
-            if status == 401 && attempt == 0 {
-                if let Some((fresh, _)) =
-                    try_login(&self.http, &self.auth_url, &t.user, &t.project).await
-                {
-                    *t.token.lock().unwrap() = fresh;
-                    continue;
-                }
+            if status == 401 && attempt == 0 && self.renew(t).await {
+                continue;
             }
             return Answer {
                 status,

@@ -4,6 +4,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use magnum_proto::{CommandOk, ConductorClient, RequestId, ShardCommand, ShardId, ShardRequest};
 use serde::Serialize;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,9 +32,9 @@ struct EtcdPut<'a> {
 }
 
 impl Target {
-    pub fn etcd(put_urls: Vec<String>) -> Result<Self> {
+    pub fn etcd(put_urls: Vec<String>, tls: Option<&Path>) -> Result<Self> {
         // Same pool shape as ConductorClient's: keep-alive, one connection per busy client.
-        let http = reqwest::Client::builder()
+        let http = etcd_http(tls)?
             .connect_timeout(Duration::from_millis(500))
             .timeout(REQUEST_DEADLINE)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -204,11 +205,28 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// An HTTP client for etcd's gateway: with `tls` (a directory holding `node.crt`, `node.key`
+/// and `ca.crt`) it presents that client certificate and trusts only that CA, as etcd members
+/// run with `--client-cert-auth` require.
+pub fn etcd_http(tls: Option<&Path>) -> Result<reqwest::ClientBuilder> {
+    let b = reqwest::Client::builder();
+    let Some(dir) = tls else {
+        return Ok(b);
+    };
+    let read = |f: &str| {
+        let p = dir.join(f);
+        std::fs::read(&p).with_context(|| format!("reading {}", p.display()))
+    };
+    let mut pem = read("node.crt")?;
+    pem.extend(read("node.key")?);
+    Ok(b.tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&read("ca.crt")?)?)
+        .identity(reqwest::Identity::from_pem(&pem)?))
+}
+
 /// Finds the etcd leader's client URL among `endpoints` (maintenance status of each member).
-pub async fn etcd_leader(endpoints: &[String]) -> Result<String> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
+pub async fn etcd_leader(endpoints: &[String], tls: Option<&Path>) -> Result<String> {
+    let http = etcd_http(tls)?.timeout(Duration::from_secs(2)).build()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         for ep in endpoints {
@@ -233,8 +251,11 @@ pub async fn etcd_leader(endpoints: &[String]) -> Result<String> {
 }
 
 /// `etcdserver` version as its `/version` endpoint reports it.
-pub async fn etcd_version(endpoint: &str) -> Result<String> {
-    let v: serde_json::Value = reqwest::get(format!("{endpoint}/version"))
+pub async fn etcd_version(endpoint: &str, tls: Option<&Path>) -> Result<String> {
+    let http = etcd_http(tls)?.timeout(Duration::from_secs(2)).build()?;
+    let v: serde_json::Value = http
+        .get(format!("{endpoint}/version"))
+        .send()
         .await?
         .json()
         .await?;

@@ -33,6 +33,10 @@ pub struct Args {
     /// Client URLs of the etcd members, comma-separated (http://127.0.0.1:PORT,...).
     #[arg(long, value_delimiter = ',', required = true)]
     etcd: Vec<String>,
+    /// The client certificate (`node.crt`, `node.key`, `ca.crt`) for etcd members that run
+    /// mutual TLS (https URLs), as the conductors do: the like-for-like comparison.
+    #[arg(long)]
+    etcd_tls_dir: Option<PathBuf>,
     /// Which etcd members the clients talk to: the leader (as our clients do), or all of them.
     #[arg(long, default_value = "leader", value_parser = ["leader", "all"])]
     etcd_target: String,
@@ -87,9 +91,10 @@ async fn main() -> Result<()> {
     let window = Duration::from_secs_f64(args.window_s);
     let warmup = Duration::from_secs_f64(args.warmup_s);
 
-    let etcd_version = load::etcd_version(&args.etcd[0]).await?;
+    let etcd_tls = args.etcd_tls_dir.as_deref();
+    let etcd_version = load::etcd_version(&args.etcd[0], etcd_tls).await?;
     let etcd_urls = match args.etcd_target.as_str() {
-        "leader" => vec![load::etcd_leader(&args.etcd).await?],
+        "leader" => vec![load::etcd_leader(&args.etcd, etcd_tls).await?],
         _ => args.etcd.clone(),
     };
     let put_urls: Vec<String> = etcd_urls.iter().map(|u| format!("{u}/v3/kv/put")).collect();
@@ -97,7 +102,10 @@ async fn main() -> Result<()> {
     let mut systems = Vec::new();
     for name in &args.systems {
         systems.push(match name.as_str() {
-            "etcd" => (System::Etcd, Arc::new(Target::etcd(put_urls.clone())?)),
+            "etcd" => (
+                System::Etcd,
+                Arc::new(Target::etcd(put_urls.clone(), etcd_tls)?),
+            ),
             "magnum-1" => (
                 System::Magnum { shards: 1 },
                 Arc::new(Target::magnum(seeds.clone(), vec![ShardId(0)])?),

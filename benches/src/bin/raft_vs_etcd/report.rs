@@ -203,6 +203,10 @@ pub struct Config {
     pub command: String,
     pub etcd_version: String,
     pub etcd_target: String,
+    /// Whether etcd's members and clients ran mutual TLS (`--etcd-tls-dir`).
+    pub etcd_tls: bool,
+    /// Whether the conductors and their clients ran mutual TLS (`MAGNUM_TLS_DIR`).
+    pub magnum_tls: bool,
     pub shards: u32,
     pub value_bytes: usize,
     pub window_s: f64,
@@ -218,6 +222,14 @@ pub struct Report {
     pub timeouts: Timeouts,
     /// Unix time the report was written.
     pub finished_unix_s: u64,
+}
+
+fn tls_words(on: bool) -> &'static str {
+    if on {
+        "mutual TLS between members and to clients"
+    } else {
+        "plain HTTP"
+    }
 }
 
 fn fmt_ratio(r: Option<f64>) -> String {
@@ -247,6 +259,8 @@ impl Report {
                 command: args.command.clone(),
                 etcd_version,
                 etcd_target: args.etcd_target.clone(),
+                etcd_tls: args.etcd_tls_dir.is_some(),
+                magnum_tls: std::env::var_os("MAGNUM_TLS_DIR").is_some(),
                 shards,
                 value_bytes: args.value_bytes,
                 window_s: args.window_s,
@@ -295,9 +309,9 @@ impl Report {
         let mut s = String::new();
         s.push_str(&format!(
             "Committed {}-byte writes on 3 replicas over loopback; machine: {}.\n\
-             etcd {} (3 members, HTTP/JSON gateway `POST /v3/kv/put` to the {}); magnum: 3 \
+             etcd {} (3 members, HTTP/JSON gateway `POST /v3/kv/put` to the {}, {}); magnum: 3 \
              conductors, {} shards, `Canary` command through `ConductorClient` (HTTP/JSON to the \
-             shard leader). Each point: median writes/s of {} rounds of {} s after {} s of \
+             shard leader, {}). Each point: median writes/s of {} rounds of {} s after {} s of \
              warm-up, the rounds of the three systems interleaved; latency percentiles over all \
              rounds; ratios are ours ÷ etcd's at the same concurrency (writes/s: median of the \
              per-round ratios).\n\n",
@@ -309,7 +323,9 @@ impl Report {
             } else {
                 "members round-robin"
             },
+            tls_words(c.etcd_tls),
             c.shards,
+            tls_words(c.magnum_tls),
             c.rounds,
             c.window_s,
             c.warmup_s
