@@ -163,8 +163,18 @@ struct Tenant {
     user: String,
     project: String,
     project_id: String,
-    token: Mutex<String>,
-    issued: Mutex<Instant>,
+    /// The token and when it was issued, replaced together.
+    token: Mutex<(String, Instant)>,
+}
+
+impl Tenant {
+    fn token(&self) -> String {
+        self.token.lock().unwrap().0.clone()
+    }
+
+    fn token_is_old(&self) -> bool {
+        self.token.lock().unwrap().1.elapsed() > TOKEN_RENEW_AFTER
+    }
 }
 
 /// Well inside the hour a token lives, so that a create queued behind a thousand others still
@@ -193,8 +203,7 @@ impl Api {
             user: user.into(),
             project: project.into(),
             project_id,
-            token: Mutex::new(token),
-            issued: Mutex::new(Instant::now()),
+            token: Mutex::new((token, Instant::now())),
         })
     }
 
@@ -204,8 +213,7 @@ impl Api {
         else {
             return false;
         };
-        *t.token.lock().unwrap() = fresh;
-        *t.issued.lock().unwrap() = Instant::now();
+        *t.token.lock().unwrap() = (fresh, Instant::now());
         true
     }
 
@@ -218,12 +226,11 @@ impl Api {
         body: Option<&Value>,
         latest: bool,
     ) -> Answer {
-        let issued = *t.issued.lock().unwrap();
-        if issued.elapsed() > TOKEN_RENEW_AFTER {
+        if t.token_is_old() {
             self.renew(t).await;
         }
         for attempt in 0..2 {
-            let token = t.token.lock().unwrap().clone();
+            let token = t.token();
             let mut rq = self
                 .http
                 .request(method.clone(), format!("{}{path}", self.api))
@@ -932,7 +939,7 @@ impl<'a> Bench<'a> {
             .iter()
             .map(|(u, p)| (u.to_string(), p.to_string()))
             .collect();
-        let token = admin.token.lock().unwrap().clone();
+        let token = admin.token();
         let mine = api
             .http
             .get(format!("{}/auth/projects", api.auth_url))
@@ -1005,7 +1012,7 @@ impl<'a> Bench<'a> {
                 r.status,
                 r.body
             );
-            let token = admin.token.lock().unwrap().clone();
+            let token = admin.token();
             let r = api
                 .http
                 .put(format!(

@@ -262,10 +262,13 @@ pub async fn etcd_version(endpoint: &str, tls: Option<&Path>) -> Result<String> 
     Ok(v["etcdserver"].as_str().unwrap_or("unknown").to_string())
 }
 
+/// Where the operator's certificate lives when the conductors run mutual TLS.
+pub const TLS_DIR_ENV: &str = "MAGNUM_TLS_DIR";
+
 /// The operator certificate of `MAGNUM_TLS_DIR` (local-cluster.sh's openrc sets it) when the
 /// deployment runs mutual TLS; plain otherwise.
 pub fn operator_tls() -> Result<magnum_net::Tls> {
-    Ok(match std::env::var_os("MAGNUM_TLS_DIR") {
+    Ok(match std::env::var_os(TLS_DIR_ENV) {
         Some(dir) => magnum_net::Tls::load(
             std::path::Path::new(&dir),
             magnum_net::Mode::Strict,

@@ -260,7 +260,7 @@ impl Report {
                 etcd_version,
                 etcd_target: args.etcd_target.clone(),
                 etcd_tls: args.etcd_tls_dir.is_some(),
-                magnum_tls: std::env::var_os("MAGNUM_TLS_DIR").is_some(),
+                magnum_tls: std::env::var_os(crate::load::TLS_DIR_ENV).is_some(),
                 shards,
                 value_bytes: args.value_bytes,
                 window_s: args.window_s,
